@@ -1,0 +1,3 @@
+from servepath.cli import main
+
+main()

@@ -1,0 +1,7 @@
+"""Response caches: in-process (LRU + TTL) by default, Redis when configured."""
+
+from __future__ import annotations
+
+from servepath.cache.base import Cache, CacheStatus, NoCache, cache_key, canonical_instance
+
+__all__ = ["Cache", "CacheStatus", "NoCache", "cache_key", "canonical_instance"]

@@ -1,0 +1,88 @@
+"""The Cache protocol the service talks to, and the canonical cache key."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    backend: str  # "memory", "redis", "off"
+    healthy: bool
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "healthy": self.healthy, "detail": self.detail}
+
+
+class Cache(Protocol):
+    """A response cache keyed by :func:`cache_key`. Values are opaque bytes.
+
+    Implementations may raise on failure; the service bounds every call with its cache
+    timeout and serves uncached when a call fails, so a cache can never cause a 5xx.
+    """
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None: ...
+
+    def status(self) -> CacheStatus: ...
+
+
+def _canonical(value: Any) -> Any:
+    # 1, 1.0 and 1e0 are the same feature value; booleans stay booleans.
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        f = float(value)
+        if math.isfinite(f) and f == int(f) and abs(f) < 2**53:
+            return int(f)
+        return repr(f)
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return str(value)
+
+
+def canonical_instance(instance: Mapping[str, Any]) -> bytes:
+    """A byte encoding of one instance that ignores key order and number formatting."""
+    return orjson.dumps(_canonical(instance), option=orjson.OPT_SORT_KEYS)
+
+
+def cache_key(prefix: str, model_name: str, model_version: str, instance: Mapping[str, Any]) -> str:
+    digest = hashlib.blake2b(canonical_instance(instance), digest_size=16).hexdigest()
+    return f"{prefix}:{model_name}:{model_version}:{digest}"
+
+
+class NoCache:
+    """`--cache off`: every lookup misses and nothing is stored."""
+
+    name = "off"
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [None] * len(keys)
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        return None
+
+    def status(self) -> CacheStatus:
+        return CacheStatus(backend="off", healthy=True, detail="caching disabled")

@@ -1,0 +1,1 @@
+"""Models: loading artifacts, their input schema and version, the example model, batching."""

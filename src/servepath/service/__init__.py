@@ -1,0 +1,1 @@
+"""The ASGI application: routes, schemas, middleware, path echo, metrics."""

@@ -1,0 +1,101 @@
+"""The PredictionLog protocol: every prediction the service makes, recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+Route = Literal["decisions", "vertex", "v2"]
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One prediction: one instance of one request. ``(request_id, index)`` is unique."""
+
+    request_id: str
+    index: int
+    ts: float  # unix seconds, when the response was produced
+    route: Route
+    model_name: str
+    model_version: str
+    instance: dict[str, Any]
+    output: dict[str, Any]
+    latency_ms: float  # server time for the whole request
+    cache_hit: bool
+    client_addr: str | None  # the TCP peer as the server saw it, "host:port"
+    forwarded: str | None  # Forwarded / X-Forwarded-For chain, verbatim
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "index": self.index,
+            "ts": self.ts,
+            "route": self.route,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "instance": self.instance,
+            "output": self.output,
+            "latency_ms": self.latency_ms,
+            "cache_hit": self.cache_hit,
+            "client_addr": self.client_addr,
+            "forwarded": self.forwarded,
+        }
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    backend: str  # "sqlite", "postgresql", "off"
+    healthy: bool
+    detail: str = ""
+    queued: int = 0
+    spooled: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "healthy": self.healthy,
+            "detail": self.detail,
+            "queued": self.queued,
+            "spooled": self.spooled,
+        }
+
+
+class PredictionLog(Protocol):
+    """Where the service sends its records. ``record`` must not block the event loop."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    def record(self, records: Sequence[PredictionRecord]) -> None:
+        """Queue records for a batched write; returns at once."""
+
+    async def record_durable(self, records: Sequence[PredictionRecord]) -> None:
+        """Return only once the records are committed (``--durable``)."""
+
+    async def close(self) -> None:
+        """Flush every queued record, then release connections."""
+
+    def status(self) -> StoreStatus: ...
+
+
+class NoLog:
+    """`--store off`: predictions are not recorded."""
+
+    name = "off"
+
+    async def start(self) -> None:
+        return None
+
+    def record(self, records: Sequence[PredictionRecord]) -> None:
+        return None
+
+    async def record_durable(self, records: Sequence[PredictionRecord]) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def status(self) -> StoreStatus:
+        return StoreStatus(backend="off", healthy=True, detail="prediction log disabled")
