@@ -32,3 +32,121 @@ def need_binary(name: str) -> str:
 
 def need_root() -> None:
     need(os.geteuid() == 0, "needs root (ip netns, iptables)")
+
+
+# --- a real `servepath serve` process -------------------------------------------------
+
+import contextlib  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator, Mapping, Sequence  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import httpx  # noqa: E402
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    port: int
+    process: subprocess.Popen[str]
+    data_dir: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+
+def wait_http(
+    url: str,
+    timeout: float = 30,
+    expect: int | None = 200,
+    process: subprocess.Popen[str] | None = None,
+) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise TimeoutError(f"the server exited with code {process.returncode}")
+        try:
+            response = httpx.get(url, timeout=2, trust_env=False)
+            if expect is None or response.status_code == expect:
+                return response
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer {expect} within {timeout}s (last error: {last})")
+
+
+@contextlib.contextmanager
+def serve(
+    tmp_path: Path,
+    *,
+    model: Path | None,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    health: str = "/",
+    wait: bool = True,
+    extra_pythonpath: Sequence[Path] = (),
+) -> Iterator[ServerProcess]:
+    """Run `servepath serve` as a real process on loopback until the block ends (SIGTERM)."""
+    port = port or free_port(host)
+    data_dir = tmp_path / f"data-{port}"
+    log_path = tmp_path / f"server-{port}.log"
+    base_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SERVEPATH_", "AIP_")) and k.lower() not in _PROXY_VARS
+    }
+    base_env["SERVEPATH_DATA_DIR"] = str(data_dir)
+    if extra_pythonpath:
+        base_env["PYTHONPATH"] = os.pathsep.join(str(p) for p in extra_pythonpath)
+    base_env.update(env or {})
+    command = [sys.executable, "-m", "servepath", "serve", "--host", host, "--port", str(port)]
+    if model is not None:
+        command += ["--model", str(model)]
+    command += list(args)
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=base_env, text=True
+        )
+    server = ServerProcess(f"http://{host}:{port}", port, process, data_dir, log_path, base_env)
+    try:
+        if wait:
+            try:
+                wait_http(server.url + health, timeout=60, process=process)
+            except TimeoutError:
+                process.kill()
+                raise RuntimeError(f"server did not become healthy:\n{server.log()}") from None
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")

@@ -1,0 +1,150 @@
+"""`servepath serve`: run the model API."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from servepath.cli._app import EXIT_USAGE, app, base_settings, get_output
+from servepath.config import Settings, serialized_env
+from servepath.errors import ConfigError, ModelLoadError
+from servepath.netdiag.interfaces import answering_addresses, local_addresses, url_for
+from servepath.output import Output
+
+_KIND_NOTE = {
+    "loopback": "this machine only",
+    "private": "internal: reachable inside this network",
+    "cgnat": "carrier-grade NAT: inside the provider's network",
+    "public": "external: reachable from the internet if the firewall allows",
+    "link-local": "this link only",
+}
+
+
+def print_reachable(out: Output, settings: Settings) -> None:
+    addresses = answering_addresses(settings.host, local_addresses())
+    out.print(f"servepath listening on {settings.host}:{settings.port}; reachable at:")
+    for a in addresses:
+        note = _KIND_NOTE.get(a.kind, a.kind)
+        out.print(f"  {url_for(a, settings.port):<40} {a.interface:<10} {a.kind:<9} {note}")
+    if settings.host in ("127.0.0.1", "::1", "localhost"):
+        out.print(
+            "  note: bound to loopback only; other machines and containers cannot reach it. "
+            "Use --host 0.0.0.0 to listen on every interface."
+        )
+    out.print(
+        f"  predict: POST {settings.predict_route}   health: GET {settings.health_route}   "
+        "docs: /docs   metrics: /metrics"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind [default: 0.0.0.0]")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port [default: 8080; env AIP_HTTP_PORT]")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes sharing the port")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model artifact (.joblib scikit-learn, or .onnx) [default: example]"),
+    ] = None,
+    model_name: Annotated[str | None, typer.Option(help="Name the model is served as")] = None,
+    cache: Annotated[
+        str | None, typer.Option(help="Response cache: memory, off, or redis://HOST:PORT/DB")
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option(help="Prediction log: sqlite, off, or postgresql://...")
+    ] = None,
+    durable: Annotated[
+        bool | None, typer.Option("--durable/--no-durable", help="Answer only after the log commit")
+    ] = None,
+    grace_period: Annotated[
+        float | None, typer.Option(help="Seconds to finish in-flight requests on SIGTERM")
+    ] = None,
+    max_body_bytes: Annotated[int | None, typer.Option(help="Largest request body")] = None,
+    max_instances: Annotated[int | None, typer.Option(help="Most instances per request")] = None,
+    path_echo: Annotated[
+        str | None, typer.Option(help="Path-echo route, or 'off' [default: /_path]")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+) -> None:
+    """Serve the model: POST /decisions, GET / health, V2 inference, /metrics, /_path."""
+    out = get_output()
+    try:
+        settings = base_settings().replace(
+            host=host,
+            port=port,
+            workers=workers,
+            model_path=model,
+            model_name=model_name,
+            cache_url=cache,
+            store_url=store,
+            durable=durable,
+            grace_period=grace_period,
+            max_body_bytes=max_body_bytes,
+            max_instances=max_instances,
+            log_level=log_level,
+        )
+        if path_echo is not None:
+            route = None if path_echo.lower() == "off" else path_echo
+            settings = dataclasses.replace(settings, path_echo_route=route)
+    except ConfigError as exc:
+        out.error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from exc
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if settings.model_path is not None and not settings.model_path.is_file():
+        out.error(f"model file {settings.model_path} does not exist")
+        raise typer.Exit(EXIT_USAGE)
+    if settings.model_path is None and not settings.default_model_path.exists():
+        from servepath.model.example import write_example
+
+        out.print(f"training the example model once into {settings.default_model_path} ...")
+        try:
+            accuracy = write_example(settings.default_model_path)
+        except (OSError, ModelLoadError) as exc:
+            out.error(f"cannot write the example model: {exc}")
+            raise typer.Exit(1) from exc
+        out.print(f"example model ready (held-out accuracy {accuracy:.3f})")
+    print_reachable(out, settings)
+    run_server(settings)
+
+
+def run_server(settings: Settings) -> None:
+    import uvicorn
+
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        # The path echo reports the real TCP peer; forwarded headers are reported, not trusted.
+        "proxy_headers": False,
+        "server_header": False,
+        "access_log": False,
+        "log_level": settings.log_level.lower(),
+        "timeout_graceful_shutdown": settings.grace_period,
+    }
+    if settings.workers == 1:
+        from servepath.service.app import create_app
+
+        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        return
+    # Worker processes rebuild the same Settings, and share metrics through files.
+    metrics_dir = tempfile.mkdtemp(prefix="servepath-metrics-")
+    os.environ.update(serialized_env(settings))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    uvicorn.run(
+        "servepath.service.app:app_from_env",
+        factory=True,
+        workers=settings.workers,
+        **common,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,191 @@
+"""The HTTP client `servepath request` (and the doctor) use: proxy-aware, with failures named."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import orjson
+
+from servepath.config import ProxyEnv
+from servepath.netdiag.proxy import ProxyChoice, choose_proxy
+
+FailureKind = Literal[
+    "dns",
+    "refused",
+    "timeout",
+    "tls",
+    "proxy",
+    "http_status",
+    "connection",
+    "protocol",
+    "no_example",
+]
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    url: str
+    ok: bool
+    status: int | None
+    elapsed_ms: float
+    proxy: ProxyChoice
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    failure: FailureKind | None = None
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "ok": self.ok,
+            "status": self.status,
+            "elapsed_ms": round(self.elapsed_ms, 3),
+            "proxy": self.proxy.to_json(),
+            "failure": self.failure,
+            "message": self.message,
+            "headers": self.headers,
+            "body": self.body,
+        }
+
+
+class ExampleUnavailable(Exception):
+    """The server's OpenAPI document has no example for the route."""
+
+
+def classify_exception(exc: Exception) -> tuple[FailureKind, str]:
+    """Name the class of a transport failure the way a person debugging the path needs it."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    text = " / ".join(str(e) for e in chain if str(e))
+    import socket
+    import ssl
+
+    if isinstance(exc, httpx.ProxyError):
+        return "proxy", f"the forward proxy failed: {text}"
+    if (
+        any(isinstance(e, socket.gaierror) for e in chain)
+        or "Name or service not known" in text
+        or "nodename nor servname" in text
+        or "Temporary failure in name resolution" in text
+    ):
+        return "dns", f"the name did not resolve: {text}"
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "SSL" in text or "certificate" in text:
+        return "tls", f"TLS failed: {text}"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return (
+            "timeout",
+            "connecting timed out: no answer (a firewall dropping packets, or no route)",
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return (
+            "timeout",
+            f"the server accepted the connection but did not answer in time ({type(exc).__name__})",
+        )
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "Connection refused" in text:
+        return (
+            "refused",
+            "connection refused: nothing listens on that port, or a firewall rejects it",
+        )
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.LocalProtocolError):
+        return "protocol", f"the server broke the HTTP protocol: {text}"
+    return "connection", text or type(exc).__name__
+
+
+def _client(proxy: ProxyChoice, timeout: float, verify: bool | str = True) -> httpx.Client:
+    return httpx.Client(
+        proxy=proxy.proxy, timeout=timeout, trust_env=False, verify=verify, follow_redirects=False
+    )
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+
+
+def fetch_example(
+    url: str, *, proxy_env: ProxyEnv, proxy: str | None = None, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The example instance the server documents for ``url``'s route, from its OpenAPI."""
+    spec_url = origin(url) + "/openapi.json"
+    choice = choose_proxy(spec_url, proxy_env, proxy)
+    with _client(choice, timeout) as client:
+        response = client.get(spec_url)
+    if response.status_code != 200:
+        raise ExampleUnavailable(f"GET {spec_url} answered {response.status_code}")
+    spec = response.json()
+    path = urlsplit(url).path or "/"
+    paths = spec.get("paths", {})
+    route = path if path in paths else spec.get("x-servepath", {}).get("predict_route", path)
+    try:
+        content = paths[route]["post"]["requestBody"]["content"]["application/json"]
+        return dict(content["example"])
+    except (KeyError, TypeError):
+        raise ExampleUnavailable(f"{spec_url} documents no example for POST {path}") from None
+
+
+def send_request(
+    url: str,
+    payload: Any,
+    *,
+    proxy_env: ProxyEnv,
+    proxy: str | None = None,
+    timeout: float = 10.0,
+    method: str = "POST",
+    headers: dict[str, str] | None = None,
+) -> RequestResult:
+    """Send ``payload`` as JSON and report the outcome; never raises for network failures."""
+    choice = choose_proxy(url, proxy_env, proxy)
+    body = orjson.dumps(payload) if payload is not None else None
+    sent_headers = {"content-type": "application/json", **(headers or {})}
+    start = time.perf_counter()
+    try:
+        with _client(choice, timeout) as client:
+            response = client.request(method, url, content=body, headers=sent_headers)
+    except httpx.HTTPError as exc:
+        kind, message = classify_exception(exc)
+        return RequestResult(
+            url,
+            False,
+            None,
+            (time.perf_counter() - start) * 1000,
+            choice,
+            failure=kind,
+            message=message,
+        )
+    elapsed = (time.perf_counter() - start) * 1000
+    try:
+        parsed: Any = response.json()
+    except ValueError:
+        parsed = response.text[:2000]
+    ok = 200 <= response.status_code < 300
+    message = "" if ok else _status_message(response.status_code, parsed)
+    return RequestResult(
+        url,
+        ok,
+        response.status_code,
+        elapsed,
+        choice,
+        parsed,
+        dict(response.headers),
+        None if ok else "http_status",
+        message,
+    )
+
+
+def _status_message(status: int, body: Any) -> str:
+    detail = body.get("error") if isinstance(body, dict) else None
+    base = f"HTTP {status}"
+    if status in (502, 503, 504):
+        base += (
+            " (a proxy or load balancer could not reach a healthy server behind it)"
+            if status != 503
+            else " (the service is unavailable or not ready yet)"
+        )
+    return f"{base}: {detail}" if detail else base

@@ -1,0 +1,124 @@
+"""Small ASGI primitives: reading a bounded JSON body and sending a response."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from servepath.errors import MalformedJSON, PayloadTooLarge, UnsupportedMediaType
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of a request header (``name`` in lower case)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def header_values(scope: Scope, name: bytes) -> list[str]:
+    return [v.decode("latin-1") for k, v in scope["headers"] if k == name]
+
+
+def check_content_type(scope: Scope) -> None:
+    """Accept JSON, or no declared type at all; reject anything else with 415."""
+    value = header(scope, b"content-type")
+    if value is None:
+        return
+    mime = value.split(";", 1)[0].strip().lower()
+    if mime in ("", "application/json", "*/*") or mime.endswith("+json"):
+        return
+    raise UnsupportedMediaType(value)
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(limit, int(declared))
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(limit, None)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _reject_constant(name: str) -> Any:
+    return float(name.replace("Infinity", "inf").replace("NaN", "nan"))
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a request body. NaN and Infinity literals parse (as floats) so that validation can
+    name the field that holds them, instead of rejecting the whole body as malformed."""
+    if not body.strip():
+        raise MalformedJSON("the body is empty")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            value = json.loads(body, parse_constant=_reject_constant)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise MalformedJSON(str(exc)) from None
+        if _has_nonfinite(value):
+            return value
+        raise MalformedJSON(str(exc)) from None
+
+
+def _has_nonfinite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_nonfinite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_nonfinite(v) for v in value)
+    return False
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: bytes = b"application/json"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def json_response(
+    status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None
+) -> Response:
+    return Response(
+        status,
+        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
+        b"application/json",
+        headers or [],
+    )
+
+
+async def send_response(
+    send: Send, response: Response, extra: list[tuple[bytes, bytes]], head: bool = False
+) -> None:
+    headers = [
+        (b"content-type", response.content_type),
+        (b"content-length", str(len(response.body)).encode()),
+        *response.headers,
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else response.body})

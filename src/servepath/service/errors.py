@@ -1,0 +1,50 @@
+"""The one table that maps servepath errors to HTTP status codes and JSON error bodies."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from servepath.errors import (
+    InvalidInput,
+    MalformedJSON,
+    ModelNotReady,
+    PayloadTooLarge,
+    PredictionFailed,
+    RequestError,
+    TooManyInstances,
+    UnsupportedMediaType,
+)
+from servepath.service.asgi import Response, json_response
+
+log = logging.getLogger(__name__)
+
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (MalformedJSON, 400),
+    (UnsupportedMediaType, 415),
+    (PayloadTooLarge, 413),
+    (TooManyInstances, 413),
+    (InvalidInput, 422),
+    (RequestError, 400),
+    (ModelNotReady, 503),
+    (PredictionFailed, 500),
+)
+
+
+def error_response(exc: Exception, *, v2: bool = False) -> Response:
+    """A JSON error for ``exc``. V2 routes answer bad input with 400, as the protocol says."""
+    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+    body: dict[str, Any]
+    if isinstance(exc, InvalidInput):
+        body = {"error": exc.summary(), "detail": [e.to_json() for e in exc.errors]}
+        if v2:
+            status = 400
+    elif status == 500 and not isinstance(exc, PredictionFailed):
+        log.exception("unhandled error while serving a request", exc_info=exc)
+        body = {"error": "internal server error"}
+    else:
+        body = {"error": str(exc)}
+    headers: list[tuple[bytes, bytes]] = []
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    return json_response(status, body, headers)
