@@ -150,3 +150,45 @@ def serve(
 
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@contextlib.contextmanager
+def tinyproxy(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real forward proxy (Debian's tinyproxy) on loopback; yields its URL and its log file."""
+    binary = need_binary("tinyproxy")
+    port = free_port()
+    log_path = tmp_path / f"tinyproxy-{port}.log"
+    conf = tmp_path / f"tinyproxy-{port}.conf"
+    conf.write_text(
+        f"Port {port}\nListen 127.0.0.1\nTimeout 30\nLogLevel Info\nMaxClients 50\n"
+        'Allow 127.0.0.1\nViaProxyName "tinyproxy"\n'
+    )
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            [binary, "-d", "-c", str(conf)], stdout=log_file, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"tinyproxy did not start: {log_path.read_text()}")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", log_path
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextlib.contextmanager
+def silent_listener() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers (a hung server)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        server.close()

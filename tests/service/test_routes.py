@@ -50,6 +50,7 @@ async def test_health_is_503_until_the_model_has_loaded(example_model_path: Path
         assert (await c.post("/decisions", json={})).status_code == 503
         assert (await c.get("/v2/health/ready")).status_code == 503
         assert (await c.get("/v2/health/live")).status_code == 200
+        assert (await c.get("/openapi.json")).status_code == 503
         release.set()
         for _ in range(200):
             if (await c.get("/")).status_code == 200:

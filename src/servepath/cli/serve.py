@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -119,6 +120,11 @@ def serve(
 
 def run_server(settings: Settings) -> None:
     import uvicorn
+
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was in
+    # place before it started; a no-op handler here turns a clean drain into exit status 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
 
     common = {
         "host": settings.host,

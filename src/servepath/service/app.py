@@ -275,7 +275,9 @@ class ServepathApp:
         return Response(200, self.metrics.render(), METRICS_CONTENT_TYPE)
 
     async def _openapi_json(self, scope: Scope, receive: Receive, ctx: _Ctx) -> Response:
-        if self._openapi is None or self.model is None:
+        # The document describes the model's inputs, so it exists only once the model does.
+        self._ready_model()
+        if self._openapi is None:
             self._openapi = orjson.dumps(build_openapi(self.settings, self.model, __version__))
         return Response(200, self._openapi)
 
