@@ -13,8 +13,16 @@ from servepath.client import classify_exception
 from tests.support import free_port, serve, silent_listener, tinyproxy
 
 runner = CliRunner()
-NO_PROXY_ENV = {"HTTP_PROXY": "", "http_proxy": "", "NO_PROXY": "", "no_proxy": "",
-                "HTTPS_PROXY": "", "https_proxy": "", "ALL_PROXY": "", "all_proxy": ""}
+NO_PROXY_ENV = {
+    "HTTP_PROXY": "",
+    "http_proxy": "",
+    "NO_PROXY": "",
+    "no_proxy": "",
+    "HTTPS_PROXY": "",
+    "https_proxy": "",
+    "ALL_PROXY": "",
+    "all_proxy": "",
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +54,9 @@ def test_request_json_output_carries_request_response_and_time(server) -> None:
 def test_request_sends_data_from_a_file(server, tmp_path: Path) -> None:
     body = tmp_path / "body.json"
     body.write_text(json.dumps({"income": "lots"}))
-    result = runner.invoke(app, ["request", server.url + "/decisions", "--data", str(body)],
-                           env=NO_PROXY_ENV)
+    result = runner.invoke(
+        app, ["request", server.url + "/decisions", "--data", str(body)], env=NO_PROXY_ENV
+    )
     assert result.exit_code == 1
     assert "422" in result.output
     assert "income" in result.output
@@ -60,8 +69,11 @@ def test_request_goes_through_the_forward_proxy_from_http_proxy(server, tmp_path
         result = runner.invoke(app, ["request", server.url + "/decisions", "--json"], env=env)
         assert result.exit_code == 0, result.output
         data = json.loads(result.stdout)
-        assert data["proxy"] == {"url": server.url + "/decisions", "proxy": proxy_url,
-                                 "reason": "HTTP_PROXY"}
+        assert data["proxy"] == {
+            "url": server.url + "/decisions",
+            "proxy": proxy_url,
+            "reason": "HTTP_PROXY",
+        }
         assert data["headers"]["via"].startswith("1.1 tinyproxy")
         assert "Established connection" in proxy_log.read_text()
 
@@ -81,9 +93,17 @@ def test_no_proxy_bypasses_the_proxy(server, tmp_path: Path) -> None:
 def test_explicit_proxy_that_is_down_is_named(server) -> None:
     dead = free_port()
     result = runner.invoke(
-        app, ["request", server.url + "/decisions", "--proxy", f"http://127.0.0.1:{dead}",
-              "--data", "-"],
-        input='{"income": 1}', env=NO_PROXY_ENV,
+        app,
+        [
+            "request",
+            server.url + "/decisions",
+            "--proxy",
+            f"http://127.0.0.1:{dead}",
+            "--data",
+            "-",
+        ],
+        input='{"income": 1}',
+        env=NO_PROXY_ENV,
     )
     assert result.exit_code == 1
     assert "proxy" in result.output.lower()
@@ -102,7 +122,8 @@ def test_a_server_that_never_answers_is_a_timeout() -> None:
         result = runner.invoke(
             app,
             ["request", f"http://127.0.0.1:{port}/decisions", "--timeout", "0.5", "--data", "-"],
-            input="{}", env=NO_PROXY_ENV,
+            input="{}",
+            env=NO_PROXY_ENV,
         )
     assert result.exit_code == 1
     assert "timeout" in result.output

@@ -43,7 +43,9 @@ def test_missing_model_file_is_a_usage_error(tmp_path: Path) -> None:
 
     result = subprocess.run(
         [sys.executable, "-m", "servepath", "serve", "--model", str(tmp_path / "nope.joblib")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "does not exist" in result.stderr
@@ -51,7 +53,9 @@ def test_missing_model_file_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_sigterm_finishes_every_in_flight_request(tmp_path: Path, slow_model: Path) -> None:
     with serve(
-        tmp_path, model=slow_model, args=["--store", "off", "--cache", "off", "--grace-period", "15"],
+        tmp_path,
+        model=slow_model,
+        args=["--store", "off", "--cache", "off", "--grace-period", "15"],
         extra_pythonpath=[TESTS_DIR.parent],
     ) as s:
         results: list[int | str] = []
@@ -83,7 +87,9 @@ def test_sigterm_finishes_every_in_flight_request(tmp_path: Path, slow_model: Pa
 
 def test_new_connections_are_refused_once_draining(tmp_path: Path, slow_model: Path) -> None:
     with serve(
-        tmp_path, model=slow_model, args=["--store", "off", "--cache", "off"],
+        tmp_path,
+        model=slow_model,
+        args=["--store", "off", "--cache", "off"],
         extra_pythonpath=[TESTS_DIR.parent],
     ) as s:
         inflight = threading.Thread(
@@ -100,8 +106,7 @@ def test_new_connections_are_refused_once_draining(tmp_path: Path, slow_model: P
 
 
 def test_metrics_are_summed_over_several_workers(tmp_path: Path, example_model_path: Path) -> None:
-    with serve(tmp_path, model=example_model_path,
-               args=["--workers", "2", "--store", "off"]) as s:
+    with serve(tmp_path, model=example_model_path, args=["--workers", "2", "--store", "off"]) as s:
         # Health answered from one worker; wait until the other has loaded its model too.
         for _ in range(200):
             if all(httpx.get(s.url + "/").status_code == 200 for _ in range(6)):
@@ -115,7 +120,8 @@ def test_metrics_are_summed_over_several_workers(tmp_path: Path, example_model_p
                 pids.add(c.get(s.url + "/_path").json()["pid"])
         text = httpx.get(s.url + "/metrics").text
     match = re.search(
-        r'servepath_http_requests_total\{method="POST",route="/decisions",status="200"\} (\S+)', text
+        r'servepath_http_requests_total\{method="POST",route="/decisions",status="200"\} (\S+)',
+        text,
     )
     assert match, text
     assert float(match.group(1)) == 40.0
@@ -129,5 +135,6 @@ def _example(url: str) -> dict:
     if url not in _examples:
         spec = httpx.get(url + "/openapi.json").json()
         _examples[url] = spec["paths"]["/decisions"]["post"]["requestBody"]["content"][
-            "application/json"]["example"]
+            "application/json"
+        ]["example"]
     return _examples[url]

@@ -156,8 +156,13 @@ def _load_onnx(path: Path, name: str, version: str) -> LoadedModel:
                 matrix = np.array([[p[k] for k in keys] for p in proba])
                 return _classifier_outputs(keys, matrix)
             matrix = np.asarray(proba)
-            names: Sequence[Any] = classes or _classes_from_labels(labels, matrix)
-            return _classifier_outputs(names, matrix)
+            if classes is None and labels is not None:
+                # Without stored class names, the model's own label output names the decision.
+                return [
+                    {"decision": _plain(label), "probability": round(float(row.max()), 6)}
+                    for label, row in zip(np.asarray(labels).reshape(-1), matrix, strict=True)
+                ]
+            return _classifier_outputs(classes or list(range(matrix.shape[1])), matrix)
         first = np.asarray(results[0]).reshape(len(rows), -1)
         return [{"prediction": _plain(v[0])} for v in first]
 
@@ -166,11 +171,6 @@ def _load_onnx(path: Path, name: str, version: str) -> LoadedModel:
     model = LoadedModel(name, version, path, "onnx", schema, outputs, predict_rows)
     _smoke_test(model)
     return model
-
-
-def _classes_from_labels(labels: Any, proba: np.ndarray) -> list[Any]:
-    # Without stored class names, the best available are the class indices.
-    return list(range(proba.shape[1]))
 
 
 def _schema_from_onnx_inputs(inputs: Sequence[Any]) -> InputSchema:

@@ -150,7 +150,7 @@ def schema_from_sklearn(estimator: Any) -> InputSchema:
     names = [str(n) for n in getattr(estimator, "feature_names_in_", [])]
     if not names:
         raise ValueError("the estimator has no feature_names_in_ (fit it on a DataFrame)")
-    categories: dict[str, tuple[str, ...] | None] = {}
+    categories: dict[str, tuple[tuple[str, ...], bool]] = {}  # known values, closed set?
     means: dict[str, float] = {}
     for transformer, columns in _column_transformers(estimator):
         _inspect(transformer, columns, categories, means)
@@ -159,9 +159,9 @@ def schema_from_sklearn(estimator: Any) -> InputSchema:
     features = []
     for name in names:
         if name in categories:
-            cats = categories[name]
-            example: float | str = given.get(name) or (cats[0] if cats else "value")
-            features.append(Feature(name, "category", cats, example))
+            known, closed = categories[name]
+            example: float | str = given.get(name) or (known[0] if known else "value")
+            features.append(Feature(name, "category", known if closed else None, example))
         else:
             example = given.get(name, _round_example(means.get(name, 0.0)))
             features.append(Feature(name, "number", None, example))
@@ -197,7 +197,7 @@ def _column_transformers(estimator: Any) -> list[tuple[Any, list[str]]]:
 def _inspect(
     transformer: Any,
     columns: list[str],
-    categories: dict[str, tuple[str, ...] | None],
+    categories: dict[str, tuple[tuple[str, ...], bool]],
     means: dict[str, float],
 ) -> None:
     from sklearn.pipeline import Pipeline
@@ -212,7 +212,7 @@ def _inspect(
             for column, cats in zip(columns, part.categories_, strict=False):
                 values = tuple(str(c) for c in cats if isinstance(c, str))
                 if len(values) == len(cats):
-                    categories[column] = None if unknown_ok else values
+                    categories[column] = (values, not unknown_ok)
         elif isinstance(part, StandardScaler) and getattr(part, "mean_", None) is not None:
             for column, mean in zip(columns, part.mean_, strict=False):
                 means[column] = float(mean)
