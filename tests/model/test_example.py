@@ -26,7 +26,7 @@ def test_generated_applicants_are_plausible() -> None:
 
 
 def test_model_beats_the_majority_class_clearly() -> None:
-    pipeline, accuracy = train_example(rows=4000)
+    _, accuracy = train_example(rows=4000)
     d = generate_applicants(4000)
     majority = max((d["decision"] == "approve").mean(), (d["decision"] == "decline").mean())
     assert accuracy > majority + 0.05

@@ -97,7 +97,7 @@ def test_onnx_model_serves_the_same_decisions_as_scikit_learn(tmp_path: Path) ->
     sk_proba = pipe.predict_proba(features.iloc[:200]).max(axis=1)
     sk_labels = pipe.predict(features.iloc[:200])
     assert [o["decision"] for o in onnx_out] == list(sk_labels)
-    assert max(abs(o["probability"] - p) for o, p in zip(onnx_out, sk_proba)) < 1e-4
+    assert max(abs(o["probability"] - p) for o, p in zip(onnx_out, sk_proba, strict=True)) < 1e-4
     assert model.predict_rows([EXAMPLE_APPLICANT])[0]["decision"] in ("approve", "decline")
 
 
