@@ -21,6 +21,8 @@ Output = dict[str, Any]
 #: ONNX metadata key under which a schema (``InputSchema.to_json()``) may be stored.
 ONNX_SCHEMA_KEY = "servepath.schema"
 ONNX_CLASSES_KEY = "servepath.classes"
+#: Batches at least this large go to scikit-learn even when a compiled predictor exists.
+LARGE_BATCH = 512
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,16 @@ class LoadedModel:
     schema: InputSchema
     outputs: tuple[str, ...]  # the keys each prediction carries
     predict_rows: Callable[[Sequence[Row]], list[Output]]
+    engine: Literal["sklearn", "compiled", "onnxruntime"] = "sklearn"
+    engine_note: str = ""  # why this engine: what was compiled, or why compiling was not possible
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "format": self.format}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "format": self.format,
+            "engine": self.engine,
+        }
 
 
 def content_version(path: Path) -> str:
@@ -47,8 +56,12 @@ def content_version(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def load_model(path: Path, name: str | None = None) -> LoadedModel:
-    """Load ``path`` by its suffix: ``.onnx`` through onnxruntime, anything else with joblib."""
+def load_model(path: Path, name: str | None = None, *, compile: bool = True) -> LoadedModel:
+    """Load ``path`` by its suffix: ``.onnx`` through onnxruntime, anything else with joblib.
+
+    ``compile``: evaluate supported scikit-learn pipelines with servepath's compiled predictor
+    once it has reproduced the pipeline's probabilities (see ``model/compiled.py``).
+    """
     if not path.exists():
         raise ModelLoadError(str(path), "no such file")
     if not path.is_file():
@@ -57,7 +70,7 @@ def load_model(path: Path, name: str | None = None) -> LoadedModel:
     version = content_version(path)
     if path.suffix.lower() == ".onnx":
         return _load_onnx(path, model_name, version)
-    return _load_sklearn(path, model_name, version)
+    return _load_sklearn(path, model_name, version, compile)
 
 
 def _name_from_path(path: Path) -> str:
@@ -83,7 +96,7 @@ def _plain(value: Any) -> Any:
 # --- scikit-learn -------------------------------------------------------------------
 
 
-def _load_sklearn(path: Path, name: str, version: str) -> LoadedModel:
+def _load_sklearn(path: Path, name: str, version: str, compile: bool) -> LoadedModel:
     import joblib
     import pandas as pd
 
@@ -99,12 +112,29 @@ def _load_sklearn(path: Path, name: str, version: str) -> LoadedModel:
         raise ModelLoadError(str(path), str(exc)) from exc
     columns = list(schema.names)
 
+    engine: Literal["sklearn", "compiled"] = "sklearn"
+    note = "scikit-learn"
     if hasattr(estimator, "predict_proba") and hasattr(estimator, "classes_"):
         classes = list(estimator.classes_)
 
-        def predict_rows(rows: Sequence[Row]) -> list[Output]:
+        def sklearn_proba(rows: Sequence[Row]) -> np.ndarray:
             frame = pd.DataFrame.from_records(rows, columns=columns)
-            return _classifier_outputs(classes, np.asarray(estimator.predict_proba(frame)))
+            return np.asarray(estimator.predict_proba(frame))
+
+        proba = sklearn_proba
+        if compile:
+            compiled, note = _try_compile(estimator, schema, sklearn_proba)
+            if compiled is not None:
+                engine = "compiled"
+                fast = compiled
+
+                def proba(rows: Sequence[Row]) -> np.ndarray:
+                    # scikit-learn's own loops win once a batch is large enough to amortise
+                    # its per-call overhead.
+                    return fast(rows) if len(rows) < LARGE_BATCH else sklearn_proba(rows)
+
+        def predict_rows(rows: Sequence[Row]) -> list[Output]:
+            return _classifier_outputs(classes, proba(rows))
 
         outputs: tuple[str, ...] = ("decision", "probability")
     else:
@@ -115,9 +145,38 @@ def _load_sklearn(path: Path, name: str, version: str) -> LoadedModel:
 
         outputs = ("prediction",)
 
-    model = LoadedModel(name, version, path, "sklearn", schema, outputs, predict_rows)
+    model = LoadedModel(name, version, path, "sklearn", schema, outputs, predict_rows, engine, note)
     _smoke_test(model)
     return model
+
+
+def _try_compile(
+    estimator: Any, schema: InputSchema, reference: Callable[[Sequence[Row]], np.ndarray]
+) -> tuple[Callable[[Sequence[Row]], np.ndarray] | None, str]:
+    from servepath.model.compiled import (
+        TOLERANCE,
+        NotCompilable,
+        compile_pipeline,
+        probe_rows,
+        verify,
+    )
+
+    try:
+        compiled = compile_pipeline(estimator)
+        rows = probe_rows(schema)
+        worst = max(verify(compiled, reference, rows), verify(compiled, reference, rows[:1]))
+    except NotCompilable as exc:
+        log.info("serving with scikit-learn: %s", exc)
+        return None, f"scikit-learn (not compiled: {exc})"
+    except Exception as exc:  # a probe row the pipeline itself rejects, for one
+        log.warning("serving with scikit-learn: compiling failed: %r", exc)
+        return None, f"scikit-learn (compiling failed: {exc})"
+    if not worst <= TOLERANCE:
+        log.warning("serving with scikit-learn: compiled predictor disagreed by %.3g", worst)
+        return None, f"scikit-learn (compiled predictor disagreed by {worst:.3g})"
+    note = f"compiled ({compiled.description}; max |Δp| {worst:.1e} on {len(rows)} probe rows)"
+    log.info("serving with the %s predictor", note)
+    return compiled.predict_proba, note
 
 
 # --- ONNX ---------------------------------------------------------------------------
@@ -168,7 +227,9 @@ def _load_onnx(path: Path, name: str, version: str) -> LoadedModel:
 
     has_proba = any(n in output_names for n in ("probabilities", "output_probability"))
     outputs = ("decision", "probability") if has_proba else ("prediction",)
-    model = LoadedModel(name, version, path, "onnx", schema, outputs, predict_rows)
+    model = LoadedModel(
+        name, version, path, "onnx", schema, outputs, predict_rows, "onnxruntime", "onnxruntime"
+    )
     _smoke_test(model)
     return model
 

@@ -122,7 +122,13 @@ class ServepathApp:
             log.error("model failed to load: %s", exc)
             return
         self._install(model)
-        log.info("model %s version %s ready (%s)", model.name, model.version, model.format)
+        log.info(
+            "model %s version %s ready: %s, served with %s",
+            model.name,
+            model.version,
+            model.format,
+            model.engine_note or model.engine,
+        )
 
     async def startup(self) -> None:
         await self.cache.start()
