@@ -46,10 +46,11 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int | float):
-        f = float(value)
-        if math.isfinite(f) and f == int(f) and abs(f) < 2**53:
-            return int(f)
-        return repr(f)
+        try:
+            f = float(value)
+        except OverflowError:
+            return str(value)
+        return f if math.isfinite(f) else repr(f)
     if isinstance(value, Mapping):
         return {str(k): _canonical(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -63,7 +64,14 @@ def canonical_instance(instance: Mapping[str, Any]) -> bytes:
 
 
 def cache_key(prefix: str, model_name: str, model_version: str, instance: Mapping[str, Any]) -> str:
-    digest = hashlib.blake2b(canonical_instance(instance), digest_size=16).hexdigest()
+    """``prefix:model:version:digest``; equal instances (as :func:`canonical_instance` sees
+    them) share a key, so a new model version never reads an old answer."""
+    if all(type(v) is float or type(v) is str for v in instance.values()):
+        # Validated rows hold only floats and strings: already canonical but for key order.
+        encoded = orjson.dumps(instance, option=orjson.OPT_SORT_KEYS)
+    else:
+        encoded = canonical_instance(instance)
+    digest = hashlib.blake2b(encoded, digest_size=16).hexdigest()
     return f"{prefix}:{model_name}:{model_version}:{digest}"
 
 

@@ -35,8 +35,16 @@ class _Pending:
 class MicroBatcher:
     """Serialises model calls through one thread and merges whatever queued meanwhile."""
 
-    def __init__(self, predict: PredictFn, *, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        predict: PredictFn,
+        *,
+        max_batch: int = 256,
+        on_call: Callable[[float, int], None] | None = None,
+    ) -> None:
+        """``on_call(milliseconds, rows)`` runs on the event loop after each model call."""
         self._predict = predict
+        self._on_call = on_call
         self._max_batch = max(1, max_batch)
         self._queue: deque[_Pending] = deque()
         self._draining = False
@@ -66,6 +74,8 @@ class MicroBatcher:
                 except Exception as exc:
                     await self._isolate(batch, exc)
                     continue
+                if self._on_call is not None:
+                    self._on_call(ms, len(rows))
                 offset = 0
                 for pending in batch:
                     n = len(pending.rows)

@@ -40,9 +40,21 @@ class Feature:
 class InputSchema:
     features: tuple[Feature, ...]
     _by_name: dict[str, Feature] = field(init=False, repr=False, compare=False)
+    _plan: tuple[tuple[str, bool, frozenset[str] | None], ...] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {f.name: f for f in self.features})
+        plan = tuple(
+            (
+                f.name,
+                f.kind == "number",
+                frozenset(f.categories) if f.categories is not None else None,
+            )
+            for f in self.features
+        )
+        object.__setattr__(self, "_plan", plan)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -67,6 +79,33 @@ class InputSchema:
         self, instance: Any, loc: tuple[str | int, ...] = ()
     ) -> tuple[dict[str, float | str] | None, list[FieldError]]:
         """Check one instance; returns the clean row (features in order) or the errors."""
+        # Fast path for the common, valid instance; any doubt goes to the full check below.
+        if type(instance) is dict and len(instance) == len(self._plan):
+            row: dict[str, float | str] = {}
+            try:
+                for name, numeric, allowed in self._plan:
+                    value = instance[name]
+                    kind = type(value)
+                    if numeric:
+                        if kind is float and value - value == 0:  # false for NaN and inf
+                            row[name] = value
+                        elif kind is int and -(2**53) < value < 2**53:
+                            row[name] = float(value)
+                        else:
+                            break
+                    elif kind is str and (allowed is None or value in allowed):
+                        row[name] = value
+                    else:
+                        break
+                else:
+                    return row, []
+            except KeyError:
+                pass
+        return self._validate_each(instance, loc)
+
+    def _validate_each(
+        self, instance: Any, loc: tuple[str | int, ...]
+    ) -> tuple[dict[str, float | str] | None, list[FieldError]]:
         if not isinstance(instance, Mapping):
             kind = type(instance).__name__ if instance is not None else "null"
             return None, [
@@ -84,6 +123,10 @@ class InputSchema:
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     errors.append(
                         FieldError(where, f"expected a number, got {_describe(value)}", "type")
+                    )
+                elif isinstance(value, int) and abs(value) >= 2**53:
+                    errors.append(
+                        FieldError(where, "integer too large to be exact as a number", "range")
                     )
                 elif not math.isfinite(value):
                     errors.append(

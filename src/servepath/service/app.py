@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -109,7 +109,12 @@ class ServepathApp:
 
     def _install(self, model: LoadedModel) -> None:
         self.model = model
-        self.batcher = MicroBatcher(model.predict_rows, max_batch=self.settings.max_batch)
+        name = model.name
+        self.batcher = MicroBatcher(
+            model.predict_rows,
+            max_batch=self.settings.max_batch,
+            on_call=lambda ms, rows: self.metrics.observe_model_call(name, ms / 1000, rows),
+        )
         self.state = "ready"
         self._openapi = None
 
@@ -229,7 +234,7 @@ class ServepathApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         given = header(scope, b"x-request-id")
-        request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = given if given and _REQUEST_ID.match(given) else os.urandom(16).hex()
         ctx = _Ctx(request_id, start)
         method = scope["method"]
         handler, template, allowed = self._resolve(method, scope["path"])
@@ -247,8 +252,7 @@ class ServepathApp:
         ]
         await send_response(send, response, extra, head=method == "HEAD")
         elapsed = time.perf_counter() - start
-        self.metrics.requests.labels(template, method, str(response.status)).inc()
-        self.metrics.latency.labels(template, method).observe(elapsed)
+        self.metrics.observe_request(template, method, response.status, elapsed)
 
     def _not_found(self, method: str, path: str, allowed: list[str]) -> Response:
         if allowed:
@@ -361,7 +365,6 @@ class ServepathApp:
             for i, out in zip(missing, computed, strict=True):
                 outputs[i] = out
             ctx.timings.append(("model", model_ms, None))
-            self.metrics.model_latency.labels(model.name).observe(model_ms / 1000)
             if self.cache.name != "off":
                 items = [
                     (keys[i], orjson.dumps(out)) for i, out in zip(missing, computed, strict=True)
@@ -373,10 +376,11 @@ class ServepathApp:
         ctx.headers.append((b"x-cache", b"HIT" if hits == n else b"MISS"))
         if n > 1:
             ctx.headers.append((b"x-cache-hits", f"{hits}/{n}".encode()))
+        miss = set(missing)
         for i, out in enumerate(done):
-            self.metrics.predictions.labels(
-                model.name, str(out.get("decision", "value")), "hit" if i not in missing else "miss"
-            ).inc()
+            self.metrics.count_prediction(
+                model.name, str(out.get("decision", "value")), "miss" if i in miss else "hit"
+            )
         await self._log(model, route, rows, done, missing, scope, ctx)
         return done
 
@@ -390,13 +394,13 @@ class ServepathApp:
                 )
         except Exception as exc:  # a cache must never fail a prediction
             log.warning("cache lookup failed, serving uncached: %r", exc)
-            self.metrics.cache.labels("error").inc(len(keys))
+            self.metrics.count_cache("error", len(keys))
             return [None] * len(keys)
         hits = sum(v is not None for v in values)
         if hits:
-            self.metrics.cache.labels("hit").inc(hits)
+            self.metrics.count_cache("hit", hits)
         if hits < len(keys):
-            self.metrics.cache.labels("miss").inc(len(keys) - hits)
+            self.metrics.count_cache("miss", len(keys) - hits)
         return values
 
     async def _cache_set(self, items: list[tuple[str, bytes]]) -> None:
@@ -406,7 +410,7 @@ class ServepathApp:
             )
         except Exception as exc:
             log.warning("cache store failed: %r", exc)
-            self.metrics.cache.labels("error").inc(0)
+            self.metrics.count_cache("store_error", len(items))
 
     async def _log(
         self,
@@ -435,8 +439,8 @@ class ServepathApp:
                 route=route,
                 model_name=model.name,
                 model_version=model.version,
-                instance=dict(row),
-                output=dict(out),
+                instance=row,
+                output=out,
                 latency_ms=round(latency, 3),
                 cache_hit=i not in miss,
                 client_addr=peer,

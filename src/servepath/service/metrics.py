@@ -4,6 +4,8 @@ scrape of any worker reports the sum over all of them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -70,6 +72,45 @@ class Metrics:
             ["result"],
             registry=r,
         )
+
+        # labels() hashes and locks on every call; the hot path keeps the children it uses.
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = ("r", route, method, str(status))
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+        child[0].inc()
+        child[1].observe(seconds)
+
+    def count_prediction(self, model: str, decision: str, cache: str) -> None:
+        key = ("p", model, decision, cache)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.predictions.labels(model, decision, cache)
+        child.inc()
+
+    def count_cache(self, result: str, n: int) -> None:
+        key = ("c", result)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.cache.labels(result)
+        child.inc(n)
+
+    def observe_model_call(self, model: str, seconds: float, rows: int) -> None:
+        key = ("m", model)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = (
+                self.model_latency.labels(model),
+                self.batch_size.labels(model),
+            )
+        child[0].observe(seconds)
+        child[1].observe(rows)
 
     def render(self) -> bytes:
         if self.multiprocess:
