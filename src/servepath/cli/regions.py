@@ -1,0 +1,309 @@
+"""`servepath regions`: the region catalogue, the latency model, placement and measurement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, app, get_output
+from servepath.errors import ServepathError
+from servepath.output import Output
+from servepath.regions.catalogue import (
+    Provider,
+    Region,
+    get_region,
+    regions_of,
+    resolve_regions,
+)
+from servepath.regions.measure import (
+    DEFAULT_PORT,
+    MeasureReport,
+    TargetResult,
+    measure,
+    parse_target,
+)
+from servepath.regions.model import DEFAULT_MODEL, latency_matrix
+from servepath.regions.place import RankBy, parse_callers, place
+
+regions_app = typer.Typer(
+    help="Cloud regions: catalogue, latency estimates, placement, and measured RTT.",
+    no_args_is_help=True,
+)
+app.add_typer(regions_app, name="regions")
+
+ProviderOption = Annotated[
+    Provider | None,
+    typer.Option("--provider", help="Only this provider's regions", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+
+
+# Tables with many columns still fit 80 columns: no outer frame, one space between columns.
+_COMPACT: dict[str, Any] = {
+    "box": box.SIMPLE_HEAD,
+    "show_edge": False,
+    "pad_edge": False,
+    "collapse_padding": True,
+}
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _usage_error(out: Output, exc: Exception) -> typer.Exit:
+    out.error(str(exc))
+    return typer.Exit(EXIT_USAGE)
+
+
+def _ms(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+@regions_app.command("list")
+def list_regions(provider: ProviderOption = None, json_out: JsonOption = False) -> None:
+    """List the regions in the catalogue: id, provider, city, country, coordinates."""
+    out = get_output()
+    regions = regions_of(provider)
+    if json_out:
+        out.json(list(regions))
+        return
+    table = Table(title=f"{len(regions)} regions", title_justify="left", **_COMPACT)
+    for column in ("id", "provider", "city", "country"):
+        table.add_column(column)
+    table.add_column("lat", justify="right")
+    table.add_column("lon", justify="right")
+    for r in regions:
+        table.add_row(
+            r.id, r.provider, r.city, r.country, f"{r.latitude:.2f}", f"{r.longitude:.2f}"
+        )
+    out.print(table)
+
+
+@regions_app.command("matrix")
+def matrix(
+    regions: Annotated[
+        str, typer.Option("--regions", help="Comma-separated region ids, e.g. a,b,c")
+    ],
+    json_out: JsonOption = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Also write a heatmap PNG to this file")
+    ] = None,
+) -> None:
+    """Estimated RTT (ms) between every pair of the given regions, from the latency model."""
+    out = get_output()
+    try:
+        chosen = resolve_regions(_split(regions))
+    except ServepathError as exc:
+        raise _usage_error(out, exc) from exc
+    if not chosen:
+        raise _usage_error(out, ValueError("--regions needs at least one region id"))
+    result = latency_matrix(chosen, DEFAULT_MODEL)
+    if plot is not None:
+        from servepath.regions.plot import plot_matrix
+
+        plot_matrix(result, plot)
+    if json_out:
+        data = result.to_json()
+        if plot is not None:
+            data["plot"] = str(plot)
+        out.json(data)
+        return
+    table = Table(title="estimated RTT (ms)", title_justify="left")
+    table.add_column("from \\ to")
+    for r in chosen:
+        table.add_column(r.id, justify="right")
+    for r, row in zip(chosen, result.rtt_ms, strict=True):
+        table.add_row(r.id, *(_ms(v) for v in row))
+    out.print(table)
+    out.print(_model_line())
+    if plot is not None:
+        out.print(f"heatmap written to {plot}")
+
+
+def _model_line() -> str:
+    m = DEFAULT_MODEL
+    return (
+        f"model: RTT ≈ {m.base_ms:g} ms + 2 × great-circle km × {m.stretch:g} ÷ "
+        f"{m.fibre_km_per_ms:g} km/ms ({m.same_region_ms:g} ms within a region); "
+        "an estimate, typically within ±30% of measured medians"
+    )
+
+
+@regions_app.command("place")
+def place_command(
+    callers: Annotated[
+        str,
+        typer.Option(
+            "--callers", help="Where the traffic comes from: REGION=WEIGHT,… (weights are shares)"
+        ),
+    ],
+    candidates: Annotated[
+        str | None,
+        typer.Option("--candidates", help="Comma-separated regions to rank (default: all)"),
+    ] = None,
+    provider: ProviderOption = None,
+    by: Annotated[
+        RankBy,
+        typer.Option(
+            "--by", help="Rank by the weighted mean RTT (then worst caller), or the reverse"
+        ),
+    ] = "mean",
+    top: Annotated[int, typer.Option("--top", min=1, help="Show this many candidates")] = 10,
+    json_out: JsonOption = False,
+) -> None:
+    """Rank candidate regions by the callers' weighted mean RTT and their worst caller's RTT."""
+    out = get_output()
+    try:
+        weights: dict[Region, float] = {}
+        for region_id, weight in parse_callers(callers):
+            region = get_region(region_id)
+            weights[region] = weights.get(region, 0.0) + weight
+        if candidates is not None:
+            pool = resolve_regions(_split(candidates))
+            if provider is not None:
+                pool = [r for r in pool if r.provider == provider]
+        else:
+            pool = list(regions_of(provider))
+        ranked = place(weights, pool, model=DEFAULT_MODEL, by=by)
+    except ServepathError as exc:
+        raise _usage_error(out, exc) from exc
+    shown = ranked[:top]
+    if json_out:
+        out.json(
+            {
+                "by": by,
+                "callers": {r.id: w for r, w in weights.items()},
+                "model": DEFAULT_MODEL.to_json(),
+                "ranking": shown,
+                "candidates": len(ranked),
+            }
+        )
+        return
+    table = Table(
+        title=f"best of {len(ranked)} candidate regions, ranked by {by} RTT (ms)",
+        title_justify="left",
+        **_COMPACT,
+    )
+    table.add_column("#", justify="right")
+    table.add_column("region", no_wrap=True)
+    table.add_column("city", overflow="fold")
+    table.add_column("mean", justify="right")
+    table.add_column("worst", justify="right")
+    table.add_column("worst caller", no_wrap=True)
+    for p in shown:
+        table.add_row(
+            str(p.rank),
+            p.region.id,
+            f"{p.region.city}, {p.region.country}",
+            _ms(p.mean_rtt_ms),
+            _ms(p.worst_rtt_ms),
+            p.worst_caller,
+        )
+    out.print(table)
+    out.print(_model_line())
+
+
+@regions_app.command("measure")
+def measure_command(
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help="HOST[:PORT][@REGION] … ; @REGION names the region the host runs in, "
+            "so its RTT can be set beside the model's estimate",
+            show_default=False,
+        ),
+    ],
+    samples: Annotated[
+        int, typer.Option("--samples", "-n", min=1, max=10_000, help="Handshakes per target")
+    ] = 10,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.001, help="Seconds to wait for each handshake")
+    ] = 1.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.0, help="Seconds between one target's samples")
+    ] = 0.1,
+    from_region: Annotated[
+        str | None,
+        typer.Option("--from", help="The region this machine is in, for the model's estimate"),
+    ] = None,
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="Port for targets that give none")
+    ] = DEFAULT_PORT,
+    json_out: JsonOption = False,
+) -> None:
+    """Measure TCP-connect RTT to endpoints (median, p90, min, loss), gcping-style."""
+    out = get_output()
+    try:
+        parsed = [parse_target(t, port) for t in targets]
+        origin = get_region(from_region) if from_region else None
+        named = {t.region: get_region(t.region) for t in parsed if t.region}
+    except ServepathError as exc:
+        raise _usage_error(out, exc) from exc
+    report = measure(
+        parsed,
+        samples=samples,
+        timeout=timeout,
+        interval=interval,
+        from_region=origin,
+        regions=named,
+        model=DEFAULT_MODEL,
+    )
+    if json_out:
+        out.json(report)
+    else:
+        _print_measurement(out, report)
+    raise typer.Exit(EXIT_PROBLEM if report.all_failed else EXIT_OK)
+
+
+def _print_measurement(out: Output, report: MeasureReport) -> None:
+    origin = f" from {report.from_region}" if report.from_region else ""
+    with_estimates = any(t.estimate_ms is not None for t in report.targets)
+    table = Table(
+        title=f"TCP connect RTT in ms{origin}: {report.samples} samples each, "
+        f"timeout {report.timeout_s:g}s",
+        title_justify="left",
+        **_COMPACT,
+    )
+    table.add_column("target", overflow="fold")
+    table.add_column("status")
+    table.add_column("ok", justify="right")
+    table.add_column("loss", justify="right")
+    for column in ("min", "p50", "p90", *(("model", "×model") if with_estimates else ())):
+        table.add_column(column, justify="right")
+    for t in report.targets:
+        label = t.target.label + (f"@{t.target.region}" if t.target.region else "")
+        row = [
+            label,
+            _status(t),
+            f"{t.stats.ok}/{t.stats.sent}",
+            f"{t.stats.loss_pct:.0f}%",
+            _ms(t.stats.min_ms, 2),
+            _ms(t.stats.median_ms, 2),
+            _ms(t.stats.p90_ms, 2),
+        ]
+        if with_estimates:
+            ratio = t.vs_estimate
+            row += [_ms(t.estimate_ms), "-" if ratio is None else f"{ratio:.2f}"]
+        table.add_row(*row)
+    out.print(table)
+    for t in report.targets:
+        if t.address is not None and t.address != t.target.host:
+            out.print(f"{t.target.label}: connected to {t.address}")
+        if t.detail and t.status != "ok":
+            out.print(f"{t.target.label}: {t.detail}")
+    if with_estimates:
+        out.print(
+            "model = the latency model's estimate from the --from region; ×model = p50 ÷ model"
+        )
+    elif any(t.target.region for t in report.targets):
+        out.print("give --from REGION to set the measurements beside the model's estimate")
+
+
+def _status(t: TargetResult) -> str:
+    colour = {"ok": "green", "lossy": "yellow"}.get(t.status, "red")
+    return f"[{colour}]{t.status}[/]"
