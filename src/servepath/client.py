@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
 
 from servepath.config import ProxyEnv
+from servepath.netdiag.errors_map import HttpErrorKind, classify_http_error
 from servepath.netdiag.proxy import ProxyChoice, choose_proxy
-
-FailureKind = Literal[
-    "dns",
-    "refused",
-    "timeout",
-    "tls",
-    "proxy",
-    "http_status",
-    "connection",
-    "protocol",
-    "no_example",
-]
 
 
 @dataclass(frozen=True)
@@ -35,7 +24,7 @@ class RequestResult:
     proxy: ProxyChoice
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-    failure: FailureKind | None = None
+    failure: HttpErrorKind | None = None
     message: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -54,48 +43,6 @@ class RequestResult:
 
 class ExampleUnavailable(Exception):
     """The server's OpenAPI document has no example for the route."""
-
-
-def classify_exception(exc: Exception) -> tuple[FailureKind, str]:
-    """Name the class of a transport failure the way a person debugging the path needs it."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    text = " / ".join(str(e) for e in chain if str(e))
-    import socket
-    import ssl
-
-    if isinstance(exc, httpx.ProxyError):
-        return "proxy", f"the forward proxy failed: {text}"
-    if (
-        any(isinstance(e, socket.gaierror) for e in chain)
-        or "Name or service not known" in text
-        or "nodename nor servname" in text
-        or "Temporary failure in name resolution" in text
-    ):
-        return "dns", f"the name did not resolve: {text}"
-    if any(isinstance(e, ssl.SSLError) for e in chain) or "SSL" in text or "certificate" in text:
-        return "tls", f"TLS failed: {text}"
-    if isinstance(exc, httpx.ConnectTimeout):
-        return (
-            "timeout",
-            "connecting timed out: no answer (a firewall dropping packets, or no route)",
-        )
-    if isinstance(exc, httpx.TimeoutException):
-        return (
-            "timeout",
-            f"the server accepted the connection but did not answer in time ({type(exc).__name__})",
-        )
-    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "Connection refused" in text:
-        return (
-            "refused",
-            "connection refused: nothing listens on that port, or a firewall rejects it",
-        )
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.LocalProtocolError):
-        return "protocol", f"the server broke the HTTP protocol: {text}"
-    return "connection", text or type(exc).__name__
 
 
 def _client(proxy: ProxyChoice, timeout: float, verify: bool | str = True) -> httpx.Client:
@@ -149,7 +96,7 @@ def send_request(
         with _client(choice, timeout) as client:
             response = client.request(method, url, content=body, headers=sent_headers)
     except httpx.HTTPError as exc:
-        kind, message = classify_exception(exc)
+        kind, message = classify_http_error(exc, proxy=choice.proxy)
         return RequestResult(
             url,
             False,

@@ -11,7 +11,8 @@ import orjson
 import typer
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, app, base_settings, get_output
-from servepath.client import ExampleUnavailable, classify_exception, fetch_example, send_request
+from servepath.client import ExampleUnavailable, fetch_example, send_request
+from servepath.netdiag.errors_map import classify_http_error
 
 
 def _load_data(data: str) -> Any:
@@ -48,7 +49,7 @@ def request(
             out.error(f"{exc}; pass the body with --data FILE")
             raise typer.Exit(EXIT_PROBLEM) from exc
         except httpx.HTTPError as exc:
-            kind, message = classify_exception(exc)
+            kind, message = classify_http_error(exc, proxy=proxy)
             out.error(f"fetching the example from the server's OpenAPI failed ({kind}): {message}")
             out.error(f"to see where the path breaks: servepath doctor {url}")
             raise typer.Exit(EXIT_PROBLEM) from exc
