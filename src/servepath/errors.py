@@ -38,9 +38,7 @@ class MalformedJSON(RequestError):
 
 class UnsupportedMediaType(RequestError):
     def __init__(self, content_type: str) -> None:
-        super().__init__(
-            f"content type {content_type!r} is not supported; send application/json"
-        )
+        super().__init__(f"content type {content_type!r} is not supported; send application/json")
         self.content_type = content_type
 
 
@@ -79,9 +77,7 @@ class InvalidInput(RequestError):
         Exception.__init__(self, self.summary())
 
     def summary(self) -> str:
-        shown = "; ".join(
-            f"{'.'.join(str(p) for p in e.loc)}: {e.msg}" for e in self.errors[:5]
-        )
+        shown = "; ".join(f"{'.'.join(str(p) for p in e.loc)}: {e.msg}" for e in self.errors[:5])
         more = f" (and {len(self.errors) - 5} more)" if len(self.errors) > 5 else ""
         return f"invalid input: {shown}{more}"
 

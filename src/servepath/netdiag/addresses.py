@@ -11,9 +11,7 @@ AddressKind = Literal[
 ]
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_RFC1918 = tuple(
-    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
-)
+_RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 _ULA = ipaddress.ip_network("fc00::/7")
 
 _MEANING: dict[AddressKind, str] = {
