@@ -26,6 +26,8 @@ def _host_matches(host: str, entry: str) -> bool:
     if entry == "*":
         return True
     entry = entry.split(":", 1)[0] if entry.count(":") == 1 else entry
+    if entry.startswith("["):  # [::1] or [::1]:8080
+        entry = entry[1:].partition("]")[0]
     try:
         network = ipaddress.ip_network(entry, strict=False)
     except ValueError:
@@ -40,10 +42,16 @@ def _host_matches(host: str, entry: str) -> bool:
     return host == domain or host.endswith("." + domain)
 
 
+def proxy_url(value: str) -> str:
+    """A proxy as the variables often spell it (``proxy:3128``) as a URL httpx accepts."""
+    value = value.strip()
+    return value if "://" in value else "http://" + value
+
+
 def choose_proxy(url: str, env: ProxyEnv, explicit: str | None = None) -> ProxyChoice:
     """The proxy for ``url``: ``explicit`` wins, then NO_PROXY, then the scheme's variable."""
     if explicit:
-        return ProxyChoice(url, explicit, "--proxy")
+        return ProxyChoice(url, proxy_url(explicit), "--proxy")
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     scheme = parts.scheme.lower()
@@ -52,9 +60,9 @@ def choose_proxy(url: str, env: ProxyEnv, explicit: str | None = None) -> ProxyC
             if _host_matches(host, entry):
                 return ProxyChoice(url, None, f"NO_PROXY entry {entry.strip()!r} matches {host}")
     if scheme == "https" and env.https:
-        return ProxyChoice(url, env.https, "HTTPS_PROXY")
+        return ProxyChoice(url, proxy_url(env.https), "HTTPS_PROXY")
     if scheme == "http" and env.http:
-        return ProxyChoice(url, env.http, "HTTP_PROXY")
+        return ProxyChoice(url, proxy_url(env.http), "HTTP_PROXY")
     if env.all:
-        return ProxyChoice(url, env.all, "ALL_PROXY")
+        return ProxyChoice(url, proxy_url(env.all), "ALL_PROXY")
     return ProxyChoice(url, None, "no proxy variable applies")

@@ -1,0 +1,121 @@
+"""`servepath dns`: the system resolver and named resolvers, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
+from servepath.errors import ServepathError
+
+if TYPE_CHECKING:
+    from servepath.netdiag.dns import DnsReport
+    from servepath.output import Output
+
+_STYLE = {
+    "ok": "green",
+    "nxdomain": "yellow",
+    "no_answer": "yellow",
+    "servfail": "red",
+    "refused": "red",
+    "timeout": "red",
+    "error": "red",
+}
+
+
+@app.command()
+def dns(
+    name: Annotated[
+        str, typer.Argument(help="The name to resolve (an IP literal is not resolved)")
+    ],
+    rrtype: Annotated[
+        str, typer.Option("--type", "-t", help="Record type: A, AAAA, CNAME, MX, TXT, NS, ...")
+    ] = "A",
+    resolver: Annotated[
+        list[str] | None,
+        typer.Option("--resolver", "-r", help="Also ask this nameserver: IP or IP:PORT (repeat)"),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each resolver")] = 2.0,
+    system: Annotated[
+        bool,
+        typer.Option(
+            "--system/--no-system",
+            help="Ask the system resolver too: getaddrinfo and each resolv.conf nameserver",
+        ),
+    ] = True,
+    resolv_conf: Annotated[
+        Path, typer.Option(help="The resolv.conf whose nameservers are the system's")
+    ] = Path("/etc/resolv.conf"),
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Resolve NAME with every resolver at once: answers, TTLs, CNAME chain, time, agreement.
+
+    Exit 0 when every resolver answered and they agree, 1 otherwise.
+    """
+    from servepath.netdiag.dns import ResolverSpecError, parse_nameserver, probe_dns
+
+    out = get_output()
+    try:
+        servers = [parse_nameserver(spec) for spec in resolver or []]
+    except ResolverSpecError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--resolver") from exc
+    if timeout <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--timeout")
+    if not system and not servers:
+        raise typer.BadParameter("--no-system needs at least one --resolver")
+    try:
+        report = probe_dns(
+            name,
+            rrtype,
+            resolvers=servers,
+            system=system,
+            resolv_conf=resolv_conf,
+            timeout=timeout,
+        )
+    except ServepathError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if json_out:
+        out.json(report)
+    else:
+        render(out, report)
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_PROBLEM)
+
+
+def render(out: Output, report: DnsReport) -> None:
+    if report.literal:
+        out.print(report.verdict)
+        return
+    table = Table(title=f"{report.name} {report.rrtype}", title_justify="left")
+    table.add_column("resolver", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("answer", no_wrap=True)
+    table.add_column("ttl", justify="right", no_wrap=True)
+    table.add_column("ms", justify="right", no_wrap=True)
+    for a in report.answers:
+        style = _STYLE.get(a.outcome, "")
+        resolver = a.resolver
+        if a.source == "resolv.conf":
+            resolver += " (resolv.conf)"
+        table.add_row(
+            resolver,
+            f"[{style}]{a.outcome}[/]",
+            "\n".join(a.values) or "-",
+            "-" if a.ttl is None else str(a.ttl),
+            f"{a.elapsed_ms:.1f}",
+        )
+    out.print(table)
+    chains = {a.cname_chain for a in report.answers if a.cname_chain}
+    for chain in sorted(chains):
+        who = [a.resolver for a in report.answers if a.cname_chain == chain]
+        whom = "" if len(chains) == 1 else f" ({', '.join(who)})"
+        out.print(f"CNAME chain{whom}: {' → '.join(chain)}")
+    for a in report.answers:
+        if a.outcome != "ok":
+            out.print(f"{a.resolver}: {a.detail}")
+    mark = "[green]agree[/]" if report.agree else "[red]problem[/]"
+    out.print(f"{mark}: {report.verdict}")
+    for note in report.notes:
+        out.print(f"note: {note}")
