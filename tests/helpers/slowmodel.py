@@ -13,20 +13,20 @@ class SlowClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def __init__(self, delay: float = 0.5) -> None:
         self.delay = delay
 
-    def fit(self, X, y):  # noqa: N803
+    def fit(self, X, y):
         self.classes_ = np.unique(y)
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
         return self
 
-    def predict_proba(self, X):  # noqa: N803
+    def predict_proba(self, X):
         time.sleep(self.delay)
         proba = np.zeros((len(X), len(self.classes_)))
         proba[:, 0] = 0.75
         proba[:, 1:] = 0.25 / max(1, len(self.classes_) - 1)
         return proba
 
-    def predict(self, X):  # noqa: N803
+    def predict(self, X):
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 

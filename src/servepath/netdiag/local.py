@@ -1,0 +1,129 @@
+"""`servepath doctor --local PORT`: the server's side of the path, run on the VM or in the
+container. Is anything listening on PORT, on which addresses, which process, inside a
+container or not, which host ports map to it, and does the local health route answer?"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from servepath.netdiag.causes import Cause, explain
+from servepath.netdiag.container import detect_container
+from servepath.netdiag.doctor import DoctorReport, Stage, StageStatus
+from servepath.netdiag.listen import PortListenReport, inspect_port
+
+
+def _health_url(report: PortListenReport, port: int) -> str:
+    addresses = report.bind_addresses
+    for address in addresses:
+        if address in ("0.0.0.0", "::", "127.0.0.1", "::1"):
+            return f"http://{'[::1]' if address in ('::', '::1') else '127.0.0.1'}:{port}/"
+    address = addresses[0]
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{port}/"
+
+
+def diagnose_local(
+    port: int,
+    listen: PortListenReport,
+    in_container: dict[str, Any],
+    health: tuple[int | None, str],
+    elapsed_s: float,
+) -> DoctorReport:
+    """Stages and verdict from what was read locally: no I/O."""
+    stages: list[Stage] = []
+    failed: tuple[str, Cause, dict[str, Any]] | None = None
+
+    def add(
+        name: str,
+        state: StageStatus,
+        summary: str,
+        data: dict[str, Any] | None = None,
+        cause: Cause | None = None,
+        **ctx: Any,
+    ) -> None:
+        nonlocal failed
+        stages.append(Stage(name, state, summary, data or {}))
+        if state == "fail" and failed is None and cause is not None:
+            failed = (name, cause, ctx)
+
+    base: dict[str, Any] = {"port": port, "url": f"local:{port}"}
+    data = listen.to_json()
+    if not listen.listening:
+        add("listening", "fail", f"nothing listens on tcp port {port}", data, "not_listening")
+    else:
+        add("listening", "ok", f"tcp port {port}: {', '.join(listen.processes) or '?'}", data)
+    if listen.listening:
+        bound = ", ".join(listen.bind_addresses)
+        if listen.loopback_only:
+            add(
+                "bind",
+                "fail",
+                f"bound to {bound} only: unreachable from other hosts",
+                data,
+                "bound_to_loopback",
+                bound=bound,
+                process=", ".join(listen.processes) or "the process",
+            )
+        else:
+            add("bind", "ok", f"bound to {bound}", data)
+    else:
+        add("bind", "skip", "nothing bound")
+    runtime = in_container.get("runtime")
+    where = f"in a container ({runtime})" if in_container.get("in_container") else "on the host"
+    add("container", "ok", f"this machine runs {where}", in_container)
+    mappings = [m for m in listen.mappings if m.target_port == port or m.covers(port)]
+    if mappings:
+        add(
+            "mapping",
+            "ok",
+            "; ".join(m.describe() for m in mappings),
+            {"mappings": [m.to_json() for m in mappings]},
+        )
+    else:
+        note = listen.forwarder or "no docker-proxy or NAT rule maps another port here"
+        add("mapping", "skip", note)
+    status, detail = health
+    if not listen.listening:
+        add("health", "skip", "nothing to ask")
+    elif status == 200:
+        add("health", "ok", detail)
+    else:
+        add(
+            "health",
+            "fail",
+            detail,
+            None,
+            "http_error",
+            status=status or "no answer",
+            route="/",
+            detail=detail,
+            request_id="?",
+        )
+    name: str | None = None
+    cause: Cause = "ok"
+    extra: dict[str, Any] = {}
+    if failed is not None:
+        name, cause, extra = failed
+    return DoctorReport(
+        f"local:{port}", tuple(stages), name, cause, explain(cause, {**base, **extra}), elapsed_s
+    )
+
+
+def run_local_doctor(port: int, *, timeout: float = 2.0) -> DoctorReport:
+    started = time.perf_counter()
+    listen = inspect_port(port, udp=False)
+    health: tuple[int | None, str] = (None, "not asked")
+    if listen.listening:
+        url = _health_url(listen, port)
+        try:
+            with httpx.Client(timeout=timeout, trust_env=False) as client:
+                response = client.get(url)
+            health = (response.status_code, f"GET {url} -> {response.status_code}")
+        except httpx.HTTPError as exc:
+            health = (None, f"GET {url} failed: {exc}")
+    return diagnose_local(
+        port, listen, detect_container().to_json(), health, time.perf_counter() - started
+    )
