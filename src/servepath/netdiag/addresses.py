@@ -42,6 +42,12 @@ class AddressInfo:
         }
 
 
+def _is_private(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv4Address):
+        return any(ip in n for n in _RFC1918)
+    return ip in _ULA
+
+
 def classify_address(address: str) -> AddressInfo:
     """Classify an IPv4 or IPv6 literal (zone ids like ``fe80::1%eth0`` allowed)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -58,9 +64,7 @@ def classify_address(address: str) -> AddressInfo:
         kind = "multicast"
     elif isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
         kind = "cgnat"
-    elif isinstance(ip, ipaddress.IPv4Address) and any(ip in n for n in _RFC1918):
-        kind = "private"
-    elif isinstance(ip, ipaddress.IPv6Address) and ip in _ULA:
+    elif _is_private(ip):
         kind = "private"
     elif ip.is_global:
         kind = "public"
