@@ -1,0 +1,272 @@
+"""deploy/nginx/servepath.conf run by the real nginx in front of two real `servepath serve`.
+
+The shipped file is used as it is, except for the three things that must differ on a test
+machine: the upstream servers become loopback ports, the listen port a free one, the log paths
+a temporary directory.
+
+(`servepath doctor` through this stack is tested with the doctor command.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from servepath.config import DEFAULT_MAX_BODY_BYTES
+from tests.deploy.artifacts import VERTEX, NginxConfig, render_nginx
+from tests.helpers.slowmodel import write_slow_model
+from tests.support import TESTS_DIR, ServerProcess, free_port, need_binary, serve, wait_http
+
+pytestmark = pytest.mark.timeout(120)
+
+REQUEST = json.loads((VERTEX / "request.json").read_text())
+
+
+@dataclass
+class Stack:
+    url: str
+    servers: list[ServerProcess]
+    nginx: subprocess.Popen[bytes]
+    logs: Path
+
+    def error_log(self) -> str:
+        return (self.logs / "error.log").read_text(errors="replace")
+
+    def access_log(self) -> str:
+        return (self.logs / "access.log").read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def nginx_stack(
+    tmp_path: Path, model: Path, extra_pythonpath: Sequence[Path] = ()
+) -> Iterator[Stack]:
+    nginx = need_binary("nginx")
+    config = NginxConfig.read()
+    with contextlib.ExitStack() as stack:
+        servers = [
+            stack.enter_context(
+                serve(
+                    tmp_path,
+                    model=model,
+                    args=["--store", "off", "--cache", "off"],
+                    wait=False,
+                    extra_pythonpath=extra_pythonpath,
+                )
+            )
+            for _ in config.upstream_servers
+        ]
+        for server in servers:  # started together, waited for together
+            wait_http(server.url + "/", timeout=60, process=server.process)
+        workdir = tmp_path / "nginx"
+        workdir.mkdir()
+        port = free_port()
+        main = render_nginx(
+            config, upstream_ports=[s.port for s in servers], listen_port=port, workdir=workdir
+        )
+        base = [nginx, "-p", str(workdir), "-e", str(workdir / "logs" / "startup.log")]
+        check = subprocess.run(
+            [*base, "-t", "-c", str(main)], capture_output=True, text=True, timeout=30
+        )
+        assert check.returncode == 0, check.stderr
+        with (workdir / "logs" / "stderr.log").open("wb") as out:
+            process = subprocess.Popen(
+                [*base, "-c", str(main), "-g", "daemon off;"], stdout=out, stderr=out
+            )
+
+        def stop() -> None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGQUIT)
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+        stack.callback(stop)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/_nginx/health", timeout=10)
+        yield Stack(url, servers, process, workdir / "logs")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, example_model_path: Path) -> Iterator[Stack]:
+    with nginx_stack(tmp_path_factory.mktemp("nginx-stack"), example_model_path) as running:
+        yield running
+
+
+@pytest.fixture
+def client(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, trust_env=False, timeout=10) as c:
+        yield c
+
+
+def test_requests_are_spread_over_both_replicas(stack: Stack, client: httpx.Client) -> None:
+    pids = [client.get("/_path").json()["pid"] for _ in range(40)]
+    counts = {server.process.pid: pids.count(server.process.pid) for server in stack.servers}
+    assert sum(counts.values()) == 40, f"answers from unknown processes: {set(pids)}"
+    assert all(n >= 16 for n in counts.values()), counts
+
+
+def test_predictions_pass_through_with_request_id_and_timing(client: httpx.Client) -> None:
+    response = client.post("/decisions", json=REQUEST)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == len(REQUEST["instances"])
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+    assert "total;dur=" in response.headers["server-timing"]
+
+
+def test_forwarded_chain_and_request_id_reach_the_replica(client: httpx.Client) -> None:
+    response = client.get(
+        "/_path",
+        headers={
+            "X-Forwarded-For": "198.51.100.7",
+            "Via": "1.1 laptop-proxy",
+            "X-Request-ID": "deploy-test-42",
+        },
+    )
+    echo = response.json()
+    assert echo["x_forwarded_for"] == "198.51.100.7, 127.0.0.1"
+    assert echo["chain"] == ["198.51.100.7", "127.0.0.1"]
+    assert echo["original_client"] == "198.51.100.7"
+    assert echo["via"] == ["1.1 laptop-proxy", f"1.1 {socket.gethostname()}"]
+    assert echo["x_forwarded_proto"] == "http"
+    host = client.base_url.host
+    assert echo["x_forwarded_host"] == f"{host}:{client.base_url.port}"
+    assert echo["x_real_ip"] == "127.0.0.1"
+    assert echo["peer"]["address"] == "127.0.0.1"  # the replica's TCP peer is nginx
+    assert echo["request_id"] == "deploy-test-42"
+    assert response.headers["x-request-id"] == "deploy-test-42"
+
+
+def test_without_a_request_id_nginx_makes_one_the_replica_uses(client: httpx.Client) -> None:
+    for sent in ({}, {"X-Request-ID": "has spaces, so servepath would refuse it"}):
+        response = client.get("/_path", headers=sent)
+        made = response.json()["request_id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", made), made
+        assert response.headers["x-request-id"] == made
+
+
+def test_body_limit_is_the_services_limit_to_the_byte(client: httpx.Client) -> None:
+    payload = json.dumps(REQUEST).encode()
+    at_limit = payload + b" " * (DEFAULT_MAX_BODY_BYTES - len(payload))
+    headers = {"Content-Type": "application/json"}
+    accepted = client.post("/decisions", content=at_limit, headers=headers)
+    assert accepted.status_code == 200, accepted.text
+    over = client.post("/decisions", content=at_limit + b" ", headers=headers)
+    assert over.status_code == 413
+    assert over.headers["content-type"] == "application/json"
+    assert over.json()["request_id"] == over.headers["x-request-id"]
+
+
+def test_metrics_are_served_to_private_and_loopback_callers(client: httpx.Client) -> None:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert "servepath" in response.text
+
+
+@dataclass
+class Tally:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: int = 0
+    killed_at: float | None = None
+    failures: list[str] = field(default_factory=list)
+    pids_after_kill: list[int] = field(default_factory=list)
+
+
+def test_a_replica_killed_with_requests_in_flight_fails_no_request(tmp_path: Path) -> None:
+    # Each prediction takes 50 ms, so the replica dies with POSTs in flight on it: nginx retries
+    # them on the other replica (non_idempotent), and new requests fail over at connect.
+    model = tmp_path / "slow.joblib"
+    write_slow_model(model, delay=0.05)
+    body = {"instances": [{"x": 0.5, "y": 1.5}]}
+    total, kill_after, concurrency = 300, 100, 6
+    with nginx_stack(tmp_path, model, extra_pythonpath=[TESTS_DIR.parent]) as running:
+        victim, survivor = running.servers
+        tally = Tally()
+        local = threading.local()
+        clients: list[httpx.Client] = []
+
+        def client() -> httpx.Client:
+            if not hasattr(local, "client"):
+                local.client = httpx.Client(base_url=running.url, trust_env=False, timeout=10)
+                with tally.lock:
+                    clients.append(local.client)
+            c: httpx.Client = local.client
+            return c
+
+        def one(i: int) -> None:
+            started = time.monotonic()
+            try:
+                if i % 4 == 1:
+                    response = client().get("/_path")
+                else:
+                    response = client().post("/decisions", json=body)
+            except httpx.HTTPError as exc:
+                with tally.lock:
+                    tally.failures.append(f"request {i}: {exc!r}")
+                return
+            with tally.lock:
+                if response.status_code != 200:
+                    tally.failures.append(f"request {i}: {response.status_code} {response.text}")
+                elif i % 4 == 1 and tally.killed_at is not None and started > tally.killed_at:
+                    tally.pids_after_kill.append(response.json()["pid"])
+                tally.done += 1
+                if tally.done == kill_after:
+                    victim.process.kill()
+                    victim.process.wait(10)
+                    tally.killed_at = time.monotonic()
+
+        try:
+            with ThreadPoolExecutor(concurrency) as pool:
+                list(pool.map(one, range(total)))
+        finally:
+            for c in clients:
+                c.close()
+
+        assert tally.killed_at is not None
+        assert tally.failures == [], tally.failures[:5]
+        assert tally.done == total
+        assert tally.pids_after_kill, "no path echo answered after the kill"
+        assert set(tally.pids_after_kill) == {survivor.process.pid}
+        # The failover happened, and nginx retried on the survivor instead of failing.
+        victim_addr = f"127.0.0.1:{victim.port}"
+        survivor_addr = f"127.0.0.1:{survivor.port}"
+        errors = running.error_log()
+        assert victim_addr in errors
+        cut = [
+            line
+            for line in errors.splitlines()
+            if victim_addr in line
+            and "[error]" in line
+            and "while reading response header from upstream" in line
+            and '"POST /decisions' in line
+        ]
+        assert cut, "no POST was in flight on the killed replica:\n" + errors[-3000:]
+        retried = running.access_log().count(f"upstream={victim_addr}, {survivor_addr} ")
+        assert retried >= 1, running.access_log()[-2000:]
+        print(
+            f"\nfailover: {total} requests, 0 failed, {retried} retried on the survivor, "
+            f"{len(cut)} of them POSTs cut mid-flight by the kill"
+        )
+
+        # With no replica left, nginx's own answer is JSON with the request id.
+        survivor.process.kill()
+        survivor.process.wait(10)
+        with httpx.Client(base_url=running.url, trust_env=False, timeout=10) as c:
+            gone = c.get("/")
+        assert gone.status_code == 502
+        assert gone.json()["request_id"] == gone.headers["x-request-id"]
+        assert "no servepath replica answered" in gone.json()["error"]
