@@ -4,7 +4,7 @@ The shipped file is used as it is, except for the three things that must differ 
 machine: the upstream servers become loopback ports, the listen port a free one, the log paths
 a temporary directory.
 
-(`servepath doctor` through this stack is tested with the doctor command.)
+`servepath doctor` run through the stack names the reverse proxy and the forwarded chain.
 """
 
 from __future__ import annotations
@@ -270,3 +270,14 @@ def test_a_replica_killed_with_requests_in_flight_fails_no_request(tmp_path: Pat
         assert gone.status_code == 502
         assert gone.json()["request_id"] == gone.headers["x-request-id"]
         assert "no servepath replica answered" in gone.json()["error"]
+
+
+def test_doctor_through_the_stack_names_one_reverse_proxy_and_the_chain(stack: Stack) -> None:
+    from servepath.netdiag.doctor import DoctorOptions, run_doctor
+
+    report = run_doctor(stack.url + "/decisions", DoctorOptions(timeout=1.0))
+    assert report.ok, (report.cause, report.explanation.meaning)
+    view = next(s for s in report.stages if s.name == "server view")
+    assert view.data["between"]["reverse_proxies"] == 1
+    assert view.data["echo"]["chain"] == ["127.0.0.1"]
+    assert "1 reverse proxy" in view.summary
