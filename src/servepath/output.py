@@ -8,6 +8,7 @@ from typing import IO, Any, Protocol
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 
 
 class JSONable(Protocol):
@@ -49,4 +50,5 @@ class Output:
         self.console.print(*objects, **kwargs)
 
     def error(self, message: str) -> None:
-        self.err_console.print(f"[bold red]error:[/] {message}")
+        # messages carry user input (URLs, paths) that must not be read as markup
+        self.err_console.print(f"[bold red]error:[/] {escape(message)}")

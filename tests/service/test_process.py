@@ -138,3 +138,25 @@ def _example(url: str) -> dict:
             "application/json"
         ]["example"]
     return _examples[url]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [("--cache", "mongodb://x/[0]", "cache"), ("--store", "mysql://x", "store")],
+)
+def test_bad_backend_url_is_a_usage_error_not_a_traceback(
+    tmp_path: Path, flag: str, value: str, message: str
+) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "servepath", "serve", flag, value, "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"SERVEPATH_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr and value in result.stderr

@@ -95,6 +95,12 @@ def serve(
         if path_echo is not None:
             route = None if path_echo.lower() == "off" else path_echo
             settings = dataclasses.replace(settings, path_echo_route=route)
+        # Bad backend URLs are usage errors here, not tracebacks in a worker; nothing connects.
+        from servepath.cache import open_cache
+        from servepath.store import parse_store_url
+
+        open_cache(settings)
+        parse_store_url(settings.store_url, settings.data_dir)
     except ConfigError as exc:
         out.error(str(exc))
         raise typer.Exit(EXIT_USAGE) from exc

@@ -3,5 +3,19 @@
 from __future__ import annotations
 
 from servepath.store.base import NoLog, PredictionLog, PredictionRecord, StoreStatus
+from servepath.store.factory import open_log, open_reader, parse_store_url
+from servepath.store.reader import LogReader, LogStats, StoreUnavailable, parse_since
 
-__all__ = ["NoLog", "PredictionLog", "PredictionRecord", "StoreStatus"]
+__all__ = [
+    "LogReader",
+    "LogStats",
+    "NoLog",
+    "PredictionLog",
+    "PredictionRecord",
+    "StoreStatus",
+    "StoreUnavailable",
+    "open_log",
+    "open_reader",
+    "parse_since",
+    "parse_store_url",
+]

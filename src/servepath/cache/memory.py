@@ -1,0 +1,106 @@
+"""The in-process response cache: LRU + TTL, bounded by entry count and by bytes."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+from servepath.cache.base import CacheStatus
+from servepath.errors import ConfigError
+
+#: What one entry costs beyond its key and value: the dict slot, the tuple, the float.
+#: An estimate, so that a cache of many tiny values is still bounded by ``max_bytes``.
+ENTRY_OVERHEAD = 120
+
+
+class MemoryCache:
+    """A per-process LRU cache whose entries also expire after their TTL.
+
+    Every operation is O(1) per key and never awaits, so under one event loop a call
+    runs to completion without interleaving: no lock is needed. ``max_bytes`` counts
+    key and value lengths plus :data:`ENTRY_OVERHEAD` per entry.
+    """
+
+    name = "memory"
+
+    def __init__(
+        self,
+        *,
+        max_entries: int,
+        max_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1:
+            raise ConfigError(f"cache_max_entries must be at least 1, got {max_entries}")
+        if max_bytes < 1:
+            raise ConfigError(f"cache_max_bytes must be at least 1, got {max_bytes}")
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._clock = clock
+        # key -> (value, expires_at); expires_at is +inf for entries stored without a TTL.
+        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._bytes = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self.get(key) for key in keys]
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        for key, value in items:
+            self.set(key, value, ttl)
+
+    def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        value, expires_at = entry
+        if expires_at <= self._clock():
+            self._remove(key, value)
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value``; ``ttl`` <= 0 keeps it until it is evicted."""
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= _cost(key, old[0])
+        cost = _cost(key, value)
+        if cost > self.max_bytes:
+            # Storing it would evict everything else and still not fit.
+            return
+        expires_at = self._clock() + ttl if ttl > 0 else float("inf")
+        self._entries[key] = (value, expires_at)
+        self._bytes += cost
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            oldest, (old_value, _) = self._entries.popitem(last=False)
+            self._bytes -= _cost(oldest, old_value)
+
+    def _remove(self, key: str, value: bytes) -> None:
+        del self._entries[key]
+        self._bytes -= _cost(key, value)
+
+    def status(self) -> CacheStatus:
+        return CacheStatus(
+            backend="memory",
+            healthy=True,
+            detail=f"{len(self._entries)} entries, {self._bytes} of {self.max_bytes} bytes",
+        )
+
+
+def _cost(key: str, value: bytes) -> int:
+    return len(key) + len(value) + ENTRY_OVERHEAD
