@@ -50,21 +50,11 @@ from rich.table import Table
 
 from servepath.cache import Cache, cache_key, open_cache
 from servepath.config import Settings
+from servepath.model.example import EXAMPLE_APPLICANT
 from servepath.store import PredictionLog, PredictionRecord, open_log
 
 VALUE = orjson.dumps({"decision": "approve", "probability": 0.912345})
-INSTANCE = {
-    "income": 52000.0,
-    "age": 38,
-    "employment_years": 6.5,
-    "loan_amount": 12000.0,
-    "term_months": 36,
-    "debt_to_income": 0.28,
-    "credit_history_years": 12.0,
-    "past_defaults": 0,
-    "home_ownership": "mortgage",
-    "purpose": "car",
-}
+INSTANCE = dict(EXAMPLE_APPLICANT)
 
 
 @dataclass

@@ -224,7 +224,7 @@ def load(
                 )
                 result: RunReport | FindMaxReport | SweepReport = search
                 detail = search.best
-            elif len(levels) > 1:
+            elif len(levels) > 1 or target_rps is not None:
                 sweep = sweep_concurrency(
                     plan,
                     levels,
@@ -235,17 +235,6 @@ def load(
                 )
                 result = sweep
                 detail = max(sweep.runs, key=lambda r: r.achieved_rate) if sweep.runs else None
-            elif target_rps is not None:
-                sweep = sweep_concurrency(
-                    plan,
-                    levels,
-                    slo=objective,
-                    target_rps=target_rps,
-                    headroom=headroom,
-                    progress=live.callback,
-                )
-                result = sweep
-                detail = sweep.runs[0]
             else:
                 run = run_load(plan, live.callback)
                 result = detail = run
