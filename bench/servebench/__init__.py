@@ -1,0 +1,1 @@
+"""The serving benchmark's parts: stacks, servers, wrk, results, report, compute ceiling."""
