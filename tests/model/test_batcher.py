@@ -80,3 +80,26 @@ async def test_one_failing_request_does_not_fail_its_batch_neighbours() -> None:
     with pytest.raises(PredictionFailed, match="bad row"):
         await bad
     batcher.close()
+
+
+async def test_inline_mode_still_batches_what_queued_before_the_call() -> None:
+    rec = Recorder(delay=0.05)
+    batcher = MicroBatcher(rec, inline=True)
+    first = asyncio.ensure_future(batcher.predict([{"tag": "first"}]))
+    rest = [asyncio.ensure_future(batcher.predict([{"tag": str(i)}])) for i in range(5)]
+    results = await asyncio.gather(first, *rest)
+    # all six were queued before the drain task first ran: one call serves them all
+    assert rec.calls == [6]
+    assert [out for out, _ in results][1:] == [[{"echo": str(i)}] for i in range(5)]
+    batcher.close()
+
+
+async def test_inline_failure_is_isolated_like_the_threaded_one() -> None:
+    rec = Recorder(fail_on="bad")
+    batcher = MicroBatcher(rec, inline=True)
+    good = asyncio.ensure_future(batcher.predict([{"tag": "good"}]))
+    bad = asyncio.ensure_future(batcher.predict([{"tag": "bad"}]))
+    assert (await good)[0] == [{"echo": "good"}]
+    with pytest.raises(PredictionFailed, match="bad row"):
+        await bad
+    batcher.close()

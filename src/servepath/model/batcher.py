@@ -41,9 +41,17 @@ class MicroBatcher:
         *,
         max_batch: int = 256,
         on_call: Callable[[float, int], None] | None = None,
+        inline: bool = False,
     ) -> None:
-        """``on_call(milliseconds, rows)`` runs on the event loop after each model call."""
+        """``on_call(milliseconds, rows)`` runs on the event loop after each model call.
+
+        ``inline``: call the model on the event loop instead of the model thread. For a model
+        that answers in well under a millisecond the hand-off to a thread costs more than the
+        call, and the thread buys no parallelism under the GIL; a slow model keeps the thread
+        so that health checks and new connections are served while it computes.
+        """
         self._predict = predict
+        self._inline = inline
         self._on_call = on_call
         self._max_batch = max(1, max_batch)
         self._queue: deque[_Pending] = deque()
@@ -70,7 +78,10 @@ class MicroBatcher:
                 batch = self._take()
                 rows = [row for pending in batch for row in pending.rows]
                 try:
-                    outputs, ms = await loop.run_in_executor(self._executor, self._timed, rows)
+                    if self._inline:
+                        outputs, ms = self._timed(rows)
+                    else:
+                        outputs, ms = await loop.run_in_executor(self._executor, self._timed, rows)
                 except Exception as exc:
                     await self._isolate(batch, exc)
                     continue
@@ -82,6 +93,9 @@ class MicroBatcher:
                     if not pending.future.done():
                         pending.future.set_result((outputs[offset : offset + n], ms))
                     offset += n
+                if self._inline:
+                    # let the requests that arrived during the call queue up for the next one
+                    await asyncio.sleep(0)
         finally:
             self._draining = False
 

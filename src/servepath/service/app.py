@@ -114,6 +114,7 @@ class ServepathApp:
             model.predict_rows,
             max_batch=self.settings.max_batch,
             on_call=lambda ms, rows: self.metrics.observe_model_call(name, ms / 1000, rows),
+            inline=model.engine == "compiled",
         )
         self.state = "ready"
         self._openapi = None
