@@ -107,16 +107,16 @@ def test_new_connections_are_refused_once_draining(tmp_path: Path, slow_model: P
 
 def test_metrics_are_summed_over_several_workers(tmp_path: Path, example_model_path: Path) -> None:
     with serve(tmp_path, model=example_model_path, args=["--workers", "2", "--store", "off"]) as s:
-        # Health answered from one worker; wait until the other has loaded its model too.
-        for _ in range(200):
-            if all(httpx.get(s.url + "/").status_code == 200 for _ in range(6)):
-                break
-            time.sleep(0.05)
+        # serve() returned on the first healthy answer. A worker still loading its model does
+        # not accept from the shared socket, so from here on no request may see 503 "loading".
         pids = set()
         for i in range(40):
             with httpx.Client(timeout=10) as c:  # a new connection each time
                 r = c.post(s.url + "/decisions", json={**_example(s.url), "income": 40000.0 + i})
                 assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 30
+        while len(pids) < 2 and time.monotonic() < deadline:
+            with httpx.Client(timeout=10) as c:
                 pids.add(c.get(s.url + "/_path").json()["pid"])
         text = httpx.get(s.url + "/metrics").text
     match = re.search(

@@ -140,7 +140,14 @@ class ServepathApp:
         await self.cache.start()
         await self.store.start()
         if self.model is None:
-            self._spawn(self._load())
+            if self.settings.workers > 1:
+                # Workers share one listening socket: a worker that accepted connections while
+                # loading would answer 503 to requests a ready sibling could serve. Load first;
+                # uvicorn starts accepting only once startup returns.
+                await self._load()
+            else:
+                # One process listens at once so that health answers 503 "loading" meanwhile.
+                self._spawn(self._load())
 
     async def shutdown(self) -> None:
         if self._background:
