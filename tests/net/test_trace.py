@@ -104,7 +104,7 @@ def test_icmp_hops_agree_with_traceroute_icmp_mode(net: Network) -> None:
 def test_ipv6_hops_agree_with_traceroute(net: Network, protocol: str) -> None:
     flags = {"udp": [], "tcp": ["-T", "-p", str(PORT)], "icmp": ["-I"]}[protocol]
     code, result, err = servepath_trace(net, SERVER6, "--protocol", protocol, "-n")
-    assert code == 0, err
+    assert code == 0, (err, json.dumps(result))
     assert our_hops(result) == traceroute_hops(net, "-6", *flags, target=SERVER6) == HOPS6
 
 

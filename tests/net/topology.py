@@ -367,6 +367,17 @@ class Topology:
 # ---- running ----------------------------------------------------------------------------
 
 
+def _has_link_local(ip_addr_output: str) -> bool:
+    """Whether every interface but lo in ``ip -6 -o addr`` output has an fe80:: address."""
+    interfaces: dict[str, bool] = {}
+    for line in ip_addr_output.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[1] == "lo":
+            continue
+        interfaces[fields[1]] = interfaces.get(fields[1], False) or fields[3].startswith("fe80:")
+    return all(interfaces.values())
+
+
 def _check(argv: Sequence[str], *, timeout: float = 30.0) -> str:
     proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
@@ -597,8 +608,17 @@ class Network:
             _check(["ip", "netns", "add", ns])
             self._created.append(ns)
             _check(["ip", "-n", ns, "link", "set", "lo", "up"])
-            settings = [] if topo.icmp_rate_limit else [("net.ipv4.icmp_ratemask", "0")]
-            settings.append(("net.ipv6.conf.all.accept_dad", "0"))
+            settings = []
+            if not topo.icmp_rate_limit:
+                # Routers answer every probe: two tools tracing the same path back to back
+                # must not find the second one's time-exceeded errors rate-limited away.
+                settings += [("net.ipv4.icmp_ratemask", "0"), ("net.ipv6.icmp.ratemask", "")]
+            # No duplicate address detection: interfaces made after this (the veths) take
+            # "default", and their link-local addresses must work at once, not after DAD.
+            settings += [
+                ("net.ipv6.conf.all.accept_dad", "0"),
+                ("net.ipv6.conf.default.accept_dad", "0"),
+            ]
             if node.kind == "router":
                 settings += [
                     ("net.ipv4.ip_forward", "1"),
@@ -624,6 +644,7 @@ class Network:
                     extra = ["nodad"] if address.version == 6 else []
                     _check(["ip", "-n", ns, "addr", "add", str(address), "dev", ifname, *extra])
                 _check(["ip", "-n", ns, "link", "set", ifname, "up"])
+        self._wait_for_links(list(topo._nodes))
         routes = topo.computed_routes() if topo.auto_routes else []
         for node_name, destination, via in [*routes, *topo._routes]:
             _check(["ip", "-n", self.ns(node_name), "route", "add", destination, "via", via])
@@ -633,6 +654,28 @@ class Network:
             self.iptables(node_name, rule)
         for dns in topo._dns:
             self._start_dns(dns)
+
+    def _wait_for_links(self, names: list[str], timeout: float = 10.0) -> None:
+        """Wait until every veth has carrier and no IPv6 address is still tentative.
+
+        The kernel reports a veth's carrier through linkwatch, up to a second after both ends
+        are up; until then the link drops what is sent and has no IPv6 link-local address,
+        so the first probes of a test would vanish.
+        """
+        deadline = time.monotonic() + timeout
+        pending = list(names)
+        while pending:
+            pending = [
+                name
+                for name in pending
+                if "NO-CARRIER" in _check(["ip", "-n", self.ns(name), "-o", "link", "show"])
+                or _check(["ip", "-n", self.ns(name), "-6", "-o", "addr", "show", "tentative"])
+                or not _has_link_local(_check(["ip", "-n", self.ns(name), "-6", "-o", "addr"]))
+            ]
+            if pending and time.monotonic() > deadline:
+                raise RuntimeError(f"links in {', '.join(pending)} did not come up in {timeout}s")
+            if pending:
+                time.sleep(0.05)
 
     def _write_etc(self, name: str, node: _Node) -> None:
         # `ip netns exec` bind-mounts /etc/netns/NS/* over /etc/* for the command it runs.
