@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import threading
+import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -58,6 +61,32 @@ async def test_health_is_503_until_the_model_has_loaded(example_model_path: Path
             await asyncio.sleep(0.05)
         assert (await c.get("/")).status_code == 200
     await app.shutdown()
+
+
+async def test_a_loaded_model_is_hidden_from_full_garbage_collections(
+    example_model_path: Path,
+) -> None:
+    gc.unfreeze()
+    app = ServepathApp(
+        Settings(),
+        model_loader=lambda: load_model(example_model_path),
+        cache=NoCache(),
+        store=NoLog(),
+    )
+    try:
+        await app.startup()
+        for _ in range(200):
+            if app.state == "ready":
+                break
+            await asyncio.sleep(0.02)
+        assert app.model is not None
+        # What the model is made of no longer counts toward (or is walked by) a collection.
+        assert gc.get_freeze_count() > 10_000
+        schema = app.model.schema
+        assert not any(o is schema for o in gc.get_objects())
+    finally:
+        await app.shutdown()
+        gc.unfreeze()
 
 
 async def test_model_that_fails_to_load_keeps_health_503_with_the_reason(tmp_path: Path) -> None:
@@ -132,6 +161,19 @@ async def test_caller_request_id_is_echoed(client: httpx.AsyncClient) -> None:
     assert r.headers["x-request-id"] == "trace-abc.123"
     junk = await client.get("/", headers={"X-Request-ID": "bad id with spaces"})
     assert junk.headers["x-request-id"] != "bad id with spaces"
+
+
+async def test_made_request_ids_are_uuid7_in_time_order(client: httpx.AsyncClient) -> None:
+    before_ms = time.time_ns() // 1_000_000
+    ids = []
+    for _ in range(3):
+        ids.append((await client.get("/")).headers["x-request-id"])
+        await asyncio.sleep(0.002)
+    after_ms = time.time_ns() // 1_000_000
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert all(before_ms <= int(i[:12], 16) <= after_ms for i in ids)
 
 
 async def test_prediction_server_timing_names_cache_and_model(
