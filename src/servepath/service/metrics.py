@@ -10,6 +10,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
+#: Observations noted on the request path before they are folded into the histograms.
+FOLD_AT = 4096
+
 _LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -73,48 +76,78 @@ class Metrics:
             registry=r,
         )
 
-        # labels() hashes and locks on every call; the hot path keeps the children it uses.
+        # labels() hashes and locks on every call; the children in use are kept by key.
         self._children: dict[tuple[str, ...], Any] = {}
+        # One process: the request path only notes what happened (a dict update, a list
+        # append) and the Prometheus objects, each with a lock per update, are brought up to
+        # date when /metrics is read or FOLD_AT observations have piled up. With workers,
+        # every worker's values live in shared files that any worker's scrape reads, so they
+        # are written at once.
+        self._deferred = not multiprocess
+        self._counts: dict[tuple[str, ...], float] = {}
+        self._observed: list[tuple[tuple[str, ...], float]] = []
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = ("r", route, method, str(status))
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = (
-                self.requests.labels(route, method, str(status)),
-                self.latency.labels(route, method),
-            )
-        child[0].inc()
-        child[1].observe(seconds)
+        self._inc(("r", route, method, str(status)))
+        self._observe(("l", route, method), seconds)
 
     def count_prediction(self, model: str, decision: str, cache: str) -> None:
-        key = ("p", model, decision, cache)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.predictions.labels(model, decision, cache)
-        child.inc()
+        self._inc(("p", model, decision, cache))
 
     def count_cache(self, result: str, n: int) -> None:
-        key = ("c", result)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.cache.labels(result)
-        child.inc(n)
+        self._inc(("c", result), n)
 
     def observe_model_call(self, model: str, seconds: float, rows: int) -> None:
-        key = ("m", model)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = (
-                self.model_latency.labels(model),
-                self.batch_size.labels(model),
-            )
-        child[0].observe(seconds)
-        child[1].observe(rows)
+        # Called once per model call, from the model's thread as often as not: written at once.
+        self._child(("ml", model)).observe(seconds)
+        self._child(("mb", model)).observe(rows)
+
+    def fold(self) -> None:
+        """Bring the Prometheus objects up to date with what the request path noted."""
+        counts, self._counts = self._counts, {}
+        for key, n in counts.items():
+            self._child(key).inc(n)
+        observed, self._observed = self._observed, []
+        for key, value in observed:
+            self._child(key).observe(value)
 
     def render(self) -> bytes:
         if self.multiprocess:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return bytes(generate_latest(registry))
+        self.fold()
         return bytes(generate_latest(self.registry))
+
+    # --- the request path ------------------------------------------------------------
+
+    def _inc(self, key: tuple[str, ...], n: float = 1.0) -> None:
+        if self._deferred:
+            counts = self._counts
+            counts[key] = counts.get(key, 0.0) + n
+        else:
+            self._child(key).inc(n)
+
+    def _observe(self, key: tuple[str, ...], value: float) -> None:
+        if self._deferred:
+            observed = self._observed
+            observed.append((key, value))
+            if len(observed) >= FOLD_AT:
+                self.fold()
+        else:
+            self._child(key).observe(value)
+
+    def _child(self, key: tuple[str, ...]) -> Any:
+        child = self._children.get(key)
+        if child is None:
+            kind, *labels = key
+            metric = {
+                "r": self.requests,
+                "l": self.latency,
+                "p": self.predictions,
+                "c": self.cache,
+                "ml": self.model_latency,
+                "mb": self.batch_size,
+            }[kind]
+            child = self._children[key] = metric.labels(*labels)
+        return child
