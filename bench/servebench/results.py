@@ -154,11 +154,11 @@ def evaluate_targets(points: Sequence[Point], unavailable: Mapping[str, str]) ->
     else:
         best = max(peers, key=lambda p: p.rps)
         times = ratio(sp.rps, best.rps)
-        worst_p99 = min(p.p99_ms for p in peers)
-        ok = times is not None and times >= 2 and sp.p99_ms < worst_p99 and sp.errors == 0
+        lowest_p99 = min(p.p99_ms for p in peers)
+        ok = times is not None and times >= 2 and sp.p99_ms < lowest_p99 and sp.errors == 0
         detail = (
             f"{fmt_times(times)} the best, {STACKS[best.stack].label} ({best.rps:,.0f} req/s); "
-            f"p99 {sp.p99_ms:.1f} ms vs lowest peer p99 {worst_p99:.1f} ms{_errors_note(sp)}"
+            f"p99 {sp.p99_ms:.1f} ms vs lowest peer p99 {lowest_p99:.1f} ms{_errors_note(sp)}"
         )
         if absent:
             detail += f"; not measured: {', '.join(absent)}"
