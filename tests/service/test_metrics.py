@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from pathlib import Path
 
+import httpx
+import pytest
+
+from servepath.cache.base import NoCache
+from servepath.config import Settings
+from servepath.model.loaded import LoadedModel
+from servepath.service.app import ServepathApp
 from servepath.service.metrics import FOLD_AT, Metrics
+from servepath.store import open_log
+from servepath.store.base import NoLog
+
+pytestmark = pytest.mark.anyio
 
 
 def _value(text: str, name: str, labels: str) -> float:
@@ -51,3 +64,43 @@ def test_unscraped_observations_are_folded_in_before_they_pile_up() -> None:
     assert _value(text, "servepath_http_requests_total", 'method="GET",route="/",status="200"') == (
         FOLD_AT + 10
     )
+
+
+async def test_the_prediction_log_reports_its_queue_and_what_became_of_its_records(
+    tmp_path: Path, example_model: LoadedModel
+) -> None:
+    settings = Settings(data_dir=tmp_path)
+    app = ServepathApp(settings, model=example_model, cache=NoCache(), store=open_log(settings))
+    await app.startup()
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            example = example_model.schema.example()
+            for i in range(3):
+                r = await c.post("/decisions", json={**example, "income": 50_000.0 + i})
+                assert r.status_code == 200
+            r = await c.post("/decisions", json={"instances": [example, example]})
+            assert r.status_code == 200
+            for _ in range(100):
+                text = (await c.get("/metrics")).text
+                if _value(text, LOG + "records_total", COMMITTED) == 5:
+                    break
+                await asyncio.sleep(0.02)
+    finally:
+        await app.shutdown()
+    assert _value(text, LOG + "records_total", COMMITTED) == 5
+    assert _value(text, LOG + "records_total", 'backend="sqlite",outcome="lost"') == 0
+    assert _value(text, LOG + "queued", 'backend="sqlite"') == 0
+    assert _value(text, LOG + "healthy", 'backend="sqlite"') == 1
+    assert _value(text, LOG + "transactions_total", 'backend="sqlite"') >= 1
+
+
+def test_with_the_log_off_only_its_state_is_reported(example_model: LoadedModel) -> None:
+    app = ServepathApp(Settings(), model=example_model, cache=NoCache(), store=NoLog())
+    text = app.metrics.render().decode()
+    assert _value(text, LOG + "healthy", 'backend="off"') == 1
+    assert LOG + "records" not in text
+
+
+LOG = "servepath_prediction_log_"
+COMMITTED = 'backend="sqlite",outcome="committed"'

@@ -47,7 +47,8 @@ from servepath.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from servepath.service.metrics import Metrics
 from servepath.service.openapi import DOCS_HTML, build_openapi
 from servepath.service.pathecho import forwarded_chain, path_echo
-from servepath.store.base import PredictionLog, PredictionRecord, Route
+from servepath.store.base import PredictionLog, PredictionRecord, Route, StoreStatus
+from servepath.store.writer import BatchedLog, WriterStats
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class ServepathApp:
         self.cache = cache
         self.store = store
         self.metrics = metrics or Metrics(multiprocess=settings.workers > 1)
+        self.metrics.watch_log(self._log_sample)
         self._loader = model_loader or (lambda: _load_configured_model(settings))
         self.model: LoadedModel | None = None
         self.batcher: MicroBatcher | None = None
@@ -305,6 +307,10 @@ class ServepathApp:
             "store": self.store.status().to_json(),
             "version": __version__,
         }
+
+    def _log_sample(self) -> tuple[StoreStatus, WriterStats | None]:
+        store = self.store
+        return store.status(), store.stats() if isinstance(store, BatchedLog) else None
 
     async def _health(self, scope: Scope, receive: Receive, ctx: _Ctx) -> Response:
         status = 200 if self.state == "ready" else 503

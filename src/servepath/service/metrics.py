@@ -4,9 +4,19 @@ scrape of any worker reports the sum over all of them."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from servepath.store.base import StoreStatus
+from servepath.store.writer import WriterStats
+
+#: What the prediction log reports at a scrape: its status, and its counters if it keeps any.
+LogSample = Callable[[], tuple[StoreStatus, WriterStats | None]]
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -86,6 +96,7 @@ class Metrics:
         self._deferred = not multiprocess
         self._counts: dict[tuple[str, ...], float] = {}
         self._observed: list[tuple[tuple[str, ...], float]] = []
+        self._local: CollectorRegistry | None = None
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self._inc(("r", route, method, str(status)))
@@ -111,11 +122,27 @@ class Metrics:
         for key, value in observed:
             self._child(key).observe(value)
 
+    def watch_log(self, sample: LogSample) -> None:
+        """Report the prediction log's queue, spool and counters at every scrape.
+
+        These are one process's own numbers; with workers each reports its own, labelled
+        with its pid, beside the summed request metrics.
+        """
+        collector = _LogCollector(sample, pid=os.getpid() if self.multiprocess else None)
+        if self.multiprocess:
+            self._local = CollectorRegistry()
+            self._local.register(collector)
+        else:
+            self.registry.register(collector)
+
     def render(self) -> bytes:
         if self.multiprocess:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            return bytes(generate_latest(registry))
+            text = bytes(generate_latest(registry))
+            if self._local is not None:
+                text += bytes(generate_latest(self._local))
+            return text
         self.fold()
         return bytes(generate_latest(self.registry))
 
@@ -151,3 +178,50 @@ class Metrics:
             }[kind]
             child = self._children[key] = metric.labels(*labels)
         return child
+
+
+class _LogCollector(Collector):
+    def __init__(self, sample: LogSample, *, pid: int | None) -> None:
+        self.sample = sample
+        self.pid = pid
+
+    def collect(self) -> Iterator[Any]:
+        status, stats = self.sample()
+        names = ["backend"] if self.pid is None else ["backend", "pid"]
+        values = [status.backend] if self.pid is None else [status.backend, str(self.pid)]
+        healthy = GaugeMetricFamily(
+            "servepath_prediction_log_healthy",
+            "1 while the prediction log's database takes writes, 0 while records spool.",
+            labels=names,
+        )
+        healthy.add_metric(values, 1.0 if status.healthy else 0.0)
+        queued = GaugeMetricFamily(
+            "servepath_prediction_log_queued",
+            "Prediction records waiting in memory for the next batched write.",
+            labels=names,
+        )
+        queued.add_metric(values, status.queued)
+        spooled = GaugeMetricFamily(
+            "servepath_prediction_log_spool_pending",
+            "Prediction records waiting on disk for the database to come back.",
+            labels=names,
+        )
+        spooled.add_metric(values, status.spooled)
+        yield from (healthy, queued, spooled)
+        if stats is None:
+            return
+        records = CounterMetricFamily(
+            "servepath_prediction_log_records",
+            "Prediction records by what became of them: committed to the database, spooled "
+            "to disk, replayed from the spool, rejected for their content, or lost.",
+            labels=[*names, "outcome"],
+        )
+        for outcome in ("committed", "spooled", "replayed", "rejected", "lost"):
+            records.add_metric([*values, outcome], getattr(stats, outcome))
+        transactions = CounterMetricFamily(
+            "servepath_prediction_log_transactions",
+            "Batched write transactions committed to the database.",
+            labels=names,
+        )
+        transactions.add_metric(values, stats.transactions)
+        yield from (records, transactions)
