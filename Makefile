@@ -3,7 +3,7 @@ PYTHON ?= .venv/bin/python
 
 .PHONY: bench bench-quick
 
-# The serving benchmark: servepath against the peer stacks and the ceilings (about 25 minutes,
+# The serving benchmark: servepath against the peer stacks and the ceilings (about 16 minutes,
 # longer on the first run, which installs each peer into bench/.venvs/). Extra flags:
 #   make bench BENCH_ARGS="--peers servepath,tutorial,ceiling"
 bench:
