@@ -1,6 +1,6 @@
-"""This machine's IPv4 routing table, read from /proc/net/route: the default gateway, and
-whether an address is on a directly attached network, behind a specific route, or reachable
-only through the default route."""
+"""This machine's routing tables, read from /proc/net/route (IPv4) and /proc/net/ipv6_route:
+the default gateway, and whether an address is on a directly attached network, behind a
+specific route, or reachable only through the default route."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Literal
 
 PROC_ROUTE = Path("/proc/net/route")
+PROC_ROUTE6 = Path("/proc/net/ipv6_route")
+
+_RTF_UP = 0x0001
+_RTF_REJECT = 0x0200
+_RTF_LOCAL = 0x80000000  # the machine's own addresses (IPv6 lists them; IPv4 does not)
 
 RouteKind = Literal["local", "on-link", "via-route", "via-default", "none"]
 
@@ -19,7 +24,7 @@ RouteKind = Literal["local", "on-link", "via-route", "via-default", "none"]
 @dataclass(frozen=True)
 class Route:
     interface: str
-    network: ipaddress.IPv4Network
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
     gateway: str | None  # None for a directly attached network
 
     def to_json(self) -> dict[str, str | None]:
@@ -60,31 +65,52 @@ def parse_proc_route(text: str) -> list[Route]:
     return routes
 
 
-def read_routes(path: Path = PROC_ROUTE) -> list[Route]:
-    try:
-        return parse_proc_route(path.read_text())
-    except OSError:
-        return []
+def parse_proc_ipv6_route(text: str) -> list[Route]:
+    """Parse the kernel's IPv6 route table (``/proc/net/ipv6_route``; addresses as 32 hex
+    digits). Unreachable (reject) routes and the machine's own addresses are left out."""
+    routes: list[Route] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 10:
+            continue
+        dest, prefix, nexthop, flags, iface = fields[0], fields[1], fields[4], fields[8], fields[9]
+        bits = int(flags, 16)
+        if not bits & _RTF_UP or bits & (_RTF_REJECT | _RTF_LOCAL):
+            continue
+        network = ipaddress.IPv6Network((int(dest, 16), int(prefix, 16)), strict=False)
+        gateway = ipaddress.IPv6Address(int(nexthop, 16))
+        routes.append(Route(iface, network, None if gateway.packed == bytes(16) else str(gateway)))
+    return routes
 
 
-def default_gateway(routes: list[Route]) -> Route | None:
+def read_routes(path: Path = PROC_ROUTE, path6: Path = PROC_ROUTE6) -> list[Route]:
+    """Both tables, IPv4 first; a table that cannot be read (no IPv6, say) adds nothing."""
+    routes: list[Route] = []
+    for file, parse in ((path, parse_proc_route), (path6, parse_proc_ipv6_route)):
+        try:
+            routes += parse(file.read_text())
+        except OSError:
+            continue
+    return routes
+
+
+def default_gateway(routes: list[Route], version: int | None = None) -> Route | None:
+    """The default route of ``version`` (4 or 6), or the first of either, IPv4 first."""
     for route in routes:
-        if route.network.prefixlen == 0:
+        if route.network.prefixlen == 0 and version in (None, route.network.version):
             return route
     return None
 
 
 def lookup(address: str, routes: list[Route]) -> RouteLookup:
-    """Longest-prefix match of ``address`` against ``routes`` (IPv4; IPv6 reports 'none')."""
+    """Longest-prefix match of ``address`` against the ``routes`` of its IP version."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return RouteLookup(address, "none", None)
     if ip.is_loopback:
         return RouteLookup(address, "local", None)
-    if not isinstance(ip, ipaddress.IPv4Address):
-        return RouteLookup(address, "none", None)
-    matches = [r for r in routes if ip in r.network]
+    matches = [r for r in routes if r.network.version == ip.version and ip in r.network]
     if not matches:
         return RouteLookup(address, "none", None)
     best = max(matches, key=lambda r: r.network.prefixlen)
