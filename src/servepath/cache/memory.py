@@ -60,6 +60,10 @@ class MemoryCache:
         return [self.get(key) for key in keys]
 
     async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        self.store_many(items, ttl)
+
+    def store_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        """``set_many`` without the coroutine, for callers on the event loop."""
         for key, value in items:
             self.set(key, value, ttl)
 

@@ -20,6 +20,7 @@ import orjson
 
 from servepath import __version__
 from servepath.cache.base import Cache, cache_key
+from servepath.cache.memory import MemoryCache
 from servepath.config import Settings
 from servepath.errors import (
     FieldError,
@@ -404,7 +405,12 @@ class ServepathApp:
                 items = [
                     (keys[i], orjson.dumps(out)) for i, out in zip(missing, computed, strict=True)
                 ]
-                self._spawn(self._cache_set(items))
+                if isinstance(self.cache, MemoryCache):
+                    # Never waits: store now, with no task to schedule, and no window in which
+                    # an identical request would miss.
+                    self.cache.store_many(items, s.cache_ttl)
+                else:
+                    self._spawn(self._cache_set(items))
         done: list[Output] = [out for out in outputs if out is not None]
         desc = "hit" if hits == n else ("miss" if hits == 0 else f"{hits}/{n} hit")
         ctx.timings.insert(0, ("cache", cache_ms, desc))
