@@ -29,6 +29,7 @@ from tests.net.topology import Network, Topology, dnat, drop, reject
 from tests.support import TESTS_DIR, need_binary
 
 CLIENT, ROUTER_IN, ROUTER_OUT, VM = "10.20.1.2", "10.20.1.1", "10.20.2.1", "10.20.2.2"
+VM6 = "fd20:2::2"
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,8 @@ def net(build_network: BuildNetwork) -> Network:
     topo.host("client", nameservers=["10.20.3.53"])
     topo.router("r1")
     topo.host("vm")
-    topo.link("client", f"{CLIENT}/24", "r1", f"{ROUTER_IN}/24")
-    topo.link("r1", f"{ROUTER_OUT}/24", "vm", f"{VM}/24")
+    topo.link("client", f"{CLIENT}/24,fd20:1::2/64", "r1", f"{ROUTER_IN}/24,fd20:1::1/64")
+    topo.link("r1", f"{ROUTER_OUT}/24,fd20:2::1/64", "vm", f"{VM}/24,{VM6}/64")
     topo.link("r1", "10.20.3.1/24", "dns1", "10.20.3.53/24")
     topo.link("r1", "10.20.4.1/24", "dns2", "10.20.4.53/24")
     topo.dns("dns1", "10.20.3.53", {"api.test": VM}, extra_args=["--local=/test/"])
@@ -67,8 +68,8 @@ def _wait_healthy(net: Network, url: str, timeout: float = 60) -> None:
 def servers(
     net: Network, tmp_path_factory: pytest.TempPathFactory, example_model_path: Path
 ) -> Iterator[dict[str, Any]]:
-    """servepath on vm:8080 (all interfaces), a slow one on vm:8086, and one bound to
-    127.0.0.1:8080 only on dns2's host."""
+    """servepath on vm:8080 (all IPv4 interfaces), on vm:[::]:8088 (IPv6), a slow
+    one on vm:8086, and one bound to 127.0.0.1:8080 only on dns2's host."""
     tmp = tmp_path_factory.mktemp("doctor")
     slow = tmp / "slow.joblib"
     write_slow_model(slow, delay=0.7)
@@ -100,8 +101,16 @@ def servers(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         ),
+        net.spawn(
+            "vm",
+            [*base, "--host", "::", "--port", "8088", "--model", str(example_model_path)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
     ]
     _wait_healthy(net, f"http://{VM}:8080/")
+    _wait_healthy(net, f"http://[{VM6}]:8088/")
     _wait_healthy(net, f"http://{VM}:8086/")
     net.wait_for_socket("dns2", 8080, timeout=60)
     yield {"tmp": tmp}
@@ -138,6 +147,23 @@ def test_healthy_direct(net: Network, servers: dict[str, Any]) -> None:
     between = stage(report, "server view")["data"]["between"]
     assert between == {"reverse_proxies": 0, "nat": False, "forward_proxy": None}
     assert report["elapsed_s"] < 2
+
+
+def test_healthy_over_ipv6_with_the_route_to_its_network(
+    net: Network, servers: dict[str, Any]
+) -> None:
+    report = doctor(net, f"http://[{VM6}]:8088/decisions")
+    assert report["ok"] and report["cause"] == "ok", report
+    address = stage(report, "address")
+    # A unique local address reached through a route to its network: not "called from outside".
+    assert address["status"] == "ok", address
+    assert address["data"]["route"]["kind"] == "via-route"
+    assert address["data"]["route"]["route"]["gateway"] == "fd20:1::1"
+    assert stage(report, "transport")["summary"].startswith(f"[{VM6}]:8088 open")
+    view = stage(report, "server view")
+    assert view["status"] == "ok" and not view["data"]["between"]["nat"], view
+    assert "saw the caller as [fd20:1::2]:" in view["summary"]
+    assert view["summary"].endswith(f"on [{VM6}]:8088"), view["summary"]
 
 
 def test_healthy_by_name_through_dns(net: Network, servers: dict[str, Any]) -> None:

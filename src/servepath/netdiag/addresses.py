@@ -16,7 +16,8 @@ _ULA = ipaddress.ip_network("fc00::/7")
 
 _MEANING: dict[AddressKind, str] = {
     "loopback": "this machine only; not reachable from any other host or container",
-    "private": "an internal address, reachable only inside its own network (RFC 1918)",
+    "private": "an internal address, reachable only inside its own network (RFC 1918, or "
+    "RFC 4193 for IPv6)",
     "cgnat": "carrier-grade NAT space (RFC 6598); shared by an ISP, not reachable from outside",
     "link-local": "valid on one link only; not routed",
     "public": "an external address, routable on the internet",
@@ -79,3 +80,21 @@ def is_ip_literal(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def unmapped(address: str) -> str:
+    """``::ffff:10.0.0.5`` (an IPv4 peer of a dual-stack socket) as ``10.0.0.5``; others as is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return address
+
+
+def host_port(host: str, port: int | str | None) -> str:
+    """``host:port`` as a URL writes it: an IPv6 address in brackets."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return host if port is None else f"{host}:{port}"

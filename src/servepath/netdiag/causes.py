@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from servepath.netdiag.addresses import host_port
+
 Cause = Literal[
     "ok",
     "dns_nxdomain",
@@ -57,6 +59,10 @@ class Explanation:
 
 class _Ctx(dict[str, Any]):
     def __missing__(self, key: str) -> str:
+        # "endpoint" and "host_endpoint": address:port and host:port, IPv6 in brackets.
+        names = {"endpoint": "address", "host_endpoint": "host"}
+        if key in names:
+            return host_port(str(self[names[key]]), self["port"])
         return f"<{key}>"
 
 
@@ -105,7 +111,7 @@ _TEXT: dict[Cause, tuple[str, str, tuple[str, ...]]] = {
             "VM the external IP is on the instance page (gcloud compute instances describe "
             "VM --format='get(networkInterfaces[0].accessConfigs[0].natIP)')",
             "or run the caller inside the same network (VPC, VPN, or an SSH tunnel: "
-            "ssh -L {port}:{address}:{port} <bastion>)",
+            "ssh -L {port}:{endpoint} <bastion>)",
         ),
     ),
     "no_route": (
@@ -117,7 +123,7 @@ _TEXT: dict[Cause, tuple[str, str, tuple[str, ...]]] = {
         ),
     ),
     "port_filtered": (
-        "nothing answered on {address}:{port}: packets are dropped silently, typically by a "
+        "nothing answered on {endpoint}: packets are dropped silently, typically by a "
         "firewall (cloud firewall rule, security group, iptables DROP)",
         "firewall",
         (
@@ -155,12 +161,12 @@ _TEXT: dict[Cause, tuple[str, str, tuple[str, ...]]] = {
         ),
     ),
     "tls_handshake_failed": (
-        "the TLS handshake with {host}:{port} failed: {detail}",
+        "the TLS handshake with {host_endpoint} failed: {detail}",
         "server",
-        ("check the server's TLS configuration: servepath tls {host}:{port}",),
+        ("check the server's TLS configuration: servepath tls {host_endpoint}",),
     ),
     "tls_untrusted": (
-        "the certificate of {host}:{port} is not trusted ({detail})",
+        "the certificate of {host_endpoint} is not trusted ({detail})",
         "server",
         (
             "serve a certificate from a public CA (e.g. Let's Encrypt) with its full chain, "
@@ -168,25 +174,25 @@ _TEXT: dict[Cause, tuple[str, str, tuple[str, ...]]] = {
         ),
     ),
     "tls_expired": (
-        "the certificate of {host}:{port} has expired ({detail})",
+        "the certificate of {host_endpoint} has expired ({detail})",
         "server",
         ("renew the certificate (certbot renew, or your load balancer's managed cert)",),
     ),
     "tls_hostname_mismatch": (
-        "the certificate of {host}:{port} is not valid for the name {host} ({detail})",
+        "the certificate of {host_endpoint} is not valid for the name {host} ({detail})",
         "server",
         ("issue a certificate whose SAN covers {host}, or call the name the certificate names",),
     ),
     "tls_on_plain_port": (
         "port {port} speaks TLS, but the URL says http://",
         "caller",
-        ("use https://{host}:{port}{path}",),
+        ("use https://{host_endpoint}{path}",),
     ),
     "plain_http_on_tls_port": (
         "port {port} speaks plain HTTP, but the URL says https://",
         "caller",
         (
-            "use http://{host}:{port}{path}, or put TLS in front of the service (a reverse "
+            "use http://{host_endpoint}{path}, or put TLS in front of the service (a reverse "
             "proxy or load balancer with a certificate)",
         ),
     ),

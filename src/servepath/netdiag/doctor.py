@@ -21,7 +21,7 @@ import orjson
 
 from servepath.config import ProxyEnv
 from servepath.errors import ServepathError
-from servepath.netdiag.addresses import AddressInfo, classify_address, is_ip_literal
+from servepath.netdiag.addresses import AddressInfo, classify_address, host_port, is_ip_literal
 from servepath.netdiag.causes import Cause, Explanation, explain
 from servepath.netdiag.dns import DnsReport, Nameserver, probe_dns, system_nameservers
 from servepath.netdiag.http import HttpReport, probe_http
@@ -539,7 +539,7 @@ def _stage_transport(obs: Observations, v: _Verdict, ctx: dict[str, Any]) -> Non
         return
     assert obs.ports is not None and obs.probe_target is not None
     data = {"ports": obs.ports.to_json(), "services_elsewhere": obs.other_services}
-    where = f"{obs.probe_target[0]}:{obs.probe_target[1]}"
+    where = host_port(*obs.probe_target)
     if obs.proxy.proxy is not None:
         if asked.state == "open":
             v.add(Stage("transport", "ok", f"forward proxy {where} accepts connections", data))
@@ -778,8 +778,8 @@ def _stage_server_view(obs: Observations, v: _Verdict, ctx: dict[str, Any]) -> N
     peer = echo.get("peer") or {}
     chain = echo.get("chain") or []
     via = echo.get("via") or []
-    dialled = f"{obs.address or obs.host}:{obs.port}"
-    seen_at = f"{server.get('address')}:{server.get('port')}"
+    dialled = host_port(obs.address or obs.host, obs.port)
+    seen_at = host_port(str(server.get("address")), server.get("port"))
     notes: list[str] = []
     between: dict[str, Any] = {"reverse_proxies": 0, "nat": False, "forward_proxy": None}
     reverse_via = [x for x in via if not any(f in x.lower() for f in _FORWARD_PROXIES)]
@@ -802,7 +802,7 @@ def _stage_server_view(obs: Observations, v: _Verdict, ctx: dict[str, Any]) -> N
     where = "in a container" if (echo.get("container") or {}).get("in_container") else "on a host"
     summary = (
         f"server {echo.get('hostname')} ({where}) saw the caller as "
-        f"{peer.get('address')}:{peer.get('port')} on {seen_at}"
+        f"{host_port(str(peer.get('address')), peer.get('port'))} on {seen_at}"
     )
     if notes:
         summary += "; between: " + "; ".join(notes)

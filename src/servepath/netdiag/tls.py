@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from servepath.errors import ServepathError
-from servepath.netdiag.addresses import is_ip_literal
+from servepath.netdiag.addresses import host_port, is_ip_literal
 
 __all__ = [
     "Certificate",
@@ -388,13 +388,14 @@ def _connect(address: str, port: int, timeout: float) -> socket.socket:
 def _connect_failure(
     exc: OSError, address: str, port: int, timeout: float
 ) -> tuple[TlsFailure, str]:
+    endpoint = host_port(address, port)
     if isinstance(exc, TimeoutError):
-        return "timeout", f"no answer to the connection to {address}:{port} in {timeout:g}s"
+        return "timeout", f"no answer to the connection to {endpoint} in {timeout:g}s"
     if isinstance(exc, ConnectionRefusedError):
-        return "refused", f"connection to {address}:{port} refused: nothing listens there"
+        return "refused", f"connection to {endpoint} refused: nothing listens there"
     if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return "unreachable", f"no route to {address}: {exc.strerror}"
-    return "handshake_failed", f"cannot connect to {address}:{port}: {exc.strerror or exc}"
+    return "handshake_failed", f"cannot connect to {endpoint}: {exc.strerror or exc}"
 
 
 def probe_tls(

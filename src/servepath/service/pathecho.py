@@ -7,7 +7,7 @@ import re
 import socket
 from typing import Any
 
-from servepath.netdiag.addresses import classify_address, is_ip_literal
+from servepath.netdiag.addresses import classify_address, is_ip_literal, unmapped
 from servepath.netdiag.container import detect_container
 from servepath.service.asgi import Scope, header, header_values
 
@@ -28,7 +28,8 @@ def forwarded_chain(scope: Scope) -> list[str]:
 def _peer_json(addr: Any) -> dict[str, Any] | None:
     if not addr:
         return None
-    host, port = addr[0], addr[1] if len(addr) > 1 else None
+    # A dual-stack socket ("::") sees IPv4 peers as ::ffff:a.b.c.d: report the IPv4 address.
+    host, port = unmapped(addr[0]) if addr[0] else addr[0], addr[1] if len(addr) > 1 else None
     kind = classify_address(host).kind if host and is_ip_literal(host) else None
     return {"address": host, "port": port, "kind": kind}
 
