@@ -52,7 +52,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
@@ -130,7 +130,10 @@ def serve(
         process = subprocess.Popen(
             command, stdout=log_file, stderr=subprocess.STDOUT, env=base_env, text=True
         )
-    server = ServerProcess(f"http://{host}:{port}", port, process, data_dir, log_path, base_env)
+    # Call a wildcard bind on loopback; IPv6 addresses go in brackets.
+    dial = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    dial = f"[{dial}]" if ":" in dial else dial
+    server = ServerProcess(f"http://{dial}:{port}", port, process, data_dir, log_path, base_env)
     try:
         if wait:
             try:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -35,6 +39,48 @@ def test_loopback_bind_is_called_out_at_start(tmp_path: Path, example_model_path
     with serve(tmp_path, model=example_model_path, args=["--store", "off"]) as s:
         text = s.log()
     assert "bound to loopback only" in text
+
+
+def test_a_taken_port_fails_at_once_naming_who_holds_it(
+    tmp_path: Path, example_model_path: Path
+) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        started = time.monotonic()
+        proc = subprocess.run(
+            [
+                *(sys.executable, "-m", "servepath", "serve", "--host", "127.0.0.1"),
+                *("--port", str(port), "--model", str(example_model_path)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "SERVEPATH_DATA_DIR": str(tmp_path)},
+        )
+    finally:
+        holder.close()
+    assert proc.returncode == 1, proc.stderr
+    message = " ".join(proc.stderr.split())
+    assert f"cannot listen on 127.0.0.1:{port}: the port is already in use" in message
+    assert f"(pid {os.getpid()})" in message, message
+    assert "--port" in message
+    # Refused before the model loads: no listening banner, no model announced.
+    assert "listening on" not in proc.stdout and "serving with" not in proc.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_every_interface_on_ipv6_also_accepts_ipv4(
+    tmp_path: Path, example_model_path: Path
+) -> None:
+    with serve(tmp_path, model=example_model_path, host="::", args=["--store", "off"]) as s:
+        v6 = httpx.get(f"http://[::1]:{s.port}/_path", timeout=10).json()
+        v4 = httpx.get(f"http://127.0.0.1:{s.port}/_path", timeout=10).json()
+    assert v6["peer"]["address"] == "::1"
+    # An IPv4 caller of the dual-stack socket is reported as IPv4, not ::ffff:127.0.0.1.
+    assert v4["peer"]["address"] == "127.0.0.1" and v4["server"]["address"] == "127.0.0.1"
 
 
 def test_missing_model_file_is_a_usage_error(tmp_path: Path) -> None:

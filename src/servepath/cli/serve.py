@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import signal
+import socket
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +17,7 @@ import typer
 from servepath.cli._app import EXIT_USAGE, app, base_settings, get_output
 from servepath.config import Settings, serialized_env
 from servepath.errors import ConfigError, ModelLoadError
+from servepath.netdiag.addresses import host_port
 from servepath.netdiag.interfaces import answering_addresses, local_addresses, url_for
 from servepath.output import Output
 
@@ -29,7 +32,7 @@ _KIND_NOTE = {
 
 def print_reachable(out: Output, settings: Settings) -> None:
     addresses = answering_addresses(settings.host, local_addresses())
-    out.print(f"servepath listening on {settings.host}:{settings.port}; reachable at:")
+    out.print(f"servepath listening on {host_port(settings.host, settings.port)}; reachable at:")
     for a in addresses:
         note = _KIND_NOTE.get(a.kind, a.kind)
         out.print(f"  {url_for(a, settings.port):<40} {a.interface:<10} {a.kind:<9} {note}")
@@ -110,6 +113,12 @@ def serve(
     if settings.model_path is not None and not settings.model_path.is_file():
         out.error(f"model file {settings.model_path} does not exist")
         raise typer.Exit(EXIT_USAGE)
+    # Bound before the example model is trained or any model loads: a taken port fails now.
+    try:
+        sock = bind_listener(settings.host, settings.port)
+    except OSError as exc:
+        out.error(bind_error(settings.host, settings.port, exc))
+        raise typer.Exit(1) from exc
     if settings.model_path is None and not settings.default_model_path.exists():
         from servepath.model.example import write_example
 
@@ -121,11 +130,66 @@ def serve(
             raise typer.Exit(1) from exc
         out.print(f"example model ready (held-out accuracy {accuracy:.3f})")
     print_reachable(out, settings)
-    run_server(settings)
+    run_server(settings, sock)
 
 
-def run_server(settings: Settings) -> None:
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the model loads so that a taken port fails at once.
+
+    ``::`` accepts IPv4 as well (IPV6_V6ONLY off): "every interface" means both families.
+    """
+    family, _, _, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and address[0] == "::":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def bind_error(host: str, port: int, exc: OSError) -> str:
+    """Why ``host:port`` cannot be listened on, with who holds it when that is knowable."""
+    where = host_port(host, port)
+    if exc.errno == errno.EADDRINUSE:
+        from servepath.netdiag.listen import inspect_port
+
+        holders = sorted(
+            {
+                f"{x.process or 'a process'} (pid {x.pid}) on {host_port(x.address, port)}"
+                for x in inspect_port(port, udp=False, nat=False).listeners
+                if x.pid
+            }
+        )
+        who = f": held by {'; '.join(holders)}" if holders else ""
+        return (
+            f"cannot listen on {where}: the port is already in use{who}. Stop that process, "
+            "or serve on another port with --port"
+        )
+    if exc.errno == errno.EACCES:
+        return (
+            f"cannot listen on {where}: ports below 1024 need root or CAP_NET_BIND_SERVICE; "
+            "serve on 8080 and map it (docker run -p 80:8080) or put a reverse proxy in front"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"cannot listen on {where}: {host} is not an address of this machine "
+            "(servepath listen and ip addr show which are); use 0.0.0.0 for every interface"
+        )
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on {where}: {host} does not resolve ({exc.strerror})"
+    return f"cannot listen on {where}: {exc.strerror or exc}"
+
+
+def run_server(settings: Settings, sock: socket.socket) -> None:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was in
     # place before it started; a no-op handler here turns a clean drain into exit status 0.
@@ -148,15 +212,20 @@ def run_server(settings: Settings) -> None:
     if settings.workers == 1:
         from servepath.service.app import create_app
 
-        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), **common))  # type: ignore[arg-type]
+        server.run(sockets=[sock])
+        if not server.started:
+            raise typer.Exit(3)  # startup failed; uvicorn has said why
         return
-    # Worker processes rebuild the same Settings, and share metrics through files.
+    # Worker processes rebuild the same Settings, and share metrics through files; they
+    # accept from the one socket bound here.
     metrics_dir = tempfile.mkdtemp(prefix="servepath-metrics-")
     os.environ.update(serialized_env(settings))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    uvicorn.run(
+    config = uvicorn.Config(
         "servepath.service.app:app_from_env",
         factory=True,
         workers=settings.workers,
         **common,  # type: ignore[arg-type]
     )
+    Multiprocess(config, sockets=[sock]).run()
