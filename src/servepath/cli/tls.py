@@ -10,6 +10,7 @@ from rich.table import Table
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
 from servepath.errors import ServepathError
+from servepath.netdiag.addresses import host_port
 
 if TYPE_CHECKING:
     from servepath.netdiag.tls import TlsReport
@@ -61,7 +62,7 @@ def tls(
 
 
 def render(out: Output, report: TlsReport) -> None:
-    where = f"{report.host}:{report.port}"
+    where = host_port(report.host, report.port)
     if report.address and report.address != report.host:
         where += f" ({report.address})"
     verdict = "[green]trusted and valid[/]" if report.ok else f"[red]{report.failure}[/]"
