@@ -50,6 +50,24 @@ def test_request_json_output_carries_request_response_and_time(server) -> None:
     assert data["proxy"]["proxy"] is None
 
 
+@pytest.mark.parametrize("path", ["", "/"])
+def test_a_bare_origin_posts_the_example_to_the_servers_predict_route(server, path: str) -> None:
+    result = runner.invoke(app, ["request", server.url + path, "--json"], env=NO_PROXY_ENV)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["url"] == server.url + "/decisions"
+    assert data["body"]["decision"] in ("approve", "decline")
+
+
+def test_a_bare_origin_with_data_posts_to_the_predict_route_too(server) -> None:
+    result = runner.invoke(
+        app, ["request", server.url, "--json", "--data", "-"], input="{}", env=NO_PROXY_ENV
+    )
+    data = json.loads(result.stdout)
+    assert data["url"] == server.url + "/decisions"
+    assert data["status"] == 422  # the predict route, which names the missing fields
+
+
 def test_request_sends_data_from_a_file(server, tmp_path: Path) -> None:
     body = tmp_path / "body.json"
     body.write_text(json.dumps({"income": "lots"}))

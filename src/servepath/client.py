@@ -1,8 +1,13 @@
-"""The HTTP client `servepath request` (and the doctor) use: proxy-aware, with failures named."""
+"""The HTTP client `servepath request` (and the doctor) use: proxy-aware, with failures named.
+
+Which route a request goes to and which example it carries are read from the server's
+OpenAPI document through :mod:`servepath.contract`, as `doctor` and `load` read them.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -11,6 +16,8 @@ import httpx
 import orjson
 
 from servepath.config import ProxyEnv
+from servepath.contract import OPENAPI_ROUTE, ServerContract, example_for, instances_of
+from servepath.errors import ServepathError
 from servepath.netdiag.errors_map import HttpErrorKind, classify_http_error
 from servepath.netdiag.proxy import ProxyChoice, choose_proxy
 
@@ -41,8 +48,8 @@ class RequestResult:
         }
 
 
-class ExampleUnavailable(Exception):
-    """The server's OpenAPI document has no example for the route."""
+class ExampleUnavailable(ServepathError):
+    """The server's OpenAPI document has no example for the route (or there is no document)."""
 
 
 def _client(proxy: ProxyChoice, timeout: float, verify: bool | str = True) -> httpx.Client:
@@ -56,25 +63,65 @@ def origin(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
 
 
-def fetch_example(
+def names_no_route(url: str) -> bool:
+    """Whether ``url`` is a bare origin, whose predict route is the server's to say."""
+    return urlsplit(url).path in ("", "/")
+
+
+def fetch_spec(
     url: str, *, proxy_env: ProxyEnv, proxy: str | None = None, timeout: float = 10.0
 ) -> dict[str, Any]:
-    """The example instance the server documents for ``url``'s route, from its OpenAPI."""
-    spec_url = origin(url) + "/openapi.json"
+    """The OpenAPI document of ``url``'s server.
+
+    Raises :class:`ExampleUnavailable` when the server answers without one, and
+    ``httpx.HTTPError`` when it does not answer.
+    """
+    spec_url = origin(url) + OPENAPI_ROUTE
     choice = choose_proxy(spec_url, proxy_env, proxy)
     with _client(choice, timeout) as client:
         response = client.get(spec_url)
     if response.status_code != 200:
         raise ExampleUnavailable(f"GET {spec_url} answered {response.status_code}")
-    spec = response.json()
-    path = urlsplit(url).path or "/"
-    paths = spec.get("paths", {})
-    route = path if path in paths else spec.get("x-servepath", {}).get("predict_route", path)
     try:
-        content = paths[route]["post"]["requestBody"]["content"]["application/json"]
-        return dict(content["example"])
-    except (KeyError, TypeError):
-        raise ExampleUnavailable(f"{spec_url} documents no example for POST {path}") from None
+        spec = response.json()
+    except ValueError:
+        raise ExampleUnavailable(f"GET {spec_url} answered with no JSON document") from None
+    if not isinstance(spec, dict):
+        raise ExampleUnavailable(f"GET {spec_url} answered JSON that is not an OpenAPI document")
+    return spec
+
+
+def predict_url(url: str, spec: Mapping[str, Any] | None) -> str:
+    """Where a predict request for ``url`` goes: the route ``url`` names, or for a bare origin
+    the predict route the server's document gives (the default one without a document)."""
+    parts = urlsplit(url)
+    route = ServerContract.from_spec(spec).route_for(parts.path, spec)
+    if route == parts.path:
+        return url
+    return urlunsplit((parts.scheme, parts.netloc, route, parts.query, ""))
+
+
+def example_from_spec(spec: Mapping[str, Any], url: str) -> dict[str, Any]:
+    """The example body ``spec`` documents for the route a request to ``url`` goes to: one
+    instance, or the Vertex form."""
+    route = urlsplit(predict_url(url, spec)).path
+    example = example_for(spec, route)
+    spec_url = origin(url) + OPENAPI_ROUTE
+    if example is None:
+        raise ExampleUnavailable(f"{spec_url} documents no example for POST {route}")
+    if not isinstance(example, Mapping) or instances_of(example) is None:
+        raise ExampleUnavailable(
+            f"the example {spec_url} documents for POST {route} is not an instance or a Vertex body"
+        )
+    return dict(example)
+
+
+def fetch_example(
+    url: str, *, proxy_env: ProxyEnv, proxy: str | None = None, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The example body the server documents for the route a request to ``url`` goes to."""
+    spec = fetch_spec(url, proxy_env=proxy_env, proxy=proxy, timeout=timeout)
+    return example_from_spec(spec, url)
 
 
 def send_request(

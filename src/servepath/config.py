@@ -15,12 +15,10 @@ from typing import Any
 
 import orjson
 
+from servepath.contract import DEFAULT_HEALTH_ROUTE, DEFAULT_PATH_ECHO_ROUTE, DEFAULT_PREDICT_ROUTE
 from servepath.errors import ConfigError
 
 DEFAULT_PORT = 8080
-DEFAULT_HEALTH_ROUTE = "/"
-DEFAULT_PREDICT_ROUTE = "/decisions"
-DEFAULT_PATH_ECHO_ROUTE = "/_path"
 #: Vertex AI's limit for a request to a shared public endpoint.
 DEFAULT_MAX_BODY_BYTES = 1_500_000
 DEFAULT_MAX_INSTANCES = 1_000

@@ -90,3 +90,19 @@ class ModelNotReady(ServepathError):
 
 class PredictionFailed(ServepathError):
     """The model raised while predicting: a server fault, not the caller's."""
+
+
+# --- categories the CLI maps to exit codes (usage: 2) ----------------------------------
+
+
+class UsageError(ServepathError):
+    """What the user asked for cannot be done as asked: a bad argument, option or target."""
+
+
+class EndpointError(UsageError, ValueError):
+    """A ``host:port`` (or address) written in a way servepath cannot read."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"{text!r}: {reason}")
+        self.text = text
+        self.reason = reason

@@ -43,6 +43,33 @@ def test_the_example_comes_from_the_predict_routes_request_body() -> None:
         example_from_openapi(doc, "/predict")
 
 
+def test_a_bare_origin_takes_the_example_of_the_servers_own_predict_route() -> None:
+    vertex = {"instances": [EXAMPLE, {**EXAMPLE, "age": 1}], "parameters": {}}
+    doc = {
+        "x-servepath": {"predict_route": "/v1:predict"},
+        "paths": {
+            "/v1:predict": {
+                "post": {"requestBody": {"content": {"application/json": {"example": vertex}}}}
+            }
+        },
+    }
+    assert example_from_openapi(doc, "") == EXAMPLE
+    assert example_from_openapi(doc, "/") == EXAMPLE
+    assert example_from_openapi(doc, "/typo") == EXAMPLE  # a wrong route still gets a body
+
+
+def test_an_example_that_is_no_instance_is_refused_with_the_route() -> None:
+    doc = {
+        "paths": {
+            "/decisions": {
+                "post": {"requestBody": {"content": {"application/json": {"example": [1, 2]}}}}
+            }
+        }
+    }
+    with pytest.raises(PayloadError, match="POST /decisions"):
+        example_from_openapi(doc, "/decisions")
+
+
 def test_unique_share_is_exact_over_any_run_length() -> None:
     for n in (10, 100, 1000):
         assert sum(is_unique(i, 0.25) for i in range(n)) == n // 4

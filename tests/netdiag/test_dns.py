@@ -24,6 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from servepath.cli import app
+from servepath.errors import UsageError
 from servepath.netdiag.dns import (
     Nameserver,
     ResolverAnswer,
@@ -314,12 +315,24 @@ def test_table_shows_each_resolver_and_the_cname_chain(dnsmasq: StartDnsmasq) ->
     assert "10.1.2.3" in output
 
 
+def _name_in_etc_hosts() -> str:
+    """A loopback name of /etc/hosts other than localhost (answered from the file, so no
+    query leaves the machine); localhost itself is never sent to a nameserver."""
+    for line in Path("/etc/hosts").read_text().splitlines():
+        fields = line.split("#", 1)[0].split()
+        if fields and fields[0].startswith("127."):
+            for name in fields[1:]:
+                if name != "localhost" and not name.endswith(".localhost"):
+                    return name
+    pytest.skip("/etc/hosts names no loopback host besides localhost")
+
+
 def test_resolv_conf_nameservers_are_each_asked(tmp_path: Path, dnsmasq: StartDnsmasq) -> None:
     # resolv.conf has no port syntax, so the nameservers listed are asked on port 53; a
     # nameserver that is not running there shows up as its own failing row.
     conf = tmp_path / "resolv.conf"
     conf.write_text("nameserver 127.0.0.9\nnameserver ::1\nsearch svc.test\n")
-    report = probe_dns("localhost", resolv_conf=conf, timeout=0.5)
+    report = probe_dns(_name_in_etc_hosts(), resolv_conf=conf, timeout=0.5)
     rows = {(a.resolver, a.source) for a in report.answers}
     assert rows == {
         ("system (getaddrinfo)", "getaddrinfo"),
@@ -327,9 +340,27 @@ def test_resolv_conf_nameservers_are_each_asked(tmp_path: Path, dnsmasq: StartDn
         ("::1", "resolv.conf"),
     }
     gai = next(a for a in report.answers if a.source == "getaddrinfo")
-    assert gai.outcome == "ok" and "127.0.0.1" in gai.values  # from /etc/hosts
+    assert gai.outcome == "ok" and gai.values[0].startswith("127.")  # from /etc/hosts
     assert report.search == ("svc.test",)
     assert not report.ok
+
+
+def test_localhost_is_answered_locally_and_never_sent_to_a_nameserver(tmp_path: Path) -> None:
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 127.0.0.9\n")  # nothing listens there: asking it would fail
+    for name in ("localhost", "LOCALHOST.", "api.localhost"):
+        report = probe_dns(name, resolv_conf=conf, timeout=0.5)
+        assert report.ok and report.agree, report.verdict
+        assert {a.source for a in report.answers} <= {"getaddrinfo", "rfc6761"}
+        assert report.answers[0].values[0] in ("127.0.0.1", "::1")
+        assert "RFC 6761" in report.notes[0]
+    aaaa = probe_dns("api.localhost", "AAAA", resolv_conf=conf, timeout=0.5)
+    assert aaaa.ok and aaaa.answers[0].values == ("::1",)
+    assert aaaa.answers[0].source == "rfc6761"  # a name under .localhost: not even getaddrinfo
+    asked = probe_dns("localhost", resolvers=[Nameserver("127.0.0.9")], resolv_conf=conf,
+                      timeout=0.5)  # fmt: skip
+    assert asked.ok  # a named resolver that fails is shown, and does not count
+    assert any(a.resolver == "127.0.0.9" for a in asked.answers)
 
 
 @pytest.mark.parametrize("literal", ["10.1.2.3", "::1", "fe80::1%lo"])
@@ -538,8 +569,10 @@ def test_resolver_specs_parse(spec: str, expected: Nameserver) -> None:
     "spec", ["dns.test", "127.0.0.2:0", "127.0.0.2:99999", "127.0.0.2:x", "[::1", "[::1]5353"]
 )
 def test_bad_resolver_specs_are_refused(spec: str) -> None:
-    with pytest.raises(ResolverSpecError):
+    with pytest.raises(ResolverSpecError) as info:
         parse_nameserver(spec)
+    assert isinstance(info.value, UsageError)
+    assert str(info.value).startswith(f"bad resolver {spec!r}: ")
 
 
 def test_labels_omit_the_default_port_and_bracket_ipv6() -> None:

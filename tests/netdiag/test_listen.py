@@ -303,6 +303,11 @@ def test_a_range_mapping_covers_its_ports() -> None:
     assert m.describe() == "tcp *:9000-9010 → 172.17.0.5:9000 (iptables)"
 
 
+def test_an_ipv6_mapping_is_described_with_brackets() -> None:
+    m = PortMapping("iptables", "tcp", 8443, 443, host_ip="fd00::1", target_ip="fd00:dead::2")
+    assert m.describe() == "tcp [fd00::1]:8443 → [fd00:dead::2]:443 (iptables)"
+
+
 # --- pure: processes and forwarders ------------------------------------------------------------
 
 DOCKER_PROXY = (

@@ -9,8 +9,8 @@ import struct
 
 import pytest
 
-from servepath.netdiag.addresses import classify_address
-from servepath.netdiag.icmp import (
+from servepath.net.addresses import classify_address
+from servepath.net.icmp import (
     IP_RECVERR,
     IPV6_RECVERR,
     SO_EE_ORIGIN_ICMP,

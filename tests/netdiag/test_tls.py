@@ -31,6 +31,7 @@ from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
 from servepath.cli import app
+from servepath.errors import UsageError
 from servepath.netdiag.tls import (
     Certificate,
     certificate_problems,
@@ -428,6 +429,13 @@ def test_openssl_verify_codes_map_to_failures(code: int, failure: str) -> None:
 )
 def test_targets_parse(text: str, expected: tuple[str, int]) -> None:
     assert parse_target(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "api.test:0", "api.test:https", "[::1", "[::1]8443"])
+def test_bad_targets_are_usage_errors_that_say_what_is_wrong(text: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_target(text)
+    assert str(info.value).startswith(f"{text!r}: ")
 
 
 def test_a_cn_only_self_signed_certificate_parses() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from servepath.netdiag.icmp import IcmpError
+from servepath.net.icmp import IcmpError
 from servepath.netdiag.trace import (
     Probe,
     ProbeEvent,

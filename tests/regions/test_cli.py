@@ -207,7 +207,7 @@ def test_measure_exits_1_when_no_target_answers(closed_port: int) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["host:99999"], "not in 1-65535"),
+        (["host:99999"], "is not a number from 1 to 65535"),
         (["127.0.0.1:1@nowhere-1"], "unknown region 'nowhere-1'"),
         (["127.0.0.1:1", "--from", "europe-centrl2"], "did you mean europe-central2"),
     ],

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from servepath.errors import UsageError
 from servepath.regions.catalogue import get_region
 from servepath.regions.measure import (
     BadTarget,
@@ -70,8 +71,9 @@ def test_the_default_port_applies_only_when_none_is_given() -> None:
     ["", "host:0", "host:65536", "host:http", ":80", "host@", "[::1", "[::1]x", "1:2:3:80"],
 )
 def test_malformed_targets_are_refused(spec: str) -> None:
-    with pytest.raises(BadTarget):
+    with pytest.raises(BadTarget) as info:
         parse_target(spec)
+    assert isinstance(info.value, UsageError)
 
 
 def test_target_labels_bracket_ipv6() -> None:

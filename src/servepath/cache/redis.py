@@ -24,6 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from servepath.cache.base import CacheStatus
 from servepath.errors import ConfigError, ServepathError
+from servepath.net.endpoints import host_port
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,8 @@ def describe_target(kwargs: dict[str, Any]) -> str:
     """Where the pool connects, without credentials."""
     if kwargs.get("path"):
         return f"unix:{kwargs['path']} db {kwargs.get('db', 0)}"
-    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)} db {kwargs.get('db', 0)}"
+    where = host_port(str(kwargs.get("host", "localhost")), kwargs.get("port", 6379))
+    return f"{where} db {kwargs.get('db', 0)}"
 
 
 def redact_url(url: str) -> str:

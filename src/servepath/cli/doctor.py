@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, app, base_settings, get_output
 from servepath.errors import ServepathError
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+    from servepath.netdiag.doctor import DoctorReport
 
 
 @app.command()
@@ -21,6 +26,13 @@ def doctor(
     resolver: Annotated[
         list[str] | None, typer.Option("--resolver", help="Also ask this DNS server (IP[:PORT])")
     ] = None,
+    resolve: Annotated[
+        list[str] | None,
+        typer.Option("--resolve", help="NAME:PORT:ADDRESS: dial ADDRESS for NAME (as curl)"),
+    ] = None,
+    host_header: Annotated[
+        str | None, typer.Option("--host-header", help="Send this name as Host (a site's name)")
+    ] = None,
     data: Annotated[
         str | None, typer.Option("--data", "-d", help="JSON body for the predict route (or -)")
     ] = None,
@@ -29,20 +41,29 @@ def doctor(
     timeout: Annotated[float, typer.Option(help="Seconds per network probe")] = 2.0,
     http_timeout: Annotated[float, typer.Option(help="Seconds per HTTP request")] = 10.0,
     slow_ms: Annotated[float, typer.Option(help="A request slower than this is a problem")] = 1000,
+    large_kb: Annotated[
+        int, typer.Option(help="Size of the large request that finds MTU black holes; 0: off")
+    ] = 48,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Walk the path to URL stage by stage and name the broken link, who broke it, the fix."""
     out = get_output()
     if local is not None:
-        from servepath.netdiag.local import run_local_doctor
+        from servepath.netdiag.doctor.local import run_local_doctor
 
+        if url is not None:
+            out.error(
+                f"give a URL or --local PORT, not both: run `servepath doctor {url}` from the "
+                f"caller and `servepath doctor --local {local}` on the server"
+            )
+            raise typer.Exit(EXIT_USAGE)
         if not 0 < local < 65536:
             out.error(f"--local {local} is not a port")
             raise typer.Exit(EXIT_USAGE)
         report = run_local_doctor(local, timeout=timeout)
     else:
         from servepath.netdiag.dns import parse_nameserver
-        from servepath.netdiag.doctor import DoctorOptions, DoctorUsageError, run_doctor
+        from servepath.netdiag.doctor import DoctorOptions, parse_pin, run_doctor
 
         if url is None:
             out.error("give a URL, or --local PORT")
@@ -60,19 +81,62 @@ def doctor(
                 timeout=timeout,
                 http_timeout=http_timeout,
                 slow_ms=slow_ms,
+                pins=tuple(parse_pin(r) for r in resolve or ()),
+                host_header=host_header,
+                large_bytes=max(0, large_kb) * 1000,
             )
             report = run_doctor(url, options)
-        except (DoctorUsageError, OSError) as exc:
-            out.error(str(exc))
-            raise typer.Exit(EXIT_USAGE) from exc
-        except ServepathError as exc:
+        except (ServepathError, OSError) as exc:
             out.error(str(exc))
             raise typer.Exit(EXIT_USAGE) from exc
     if json_out:
         out.json(report)
     else:
-        from servepath.netdiag.report import doctor_lines
-
         for line in doctor_lines(report):
             out.print(line)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_PROBLEM)
+
+
+_MARK = {
+    "ok": ("✔", "green"),
+    "warn": ("!", "yellow"),
+    "fail": ("✘", "bold red"),
+    "skip": ("-", "dim"),
+}
+
+
+def doctor_lines(report: DoctorReport) -> list[Text]:
+    """One line per stage with its mark, then the verdict: cause, meaning, owner, fix.
+
+    Every piece of data goes in as plain text (rich.Text never reads markup), so an IPv6
+    address or a server's error page prints as it is.
+    """
+    from rich.text import Text
+
+    width = max(len(s.name) for s in report.stages)
+    lines = [Text(f"servepath doctor {report.url}", style="bold")]
+    for stage in report.stages:
+        mark, style = _MARK[stage.status]
+        line = Text()
+        line.append(f" {mark} ", style=style)
+        line.append(f"{stage.name:<{width}}  ", style="bold" if stage.status == "fail" else "")
+        line.append(stage.summary, style="dim" if stage.status == "skip" else "")
+        lines.append(line)
+    lines.append(Text())
+    e = report.explanation
+    if report.ok:
+        lines.append(Text(f"healthy: {e.meaning} ({report.elapsed_s:.2f}s)", style="bold green"))
+        warnings = [s.name for s in report.stages if s.status == "warn"]
+        if warnings:
+            lines.append(Text(f"warnings in: {', '.join(warnings)}", style="yellow"))
+        return lines
+    lines.append(
+        Text(f"broken at: {report.failed_stage}   cause: {report.cause}", style="bold red")
+    )
+    lines.append(Text(f"what it means: {e.meaning}"))
+    lines.append(Text(f"who fixes it: {e.owner}"))
+    if e.fix:
+        lines.append(Text("fix:"))
+        lines.extend(Text(f"  {line}") for line in e.fix)
+    lines.append(Text(f"({report.elapsed_s:.2f}s)", style="dim"))
+    return lines

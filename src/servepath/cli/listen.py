@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
+from servepath.net.endpoints import host_port
 
 if TYPE_CHECKING:
     from servepath.netdiag.listen import Listener, PortMapping
@@ -76,14 +78,14 @@ def render(
         table.add_column("process", no_wrap=True)
         table.add_column("command", overflow="fold", min_width=16)
         for x in listeners:
-            host = f"[{x.address}]" if ":" in x.address else x.address
             reach = _REACH.get(x.address_kind, x.address_kind)
             process = x.process or "-"
             if x.forwarder:
                 process += f" [cyan]({x.forwarder})[/]"
+            # an IPv6 address in brackets would otherwise read as markup: [fd00::1] vanishes
+            where = escape(host_port(x.address, x.port))
             table.add_row(
-                x.protocol, f"{host}:{x.port}", reach, str(x.pid or "-"), x.user or "-",
-                process, _command(x),
+                x.protocol, where, reach, str(x.pid or "-"), x.user or "-", process, _command(x),
             )  # fmt: skip
         out.print(table)
     if mappings:
@@ -91,7 +93,7 @@ def render(
         for m in mappings:
             chain = f" chain {m.chain}" if m.chain else ""
             iface = f" iface {m.interface}" if m.interface else ""
-            out.print(f"  {m.describe()}{chain}{iface}")
+            out.print(f"  {m.describe()}{chain}{iface}", markup=False)
     for warning in warnings:
         out.print(f"[yellow]warning:[/] {warning}")
     for note in notes:

@@ -13,11 +13,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, base_settings, get_output
+from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
 from servepath.errors import ConfigError, ServepathError
 from servepath.load.capacity import DEFAULT_HEADROOM, SLO, parse_error_budget, parse_slo
 from servepath.load.locust import LocustScenario, scenario_summary, write_locustfile
-from servepath.load.payloads import Instance, parse_instances
+from servepath.load.payloads import Instance, example_from_openapi, parse_instances
 from servepath.load.report import FindMaxReport, RunReport, SweepReport, write_csv
 from servepath.load.schedule import DEFAULT_MAX_INFLIGHT, parse_duration
 from servepath.output import Output
@@ -51,22 +51,45 @@ def _duration(text: str | None, hint: str) -> float | None:
         raise typer.BadParameter(str(exc), param_hint=hint) from None
 
 
-def _instances(data: Path | None, target: str, out: Output) -> list[Instance]:
-    if data is not None:
-        try:
-            text = data.read_text()
-        except OSError as exc:
-            raise typer.BadParameter(
-                f"cannot read {data}: {exc.strerror}", param_hint="--data"
-            ) from None
-        try:
-            return parse_instances(text, str(data))
-        except ConfigError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--data") from None
-    from servepath.load.generator import fetch_example
-
+def _data_instances(data: Path) -> list[Instance]:
     try:
-        return [fetch_example(target)]
+        text = data.read_text()
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot read {data}: {exc.strerror}", param_hint="--data"
+        ) from None
+    try:
+        return parse_instances(text, str(data))
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data") from None
+
+
+def _target_and_instances(url: str, data: Path | None, out: Output) -> tuple[str, list[Instance]]:
+    """The URL the load goes to and the instances it sends.
+
+    The server's OpenAPI document says which route a bare origin means and which example to
+    send, as it does for `request` and `doctor`; with --data and a URL that names its route,
+    nothing is asked of the server before the run.
+    """
+    from servepath.client import names_no_route
+    from servepath.load.generator import fetch_openapi, predict_url
+
+    given = _data_instances(data) if data is not None else None
+    spec = None
+    if given is None or names_no_route(url):
+        try:
+            spec = fetch_openapi(url)
+        except ServepathError as exc:
+            if given is None:
+                out.error(str(exc))
+                raise typer.Exit(EXIT_PROBLEM) from None
+            # the instances are given; without the document, the default predict route
+    target = predict_url(url, spec)
+    if given is not None:
+        return target, given
+    assert spec is not None
+    try:
+        return target, [example_from_openapi(spec, urlsplit(target).path)]
     except ServepathError as exc:
         out.error(str(exc))
         raise typer.Exit(EXIT_PROBLEM) from None
@@ -122,16 +145,15 @@ def load(
     """Load a service and report honest latency percentiles, errors and capacity."""
     from servepath.load.generator import (
         LoadPlan,
+        check_url,
         find_max,
-        predict_url,
         run_load,
         sweep_concurrency,
     )
 
     out = get_output()
-    settings = base_settings()
     try:
-        target = predict_url(url, settings.predict_route)
+        check_url(url)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="URL") from None
     levels = _concurrencies(concurrency)
@@ -156,13 +178,14 @@ def load(
         seconds = 10.0
     request_timeout = _duration(timeout, "--timeout")
     assert request_timeout is not None
+    target, instances = _target_and_instances(url, data, out)
 
     if locustfile is not None:
         parts = urlsplit(target)
         scenario = LocustScenario(
             host=urlunsplit((parts.scheme, parts.netloc, "", "", "")),
             predict_path=parts.path + (f"?{parts.query}" if parts.query else ""),
-            instances=tuple(_instances(data, target, out)),
+            instances=tuple(instances),
             unique=unique,
             batch=batch,
             slo=objective,
@@ -180,7 +203,6 @@ def load(
             out.print(scenario_summary(scenario, files))
         raise typer.Exit(EXIT_OK)
 
-    instances = _instances(data, target, out)
     if rate is None and not levels:
         if find_max_:
             rate = 10.0

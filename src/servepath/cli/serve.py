@@ -17,7 +17,7 @@ import typer
 from servepath.cli._app import EXIT_USAGE, app, base_settings, get_output
 from servepath.config import Settings, serialized_env
 from servepath.errors import ConfigError, ModelLoadError
-from servepath.netdiag.addresses import host_port
+from servepath.net.endpoints import host_port
 from servepath.netdiag.interfaces import answering_addresses, local_addresses, url_for
 from servepath.output import Output
 

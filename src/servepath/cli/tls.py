@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
-from servepath.errors import ServepathError
-from servepath.netdiag.addresses import host_port
+from servepath.errors import EndpointError, ServepathError
+from servepath.net.endpoints import host_port
 
 if TYPE_CHECKING:
     from servepath.netdiag.tls import TlsReport
@@ -38,7 +38,7 @@ def tls(
     out = get_output()
     try:
         host, port = parse_target(target)
-    except ValueError as exc:
+    except EndpointError as exc:
         raise typer.BadParameter(str(exc), param_hint="TARGET") from exc
     if cafile is not None and not cafile.is_file():
         raise typer.BadParameter(f"{cafile} is not a file", param_hint="--cafile")

@@ -14,7 +14,7 @@ import multiprocessing
 import queue
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,6 +24,8 @@ import orjson
 import psutil
 import uvloop
 
+from servepath.client import predict_url as client_predict_url
+from servepath.contract import OPENAPI_ROUTE
 from servepath.errors import ConfigError, ServepathError
 from servepath.load.capacity import SLO, ReplicaEstimate, estimate_replicas, fit_usl
 from servepath.load.payloads import Instance, PayloadError, PayloadSource, example_from_openapi
@@ -164,22 +166,27 @@ def classify_exception(exc: BaseException) -> ErrorClass:
     return "other"
 
 
-def predict_url(url: str, predict_route: str) -> str:
-    """The URL requests go to: ``url`` itself, or the predict route when ``url`` has no path."""
+def check_url(url: str) -> None:
+    """Refuse what is not an http(s) URL, before anything is sent."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{url!r} is not an http:// or https:// URL")
-    if parts.path in ("", "/"):
-        return urlunsplit((parts.scheme, parts.netloc, predict_route, parts.query, ""))
-    return url
+
+
+def predict_url(url: str, spec: Mapping[str, Any] | None = None) -> str:
+    """The URL requests go to: the route ``url`` names, or for a bare origin the predict route
+    the server's OpenAPI document ``spec`` gives (the default one without a document) — the
+    route `request` and `doctor` pick on the same server."""
+    check_url(url)
+    return client_predict_url(url, spec)
 
 
 def openapi_url(url: str) -> str:
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/openapi.json", "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, OPENAPI_ROUTE, "", ""))
 
 
-async def _fetch_example(url: str, timeout: float) -> Instance:
+async def _fetch_openapi(url: str, timeout: float) -> dict[str, Any]:
     doc_url = openapi_url(url)
     try:
         async with (
@@ -195,12 +202,19 @@ async def _fetch_example(url: str, timeout: float) -> Instance:
         raise PayloadError(f"cannot fetch {doc_url}: {exc or type(exc).__name__}") from exc
     except orjson.JSONDecodeError as exc:
         raise PayloadError(f"{doc_url} is not JSON: {exc}") from exc
-    return example_from_openapi(doc, urlsplit(url).path)
+    if not isinstance(doc, dict):
+        raise PayloadError(f"{doc_url} is not an OpenAPI document; pass --data FILE")
+    return doc
+
+
+def fetch_openapi(url: str, *, timeout: float = 5.0) -> dict[str, Any]:
+    """The OpenAPI document of ``url``'s server; a :class:`PayloadError` when there is none."""
+    return uvloop.run(_fetch_openapi(url, timeout))
 
 
 def fetch_example(url: str, *, timeout: float = 5.0) -> Instance:
-    """The example instance the server documents for the predict route ``url`` points at."""
-    return uvloop.run(_fetch_example(url, timeout))
+    """The example instance the server documents for the route a request to ``url`` goes to."""
+    return example_from_openapi(fetch_openapi(url, timeout=timeout), urlsplit(url).path)
 
 
 # --- one process ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from servepath.contract import ServerContract, example_for, instances_of
 from servepath.errors import ConfigError, ServepathError
 
 Instance = dict[str, Any]
@@ -57,24 +58,27 @@ def _as_instances(value: Any, where: str) -> list[Instance]:
     raise ConfigError(f"{where} holds no JSON object (an instance of features) to send")
 
 
-def example_from_openapi(doc: Mapping[str, Any], predict_path: str) -> Instance:
-    """The example instance the service documents for its predict route."""
-    try:
-        media = doc["paths"][predict_path]["post"]["requestBody"]["content"]["application/json"]
-    except (KeyError, TypeError):
-        raise PayloadError(
-            f"the OpenAPI document has no JSON request body for POST {predict_path}; "
-            "pass --data FILE"
-        ) from None
-    example = media.get("example") if isinstance(media, Mapping) else None
-    if example is None and isinstance(media, Mapping):
-        examples = media.get("examples")
-        if isinstance(examples, Mapping) and examples:
-            first = next(iter(examples.values()))
-            example = first.get("value") if isinstance(first, Mapping) else None
+def example_from_openapi(doc: Mapping[str, Any], url_path: str) -> Instance:
+    """The example instance the service documents for the route a URL with ``url_path`` goes
+    to (a bare origin: the server's own predict route), read as `request` and `doctor` read it.
+    """
+    route = ServerContract.from_spec(doc).route_for(url_path, doc)
+    example = example_for(doc, route)
     if example is None:
-        raise PayloadError(f"the OpenAPI document shows no example for POST {predict_path}")
-    instances = _as_instances(example, f"the example of POST {predict_path}")
+        paths = doc.get("paths")
+        if not (isinstance(paths, Mapping) and route in paths):
+            raise PayloadError(
+                f"the OpenAPI document has no JSON request body for POST {route}; pass --data FILE"
+            )
+        raise PayloadError(
+            f"the OpenAPI document shows no example for POST {route}; pass --data FILE"
+        )
+    instances = instances_of(example)
+    if instances is None:
+        raise PayloadError(
+            f"the example of POST {route} holds no JSON object (an instance of features) to "
+            "send; pass --data FILE"
+        )
     return instances[0]
 
 

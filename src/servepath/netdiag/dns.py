@@ -31,8 +31,8 @@ import dns.rdatatype
 import dns.resolver
 import dns.rrset
 
-from servepath.errors import ServepathError
-from servepath.netdiag.addresses import is_ip_literal
+from servepath.errors import EndpointError, ServepathError
+from servepath.net.endpoints import host_port, is_ip_literal, parse_host_port
 
 __all__ = [
     "DEFAULT_RESOLV_CONF",
@@ -57,7 +57,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Outcome = Literal["ok", "nxdomain", "no_answer", "servfail", "refused", "timeout", "error"]
-Source = Literal["getaddrinfo", "resolv.conf", "named"]
+Source = Literal["getaddrinfo", "resolv.conf", "named", "rfc6761"]
 
 #: Outcomes that are an answer about the name; the rest say the resolver failed to give one.
 ANSWERED: frozenset[Outcome] = frozenset({"ok", "nxdomain", "no_answer"})
@@ -75,13 +75,14 @@ _OUTCOME_MEANING: dict[Outcome, str] = {
 }
 
 
-class ResolverSpecError(ServepathError):
+class ResolverSpecError(EndpointError):
     """A ``--resolver`` value that is not ``IP`` or ``IP:PORT``."""
 
     def __init__(self, spec: str, reason: str) -> None:
-        super().__init__(f"bad resolver {spec!r}: {reason}")
+        super().__init__(spec, reason)
+        # the message names the option; .text and .reason stay as EndpointError sets them
+        self.args = (f"bad resolver {spec!r}: {reason}",)
         self.spec = spec
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -93,30 +94,20 @@ class Nameserver:
     def label(self) -> str:
         if self.port == 53:
             return self.address
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}"
+        return host_port(self.address, self.port)
 
 
 def parse_nameserver(spec: str) -> Nameserver:
-    """``IP``, ``IP:PORT``, ``IPv6`` or ``[IPv6]:PORT``."""
-    text = spec.strip()
-    host, port_text = text, ""
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ResolverSpecError(spec, "write an IPv6 address with a port as [ADDR]:PORT")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
+    """``IP``, ``IP:PORT``, ``IPv6`` or ``[IPv6]:PORT``: a resolver is named by its address."""
+    try:
+        host, port = parse_host_port(spec, 53)
+    except EndpointError as exc:
+        raise ResolverSpecError(spec, exc.reason) from None
     try:
         address = str(ipaddress.ip_address(host))
     except ValueError:
         raise ResolverSpecError(spec, f"{host!r} is not an IP address") from None
-    if not port_text:
-        return Nameserver(address)
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ResolverSpecError(spec, f"port {port_text!r} is not a number from 1 to 65535")
-    return Nameserver(address, int(port_text))
+    return Nameserver(address, port)
 
 
 def parse_rrtype(text: str) -> dns.rdatatype.RdataType:
@@ -512,6 +503,8 @@ def probe_dns(
     notes: list[str] = []
     search: tuple[str, ...] = ()
     tasks: list[Callable[[], ResolverAnswer]] = []
+    if is_localhost_name(name):
+        return _probe_localhost(name, rdtype, resolvers=resolvers, system=system, timeout=timeout)
     if system:
         servers, search, note = system_nameservers(resolv_conf)
         if note:
@@ -542,3 +535,68 @@ def probe_dns(
     agree, verdict = agreement(answers)
     log.debug("dns %s %s: %s", name, type_text, verdict)
     return DnsReport(name, type_text, False, tuple(answers), agree, verdict, search, tuple(notes))
+
+
+def is_localhost_name(name: str) -> bool:
+    """``localhost`` and every name under it: RFC 6761 §6.3 reserves them for loopback."""
+    label = name.lower().rstrip(".")
+    return label == "localhost" or label.endswith(".localhost")
+
+
+def localhost_answer(name: str, rdtype: dns.rdatatype.RdataType) -> ResolverAnswer:
+    """The answer RFC 6761 prescribes: loopback, given without asking any DNS server."""
+    value = "::1" if rdtype == dns.rdatatype.AAAA else "127.0.0.1"
+    if rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        return ResolverAnswer(
+            "local (RFC 6761)", "rfc6761", "no_answer", detail=f"{name} has only addresses"
+        )
+    return ResolverAnswer(
+        "local (RFC 6761)",
+        "rfc6761",
+        "ok",
+        (value,),
+        detail=f"{name} is answered locally with loopback (RFC 6761)",
+    )
+
+
+def _probe_localhost(
+    name: str,
+    rdtype: dns.rdatatype.RdataType,
+    *,
+    resolvers: Sequence[Nameserver],
+    system: bool,
+    timeout: float,
+) -> DnsReport:
+    """``localhost`` is never sent to a DNS server: what a DNS server says of it (many answer
+    NXDOMAIN) is not how programs resolve it. Explicitly named resolvers are still asked and
+    shown, but they do not count against the agreement."""
+    type_text = dns.rdatatype.to_text(rdtype)
+    notes = [
+        f"{name} is answered locally (RFC 6761: /etc/hosts, or loopback): the nameservers of "
+        "resolv.conf are not asked"
+    ]
+    local: list[ResolverAnswer] = []
+    # Only the bare name is looked up in /etc/hosts (through getaddrinfo): the C library
+    # would send a name under .localhost to the DNS servers, which RFC 6761 rules out.
+    bare = name.lower().rstrip(".") == "localhost"
+    if system and bare and rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        gai = query_getaddrinfo(name, rdtype, timeout=timeout)
+        if gai.outcome == "ok":
+            local.append(gai)
+        else:
+            notes.append(f"getaddrinfo gave {gai.outcome} for {name}; loopback is what it means")
+    if not local:
+        local.append(localhost_answer(name, rdtype))
+    asked: list[ResolverAnswer] = []
+    if resolvers:
+        qname = dns.name.from_text(name)
+        with ThreadPoolExecutor(max_workers=len(resolvers)) as pool:
+            asked = list(
+                pool.map(lambda ns: query_nameserver(ns, qname, rdtype, timeout=timeout), resolvers)
+            )
+        notes.append(
+            "the --resolver answers are shown, but a DNS server's word on localhost does not "
+            "change how this machine resolves it"
+        )
+    agree, verdict = agreement(local)
+    return DnsReport(name, type_text, False, tuple(local + asked), agree, verdict, (), tuple(notes))

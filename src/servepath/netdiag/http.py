@@ -24,7 +24,7 @@ import httpx
 
 from servepath.config import ProxyEnv
 from servepath.errors import ServepathError
-from servepath.netdiag.addresses import is_ip_literal
+from servepath.net.endpoints import host_port, is_ip_literal
 from servepath.netdiag.errors_map import HttpErrorClass, classify_http_error
 from servepath.netdiag.proxy import ProxyChoice, choose_proxy
 
@@ -65,6 +65,10 @@ _PATH_HEADERS = (
     "x-amz-cf-pop",
     "alt-svc",
     "location",
+    "retry-after",
+    "proxy-authenticate",
+    "www-authenticate",
+    "x-squid-error",
 )
 
 
@@ -324,6 +328,8 @@ class HttpHop:
     body_bytes: int = 0
     body_preview: str | None = None  # the start of an error response's body
     error: HttpErrorClass | None = None
+    # the body itself, when the caller asked to keep it (keep_body); not in the JSON
+    body: bytes | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -448,8 +454,9 @@ def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
 class _ResolvingBackend(httpcore.SyncBackend):
     """Resolves the name on the request's clock, then connects to the addresses it found."""
 
-    def __init__(self) -> None:
+    def __init__(self, pins: Mapping[tuple[str, int], str] | None = None) -> None:
         self.recorder: _Recorder | None = None
+        self.pins = {(h.lower(), p): a for (h, p), a in (pins or {}).items()}
 
     def connect_tcp(
         self,
@@ -460,7 +467,10 @@ class _ResolvingBackend(httpcore.SyncBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         recorder = self.recorder
-        if is_ip_literal(host):
+        pinned = self.pins.get((host.lower(), port))
+        if pinned is not None:  # --resolve NAME:PORT:ADDR, as curl has it
+            addresses = [pinned]
+        elif is_ip_literal(host):
             addresses = [host.strip("[]")]
         else:
             if recorder:
@@ -476,9 +486,7 @@ class _ResolvingBackend(httpcore.SyncBackend):
         failure: httpcore.ConnectError | None = None
         for address in addresses:
             if recorder:
-                recorder.attempted = (
-                    f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-                )
+                recorder.attempted = host_port(address, port)
             try:
                 return super().connect_tcp(address, port, timeout, local_address, socket_options)
             except httpcore.ConnectError as exc:  # try the next address, as curl does
@@ -508,8 +516,7 @@ def _tls_info(response: httpx.Response) -> tuple[str | None, str | None, str | N
     try:
         peer = stream.get_extra_info("server_addr")
         if peer:
-            host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
-            remote = f"{host}:{peer[1]}"
+            remote = host_port(str(peer[0]), peer[1])
     except OSError:
         pass
     ssl_object = stream.get_extra_info("ssl_object")
@@ -524,6 +531,7 @@ def _hop(
     request: httpx.Request,
     choice: ProxyChoice,
     backend: _ResolvingBackend,
+    keep_body: int = 0,
 ) -> tuple[HttpHop, httpx.Response | None]:
     recorder = _Recorder()
     backend.recorder = recorder
@@ -573,6 +581,7 @@ def _hop(
         location=response.headers.get("location"),
         body_bytes=len(body),
         body_preview=preview,
+        body=body[:keep_body] if keep_body else None,
     )
     return hop, response
 
@@ -589,12 +598,16 @@ def probe_http(
     follow: bool = True,
     verify: bool = True,
     cafile: str | None = None,
+    pins: Mapping[tuple[str, int], str] | None = None,
+    keep_body: int = 0,
 ) -> HttpReport:
     """Send one request (and follow its redirects), timing each phase of each hop.
 
     The proxy of each hop is chosen by :func:`choose_proxy` from ``proxy_env`` and ``proxy``
     (the environment is never read here). ``verify=False`` skips certificate checks;
-    ``cafile`` trusts that CA bundle instead of the system store.
+    ``cafile`` trusts that CA bundle instead of the system store. ``pins`` maps (name,
+    port) to the address to dial instead of resolving the name (curl's ``--resolve``);
+    ``keep_body`` keeps up to that many bytes of each response body on its hop.
     """
     env = proxy_env or ProxyEnv()
     notes: list[str] = []
@@ -608,7 +621,7 @@ def probe_http(
         )
     except (ssl.SSLError, OSError) as exc:
         raise ServepathError(f"cannot load the CA bundle {cafile}: {exc}") from exc
-    backend = _ResolvingBackend()
+    backend = _ResolvingBackend(pins)
     clients: dict[str | None, httpx.Client] = {}
     hops: list[HttpHop] = []
     try:
@@ -642,7 +655,7 @@ def probe_http(
                 except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
                     error = classify_http_error(exc)
                     return HttpReport(url, method, (), follow, error, tuple(notes))
-            hop, response = _hop(client, request, choice, backend)
+            hop, response = _hop(client, request, choice, backend, keep_body)
             hops.append(hop)
             if hop.error is not None:
                 return HttpReport(url, method, tuple(hops), follow, hop.error, tuple(notes))

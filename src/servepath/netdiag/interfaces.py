@@ -9,7 +9,8 @@ from typing import Any
 
 import psutil
 
-from servepath.netdiag.addresses import AddressKind, classify_address
+from servepath.net.addresses import AddressKind, classify_address
+from servepath.net.endpoints import host_port
 
 
 @dataclass(frozen=True)
@@ -62,5 +63,4 @@ def answering_addresses(
 
 
 def url_for(address: InterfaceAddress, port: int, scheme: str = "http") -> str:
-    host = f"[{address.address}]" if address.version == 6 else address.address
-    return f"{scheme}://{host}:{port}"
+    return f"{scheme}://{host_port(address.address, port)}"

@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 import psutil
 
-from servepath.netdiag.addresses import AddressKind, classify_address
+from servepath.net import endpoints
+from servepath.net.addresses import AddressKind, classify_address
 
 __all__ = [
     "ListenReport",
@@ -106,10 +107,9 @@ class PortMapping:
         return self.host_port <= port <= (self.host_port_end or self.host_port)
 
     def describe(self) -> str:
-        host = f"{self.host_ip or '*'}:{self.host_port}"
-        if self.host_port_end:
-            host += f"-{self.host_port_end}"
-        target = f"{self.target_ip or 'this host'}:{self.target_port}"
+        ports = f"{self.host_port}-{self.host_port_end}" if self.host_port_end else self.host_port
+        host = endpoints.host_port(self.host_ip or "*", ports)
+        target = endpoints.host_port(self.target_ip or "this host", self.target_port)
         return f"{self.protocol} {host} → {target} ({self.source})"
 
     def to_json(self) -> dict[str, Any]:

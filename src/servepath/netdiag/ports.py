@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from servepath.errors import ServepathError
-from servepath.netdiag.addresses import AddressInfo, classify_address, is_ip_literal
-from servepath.netdiag.icmp import (
+from servepath.net.addresses import AddressInfo, classify_address
+from servepath.net.endpoints import is_ip_literal
+from servepath.net.icmp import (
     IcmpError,
     enable_recverr,
     enable_timestamps,

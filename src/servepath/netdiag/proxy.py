@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from servepath.config import ProxyEnv
+from servepath.errors import EndpointError
+from servepath.net.endpoints import parse_host_port
 
 
 @dataclass(frozen=True)
@@ -25,9 +28,10 @@ def _host_matches(host: str, entry: str) -> bool:
         return False
     if entry == "*":
         return True
-    entry = entry.split(":", 1)[0] if entry.count(":") == 1 else entry
-    if entry.startswith("["):  # [::1] or [::1]:8080
-        entry = entry[1:].partition("]")[0]
+    # host:port and [::1]:8080 cover the host whatever the port; what is no endpoint (a CIDR
+    # range such as fd00::/8) is read below as it stands
+    with contextlib.suppress(EndpointError):
+        entry = parse_host_port(entry)[0]
     try:
         network = ipaddress.ip_network(entry, strict=False)
     except ValueError:

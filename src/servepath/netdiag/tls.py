@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from servepath.errors import ServepathError
-from servepath.netdiag.addresses import host_port, is_ip_literal
+from servepath.net.endpoints import host_port, is_ip_literal, parse_host_port
 
 __all__ = [
     "Certificate",
@@ -301,25 +301,12 @@ class TlsReport:
 
 
 def parse_target(text: str, default_port: int = 443) -> tuple[str, int]:
-    """``HOST``, ``HOST:PORT``, ``[IPv6]:PORT`` or a bare IPv6 address."""
-    text = text.strip()
-    for scheme in ("https://", "http://"):
-        if text.lower().startswith(scheme):
-            text = text[len(scheme) :].split("/", 1)[0]
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    else:
-        host, port_text = text, ""
-    if not host:
-        raise ValueError(f"no host in {text!r}")
-    if not port_text:
-        return host, default_port
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"port {port_text!r} is not a number from 1 to 65535")
-    return host, int(port_text)
+    """``HOST``, ``HOST:PORT``, ``[IPv6]:PORT``, a bare IPv6 address, or an http(s) URL.
+
+    A URL without a port still means ``default_port``: this checks TLS, whatever the scheme.
+    Raises :class:`~servepath.errors.EndpointError` (a usage error, and a ``ValueError``).
+    """
+    return parse_host_port(text, default_port, allow_url=True)
 
 
 def _describe(failure: TlsFailure, cert: Certificate | None, name: str, now: datetime,

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from servepath.errors import ServepathError
-from servepath.netdiag.icmp import (
+from servepath.net.icmp import (
     IcmpError,
     enable_recverr,
     enable_timestamps,

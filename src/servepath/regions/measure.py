@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import logging
 import math
 import os
@@ -30,7 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from servepath.errors import ServepathError
+from servepath.errors import EndpointError, UsageError
+from servepath.net.endpoints import host_port, parse_host_port
 from servepath.regions.catalogue import Region
 from servepath.regions.model import DEFAULT_MODEL, LatencyModel
 
@@ -63,7 +63,7 @@ TargetStatus = Literal["ok", "lossy", "lost", "refused", "unreachable", "unresol
 Resolver = Callable[[str, int], list[tuple[int, tuple[object, ...]]]]
 
 
-class BadTarget(ServepathError):
+class BadTarget(UsageError):
     """A measurement target that cannot be parsed."""
 
 
@@ -80,8 +80,7 @@ class Target:
 
     @property
     def label(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_port(self.host, self.port)
 
     def to_json(self) -> dict[str, object]:
         return {"host": self.host, "port": self.port, "region": self.region}
@@ -100,36 +99,11 @@ def parse_target(spec: str, default_port: int = DEFAULT_PORT) -> Target:
     region_id: str | None = region.strip() or None
     if at and region_id is None:
         raise BadTarget(f"target {spec!r}: nothing after '@' (expected a region id)")
-    host, port_text = _split_host_port(address.strip(), spec)
-    if not host:
-        raise BadTarget(f"target {spec!r} has no host")
-    port = default_port
-    if port_text is not None:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise BadTarget(f"target {spec!r}: port {port_text!r} is not in 1-65535")
-        port = int(port_text)
+    try:
+        host, port = parse_host_port(address, default_port)
+    except EndpointError as exc:
+        raise BadTarget(f"target {spec!r}: {exc.reason}") from exc
     return Target(host, port, region_id)
-
-
-def _split_host_port(text: str, spec: str) -> tuple[str, str | None]:
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise BadTarget(f"target {spec!r}: '[' without ']'")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest and not rest.startswith(":"):
-            raise BadTarget(f"target {spec!r}: unexpected {rest!r} after ']'")
-        return host, (rest[1:] or None) if rest else None
-    if text.count(":") > 1:  # a bare IPv6 literal, no port
-        try:
-            ipaddress.IPv6Address(text.split("%", 1)[0])
-        except ValueError:
-            raise BadTarget(
-                f"target {spec!r}: put an IPv6 address in brackets: [ADDR]:PORT"
-            ) from None
-        return text, None
-    host, colon, port = text.partition(":")
-    return host, (port if colon else None)
 
 
 # ---- samples and statistics ----------------------------------------------------------------

@@ -22,6 +22,7 @@ from servepath import __version__
 from servepath.cache.base import Cache, cache_key
 from servepath.cache.memory import MemoryCache
 from servepath.config import Settings
+from servepath.contract import DEFAULT_HEALTH_ROUTE, DEFAULT_PREDICT_ROUTE, OPENAPI_ROUTE
 from servepath.errors import (
     FieldError,
     InvalidInput,
@@ -30,6 +31,7 @@ from servepath.errors import (
 )
 from servepath.model.batcher import MicroBatcher
 from servepath.model.loaded import LoadedModel, Output, Row, load_model
+from servepath.net.endpoints import host_port
 from servepath.service import v2
 from servepath.service.asgi import (
     Receive,
@@ -191,15 +193,15 @@ class ServepathApp:
     def _build_routes(self) -> dict[str, dict[str, Handler]]:
         s = self.settings
         routes: dict[str, dict[str, Handler]] = {
-            "/": {"GET": self._health},
+            DEFAULT_HEALTH_ROUTE: {"GET": self._health},
             s.health_route: {"GET": self._health},
-            "/decisions": {"POST": self._predict},
+            DEFAULT_PREDICT_ROUTE: {"POST": self._predict},
             s.predict_route: {"POST": self._predict},
             "/v2": {"GET": self._v2_server},
             "/v2/health/live": {"GET": self._v2_live},
             "/v2/health/ready": {"GET": self._v2_ready},
             "/metrics": {"GET": self._metrics},
-            "/openapi.json": {"GET": self._openapi_json},
+            OPENAPI_ROUTE: {"GET": self._openapi_json},
             "/docs": {"GET": self._docs},
         }
         if s.path_echo_route:
@@ -466,7 +468,7 @@ class ServepathApp:
         if self.store.name == "off":
             return
         client = scope.get("client")
-        peer = f"{client[0]}:{client[1]}" if client else None
+        peer = host_port(str(client[0]), client[1]) if client else None
         chain = forwarded_chain(scope)
         forwarded = ", ".join(chain) if chain else None
         now = time.time()

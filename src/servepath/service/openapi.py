@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from servepath.config import Settings
+from servepath.contract import DEFAULT_PREDICT_ROUTE, X_SERVEPATH
 from servepath.model.loaded import LoadedModel
 
 _ERROR = {
@@ -139,8 +140,8 @@ def build_openapi(settings: Settings, model: LoadedModel | None, version: str) -
             }
         },
     }
-    if settings.predict_route != "/decisions":
-        paths["/decisions"] = {"post": {**predict_op, "operationId": "predict_default"}}
+    if settings.predict_route != DEFAULT_PREDICT_ROUTE:
+        paths[DEFAULT_PREDICT_ROUTE] = {"post": {**predict_op, "operationId": "predict_default"}}
     if settings.path_echo_route:
         paths[settings.path_echo_route] = {
             "get": {
@@ -157,7 +158,7 @@ def build_openapi(settings: Settings, model: LoadedModel | None, version: str) -
             "description": "Model API served by servepath. The predict route takes one instance "
             'or the Vertex AI form {"instances": [...], "parameters": {...}}.',
         },
-        "x-servepath": {
+        X_SERVEPATH: {
             "predict_route": settings.predict_route,
             "health_route": settings.health_route,
             "path_echo_route": settings.path_echo_route,

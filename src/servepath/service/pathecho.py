@@ -7,7 +7,8 @@ import re
 import socket
 from typing import Any
 
-from servepath.netdiag.addresses import classify_address, is_ip_literal, unmapped
+from servepath.net.addresses import classify_address
+from servepath.net.endpoints import is_ip_literal, unmapped
 from servepath.netdiag.container import detect_container
 from servepath.service.asgi import Scope, header, header_values
 

@@ -13,6 +13,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from servepath.errors import ConfigError
+from servepath.net.endpoints import host_port
 from servepath.store.base import PredictionRecord
 from servepath.store.schema import migrate_postgres
 
@@ -67,7 +68,7 @@ def describe_conninfo(url: str) -> str:
     host = p.get("host", "") or "localhost"
     port = p.get("port", "5432")
     dbname = p.get("dbname", user)
-    return f"postgresql://{user + '@' if user else ''}{host}:{port}/{dbname}"
+    return f"postgresql://{user + '@' if user else ''}{host_port(host, port)}/{dbname}"
 
 
 class PostgresSink:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from servepath.netdiag.addresses import classify_address, host_port, unmapped
-from servepath.netdiag.causes import explain
+from servepath.net.addresses import classify_address
+from servepath.net.endpoints import host_port, unmapped
+from servepath.netdiag.doctor.causes import explain
 from servepath.service.pathecho import path_echo
 
 
@@ -57,7 +58,7 @@ def test_fixes_quote_ipv6_endpoints_as_a_shell_and_a_url_need_them() -> None:
     tls = explain("tls_on_plain_port", {"host": "fd20::5", "port": 8443, "path": "/x"})
     assert any("https://[fd20::5]:8443/x" in line for line in tls.fix)
     # A fact the run did not learn shows as a placeholder, not as a crash.
-    assert "<address>:8080" in explain("port_filtered", {"port": 8080}).meaning
+    assert "(unknown):8080" in explain("port_filtered", {"port": 8080}).meaning
 
 
 def test_path_echo_reports_ipv4_peers_of_a_dual_stack_socket_as_ipv4() -> None:

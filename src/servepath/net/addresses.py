@@ -72,29 +72,3 @@ def classify_address(address: str) -> AddressInfo:
     else:
         kind = "reserved"
     return AddressInfo(address=str(ip), version=ip.version, kind=kind, meaning=_MEANING[kind])
-
-
-def is_ip_literal(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
-
-
-def unmapped(address: str) -> str:
-    """``::ffff:10.0.0.5`` (an IPv4 peer of a dual-stack socket) as ``10.0.0.5``; others as is."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return address
-
-
-def host_port(host: str, port: int | str | None) -> str:
-    """``host:port`` as a URL writes it: an IPv6 address in brackets."""
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return host if port is None else f"{host}:{port}"

@@ -7,11 +7,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
-
-from servepath.netdiag.causes import Cause, explain
+from servepath.net.endpoints import host_port
 from servepath.netdiag.container import detect_container
-from servepath.netdiag.doctor import DoctorReport, Stage, StageStatus
+from servepath.netdiag.doctor.causes import Cause, explain
+from servepath.netdiag.doctor.report import DoctorReport, Stage, StageStatus
+from servepath.netdiag.http import probe_http
 from servepath.netdiag.listen import PortListenReport, inspect_port
 
 
@@ -20,9 +20,7 @@ def _health_url(report: PortListenReport, port: int) -> str:
     for address in addresses:
         if address in ("0.0.0.0", "::", "127.0.0.1", "::1"):
             return f"http://{'[::1]' if address in ('::', '::1') else '127.0.0.1'}:{port}/"
-    address = addresses[0]
-    host = f"[{address}]" if ":" in address else address
-    return f"http://{host}:{port}/"
+    return f"http://{host_port(addresses[0], port)}/"
 
 
 def diagnose_local(
@@ -100,7 +98,7 @@ def diagnose_local(
             status=status or "no answer",
             route="/",
             detail=detail,
-            request_id="?",
+            no_request_id=True,
         )
     name: str | None = None
     cause: Cause = "ok"
@@ -118,12 +116,11 @@ def run_local_doctor(port: int, *, timeout: float = 2.0) -> DoctorReport:
     health: tuple[int | None, str] = (None, "not asked")
     if listen.listening:
         url = _health_url(listen, port)
-        try:
-            with httpx.Client(timeout=timeout, trust_env=False) as client:
-                response = client.get(url)
-            health = (response.status_code, f"GET {url} -> {response.status_code}")
-        except httpx.HTTPError as exc:
-            health = (None, f"GET {url} failed: {exc}")
+        report = probe_http(url, timeout=timeout)
+        if report.error is None and report.status is not None:
+            health = (report.status, f"GET {url} -> {report.status}")
+        else:
+            health = (None, f"GET {url} failed: {report.error.message if report.error else '?'}")
     return diagnose_local(
         port, listen, detect_container().to_json(), health, time.perf_counter() - started
     )

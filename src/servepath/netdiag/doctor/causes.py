@@ -1,0 +1,536 @@
+"""The doctor's fixed vocabulary of causes: what each means in plain words, who usually broke
+it, the fix as concrete commands, and which evidence outranks which.
+
+A fix line may begin with ``?name:``: it is written only when the run knows ``name`` (a
+request id, a port where the service answers instead). Every other ``{name}`` must be known:
+a cause is explained with the facts of the run or not at all, never with a placeholder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from servepath.net.endpoints import host_port
+
+log = logging.getLogger(__name__)
+
+Cause = Literal[
+    "ok",
+    "dns_nxdomain",
+    "dns_no_answer",
+    "dns_timeout",
+    "dns_disagree",
+    "private_address",
+    "no_route",
+    "port_filtered",
+    "port_rejected",
+    "port_closed",
+    "service_on_other_port",
+    "tls_handshake_failed",
+    "tls_untrusted",
+    "tls_expired",
+    "tls_hostname_mismatch",
+    "tls_on_plain_port",
+    "plain_http_on_tls_port",
+    "not_http",
+    "proxy_failed",
+    "proxy_denied",
+    "virtual_host",
+    "upstream_error",
+    "upstream_timeout",
+    "overloaded",
+    "no_response",
+    "http_error",
+    "route_not_found",
+    "bad_payload",
+    "mtu_blackhole",
+    "slow_server",
+    "slow_network",
+    "not_listening",
+    "bound_to_loopback",
+]
+
+CAUSES: tuple[Cause, ...] = Cause.__args__  # type: ignore[attr-defined]
+
+Owner = Literal[
+    "nobody",
+    "caller",
+    "dns admin",
+    "network admin",
+    "firewall (network or cloud admin)",
+    "proxy admin",
+    "server operator",
+    "app developer",
+]
+
+
+# --- which evidence outranks which -------------------------------------------------------
+#
+# The doctor looks at the asked port and at its neighbours at once, and at several HTTP
+# answers; more than one finding can hold. The verdict is the strongest finding; a weaker
+# one that still helps (another port answers) becomes a hint in the fix. Strongest first;
+# docs/doctor.md prints this table and tests/netdiag/doctor/test_diagnose.py checks each
+# pair that can meet.
+
+#: Evidence about the asked port, strongest first: (evidence, cause it leads to, why).
+PORT_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
+    (
+        "a router or firewall on the way refuses (ICMP admin-prohibited, host-prohibited)",
+        "port_rejected",
+        "an explicit refusal names the hop and the rule: proof, not a hint",
+    ),
+    (
+        "the target's own firewall refuses (ICMP port-unreachable or prohibited from it)",
+        "port_rejected",
+        "a REJECT rule on the target: the port may well have a listener behind the rule",
+    ),
+    (
+        "a router says there is no route (ICMP host/net unreachable from a hop)",
+        "no_route",
+        "the packets cannot get there at all",
+    ),
+    (
+        "a private address reached only through the default gateway, and silence",
+        "private_address",
+        "the address is not on any network this machine can reach",
+    ),
+    (
+        "no answer at all (DROP)",
+        "port_filtered",
+        "something drops the packets; a listener may be behind it",
+    ),
+    (
+        "the target itself resets (RST), and the service answers on another port",
+        "service_on_other_port",
+        "nothing is in the way: the caller dials the wrong port",
+    ),
+    (
+        "the target itself resets (RST)",
+        "port_closed",
+        "nothing listens on the port",
+    ),
+)
+
+#: Evidence from HTTP answers, strongest first.
+HTTP_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
+    (
+        "the forward proxy cannot be reached",
+        "proxy_failed",
+        "nothing behind the proxy was even tried",
+    ),
+    (
+        "the forward proxy answers with its own refusal (403/407/5xx page, refused CONNECT)",
+        "proxy_denied",
+        "its page, not the service's: the service never saw the request",
+    ),
+    (
+        "the port answers TLS on an http:// URL",
+        "tls_on_plain_port",
+        "the first bytes are a TLS record",
+    ),
+    (
+        "the port speaks another protocol (Redis, PostgreSQL, SSH ...)",
+        "not_http",
+        "the first bytes name the protocol",
+    ),
+    (
+        "connected, and nothing answers within the timeout",
+        "no_response",
+        "the process is stuck or saturated; no answer means no status to read",
+    ),
+    (
+        "a reverse proxy answers 504",
+        "upstream_timeout",
+        "the proxy gave up waiting for the app behind it",
+    ),
+    (
+        "429, or 503 with Retry-After (from anyone)",
+        "overloaded",
+        "the answerer says it is busy and when to come back",
+    ),
+    (
+        "a reverse proxy answers 502, or 503 without Retry-After",
+        "upstream_error",
+        "the proxy has no healthy app behind it",
+    ),
+    (
+        "a web server that is not servepath answers (its default site: 404, 421, an HTML page)",
+        "virtual_host",
+        "only servepath sends its headers; another server's 404 is not servepath's router",
+    ),
+    (
+        "servepath answers 404",
+        "route_not_found",
+        "servepath's own router lists its routes",
+    ),
+    (
+        "servepath answers 400/415/422 to the example",
+        "bad_payload",
+        "the body, not the path",
+    ),
+    (
+        "small requests pass, a large one stalls",
+        "mtu_blackhole",
+        "found only after the small request passed",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    cause: Cause
+    meaning: str  # the cause in plain words
+    owner: Owner  # who usually broke it, and so who fixes it
+    fix: tuple[str, ...]  # what to do: sentences and commands, in order
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cause": self.cause,
+            "meaning": self.meaning,
+            "owner": self.owner,
+            "fix": list(self.fix),
+        }
+
+
+class _Ctx(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        # "endpoint" and "host_endpoint": address:port and host:port, IPv6 in brackets.
+        names = {"endpoint": "address", "host_endpoint": "host"}
+        if key in names:
+            return host_port(str(self[names[key]]), self["port"])
+        if key == "serve_host":  # the --host that reaches this address family
+            return "::" if ":" in str(self.get("address", "")) else "0.0.0.0"
+        raise KeyError(key)
+
+
+_TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
+    "ok": ("every stage of the path answered", "nobody", ()),
+    "dns_nxdomain": (
+        "the name {host} does not exist in DNS (NXDOMAIN)",
+        "dns admin",
+        (
+            "check the spelling of {host}, or create the record at your DNS provider:",
+            "  an A record {host} -> the server's external IP",
+            "servepath dns {host} --resolver <your DNS server>  # confirm once it is created",
+        ),
+    ),
+    "dns_no_answer": (
+        "{host} exists in DNS but has no address record of the asked type",
+        "dns admin",
+        (
+            "add an A (IPv4) or AAAA (IPv6) record for {host}; a CNAME must end in one",
+            "servepath dns {host} --type A",
+        ),
+    ),
+    "dns_timeout": (
+        "no DNS server answered for {host} in time",
+        "dns admin",
+        (
+            "check /etc/resolv.conf and that the resolvers ({resolvers}) are reachable",
+            "servepath dns {host} --resolver <another resolver>",
+        ),
+    ),
+    "dns_disagree": (
+        "resolvers give different answers for {host}: {disagreement}",
+        "dns admin",
+        (
+            "a record was changed recently (wait for its TTL), or a split-horizon/internal "
+            "zone answers differently; make every resolver agree on {host}",
+            "servepath dns {host} --resolver <each resolver>",
+        ),
+    ),
+    "private_address": (
+        "{address} is a private (internal) address and this machine reaches it only through "
+        "its default gateway {gateway}: it is not on this network, so it cannot be reached",
+        "caller",
+        (
+            "call the server's external (public) IP instead of its internal one; on a cloud "
+            "VM the external IP is on the instance page (gcloud compute instances describe "
+            "VM --format='get(networkInterfaces[0].accessConfigs[0].natIP)')",
+            "or run the caller inside the same network (VPC, VPN, or an SSH tunnel: "
+            "ssh -L {port}:{endpoint} <bastion>)",
+        ),
+    ),
+    "no_route": (
+        "there is no route to {address}: {detail} (said by {offender})",
+        "network admin",
+        (
+            "?other_port:the service is up — it answers on {other_port} ({other_url}): the "
+            "route to port {port} is what fails; or call {other_url}",
+            "check the address, and the routes on this machine (ip route get {address}) and "
+            "on the router {offender}",
+        ),
+    ),
+    "port_filtered": (
+        "nothing answered on {endpoint}: packets are dropped silently, typically by a "
+        "firewall (cloud firewall rule, security group, iptables DROP)",
+        "firewall (network or cloud admin)",
+        (
+            "?other_port:the service is up — it answers on {other_port} ({other_url}); "
+            "something drops tcp:{port}: open it, or call {other_url}",
+            "open tcp:{port} to the callers, e.g. on Google Cloud:",
+            "  gcloud compute firewall-rules create allow-{port} --allow=tcp:{port} "
+            "--source-ranges=<caller range> --target-tags=<vm tag>",
+            "on the host itself: iptables -I INPUT -p tcp --dport {port} -j ACCEPT",
+        ),
+    ),
+    "port_rejected": (
+        "{offender_role} {offender} rejects connections to port {port} ({detail}): a firewall "
+        "rule that REJECTs, not a closed port",
+        "firewall (network or cloud admin)",
+        (
+            "?other_port:the service is up — it answers on {other_port} ({other_url}); the "
+            "firewall at {offender} blocks tcp:{port}: open it, or call {other_url}",
+            "find the REJECT rule on {offender} (iptables -S | grep -i reject; "
+            "nft list ruleset) and allow tcp:{port} from the callers",
+        ),
+    ),
+    "port_closed": (
+        "{address} answers, but nothing listens on port {port} (connection refused)",
+        "server operator",
+        (
+            "start the service on port {port}: servepath serve --host {serve_host} --port {port}",
+            "if it runs in a container, publish the port: docker run -p {port}:8080 ...",
+            "if it does run, it may be bound to 127.0.0.1 only: on the server run "
+            "servepath doctor --local {port}",
+        ),
+    ),
+    "service_on_other_port": (
+        "{address} refuses port {port} itself (nothing listens there), but the service "
+        "answers on port {other_port}",
+        "caller",
+        (
+            "call {other_url} instead, or map the port: docker run -p {port}:{other_port} ...",
+            "or start something on port {port} if the callers must use it",
+        ),
+    ),
+    "tls_handshake_failed": (
+        "the TLS handshake with {host_endpoint} failed: {detail}",
+        "server operator",
+        ("check the server's TLS configuration: servepath tls {host_endpoint}",),
+    ),
+    "tls_untrusted": (
+        "the certificate of {host_endpoint} is not trusted ({detail})",
+        "server operator",
+        (
+            "serve a certificate from a public CA (e.g. Let's Encrypt) with its full chain, "
+            "or give the client the CA: servepath doctor {url} --cafile ca.pem",
+        ),
+    ),
+    "tls_expired": (
+        "the certificate of {host_endpoint} has expired ({detail})",
+        "server operator",
+        ("renew the certificate (certbot renew, or your load balancer's managed cert)",),
+    ),
+    "tls_hostname_mismatch": (
+        "the certificate of {host_endpoint} is not valid for the name {host} ({detail})",
+        "server operator",
+        ("issue a certificate whose SAN covers {host}, or call the name the certificate names",),
+    ),
+    "tls_on_plain_port": (
+        "port {port} speaks TLS, but the URL says http://",
+        "caller",
+        ("use https://{host_endpoint}{path}",),
+    ),
+    "plain_http_on_tls_port": (
+        "port {port} speaks plain HTTP, but the URL says https://",
+        "caller",
+        (
+            "use http://{host_endpoint}{path}, or put TLS in front of the service (a reverse "
+            "proxy or load balancer with a certificate)",
+        ),
+    ),
+    "not_http": (
+        "{endpoint} speaks {protocol}, not HTTP: {evidence}",
+        "caller",
+        (
+            "this is not the model service's port: {protocol} listens here",
+            "find the service's port on the server (servepath listen, or ss -ltnp), or "
+            "scan the usual ones: servepath ports {address} 80,443,8080,8000,8443",
+        ),
+    ),
+    "proxy_failed": (
+        "the forward proxy {proxy} failed: {detail}",
+        "proxy admin",
+        (
+            "check that the proxy runs and accepts this machine ({proxy}); or bypass it for "
+            "this host: export NO_PROXY={host}",
+        ),
+    ),
+    "proxy_denied": (
+        "the forward proxy {proxy} refused to carry the request to {host_endpoint} "
+        "({status}: {detail}); the service never saw it",
+        "proxy admin",
+        (
+            "?auth:the proxy asks for credentials ({auth}): put them in the proxy URL, "
+            "export HTTPS_PROXY=http://USER:PASS@{proxy_endpoint}",
+            "ask the proxy's admin to allow {host_endpoint} (its ACL or filter list), or "
+            "bypass the proxy for this host if the network allows it: export NO_PROXY={host}",
+        ),
+    ),
+    "virtual_host": (
+        "something answers on {endpoint}, but not the model service: {server} answered "
+        "{status} for the name {host_header} — a web server that routes by name, and its "
+        "default site answered",
+        "caller",
+        (
+            "?working_name:servepath answers when asked for the name {working_name}: "
+            "call http://{working_endpoint}{path}, or without DNS: curl --resolve "
+            "{working_name}:{port}:{address} http://{working_endpoint}{path}",
+            "?candidates:names that may work (from {candidate_sources}): {candidates}",
+            "try a name against this address: servepath doctor {url} --host-header NAME, "
+            "or curl --resolve NAME:{port}:{address} http://NAME:{port}{path}",
+            "or give the service a site of its own for this address on that server "
+            "(nginx: a server block with listen {port} default_server)",
+        ),
+    ),
+    "upstream_error": (
+        "the reverse proxy in front of the app ({server}) answered {status}: it could not "
+        "reach a healthy app behind it",
+        "server operator",
+        (
+            "start or fix the app behind the proxy; on the server: servepath doctor --local "
+            "8080, and check the proxy's upstream (nginx: proxy_pass / upstream block)",
+        ),
+    ),
+    "upstream_timeout": (
+        "the reverse proxy in front of the app ({server}) answered 504 on {route} after "
+        "{total_ms} ms: it gave up waiting for the app behind it",
+        "server operator",
+        (
+            "the app is slow or stuck: on the server, servepath doctor --local 8080, and "
+            "look at Server-Timing of a request sent to the app directly",
+            "or raise the proxy's timeout if the model is legitimately slow (nginx: "
+            "proxy_read_timeout; a load balancer: its backend timeout)",
+        ),
+    ),
+    "overloaded": (
+        "{who} answered {status} on {route}: it is overloaded and sheds requests{retry_text}",
+        "server operator",
+        (
+            "?retry_after:retry after {retry_after} s, with back-off (clients should honour "
+            "Retry-After)",
+            "add replicas or capacity: servepath load {url} --find-max tells how many "
+            "requests one replica serves",
+        ),
+    ),
+    "no_response": (
+        "{endpoint} accepted the connection, but nothing answered {method_route} within "
+        "{waited_s} s: the process is stuck or saturated",
+        "server operator",
+        (
+            "on the server: servepath doctor --local {port} (is it the process you expect?), "
+            "and look at its CPU and threads (top, py-spy dump --pid PID)",
+            "if it is only slow, wait longer: servepath doctor {url} --http-timeout 30",
+        ),
+    ),
+    "http_error": (
+        "the server answered {status} on {route}: {detail}",
+        "app developer",
+        (
+            "?request_id:read the server's log for request id {request_id}",
+            "?no_request_id:read the server's log at the time of this request (it sent no "
+            "request id)",
+        ),
+    ),
+    "route_not_found": (
+        "the server has no route {method} {route} (404)",
+        "caller",
+        ("use one of the routes the server exposes: {routes}",),
+    ),
+    "bad_payload": (
+        "the server rejected the request body ({status}): {detail}",
+        "caller",
+        (
+            "send an instance that matches the model's schema: GET {origin}/openapi.json has "
+            "the schema and an example",
+        ),
+    ),
+    "mtu_blackhole": (
+        "small requests pass but a {large_kb} KB request stalls: packets over {mtu_text} "
+        "are lost on the way and the ICMP that should say so never comes back (an MTU "
+        "black hole{hop_text})",
+        "network admin",
+        (
+            "?hop:the link after {hop} has a smaller MTU than the ends; let ICMP "
+            "fragmentation-needed (IPv6: packet-too-big) through on it, or raise its MTU",
+            "clamp the TCP MSS on the router in front of the small link: iptables -t mangle "
+            "-A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu",
+            "?mtu:or, on the caller or the server, lower the interface MTU to {mtu}: ip link "
+            "set dev IFACE mtu {mtu}",
+        ),
+    ),
+    "slow_server": (
+        "the request took {total_ms} ms and the server spent {server_ms} ms of it "
+        "({server_share}%): the model or the app is slow",
+        "app developer",
+        (
+            "look at Server-Timing (cache, model) and the model's cost per call; enable the "
+            "cache, batch, or add replicas (servepath load {url} --find-max)",
+        ),
+    ),
+    "slow_network": (
+        "the request took {total_ms} ms but the server spent only {server_ms} ms: "
+        "{network_ms} ms went to the network and proxies (connect alone {connect_ms} ms)",
+        "network admin",
+        (
+            "place the service nearer its callers (servepath regions place --callers ...), "
+            "or find the slow hop: servepath trace {host} --port {port}",
+        ),
+    ),
+    "not_listening": (
+        "nothing listens on port {port} on this machine",
+        "server operator",
+        ("start it: servepath serve --host 0.0.0.0 --port {port}",),
+    ),
+    "bound_to_loopback": (
+        "{process} listens on port {port} only on {bound}: reachable from this machine "
+        "only, not from other hosts or from outside the container",
+        "server operator",
+        (
+            "bind every interface: servepath serve --host 0.0.0.0 --port {port} "
+            "(--host :: for IPv6 too; for uvicorn: --host 0.0.0.0)",
+        ),
+    ),
+}
+
+
+def _render(template: str, ctx: _Ctx) -> str | None:
+    if template.startswith("?"):
+        key, _, template = template[1:].partition(":")
+        if not ctx.get(key):
+            return None
+    return template.format_map(ctx)
+
+
+def explain(cause: Cause, context: Mapping[str, Any], *, strict: bool = False) -> Explanation:
+    """The explanation of ``cause``, with the run's facts filled in.
+
+    A fact the text needs and the run lacks is a bug: ``strict`` (the tests) raises
+    KeyError; otherwise the line says "(unknown)" and the bug is logged.
+    """
+    meaning, owner, fix = _TEXT[cause]
+    ctx = _Ctx(context)
+
+    def render(template: str) -> str | None:
+        try:
+            return _render(template, ctx)
+        except KeyError as exc:
+            if strict:
+                raise
+            log.warning("doctor: the text of %s needs %s, which the run lacks", cause, exc)
+            return _render(template, _Lenient(ctx))
+
+    lines = tuple(line for line in (render(f) for f in fix) if line is not None)
+    return Explanation(cause=cause, meaning=render(meaning) or "", owner=owner, fix=lines)
+
+
+class _Lenient(_Ctx):
+    def __missing__(self, key: str) -> str:
+        try:
+            return super().__missing__(key)
+        except KeyError:
+            return "(unknown)"

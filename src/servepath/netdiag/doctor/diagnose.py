@@ -1,0 +1,734 @@
+"""From what the probes saw to stages and one verdict. Pure: no I/O, no clock.
+
+Each stage reads the observations and adds itself; the first failed stage that names a
+cause is the verdict. Where several findings hold at once, the order in
+:data:`~servepath.netdiag.doctor.causes.PORT_EVIDENCE` and
+:data:`~servepath.netdiag.doctor.causes.HTTP_EVIDENCE` decides, and a weaker finding that
+still helps becomes a hint in the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from servepath.net.addresses import AddressInfo, classify_address
+from servepath.net.endpoints import host_port
+from servepath.netdiag.doctor.causes import Cause, explain
+from servepath.netdiag.doctor.evidence import Observations
+from servepath.netdiag.doctor.report import DoctorReport, Stage, StageStatus
+from servepath.netdiag.doctor.signs import (
+    FORWARD_PROXIES,
+    forward_proxy_page,
+    from_servepath,
+    header,
+    looks_like_web_server,
+    one_line,
+    reverse_proxy_seen,
+    server_name,
+)
+from servepath.netdiag.http import HttpReport
+from servepath.netdiag.ports import PortResult
+
+__all__ = ["diagnose"]
+
+_REFUSALS = ("admin-prohibited", "port-unreachable", "protocol-unreachable")
+
+
+@dataclass
+class _Verdict:
+    stages: list[Stage] = field(default_factory=list)
+    failed: tuple[str, Cause, dict[str, Any]] | None = None
+
+    def add(self, stage: Stage, cause: Cause | None = None, **context: Any) -> None:
+        self.stages.append(stage)
+        if stage.status == "fail" and self.failed is None and cause is not None:
+            self.failed = (stage.name, cause, context)
+
+    @property
+    def broken(self) -> str | None:
+        """The summary of the first failed stage: why later stages were not tried."""
+        for stage in self.stages:
+            if stage.status == "fail":
+                return f"{stage.name} failed"
+        return None
+
+
+def diagnose(obs: Observations, *, strict: bool = False) -> DoctorReport:
+    """Stages and the verdict from what the probes saw.
+
+    ``strict`` raises when a cause's text needs a fact the observations lack (the tests).
+    """
+    v = _Verdict()
+    base = _context(obs)
+    for step in (
+        _stage_local,
+        _stage_dns,
+        _stage_address,
+        _stage_route,
+        _stage_transport,
+        _stage_tls,
+        _stage_http,
+        _stage_app,
+        _stage_large,
+        _stage_server_view,
+        _stage_latency,
+    ):
+        step(obs, v)
+    name: str | None = None
+    cause: Cause = "ok"
+    extra: dict[str, Any] = {}
+    if v.failed is not None:
+        name, cause, extra = v.failed
+    explanation = explain(cause, {**base, **extra}, strict=strict)
+    return DoctorReport(obs.url, tuple(v.stages), name, cause, explanation, obs.elapsed_s)
+
+
+def _context(obs: Observations) -> dict[str, Any]:
+    proxy_endpoint = obs.plan.proxy_endpoint()
+    return {
+        "url": obs.url,
+        "host": obs.host,
+        "port": obs.port,
+        "path": obs.path,
+        "origin": obs.origin,
+        "address": obs.address or obs.host,
+        "gateway": obs.gateway.gateway if obs.gateway and obs.gateway.gateway else "none",
+        "resolvers": ", ".join(obs.nameservers) or "none configured",
+        "proxy": obs.proxy or "none",
+        "proxy_endpoint": host_port(*proxy_endpoint) if proxy_endpoint else "none",
+        "route": obs.predict_route,
+        "method": "POST",
+        "host_header": obs.plan.name_in_host_header,
+    }
+
+
+def _not_tried(v: _Verdict, fallback: str) -> str:
+    return f"not tried: {v.broken}" if v.broken else f"not tried: {fallback}"
+
+
+# --- local, dns, address, route ------------------------------------------------------------
+
+
+def _stage_local(obs: Observations, v: _Verdict) -> None:
+    choice = obs.plan.proxy
+    via = (
+        f"via forward proxy {choice.proxy} ({choice.reason})"
+        if choice.proxy
+        else f"direct ({choice.reason})"
+    )
+    gateway = obs.gateway.gateway if obs.gateway and obs.gateway.gateway else "none"
+    resolvers = ", ".join(obs.nameservers) or "none configured"
+    summary = f"{via}; resolvers {resolvers}; default gateway {gateway}"
+    data = {
+        "proxy": choice.to_json(),
+        "resolvers": obs.nameservers,
+        "default_gateway": obs.gateway.to_json() if obs.gateway else None,
+        "pin": obs.plan.pin.to_json() if obs.plan.pin else None,
+        "host_header": obs.plan.host_header,
+    }
+    v.add(Stage("local", "ok", summary, data))
+
+
+def _stage_dns(obs: Observations, v: _Verdict) -> None:
+    if obs.plan.pin is not None:
+        pin = obs.plan.pin
+        v.add(Stage("dns", "skip", f"--resolve: {pin.name} -> {pin.address}, DNS not asked"))
+        return
+    if obs.dns is None:
+        v.add(Stage("dns", "skip", f"{obs.host} is an IP address: nothing to resolve"))
+        return
+    report = obs.dns
+    data = report.to_json()
+    if obs.address is not None and report.agree:
+        v.add(Stage("dns", "ok", f"{obs.host} -> {obs.address}", data))
+        return
+    if obs.address is not None:
+        v.add(
+            Stage("dns", "fail", f"resolvers disagree on {obs.host}: {report.verdict}", data),
+            "dns_disagree",
+            disagreement=report.verdict,
+        )
+        return
+    outcomes = {a.outcome for a in report.answers}
+    cause: Cause = "dns_timeout"
+    if "nxdomain" in outcomes:
+        cause = "dns_nxdomain"
+    elif "no_answer" in outcomes:
+        cause = "dns_no_answer"
+    status: StageStatus = "fail"
+    summary = f"{obs.host} did not resolve: {report.verdict}"
+    if obs.proxy is not None:
+        status, summary = "warn", summary + " (the forward proxy resolves it instead)"
+    v.add(Stage("dns", status, summary, data), cause)
+
+
+def _is_outside_private(obs: Observations) -> bool:
+    if obs.address is None or obs.route is None or obs.own_address:
+        return False
+    kind = classify_address(obs.address).kind
+    return kind in ("private", "cgnat") and obs.route.kind in ("via-default", "none")
+
+
+def _stage_address(obs: Observations, v: _Verdict) -> None:
+    if obs.address is None:
+        v.add(Stage("address", "skip", _not_tried(v, "no address to classify")))
+        return
+    info: AddressInfo = classify_address(obs.address)
+    data: dict[str, Any] = {
+        **info.to_json(),
+        "own": obs.own_address,
+        "route": obs.route.to_json() if obs.route else None,
+    }
+    if obs.own_address:
+        summary = f"{obs.address} is {info.kind}, an address of this machine itself"
+        v.add(Stage("address", "ok", summary, data))
+        return
+    if _is_outside_private(obs):
+        v.add(
+            Stage(
+                "address",
+                "warn",
+                f"{obs.address} is {info.kind} ({info.meaning}), and this machine reaches it "
+                "only through its default gateway",
+                data,
+            )
+        )
+        return
+    v.add(Stage("address", "ok", f"{obs.address} is {info.kind}: {info.meaning}", data))
+
+
+def _stage_route(obs: Observations, v: _Verdict) -> None:
+    if obs.probe_target is None:
+        v.add(Stage("route", "skip", _not_tried(v, "no address to trace")))
+        return
+    if obs.trace is None:
+        v.add(Stage("route", "skip", f"trace not possible: {obs.trace_error}"))
+        return
+    t = obs.trace
+    answered = [h for h in t.hops if h.address is not None]
+    data = t.to_json()
+    if t.reached:
+        v.add(Stage("route", "ok", f"{t.detail} ({t.method})", data))
+        return
+    last = f"; last answering hop {answered[-1].ttl}: {answered[-1].address}" if answered else ""
+    v.add(Stage("route", "warn", f"{t.detail}{last}", data))
+
+
+# --- transport: the asked port, weighed against its neighbours -------------------------------
+
+
+def _asked_port(obs: Observations) -> PortResult | None:
+    if obs.ports is None or obs.probe_target is None:
+        return None
+    return next((r for r in obs.ports.results if r.port == obs.probe_target[1]), None)
+
+
+def _stage_transport(obs: Observations, v: _Verdict) -> None:
+    asked = _asked_port(obs)
+    if asked is None:
+        reason = obs.ports_error or "no address to probe"
+        if obs.proxy is not None:
+            v.add(
+                Stage("transport", "fail", f"forward proxy unusable: {reason}"),
+                "proxy_failed",
+                detail=reason,
+            )
+            return
+        v.add(Stage("transport", "skip", _not_tried(v, reason)))
+        return
+    assert obs.ports is not None and obs.probe_target is not None
+    data = {"ports": obs.ports.to_json(), "services_elsewhere": obs.other_services}
+    where = host_port(*obs.probe_target)
+    if obs.proxy is not None:
+        if asked.state == "open":
+            v.add(Stage("transport", "ok", f"forward proxy {where} accepts connections", data))
+        else:
+            v.add(
+                Stage("transport", "fail", f"forward proxy {where} is {asked.state}", data),
+                "proxy_failed",
+                detail=f"{where} is {asked.state}: {asked.detail}",
+            )
+        return
+    others = ", ".join(f"{r.port} {r.state}" for r in obs.ports.results if r.port != asked.port)
+    others_text = f" (others: {others})" if others else ""
+    if asked.state == "open":
+        rtt = f" in {asked.rtt_ms:.2f} ms" if asked.rtt_ms is not None else ""
+        v.add(Stage("transport", "ok", f"{where} open{rtt}{others_text}", data))
+        return
+    stage = Stage("transport", "fail", f"{where} {asked.state}: {asked.detail}{others_text}", data)
+    cause, context = transport_verdict(obs, asked)
+    v.add(stage, cause, **context)
+
+
+def transport_verdict(obs: Observations, asked: PortResult) -> tuple[Cause, dict[str, Any]]:
+    """The cause for an asked port that is not open, by :data:`PORT_EVIDENCE`'s order."""
+    hint: dict[str, Any] = {}
+    if obs.other_services:
+        other_port, other_url = sorted(obs.other_services.items())[0]
+        hint = {"other_port": other_port, "other_url": other_url.rstrip("/") + obs.path}
+    kind = asked.icmp.kind if asked.icmp is not None else None
+    offender = asked.offender or "a router"
+    at_target = asked.offender is not None and asked.offender == obs.address
+    if asked.state == "unreachable":
+        if kind in _REFUSALS or (kind == "host-unreachable" and at_target):
+            role = "the target" if at_target else "the router/firewall"
+            return "port_rejected", {
+                "offender": offender,
+                "offender_role": role,
+                "detail": kind or asked.detail,
+                **hint,
+            }
+        if _is_outside_private(obs) and not hint:
+            return "private_address", {}
+        return "no_route", {"offender": offender, "detail": asked.detail, **hint}
+    if asked.state == "filtered":
+        if _is_outside_private(obs) and not hint:
+            return "private_address", {}
+        return "port_filtered", hint
+    # closed: the target itself answered with a reset
+    if hint:
+        return "service_on_other_port", {**hint, "port_state": asked.state}
+    return "port_closed", {}
+
+
+# --- TLS ----------------------------------------------------------------------------------
+
+_TLS_CAUSE: dict[str, Cause] = {
+    "expired": "tls_expired",
+    "not_yet_valid": "tls_expired",
+    "hostname_mismatch": "tls_hostname_mismatch",
+    "self_signed": "tls_untrusted",
+    "unknown_issuer": "tls_untrusted",
+    "plain_http": "plain_http_on_tls_port",
+}
+
+
+def _stage_tls(obs: Observations, v: _Verdict) -> None:
+    if obs.tls_on_plain is not None:
+        t = obs.tls_on_plain
+        v.add(
+            Stage(
+                "tls",
+                "fail",
+                f"port {obs.port} answered a TLS handshake ({t.protocol})",
+                t.to_json(),
+            ),
+            "tls_on_plain_port",
+        )
+        return
+    if obs.scheme != "https":
+        v.add(Stage("tls", "skip", "plain http: no TLS"))
+        return
+    if obs.tls is None:
+        reason = "through the forward proxy's tunnel" if obs.proxy else "the port is not open"
+        v.add(Stage("tls", "skip", _not_tried(v, reason) if not obs.proxy else reason))
+        return
+    t = obs.tls
+    if t.ok:
+        days = f", {t.days_to_expiry:.0f} days to expiry" if t.days_to_expiry is not None else ""
+        v.add(Stage("tls", "ok", f"{t.protocol} {t.cipher}, trusted{days}", t.to_json()))
+        return
+    failure = t.failure or (t.problems[0] if t.problems else "handshake_failed")
+    if failure != "plain_http" and _other_protocol(obs):
+        _add_not_http(obs, v, "tls")
+        return
+    cause = _TLS_CAUSE.get(failure, "tls_handshake_failed")
+    v.add(Stage("tls", "fail", f"{failure}: {t.detail}", t.to_json()), cause, detail=t.detail)
+
+
+def _other_protocol(obs: Observations) -> bool:
+    return obs.protocol is not None and obs.protocol.name not in (
+        "http",
+        "tls",
+        "unknown",
+        "silent",
+    )
+
+
+def _add_not_http(obs: Observations, v: _Verdict, stage: str) -> None:
+    assert obs.protocol is not None
+    p = obs.protocol
+    v.add(
+        Stage(stage, "fail", f"port {obs.port} speaks {p.label}: {p.evidence}", p.to_json()),
+        "not_http",
+        protocol=p.label,
+        evidence=p.evidence,
+    )
+
+
+# --- HTTP answers -----------------------------------------------------------------------------
+
+
+def _body_json(report: HttpReport) -> Any:
+    if not report.hops:
+        return None
+    raw = report.final.body if report.final.body is not None else report.final.body_preview
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _detail(report: HttpReport) -> str:
+    body = _body_json(report)
+    detail = body.get("error") if isinstance(body, dict) else None
+    if isinstance(detail, str) and detail:
+        return one_line(detail, 200)
+    preview = report.final.body_preview if report.hops else None
+    if preview is None and report.hops and report.final.body:
+        preview = report.final.body[:1200].decode("utf-8", "replace")
+    text = one_line(preview or "", 200)
+    return text or f"HTTP {report.status} {report.final.reason if report.hops else ''}".strip()
+
+
+def _who(obs: Observations, report: HttpReport) -> str:
+    if from_servepath(report):
+        return "the service (servepath)"
+    proxy = reverse_proxy_seen(report)
+    if proxy:
+        return f"the reverse proxy or load balancer in front of it ({proxy})"
+    server = server_name(report)
+    return f"the server ({server})" if server else "the server"
+
+
+def _retry_after(report: HttpReport) -> str | None:
+    value = header(report, "retry-after")
+    return value.strip() if value else None
+
+
+def _http_failure(obs: Observations, report: HttpReport, route: str, v: _Verdict, name: str,
+                  on_4xx: Cause, method: str) -> None:  # fmt: skip
+    """Add a failed stage for an HTTP exchange that did not return 2xx/3xx."""
+    data = report.to_json()
+    total_ms = round(report.final.phases.total_ms, 1) if report.hops else 0.0
+    if report.error is not None:
+        kind, message = report.error
+        ctx: dict[str, Any] = {"detail": message, "status": kind, "route": route}
+        cause: Cause
+        if kind == "proxy":
+            proxy_reached = _asked_port(obs) is not None and _asked_port_open(obs)
+            denied = proxy_reached and not message.startswith("cannot reach")
+            cause = "proxy_denied" if denied else "proxy_failed"
+            ctx["status"] = "CONNECT refused"
+        elif kind == "read_timeout":
+            cause = "no_response"
+            ctx.update(method_route=f"{method} {route}", waited_s=f"{obs.http_timeout:g}")
+        elif kind in ("refused", "connect_timeout", "unreachable"):
+            cause = "port_closed" if kind == "refused" else "port_filtered"
+        elif kind == "tls":
+            cause = "tls_handshake_failed"
+        elif _other_protocol(obs):
+            _add_not_http(obs, v, name)
+            return
+        else:
+            cause = "http_error"
+            ctx["no_request_id"] = True
+            if obs.protocol is not None and obs.protocol.name == "silent":
+                ctx["detail"] = f"{message} ({obs.protocol.evidence})"
+        v.add(Stage(name, "fail", f"{method} {route}: {message}", data), cause, **ctx)
+        return
+    status = report.status
+    detail = _detail(report)
+    request_id = header(report, "x-request-id")
+    ctx = {
+        "status": status,
+        "detail": detail,
+        "route": route,
+        "request_id": request_id,
+        "no_request_id": request_id is None,
+        "total_ms": total_ms,
+        "server": server_name(report) or "a proxy",
+    }
+    summary = f"{method} {route} answered {status}: {detail}"
+    stage = Stage(name, "fail", summary, data)
+    if forward_proxy_page(report, obs.proxy):
+        auth = header(report, "proxy-authenticate")
+        v.add(stage, "proxy_denied", **ctx, auth=auth)
+        return
+    servepath = from_servepath(report)
+    if status == 504 and not servepath:
+        v.add(stage, "upstream_timeout", **ctx)
+        return
+    retry = _retry_after(report)
+    if status == 429 or (status == 503 and (retry is not None or servepath)):
+        retry_text = f"; it asks to retry after {retry} s" if retry else ""
+        v.add(
+            stage,
+            "overloaded",
+            **ctx,
+            who=_who(obs, report),
+            retry_after=retry,
+            retry_text=retry_text,
+        )
+        return
+    if status in (502, 503) and not servepath:
+        if reverse_proxy_seen(report) or status == 502:
+            v.add(stage, "upstream_error", **ctx)
+        else:
+            v.add(stage, "overloaded", **ctx, who=_who(obs, report), retry_after=None,
+                  retry_text="")  # fmt: skip
+        return
+    if not servepath and status in (400, 403, 404, 405, 421) and looks_like_web_server(report):
+        v.add(stage, "virtual_host", **{**ctx, **_vhost_context(obs, report)})
+        return
+    if status == 404:
+        body = _body_json(report)
+        routes = body.get("routes") if isinstance(body, dict) else None
+        if not routes and isinstance(obs.spec, dict) and isinstance(obs.spec.get("paths"), dict):
+            routes = [
+                f"{m.upper()} {p}"
+                for p, ops in obs.spec["paths"].items()
+                if isinstance(ops, dict)
+                for m in ops
+            ]
+        ctx["routes"] = ", ".join(routes) if routes else "see the server's documentation"
+        ctx["method"] = method
+        v.add(stage, "route_not_found", **ctx)
+        return
+    if status is not None and 400 <= status < 500:
+        v.add(stage, on_4xx, **ctx)
+        return
+    v.add(stage, "http_error", **ctx)
+
+
+def _asked_port_open(obs: Observations) -> bool:
+    asked = _asked_port(obs)
+    return asked is not None and asked.state == "open"
+
+
+def _vhost_context(obs: Observations, report: HttpReport) -> dict[str, Any]:
+    working = next((t for t in obs.vhost_trials if t.servepath), None)
+    others = [t for t in obs.vhost_trials if not t.servepath]
+    ctx: dict[str, Any] = {
+        "server": server_name(report) or "a web server",
+        "working_name": working.name if working else None,
+        "working_endpoint": host_port(working.name, obs.port) if working else None,
+        "candidates": ", ".join(t.name for t in others) if others and not working else None,
+        "candidate_sources": ", ".join(sorted({t.source for t in others})) or None,
+    }
+    return ctx
+
+
+def _stage_http(obs: Observations, v: _Verdict) -> None:
+    report = obs.health
+    if report is None:
+        if obs.tls_on_plain is None and _other_protocol(obs) and v.failed is None:
+            _add_not_http(obs, v, "http")
+            return
+        v.add(Stage("http", "skip", _not_tried(v, "the port is not open")))
+        return
+    route = report.hops[0].url.split(obs.origin, 1)[-1] if report.hops else "/"
+    if report.ok:
+        phases = report.final.phases
+        proxy = reverse_proxy_seen(report)
+        seen = f"; reverse proxy: {proxy}" if proxy else ""
+        who = "" if from_servepath(report) else "; not servepath's answer"
+        summary = f"GET {route or '/'} -> {report.status} in {phases.total_ms:.1f} ms{seen}{who}"
+        v.add(Stage("http", "ok", summary, report.to_json()))
+        return
+    if v.failed is not None:  # e.g. TLS already failed: the HTTP error only repeats it
+        v.add(Stage("http", "skip", _not_tried(v, "")))
+        return
+    _http_failure(obs, report, route or "/", v, "http", "http_error", "GET")
+
+
+def _stage_app(obs: Observations, v: _Verdict) -> None:
+    report = obs.app
+    route = obs.predict_route
+    if report is None:
+        if obs.health is not None and obs.health.ok and v.broken is None:
+            if obs.app_plan is not None and not obs.app_plan.servepath and obs.spec is None:
+                why = "the server publishes no OpenAPI document with an example; pass --data FILE"
+            else:
+                why = "no example instance in the server's OpenAPI; pass --data FILE"
+            v.add(Stage("app", "skip", f"not tried: {why}"))
+        else:
+            v.add(Stage("app", "skip", _not_tried(v, "the health route failed")))
+        return
+    source = obs.app_plan.payload_source if obs.app_plan else "--data"
+    if report.ok:
+        cache = header(report, "x-cache")
+        body = _body_json(report)
+        answer = ""
+        if isinstance(body, dict) and "decision" in body:
+            answer = f": {body['decision']} ({body.get('probability')})"
+        elif isinstance(body, dict) and isinstance(body.get("predictions"), list):
+            answer = f": {len(body['predictions'])} predictions"
+        summary = (
+            f"POST {route} -> {report.status}{answer}"
+            f"{f', cache {cache}' if cache else ''} ({source})"
+        )
+        v.add(Stage("app", "ok", summary, report.to_json()))
+        return
+    _http_failure(obs, report, route, v, "app", "bad_payload", "POST")
+
+
+def _stage_large(obs: Observations, v: _Verdict) -> None:
+    report = obs.large
+    app = obs.app_plan
+    if report is None or app is None or app.large is None:
+        why = "the small request did not pass" if v.broken or obs.app is None else ""
+        if not why:
+            why = "the server did not document its batch form" if obs.app else "no example"
+        v.add(Stage("large request", "skip", f"not tried: {why}"))
+        return
+    size_kb = round(len(app.large) / 1000)
+    data: dict[str, Any] = {
+        "bytes": len(app.large),
+        "instances": app.large_instances,
+        "request": report.to_json(),
+        "mtu": obs.mtu.to_json() if obs.mtu else None,
+        "hop": obs.mtu_hop.to_json() if obs.mtu_hop else None,
+    }
+    if report.ok:
+        ms = report.final.phases.total_ms
+        summary = f"POST {obs.predict_route} with {app.large_instances} instances ({size_kb} KB)"
+        v.add(Stage("large request", "ok", f"{summary} -> {report.status} in {ms:.1f} ms", data))
+        return
+    mtu = obs.mtu
+    if mtu is not None and mtu.verdict == "blackhole" and mtu.smallest_stalling_mss:
+        hop = obs.mtu_hop
+        hop_text = ""
+        hop_name = None
+        if hop is not None:
+            hop_name = f"hop {hop.before_ttl} ({hop.before})" if hop.before else "this machine"
+            hop_text = f", between {hop_name} and {hop.after or 'the next hop'}"
+        path_mtu = mtu.path_mtu
+        summary = (
+            f"{size_kb} KB stalled; segments of {mtu.largest_passing_mss} B pass, "
+            f"{mtu.smallest_stalling_mss} B stall: path MTU about {path_mtu}{hop_text}"
+        )
+        v.add(
+            Stage("large request", "fail", summary, data),
+            "mtu_blackhole",
+            large_kb=size_kb,
+            mtu=path_mtu,
+            mtu_text=f"about {path_mtu} bytes",
+            hop=hop_name,
+            hop_text=hop_text,
+        )
+        return
+    if report.error is not None and report.error.kind in ("read_timeout", "write_timeout"):
+        summary = (
+            f"{size_kb} KB ({app.large_instances} instances) got no answer in time, though "
+            "the small request passed; smaller segments did not help either: the server is "
+            "slow with large batches, not the path"
+        )
+        v.add(Stage("large request", "warn", summary, data))
+        return
+    detail = report.error.message if report.error else f"{report.status}: {_detail(report)}"
+    v.add(Stage("large request", "warn", f"{size_kb} KB request: {detail}", data))
+
+
+# --- what the server saw, and where the time went -------------------------------------------
+
+
+def _stage_server_view(obs: Observations, v: _Verdict) -> None:
+    echo = obs.echo
+    if echo is None:
+        why = "no path echo from the server"
+        if v.broken:
+            why = _not_tried(v, why)
+        v.add(Stage("server view", "skip", why))
+        return
+    server = echo.get("server") or {}
+    peer = echo.get("peer") or {}
+    chain = echo.get("chain") or []
+    via = echo.get("via") or []
+    dialled = host_port(obs.address or obs.host, obs.port)
+    seen_at = host_port(str(server.get("address")), server.get("port"))
+    notes: list[str] = []
+    between: dict[str, Any] = {"reverse_proxies": 0, "nat": False, "forward_proxy": None}
+    reverse_via = [x for x in via if not any(f in x.lower() for f in FORWARD_PROXIES)]
+    forwarded = len(chain)
+    if obs.proxy:
+        between["forward_proxy"] = obs.proxy
+        notes.append(f"forward proxy {obs.proxy}")
+        # a forward proxy may add its caller to X-Forwarded-For too
+        forwarded = max(0, forwarded - 1)
+    reverse = max(forwarded, len(reverse_via))
+    between["reverse_proxies"] = reverse
+    if reverse:
+        plural = "ies" if reverse > 1 else "y"
+        notes.append(
+            f"{reverse} reverse prox{plural} (forwarded chain: {', '.join(chain) or 'none'})"
+        )
+    elif seen_at != dialled and obs.proxy is None:
+        between["nat"] = True
+        notes.append(f"NAT / port mapping: dialled {dialled}, the server socket is {seen_at}")
+    where = "in a container" if (echo.get("container") or {}).get("in_container") else "on a host"
+    summary = (
+        f"server {echo.get('hostname')} ({where}) saw the caller as "
+        f"{host_port(str(peer.get('address')), peer.get('port'))} on {seen_at}"
+    )
+    if notes:
+        summary += "; between: " + "; ".join(notes)
+    v.add(
+        Stage("server view", "ok", summary, {"echo": echo, "between": between, "dialled": dialled})
+    )
+
+
+def _server_ms(report: HttpReport) -> float | None:
+    if not report.hops:
+        return None
+    for entry in report.final.server_timing:
+        if entry.name == "total" and entry.dur is not None:
+            return float(entry.dur)
+    return None
+
+
+def _stage_latency(obs: Observations, v: _Verdict) -> None:
+    report = obs.app if obs.app is not None and obs.app.ok else obs.health
+    if report is None or not report.ok:
+        v.add(Stage("latency", "skip", "no successful request to split"))
+        return
+    p = report.final.phases
+    total = p.total_ms
+    server = _server_ms(report) or 0.0
+    dns_ms, connect, tls = p.dns_ms or 0.0, p.connect_ms or 0.0, p.tls_ms or 0.0
+    rest = max(0.0, total - dns_ms - connect - tls - server)
+    network = connect + rest
+    parts = {
+        "dns_ms": dns_ms,
+        "connect_ms": connect,
+        "tls_ms": tls,
+        "server_ms": server,
+        "network_and_proxies_ms": rest,
+        "total_ms": total,
+    }
+    dominant = max(
+        ("dns", dns_ms),
+        ("connect", connect),
+        ("tls", tls),
+        ("server", server),
+        ("network and proxies", rest),
+        key=lambda kv: kv[1],
+    )[0]
+    data = {
+        "parts": {k: round(val, 3) for k, val in parts.items()},
+        "dominant": dominant,
+        "timing": list(e.to_json() for e in report.final.server_timing),
+    }
+    summary = (
+        f"total {total:.1f} ms = dns {dns_ms:.1f} + connect {connect:.1f} + tls {tls:.1f} + "
+        f"server {server:.1f} + rest {rest:.1f}; {dominant} dominates"
+    )
+    ctx_extra = {
+        "total_ms": round(total, 1),
+        "server_ms": round(server, 1),
+        "server_share": round(100 * server / total) if total else 0,
+        "network_ms": round(network, 1),
+        "connect_ms": round(connect, 1),
+    }
+    if total > obs.slow_ms:
+        cause: Cause = "slow_server" if server >= 0.5 * total else "slow_network"
+        v.add(Stage("latency", "fail", summary, data), cause, **ctx_extra)
+    elif total > obs.slow_ms / 2:
+        v.add(Stage("latency", "warn", summary, data))
+    else:
+        v.add(Stage("latency", "ok", summary, data))

@@ -1,0 +1,103 @@
+"""Everything the doctor's probes saw: the input of :func:`diagnose`. Filled by
+:func:`~servepath.netdiag.doctor.observe.observe`; tests build one by hand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from servepath.netdiag.dns import DnsReport
+from servepath.netdiag.doctor.plan import AppPlan, Plan
+from servepath.netdiag.http import HttpReport
+from servepath.netdiag.ports import PortScan
+from servepath.netdiag.routes import Route, RouteLookup
+from servepath.netdiag.tls import TlsReport
+from servepath.netdiag.trace import Trace
+
+if TYPE_CHECKING:
+    from servepath.netdiag.mtu import MtuHop, MtuNarrowing
+    from servepath.netdiag.protocols import ProtocolGuess
+
+
+@dataclass
+class VhostTrial:
+    """A name sent in the Host header to the same address, and what answered."""
+
+    name: str
+    source: str  # where the name came from: "the URL", "the certificate", "reverse DNS"
+    status: int | None
+    servepath: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "status": self.status,
+            "servepath": self.servepath,
+        }
+
+
+@dataclass
+class Observations:
+    plan: Plan
+    slow_ms: float = 1000.0
+    timeout: float = 2.0
+    http_timeout: float = 10.0
+    nameservers: list[str] = field(default_factory=list)
+    gateway: Route | None = None
+    dns: DnsReport | None = None
+    address: str | None = None
+    own_address: bool = False  # the address is one of this machine's own
+    route: RouteLookup | None = None
+    probe_target: tuple[str, int] | None = None  # the target, or the forward proxy
+    trace: Trace | None = None
+    trace_error: str | None = None
+    ports: PortScan | None = None
+    ports_error: str | None = None
+    other_services: dict[int, str] = field(default_factory=dict)  # port -> URL that answered
+    tls: TlsReport | None = None
+    tls_on_plain: TlsReport | None = None
+    protocol: ProtocolGuess | None = None  # what the port speaks, when HTTP failed
+    health: HttpReport | None = None
+    spec: dict[str, Any] | None = None
+    app_plan: AppPlan | None = None
+    app: HttpReport | None = None
+    vhost_trials: list[VhostTrial] = field(default_factory=list)
+    large: HttpReport | None = None
+    mtu: MtuNarrowing | None = None
+    mtu_hop: MtuHop | None = None
+    echo: dict[str, Any] | None = None
+    elapsed_s: float = 0.0
+
+    # the plan's facts, under the names the stages use
+    @property
+    def url(self) -> str:
+        return self.plan.target.url
+
+    @property
+    def scheme(self) -> str:
+        return self.plan.target.scheme
+
+    @property
+    def host(self) -> str:
+        return self.plan.target.host
+
+    @property
+    def port(self) -> int:
+        return self.plan.target.port
+
+    @property
+    def path(self) -> str:
+        return self.plan.target.path
+
+    @property
+    def origin(self) -> str:
+        return self.plan.target.origin
+
+    @property
+    def proxy(self) -> str | None:
+        return self.plan.proxy.proxy
+
+    @property
+    def predict_route(self) -> str:
+        return self.app_plan.route if self.app_plan else self.plan.target.path

@@ -1,0 +1,185 @@
+"""The server's contract as clients read it: which route they send to, which example they send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from servepath.contract import (
+    DEFAULT_HEALTH_ROUTE,
+    DEFAULT_PATH_ECHO_ROUTE,
+    DEFAULT_PREDICT_ROUTE,
+    X_SERVEPATH,
+    ServerContract,
+    example_for,
+    instances_of,
+    is_servepath_spec,
+)
+
+INSTANCE = {"income": 52000.0, "age": 38, "purpose": "car"}
+OTHER = {"income": 1.0, "age": 99, "purpose": "boat"}
+
+
+def _post(media: dict[str, Any]) -> dict[str, Any]:
+    return {"post": {"requestBody": {"content": {"application/json": media}}}}
+
+
+def servepath_spec(predict_route: str = "/v1/predict", **marks: Any) -> dict[str, Any]:
+    """A document as `servepath serve` writes it, with its predict route moved."""
+    return {
+        "openapi": "3.1.0",
+        X_SERVEPATH: {
+            "predict_route": predict_route,
+            "health_route": "/healthz",
+            "path_echo_route": "/_where",
+            **marks,
+        },
+        "paths": {
+            "/healthz": {"get": {}},
+            predict_route: _post({"example": INSTANCE}),
+        },
+    }
+
+
+def foreign_spec() -> dict[str, Any]:
+    """A document some other framework wrote: no x-servepath, an example on /predict."""
+    return {"openapi": "3.0.0", "paths": {"/predict": _post({"example": INSTANCE})}}
+
+
+# ---- routes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["", "/"])
+def test_a_bare_origin_means_the_servers_own_predict_route(path: str) -> None:
+    spec = servepath_spec("/v1/predict")
+    assert ServerContract.from_spec(spec).route_for(path, spec) == "/v1/predict"
+
+
+def test_a_url_that_names_a_path_names_the_route_even_one_the_server_does_not_document() -> None:
+    spec = servepath_spec("/v1/predict")
+    contract = ServerContract.from_spec(spec)
+    assert contract.route_for("/v1/predict", spec) == "/v1/predict"
+    assert contract.route_for("/decisions", spec) == "/decisions"
+    assert contract.route_for("/typo", spec) == "/typo"
+
+
+def test_a_documented_spec_gives_its_routes() -> None:
+    contract = ServerContract.from_spec(servepath_spec("/v1/predict"))
+    assert contract.documented
+    assert contract.predict_route == "/v1/predict"
+    assert contract.health_route == "/healthz"
+    assert contract.path_echo_route == "/_where"
+
+
+@pytest.mark.parametrize("spec", [None, {}, foreign_spec(), {X_SERVEPATH: "yes"}, []])
+def test_an_undocumented_spec_means_the_default_routes(spec: Any) -> None:
+    contract = ServerContract.from_spec(spec)
+    assert not contract.documented
+    assert contract.predict_route == DEFAULT_PREDICT_ROUTE
+    assert contract.health_route == DEFAULT_HEALTH_ROUTE
+    assert contract.path_echo_route == DEFAULT_PATH_ECHO_ROUTE
+    assert contract.route_for("/", spec) == DEFAULT_PREDICT_ROUTE
+
+
+def test_a_bare_origin_on_a_foreign_server_still_means_the_default_predict_route() -> None:
+    spec = foreign_spec()
+    assert ServerContract.from_spec(spec).route_for("", spec) == DEFAULT_PREDICT_ROUTE
+
+
+def test_marks_of_the_wrong_type_fall_back_to_the_defaults() -> None:
+    contract = ServerContract.from_spec(
+        servepath_spec(predict_route="/p") | {X_SERVEPATH: {"predict_route": 7, "health_route": []}}
+    )
+    assert contract.documented
+    assert contract.predict_route == DEFAULT_PREDICT_ROUTE
+    assert contract.health_route == DEFAULT_HEALTH_ROUTE
+
+
+def test_a_server_with_path_echo_switched_off_says_so() -> None:
+    assert ServerContract.from_spec(servepath_spec(path_echo_route=None)).path_echo_route is None
+
+
+def test_only_a_document_with_x_servepath_is_servepaths() -> None:
+    assert is_servepath_spec(servepath_spec())
+    assert not is_servepath_spec(foreign_spec())
+    assert not is_servepath_spec(None)
+    assert not is_servepath_spec({X_SERVEPATH: "yes"})
+
+
+# ---- examples ------------------------------------------------------------------------------
+
+
+def test_the_example_is_the_routes_request_body_example() -> None:
+    assert example_for(servepath_spec("/v1/predict"), "/v1/predict") == INSTANCE
+    assert example_for(foreign_spec(), "/predict") == INSTANCE
+
+
+def test_example_comes_before_examples() -> None:
+    spec = {"paths": {"/p": _post({"example": INSTANCE, "examples": {"x": {"value": OTHER}}})}}
+    assert example_for(spec, "/p") == INSTANCE
+
+
+def test_without_example_the_first_of_examples_stands_in() -> None:
+    spec = {
+        "paths": {
+            "/p": _post({"examples": {"first": {"value": INSTANCE}, "second": {"value": OTHER}}})
+        }
+    }
+    assert example_for(spec, "/p") == INSTANCE
+
+
+def test_examples_without_a_value_give_no_example() -> None:
+    spec = {"paths": {"/p": _post({"examples": {"first": {"externalValue": "http://x/e.json"}}})}}
+    assert example_for(spec, "/p") is None
+
+
+def test_a_wrong_route_on_a_servepath_server_gets_the_predict_routes_example() -> None:
+    # so that the request is well formed and the answer (a 404 listing the routes) is seen
+    assert example_for(servepath_spec("/v1/predict"), "/decisoins") == INSTANCE
+
+
+def test_a_wrong_route_on_a_foreign_server_gets_no_example() -> None:
+    assert example_for(foreign_spec(), "/decisions") is None
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        None,
+        {},
+        {"paths": []},
+        {"paths": {"/p": {"get": {}}}},
+        {"paths": {"/p": {"post": {"requestBody": {"content": {"text/plain": {}}}}}}},
+        {"paths": {"/p": _post({"schema": {"type": "object"}})}},
+    ],
+)
+def test_a_route_without_a_json_example_gives_none(spec: Any) -> None:
+    assert example_for(spec, "/p") is None
+
+
+# ---- instances -----------------------------------------------------------------------------
+
+
+def test_a_single_instance_is_a_list_of_one() -> None:
+    assert instances_of(INSTANCE) == [INSTANCE]
+
+
+def test_the_vertex_form_gives_its_instances() -> None:
+    body = {"instances": [INSTANCE, OTHER], "parameters": {}}
+    assert instances_of(body) == [INSTANCE, OTHER]
+
+
+def test_instances_are_copies_the_caller_may_change() -> None:
+    found = instances_of({"instances": [INSTANCE]})
+    assert found is not None
+    found[0]["age"] = 0
+    assert INSTANCE["age"] == 38
+
+
+@pytest.mark.parametrize(
+    "body",
+    [None, 7, "text", [INSTANCE], {"instances": []}, {"instances": [INSTANCE, 3]}],
+)
+def test_garbage_has_no_instances(body: Any) -> None:
+    assert instances_of(body) is None
