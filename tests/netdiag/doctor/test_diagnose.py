@@ -1,0 +1,586 @@
+"""diagnose() on hand-built observations: one case per cause of the vocabulary, one per pair
+of findings that can meet, no network and no root."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from servepath.config import ProxyEnv
+from servepath.netdiag.doctor import CAUSES, DoctorOptions, Observations, diagnose
+from servepath.netdiag.doctor.causes import HTTP_EVIDENCE, PORT_EVIDENCE
+from servepath.netdiag.doctor.local import diagnose_local
+from servepath.netdiag.listen import PortListenReport
+from servepath.netdiag.mtu import MssOutcome, MtuHop, summarise
+from servepath.netdiag.protocols import ProtocolGuess
+from servepath.netdiag.tls import TlsReport
+from tests.netdiag.doctor.builders import (
+    NOW,
+    ROUTER,
+    VM,
+    dns_report,
+    healthy,
+    nginx,
+    nothing_after_transport,
+    port,
+    reply,
+    scan,
+)
+
+PROXY = "http://10.20.1.1:3128"
+
+
+def _closed(obs: Observations, **kw: Any) -> Observations:
+    return nothing_after_transport(obs)
+
+
+def case_ok() -> Observations:
+    return healthy()
+
+
+def case_dns_nxdomain() -> Observations:
+    obs = healthy("http://nope.test:8080/decisions", address=None)
+    obs.dns = dns_report("nope.test", ("10.20.3.53", "nxdomain", ()))
+    return nothing_after_transport(obs)
+
+
+def case_dns_no_answer() -> Observations:
+    obs = healthy("http://api.test:8080/decisions", address=None)
+    obs.dns = dns_report("api.test", ("10.20.3.53", "no_answer", ()))
+    return nothing_after_transport(obs)
+
+
+def case_dns_timeout() -> Observations:
+    obs = healthy("http://api.test:8080/decisions", address=None)
+    obs.dns = dns_report("api.test", ("10.20.3.53", "timeout", ()))
+    return nothing_after_transport(obs)
+
+
+def case_dns_disagree() -> Observations:
+    obs = healthy("http://api.test:8080/decisions")
+    obs.dns = dns_report(
+        "api.test", ("10.20.3.53", "ok", (VM,)), ("10.20.4.53", "ok", ("10.9.9.9",))
+    )
+    return obs
+
+
+def case_private_address() -> Observations:
+    from servepath.netdiag.routes import RouteLookup
+
+    obs = healthy("http://10.99.0.5:8080/decisions", address="10.99.0.5")
+    obs.route = RouteLookup("10.99.0.5", "via-default", obs.gateway)
+    obs.ports = scan("10.99.0.5", port(8080, "filtered"), port(80, "filtered"))
+    return nothing_after_transport(obs)
+
+
+def case_no_route() -> Observations:
+    obs = healthy()
+    obs.ports = scan(VM, port(8080, "unreachable", offender=ROUTER, icmp=(3, 1)))
+    return nothing_after_transport(obs)
+
+
+def case_port_filtered() -> Observations:
+    obs = healthy()
+    obs.ports = scan(VM, port(8080, "filtered"), port(80, "filtered"))
+    return nothing_after_transport(obs)
+
+
+def case_port_rejected() -> Observations:
+    obs = healthy()
+    obs.ports = scan(VM, port(8080, "unreachable", offender=VM, icmp=(3, 3)))
+    return nothing_after_transport(obs)
+
+
+def case_port_closed() -> Observations:
+    obs = healthy()
+    obs.ports = scan(VM, port(8080, "closed"), port(80, "closed"))
+    return nothing_after_transport(obs)
+
+
+def case_service_on_other_port() -> Observations:
+    obs = healthy(f"http://{VM}/decisions")
+    obs.ports = scan(VM, port(80, "closed"), port(8080))
+    obs.other_services = {8080: f"http://{VM}:8080/"}
+    return nothing_after_transport(obs)
+
+
+def _tls(failure: str | None, **kw: Any) -> TlsReport:
+    return TlsReport("api.test", 8443, "api.test", "ca.pem", NOW, address=VM, failure=failure,  # type: ignore[arg-type]
+                     detail=f"{failure} detail", **kw)  # fmt: skip
+
+
+def _https(failure: str) -> Observations:
+    obs = healthy("https://api.test:8443/decisions")
+    obs.tls = _tls(failure)
+    obs.health = reply(error=("tls", "TLS handshake failed"), url="https://api.test:8443/")
+    obs.app = obs.large = obs.echo = None
+    return obs
+
+
+def case_tls_handshake_failed() -> Observations:
+    return _https("handshake_failed")
+
+
+def case_tls_untrusted() -> Observations:
+    return _https("unknown_issuer")
+
+
+def case_tls_expired() -> Observations:
+    return _https("expired")
+
+
+def case_tls_hostname_mismatch() -> Observations:
+    return _https("hostname_mismatch")
+
+
+def case_plain_http_on_tls_port() -> Observations:
+    return _https("plain_http")
+
+
+def case_tls_on_plain_port() -> Observations:
+    obs = healthy()
+    obs.health = reply(error=("protocol", "the server broke HTTP"))
+    obs.tls_on_plain = _tls(None, protocol="TLSv1.3")
+    obs.app = obs.large = obs.echo = obs.spec = None
+    return obs
+
+
+def case_not_http() -> Observations:
+    obs = healthy("http://10.20.2.2:6379/")
+    obs.health = reply(error=("reset", "the server reset the connection"))
+    obs.protocol = ProtocolGuess("redis", 'answered "-ERR wrong number of arguments"', b"-ERR")
+    obs.app = obs.large = obs.echo = obs.spec = None
+    obs.app_plan = None
+    return obs
+
+
+def _proxied(**changes: Any) -> Observations:
+    options = DoctorOptions(proxy_env=ProxyEnv(http=PROXY))
+    obs = healthy(options=options)
+    obs.probe_target = ("10.20.1.1", 3128)
+    obs.ports = scan("10.20.1.1", port(3128))
+    for key, value in changes.items():
+        setattr(obs, key, value)
+    return obs
+
+
+def case_proxy_failed() -> Observations:
+    obs = _proxied()
+    obs.ports = scan("10.20.1.1", port(3128, "closed"))
+    return nothing_after_transport(obs)
+
+
+def case_proxy_denied() -> Observations:
+    page = "<html><head><title>Access denied</title></head><body>Filtered</body></html>"
+    obs = _proxied(
+        health=reply(403, headers=(("server", "tinyproxy/1.11.1"),), body=page, proxy=PROXY)
+    )
+    obs.app = obs.large = obs.echo = obs.spec = None
+    return obs
+
+
+def case_virtual_host() -> Observations:
+    obs = healthy()
+    obs.health = nginx(404, "404 Not Found")
+    obs.app = obs.large = obs.echo = obs.spec = None
+    return obs
+
+
+def case_upstream_error() -> Observations:
+    obs = healthy()
+    obs.health = nginx(502, "502 Bad Gateway")
+    obs.app = obs.large = obs.echo = obs.spec = None
+    return obs
+
+
+def case_upstream_timeout() -> Observations:
+    obs = healthy()
+    obs.app = nginx(504, "504 Gateway Time-out")
+    obs.large = None
+    return obs
+
+
+def case_overloaded() -> Observations:
+    obs = healthy()
+    obs.health = reply(503, headers=(("retry-after", "7"),), body='{"error": "busy"}')
+    obs.app = obs.large = obs.echo = obs.spec = None
+    return obs
+
+
+def case_no_response() -> Observations:
+    obs = healthy()
+    obs.health = reply(error=("read_timeout", "connected, but no response in time"))
+    obs.app = obs.large = obs.echo = obs.spec = None
+    return obs
+
+
+def case_http_error() -> Observations:
+    obs = healthy()
+    obs.app = reply(500, body={"error": "the model raised"}, method="POST")
+    obs.large = None
+    return obs
+
+
+def case_route_not_found() -> Observations:
+    obs = healthy(f"http://{VM}:8080/predict")
+    obs.app = reply(
+        404, body={"error": "no route", "routes": ["POST /decisions", "GET /"]}, method="POST"
+    )
+    obs.large = None
+    return obs
+
+
+def case_bad_payload() -> Observations:
+    obs = healthy()
+    obs.app = reply(422, body={"error": "invalid input: age: expected a number"}, method="POST")
+    obs.large = None
+    return obs
+
+
+def _mtu(*passing: int, stalling: tuple[int, ...] = (1460, 1440)) -> Any:
+    outcomes = [MssOutcome(m, "answered", sent_mss=m) for m in passing]
+    outcomes += [MssOutcome(m, "stalled", sent_mss=m) for m in stalling]
+    return summarise(outcomes, 4, elapsed_s=1.0, timeout=1.0)
+
+
+def case_mtu_blackhole() -> Observations:
+    obs = healthy()
+    obs.large = reply(error=("read_timeout", "connected, but no response in time"), method="POST")
+    obs.mtu = _mtu(1360, 1340, 1240)
+    obs.mtu_hop = MtuHop(VM, 2, 1, ROUTER, "10.20.5.2", 1440, 64)
+    return obs
+
+
+def case_slow_server() -> Observations:
+    obs = healthy(slow_ms=500.0)
+    obs.app = reply(200, body={"decision": "approve"}, method="POST", total_ms=800, server_ms=760)
+    return obs
+
+
+def case_slow_network() -> Observations:
+    obs = healthy(slow_ms=500.0)
+    obs.app = reply(200, body={"decision": "approve"}, method="POST", total_ms=800, server_ms=1.0)
+    return obs
+
+
+CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
+    "ok": (case_ok, None),
+    "dns_nxdomain": (case_dns_nxdomain, "dns"),
+    "dns_no_answer": (case_dns_no_answer, "dns"),
+    "dns_timeout": (case_dns_timeout, "dns"),
+    "dns_disagree": (case_dns_disagree, "dns"),
+    "private_address": (case_private_address, "transport"),
+    "no_route": (case_no_route, "transport"),
+    "port_filtered": (case_port_filtered, "transport"),
+    "port_rejected": (case_port_rejected, "transport"),
+    "port_closed": (case_port_closed, "transport"),
+    "service_on_other_port": (case_service_on_other_port, "transport"),
+    "tls_handshake_failed": (case_tls_handshake_failed, "tls"),
+    "tls_untrusted": (case_tls_untrusted, "tls"),
+    "tls_expired": (case_tls_expired, "tls"),
+    "tls_hostname_mismatch": (case_tls_hostname_mismatch, "tls"),
+    "tls_on_plain_port": (case_tls_on_plain_port, "tls"),
+    "plain_http_on_tls_port": (case_plain_http_on_tls_port, "tls"),
+    "not_http": (case_not_http, "http"),
+    "proxy_failed": (case_proxy_failed, "transport"),
+    "proxy_denied": (case_proxy_denied, "http"),
+    "virtual_host": (case_virtual_host, "http"),
+    "upstream_error": (case_upstream_error, "http"),
+    "upstream_timeout": (case_upstream_timeout, "app"),
+    "overloaded": (case_overloaded, "http"),
+    "no_response": (case_no_response, "http"),
+    "http_error": (case_http_error, "app"),
+    "route_not_found": (case_route_not_found, "app"),
+    "bad_payload": (case_bad_payload, "app"),
+    "mtu_blackhole": (case_mtu_blackhole, "large request"),
+    "slow_server": (case_slow_server, "latency"),
+    "slow_network": (case_slow_network, "latency"),
+}
+LOCAL_CAUSES = {"not_listening", "bound_to_loopback"}
+
+
+def test_every_cause_of_the_vocabulary_has_a_case() -> None:
+    assert set(CASES) | LOCAL_CAUSES == set(CAUSES)
+
+
+@pytest.mark.parametrize("cause", sorted(CASES))
+def test_each_cause_from_its_evidence_with_every_fact_filled(cause: str) -> None:
+    build, stage = CASES[cause]
+    report = diagnose(build(), strict=True)  # strict: a missing fact raises
+    assert (report.failed_stage, report.cause) == (stage, cause), [
+        (s.name, s.status, s.summary) for s in report.stages
+    ]
+    text = " ".join([report.explanation.meaning, *report.explanation.fix])
+    assert "(unknown)" not in text and "?" not in report.explanation.meaning
+    assert "\n" not in text
+    assert report.ok == (cause == "ok")
+
+
+@pytest.mark.parametrize("cause", sorted(set(CASES) - {"ok"}))
+def test_stages_after_the_broken_one_say_why_they_were_not_tried(cause: str) -> None:
+    report = diagnose(CASES[cause][0]())
+    names = [s.name for s in report.stages]
+    broken = names.index(report.failed_stage or "")
+    for later in report.stages[broken + 1 :]:
+        if later.status == "skip" and later.summary.startswith("not tried"):
+            assert "the port is not open" not in later.summary or cause.startswith("port")
+
+
+# --- precedence: which evidence outranks which ------------------------------------------------
+
+
+def _with_8080_answering(obs: Observations) -> Observations:
+    obs.other_services = {8080: f"http://{VM}:8080/"}
+    return obs
+
+
+def _on_port_80(result_80: Any) -> Observations:
+    obs = healthy(f"http://{VM}/decisions")
+    obs.ports = scan(VM, result_80, port(8080))
+    return nothing_after_transport(_with_8080_answering(obs))
+
+
+@pytest.mark.parametrize(
+    ("asked", "cause", "owner", "offender"),
+    [
+        (port(80, "unreachable", offender=ROUTER, icmp=(3, 13)), "port_rejected",
+         "firewall (network or cloud admin)", ROUTER),
+        (port(80, "unreachable", offender=ROUTER, icmp=(3, 3)), "port_rejected",
+         "firewall (network or cloud admin)", ROUTER),
+        (port(80, "unreachable", offender=VM, icmp=(3, 3)), "port_rejected",
+         "firewall (network or cloud admin)", VM),
+        (port(80, "unreachable", offender=VM, icmp=(3, 10)), "port_rejected",
+         "firewall (network or cloud admin)", VM),
+        (port(80, "filtered"), "port_filtered", "firewall (network or cloud admin)", None),
+        (port(80, "unreachable", offender=ROUTER, icmp=(3, 1)), "no_route", "network admin",
+         ROUTER),
+        (port(80, "closed"), "service_on_other_port", "caller", None),
+    ],
+)  # fmt: skip
+def test_a_refusal_or_a_drop_outranks_another_port_that_answers(
+    asked: Any, cause: str, owner: str, offender: str | None
+) -> None:
+    report = diagnose(_on_port_80(asked), strict=True)
+    assert report.cause == cause and report.explanation.owner == owner
+    fix = " ".join(report.explanation.fix)
+    assert f"http://{VM}:8080/decisions" in fix  # the neighbour is still named, as a hint
+    if offender is not None:
+        assert offender in report.explanation.meaning
+    if cause != "service_on_other_port":
+        assert "it answers on 8080" in fix
+
+
+def test_a_private_address_that_answers_on_another_port_is_reachable_after_all() -> None:
+    obs = case_private_address()
+    obs.ports = scan("10.99.0.5", port(8080, "filtered"), port(80))
+    obs.other_services = {80: "http://10.99.0.5:80/"}
+    assert diagnose(obs, strict=True).cause == "port_filtered"
+
+
+def test_the_proxy_own_refusal_outranks_what_it_says_of_the_service() -> None:
+    obs = case_proxy_denied()
+    headers = (("server", "tinyproxy/1.11.1"), ("retry-after", "5"))
+    page = "<html><title>Unable to connect</title></html>"
+    obs.health = reply(503, headers=headers, body=page, proxy=PROXY)
+    assert diagnose(obs, strict=True).cause == "proxy_denied"
+
+
+def test_a_proxy_passing_on_the_services_own_403_is_not_a_proxy_refusal() -> None:
+    obs = _proxied()
+    relayed = (("via", "1.1 tinyproxy (tinyproxy/1.11.1)"), *reply().final.headers)
+    obs.app = reply(403, headers=relayed, body={"error": "forbidden"}, method="POST", proxy=PROXY)
+    obs.large = None
+    report = diagnose(obs, strict=True)
+    assert report.cause == "bad_payload" and report.explanation.owner == "caller"
+
+
+def test_a_proxy_asking_for_credentials_says_how_to_give_them() -> None:
+    headers = (("proxy-authenticate", 'Basic realm="corp"'),)
+    page = "<html><title>Proxy auth</title></html>"
+    obs = _proxied(health=reply(407, headers=headers, body=page, proxy=PROXY))
+    obs.app = obs.large = None
+    report = diagnose(obs, strict=True)
+    assert report.cause == "proxy_denied"
+    assert "HTTPS_PROXY=http://USER:PASS@10.20.1.1:3128" in " ".join(report.explanation.fix)
+
+
+def test_tls_on_a_plain_url_outranks_the_protocol_error_it_causes() -> None:
+    obs = case_tls_on_plain_port()
+    obs.protocol = ProtocolGuess("tls", "TLS record", b"\x15\x03")
+    assert diagnose(obs, strict=True).cause == "tls_on_plain_port"
+
+
+def test_a_port_that_closes_without_a_word_is_an_http_error_that_says_so() -> None:
+    obs = case_not_http()
+    obs.protocol = ProtocolGuess("silent", "accepted the connection and closed it", b"")
+    report = diagnose(obs, strict=True)
+    assert report.cause == "http_error"
+    assert "closed it" in report.explanation.meaning
+    assert "<request_id>" not in " ".join(report.explanation.fix)
+
+
+def test_an_https_url_on_a_redis_port_is_not_http_not_a_tls_failure() -> None:
+    obs = _https("handshake_failed")
+    obs.protocol = ProtocolGuess("redis", 'answered "-ERR"', b"-ERR")
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("tls", "not_http")
+
+
+@pytest.mark.parametrize(
+    ("report", "cause"),
+    [
+        (nginx(504, "504 Gateway Time-out"), "upstream_timeout"),
+        (nginx(503, "503 Service Temporarily Unavailable", **{"retry-after": "30"}), "overloaded"),
+        (nginx(503, "503 Service Temporarily Unavailable"), "upstream_error"),
+        (nginx(502, "502 Bad Gateway"), "upstream_error"),
+        (nginx(429, "429 Too Many Requests"), "overloaded"),
+        (reply(503, body={"error": "the model is loading"}), "overloaded"),
+        (reply(503, headers=(("retry-after", "3"),), body="busy"), "overloaded"),
+        (reply(503, headers=(), body="Service Unavailable"), "overloaded"),
+        (nginx(404, "404 Not Found"), "virtual_host"),
+        (nginx(421, "421 Misdirected Request"), "virtual_host"),
+        (reply(404, headers=(("server", "Apache/2.4"),), body="<!DOCTYPE html><title>x</title>"),
+         "virtual_host"),
+        (reply(404, headers=(), body={"detail": "Not Found"}), "route_not_found"),
+        (reply(404, body={"error": "no route", "routes": ["POST /decisions"]}), "route_not_found"),
+        (reply(401, headers=(), body={"detail": "no key"}), "http_error"),
+    ],
+)  # fmt: skip
+def test_http_answers_by_who_sent_them(report: Any, cause: str) -> None:
+    obs = healthy()
+    obs.health = report
+    obs.app = obs.large = obs.echo = obs.spec = None
+    assert diagnose(obs, strict=True).cause == cause
+
+
+def test_the_504_from_nginx_names_the_server_and_the_time_it_waited() -> None:
+    report = diagnose(case_upstream_timeout(), strict=True)
+    assert "nginx/1.22.1" in report.explanation.meaning
+    assert "504" in report.explanation.meaning
+
+
+def test_overloaded_says_who_and_when_to_retry() -> None:
+    report = diagnose(case_overloaded(), strict=True)
+    assert "the service (servepath)" not in report.explanation.meaning
+    assert "retry after 7 s" in " ".join(report.explanation.fix)
+    obs = case_overloaded()
+    obs.health = nginx(503, "503", **{"retry-after": "30"})
+    assert "reverse proxy" in diagnose(obs, strict=True).explanation.meaning
+
+
+def test_a_raw_multiline_error_page_is_one_line_in_the_stage() -> None:
+    report = diagnose(case_upstream_error())
+    summary = report.stage("http").summary  # type: ignore[union-attr]
+    assert "\n" not in summary and "<" not in summary
+    assert summary.endswith("502 Bad Gateway")
+
+
+def test_a_virtual_host_names_the_name_that_works_and_how_to_try_it() -> None:
+    from servepath.netdiag.doctor.evidence import VhostTrial
+
+    obs = case_virtual_host()
+    obs.vhost_trials = [VhostTrial("api.test", "reverse DNS", 200, True)]
+    report = diagnose(obs, strict=True)
+    fix = " ".join(report.explanation.fix)
+    assert "servepath answers when asked for the name api.test" in fix
+    assert f"curl --resolve api.test:8080:{VM} http://api.test:8080/decisions" in fix
+    assert "--host-header" in fix
+    obs.vhost_trials = [VhostTrial("www.test", "the certificate", 404, False)]
+    fix = " ".join(diagnose(obs, strict=True).explanation.fix)
+    assert "names that may work (from the certificate): www.test" in fix
+
+
+def test_no_response_says_how_long_it_waited_and_no_question_marks() -> None:
+    report = diagnose(case_no_response(), strict=True)
+    assert "within 10 s" in report.explanation.meaning
+    assert "?" not in report.explanation.meaning
+
+
+def test_the_large_request_that_stalls_without_the_path_to_blame_is_a_warning() -> None:
+    obs = case_mtu_blackhole()
+    obs.mtu = _mtu(stalling=(1460, 1360, 536))  # smaller segments stall too: the server
+    obs.mtu_hop = None
+    report = diagnose(obs, strict=True)
+    assert report.ok
+    assert report.stage("large request").status == "warn"  # type: ignore[union-attr]
+
+
+def test_mtu_blackhole_names_the_size_and_the_hop() -> None:
+    report = diagnose(case_mtu_blackhole(), strict=True)
+    assert "about 1400" in report.explanation.meaning
+    assert f"hop 1 ({ROUTER})" in " ".join(report.explanation.fix)
+    assert report.explanation.owner == "network admin"
+
+
+def test_localhost_is_healthy_whatever_a_dns_server_says_of_it() -> None:
+    from servepath.netdiag.dns import DnsReport, localhost_answer, probe_dns
+
+    obs = healthy("http://localhost:8080/decisions", address="127.0.0.1")
+    answer = localhost_answer("localhost", probe_dns.__globals__["dns"].rdatatype.A)
+    obs.dns = DnsReport("localhost", "A", False, (answer,), True, "one resolver asked: 127.0.0.1")
+    obs.own_address = True
+    report = diagnose(obs, strict=True)
+    assert report.ok, report.cause
+    assert "this machine" in report.stage("address").summary  # type: ignore[union-attr]
+
+
+def test_an_address_of_this_machine_is_not_called_from_outside() -> None:
+    from servepath.netdiag.routes import RouteLookup
+
+    obs = healthy("http://10.99.0.1:8080/", address="10.99.0.1")
+    obs.route = RouteLookup("10.99.0.1", "via-default", obs.gateway)
+    obs.own_address = True
+    stage = diagnose(obs).stage("address")
+    assert stage is not None and stage.status == "ok" and "default gateway" not in stage.summary
+
+
+def test_port_closed_on_ipv6_suggests_a_host_that_listens_on_ipv6() -> None:
+    obs = healthy("http://[fd20:2::2]:8088/decisions", address="fd20:2::2")
+    obs.ports = scan("fd20:2::2", port(8088, "closed"))
+    report = diagnose(nothing_after_transport(obs), strict=True)
+    assert "--host :: --port 8088" in " ".join(report.explanation.fix)
+    assert "fd20:2::2 answers" in report.explanation.meaning
+
+
+def test_after_nxdomain_later_stages_blame_dns_not_the_port() -> None:
+    report = diagnose(case_dns_nxdomain())
+    for name in ("address", "route", "transport", "http", "app"):
+        summary = report.stage(name).summary  # type: ignore[union-attr]
+        assert "port is not open" not in summary, (name, summary)
+        assert "dns failed" in summary, (name, summary)
+
+
+def test_the_evidence_tables_name_only_causes_of_the_vocabulary() -> None:
+    for _, cause, _ in PORT_EVIDENCE + HTTP_EVIDENCE:
+        assert cause in CAUSES
+
+
+@pytest.mark.parametrize(
+    ("listeners", "cause", "stage"),
+    [
+        ((), "not_listening", "listening"),
+        ((("127.0.0.1", "loopback"),), "bound_to_loopback", "bind"),
+        ((("::1", "loopback"),), "bound_to_loopback", "bind"),
+        ((("0.0.0.0", "unspecified"),), "ok", None),
+    ],
+)
+def test_local_causes(
+    listeners: tuple[tuple[str, str], ...], cause: str, stage: str | None
+) -> None:
+    from servepath.netdiag.listen import Listener
+
+    built = tuple(Listener("tcp", a, 8080, k, 42, "app", "python3") for a, k in listeners)  # type: ignore[arg-type]
+    listen = PortListenReport(8080, built)
+    health = (200, "GET http://127.0.0.1:8080/ -> 200") if listeners else (None, "not asked")
+    report = diagnose_local(8080, listen, {"in_container": False}, health, 0.01)
+    assert (report.failed_stage, report.cause) == (stage, cause)
+    assert "(unknown)" not in report.explanation.meaning
+
+
+def test_the_explanations_hold_no_unfilled_placeholder_in_any_case() -> None:
+    for cause, (build, _) in CASES.items():
+        report = diagnose(build(), strict=True)
+        for line in report.explanation.fix:
+            assert "{" not in line and "<request_id>" not in line, (cause, line)
