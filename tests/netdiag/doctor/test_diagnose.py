@@ -584,3 +584,21 @@ def test_the_explanations_hold_no_unfilled_placeholder_in_any_case() -> None:
         report = diagnose(build(), strict=True)
         for line in report.explanation.fix:
             assert "{" not in line and "<request_id>" not in line, (cause, line)
+
+
+def test_the_evidence_order_in_the_docs_is_the_order_in_the_code() -> None:
+    from tests.support import TESTS_DIR
+
+    page = (TESTS_DIR.parent / "docs" / "doctor.md").read_text()
+    for table in (PORT_EVIDENCE, HTTP_EVIDENCE):
+        rows = [line for line in page.splitlines() if line.startswith("| ") and "`" in line]
+        listed = [
+            (line.split("|")[2].strip(), line.split("|")[3].strip().strip("`"))
+            for line in rows
+            if line.split("|")[1].strip().isdigit()
+        ]
+        expected = [(evidence, cause) for evidence, cause, _ in table]
+        positions = [listed.index(row) for row in expected]
+        assert positions == sorted(positions)
+    for cause in CAUSES:
+        assert f"| `{cause}` |" in page

@@ -572,10 +572,15 @@ def _stage_large(obs: Observations, v: _Verdict) -> None:
     report = obs.large
     app = obs.app_plan
     if report is None or app is None or app.large is None:
-        why = "the small request did not pass" if v.broken or obs.app is None else ""
-        if not why:
-            why = "the server did not document its batch form" if obs.app else "no example"
-        v.add(Stage("large request", "skip", f"not tried: {why}"))
+        if v.broken:
+            why = _not_tried(v, "")
+        elif obs.app is None or not obs.app.ok:
+            why = "not tried: no small request passed first"
+        elif app.large_off:
+            why = "not tried: --large-kb 0"
+        else:
+            why = "not tried: the server does not document servepath's batch form"
+        v.add(Stage("large request", "skip", why))
         return
     size_kb = round(len(app.large) / 1000)
     data: dict[str, Any] = {

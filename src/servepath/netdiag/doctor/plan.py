@@ -214,6 +214,7 @@ class AppPlan:
     narrowing: bytes | None = None  # the MTU narrowing's (smaller) body
     health_route: str = DEFAULT_HEALTH_ROUTE
     echo_route: str | None = None
+    large_off: bool = False  # --large-kb 0
 
 
 def plan_app(
@@ -259,6 +260,7 @@ def plan_app(
         narrowing=narrowing,
         health_route=contract.health_route,
         echo_route=contract.path_echo_route,
+        large_off=large_bytes <= 0,
     )
 
 
