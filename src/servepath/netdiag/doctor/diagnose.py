@@ -576,7 +576,7 @@ def _stage_large(obs: Observations, v: _Verdict) -> None:
             why = _not_tried(v, "")
         elif obs.app is None or not obs.app.ok:
             why = "not tried: no small request passed first"
-        elif app.large_off:
+        elif app is not None and app.large_off:
             why = "not tried: --large-kb 0"
         else:
             why = "not tried: the server does not document servepath's batch form"
