@@ -104,8 +104,17 @@ def busy(c):
 def mute(c):
     time.sleep(120)  # accepts, reads nothing, answers nothing
 
+def ssh(c):
+    try:
+        c.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")
+        c.recv(1024)
+        c.close()
+    except OSError:
+        pass
+
 serve(9503, busy)
 serve(9504, mute)
+serve(2222, ssh)
 print("ready", flush=True)
 time.sleep(3600)
 """
@@ -127,6 +136,10 @@ _NGINX_SITES = """
     server {{
         listen {vm}:8092;
         location / {{ proxy_pass http://127.0.0.1:8099; }}
+    }}
+    server {{
+        listen {vm}:8093;
+        location / {{ add_header Retry-After 3 always; return 429; }}
     }}
 """
 
@@ -347,6 +360,21 @@ def test_nginx_502_page_is_one_line_in_the_report(net: Network, servers: dict[st
     assert "\n" not in summary and "<" not in summary and summary.endswith("502 Bad Gateway")
 
 
+def test_a_proxy_that_rate_limits_is_overloaded_and_named(
+    net: Network, servers: dict[str, Any]
+) -> None:
+    report = doctor(net, f"http://{VM}:8093/decisions")
+    assert verdict(report) == ("http", "overloaded")
+    assert "reverse proxy" in report["explanation"] and "nginx" in report["explanation"]
+    assert "retry after 3 s" in " ".join(report["fix"])
+
+
+def test_an_ssh_port_is_named_from_its_greeting(net: Network, servers: dict[str, Any]) -> None:
+    report = doctor(net, f"http://{VM}:2222/")
+    assert verdict(report) == ("http", "not_http"), report["explanation"]
+    assert "SSH" in report["explanation"] and "OpenSSH_9.2p1" in report["explanation"]
+
+
 def test_a_redis_port_speaks_another_protocol(net: Network, servers: dict[str, Any]) -> None:
     report = doctor(net, f"http://{VM}:6379/")
     assert verdict(report) == ("http", "not_http"), report["explanation"]
@@ -363,7 +391,12 @@ def refusing_proxy(net: Network, tmp_path: Path) -> Iterator[dict[str, str]]:
     binary = need_binary("tinyproxy")
     (tmp_path / "filter").write_text(f"{VM}\n")
     procs = []
-    for port, extra in ((3130, f'Filter "{tmp_path / "filter"}"\n'), (3131, "BasicAuth u p\n")):
+    confs = (
+        (3130, f'Filter "{tmp_path / "filter"}"\n'),
+        (3131, "BasicAuth u p\n"),
+        (3132, "ConnectPort 443\n"),
+    )
+    for port, extra in confs:
         conf = tmp_path / f"tinyproxy-{port}.conf"
         conf.write_text(
             f"Port {port}\nListen {R1_IN}\nTimeout 10\nAllow 10.30.1.0/24\n"
@@ -372,7 +405,11 @@ def refusing_proxy(net: Network, tmp_path: Path) -> Iterator[dict[str, str]]:
         procs.append(net.spawn("r1", [binary, "-d", "-c", str(conf)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
         net.wait_for_socket("r1", port)
-    yield {"filter": f"http://{R1_IN}:3130", "auth": f"http://{R1_IN}:3131"}
+    yield {
+        "filter": f"http://{R1_IN}:3130",
+        "auth": f"http://{R1_IN}:3131",
+        "connect": f"http://{R1_IN}:3132",
+    }
     for proc in procs:
         net.stop(proc)
 
@@ -388,6 +425,20 @@ def test_a_forward_proxy_that_filters_the_destination_is_proxy_denied(
     auth = doctor(net, f"http://{VM}:8080/decisions", env={"HTTP_PROXY": refusing_proxy["auth"]})
     assert verdict(auth) == ("http", "proxy_denied"), auth["explanation"]
     assert "USER:PASS" in " ".join(auth["fix"])
+
+
+def test_a_forward_proxy_that_refuses_the_connect_tunnel_is_proxy_denied(
+    net: Network, servers: dict[str, Any], refusing_proxy: dict[str, str]
+) -> None:
+    # only CONNECT to 443 is allowed: an https URL on 8443 is refused before any TLS
+    report = doctor(
+        net, f"https://{VM}:8443/decisions", env={"HTTPS_PROXY": refusing_proxy["connect"]}
+    )
+    assert verdict(report) == ("http", "proxy_denied"), (
+        report["failed_stage"],
+        report["explanation"],
+    )
+    assert report["owner"] == "proxy admin"
 
 
 # --- the large request ------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import orjson
 
 from servepath.contract import OPENAPI_ROUTE
 from servepath.errors import ServepathError
-from servepath.net.endpoints import host_port, url_host
+from servepath.net.endpoints import host_port, is_ip_literal, url_host
 from servepath.netdiag.dns import DnsReport, probe_dns, system_nameservers
 from servepath.netdiag.doctor.evidence import Observations, VhostTrial
 from servepath.netdiag.doctor.plan import DoctorOptions, Plan, plan_app
@@ -46,7 +46,7 @@ def observe(plan: Plan, options: DoctorOptions) -> Observations:
     obs.nameservers = [s.label for s in servers]
 
     if plan.pinned is not None:
-        obs.address = plan.pinned.split("%", 1)[0] if "%" not in plan.pinned else plan.pinned
+        obs.address = plan.pinned
     else:
         obs.dns = probe_dns(
             plan.target.host, "A", resolvers=options.resolvers, timeout=options.timeout
@@ -281,10 +281,8 @@ def _candidate_names(obs: Observations, options: DoctorOptions) -> list[tuple[st
     """Names that may select the service's site on this address, and where each came from."""
     names: list[tuple[str, str]] = []
     target = obs.plan.target
-    if obs.plan.host_header:
-        names.append((target.host, "the URL"))
-    elif not obs.plan.resolve_name and obs.plan.pin is None:
-        pass  # the URL names an address: no name of the user's to try
+    if obs.plan.host_header and not is_ip_literal(target.host):
+        names.append((target.host, "the URL"))  # --host-header replaced the URL's name
     if obs.tls is not None and obs.tls.certificate is not None:
         for name in obs.tls.certificate.dns_names:
             if not name.startswith("*."):
