@@ -253,6 +253,28 @@ def case_mtu_blackhole() -> Observations:
     return obs
 
 
+def _published(inside: tuple[tuple[str, int], ...], container_port: int = 8080) -> Observations:
+    from servepath.netdiag.listen import PortMapping
+    from servepath.netdiag.netns import NamespaceListeners, Socket
+
+    obs = healthy("http://127.0.0.1:18080/decisions", address="127.0.0.1")
+    obs.own_address = True
+    obs.health = reply(error=("reset", "the server closed the connection without answering"))
+    obs.app = obs.large = obs.echo = obs.spec = None
+    obs.app_plan = None
+    obs.protocol = ProtocolGuess("silent", "accepted the connection and closed it", b"")
+    obs.mapping = PortMapping("docker-proxy", "tcp", 18080, container_port, "127.0.0.1",
+                              "172.17.0.2")  # fmt: skip
+    listeners = tuple(Socket(a, p) for a, p in inside)
+    obs.container = NamespaceListeners("net:[9]", 77, "servepath", ("127.0.0.1", "172.17.0.2"),
+                                       listeners)  # fmt: skip
+    return obs
+
+
+def case_container_not_listening() -> Observations:
+    return _published((("127.0.0.1", 8080),))
+
+
 def case_slow_server() -> Observations:
     obs = healthy(slow_ms=500.0)
     obs.app = reply(200, body={"decision": "approve"}, method="POST", total_ms=800, server_ms=760)
@@ -297,6 +319,7 @@ CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "mtu_blackhole": (case_mtu_blackhole, "large request"),
     "slow_server": (case_slow_server, "latency"),
     "slow_network": (case_slow_network, "latency"),
+    "container_not_listening": (case_container_not_listening, "http"),
 }
 LOCAL_CAUSES = {"not_listening", "bound_to_loopback"}
 
@@ -602,3 +625,41 @@ def test_the_evidence_order_in_the_docs_is_the_order_in_the_code() -> None:
         assert positions == sorted(positions)
     for cause in CAUSES:
         assert f"| `{cause}` |" in page
+
+
+def test_a_container_bound_to_loopback_inside_is_named_with_the_fix() -> None:
+    report = diagnose(case_container_not_listening(), strict=True)
+    assert "docker-proxy publishes 127.0.0.1:18080 to the container's 172.17.0.2:8080" in (
+        report.explanation.meaning
+    )
+    assert "127.0.0.1:8080 (loopback only)" in report.explanation.meaning
+    assert "--host 0.0.0.0" in " ".join(report.explanation.fix)
+
+
+def test_a_published_port_80_with_the_service_on_8080_inside_names_8080() -> None:
+    report = diagnose(_published((("0.0.0.0", 8080),), container_port=80), strict=True)
+    assert report.cause == "container_not_listening"
+    assert "docker run -p 127.0.0.1:18080:8080" in " ".join(report.explanation.fix)
+
+
+def test_a_container_listening_with_nothing_published_is_named_on_a_closed_port() -> None:
+    from servepath.netdiag.netns import NamespaceListeners, Socket
+
+    obs = healthy("http://127.0.0.1:18080/decisions", address="127.0.0.1")
+    obs.own_address = True
+    obs.ports = scan("127.0.0.1", port(18080, "closed"))
+    obs.unpublished = [
+        NamespaceListeners(
+            "net:[9]",
+            77,
+            "servepath",
+            ("127.0.0.1", "172.17.0.2"),
+            (Socket("0.0.0.0", 8080),),
+            "docker",
+        )
+    ]
+    report = diagnose(nothing_after_transport(obs), strict=True)
+    assert report.cause == "port_closed"
+    fix = " ".join(report.explanation.fix)
+    assert "a container at 172.17.0.2 (servepath) listens on 8080" in fix
+    assert "docker run -p 18080:8080" in fix

@@ -51,6 +51,7 @@ Cause = Literal[
     "slow_network",
     "not_listening",
     "bound_to_loopback",
+    "container_not_listening",
 ]
 
 CAUSES: tuple[Cause, ...] = Cause.__args__  # type: ignore[attr-defined]
@@ -130,6 +131,11 @@ HTTP_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
         "the port answers TLS on an http:// URL",
         "tls_on_plain_port",
         "the first bytes are a TLS record",
+    ),
+    (
+        "this machine publishes the port into a container, and nothing answers there inside",
+        "container_not_listening",
+        "docker-proxy accepts and closes: the container's own namespace says why",
     ),
     (
         "the port speaks another protocol (Redis, PostgreSQL, SSH ...)",
@@ -296,6 +302,7 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
             "if it runs in a container, publish the port: docker run -p {port}:8080 ...",
             "if it does run, it may be bound to 127.0.0.1 only: on the server run "
             "servepath doctor --local {port}",
+            "?container_hint:{container_hint}",
         ),
     ),
     "service_on_other_port": (
@@ -479,6 +486,20 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
         (
             "place the service nearer its callers (servepath regions place --callers ...), "
             "or find the slow hop: servepath trace {host} --port {port}",
+        ),
+    ),
+    "container_not_listening": (
+        "{mapping_text}, but nothing in the container answers on port {container_port}: "
+        "inside, {inside}",
+        "server operator",
+        (
+            "?loopback_only:the service in the container listens on {loopback_only} only: "
+            "bind every interface (servepath serve --host 0.0.0.0, which the image does "
+            "unless SERVEPATH_HOST says otherwise)",
+            "?inside_port:the service listens on {inside_port} inside: publish that port, "
+            "docker run -p {host_bind}{host_port}:{inside_port} ...",
+            "check inside the container: docker exec CONTAINER servepath doctor --local "
+            "{container_port}",
         ),
     ),
     "not_listening": (

@@ -291,7 +291,53 @@ def transport_verdict(obs: Observations, asked: PortResult) -> tuple[Cause, dict
     # closed: the target itself answered with a reset
     if hint:
         return "service_on_other_port", {**hint, "port_state": asked.state}
-    return "port_closed", {}
+    return "port_closed", _unpublished_hint(obs)
+
+
+def _unpublished_hint(obs: Observations) -> dict[str, Any]:
+    """A container that listens while no host port is published to it (no ``-p``)."""
+    for space in obs.unpublished:
+        ports = sorted({s.port for s in space.listeners if not s.loopback})
+        address = next((a for a in space.addresses if not a.startswith("127.")), "?")
+        if not ports:
+            continue
+        wanted = 8080 if 8080 in ports else ports[0]
+        who = f" ({space.process})" if space.process else ""
+        what = "a container" if space.runtime else "a network namespace"
+        return {
+            "container_hint": f"{what} at {address}{who} listens on "
+            f"{', '.join(map(str, ports))}, but no host port is published to it: "
+            f"docker run -p {obs.port}:{wanted} ...",
+            "container": space.to_json(),
+        }
+    return {}
+
+
+def _container_silent(obs: Observations) -> dict[str, Any] | None:
+    """When the port is published into a container and nothing answers inside: the facts."""
+    mapping, space = obs.mapping, obs.container
+    if mapping is None or mapping.target_ip is None or space is None:
+        return None
+    target_ip, target_port = mapping.target_ip, mapping.target_port
+    if space.reachable_on(target_ip, target_port):
+        return None
+    loopback = [s for s in space.on_port(target_port) if s.loopback]
+    others = sorted({s.port for s in space.listeners if not s.loopback})
+    inside_port = 8080 if 8080 in others else (others[0] if others else None)
+    host_bind = f"{mapping.host_ip}:" if mapping.host_ip else ""
+    return {
+        "mapping_text": f"{mapping.source} publishes "
+        f"{host_port(mapping.host_ip or '*', mapping.host_port)} to the container's "
+        f"{host_port(target_ip, target_port)}",
+        "container_port": target_port,
+        "inside": space.describe_listeners(),
+        "loopback_only": ", ".join(str(s) for s in loopback) or None,
+        "inside_port": inside_port if not loopback else None,
+        "host_bind": host_bind,
+        "host_port": mapping.host_port,
+        "container": space.to_json(),
+        "mapping": mapping.to_json(),
+    }
 
 
 # --- TLS ----------------------------------------------------------------------------------
@@ -410,6 +456,11 @@ def _http_failure(obs: Observations, report: HttpReport, route: str, v: _Verdict
         kind, message = report.error
         ctx: dict[str, Any] = {"detail": message, "status": kind, "route": route}
         cause: Cause
+        inside = _container_silent(obs) if kind in ("reset", "protocol") else None
+        if inside is not None:
+            v.add(Stage(name, "fail", f"{method} {route}: {message}", data),
+                  "container_not_listening", **inside)  # fmt: skip
+            return
         if kind == "proxy":
             proxy_reached = _asked_port(obs) is not None and _asked_port_open(obs)
             denied = proxy_reached and not message.startswith("cannot reach")

@@ -15,7 +15,9 @@ from servepath.netdiag.tls import TlsReport
 from servepath.netdiag.trace import Trace
 
 if TYPE_CHECKING:
+    from servepath.netdiag.listen import PortMapping
     from servepath.netdiag.mtu import MtuHop, MtuNarrowing
+    from servepath.netdiag.netns import NamespaceListeners
     from servepath.netdiag.protocols import ProtocolGuess
 
 
@@ -67,6 +69,11 @@ class Observations:
     mtu: MtuNarrowing | None = None
     mtu_hop: MtuHop | None = None
     echo: dict[str, Any] | None = None
+    # an address of this machine: the port mapping (docker-proxy, DNAT) that covers the port,
+    # the container's namespace it leads to, and containers listening with nothing published
+    mapping: PortMapping | None = None
+    container: NamespaceListeners | None = None
+    unpublished: list[NamespaceListeners] = field(default_factory=list)
     elapsed_s: float = 0.0
 
     # the plan's facts, under the names the stages use

@@ -10,6 +10,7 @@ http, protocols, mtu); nothing here decides what the answers mean — that is
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -72,6 +73,8 @@ def observe(plan: Plan, options: DoctorOptions) -> Observations:
     if obs.probe_target is not None:
         _probe_transport(obs, options)
     reachable = _asked_port_open(obs)
+    if obs.own_address and plan.direct:
+        _look_inside_containers(obs, reachable)
     if plan.direct and obs.ports is not None and not reachable:
         obs.other_services = _services_on_other_ports(obs, options)
     if reachable or not plan.direct:
@@ -132,6 +135,41 @@ def _asked_port_open(obs: Observations) -> bool:
     if obs.ports is None or obs.probe_target is None:
         return False
     return any(r.port == obs.probe_target[1] and r.state == "open" for r in obs.ports.results)
+
+
+def _look_inside_containers(obs: Observations, reachable: bool) -> None:
+    """On this machine's own address: which mapping carries the port into a container, and
+    what listens in that container's namespace (or, for a closed port, which containers
+    listen with nothing published)."""
+    from servepath.netdiag.listen import inspect_port
+    from servepath.netdiag.netns import find_namespace, namespaces
+
+    port = obs.plan.target.port
+    try:
+        spaces = namespaces()
+        own = os.readlink("/proc/self/ns/net")
+    except OSError:
+        return
+    if reachable:
+        listen = inspect_port(port, udp=False)
+        mapping = next(
+            (m for m in listen.mappings if m.covers(port) and m.target_ip is not None), None
+        )
+        if mapping is not None and mapping.target_ip is not None:
+            obs.mapping = mapping
+            obs.container = find_namespace(mapping.target_ip, spaces)
+        return
+    wanted = (port, 8080, 8000, 80)
+    listening = [
+        s
+        for s in spaces
+        if s.inode != own
+        and any(not x.loopback and x.port in wanted for x in s.listeners)
+        and any(not ipaddress.ip_address(a).is_loopback for a in s.addresses)
+    ]
+    # containers first: a bare network namespace (a test's, a VPN's) is a weaker guess
+    listening.sort(key=lambda s: (s.runtime is None, s.pid))
+    obs.unpublished = listening[:3]
 
 
 def _services_on_other_ports(obs: Observations, options: DoctorOptions) -> dict[int, str]:
