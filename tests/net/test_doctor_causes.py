@@ -234,6 +234,10 @@ def doctor(net: Network, *args: str, env: dict[str, str] | None = None,
     assert proc.returncode in expect_exit, proc.stderr
     report = json.loads(proc.stdout)
     assert proc.returncode == (0 if report["ok"] else 1)
+    # shown with pytest -s: the doctor's own time per scenario, for the docs
+    print(
+        f"\ndoctor {' '.join(args)}: {report['cause']} in {report['elapsed_s']} s", file=sys.stderr
+    )
     return report
 
 

@@ -245,6 +245,8 @@ def _probe_http_stages(obs: Observations, options: DoctorOptions) -> None:
             obs.tls.protocol is None and obs.tls.certificate is None and obs.tls.failure
         ):
             _sniff(obs, options)
+        if not obs.tls.ok:
+            return  # every https request would fail the same way (or hang on another protocol)
     obs.health = _http(obs, options, target.origin + "/")
     health_error = obs.health.error
     if plan.direct and health_error is not None and health_error.kind in ("protocol", "reset"):
