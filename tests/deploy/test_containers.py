@@ -283,7 +283,8 @@ def test_no_published_port_names_the_containers_8080(run: Run) -> None:
     name = run()
     wait_listening_inside(name, 8080)
     report = doctor(f"http://127.0.0.1:{host}/decisions")
-    assert report["cause"] == "port_closed", report["cause"]
+    # port_closed; or service_on_other_port where this machine runs a service on 8080 too
+    assert report["cause"] in ("port_closed", "service_on_other_port"), report["cause"]
     fix = " ".join(report["fix"])
     assert "listens on 8080, but no host port is published to it" in fix
     assert f"docker run -p {host}:8080" in fix

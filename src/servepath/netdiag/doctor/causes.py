@@ -312,6 +312,7 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
         (
             "call {other_url} instead, or map the port: docker run -p {port}:{other_port} ...",
             "or start something on port {port} if the callers must use it",
+            "?container_hint:{container_hint}",
         ),
     ),
     "tls_handshake_failed": (

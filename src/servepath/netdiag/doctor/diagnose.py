@@ -290,7 +290,11 @@ def transport_verdict(obs: Observations, asked: PortResult) -> tuple[Cause, dict
         return "port_filtered", hint
     # closed: the target itself answered with a reset
     if hint:
-        return "service_on_other_port", {**hint, "port_state": asked.state}
+        return "service_on_other_port", {
+            **hint,
+            "port_state": asked.state,
+            **_unpublished_hint(obs),
+        }
     return "port_closed", _unpublished_hint(obs)
 
 
