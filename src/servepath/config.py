@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,10 @@ class Settings:
     port: int = DEFAULT_PORT
     workers: int = 1
     model_path: Path | None = None
+    # a model in cloud storage (gs://, s3://, https://), fetched into data_dir at start-up
+    model_uri: str | None = None
+    gcs_endpoint: str | None = None  # an emulator or private endpoint; None: Google's
+    s3_endpoint: str | None = None  # MinIO, moto, another S3; None: AWS's
     model_name: str | None = None
     data_dir: Path = field(default_factory=lambda: default_data_dir(os.environ))
     health_route: str = DEFAULT_HEALTH_ROUTE
@@ -141,9 +146,14 @@ class Settings:
         _str(values, env, "health_route", "AIP_HEALTH_ROUTE", "SERVEPATH_HEALTH_ROUTE")
         _str(values, env, "predict_route", "AIP_PREDICT_ROUTE", "SERVEPATH_PREDICT_ROUTE")
         if env.get("SERVEPATH_MODEL"):
-            values["model_path"] = Path(env["SERVEPATH_MODEL"])
+            values.update(model_location(env["SERVEPATH_MODEL"]))
         elif env.get("AIP_STORAGE_URI", "").startswith("/"):
             values["model_path"] = _model_in_dir(Path(env["AIP_STORAGE_URI"]))
+        elif is_model_uri(env.get("AIP_STORAGE_URI", "")):
+            values["model_uri"] = env["AIP_STORAGE_URI"]
+        _str(values, env, "gcs_endpoint", "SERVEPATH_GCS_ENDPOINT", "STORAGE_EMULATOR_HOST")
+        _str(values, env, "s3_endpoint", "SERVEPATH_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3",
+             "AWS_ENDPOINT_URL")  # fmt: skip
         _str(values, env, "model_name", "SERVEPATH_MODEL_NAME")
         echo = env.get("SERVEPATH_PATH_ECHO")
         if echo is not None:
@@ -171,6 +181,18 @@ class Settings:
 def serialized_env(settings: Settings) -> dict[str, str]:
     """The environment a worker process needs to rebuild ``settings``."""
     return {_SERIALIZED_VAR: settings.serialize()}
+
+
+def is_model_uri(text: str) -> bool:
+    """A model in cloud storage rather than a local path: gs://, s3://, http(s)://."""
+    return bool(re.match(r"^(gs|s3|https?)://", text.strip(), re.IGNORECASE))
+
+
+def model_location(text: str) -> dict[str, Any]:
+    """``--model`` / SERVEPATH_MODEL as the Settings fields it sets: a path or a URI."""
+    if is_model_uri(text):
+        return {"model_uri": text.strip(), "model_path": None}
+    return {"model_path": Path(text), "model_uri": None}
 
 
 def _model_in_dir(directory: Path) -> Path:

@@ -9,13 +9,12 @@ import os
 import signal
 import socket
 import tempfile
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from servepath.cli._app import EXIT_USAGE, app, base_settings, get_output
-from servepath.config import Settings, serialized_env
+from servepath.config import Settings, model_location, serialized_env
 from servepath.errors import ConfigError, ModelLoadError
 from servepath.net.endpoints import host_port
 from servepath.netdiag.interfaces import answering_addresses, local_addresses, url_for
@@ -55,8 +54,11 @@ def serve(
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes sharing the port")] = None,
     model: Annotated[
-        Path | None,
-        typer.Option(help="Model artifact (.joblib scikit-learn, or .onnx) [default: example]"),
+        str | None,
+        typer.Option(
+            help="Model artifact (.joblib scikit-learn, or .onnx): a path, or gs://, s3://, "
+            "https:// (env SERVEPATH_MODEL, AIP_STORAGE_URI) [default: example]"
+        ),
     ] = None,
     model_name: Annotated[str | None, typer.Option(help="Name the model is served as")] = None,
     cache: Annotated[
@@ -85,7 +87,6 @@ def serve(
             host=host,
             port=port,
             workers=workers,
-            model_path=model,
             model_name=model_name,
             cache_url=cache,
             store_url=store,
@@ -95,6 +96,8 @@ def serve(
             max_instances=max_instances,
             log_level=log_level,
         )
+        if model is not None:
+            settings = dataclasses.replace(settings, **model_location(model))
         if path_echo is not None:
             route = None if path_echo.lower() == "off" else path_echo
             settings = dataclasses.replace(settings, path_echo_route=route)
@@ -110,7 +113,11 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if settings.model_path is not None and not settings.model_path.is_file():
+    if (
+        settings.model_uri is None
+        and settings.model_path is not None
+        and not (settings.model_path.is_file())
+    ):
         out.error(f"model file {settings.model_path} does not exist")
         raise typer.Exit(EXIT_USAGE)
     # Bound before the example model is trained or any model loads: a taken port fails now.
@@ -119,7 +126,11 @@ def serve(
     except OSError as exc:
         out.error(bind_error(settings.host, settings.port, exc))
         raise typer.Exit(1) from exc
-    if settings.model_path is None and not settings.default_model_path.exists():
+    if (
+        settings.model_path is None
+        and settings.model_uri is None
+        and not settings.default_model_path.exists()
+    ):
         from servepath.model.example import write_example
 
         out.print(f"training the example model once into {settings.default_model_path} ...")

@@ -580,6 +580,18 @@ def _settle_heap() -> None:
 def _load_configured_model(settings: Settings) -> LoadedModel:
     from servepath.model.example import ensure_example
 
+    if settings.model_uri is not None:
+        from servepath.model.storage import fetch_model
+
+        fetched = fetch_model(
+            settings.model_uri,
+            settings.data_dir,
+            gcs_endpoint=settings.gcs_endpoint,
+            s3_endpoint=settings.s3_endpoint,
+        )
+        log.info("model %s: %s", settings.model_uri, "downloaded" if fetched.downloaded else
+                 "cached copy")  # fmt: skip
+        return load_model(fetched.path, settings.model_name)
     path = settings.model_path or ensure_example(settings.default_model_path)
     return load_model(path, settings.model_name)
 
