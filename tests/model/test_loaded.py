@@ -8,12 +8,6 @@ from pathlib import Path
 import pytest
 
 from servepath.errors import ModelLoadError
-from servepath.model.example import (
-    CATEGORICAL_FEATURES,
-    EXAMPLE_APPLICANT,
-    NUMERIC_FEATURES,
-    generate_applicants,
-)
 from servepath.model.loaded import load_model
 
 
@@ -52,57 +46,60 @@ def test_joblib_of_something_that_is_not_a_model_is_rejected(tmp_path: Path) -> 
         load_model(path)
 
 
-def test_onnx_model_serves_the_same_decisions_as_scikit_learn(tmp_path: Path) -> None:
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+def test_a_conversion_is_cached_by_content_hash_and_reused(tmp_path: Path) -> None:
+    import time
 
-    data = generate_applicants(3000, seed=7)
-    features = data[list(NUMERIC_FEATURES + CATEGORICAL_FEATURES)]
-    pipe = Pipeline(
-        [
-            (
-                "pre",
-                ColumnTransformer(
-                    [
-                        ("num", StandardScaler(), list(NUMERIC_FEATURES)),
-                        ("cat", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL_FEATURES)),
-                    ]
-                ),
-            ),
-            ("clf", LogisticRegression(max_iter=1000)),
-        ]
-    ).fit(features, data["decision"])
-    types = [(n, FloatTensorType([None, 1])) for n in NUMERIC_FEATURES] + [
-        (n, StringTensorType([None, 1])) for n in CATEGORICAL_FEATURES
-    ]
-    onx = to_onnx(
-        pipe,
-        initial_types=types,
-        options={id(pipe.steps[-1][1]): {"zipmap": False}},
-        target_opset=17,
-    )
-    path = tmp_path / "credit.onnx"
-    path.write_bytes(onx.SerializeToString())
+    import joblib
+    import zoomodels
 
-    model = load_model(path)
-    assert model.format == "onnx" and model.name == "credit"
-    kinds = {f.name: f.kind for f in model.schema.features}
-    assert kinds["purpose"] == "category" and kinds["income"] == "number"
-    rows = features.iloc[:200].to_dict("records")
-    onnx_out = model.predict_rows(rows)
-    sk_proba = pipe.predict_proba(features.iloc[:200]).max(axis=1)
-    sk_labels = pipe.predict(features.iloc[:200])
-    assert [o["decision"] for o in onnx_out] == list(sk_labels)
-    assert max(abs(o["probability"] - p) for o, p in zip(onnx_out, sk_proba, strict=True)) < 1e-4
-    assert model.predict_rows([EXAMPLE_APPLICANT])[0]["decision"] in ("approve", "decline")
+    estimator, _ = zoomodels.fit(zoomodels.by_name("random_forest"), "test", n=600)
+    path = tmp_path / "forest.joblib"
+    joblib.dump(estimator, path)
+    cache = tmp_path / "engines"
+    first = load_model(path, cache_dir=cache, race_budget_s=0.1)
+    assert first.report is not None
+    converted = [t for t in first.report.trials if t.convert_seconds > 0 and not t.cached]
+    assert converted and any(cache.rglob("*.onnx"))
+    start = time.perf_counter()
+    second = load_model(path, cache_dir=cache, race_budget_s=0.1)
+    assert second.report is not None
+    onnx_trials = [t for t in second.report.trials if t.name.startswith("onnxruntime")]
+    assert onnx_trials and all(t.cached for t in onnx_trials)
+    assert time.perf_counter() - start < 30  # a hang, not a timing target
+    # another artifact (one byte more) is another entry
+    other = tmp_path / "other.joblib"
+    other.write_bytes(path.read_bytes())
+    joblib.dump(zoomodels.fit(zoomodels.by_name("random_forest"), "test", n=601)[0], other)
+    third = load_model(other, cache_dir=cache, race_budget_s=0.1)
+    assert third.report is not None
+    assert not any(t.cached for t in third.report.trials if t.name.startswith("onnxruntime"))
 
 
-def test_corrupt_onnx_is_a_load_error(tmp_path: Path) -> None:
-    path = tmp_path / "m.onnx"
-    path.write_bytes(b"\x08\x01garbage")
-    with pytest.raises(ModelLoadError, match="onnxruntime"):
-        load_model(path)
+def test_an_unwritable_cache_costs_a_conversion_not_the_load(tmp_path: Path) -> None:
+    import joblib
+    import zoomodels
+
+    estimator, _ = zoomodels.fit(zoomodels.by_name("mlp"), "test", n=400)
+    path = tmp_path / "mlp.joblib"
+    joblib.dump(estimator, path)
+    blocked = tmp_path / "engines"
+    blocked.write_text("a file where the cache directory would be")
+    model = load_model(path, cache_dir=blocked, race_budget_s=0.1)
+    assert model.predict_rows([model.schema.example()])
+
+
+def test_probabilities_per_class_when_asked(tmp_path: Path) -> None:
+    import joblib
+    import zoomodels
+
+    estimator, _ = zoomodels.fit(zoomodels.by_name("logistic_3class"), "test", n=400)
+    path = tmp_path / "lr.joblib"
+    joblib.dump(estimator, path)
+    model = load_model(path, probabilities=True, race_budget_s=0.1)
+    assert model.outputs == ("decision", "probability", "probabilities")
+    out = model.predict_rows([model.schema.example()])[0]
+    assert set(out["probabilities"]) == {"approve", "decline", "review"}
+    assert out["probabilities"][out["decision"]] == out["probability"]
+    estimator.servepath_outputs_ = ("probabilities",)  # the artifact may ask for them too
+    joblib.dump(estimator, path)
+    assert "probabilities" in load_model(path, race_budget_s=0.1).outputs

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from servepath.errors import InvalidInput
+from servepath.errors import FieldError, InvalidInput
 from servepath.model.example import CATEGORICAL_FEATURES, EXAMPLE_APPLICANT, NUMERIC_FEATURES
 from servepath.model.loaded import LoadedModel
 from servepath.model.schema import Feature, InputSchema, schema_from_json
@@ -31,7 +31,7 @@ def test_scaler_means_become_the_example_when_the_model_has_none() -> None:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from servepath.model.schema import schema_from_sklearn
+    from servepath.model.sklearn_schema import schema_from_sklearn
 
     frame = pd.DataFrame({"a": [1.0, 3.0, 5.0, 7.0], "c": ["x", "y", "x", "y"]})
     pipe = Pipeline(
@@ -50,24 +50,81 @@ def test_scaler_means_become_the_example_when_the_model_has_none() -> None:
     ).fit(frame, [0, 1, 0, 1])
     schema = schema_from_sklearn(pipe)
     assert schema.example() == {"a": 4.0, "c": "x"}
-    # handle_unknown="ignore" accepts any string, so no closed category list is enforced
-    assert schema.features[1].categories is None
+    # handle_unknown="ignore" accepts any string: the learned categories are not enforced
+    assert schema.features[1].categories == ("x", "y") and not schema.features[1].closed
+    assert schema.validate({"a": 1.0, "c": "zzz"})[1] == []
 
 
-def test_plain_estimator_without_feature_names_is_rejected() -> None:
+def test_a_model_fitted_on_an_array_is_refused_with_the_fix() -> None:
     from sklearn.linear_model import LogisticRegression
 
-    from servepath.model.schema import schema_from_sklearn
+    from servepath.model.sklearn_schema import schema_from_sklearn
 
     model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
-    with pytest.raises(ValueError, match="feature_names_in_"):
+    with pytest.raises(ValueError, match=r"without column names.*pd\.DataFrame"):
         schema_from_sklearn(model)
+
+
+def test_the_loader_refuses_an_array_fitted_model_naming_the_fix(tmp_path: object) -> None:
+    from pathlib import Path
+
+    import joblib
+    from sklearn.ensemble import RandomForestClassifier
+
+    from servepath.errors import ModelLoadError
+    from servepath.model.loaded import load_model
+
+    path = Path(str(tmp_path)) / "array.joblib"
+    joblib.dump(RandomForestClassifier(3).fit([[0.0], [1.0]], [0, 1]), path)
+    with pytest.raises(ModelLoadError, match="fit it on a pandas DataFrame"):
+        load_model(path)
+
+
+def test_boolean_and_integer_coded_categories_keep_their_type() -> None:
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from servepath.model.sklearn_schema import inspect_sklearn
+
+    frame = pd.DataFrame(
+        {"flag": [True, False, True, False], "grade": [1, 2, 3, 1], "x": [0.1, 0.2, 0.3, 0.4]}
+    )
+    pipe = Pipeline(
+        [
+            (
+                "pre",
+                ColumnTransformer(
+                    [("oh", OneHotEncoder(), ["flag", "grade"])], remainder="passthrough"
+                ),
+            ),
+            ("m", LogisticRegression()),
+        ]
+    ).fit(frame, [0, 1, 0, 1])
+    schema, plan = inspect_sklearn(pipe)
+    kinds = {f.name: (f.kind, f.categories) for f in schema.features}
+    assert kinds["flag"] == ("boolean", (False, True))
+    assert kinds["grade"] == ("number", (1, 2, 3))
+    assert kinds["x"] == ("number", None)
+    assert dict(zip(plan.columns, plan.dtypes, strict=True))["grade"] == "int"
+    assert [e.type for e in schema.validate({"flag": True, "grade": 4, "x": 1.0})[1]] == ["enum"]
+    assert schema.validate({"flag": "yes", "grade": 1, "x": 1.0})[1][0].type == "type"
 
 
 SCHEMA = InputSchema(
     (
         Feature("n", "number", None, 1.0),
         Feature("c", "category", ("a", "b"), "a"),
+    )
+)
+OPTIONAL = InputSchema(
+    (
+        Feature("n", "number", None, 1.0, nullable=True),
+        Feature("b", "boolean", None, False),
+        Feature("o", "category", ("a", "b"), "a", closed=False, nullable=True),
+        Feature("dropped", "any", None, None),
     )
 )
 
@@ -82,6 +139,7 @@ SCHEMA = InputSchema(
         ({"n": True, "c": "a"}, [(("n",), "type")]),
         ({"n": math.inf, "c": "a"}, [(("n",), "finite")]),
         ({"n": math.nan, "c": "a"}, [(("n",), "finite")]),
+        ({"n": None, "c": "a"}, [(("n",), "type")]),
         ({"n": 1, "c": "z"}, [(("c",), "enum")]),
         ({"n": 1, "c": 1}, [(("c",), "type")]),
         ({"n": 1, "c": "a", "extra": 0}, [(("extra",), "extra")]),
@@ -104,3 +162,56 @@ def test_validate_many_prefixes_the_instance_index() -> None:
 
 def test_schema_round_trips_through_json() -> None:
     assert schema_from_json(SCHEMA.to_json()) == SCHEMA
+
+
+@pytest.mark.parametrize(
+    ("instance", "errors"),
+    [
+        ({"n": None, "b": True, "o": None}, []),
+        ({"n": 2, "b": False, "o": "never-seen", "dropped": [1, {"x": 2}]}, []),
+        ({"n": 2, "b": 1, "o": "a"}, [(("b",), "type")]),
+        ({"n": 2, "b": None, "o": "a"}, [(("b",), "type")]),
+        ({"n": 2, "o": "a"}, [(("b",), "missing")]),
+    ],
+)
+def test_nullable_boolean_open_and_dropped_fields(
+    instance: dict[str, object], errors: list[tuple[tuple, str]]
+) -> None:
+    row, found = OPTIONAL.validate(instance)
+    assert [(e.loc, e.type) for e in found] == errors
+    if row is not None:
+        assert "dropped" not in row  # never reaches the model, nor the cache key
+
+
+def test_json_schema_of_nullable_open_and_dropped_fields() -> None:
+    schema = OPTIONAL.json_schema()
+    assert schema["required"] == ["n", "b", "o"]
+    assert schema["properties"]["n"]["type"] == ["number", "null"]
+    assert schema["properties"]["o"]["examples"] == ["a", "b"]
+    assert "enum" not in schema["properties"]["o"]
+    assert "type" not in schema["properties"]["dropped"]
+    assert SCHEMA.json_schema()["properties"]["c"]["enum"] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ({"name": "x"}, "non-empty JSON list"),
+        ([{"kind": "number"}], "string 'name'"),
+        ([{"name": "x", "kind": "tensor"}], "kind 'tensor'"),
+        ([{"name": "x", "kind": "category"}], "needs 'categories' or an 'example'"),
+        ([{"name": "x", "kind": "category", "categories": "ab"}], "must be a list"),
+    ],
+)
+def test_a_bad_schema_file_names_the_item(items: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        schema_from_json(items)
+
+
+def test_an_error_about_the_whole_body_reads_without_a_dangling_colon() -> None:
+    whole = InvalidInput([FieldError((), "expected a JSON object", "type")])
+    assert str(whole) == "invalid input: expected a JSON object"
+    both = InvalidInput(
+        [FieldError(("instances", 0, "age"), "expected a number", "type"), *whole.errors]
+    )
+    assert str(both) == "invalid input: instances.0.age: expected a number; expected a JSON object"

@@ -3,63 +3,103 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from servepath.cli._app import EXIT_PROBLEM, EXIT_USAGE, app, get_output
+from servepath.cli._app import app, base_settings, fail, get_output
 from servepath.errors import ModelLoadError
 
 model_app = typer.Typer(
-    help="Train the example model, or inspect a model artifact.", no_args_is_help=True
+    help="Train the example model, or inspect a model artifact.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(model_app, name="model")
 
 
 @model_app.command("train-example")
 def train_example(
-    out_path: Annotated[Path, typer.Option("--out", help="Where to write the .joblib file")],
-    rows: Annotated[int, typer.Option(help="Training rows to generate")] = 20_000,
-    seed: Annotated[int, typer.Option(help="Generator seed")] = 20261128,
+    out_path: Annotated[
+        Path, typer.Option("--out", metavar="FILE", help="Where to write the .joblib file.")
+    ],
+    rows: Annotated[int, typer.Option(metavar="N", help="Training rows to generate.")] = 20_000,
+    seed: Annotated[int, typer.Option(metavar="N", help="Generator seed.")] = 20261128,
 ) -> None:
     """Train the example credit-decision model and write it as a joblib file."""
     from servepath.model.example import write_example
 
     out = get_output()
     if rows < 100:
-        out.error("--rows must be at least 100")
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.BadParameter("must be at least 100", param_hint="--rows")
     accuracy = write_example(out_path, rows=rows, seed=seed)
     out.print(f"wrote {out_path} (held-out accuracy {accuracy:.3f})")
 
 
 @model_app.command("info")
 def info(
-    path: Annotated[Path, typer.Argument(help="Model artifact (.joblib or .onnx)")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    path: Annotated[
+        Path, typer.Argument(metavar="PATH", help="Model artifact (.joblib or .onnx).")
+    ],
+    schema: Annotated[
+        Path | None,
+        typer.Option(
+            "--schema",
+            metavar="FILE",
+            help="JSON list of input features; wins over what the model says "
+            "(default: PATH.schema.json when it exists).",
+        ),
+    ] = None,
+    probabilities: Annotated[
+        bool, typer.Option("--probabilities", help="Answers carry one probability per class.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show a model's name, version, input schema and example instance."""
-    from servepath.model.loaded import load_model
+    """Show a model's inputs, outputs, example, and the engine that serves it: which engine
+    won, why the others did not, the largest disagreement and the cost of one row and of a
+    64-row batch."""
+    from servepath.model.loaded import engines_dir, load_model
 
     out = get_output()
     try:
-        model = load_model(path)
+        model = load_model(
+            path,
+            cache_dir=engines_dir(base_settings().data_dir),
+            schema_path=schema,
+            probabilities=probabilities,
+        )
     except ModelLoadError as exc:
-        out.error(str(exc))
-        raise typer.Exit(EXIT_PROBLEM) from exc
-    data = {
+        fail(out, json_out, "model_load", str(exc), path=str(path))
+    data: dict[str, Any] = {
         **model.describe(),
+        "task": model.task,
+        "classes": list(model.classes),
         "outputs": list(model.outputs),
         "inputs": model.schema.to_json(),
         "example": model.schema.example(),
+        "engines": model.report.to_json() if model.report else None,
     }
     if json_out:
         out.json(data)
         return
     out.print(
-        f"{model.name}  version {model.version}  ({model.format})  outputs: "
+        f"{model.name}  version {model.version}  ({model.format}, {model.task})  outputs: "
         f"{', '.join(model.outputs)}"
     )
+    if model.classes:
+        out.print(f"classes: {', '.join(str(c) for c in model.classes)}")
+    out.print("inputs:")
     for f in model.schema.features:
-        allowed = f" one of {', '.join(f.categories)}" if f.categories else ""
-        out.print(f"  {f.name:<24} {f.kind:<9} example {f.example!r}{allowed}")
+        if f.kind == "any":
+            out.print(f"  {f.name:<24} {'any':<9} not used by the model (optional)")
+            continue
+        known = ""
+        if f.categories:
+            word = "one of" if f.closed else "learned"
+            known = f" {word} {', '.join(str(c) for c in f.categories)}"
+        null = " or null" if f.nullable else ""
+        out.print(f"  {f.name:<24} {f.kind + null:<17} example {f.example!r}{known}")
+    if model.report is not None:
+        out.print("engines:")
+        for line in model.report.lines():
+            out.print(f"  {line}")

@@ -10,7 +10,12 @@ does not understand, or any disagreement, leaves the model on scikit-learn.
 
 Supported: a ``Pipeline`` of a ``ColumnTransformer`` (``StandardScaler``, ``OneHotEncoder``
 without ``drop``/infrequent categories, ``"passthrough"``, ``"drop"``) followed by a
-``HistGradientBoostingClassifier`` (numeric splits) or a ``LogisticRegression``.
+``HistGradientBoostingClassifier`` (numeric splits, missing values) or a ``LogisticRegression``.
+
+It is one engine among the library ones (``model/engines.py``): it serves only where it
+reproduces the model and measures faster than onnxruntime, treelite and the rest — on this
+shape of model, for one row, it does (a few numpy operations against one onnxruntime call
+per input and node).
 """
 
 from __future__ import annotations
@@ -21,14 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from servepath.model.schema import InputSchema
-
 Row = dict[str, float | str]
 Matrix = Callable[[Sequence[Row]], np.ndarray]
 Proba = Callable[[np.ndarray], np.ndarray]
-
-#: Largest disagreement in any probability tolerated before falling back to scikit-learn.
-TOLERANCE = 1e-9
 
 
 class NotCompilable(Exception):
@@ -47,7 +47,7 @@ class Compiled:
 
 def _compile_preprocessing(step: Any) -> Matrix:
     from sklearn.compose import ColumnTransformer
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
     if not isinstance(step, ColumnTransformer):
         raise NotCompilable(f"first step is {type(step).__name__}, not a ColumnTransformer")
@@ -60,7 +60,9 @@ def _compile_preprocessing(step: Any) -> Matrix:
             raise NotCompilable(f"transformer {name!r} selects columns by position")
         if name == "remainder" and not cols:
             continue
-        if transformer == "passthrough":
+        # a fitted ColumnTransformer keeps "passthrough" as an identity FunctionTransformer
+        identity = isinstance(transformer, FunctionTransformer) and transformer.func is None
+        if transformer == "passthrough" or identity:
             blocks.append(_numeric_block(cols, None, None))
         elif isinstance(transformer, StandardScaler):
             mean = transformer.mean_ if transformer.with_mean else None
@@ -153,7 +155,7 @@ def _compile_hist_gradient_boosting(clf: Any) -> tuple[Proba, str]:
 
 def _pack_trees(trees: Sequence[Any]) -> Callable[[np.ndarray], np.ndarray]:
     """All trees' nodes in flat arrays; leaves point at themselves so a walk can overrun."""
-    features, thresholds, lefts, rights, values, roots = [], [], [], [], [], []
+    features, thresholds, lefts, rights, values, roots, missing_left = [], [], [], [], [], [], []
     offset = 0
     depth = 0
     for tree in trees:
@@ -168,6 +170,7 @@ def _pack_trees(trees: Sequence[Any]) -> Callable[[np.ndarray], np.ndarray]:
         lefts.append(np.where(leaf, idx, nodes["left"].astype(np.intp) + offset))
         rights.append(np.where(leaf, idx, nodes["right"].astype(np.intp) + offset))
         values.append(np.where(leaf, nodes["value"], 0.0).astype(np.float64))
+        missing_left.append(nodes["missing_go_to_left"].astype(bool))
         roots.append(offset)
         depth = max(depth, int(nodes["depth"].max()))
         offset += n
@@ -176,6 +179,7 @@ def _pack_trees(trees: Sequence[Any]) -> Callable[[np.ndarray], np.ndarray]:
     left = np.concatenate(lefts)
     right = np.concatenate(rights)
     value = np.concatenate(values)
+    nan_left = np.concatenate(missing_left)
     is_leaf = left == np.arange(offset)
     root = np.asarray(roots, dtype=np.intp)
 
@@ -183,7 +187,9 @@ def _pack_trees(trees: Sequence[Any]) -> Callable[[np.ndarray], np.ndarray]:
         node = np.broadcast_to(root, (x.shape[0], root.shape[0])).copy()
         rows = np.arange(x.shape[0])[:, None]
         for step in range(depth):
-            goes_left = x[rows, feature[node]] <= threshold[node]
+            seen = x[rows, feature[node]]
+            # a missing value follows the side the training data's missing values took
+            goes_left = np.where(np.isnan(seen), nan_left[node], seen <= threshold[node])
             node = np.where(goes_left, left[node], right[node])
             if step % 4 == 3 and is_leaf[node].all():
                 break
@@ -234,33 +240,3 @@ def compile_pipeline(estimator: Any) -> Compiled:
         return proba(matrix(rows))
 
     return Compiled(predict_proba, list(clf.classes_), what)
-
-
-def probe_rows(schema: InputSchema, count: int = 64, seed: int = 0) -> list[Row]:
-    """Rows around the schema's example that cover every category and a spread of numbers."""
-    rng = np.random.default_rng(seed)
-    example = schema.example()
-    rows: list[Row] = [dict(example)]
-    for _ in range(count - 1):
-        row: Row = {}
-        for f in schema.features:
-            if f.kind == "category":
-                options = list(f.categories) if f.categories else [f.example]
-                row[f.name] = options[int(rng.integers(len(options)))]
-            else:
-                base = float(f.example) if isinstance(f.example, int | float) else 0.0
-                spread = abs(base) if base else 1.0
-                row[f.name] = float(base + rng.normal(0.0, spread))
-        rows.append(row)
-    return rows
-
-
-def verify(
-    compiled: Compiled, reference: Callable[[Sequence[Row]], np.ndarray], rows: Sequence[Row]
-) -> float:
-    """The largest absolute difference between compiled and reference probabilities."""
-    got = compiled.predict_proba(rows)
-    want = np.asarray(reference(rows))
-    if got.shape != want.shape:
-        return float("inf")
-    return float(np.abs(got - want).max())

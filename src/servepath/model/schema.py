@@ -1,4 +1,8 @@
-"""A model's input schema, derived from the model itself, and the validator compiled from it."""
+"""A model's input schema and the validator compiled from it.
+
+The schema is read from the model (``model/sklearn_schema.py``, ``model/onnx_schema.py``) or
+from a JSON file beside it; this module only holds it and checks instances against it.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,42 @@ from typing import Any, Literal
 
 from servepath.errors import FieldError, InvalidInput
 
-FeatureKind = Literal["number", "category"]
+#: ``number``: a JSON number; ``category``: a string; ``boolean``: true/false; ``any``: a column
+#: the model never reads (a ColumnTransformer drops it): optional, any value, ignored.
+FeatureKind = Literal["number", "category", "boolean", "any"]
+Value = float | str | bool | None
+Category = str | float | bool
 
 
 @dataclass(frozen=True)
 class Feature:
     name: str
     kind: FeatureKind
-    categories: tuple[str, ...] | None = None  # allowed values, when the model knows them
-    example: float | str = 0.0
+    #: the values the model learned for this column (strings, or numbers for integer codes)
+    categories: tuple[Category, ...] | None = None
+    example: Value = 0.0
+    #: a value outside ``categories`` is refused (the encoder was fitted with
+    #: ``handle_unknown="error"``); otherwise the categories are only the values it learned
+    closed: bool = True
+    #: JSON null is accepted and reaches the model as a missing value (NaN / None)
+    nullable: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.kind != "any"
 
     def json_schema(self) -> dict[str, Any]:
-        if self.kind == "number":
-            return {"type": "number", "example": self.example}
-        schema: dict[str, Any] = {"type": "string", "example": self.example}
+        if self.kind == "any":
+            return {"description": "not used by the model: optional, any value, ignored"}
+        base = {"number": "number", "category": "string", "boolean": "boolean"}[self.kind]
+        schema: dict[str, Any] = {"type": [base, "null"] if self.nullable else base}
         if self.categories is not None:
-            schema["enum"] = list(self.categories)
+            values: list[Any] = list(self.categories)
+            if self.closed:
+                schema["enum"] = [*values, None] if self.nullable else values
+            else:
+                schema["examples"] = values
+        schema["example"] = self.example
         return schema
 
     def to_json(self) -> dict[str, Any]:
@@ -32,42 +56,57 @@ class Feature:
             "name": self.name,
             "kind": self.kind,
             "categories": list(self.categories) if self.categories is not None else None,
+            "closed": self.closed,
+            "nullable": self.nullable,
             "example": self.example,
         }
+
+
+# Codes of the validator's fast path, one per feature.
+_NUMBER, _STRING, _BOOL = 0, 1, 2
 
 
 @dataclass(frozen=True)
 class InputSchema:
     features: tuple[Feature, ...]
     _by_name: dict[str, Feature] = field(init=False, repr=False, compare=False)
-    _plan: tuple[tuple[str, bool, frozenset[str] | None], ...] = field(
+    _plan: tuple[tuple[str, int, frozenset[Any] | None, bool], ...] = field(
         init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {f.name: f for f in self.features})
+        codes = {"number": _NUMBER, "category": _STRING, "boolean": _BOOL}
         plan = tuple(
             (
                 f.name,
-                f.kind == "number",
-                frozenset(f.categories) if f.categories is not None else None,
+                codes[f.kind],
+                frozenset(f.categories) if f.closed and f.categories is not None else None,
+                f.nullable,
             )
             for f in self.features
+            if f.kind != "any"
         )
         object.__setattr__(self, "_plan", plan)
 
     @property
     def names(self) -> tuple[str, ...]:
+        """Every column the model was fitted on, in order (dropped ones included)."""
         return tuple(f.name for f in self.features)
 
-    def example(self) -> dict[str, float | str]:
-        return {f.name: f.example for f in self.features}
+    @property
+    def used(self) -> tuple[Feature, ...]:
+        """The features a prediction depends on (the clean rows' keys)."""
+        return tuple(f for f in self.features if f.kind != "any")
+
+    def example(self) -> dict[str, Value]:
+        return {f.name: f.example for f in self.features if f.kind != "any"}
 
     def json_schema(self) -> dict[str, Any]:
         return {
             "type": "object",
             "properties": {f.name: f.json_schema() for f in self.features},
-            "required": list(self.names),
+            "required": [f.name for f in self.features if f.required],
             "additionalProperties": False,
             "example": self.example(),
         }
@@ -77,26 +116,33 @@ class InputSchema:
 
     def validate(
         self, instance: Any, loc: tuple[str | int, ...] = ()
-    ) -> tuple[dict[str, float | str] | None, list[FieldError]]:
-        """Check one instance; returns the clean row (features in order) or the errors."""
+    ) -> tuple[dict[str, Value] | None, list[FieldError]]:
+        """Check one instance; returns the clean row (used features in order) or the errors."""
         # Fast path for the common, valid instance; any doubt goes to the full check below.
         if type(instance) is dict and len(instance) == len(self._plan):
-            row: dict[str, float | str] = {}
+            row: dict[str, Value] = {}
             try:
-                for name, numeric, allowed in self._plan:
+                for name, code, allowed, nullable in self._plan:
                     value = instance[name]
                     kind = type(value)
-                    if numeric:
+                    if value is None and nullable:
+                        row[name] = None
+                        continue
+                    if code == _NUMBER:
                         if kind is float and value - value == 0:  # false for NaN and inf
-                            row[name] = value
+                            pass
                         elif kind is int and -(2**53) < value < 2**53:
-                            row[name] = float(value)
+                            value = float(value)
                         else:
                             break
-                    elif kind is str and (allowed is None or value in allowed):
-                        row[name] = value
-                    else:
+                    elif code == _STRING:
+                        if kind is not str:
+                            break
+                    elif kind is not bool:
                         break
+                    if allowed is not None and value not in allowed:
+                        break
+                    row[name] = value
                 else:
                     return row, []
             except KeyError:
@@ -105,47 +151,26 @@ class InputSchema:
 
     def _validate_each(
         self, instance: Any, loc: tuple[str | int, ...]
-    ) -> tuple[dict[str, float | str] | None, list[FieldError]]:
+    ) -> tuple[dict[str, Value] | None, list[FieldError]]:
         if not isinstance(instance, Mapping):
             kind = type(instance).__name__ if instance is not None else "null"
             return None, [
                 FieldError(loc, f"expected a JSON object of features, got {kind}", "type")
             ]
         errors: list[FieldError] = []
-        row: dict[str, float | str] = {}
+        row: dict[str, Value] = {}
         for feature in self.features:
+            if feature.kind == "any":
+                continue
             where = (*loc, feature.name)
             if feature.name not in instance:
                 errors.append(FieldError(where, "field required", "missing"))
                 continue
-            value = instance[feature.name]
-            if feature.kind == "number":
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    errors.append(
-                        FieldError(where, f"expected a number, got {_describe(value)}", "type")
-                    )
-                elif isinstance(value, int) and abs(value) >= 2**53:
-                    errors.append(
-                        FieldError(where, "integer too large to be exact as a number", "range")
-                    )
-                elif not math.isfinite(value):
-                    errors.append(
-                        FieldError(where, f"expected a finite number, got {value}", "finite")
-                    )
-                else:
-                    row[feature.name] = float(value)
+            value, error = _check(feature, instance[feature.name])
+            if error is not None:
+                errors.append(FieldError(where, *error))
             else:
-                if not isinstance(value, str):
-                    errors.append(
-                        FieldError(where, f"expected a string, got {_describe(value)}", "type")
-                    )
-                elif feature.categories is not None and value not in feature.categories:
-                    allowed = ", ".join(feature.categories)
-                    errors.append(
-                        FieldError(where, f"unknown category {value!r}; one of: {allowed}", "enum")
-                    )
-                else:
-                    row[feature.name] = value
+                row[feature.name] = value
         for name in instance:
             if name not in self._by_name:
                 errors.append(FieldError((*loc, str(name)), "unknown field", "extra"))
@@ -153,8 +178,8 @@ class InputSchema:
 
     def validate_many(
         self, instances: Sequence[Any], loc: tuple[str | int, ...] = ("instances",)
-    ) -> list[dict[str, float | str]]:
-        rows: list[dict[str, float | str]] = []
+    ) -> list[dict[str, Value]]:
+        rows: list[dict[str, Value]] = []
         errors: list[FieldError] = []
         for i, instance in enumerate(instances):
             row, errs = self.validate(instance, (*loc, i))
@@ -164,6 +189,31 @@ class InputSchema:
         if errors:
             raise InvalidInput(errors)
         return rows
+
+
+def _check(feature: Feature, value: Any) -> tuple[Value, tuple[str, str] | None]:
+    """The clean value, or (message, type tag)."""
+    if value is None:
+        if feature.nullable:
+            return None, None
+        return None, ("null is not accepted: the model cannot take a missing value here", "type")
+    if feature.kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None, (f"expected a number, got {_describe(value)}", "type")
+        if isinstance(value, int) and abs(value) >= 2**53:
+            return None, ("integer too large to be exact as a number", "range")
+        if not math.isfinite(value):
+            return None, (f"expected a finite number, got {value}", "finite")
+        value = float(value)
+    elif feature.kind == "category":
+        if not isinstance(value, str):
+            return None, (f"expected a string, got {_describe(value)}", "type")
+    elif not isinstance(value, bool):
+        return None, (f"expected true or false, got {_describe(value)}", "type")
+    if feature.closed and feature.categories is not None and value not in feature.categories:
+        allowed = ", ".join(str(c) for c in feature.categories)
+        return None, (f"unknown category {value!r}; one of: {allowed}", "enum")
+    return value, None
 
 
 def _describe(value: Any) -> str:
@@ -180,98 +230,50 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-# --- derivation from scikit-learn ------------------------------------------------------
+def schema_from_json(items: Any) -> InputSchema:
+    """A schema stored beside a model (ONNX metadata, ``--schema FILE``): a list of
+    ``{"name", "kind", "categories", "closed", "nullable", "example"}`` (only ``name`` and
+    ``kind`` are required), as ``InputSchema.to_json()`` writes it.
 
-
-def schema_from_sklearn(estimator: Any) -> InputSchema:
-    """Derive the schema from ``feature_names_in_`` and the encoders a ColumnTransformer uses.
-
-    Columns routed to a OneHotEncoder or OrdinalEncoder are categorical with the categories
-    it learned; the rest are numbers. The example instance is the estimator's
-    ``servepath_example_`` dict where it has one, else a StandardScaler's learned means.
+    Raises ``ValueError`` naming the first item that is not a feature.
     """
-    names = [str(n) for n in getattr(estimator, "feature_names_in_", [])]
-    if not names:
-        raise ValueError("the estimator has no feature_names_in_ (fit it on a DataFrame)")
-    categories: dict[str, tuple[tuple[str, ...], bool]] = {}  # known values, closed set?
-    means: dict[str, float] = {}
-    for transformer, columns in _column_transformers(estimator):
-        _inspect(transformer, columns, categories, means)
-    # A model may carry a realistic example of its own (the example model does).
-    given = getattr(estimator, "servepath_example_", None) or {}
+    if not isinstance(items, list) or not items:
+        raise ValueError("a schema is a non-empty JSON list of features")
     features = []
-    for name in names:
-        if name in categories:
-            known, closed = categories[name]
-            example: float | str = given.get(name) or (known[0] if known else "value")
-            features.append(Feature(name, "category", known if closed else None, example))
-        else:
-            example = given.get(name, _round_example(means.get(name, 0.0)))
-            features.append(Feature(name, "number", None, example))
-    return InputSchema(tuple(features))
-
-
-def _round_example(value: float) -> float:
-    if value == 0 or not math.isfinite(value):
-        return 0.0
-    digits = max(0, 3 - math.floor(math.log10(abs(value))) - 1)
-    return round(value, digits)
-
-
-def _column_transformers(estimator: Any) -> list[tuple[Any, list[str]]]:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import Pipeline
-
-    found: list[tuple[Any, list[str]]] = []
-    steps = estimator.steps if isinstance(estimator, Pipeline) else [("", estimator)]
-    for _, step in steps:
-        if isinstance(step, ColumnTransformer):
-            for _, transformer, columns in step.transformers_:
-                if isinstance(columns, str):
-                    columns = [columns]
-                if transformer in ("drop", "passthrough") or not hasattr(columns, "__iter__"):
-                    continue
-                cols = [str(c) for c in columns]
-                if cols and all(isinstance(c, str) for c in columns):
-                    found.append((transformer, cols))
-    return found
-
-
-def _inspect(
-    transformer: Any,
-    columns: list[str],
-    categories: dict[str, tuple[tuple[str, ...], bool]],
-    means: dict[str, float],
-) -> None:
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
-
-    parts = (
-        [s for _, s in transformer.steps] if isinstance(transformer, Pipeline) else [transformer]
-    )
-    for part in parts:
-        if isinstance(part, OneHotEncoder | OrdinalEncoder):
-            unknown_ok = getattr(part, "handle_unknown", "error") != "error"
-            for column, cats in zip(columns, part.categories_, strict=False):
-                values = tuple(str(c) for c in cats if isinstance(c, str))
-                if len(values) == len(cats):
-                    categories[column] = (values, not unknown_ok)
-        elif isinstance(part, StandardScaler) and getattr(part, "mean_", None) is not None:
-            for column, mean in zip(columns, part.mean_, strict=False):
-                means[column] = float(mean)
-
-
-def schema_from_json(items: Sequence[Mapping[str, Any]]) -> InputSchema:
-    """A schema stored beside a model (e.g. in ONNX metadata) as ``InputSchema.to_json()``."""
-    features = []
-    for item in items:
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise ValueError(f"schema item {i} is not an object with a string 'name'")
+        kind = item.get("kind", "number")
+        if kind not in ("number", "category", "boolean", "any"):
+            raise ValueError(
+                f"schema item {item['name']!r}: kind {kind!r} is not one of "
+                "number, category, boolean, any"
+            )
         cats = item.get("categories")
+        if cats is not None and not isinstance(cats, list):
+            raise ValueError(f"schema item {item['name']!r}: categories must be a list")
+        categories = tuple(cats) if cats else None
+        example = item.get("example")
+        if example is None:
+            example = _default_example(kind, categories)
+            if example is None and kind == "category":
+                raise ValueError(
+                    f"schema item {item['name']!r}: a category needs 'categories' or an 'example'"
+                )
         features.append(
             Feature(
-                name=str(item["name"]),
-                kind="category" if item.get("kind") == "category" else "number",
-                categories=tuple(cats) if cats is not None else None,
-                example=item.get("example", 0.0),
+                name=item["name"],
+                kind=kind,
+                categories=categories,
+                example=example,
+                closed=bool(item.get("closed", categories is not None and kind == "category")),
+                nullable=bool(item.get("nullable", False)),
             )
         )
     return InputSchema(tuple(features))
+
+
+def _default_example(kind: str, categories: tuple[Category, ...] | None) -> Value:
+    if categories:
+        return categories[0]
+    return {"number": 0.0, "boolean": False}.get(kind)

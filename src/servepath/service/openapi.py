@@ -46,18 +46,46 @@ def _errors(*codes: int) -> dict[str, Any]:
     }
 
 
+def output_schema(model: LoadedModel) -> dict[str, Any]:
+    """The JSON schema of each output a prediction carries, typed as the model answers."""
+    label: dict[str, Any] = {
+        "type": model.output_kind,
+        "description": "the predicted class, as the model's own predict() names it",
+    }
+    if model.classes:
+        label["enum"] = list(model.classes)
+    probability = {"type": "number", "minimum": 0, "maximum": 1}
+    props: dict[str, Any] = {}
+    for name in model.outputs:
+        if name == "decision":
+            props[name] = label
+        elif name == "probability":
+            props[name] = {**probability, "description": "the probability of the decision"}
+        elif name == "probabilities":
+            props[name] = {
+                "type": "object",
+                "description": "the probability of each class",
+                "properties": {str(c): probability for c in model.classes},
+                "required": [str(c) for c in model.classes],
+            }
+        else:
+            props[name] = {"type": "number", "description": "the model's prediction"}
+    return props
+
+
 def build_openapi(settings: Settings, model: LoadedModel | None, version: str) -> dict[str, Any]:
     instance: dict[str, Any]
     output_props: dict[str, Any]
     if model is not None:
         instance = model.schema.json_schema()
         example = model.schema.example()
-        output_props = {name: {} for name in model.outputs}
+        output_props = output_schema(model)
     else:
         instance, example, output_props = {"type": "object"}, {}, {}
     prediction = {
         "type": "object",
         "properties": {**output_props, "model_version": {"type": "string"}},
+        "required": [*output_props, "model_version"],
     }
     predict_op = {
         "summary": "Predict one instance, or a Vertex AI batch of instances",

@@ -1,44 +1,70 @@
-"""Open Inference Protocol (V2) REST: tensors in, tensors out, one tensor per feature."""
+"""Open Inference Protocol (V2) REST: tensors in, tensors out, one tensor per feature.
+
+Datatypes follow the model: numbers are ``FP64``, categories ``BYTES``, booleans ``BOOL``;
+``decision`` is ``BYTES``, ``INT64``, ``FP64`` or ``BOOL`` as the model's class labels are;
+``probability`` and ``prediction`` are ``FP64``, ``probabilities`` an ``FP64`` tensor of
+shape ``[rows, classes]``. The binary tensor extension (tritonclient's default) is read and
+written: :func:`parse_request` and :func:`encode_response`. All pure.
+"""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import orjson
+
 from servepath.errors import FieldError, InvalidInput
 from servepath.model.loaded import LoadedModel
+from servepath.service.asgi import parse_json
 
-_NUMERIC = {
-    "FP16",
-    "FP32",
-    "FP64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "BOOL",
+#: What ``GET /v2`` lists: the protocol extensions this server reads and writes.
+EXTENSIONS = ("binary_tensor_data",)
+
+_NUMPY = {
+    "BOOL": np.dtype("?"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
 }
+_NUMERIC = set(_NUMPY)
+_INPUT_TYPES = {"number": "FP64", "category": "BYTES", "boolean": "BOOL"}
+_LABEL_TYPES = {"string": "BYTES", "integer": "INT64", "number": "FP64", "boolean": "BOOL"}
+
+
+def output_datatype(model: LoadedModel, name: str) -> str:
+    if name == "decision":
+        return _LABEL_TYPES[model.output_kind]
+    return "FP64"
 
 
 def metadata(model: LoadedModel) -> dict[str, Any]:
     inputs = [
-        {
-            "name": f.name,
-            "datatype": "BYTES" if f.kind == "category" else "FP64",
+        {"name": f.name, "datatype": _INPUT_TYPES[f.kind], "shape": [-1]}
+        for f in model.schema.features
+        if f.kind != "any"
+    ]
+    outputs = []
+    for name in model.outputs:
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": output_datatype(model, name),
             "shape": [-1],
         }
-        for f in model.schema.features
-    ]
-    outputs = [
-        {"name": name, "datatype": "FP64" if name == "probability" else "BYTES", "shape": [-1]}
-        for name in model.outputs
-    ]
-    if model.outputs == ("prediction",):
-        outputs = [{"name": "prediction", "datatype": "FP64", "shape": [-1]}]
+        if name == "probabilities":
+            entry["shape"] = [-1, len(model.classes)]
+            entry["parameters"] = {"classes": [str(c) for c in model.classes]}
+        outputs.append(entry)
     return {
         "name": model.name,
         "versions": [model.version],
@@ -46,6 +72,89 @@ def metadata(model: LoadedModel) -> dict[str, Any]:
         "inputs": inputs,
         "outputs": outputs,
     }
+
+
+# --- requests --------------------------------------------------------------------------
+
+
+def parse_request(raw: bytes, header_length: str | int | None) -> Any:
+    """The JSON request, with the data of binary tensors decoded into each tensor's ``data``.
+
+    ``header_length``: the ``Inference-Header-Content-Length`` header, None for pure JSON.
+    """
+    if header_length is None:
+        return parse_json(raw)
+    try:
+        length = int(header_length)
+    except (TypeError, ValueError):
+        raise InvalidInput(
+            [FieldError((), f"Inference-Header-Content-Length {header_length!r}", "header")]
+        ) from None
+    if not 0 < length <= len(raw):
+        raise InvalidInput(
+            [
+                FieldError(
+                    (),
+                    f"Inference-Header-Content-Length {length} does not fit a body of "
+                    f"{len(raw)} bytes",
+                    "header",
+                )
+            ]
+        )
+    body = parse_json(raw[:length])
+    offset = length
+    tensors = body.get("inputs") if isinstance(body, Mapping) else None
+    for i, tensor in enumerate(tensors if isinstance(tensors, list) else []):
+        if not isinstance(tensor, dict):
+            continue
+        params = tensor.get("parameters")
+        size = params.get("binary_data_size") if isinstance(params, Mapping) else None
+        if size is None:
+            continue
+        if not isinstance(size, int) or size < 0 or offset + size > len(raw):
+            raise InvalidInput(
+                [
+                    FieldError(
+                        ("inputs", i, "parameters", "binary_data_size"),
+                        f"binary_data_size {size!r} runs past the end of the body",
+                        "binary",
+                    )
+                ]
+            )
+        chunk = raw[offset : offset + size]
+        offset += size
+        tensor["data"] = _decode_binary(chunk, tensor.get("datatype"), ("inputs", i))
+    if offset != len(raw):
+        raise InvalidInput(
+            [FieldError((), f"{len(raw) - offset} bytes after the last binary tensor", "binary")]
+        )
+    return body
+
+
+def _decode_binary(chunk: bytes, datatype: Any, loc: tuple[str | int, ...]) -> list[Any]:
+    if datatype == "BYTES":
+        values: list[Any] = []
+        pos = 0
+        while pos < len(chunk):
+            if pos + 4 > len(chunk):
+                raise InvalidInput([FieldError(loc, "truncated BYTES element", "binary")])
+            (n,) = struct.unpack_from("<I", chunk, pos)
+            pos += 4
+            if pos + n > len(chunk):
+                raise InvalidInput([FieldError(loc, "truncated BYTES element", "binary")])
+            values.append(chunk[pos : pos + n])
+            pos += n
+        return values
+    dtype = _NUMPY.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None:
+        raise InvalidInput(
+            [FieldError((*loc, "datatype"), f"unknown datatype {datatype!r}", "enum")]
+        )
+    if len(chunk) % dtype.itemsize:
+        raise InvalidInput(
+            [FieldError(loc, f"{len(chunk)} bytes is not a whole number of {datatype}", "binary")]
+        )
+    return list(np.frombuffer(chunk, dtype=dtype).tolist())
 
 
 def _flatten(data: Any) -> list[Any]:
@@ -58,7 +167,12 @@ def _flatten(data: Any) -> list[Any]:
 
 
 def _decode(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return value.decode("latin-1")
+    return value
 
 
 def instances_from_request(body: Any, model: LoadedModel) -> list[dict[str, Any]]:
@@ -91,6 +205,8 @@ def instances_from_request(body: Any, model: LoadedModel) -> list[dict[str, Any]
             errors.append(FieldError(("inputs", i, "data"), "tensor data required", "missing"))
             continue
         values = [_decode(v) for v in _flatten(data)]
+        if datatype == "BOOL":
+            values = [bool(v) if isinstance(v, int) else v for v in values]
         shape = tensor.get("shape")
         if isinstance(shape, list) and all(isinstance(s, int) for s in shape):
             expected = 1
@@ -117,6 +233,9 @@ def instances_from_request(body: Any, model: LoadedModel) -> list[dict[str, Any]
     return [{name: values[row] for name, values in columns.items()} for row in range(n)]
 
 
+# --- responses -------------------------------------------------------------------------
+
+
 def response(
     model: LoadedModel,
     outputs: Sequence[Mapping[str, Any]],
@@ -125,13 +244,22 @@ def response(
 ) -> dict[str, Any]:
     names = [n for n in model.outputs if not requested or n in requested]
     tensors = []
+    n = len(outputs)
     for name in names:
-        data = [o[name] for o in outputs]
-        datatype = "FP64" if name in ("probability", "prediction") else "BYTES"
-        if datatype == "FP64" and not all(isinstance(v, int | float) for v in data):
-            datatype = "BYTES"
-            data = [str(v) for v in data]
-        tensors.append({"name": name, "datatype": datatype, "shape": [len(data)], "data": data})
+        datatype = output_datatype(model, name)
+        if name == "probabilities":
+            keys = [str(c) for c in model.classes]
+            data: list[Any] = [o[name][k] for o in outputs for k in keys]
+            shape = [n, len(keys)]
+        else:
+            data = [o[name] for o in outputs]
+            shape = [n]
+            if data and isinstance(data[0], list):  # multi-target regression
+                shape = [n, len(data[0])]
+                data = [v for row in data for v in row]
+            if datatype == "BYTES":
+                data = [str(v) for v in data]
+        tensors.append({"name": name, "datatype": datatype, "shape": shape, "data": data})
     result: dict[str, Any] = {
         "model_name": model.name,
         "model_version": model.version,
@@ -140,3 +268,52 @@ def response(
     if request_id is not None:
         result["id"] = request_id
     return result
+
+
+def binary_outputs(body: Any) -> set[str] | bool:
+    """Which outputs the request wants as binary: True for all, else their names."""
+    if not isinstance(body, Mapping):
+        return set()
+    params = body.get("parameters")
+    everything = isinstance(params, Mapping) and params.get("binary_data_output") is True
+    wanted: set[str] = set()
+    for out in body.get("outputs") or []:
+        if isinstance(out, Mapping) and isinstance(out.get("name"), str):
+            p = out.get("parameters")
+            if isinstance(p, Mapping):
+                if p.get("binary_data") is True:
+                    wanted.add(out["name"])
+                    continue
+                if p.get("binary_data") is False:
+                    continue
+            if everything:
+                wanted.add(out["name"])
+    if everything and not body.get("outputs"):
+        return True
+    return wanted
+
+
+def encode_response(result: dict[str, Any], binary: set[str] | bool) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header's length when some tensor went binary."""
+    chunks: list[bytes] = []
+    for tensor in result["outputs"]:
+        if binary is False or (isinstance(binary, set) and tensor["name"] not in binary):
+            continue
+        raw = _encode_binary(tensor["data"], tensor["datatype"])
+        del tensor["data"]
+        tensor["parameters"] = {**tensor.get("parameters", {}), "binary_data_size": len(raw)}
+        chunks.append(raw)
+    header = orjson.dumps(result)
+    if not chunks:
+        return header, None
+    return header + b"".join(chunks), len(header)
+
+
+def _encode_binary(data: Sequence[Any], datatype: str) -> bytes:
+    if datatype == "BYTES":
+        parts = []
+        for v in data:
+            b = v if isinstance(v, bytes) else str(v).encode()
+            parts.append(struct.pack("<I", len(b)) + b)
+        return b"".join(parts)
+    return np.asarray(data, dtype=_NUMPY[datatype]).tobytes()

@@ -1,0 +1,70 @@
+"""`servepath model info`: the schema, the outputs, and the engine race, as a table and JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.model.conftest import Served
+
+
+def _info(path: Path, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SERVEPATH_DATA_DIR": str(data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "servepath", "model", "info", str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def dropped(zoo: dict[str, Served]) -> Served:
+    return zoo["dropped_column"]
+
+
+def test_info_names_the_engine_the_others_and_the_costs(dropped: Served, tmp_path: Path) -> None:
+    done = _info(dropped.path, tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "dropped_column" in text and "outputs: decision, probability" in text
+    assert "home" in text and "not used by the model (optional)" in text
+    assert "served by " in text and "1 row" in text and "64 rows" in text and "max |Δ|" in text
+    assert "sklearn " in text and "not chosen" in text
+    # the conversion was cached in the data directory, by the artifact's hash
+    assert any((tmp_path / "engines").rglob("*.onnx"))
+
+
+def test_info_json_is_the_same_data(dropped: Served, tmp_path: Path) -> None:
+    done = _info(dropped.path, tmp_path, "--json", "--probabilities")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["outputs"] == ["decision", "probability", "probabilities"]
+    assert data["classes"] == ["approve", "decline", "review"]
+    home = next(f for f in data["inputs"] if f["name"] == "home")
+    assert home["kind"] == "any"
+    engines = data["engines"]
+    served = {engines["choice"]["small"], engines["choice"]["large"]}
+    trials = {t["engine"]: t for t in engines["trials"]}
+    assert served <= set(trials) and all(trials[e]["agrees"] for e in served)
+    assert engines["largest_difference"] <= 1e-6
+    assert all(t["verdict"] for t in engines["trials"])
+
+
+def test_info_on_an_array_fitted_model_fails_with_the_fix(tmp_path: Path) -> None:
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    path = tmp_path / "array.joblib"
+    joblib.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), path)
+    done = _info(path, tmp_path)
+    assert done.returncode == 1
+    assert "fit it on a pandas DataFrame" in done.stderr
+    data = json.loads(_info(path, tmp_path, "--json").stdout)
+    assert data["ok"] is False and "pandas DataFrame" in data["message"]
