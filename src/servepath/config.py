@@ -26,6 +26,22 @@ DEFAULT_MAX_INSTANCES = 1_000
 DEFAULT_GRACE_PERIOD = 20.0
 DEFAULT_MODEL_NAME = "decision"
 
+# Serving under pressure (docs/serving.md): bounds on the work in the building, on what one
+# connection may hold, and on how long a slow or silent client keeps a connection.
+DEFAULT_REQUEST_TIMEOUT = 30.0
+DEFAULT_MAX_IN_FLIGHT = 512
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 10.0
+DEFAULT_KEEPALIVE_TIMEOUT = 5.0
+DEFAULT_SEND_TIMEOUT = 30.0
+#: nginx's large_client_header_buffers (4 x 8k): the request line, and each header line.
+DEFAULT_MAX_URL_BYTES = 8192
+DEFAULT_MAX_HEADER_BYTES = 32768
+#: Envoy's default header count limit.
+DEFAULT_MAX_HEADERS = 100
+#: The levels `--log-level` takes: those both Python's logging and uvicorn know.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
 # The worker processes of a multi-worker server rebuild Settings from this variable.
 _SERIALIZED_VAR = "SERVEPATH_SETTINGS_JSON"
 
@@ -73,6 +89,11 @@ class Settings:
     gcs_endpoint: str | None = None  # an emulator or private endpoint; None: Google's
     s3_endpoint: str | None = None  # MinIO, moto, another S3; None: AWS's
     model_name: str | None = None
+    #: A JSON schema for the model's inputs that wins over what the model says; None: the
+    #: artifact's ``<artifact>.schema.json`` when it exists, else what the model says.
+    model_schema: Path | None = None
+    #: Every answer also carries ``probabilities``, one per class.
+    probabilities: bool = False
     data_dir: Path = field(default_factory=lambda: default_data_dir(os.environ))
     health_route: str = DEFAULT_HEALTH_ROUTE
     predict_route: str = DEFAULT_PREDICT_ROUTE
@@ -89,12 +110,34 @@ class Settings:
     cache_timeout: float = 0.05
     store_url: str = "sqlite"
     durable: bool = False
+    #: Seconds a request may take from its first byte to its answer; past it, it is dropped
+    #: before the model runs (503). A caller's own deadline header may shorten it.
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    #: Seconds of expected queueing past which a request is shed; None: set from the
+    #: measured service time.
+    max_queue_wait: float | None = None
+    #: Open connections past which new ones are refused; None: from the file-descriptor limit.
+    max_connections: int | None = None
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
+    max_url_bytes: int = DEFAULT_MAX_URL_BYTES
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_headers: int = DEFAULT_MAX_HEADERS
+    access_log: bool = False
     log_level: str = "info"
     aip_mode: str | None = None
     in_kubernetes: bool = False
     proxy: ProxyEnv = field(default_factory=ProxyEnv)
+    #: The CA bundle clients trust instead of the system store (SSL_CERT_FILE), as OpenSSL,
+    #: curl and Python's ssl module read it; a --cafile flag wins over it.
+    ssl_cert_file: str | None = None
 
     def __post_init__(self) -> None:
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(f"log level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port {self.port} is outside 1-65535")
         if self.workers < 1:
@@ -111,6 +154,31 @@ class Settings:
             raise ConfigError("max_instances must be at least 1")
         if self.grace_period < 0:
             raise ConfigError("grace_period cannot be negative")
+        self._check_serving_limits()
+
+    def _check_serving_limits(self) -> None:
+        for name in (
+            "request_timeout",
+            "header_timeout",
+            "body_timeout",
+            "keepalive_timeout",
+            "send_timeout",
+        ):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, got {value}")
+        if self.max_queue_wait is not None and not self.max_queue_wait > 0:
+            raise ConfigError("max_queue_wait must be positive seconds, or auto")
+        if self.max_in_flight < 1:
+            raise ConfigError("max_in_flight must be at least 1")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ConfigError("max_connections must be at least 1, or auto")
+        if self.max_url_bytes < 256:
+            raise ConfigError("max_url_bytes below 256 would reject ordinary requests")
+        if self.max_header_bytes < 1024:
+            raise ConfigError("max_header_bytes below 1024 would reject ordinary requests")
+        if self.max_headers < 8:
+            raise ConfigError("max_headers below 8 would reject ordinary requests")
 
     @property
     def default_model_path(self) -> Path:
@@ -127,7 +195,7 @@ class Settings:
     @classmethod
     def deserialize(cls, text: str) -> Settings:
         data = orjson.loads(text)
-        for key in ("model_path", "data_dir"):
+        for key in ("model_path", "model_schema", "data_dir"):
             if data.get(key) is not None:
                 data[key] = Path(data[key])
         data["proxy"] = ProxyEnv(**data["proxy"])
@@ -155,6 +223,10 @@ class Settings:
         _str(values, env, "s3_endpoint", "SERVEPATH_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3",
              "AWS_ENDPOINT_URL")  # fmt: skip
         _str(values, env, "model_name", "SERVEPATH_MODEL_NAME")
+        if env.get("SERVEPATH_MODEL_SCHEMA"):
+            values["model_schema"] = Path(env["SERVEPATH_MODEL_SCHEMA"])
+        if env.get("SERVEPATH_PROBABILITIES"):
+            values["probabilities"] = _truthy(env["SERVEPATH_PROBABILITIES"])
         echo = env.get("SERVEPATH_PATH_ECHO")
         if echo is not None:
             values["path_echo_route"] = None if echo.lower() in ("", "off", "0", "false") else echo
@@ -170,11 +242,25 @@ class Settings:
         _float(values, env, "cache_timeout", "SERVEPATH_CACHE_TIMEOUT")
         _str(values, env, "store_url", "SERVEPATH_STORE_URL")
         if env.get("SERVEPATH_DURABLE"):
-            values["durable"] = env["SERVEPATH_DURABLE"].lower() in ("1", "true", "yes", "on")
+            values["durable"] = _truthy(env["SERVEPATH_DURABLE"])
         _str(values, env, "log_level", "SERVEPATH_LOG_LEVEL")
+        _float(values, env, "request_timeout", "SERVEPATH_REQUEST_TIMEOUT")
+        _int(values, env, "max_in_flight", "SERVEPATH_MAX_IN_FLIGHT")
+        _auto_float(values, env, "max_queue_wait", "SERVEPATH_MAX_QUEUE_WAIT")
+        _auto_int(values, env, "max_connections", "SERVEPATH_MAX_CONNECTIONS")
+        _float(values, env, "header_timeout", "SERVEPATH_HEADER_TIMEOUT")
+        _float(values, env, "body_timeout", "SERVEPATH_BODY_TIMEOUT")
+        _float(values, env, "keepalive_timeout", "SERVEPATH_KEEPALIVE_TIMEOUT")
+        _float(values, env, "send_timeout", "SERVEPATH_SEND_TIMEOUT")
+        _int(values, env, "max_url_bytes", "SERVEPATH_MAX_URL_BYTES")
+        _int(values, env, "max_header_bytes", "SERVEPATH_MAX_HEADER_BYTES")
+        _int(values, env, "max_headers", "SERVEPATH_MAX_HEADERS")
+        if env.get("SERVEPATH_ACCESS_LOG"):
+            values["access_log"] = _truthy(env["SERVEPATH_ACCESS_LOG"])
         _str(values, env, "aip_mode", "AIP_MODE")
         values["in_kubernetes"] = bool(env.get("KUBERNETES_SERVICE_HOST"))
         values["proxy"] = ProxyEnv.from_env(env)
+        values["ssl_cert_file"] = env.get("SSL_CERT_FILE") or None
         return cls(**values)
 
 
@@ -211,6 +297,10 @@ def _first(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str] | 
     return None
 
 
+def _truthy(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
 def _str(values: dict[str, Any], env: Mapping[str, str], key: str, *names: str) -> None:
     found = _first(env, names)
     if found:
@@ -233,3 +323,26 @@ def _float(values: dict[str, Any], env: Mapping[str, str], key: str, *names: str
             values[key] = float(found[1])
         except ValueError:
             raise ConfigError(f"{found[0]}={found[1]!r} is not a number") from None
+
+
+def parse_auto(text: str, name: str, kind: type[float] | type[int]) -> float | int | None:
+    """``auto`` (None: servepath decides) or a number of ``kind``."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name}={text!r} is neither auto nor {what}") from None
+
+
+def _auto_float(values: dict[str, Any], env: Mapping[str, str], key: str, *names: str) -> None:
+    found = _first(env, names)
+    if found:
+        values[key] = parse_auto(found[1], found[0], float)
+
+
+def _auto_int(values: dict[str, Any], env: Mapping[str, str], key: str, *names: str) -> None:
+    found = _first(env, names)
+    if found:
+        values[key] = parse_auto(found[1], found[0], int)

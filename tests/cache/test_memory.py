@@ -82,3 +82,27 @@ def test_status_reports_entries_and_bytes() -> None:
 def test_bounds_below_one_are_refused(entries: int, size: int) -> None:
     with pytest.raises(ConfigError):
         MemoryCache(max_entries=entries, max_bytes=size)
+
+
+def test_the_byte_count_is_what_the_entries_really_cost() -> None:
+    import tracemalloc
+
+    import orjson
+
+    from servepath.cache.base import cache_key
+
+    # Values as the service stores them: orjson output, which keeps a 4 KB buffer unless
+    # copied. The count must match what the allocator sees, or the byte bound never binds.
+    cache = MemoryCache(max_entries=100_000, max_bytes=1 << 30)
+    answer = {"decision": "approve", "probability": 0.93113}
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(20_000):
+            key = cache_key("servepath", "decision", "c30a278a5722", {"income": float(i)})
+            cache.set(key, orjson.dumps(answer), ttl=60)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert cache.size_bytes == pytest.approx(held, rel=0.15)
+    assert cache.stats().bytes == cache.size_bytes and cache.stats().entries == 20_000

@@ -31,7 +31,10 @@ async def client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     # A generous timeout: a refused connection fails at once anyway, and a loaded CI machine
     # must not turn slow answers into misses.
-    settings = Settings(cache_url=own_redis.url, cache_timeout=1.0, store_url="off")
+    # And a generous queue bound: the bursts below are about Redis, not about shedding.
+    settings = Settings(
+        cache_url=own_redis.url, cache_timeout=1.0, store_url="off", max_queue_wait=10.0
+    )
     app = ServepathApp(settings, model=example_model, cache=open_cache(settings), store=NoLog())
     await app.startup()
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))

@@ -160,21 +160,71 @@ def test_bad_usage_exits_2(args: list[str], tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
 
 
-def test_narrow_terminals_get_short_request_ids_wide_ones_everything(tmp_path: Path) -> None:
+def _one_record(tmp_path: Path, *request_ids: str) -> list[str]:
     backend = Backend("sqlite", str(tmp_path / "p.sqlite3"), tmp_path / "spool")
-    long_id = "5f0c2e8a9b7d4c1e8f3a2b6c7d8e9f01"
 
     async def write() -> None:
         log = backend.log()
         await log.start()
-        await log.record_durable([make_record(long_id, client_addr="203.0.113.10:4242")])
+        await log.record_durable(
+            [make_record(rid, client_addr="203.0.113.10:4242") for rid in request_ids]
+        )
         await log.close()
 
     asyncio.run(write())
-    store = ["log", "--store", f"sqlite://{backend.location}"]
-    narrow = runner.invoke(app, store, env={"COLUMNS": "80"})
+    return ["log", "--store", f"sqlite://{backend.location}"]
+
+
+def test_narrow_terminals_show_the_tail_of_request_ids_that_tells_them_apart(
+    tmp_path: Path,
+) -> None:
+    # time-ordered ids share their start: the tail is what differs
+    first, second = "01a2335c79b576d584ceb905fd810284", "01a2335c79b576d584ceb905fd81aa17"
+    store = _one_record(tmp_path, first, second)
+    narrow = runner.invoke(app, ["--format", "table", *store], env={"COLUMNS": "80"})
     assert narrow.exit_code == 0, narrow.output
-    assert "5f0c2e8a…" in narrow.output and long_id not in narrow.output
+    assert "…fd810284" in narrow.output and "…fd81aa17" in narrow.output
+    assert first not in narrow.output and "01a2335c…" not in narrow.output
     assert "--json has them whole" in narrow.output
-    wide = runner.invoke(app, store, env={"COLUMNS": "160"})
-    assert long_id in wide.output and "203.0.113.10:4242" in wide.output
+    wide = runner.invoke(app, ["--format", "table", *store], env={"COLUMNS": "160"})
+    assert first in wide.output and "203.0.113.10:4242" in wide.output
+
+
+def test_a_pipe_gets_every_column_whole_whatever_the_width(tmp_path: Path) -> None:
+    long_id = "5f0c2e8a9b7d4c1e8f3a2b6c7d8e9f01"
+    store = _one_record(tmp_path, long_id)
+    piped = runner.invoke(app, store, env={"COLUMNS": "40"})  # CliRunner's stdout is a pipe
+    assert piped.exit_code == 0, piped.output
+    assert long_id in piped.output and "203.0.113.10:4242" in piped.output
+    assert "…" not in piped.output.split("\n", 2)[2]  # nothing cut in the rows
+    stats = runner.invoke(app, [*store[:1], "stats", *store[1:]], env={"COLUMNS": "40"})
+    assert stats.exit_code == 0, stats.output
+    assert "…" not in stats.output and "predictions" in stats.output
+    rows = [line.split() for line in stats.output.splitlines()]
+    assert ["model", "version", "requests", "predictions", "cache", "hits", "p50", "ms",
+            "p90", "ms", "p99", "ms"] in rows  # fmt: skip
+
+
+def test_a_tiny_share_is_not_shown_as_none(tmp_path: Path) -> None:
+    from servepath.cli.log import render_stats
+    from servepath.output import Output
+    from servepath.store.reader import Latency, LogStats, VersionStats
+
+    stats = LogStats(
+        "predictions.sqlite3",
+        None,
+        (
+            VersionStats(
+                "decision", "c30a278a5722", 29_117, 29_117, 11,
+                {"approve": 29_106, "decline": 11}, Latency(1.0, 2.0, 3.0), 0.0, 60.0,
+            ),
+        ),
+    )  # fmt: skip
+    import io
+
+    buffer = io.StringIO()
+    render_stats(Output(stdout=buffer), stats, since_text=None)
+    text = buffer.getvalue()
+    assert "cache hit rate 0.04%" in text and "0.0%" not in text
+    assert "29,117 predictions in 29,117 requests" in text
+    assert "99.96%" in text  # approve's share, not rounded up to all

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+
+#: Called with the number of entries a background store lost, and why.
+StoreErrorHook = Callable[[int, str], None]
 
 
 @dataclass(frozen=True)
@@ -21,14 +24,34 @@ class CacheStatus:
         return {"backend": self.backend, "healthy": self.healthy, "detail": self.detail}
 
 
+@dataclass(frozen=True)
+class CacheStats:
+    """What an in-process cache holds, counted as the process's allocator sees it."""
+
+    entries: int
+    bytes: int
+    max_bytes: int
+
+    def to_json(self) -> dict[str, int]:
+        return {"entries": self.entries, "bytes": self.bytes, "max_bytes": self.max_bytes}
+
+
 class Cache(Protocol):
     """A response cache keyed by :func:`cache_key`. Values are opaque bytes.
 
     Implementations may raise on failure; the service bounds every call with its cache
     timeout and serves uncached when a call fails, so a cache can never cause a 5xx.
+
+    ``enabled`` is false for a cache that never holds anything: the service then skips
+    computing keys at all. ``blocking`` is true when a call may wait on I/O: the service
+    bounds such lookups by its cache timeout and stores in the background; a non-blocking
+    cache answers without suspending, so it is called inline and stores before the
+    response goes out (no window in which an identical request would miss).
     """
 
     name: str
+    enabled: bool
+    blocking: bool
 
     async def start(self) -> None: ...
 
@@ -38,7 +61,20 @@ class Cache(Protocol):
 
     async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None: ...
 
+    def store_later(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        ttl: float,
+        on_error: StoreErrorHook | None = None,
+    ) -> None:
+        """Store without waiting. A blocking cache writes in the background (gathering the
+        stores of one loop iteration into one round trip) and reports a failed write to
+        ``on_error(entries, reason)``; a non-blocking one stores at once."""
+
     def status(self) -> CacheStatus: ...
+
+    def stats(self) -> CacheStats | None:
+        """Entries and bytes held in this process; None for a cache that lives elsewhere."""
 
 
 def _canonical(value: Any) -> Any:
@@ -79,6 +115,8 @@ class NoCache:
     """`--cache off`: every lookup misses and nothing is stored."""
 
     name = "off"
+    enabled = False
+    blocking = False
 
     async def start(self) -> None:
         return None
@@ -92,5 +130,16 @@ class NoCache:
     async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
         return None
 
+    def store_later(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        ttl: float,
+        on_error: StoreErrorHook | None = None,
+    ) -> None:
+        return None
+
     def status(self) -> CacheStatus:
         return CacheStatus(backend="off", healthy=True, detail="caching disabled")
+
+    def stats(self) -> CacheStats | None:
+        return None

@@ -6,12 +6,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from servepath.cache.base import CacheStatus
+from servepath.cache.base import CacheStats, CacheStatus, StoreErrorHook
 from servepath.errors import ConfigError
 
-#: What one entry costs beyond its key and value: the dict slot, the tuple, the float.
-#: An estimate, so that a cache of many tiny values is still bounded by ``max_bytes``.
-ENTRY_OVERHEAD = 120
+#: What one entry costs beyond the characters of its key and the bytes of its value, as
+#: tracemalloc measures it (CPython 3.11, 64-bit): the str and bytes object headers, the
+#: (value, expires_at) tuple and its float, the OrderedDict's slot and link.
+ENTRY_OVERHEAD = 256
 
 
 class MemoryCache:
@@ -19,10 +20,15 @@ class MemoryCache:
 
     Every operation is O(1) per key and never awaits, so under one event loop a call
     runs to completion without interleaving: no lock is needed. ``max_bytes`` counts
-    key and value lengths plus :data:`ENTRY_OVERHEAD` per entry.
+    key and value lengths plus :data:`ENTRY_OVERHEAD` per entry, which is what the entries
+    really cost: values are copied on the way in, because a ``bytes`` object made by
+    orjson keeps the 4 KB buffer it was serialised into (a 44-byte answer would hold
+    4,097 bytes, and the byte bound would never bind).
     """
 
     name = "memory"
+    enabled = True
+    blocking = False
 
     def __init__(
         self,
@@ -67,6 +73,14 @@ class MemoryCache:
         for key, value in items:
             self.set(key, value, ttl)
 
+    def store_later(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        ttl: float,
+        on_error: StoreErrorHook | None = None,
+    ) -> None:
+        self.store_many(items, ttl)
+
     def get(self, key: str) -> bytes | None:
         entry = self._entries.get(key)
         if entry is None:
@@ -80,6 +94,8 @@ class MemoryCache:
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
         """Store ``value``; ``ttl`` <= 0 keeps it until it is evicted."""
+        # An exact-size copy: see the class docstring.
+        value = bytes(memoryview(value))
         old = self._entries.pop(key, None)
         if old is not None:
             self._bytes -= _cost(key, old[0])
@@ -104,6 +120,9 @@ class MemoryCache:
             healthy=True,
             detail=f"{len(self._entries)} entries, {self._bytes} of {self.max_bytes} bytes",
         )
+
+    def stats(self) -> CacheStats:
+        return CacheStats(entries=len(self._entries), bytes=self._bytes, max_bytes=self.max_bytes)
 
 
 def _cost(key: str, value: bytes) -> int:

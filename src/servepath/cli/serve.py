@@ -1,20 +1,15 @@
-"""`servepath serve`: run the model API."""
+"""`servepath serve`: run the model API (binding, workers and running live in service.server)."""
 
 from __future__ import annotations
 
 import dataclasses
-import errno
-import logging
-import os
-import signal
-import socket
-import tempfile
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from servepath.cli._app import EXIT_USAGE, app, base_settings, get_output
-from servepath.config import Settings, model_location, serialized_env
+from servepath.cli._app import EXIT_USAGE, app, base_settings, fail, get_output
+from servepath.config import Settings, model_location, parse_auto
 from servepath.errors import ConfigError, ModelLoadError
 from servepath.net.endpoints import host_port
 from servepath.netdiag.interfaces import answering_addresses, local_addresses, url_for
@@ -29,21 +24,71 @@ _KIND_NOTE = {
 }
 
 
-def print_reachable(out: Output, settings: Settings) -> None:
+def start_report(settings: Settings) -> dict[str, Any]:
+    """What the start banner says, as data: where it listens, its routes and its limits."""
+    from servepath.service.protocol import HttpLimits
+
     addresses = answering_addresses(settings.host, local_addresses())
-    out.print(f"servepath listening on {host_port(settings.host, settings.port)}; reachable at:")
-    for a in addresses:
-        note = _KIND_NOTE.get(a.kind, a.kind)
-        out.print(f"  {url_for(a, settings.port):<40} {a.interface:<10} {a.kind:<9} {note}")
-    if settings.host in ("127.0.0.1", "::1", "localhost"):
+    return {
+        "listening": host_port(settings.host, settings.port),
+        "reachable": [
+            {
+                "url": url_for(a, settings.port),
+                "interface": a.interface,
+                "kind": a.kind,
+                "note": _KIND_NOTE.get(a.kind, a.kind),
+            }
+            for a in addresses
+        ],
+        "loopback_only": settings.host in ("127.0.0.1", "::1", "localhost"),
+        "routes": {
+            "predict": settings.predict_route,
+            "health": settings.health_route,
+            "live": "/v2/health/live",
+            "docs": "/docs",
+            "metrics": "/metrics",
+        },
+        "workers": settings.workers,
+        "limits": {
+            **HttpLimits.from_settings(settings).to_json(),
+            "max_in_flight": settings.max_in_flight,
+            "max_queue_wait_s": settings.max_queue_wait,
+            "keepalive_timeout_s": settings.keepalive_timeout,
+            "max_body_bytes": settings.max_body_bytes,
+            "max_instances": settings.max_instances,
+            "grace_period_s": settings.grace_period,
+        },
+    }
+
+
+def print_reachable(out: Output, settings: Settings) -> None:
+    report = start_report(settings)
+    out.print(f"servepath listening on {report['listening']}; reachable at:")
+    for a in report["reachable"]:
+        out.print(f"  {a['url']:<40} {a['interface']:<10} {a['kind']:<9} {a['note']}")
+    if report["loopback_only"]:
         out.print(
             "  note: bound to loopback only; other machines and containers cannot reach it. "
             "Use --host 0.0.0.0 to listen on every interface."
         )
     out.print(
         f"  predict: POST {settings.predict_route}   health: GET {settings.health_route}   "
-        "docs: /docs   metrics: /metrics"
+        "live: GET /v2/health/live   docs: /docs   metrics: /metrics"
     )
+    limits = report["limits"]
+    wait = limits["max_queue_wait_s"]
+    out.print(
+        f"  limits: {limits['max_in_flight']} requests in flight, queue wait "
+        f"{'auto' if wait is None else f'{wait:g} s'}, {limits['max_connections']} connections, "
+        f"request timeout {limits['request_timeout_s']:g} s, header timeout "
+        f"{limits['header_timeout_s']:g} s"
+    )
+
+
+def _auto(text: str | None, name: str, kind: type[float] | type[int]) -> Any:
+    if text is None:
+        return None
+    return parse_auto(text, name, kind)
 
 
 @app.command()
@@ -60,7 +105,23 @@ def serve(
             "https:// (env SERVEPATH_MODEL, AIP_STORAGE_URI) [default: example]"
         ),
     ] = None,
-    model_name: Annotated[str | None, typer.Option(help="Name the model is served as")] = None,
+    model_name: Annotated[
+        str | None, typer.Option(help="Name the model is served as (env SERVEPATH_MODEL_NAME)")
+    ] = None,
+    schema: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON schema of the inputs, winning over what the model says (env "
+            "SERVEPATH_MODEL_SCHEMA) [default: MODEL.schema.json when it exists]"
+        ),
+    ] = None,
+    probabilities: Annotated[
+        bool | None,
+        typer.Option(
+            "--probabilities/--no-probabilities",
+            help="Answers carry one probability per class (env SERVEPATH_PROBABILITIES)",
+        ),
+    ] = None,
     cache: Annotated[
         str | None, typer.Option(help="Response cache: memory, off, or redis://HOST:PORT/DB")
     ] = None,
@@ -75,10 +136,50 @@ def serve(
     ] = None,
     max_body_bytes: Annotated[int | None, typer.Option(help="Largest request body")] = None,
     max_instances: Annotated[int | None, typer.Option(help="Most instances per request")] = None,
+    request_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds from a request's first byte to its answer [default: 30]"),
+    ] = None,
+    max_in_flight: Annotated[
+        int | None, typer.Option(help="Prediction requests in the building at once [512]")
+    ] = None,
+    max_queue_wait: Annotated[
+        str | None,
+        typer.Option(help="Expected queueing (s) past which requests are shed, or auto [auto]"),
+    ] = None,
+    max_connections: Annotated[
+        str | None, typer.Option(help="Open connections, or auto (from the fd limit) [auto]")
+    ] = None,
+    header_timeout: Annotated[
+        float | None, typer.Option(help="Seconds for a request head to arrive [10]")
+    ] = None,
+    body_timeout: Annotated[
+        float | None, typer.Option(help="Seconds a request body may stall [10]")
+    ] = None,
+    keepalive_timeout: Annotated[
+        float | None, typer.Option(help="Seconds an idle keep-alive connection stays [5]")
+    ] = None,
+    send_timeout: Annotated[
+        float | None, typer.Option(help="Seconds a caller may stop reading its answer [30]")
+    ] = None,
+    max_header_bytes: Annotated[
+        int | None, typer.Option(help="Largest request head, headers included [32768]")
+    ] = None,
+    max_headers: Annotated[int | None, typer.Option(help="Most request headers [100]")] = None,
+    max_url_bytes: Annotated[int | None, typer.Option(help="Longest request line [8192]")] = None,
     path_echo: Annotated[
         str | None, typer.Option(help="Path-echo route, or 'off' [default: /_path]")
     ] = None,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="critical, error, warning, info, debug")
+    ] = None,
+    access_log: Annotated[
+        bool | None,
+        typer.Option("--access-log/--no-access-log", help="One line per request on stdout"),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the start report as JSON, not as a table")
+    ] = False,
 ) -> None:
     """Serve the model: POST /decisions, GET / health, V2 inference, /metrics, /_path."""
     out = get_output()
@@ -88,6 +189,8 @@ def serve(
             port=port,
             workers=workers,
             model_name=model_name,
+            model_schema=schema,
+            probabilities=probabilities,
             cache_url=cache,
             store_url=store,
             durable=durable,
@@ -95,12 +198,28 @@ def serve(
             max_body_bytes=max_body_bytes,
             max_instances=max_instances,
             log_level=log_level,
+            request_timeout=request_timeout,
+            max_in_flight=max_in_flight,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            keepalive_timeout=keepalive_timeout,
+            send_timeout=send_timeout,
+            max_header_bytes=max_header_bytes,
+            max_headers=max_headers,
+            max_url_bytes=max_url_bytes,
+            access_log=access_log,
         )
+        changes: dict[str, Any] = {}
         if model is not None:
-            settings = dataclasses.replace(settings, **model_location(model))
+            changes.update(model_location(model))
+        if max_queue_wait is not None:
+            changes["max_queue_wait"] = _auto(max_queue_wait, "--max-queue-wait", float)
+        if max_connections is not None:
+            changes["max_connections"] = _auto(max_connections, "--max-connections", int)
         if path_echo is not None:
-            route = None if path_echo.lower() == "off" else path_echo
-            settings = dataclasses.replace(settings, path_echo_route=route)
+            changes["path_echo_route"] = None if path_echo.lower() == "off" else path_echo
+        if changes:
+            settings = dataclasses.replace(settings, **changes)
         # Bad backend URLs are usage errors here, not tracebacks in a worker; nothing connects.
         from servepath.cache import open_cache
         from servepath.store import parse_store_url
@@ -108,24 +227,35 @@ def serve(
         open_cache(settings)
         parse_store_url(settings.store_url, settings.data_dir)
     except ConfigError as exc:
-        out.error(str(exc))
-        raise typer.Exit(EXIT_USAGE) from exc
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+        fail(out, json_out, "usage", str(exc), code=EXIT_USAGE)
+    from servepath.service import server
+
+    server.configure_logging(settings)
     if (
         settings.model_uri is None
         and settings.model_path is not None
-        and not (settings.model_path.is_file())
+        and not settings.model_path.is_file()
     ):
-        out.error(f"model file {settings.model_path} does not exist")
-        raise typer.Exit(EXIT_USAGE)
+        fail(
+            out,
+            json_out,
+            "usage",
+            f"model file {settings.model_path} does not exist",
+            code=EXIT_USAGE,
+        )
+    if settings.model_schema is not None and not settings.model_schema.is_file():
+        fail(
+            out,
+            json_out,
+            "usage",
+            f"schema file {settings.model_schema} does not exist",
+            code=EXIT_USAGE,
+        )
     # Bound before the example model is trained or any model loads: a taken port fails now.
     try:
-        sock = bind_listener(settings.host, settings.port)
+        sock = server.bind_listener(settings.host, settings.port)
     except OSError as exc:
-        out.error(bind_error(settings.host, settings.port, exc))
-        raise typer.Exit(1) from exc
+        fail(out, json_out, "bind", server.bind_error(settings.host, settings.port, exc))
     if (
         settings.model_path is None
         and settings.model_uri is None
@@ -133,110 +263,18 @@ def serve(
     ):
         from servepath.model.example import write_example
 
-        out.print(f"training the example model once into {settings.default_model_path} ...")
+        if not json_out:
+            out.print(f"training the example model once into {settings.default_model_path} ...")
         try:
             accuracy = write_example(settings.default_model_path)
         except (OSError, ModelLoadError) as exc:
-            out.error(f"cannot write the example model: {exc}")
-            raise typer.Exit(1) from exc
-        out.print(f"example model ready (held-out accuracy {accuracy:.3f})")
-    print_reachable(out, settings)
-    run_server(settings, sock)
-
-
-def bind_listener(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before the model loads so that a taken port fails at once.
-
-    ``::`` accepts IPv4 as well (IPV6_V6ONLY off): "every interface" means both families.
-    """
-    family, _, _, _, address = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6 and address[0] == "::":
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
-
-
-def bind_error(host: str, port: int, exc: OSError) -> str:
-    """Why ``host:port`` cannot be listened on, with who holds it when that is knowable."""
-    where = host_port(host, port)
-    if exc.errno == errno.EADDRINUSE:
-        from servepath.netdiag.listen import inspect_port
-
-        holders = sorted(
-            {
-                f"{x.process or 'a process'} (pid {x.pid}) on {host_port(x.address, port)}"
-                for x in inspect_port(port, udp=False, nat=False).listeners
-                if x.pid
-            }
-        )
-        who = f": held by {'; '.join(holders)}" if holders else ""
-        return (
-            f"cannot listen on {where}: the port is already in use{who}. Stop that process, "
-            "or serve on another port with --port"
-        )
-    if exc.errno == errno.EACCES:
-        return (
-            f"cannot listen on {where}: ports below 1024 need root or CAP_NET_BIND_SERVICE; "
-            "serve on 8080 and map it (docker run -p 80:8080) or put a reverse proxy in front"
-        )
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return (
-            f"cannot listen on {where}: {host} is not an address of this machine "
-            "(servepath listen and ip addr show which are); use 0.0.0.0 for every interface"
-        )
-    if isinstance(exc, socket.gaierror):
-        return f"cannot listen on {where}: {host} does not resolve ({exc.strerror})"
-    return f"cannot listen on {where}: {exc.strerror or exc}"
-
-
-def run_server(settings: Settings, sock: socket.socket) -> None:
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
-    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was in
-    # place before it started; a no-op handler here turns a clean drain into exit status 0.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
-
-    common = {
-        "host": settings.host,
-        "port": settings.port,
-        "loop": "uvloop",
-        "http": "httptools",
-        "lifespan": "on",
-        # The path echo reports the real TCP peer; forwarded headers are reported, not trusted.
-        "proxy_headers": False,
-        "server_header": False,
-        "access_log": False,
-        "log_level": settings.log_level.lower(),
-        "timeout_graceful_shutdown": settings.grace_period,
-    }
-    if settings.workers == 1:
-        from servepath.service.app import create_app
-
-        server = uvicorn.Server(uvicorn.Config(create_app(settings), **common))  # type: ignore[arg-type]
-        server.run(sockets=[sock])
-        if not server.started:
-            raise typer.Exit(3)  # startup failed; uvicorn has said why
-        return
-    # Worker processes rebuild the same Settings, and share metrics through files; they
-    # accept from the one socket bound here.
-    metrics_dir = tempfile.mkdtemp(prefix="servepath-metrics-")
-    os.environ.update(serialized_env(settings))
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    config = uvicorn.Config(
-        "servepath.service.app:app_from_env",
-        factory=True,
-        workers=settings.workers,
-        **common,  # type: ignore[arg-type]
-    )
-    Multiprocess(config, sockets=[sock]).run()
+            fail(out, json_out, "model", f"cannot write the example model: {exc}")
+        if not json_out:
+            out.print(f"example model ready (held-out accuracy {accuracy:.3f})")
+    if json_out:
+        out.json(start_report(settings))
+    else:
+        print_reachable(out, settings)
+    code = server.run(settings, sock)
+    if code:
+        raise typer.Exit(code)

@@ -1,38 +1,48 @@
 """The model API as a plain ASGI application.
 
 No framework sits between the server and the routes: the hot path is a dict lookup, one JSON
-parse, a validator compiled from the model's schema, a cache lookup, and the micro-batcher.
+parse, a validator compiled from the model's schema, admission control, and the predict
+pipeline (cache → micro-batcher → log, in :mod:`servepath.service.predict`). This module is
+the HTTP edge of that pipeline: it turns a request into rows and a
+:class:`~servepath.service.predict.RequestMeta`, and a prediction into a response.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal
 
 import orjson
 
 from servepath import __version__
-from servepath.cache.base import Cache, cache_key
-from servepath.cache.memory import MemoryCache
+from servepath.cache.base import Cache
 from servepath.config import Settings
 from servepath.contract import DEFAULT_HEALTH_ROUTE, DEFAULT_PREDICT_ROUTE, OPENAPI_ROUTE
 from servepath.errors import (
     FieldError,
     InvalidInput,
     ModelNotReady,
+    Overloaded,
     TooManyInstances,
 )
 from servepath.model.batcher import MicroBatcher
-from servepath.model.loaded import LoadedModel, Output, Row, load_model
+from servepath.model.loaded import LoadedModel, Row, engines_dir, load_model
 from servepath.net.endpoints import host_port
 from servepath.service import v2
+from servepath.service.admission import (
+    Admission,
+    AdmissionLimits,
+    AdmissionSnapshot,
+    Decision,
+    Ticket,
+)
 from servepath.service.asgi import (
     Receive,
     Response,
@@ -47,16 +57,28 @@ from servepath.service.asgi import (
 )
 from servepath.service.errors import error_response
 from servepath.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from servepath.service.metrics import Metrics
+from servepath.service.metrics import Metrics, Sample
 from servepath.service.openapi import DOCS_HTML, build_openapi
 from servepath.service.pathecho import forwarded_chain, path_echo
-from servepath.store.base import PredictionLog, PredictionRecord, Route, StoreStatus
-from servepath.store.writer import BatchedLog, WriterStats
+from servepath.service.predict import Prediction, PredictPipeline, RequestMeta
+from servepath.service.routes import Handler, RequestContext, Router, v2_model_name
+from servepath.service.state import state_samples
+from servepath.store.base import PredictionLog, Route
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("servepath.access")
 
 ModelState = Literal["loading", "ready", "failed"]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
+#: The V2 liveness route: answered by the HTTP layer itself when it can (never queued).
+LIVE_ROUTE = "/v2/health/live"
+#: How often the event loop's lag is sampled, seconds.
+LAG_INTERVAL = 0.01
+#: How often a worker writes its state (log, cache, admission) where every worker's scrape
+#: reads it, seconds.
+PUBLISH_INTERVAL = 1.0
+#: The scope extension the HTTP layer puts its per-request hooks under.
+EXTENSION = "servepath"
 
 
 def new_request_id() -> str:
@@ -76,33 +98,31 @@ def new_request_id() -> str:
     return f"{value:032x}"
 
 
-_V2_MODEL = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?$")
+def request_id_for(given: str | None) -> str:
+    """The caller's ``X-Request-ID`` if it is a sane one, else a new id."""
+    return given if given and _REQUEST_ID.match(given) else new_request_id()
 
 
-@dataclass
-class _Ctx:
-    """Per-request state the handlers add timings and headers to."""
-
-    request_id: str
-    start: float
-    timings: list[tuple[str, float, str | None]] = field(default_factory=list)
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-    def server_timing(self) -> bytes:
-        total = (time.perf_counter() - self.start) * 1000
-        parts = [
-            f'{name};dur={dur:.3f};desc="{desc}"' if desc else f"{name};dur={dur:.3f}"
-            for name, dur, desc in self.timings
-        ]
-        parts.append(f"total;dur={total:.3f}")
-        return ", ".join(parts).encode()
-
-
-Handler = Callable[[Scope, Receive, _Ctx], Any]
+def caller_timeout(scope: Scope) -> float | None:
+    """The caller's own deadline, seconds from now: ``X-Request-Timeout: 2.5`` (seconds) or
+    Envoy's ``x-envoy-expected-rq-timeout-ms: 2500``; None when it sent neither (or junk)."""
+    for key, value in scope["headers"]:
+        if key == b"x-request-timeout":
+            scale = 1.0
+        elif key == b"x-envoy-expected-rq-timeout-ms":
+            scale = 0.001
+        else:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            return None
+        return seconds if seconds > 0 else None
+    return None
 
 
 class ServepathApp:
-    """ASGI app: routes, request ids, Server-Timing, metrics, and the model's lifecycle."""
+    """ASGI app: routes, request ids, Server-Timing, metrics, admission, the model's lifecycle."""
 
     def __init__(
         self,
@@ -118,29 +138,65 @@ class ServepathApp:
         self.cache = cache
         self.store = store
         self.metrics = metrics or Metrics(multiprocess=settings.workers > 1)
-        self.metrics.watch_log(self._log_sample)
+        self.metrics.watch(self._samples)
+        self.admission = Admission(
+            AdmissionLimits(
+                max_in_flight=settings.max_in_flight,
+                max_body_bytes=max(64 * 1024 * 1024, 4 * settings.max_body_bytes),
+                max_wait=settings.max_queue_wait,
+            ),
+            max_batch=settings.max_batch,
+        )
         self._loader = model_loader or (lambda: _load_configured_model(settings))
         self.model: LoadedModel | None = None
         self.batcher: MicroBatcher | None = None
+        self.pipeline: PredictPipeline | None = None
         self.state: ModelState = "loading"
         self.load_error: str | None = None
+        self.draining = False
         self._background: set[asyncio.Task[Any]] = set()
+        self._watchers: list[asyncio.Task[None]] = []
         self._openapi: bytes | None = None
         if model is not None:
             self._install(model)
-        self._routes = self._build_routes()
+        self.router = self._build_router()
+        #: Paths whose POST runs the model: the HTTP layer may shed them before parsing.
+        self.predict_paths = frozenset({DEFAULT_PREDICT_ROUTE, settings.predict_route})
+        self.live_path = LIVE_ROUTE
 
     # --- lifecycle -----------------------------------------------------------------
 
-    def _install(self, model: LoadedModel) -> None:
-        self.model = model
+    def _install(self, model: LoadedModel, *, calibrate: bool = True) -> None:
         name = model.name
+        admission = self.admission
+        if calibrate:
+            _calibrate(admission, model)
+
+        def on_call(ms: float, rows: int) -> None:
+            self.metrics.observe_model_call(name, ms / 1000, rows)
+            admission.observe_call(rows, ms / 1000)
+
         self.batcher = MicroBatcher(
             model.predict_rows,
             max_batch=self.settings.max_batch,
-            on_call=lambda ms, rows: self.metrics.observe_model_call(name, ms / 1000, rows),
-            inline=model.engine == "compiled",
+            on_call=on_call,
+            on_drop=lambda reason, rows: self.metrics.count_dropped(reason),
+            inline=model.inline,
         )
+        s = self.settings
+        self.pipeline = PredictPipeline(
+            model=model,
+            batcher=self.batcher,
+            cache=self.cache,
+            store=self.store,
+            metrics=self.metrics,
+            spawn=self._spawn,
+            cache_prefix=s.cache_prefix,
+            cache_ttl=s.cache_ttl,
+            cache_timeout=s.cache_timeout,
+            durable=s.durable,
+        )
+        self.model = model
         self.state = "ready"
         self._openapi = None
 
@@ -152,7 +208,9 @@ class ServepathApp:
             self.load_error = str(exc)
             log.error("model failed to load: %s", exc)
             return
-        self._install(model)
+        # Timed off the event loop: a slow model's calls would stall it.
+        await asyncio.to_thread(_calibrate, self.admission, model)
+        self._install(model, calibrate=False)
         _settle_heap()
         log.info(
             "model %s version %s ready: %s, served with %s",
@@ -165,6 +223,11 @@ class ServepathApp:
     async def startup(self) -> None:
         await self.cache.start()
         await self.store.start()
+        self._watchers.append(asyncio.create_task(self._watch_lag(), name="servepath-lag"))
+        if self.metrics.multiprocess:
+            self._watchers.append(
+                asyncio.create_task(self._publish_state(), name="servepath-publish")
+            )
         if self.model is None:
             if self.settings.workers > 1:
                 # Workers share one listening socket: a worker that accepted connections while
@@ -176,71 +239,70 @@ class ServepathApp:
                 self._spawn(self._load())
 
     async def shutdown(self) -> None:
+        self.draining = True
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.store.close()
         await self.cache.close()
+        for task in self._watchers:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._watchers.clear()
+        if self.metrics.multiprocess:
+            self.metrics.publish()
+            self.metrics.forget_process()
         if self.batcher is not None:
             self.batcher.close()
 
-    def _spawn(self, coro: Any) -> None:
+    def begin_drain(self) -> None:
+        """The server stopped accepting: readiness says so; requests in the building finish."""
+        self.draining = True
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def _watch_lag(self) -> None:
+        """Sample how late the event loop runs a timer: the wait every request shares."""
+        loop = asyncio.get_running_loop()
+        observe = self.admission.observe_lag
+        while True:
+            due = loop.time() + LAG_INTERVAL
+            await asyncio.sleep(LAG_INTERVAL)
+            observe(loop.time() - due)
+
+    async def _publish_state(self) -> None:
+        while True:
+            await asyncio.sleep(PUBLISH_INTERVAL)
+            self.metrics.publish()
+
     # --- routing -------------------------------------------------------------------
 
-    def _build_routes(self) -> dict[str, dict[str, Handler]]:
+    def _build_router(self) -> Router:
         s = self.settings
-        routes: dict[str, dict[str, Handler]] = {
+        exact: dict[str, dict[str, Handler]] = {
             DEFAULT_HEALTH_ROUTE: {"GET": self._health},
             s.health_route: {"GET": self._health},
             DEFAULT_PREDICT_ROUTE: {"POST": self._predict},
             s.predict_route: {"POST": self._predict},
             "/v2": {"GET": self._v2_server},
-            "/v2/health/live": {"GET": self._v2_live},
+            LIVE_ROUTE: {"GET": self._v2_live},
             "/v2/health/ready": {"GET": self._v2_ready},
             "/metrics": {"GET": self._metrics},
             OPENAPI_ROUTE: {"GET": self._openapi_json},
             "/docs": {"GET": self._docs},
         }
         if s.path_echo_route:
-            routes[s.path_echo_route] = {"GET": self._path_echo}
-        return routes
+            exact[s.path_echo_route] = {"GET": self._path_echo}
+        return Router(
+            exact,
+            {"": self._v2_metadata, "/ready": self._v2_model_ready, "/infer": self._v2_infer},
+        )
 
     def route_list(self) -> list[str]:
-        listed = [f"{m} {p}" for p, methods in self._routes.items() for m in methods]
-        listed += [
-            "GET /v2/models/{name}",
-            "GET /v2/models/{name}/ready",
-            "POST /v2/models/{name}/infer",
-        ]
-        return sorted(set(listed))
-
-    def _resolve(self, method: str, path: str) -> tuple[Handler | None, str, list[str]]:
-        """The handler, the route template (for metrics), and the methods the path allows."""
-        methods = self._routes.get(path)
-        if methods is None and len(path) > 1 and path.endswith("/"):
-            methods = self._routes.get(path.rstrip("/"))
-        if methods is not None:
-            template = path
-            lookup = "GET" if method == "HEAD" else method
-            return methods.get(lookup), template, list(methods)
-        match = _V2_MODEL.match(path)
-        if match:
-            suffix = match.group(3) or ""
-            template = "/v2/models/{name}" + suffix
-            allowed = {"": "GET", "/ready": "GET", "/infer": "POST"}[suffix]
-            lookup = "GET" if method == "HEAD" else method
-            handler: Handler | None = None
-            if lookup == allowed:
-                handler = {
-                    "": self._v2_metadata,
-                    "/ready": self._v2_model_ready,
-                    "/infer": self._v2_infer,
-                }[suffix]
-            return handler, template, [allowed]
-        return None, "unknown", []
+        return self.router.route_list()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -266,73 +328,114 @@ class ServepathApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = time.perf_counter()
-        given = header(scope, b"x-request-id")
-        request_id = given if given and _REQUEST_ID.match(given) else new_request_id()
-        ctx = _Ctx(request_id, start)
+        hooks = scope.get("extensions", {}).get(EXTENSION)
+        # The HTTP layer says when the request's first byte arrived; without it, now.
+        start = hooks.arrived if hooks is not None else time.perf_counter()
+        ctx = RequestContext(request_id_for(header(scope, b"x-request-id")), start)
+        if hooks is not None:
+            ctx.gone = hooks.gone
+            # Admitted already by the HTTP layer, as soon as the head arrived.
+            ctx.ticket = hooks.ticket
         method = scope["method"]
-        handler, template, allowed = self._resolve(method, scope["path"])
+        path = scope["path"]
+        handler, template, allowed = self.router.resolve(method, path)
         try:
             if handler is None:
-                response = self._not_found(method, scope["path"], allowed)
+                response = self.router.not_found(method, path, allowed)
             else:
                 response = await handler(scope, receive, ctx)
         except Exception as exc:
             response = error_response(exc, v2=template.startswith("/v2"))
+        finally:
+            if ctx.ticket is not None:
+                self.admission.leave(time.perf_counter(), ctx.ticket)
         extra = [
-            (b"x-request-id", request_id.encode()),
+            (b"x-request-id", ctx.request_id.encode()),
             (b"server-timing", ctx.server_timing()),
             *ctx.headers,
         ]
         await send_response(send, response, extra, head=method == "HEAD")
         elapsed = time.perf_counter() - start
         self.metrics.observe_request(template, method, response.status, elapsed)
+        if self.settings.access_log:
+            self._access(scope, ctx, response, elapsed)
 
-    def _not_found(self, method: str, path: str, allowed: list[str]) -> Response:
-        if allowed:
-            return json_response(
-                405,
-                {"error": f"{method} is not allowed on {path}", "allowed": allowed},
-                [(b"allow", ", ".join(allowed).encode())],
-            )
-        return json_response(
-            404, {"error": f"no route {method} {path}", "routes": self.route_list()}
+    def _access(
+        self, scope: Scope, ctx: RequestContext, response: Response, elapsed: float
+    ) -> None:
+        client = scope.get("client")
+        peer = host_port(str(client[0]), client[1]) if client else "-"
+        query = scope.get("query_string") or b""
+        target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        timing = " ".join(f"{name}={dur:.3f}ms" for name, dur, _ in ctx.timings)
+        access_log.info(
+            '%s "%s %s" %d %d id=%s total=%.3fms%s',
+            peer,
+            scope["method"],
+            target,
+            response.status,
+            len(response.body),
+            ctx.request_id,
+            elapsed * 1000,
+            " " + timing if timing else "",
         )
 
     # --- health, docs, metrics, path echo --------------------------------------------
 
     def health_body(self) -> dict[str, Any]:
+        status = {"ready": "ok", "loading": "loading", "failed": "failed"}[self.state]
+        if self.draining and self.state == "ready":
+            status = "draining"
         return {
-            "status": {"ready": "ok", "loading": "loading", "failed": "failed"}[self.state],
+            "status": status,
             "model": self.model.describe() if self.model else None,
             "error": self.load_error,
             "cache": self.cache.status().to_json(),
             "store": self.store.status().to_json(),
+            "load": self.load_snapshot().to_json(),
             "version": __version__,
         }
 
-    def _log_sample(self) -> tuple[StoreStatus, WriterStats | None]:
-        store = self.store
-        return store.status(), store.stats() if isinstance(store, BatchedLog) else None
+    def serving(self) -> tuple[bool, str]:
+        """Whether predictions can be answered now, and if not, why (for readiness)."""
+        if self.state != "ready":
+            return False, self.state
+        if self.draining:
+            return False, "draining"
+        if self.settings.durable:
+            status = self.store.status()
+            if not status.accepting:
+                return False, f"the prediction log cannot keep records: {status.detail}"
+        return True, "ok"
 
-    async def _health(self, scope: Scope, receive: Receive, ctx: _Ctx) -> Response:
-        status = 200 if self.state == "ready" else 503
-        return json_response(status, self.health_body())
+    def _samples(self) -> list[Sample]:
+        """The state a scrape reports: prediction log, cache, admission."""
+        batcher = self.batcher
+        return state_samples(
+            self.store,
+            self.cache,
+            self.load_snapshot(),
+            batcher.queued_rows if batcher is not None else 0,
+        )
 
-    async def _metrics(self, scope: Scope, receive: Receive, ctx: _Ctx) -> Response:
+    async def _health(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
+        ok, _ = self.serving()
+        return json_response(200 if ok else 503, self.health_body())
+
+    async def _metrics(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
         return Response(200, self.metrics.render(), METRICS_CONTENT_TYPE)
 
-    async def _openapi_json(self, scope: Scope, receive: Receive, ctx: _Ctx) -> Response:
+    async def _openapi_json(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
         # The document describes the model's inputs, so it exists only once the model does.
-        self._ready_model()
+        model = self._ready_model()
         if self._openapi is None:
-            self._openapi = orjson.dumps(build_openapi(self.settings, self.model, __version__))
+            self._openapi = orjson.dumps(build_openapi(self.settings, model, __version__))
         return Response(200, self._openapi)
 
-    async def _docs(self, scope: Scope, receive: Receive, ctx: _Ctx) -> Response:
+    async def _docs(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
         return Response(200, DOCS_HTML.encode(), b"text/html; charset=utf-8")
 
-    async def _path_echo(self, scope: Scope, receive: Receive, ctx: _Ctx) -> Response:
+    async def _path_echo(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
         s = self.settings
         return json_response(
             200,
@@ -347,18 +450,72 @@ class ServepathApp:
 
     # --- prediction --------------------------------------------------------------------
 
-    def _ready_model(self) -> tuple[LoadedModel, MicroBatcher]:
-        if self.model is None or self.batcher is None:
+    def _ready_model(self) -> LoadedModel:
+        if self.model is None:
             raise ModelNotReady(self.state if self.state != "failed" else "failed to load")
-        return self.model, self.batcher
+        return self.model
+
+    def _ready_pipeline(self) -> PredictPipeline:
+        if self.pipeline is None:
+            raise ModelNotReady(self.state if self.state != "failed" else "failed to load")
+        return self.pipeline
+
+    def _declared_length(self, scope: Scope) -> int:
+        value = header(scope, b"content-length")
+        return int(value) if value is not None and value.isdigit() else 0
+
+    def _observe_model(self) -> None:
+        """Tell admission control what the model's queue holds now."""
+        batcher = self.batcher
+        if batcher is not None:
+            self.admission.observe_queue(
+                batcher.queued_rows,
+                batcher.queued_requests,
+                batcher.busy_rows,
+                batcher.busy_requests,
+                batcher.busy_since,
+            )
+
+    def load_snapshot(self) -> AdmissionSnapshot:
+        self._observe_model()
+        return self.admission.snapshot(time.perf_counter())
+
+    def _decide(self, body_bytes: int) -> tuple[float, Decision]:
+        self._observe_model()
+        now = time.perf_counter()
+        return now, self.admission.decide(now, body_bytes=body_bytes)
+
+    def admit(self, ctx: RequestContext, body_bytes: int = 0) -> None:
+        """Let one prediction request into the building (unless the HTTP layer already
+        did), or raise :class:`Overloaded`. ``_http`` releases the ticket."""
+        if ctx.ticket is not None:
+            return
+        now, decision = self._decide(body_bytes)
+        if not decision.admitted:
+            self.metrics.count_shed(decision.reason or "overloaded")
+            raise Overloaded(decision.detail, decision.retry_after)
+        ctx.ticket = self.admission.enter(now, body_bytes)
+
+    def admit_early(self, body_bytes: int = 0) -> Ticket | Decision | None:
+        """For the HTTP layer, as soon as a prediction request's head has arrived: a ticket
+        (hand it to the app with the request), the refusal to answer 503 at once, or None
+        when there is nothing to decide yet (no model: the app says so)."""
+        if self.model is None:
+            return None
+        now, decision = self._decide(body_bytes)
+        if decision.admitted:
+            return self.admission.enter(now, body_bytes)
+        self.metrics.count_shed(decision.reason or "overloaded")
+        return decision
 
     async def _read_json(self, scope: Scope, receive: Receive) -> Any:
         check_content_type(scope)
         body = await read_body(scope, receive, self.settings.max_body_bytes)
         return parse_json(body)
 
-    async def _predict(self, scope: Scope, receive: Receive, ctx: _Ctx) -> Response:
-        model, _ = self._ready_model()
+    async def _predict(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
+        model = self._ready_model()
+        self.admit(ctx, self._declared_length(scope))
         body = await self._read_json(scope, receive)
         if isinstance(body, dict) and "instances" in body:
             instances = body["instances"]
@@ -382,137 +539,45 @@ class ServepathApp:
         if count > self.settings.max_instances:
             raise TooManyInstances(count, self.settings.max_instances)
 
+    def request_meta(self, scope: Scope, ctx: RequestContext) -> RequestMeta:
+        """The pipeline's view of a request: no ASGI beyond this point."""
+        timeout = self.settings.request_timeout
+        given = caller_timeout(scope)
+        if given is not None and given < timeout:
+            timeout = given
+        meta = RequestMeta(ctx.request_id, ctx.start, deadline=ctx.start + timeout, gone=ctx.gone)
+        if self.store.enabled:
+            client = scope.get("client")
+            meta.client = host_port(str(client[0]), client[1]) if client else None
+            chain = forwarded_chain(scope)
+            meta.forwarded = ", ".join(chain) if chain else None
+        return meta
+
     async def _run(
-        self, rows: Sequence[Row], route: Route, scope: Scope, ctx: _Ctx
-    ) -> list[Output]:
-        """Predict ``rows`` through the cache and the batcher; record and count them."""
-        model, batcher = self._ready_model()
-        s = self.settings
-        n = len(rows)
-        keys = [cache_key(s.cache_prefix, model.name, model.version, row) for row in rows]
-        t0 = time.perf_counter()
-        cached = await self._cache_get(keys)
-        cache_ms = (time.perf_counter() - t0) * 1000
-        outputs: list[Output | None] = [
-            orjson.loads(value) if value is not None else None for value in cached
-        ]
-        missing = [i for i, out in enumerate(outputs) if out is None]
-        hits = n - len(missing)
-        if missing:
-            computed, model_ms = await batcher.predict([rows[i] for i in missing])
-            for i, out in zip(missing, computed, strict=True):
-                outputs[i] = out
-            ctx.timings.append(("model", model_ms, None))
-            if self.cache.name != "off":
-                items = [
-                    (keys[i], orjson.dumps(out)) for i, out in zip(missing, computed, strict=True)
-                ]
-                if isinstance(self.cache, MemoryCache):
-                    # Never waits: store now, with no task to schedule, and no window in which
-                    # an identical request would miss.
-                    self.cache.store_many(items, s.cache_ttl)
-                else:
-                    self._spawn(self._cache_set(items))
-        done: list[Output] = [out for out in outputs if out is not None]
-        desc = "hit" if hits == n else ("miss" if hits == 0 else f"{hits}/{n} hit")
-        ctx.timings.insert(0, ("cache", cache_ms, desc))
-        ctx.headers.append((b"x-cache", b"HIT" if hits == n else b"MISS"))
-        if n > 1:
-            ctx.headers.append((b"x-cache-hits", f"{hits}/{n}".encode()))
-        miss = set(missing)
-        for i, out in enumerate(done):
-            self.metrics.count_prediction(
-                model.name, str(out.get("decision", "value")), "miss" if i in miss else "hit"
-            )
-        await self._log(model, route, rows, done, missing, scope, ctx)
-        return done
-
-    async def _cache_get(self, keys: list[str]) -> list[bytes | None]:
-        try:
-            if self.cache.name in ("memory", "off"):
-                values = await self.cache.get_many(keys)
-            else:
-                values = await asyncio.wait_for(
-                    self.cache.get_many(keys), self.settings.cache_timeout
-                )
-        except Exception as exc:  # a cache must never fail a prediction
-            log.warning("cache lookup failed, serving uncached: %r", exc)
-            self.metrics.count_cache("error", len(keys))
-            return [None] * len(keys)
-        hits = sum(v is not None for v in values)
-        if hits:
-            self.metrics.count_cache("hit", hits)
-        if hits < len(keys):
-            self.metrics.count_cache("miss", len(keys) - hits)
-        return values
-
-    async def _cache_set(self, items: list[tuple[str, bytes]]) -> None:
-        try:
-            await asyncio.wait_for(
-                self.cache.set_many(items, self.settings.cache_ttl), self.settings.cache_timeout
-            )
-        except Exception as exc:
-            log.warning("cache store failed: %r", exc)
-            self.metrics.count_cache("store_error", len(items))
-
-    async def _log(
-        self,
-        model: LoadedModel,
-        route: Route,
-        rows: Sequence[Row],
-        outputs: Sequence[Output],
-        missing: list[int],
-        scope: Scope,
-        ctx: _Ctx,
-    ) -> None:
-        if self.store.name == "off":
-            return
-        client = scope.get("client")
-        peer = host_port(str(client[0]), client[1]) if client else None
-        chain = forwarded_chain(scope)
-        forwarded = ", ".join(chain) if chain else None
-        now = time.time()
-        latency = (time.perf_counter() - ctx.start) * 1000
-        miss = set(missing)
-        records = [
-            PredictionRecord(
-                request_id=ctx.request_id,
-                index=i,
-                ts=now,
-                route=route,
-                model_name=model.name,
-                model_version=model.version,
-                instance=row,
-                output=out,
-                latency_ms=round(latency, 3),
-                cache_hit=i not in miss,
-                client_addr=peer,
-                forwarded=forwarded,
-            )
-            for i, (row, out) in enumerate(zip(rows, outputs, strict=True))
-        ]
-        if self.settings.durable:
-            await self.store.record_durable(records)
-        else:
-            self.store.record(records)
+        self, rows: Sequence[Row], route: Route, scope: Scope, ctx: RequestContext
+    ) -> list[dict[str, Any]]:
+        """Predict through the pipeline; note its timings and cache headers on ``ctx``."""
+        prediction = await self._ready_pipeline().run(rows, route, self.request_meta(scope, ctx))
+        _annotate(ctx, prediction)
+        return prediction.outputs
 
     # --- Open Inference Protocol V2 ---------------------------------------------------
 
-    async def _v2_server(self, scope: Scope, receive: Receive, ctx: _Ctx) -> Response:
-        return json_response(200, {"name": "servepath", "version": __version__, "extensions": []})
+    async def _v2_server(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
+        return json_response(
+            200, {"name": "servepath", "version": __version__, "extensions": list(v2.EXTENSIONS)}
+        )
 
-    async def _v2_live(self, scope: Scope, receive: Receive, ctx: _Ctx) -> Response:
+    async def _v2_live(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
         return json_response(200, {"live": True})
 
-    async def _v2_ready(self, scope: Scope, receive: Receive, ctx: _Ctx) -> Response:
-        ready = self.state == "ready"
+    async def _v2_ready(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
+        ready, _ = self.serving()
         return json_response(200 if ready else 503, {"ready": ready})
 
     def _v2_model(self, scope: Scope) -> LoadedModel:
-        match = _V2_MODEL.match(scope["path"])
-        assert match is not None
-        name, version = match.group(1), match.group(2)
-        model, _ = self._ready_model()
+        name, version = v2_model_name(scope["path"])
+        model = self._ready_model()
         if name != model.name or (version is not None and version != model.version):
             wanted = f"{name} version {version}" if version else name
             raise _UnknownModel(
@@ -521,13 +586,15 @@ class ServepathApp:
             )
         return model
 
-    async def _v2_metadata(self, scope: Scope, receive: Receive, ctx: _Ctx) -> Response:
+    async def _v2_metadata(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
         try:
             return json_response(200, v2.metadata(self._v2_model(scope)))
         except _UnknownModel as exc:
             return json_response(404, {"error": str(exc)})
 
-    async def _v2_model_ready(self, scope: Scope, receive: Receive, ctx: _Ctx) -> Response:
+    async def _v2_model_ready(
+        self, scope: Scope, receive: Receive, ctx: RequestContext
+    ) -> Response:
         try:
             model = self._v2_model(scope)
         except _UnknownModel as exc:
@@ -536,16 +603,15 @@ class ServepathApp:
             return json_response(503, {"ready": False})
         return json_response(200, {"name": model.name, "ready": True})
 
-    async def _v2_infer(self, scope: Scope, receive: Receive, ctx: _Ctx) -> Response:
+    async def _v2_infer(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
         try:
             model = self._v2_model(scope)
         except _UnknownModel as exc:
             return json_response(404, {"error": str(exc)})
-        if header(scope, b"inference-header-content-length") is not None:
-            return json_response(
-                400, {"error": "the binary tensor extension is not supported; send JSON tensors"}
-            )
-        body = await self._read_json(scope, receive)
+        self.admit(ctx, self._declared_length(scope))
+        check_content_type_v2(scope)
+        raw = await read_body(scope, receive, self.settings.max_body_bytes)
+        body = v2.parse_request(raw, header(scope, b"inference-header-content-length"))
         instances = v2.instances_from_request(body, model)
         self._check_count(len(instances))
         rows = model.schema.validate_many(instances, loc=("inputs",))
@@ -556,11 +622,49 @@ class ServepathApp:
                 str(o["name"]) for o in body["outputs"] if isinstance(o, dict) and "name" in o
             ]
         request_id = body.get("id") if isinstance(body.get("id"), str) else None
-        return json_response(200, v2.response(model, outputs, request_id, requested))
+        result = v2.response(model, outputs, request_id, requested)
+        payload, header_length = v2.encode_response(result, v2.binary_outputs(body))
+        if header_length is None:
+            return Response(200, payload)
+        return Response(
+            200,
+            payload,
+            b"application/octet-stream",
+            [(b"inference-header-content-length", str(header_length).encode())],
+        )
+
+
+def check_content_type_v2(scope: Scope) -> None:
+    """JSON, or (with the binary tensor extension) raw bytes after a JSON header."""
+    if header(scope, b"inference-header-content-length") is None:
+        check_content_type(scope)
+
+
+def _annotate(ctx: RequestContext, prediction: Prediction) -> None:
+    n = len(prediction.outputs)
+    ctx.timings.insert(0, ("cache", prediction.cache_ms, prediction.cache_desc))
+    if prediction.model_ms is not None:
+        ctx.timings.append(("model", prediction.model_ms, None))
+    ctx.headers.append((b"x-cache", b"HIT" if prediction.hits == n else b"MISS"))
+    if n > 1:
+        ctx.headers.append((b"x-cache-hits", f"{prediction.hits}/{n}".encode()))
 
 
 class _UnknownModel(Exception):
     pass
+
+
+def _calibrate(admission: Admission, model: LoadedModel, batch: int = 8) -> None:
+    """Time the model on its example instance, alone and in a small batch, so that admission
+    control knows its service time before the first burst (the fit then follows real calls)."""
+    try:
+        row = model.schema.example()
+        for rows in ([row], [row] * batch):
+            started = time.perf_counter()
+            model.predict_rows(rows)
+            admission.observe_call(len(rows), time.perf_counter() - started)
+    except Exception as exc:  # an example the model refuses: learn from real calls instead
+        log.debug("could not time the model on its example: %s", exc)
 
 
 def _settle_heap() -> None:
@@ -591,9 +695,16 @@ def _load_configured_model(settings: Settings) -> LoadedModel:
         )
         log.info("model %s: %s", settings.model_uri, "downloaded" if fetched.downloaded else
                  "cached copy")  # fmt: skip
-        return load_model(fetched.path, settings.model_name)
-    path = settings.model_path or ensure_example(settings.default_model_path)
-    return load_model(path, settings.model_name)
+        path = fetched.path
+    else:
+        path = settings.model_path or ensure_example(settings.default_model_path)
+    return load_model(
+        path,
+        settings.model_name,
+        cache_dir=engines_dir(settings.data_dir),
+        schema_path=settings.model_schema,
+        probabilities=settings.probabilities,
+    )
 
 
 def create_app(

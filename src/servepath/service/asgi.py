@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from servepath.errors import MalformedJSON, PayloadTooLarge, UnsupportedMediaType
+from servepath.errors import MalformedJSON, PayloadTooLarge, RequestAborted, UnsupportedMediaType
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -50,7 +50,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise RequestAborted()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -12,6 +12,7 @@ from servepath.errors import (
     PayloadTooLarge,
     PredictionFailed,
     RequestError,
+    ServiceUnavailable,
     TooManyInstances,
     UnsupportedMediaType,
 )
@@ -27,6 +28,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (InvalidInput, 422),
     (RequestError, 400),
     (ModelNotReady, 503),
+    (ServiceUnavailable, 503),
     (PredictionFailed, 500),
 )
 
@@ -42,9 +44,12 @@ def error_response(exc: Exception, *, v2: bool = False) -> Response:
     elif status == 500 and not isinstance(exc, PredictionFailed):
         log.exception("unhandled error while serving a request", exc_info=exc)
         body = {"error": "internal server error"}
+    elif isinstance(exc, ServiceUnavailable):
+        body = {"error": str(exc), "reason": exc.reason, "retry_after": exc.retry_after}
     else:
         body = {"error": str(exc)}
     headers: list[tuple[bytes, bytes]] = []
     if status == 503:
-        headers.append((b"retry-after", b"1"))
+        retry = exc.retry_after if isinstance(exc, ServiceUnavailable) else 1
+        headers.append((b"retry-after", str(retry).encode()))
     return json_response(status, body, headers)

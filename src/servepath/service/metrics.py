@@ -1,22 +1,43 @@
 """Prometheus metrics. With several worker processes, values go through prometheus_client's
 multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by `servepath serve --workers N`) so that one
-scrape of any worker reports the sum over all of them."""
+scrape of any worker reports every worker: request counters and histograms summed, and each
+worker's state (its prediction log, cache, admission) labelled with its ``pid``.
+
+State is read from its owner when it is needed: with one process, at every scrape; with
+workers, each worker writes its own to the shared files every second and when it is scraped
+(a worker cannot ask its siblings), so a scrape shows the others' state at most a second old.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from servepath.store.base import StoreStatus
-from servepath.store.writer import WriterStats
 
-#: What the prediction log reports at a scrape: its status, and its counters if it keeps any.
-LogSample = Callable[[], tuple[StoreStatus, WriterStats | None]]
+class Sample(NamedTuple):
+    """One value of the state a scrape reports (a counter is named without ``_total``)."""
+
+    name: str
+    help: str
+    kind: Literal["gauge", "counter"]
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+
+#: What an owner of state reports when asked.
+Sampler = Callable[[], list[Sample]]
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -85,6 +106,28 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.shed = Counter(
+            "servepath_requests_shed_total",
+            "Prediction requests answered 503 at once because the work in the building was at "
+            "its bound: in_flight (count), body_bytes, or wait (expected queueing).",
+            ["reason"],
+            registry=r,
+        )
+        self.dropped = Counter(
+            "servepath_requests_dropped_total",
+            "Prediction requests dropped before the model ran them: their deadline passed, or "
+            "their caller hung up (gone).",
+            ["reason"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "servepath_http_rejected_total",
+            "Connections the HTTP layer answered (or closed) on its own: header, body, idle "
+            "and send timeouts, request line and header limits, malformed requests, pipelining "
+            "past its bound, and connections past the connection limit.",
+            ["reason"],
+            registry=r,
+        )
 
         # labels() hashes and locks on every call; the children in use are kept by key.
         self._children: dict[tuple[str, ...], Any] = {}
@@ -96,7 +139,13 @@ class Metrics:
         self._deferred = not multiprocess
         self._counts: dict[tuple[str, ...], float] = {}
         self._observed: list[tuple[tuple[str, ...], float]] = []
-        self._local: CollectorRegistry | None = None
+        self._samplers: list[Sampler] = []
+        if not multiprocess:
+            self.registry.register(_StateCollector(self._samplers))
+        # Multiprocess: the Gauge/Counter each published sample goes to, and the value each
+        # counter had when last published (the shared files hold increments).
+        self._published: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._last_counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self._inc(("r", route, method, str(status)))
@@ -107,6 +156,15 @@ class Metrics:
 
     def count_cache(self, result: str, n: int) -> None:
         self._inc(("c", result), n)
+
+    def count_shed(self, reason: str) -> None:
+        self._inc(("s", reason))
+
+    def count_dropped(self, reason: str) -> None:
+        self._inc(("d", reason))
+
+    def count_rejected(self, reason: str) -> None:
+        self._inc(("x", reason))
 
     def observe_model_call(self, model: str, seconds: float, rows: int) -> None:
         # Called once per model call, from the model's thread as often as not: written at once.
@@ -122,27 +180,52 @@ class Metrics:
         for key, value in observed:
             self._child(key).observe(value)
 
-    def watch_log(self, sample: LogSample) -> None:
-        """Report the prediction log's queue, spool and counters at every scrape.
+    def watch(self, sampler: Sampler) -> None:
+        """Report what ``sampler`` returns at every scrape (see the module docstring)."""
+        self._samplers.append(sampler)
 
-        These are one process's own numbers; with workers each reports its own, labelled
-        with its pid, beside the summed request metrics.
-        """
-        collector = _LogCollector(sample, pid=os.getpid() if self.multiprocess else None)
-        if self.multiprocess:
-            self._local = CollectorRegistry()
-            self._local.register(collector)
+    def publish(self) -> None:
+        """Multiprocess: write this worker's state where every worker's scrape reads it."""
+        if not self.multiprocess:
+            return
+        for sampler in self._samplers:
+            for sample in sampler():
+                self._publish(sample)
+
+    def _publish(self, sample: Sample) -> None:
+        names = tuple(k for k, _ in sample.labels)
+        values = [v for _, v in sample.labels]
+        key = (sample.name, names)
+        metric: Any = self._published.get(key)
+        if metric is None:
+            if sample.kind == "counter":
+                metric = Counter(sample.name, sample.help, names, registry=None)
+            else:
+                metric = Gauge(
+                    sample.name, sample.help, names, registry=None, multiprocess_mode="liveall"
+                )
+            self._published[key] = metric
+        child: Any = metric.labels(*values) if names else metric
+        if sample.kind == "counter":
+            last_key = (sample.name, sample.labels)
+            delta = sample.value - self._last_counts.get(last_key, 0.0)
+            if delta > 0:
+                child.inc(delta)
+                self._last_counts[last_key] = sample.value
         else:
-            self.registry.register(collector)
+            child.set(sample.value)
+
+    def forget_process(self) -> None:
+        """Multiprocess: this worker is stopping; its state leaves the scrapes with it."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     def render(self) -> bytes:
         if self.multiprocess:
+            self.publish()
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            text = bytes(generate_latest(registry))
-            if self._local is not None:
-                text += bytes(generate_latest(self._local))
-            return text
+            return bytes(generate_latest(registry))
         self.fold()
         return bytes(generate_latest(self.registry))
 
@@ -173,6 +256,9 @@ class Metrics:
                 "l": self.latency,
                 "p": self.predictions,
                 "c": self.cache,
+                "s": self.shed,
+                "d": self.dropped,
+                "x": self.rejected,
                 "ml": self.model_latency,
                 "mb": self.batch_size,
             }[kind]
@@ -180,48 +266,21 @@ class Metrics:
         return child
 
 
-class _LogCollector(Collector):
-    def __init__(self, sample: LogSample, *, pid: int | None) -> None:
-        self.sample = sample
-        self.pid = pid
+class _StateCollector(Collector):
+    """One process: ask each sampler at scrape time."""
+
+    def __init__(self, samplers: list[Sampler]) -> None:
+        self.samplers = samplers
 
     def collect(self) -> Iterator[Any]:
-        status, stats = self.sample()
-        names = ["backend"] if self.pid is None else ["backend", "pid"]
-        values = [status.backend] if self.pid is None else [status.backend, str(self.pid)]
-        healthy = GaugeMetricFamily(
-            "servepath_prediction_log_healthy",
-            "1 while the prediction log's database takes writes, 0 while records spool.",
-            labels=names,
-        )
-        healthy.add_metric(values, 1.0 if status.healthy else 0.0)
-        queued = GaugeMetricFamily(
-            "servepath_prediction_log_queued",
-            "Prediction records waiting in memory for the next batched write.",
-            labels=names,
-        )
-        queued.add_metric(values, status.queued)
-        spooled = GaugeMetricFamily(
-            "servepath_prediction_log_spool_pending",
-            "Prediction records waiting on disk for the database to come back.",
-            labels=names,
-        )
-        spooled.add_metric(values, status.spooled)
-        yield from (healthy, queued, spooled)
-        if stats is None:
-            return
-        records = CounterMetricFamily(
-            "servepath_prediction_log_records",
-            "Prediction records by what became of them: committed to the database, spooled "
-            "to disk, replayed from the spool, rejected for their content, or lost.",
-            labels=[*names, "outcome"],
-        )
-        for outcome in ("committed", "spooled", "replayed", "rejected", "lost"):
-            records.add_metric([*values, outcome], getattr(stats, outcome))
-        transactions = CounterMetricFamily(
-            "servepath_prediction_log_transactions",
-            "Batched write transactions committed to the database.",
-            labels=names,
-        )
-        transactions.add_metric(values, stats.transactions)
-        yield from (records, transactions)
+        families: dict[str, Any] = {}
+        for sampler in self.samplers:
+            for sample in sampler():
+                family = families.get(sample.name)
+                if family is None:
+                    cls = CounterMetricFamily if sample.kind == "counter" else GaugeMetricFamily
+                    family = families[sample.name] = cls(
+                        sample.name, sample.help, labels=[k for k, _ in sample.labels]
+                    )
+                family.add_metric([v for _, v in sample.labels], sample.value)
+        yield from families.values()

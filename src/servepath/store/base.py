@@ -50,10 +50,14 @@ class PredictionRecord:
 @dataclass(frozen=True)
 class StoreStatus:
     backend: str  # "sqlite", "postgresql", "off"
-    healthy: bool
+    healthy: bool  # the database takes writes (false while records spool or a write hangs)
     detail: str = ""
-    queued: int = 0
-    spooled: int = 0
+    queued: int = 0  # records in memory, not yet in the database or the spool
+    spooled: int = 0  # records in the spool, waiting for the database
+    #: Whether a record given now would be kept (by the database or the spool); false when
+    #: both refuse, e.g. a full or read-only data directory with the database away.
+    accepting: bool = True
+    write_wait: float = 0.0  # seconds the database write in progress has waited
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,13 +66,41 @@ class StoreStatus:
             "detail": self.detail,
             "queued": self.queued,
             "spooled": self.spooled,
+            "accepting": self.accepting,
+            "write_wait_s": round(self.write_wait, 3),
+        }
+
+
+@dataclass(frozen=True)
+class WriterStats:
+    """Counters since start: what the writer has done with the records it was given."""
+
+    transactions: int  # batches committed to the database (live and replayed)
+    committed: int  # records those transactions carried
+    spooled: int  # records written to the spool
+    replayed: int  # records moved from the spool to the database
+    rejected: int  # records the database refused for their content (kept in rejected-*.jsonl)
+    lost: int  # records neither the database nor the spool would take
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "transactions": self.transactions,
+            "committed": self.committed,
+            "spooled": self.spooled,
+            "replayed": self.replayed,
+            "rejected": self.rejected,
+            "lost": self.lost,
         }
 
 
 class PredictionLog(Protocol):
-    """Where the service sends its records. ``record`` must not block the event loop."""
+    """Where the service sends its records. ``record`` must not block the event loop.
+
+    ``enabled`` is false for a log that keeps nothing: the service then builds no records.
+    """
 
     name: str
+    enabled: bool
 
     async def start(self) -> None: ...
 
@@ -83,11 +115,15 @@ class PredictionLog(Protocol):
 
     def status(self) -> StoreStatus: ...
 
+    def stats(self) -> WriterStats | None:
+        """What became of the records so far; None for a log that keeps none."""
+
 
 class NoLog:
     """`--store off`: predictions are not recorded."""
 
     name = "off"
+    enabled = False
 
     async def start(self) -> None:
         return None
@@ -103,3 +139,6 @@ class NoLog:
 
     def status(self) -> StoreStatus:
         return StoreStatus(backend="off", healthy=True, detail="prediction log disabled")
+
+    def stats(self) -> WriterStats | None:
+        return None

@@ -91,6 +91,7 @@ class Spool:
         self._active: IO[bytes] | None = None
         self._active_path: Path | None = None
         self._active_count = 0
+        self._active_ns = 0
         self._seq = 0
         # Records known to be spooled, per file: this process's own and unclaimed orphans.
         # Written by the writer's worker thread, read by status() on the event loop.
@@ -144,9 +145,17 @@ class Spool:
                 self._count(path, lines)
         return self.pending
 
-    def append(self, records: Sequence[PredictionRecord]) -> None:
-        """Append one batch and fsync it: once this returns, a crash cannot lose it."""
+    def append(self, records: Sequence[PredictionRecord], born_ns: int | None = None) -> None:
+        """Append one batch and fsync it: once this returns, a crash cannot lose it.
+
+        ``born_ns`` (``time.time_ns()`` when the batch was taken from the queue): when the
+        file being appended to was started after that, the batch goes to a file of its own
+        named for that time, so that replay, in name order, still runs it first.
+        """
         if not records:
+            return
+        if born_ns is not None and self._active_path is not None and born_ns < self._active_ns:
+            self._append_born(records, born_ns)
             return
         if self._active is None or self._active_count >= self.max_records_per_file:
             self._open_new()
@@ -211,9 +220,16 @@ class Spool:
 
     def _open_new(self) -> None:
         self._close_active()
+        ns = time.time_ns()
+        handle, path = self._create(ns)
+        self._active, self._active_path, self._active_count = handle, path, 0
+        self._active_ns = ns
+
+    def _create(self, ns: int) -> tuple[IO[bytes], Path]:
+        """A new spool file named for ``ns``, locked by this process."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._seq += 1
-        name = f"spool-{time.time_ns():020d}-{os.getpid()}-{self._seq}.jsonl"
+        name = f"spool-{ns:020d}-{os.getpid()}-{self._seq}.jsonl"
         # Locked under a name no claimer looks for, then renamed: another process can never
         # claim (and delete) the file between its creation and this process's lock.
         staging = self.directory / f".{name}.new"
@@ -222,7 +238,21 @@ class Spool:
         path = self.directory / name
         staging.rename(path)
         _fsync_dir(self.directory)
-        self._active, self._active_path, self._active_count = handle, path, 0
+        return handle, path
+
+    def _append_born(self, records: Sequence[PredictionRecord], born_ns: int) -> None:
+        handle, path = self._create(born_ns)
+        try:
+            try:
+                _write_all(handle.fileno(), encode(records))
+                os.fsync(handle.fileno())
+            except OSError:
+                handle.close()
+                path.unlink(missing_ok=True)
+                raise
+            self._count(path, len(records))
+        finally:
+            handle.close()
 
     def _close_active(self) -> None:
         if self._active is not None:

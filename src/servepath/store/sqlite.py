@@ -63,6 +63,9 @@ class SQLiteSink:
         self.target = str(path)
         self.durable = durable
         self.busy_timeout = busy_timeout
+        #: A write blocks at most this long on another process's lock before it fails; one
+        #: that has waited longer is stuck (a stalled disk), and the log says so.
+        self.write_timeout = busy_timeout
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
 

@@ -8,6 +8,23 @@ is unreachable, batches go to the on-disk :class:`~servepath.store.spool.Spool`;
 first spooled batch on, every batch goes there too, so that a periodic replay (with
 back-off) brings them to the database in the order they were recorded. Inserts are
 idempotent on ``(request_id, idx)``: replaying a file twice duplicates nothing.
+
+Under pressure:
+
+* **a hung database** (a write that neither commits nor fails) makes the log unhealthy as
+  soon as the write has waited past the sink's ``write_timeout``; only a committed write
+  makes it healthy again (a reconnect alone does not: a database that accepts connections
+  and then hangs every write is not healthy). Retries back off, doubling to ``retry_max``.
+* **the in-memory queue is bounded**: past ``max_queued`` records while a write is in
+  progress, the oldest queued records spill to the spool (one file named for when they
+  were taken, so replay order stays recording order); past ``hard_max_queued`` a record is
+  refused and counted lost (a durable request gets 503). Memory stays bounded whatever the
+  database does.
+* **a full or read-only data directory**: when neither the database nor the spool takes a
+  record, the log says so (``accepting`` false, the reason in ``detail``), durable requests
+  are refused with :class:`~servepath.errors.LogUnavailable` (503), and what is lost is
+  counted. When the spool fails but the database answers, records go straight to the
+  database rather than being lost.
 """
 
 from __future__ import annotations
@@ -18,11 +35,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-from servepath.errors import ServepathError
-from servepath.store.base import PredictionRecord, StoreStatus
+from servepath.errors import LogUnavailable
+from servepath.service.ratelog import RateLimitedWarning
+from servepath.store.base import PredictionRecord, StoreStatus, WriterStats
 from servepath.store.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -31,9 +48,13 @@ DEFAULT_BATCH_SIZE = 500
 DEFAULT_LINGER = 0.05
 DEFAULT_RETRY_INITIAL = 0.5
 DEFAULT_RETRY_MAX = 15.0
+#: Records queued in memory past which the oldest spill to the spool while a write hangs.
+DEFAULT_MAX_QUEUED = 10_000
+#: How many times ``max_queued`` may wait before new records are refused (counted lost).
+HARD_FACTOR = 4
 
 
-class StoreError(ServepathError):
+class StoreError(LogUnavailable):
     """The prediction log could not keep a record: neither the database nor the spool took it."""
 
 
@@ -47,6 +68,7 @@ class Sink(Protocol):
 
     backend: str  # "sqlite", "postgresql"
     target: str  # where it writes, without credentials
+    write_timeout: float  # a write that has waited this long means the database is unwell
 
     async def open(self) -> None:
         """Connect and migrate the schema."""
@@ -59,28 +81,6 @@ class Sink(Protocol):
     def rejects_content(self, exc: BaseException) -> bool:
         """Whether ``exc`` is about the records' content (not worth retrying) rather than
         about reaching the database."""
-
-
-@dataclass(frozen=True)
-class WriterStats:
-    """Counters since start: what the writer has done with the records it was given."""
-
-    transactions: int  # batches committed to the database (live and replayed)
-    committed: int  # records those transactions carried
-    spooled: int  # records written to the spool
-    replayed: int  # records moved from the spool to the database
-    rejected: int  # records the database refused for their content (kept in rejected-*.jsonl)
-    lost: int  # records neither the database nor the spool would take
-
-    def to_json(self) -> dict[str, int]:
-        return {
-            "transactions": self.transactions,
-            "committed": self.committed,
-            "spooled": self.spooled,
-            "replayed": self.replayed,
-            "rejected": self.rejected,
-            "lost": self.lost,
-        }
 
 
 class _Chunk:
@@ -105,15 +105,19 @@ class BatchedLog:
         linger: float = DEFAULT_LINGER,
         retry_initial: float = DEFAULT_RETRY_INITIAL,
         retry_max: float = DEFAULT_RETRY_MAX,
+        max_queued: int = DEFAULT_MAX_QUEUED,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = sink.backend
+        self.enabled = True
         self.sink = sink
         self.spool = spool
         self.batch_size = batch_size
         self.linger = linger
         self.retry_initial = retry_initial
         self.retry_max = retry_max
+        self.max_queued = max(batch_size, max_queued)
+        self.hard_max_queued = HARD_FACTOR * self.max_queued
         self._clock = clock
         self._queue: deque[_Chunk] = deque()
         self._queued = 0
@@ -133,6 +137,13 @@ class BatchedLog:
         self._replayed = 0
         self._rejected = 0
         self._lost = 0
+        # The batch being written (still only in memory), and since when.
+        self._inflight = 0
+        self._write_started: float | None = None
+        self._spool_error = ""
+        self._spool_lock = asyncio.Lock()
+        self._spill: asyncio.Task[None] | None = None
+        self._error_log = RateLimitedWarning(log, "prediction log")
 
     # --- the request path -------------------------------------------------------------
 
@@ -141,10 +152,19 @@ class BatchedLog:
             raise StoreClosed()
         if not records:
             return
+        if self._queued + len(records) > self.hard_max_queued:
+            self._lost += len(records)
+            self._error_log.note(
+                f"{len(records)} records lost: {self._queued} wait in memory already "
+                f"(the bound) while {self._error or 'a write is in progress'}"
+            )
+            return
         self._queue.append(_Chunk(records, None))
         self._queued += len(records)
         if self._queued >= self.batch_size:
             self._urgent.set()
+            if self._queued > self.max_queued:
+                self._start_spill()
         self._wake.set()
 
     async def record_durable(self, records: Sequence[PredictionRecord]) -> None:
@@ -155,11 +175,20 @@ class BatchedLog:
             raise StoreError("the prediction log is not started: no writer would commit this")
         if not records:
             return
+        if self._error and self._spool_error and self._clock() < self._retry_at:
+            # Neither the database nor the spool took the last records, and the next try is
+            # not due: refuse at once rather than queue for a failure. Past the back-off,
+            # requests go through again, and the first that is kept clears this.
+            raise StoreError(self._why_not_accepting())
+        if self._queued + len(records) > self.hard_max_queued:
+            raise StoreError(f"{self._queued} records wait in memory already (the bound)")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(_Chunk(records, future))
         self._queued += len(records)
         self._waiters += 1
         self._urgent.set()
+        if self._queued > self.max_queued:
+            self._start_spill()
         self._wake.set()
         await future
 
@@ -192,7 +221,10 @@ class BatchedLog:
         else:
             await self._drain()
         self._closed = True
-        await asyncio.to_thread(self.spool.close)
+        if self._spill is not None:
+            await asyncio.gather(self._spill, return_exceptions=True)
+        async with self._spool_lock:
+            await asyncio.to_thread(self.spool.close)
         with contextlib.suppress(Exception):
             await self.sink.close()
         if self.spool.pending:
@@ -203,23 +235,44 @@ class BatchedLog:
             )
 
     def status(self) -> StoreStatus:
-        if self._error:
-            retry = max(0.0, self._retry_at - self._clock())
-            detail = f"{self._error}; spooling to {self.spool.directory}, retry in {retry:.1f}s"
+        queued = self._queued + self._inflight
+        wait = 0.0 if self._write_started is None else self._clock() - self._write_started
+        accepting = not (self._error and self._spool_error)
+        if self._error or wait > self.sink.write_timeout:
+            if self._error:
+                retry = max(0.0, self._retry_at - self._clock())
+                detail = f"{self._error}; spooling to {self.spool.directory}, retry in {retry:.1f}s"
+            else:
+                detail = (
+                    f"{self.sink.target}: a write has waited {wait:.1f} s (timeout "
+                    f"{self.sink.write_timeout:g} s)"
+                )
+            if self._spool_error:
+                detail += f"; the spool fails too: {self._spool_error}"
             return StoreStatus(
                 backend=self.name,
                 healthy=False,
                 detail=detail,
-                queued=self._queued,
+                queued=queued,
                 spooled=self.spool.pending,
+                accepting=accepting,
+                write_wait=wait,
             )
+        detail = self.sink.target
+        if self._spool_error:
+            detail += f"; the spool fails: {self._spool_error}"
         return StoreStatus(
             backend=self.name,
             healthy=True,
-            detail=self.sink.target,
-            queued=self._queued,
+            detail=detail,
+            queued=queued,
             spooled=self.spool.pending,
+            accepting=accepting,
+            write_wait=wait,
         )
+
+    def _why_not_accepting(self) -> str:
+        return f"the database fails ({self._error}) and so does the spool ({self._spool_error})"
 
     def stats(self) -> WriterStats:
         return WriterStats(
@@ -249,7 +302,7 @@ class BatchedLog:
                             await self._urgent.wait()
                 await self._write_batch()
             except StoreError as exc:
-                log.error("prediction log writer: %s", exc)
+                self._error_log.note(str(exc))
             except Exception:
                 # The writer must outlive any surprise, or records would pile up unseen.
                 log.exception("prediction log writer error")
@@ -293,40 +346,79 @@ class BatchedLog:
             self._urgent.clear()
         return batch, futures
 
+    # --- spilling the queue while a write hangs -------------------------------------
+
+    def _start_spill(self) -> None:
+        if self._spill is None or self._spill.done():
+            self._spill = asyncio.get_running_loop().create_task(self._spill_queue())
+
+    async def _spill_queue(self) -> None:
+        """Move the oldest queued records to the spool until the queue is back in bounds."""
+        while self._queued > self.max_queued and self._write_started is not None:
+            born = time.time_ns()
+            batch, futures = self._take_batch()
+            if not batch:
+                return
+            try:
+                await self._to_spool(batch, born_ns=born)
+            except StoreError as exc:
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for future in futures:
+                if not future.done():
+                    future.set_result(None)
+
     async def _write_batch(self) -> None:
+        born = time.time_ns()
         batch, futures = self._take_batch()
+        self._inflight = len(batch)
         try:
-            await self._deliver(batch)
+            await self._deliver(batch, born)
         except BaseException as exc:
             error = exc if isinstance(exc, StoreError) else StoreError(str(exc))
             for future in futures:
                 if not future.done():
                     future.set_exception(error)
             raise
+        finally:
+            self._inflight = 0
         for future in futures:
             if not future.done():
                 future.set_result(None)
 
-    async def _deliver(self, batch: list[PredictionRecord]) -> None:
+    async def _deliver(self, batch: list[PredictionRecord], born: int) -> None:
         if self.spool.pending and self._clock() >= self._retry_at:
             await self._replay()
         if self.spool.pending or not await self._ensure_open():
             # Behind spooled records, or no database: keep the order, spool this one too.
-            await self._to_spool(batch)
+            try:
+                await self._to_spool(batch)
+            except StoreError:
+                # The spool refuses (a full or read-only disk); the database may still take
+                # them, out of order rather than lost.
+                if self._error or not await self._ensure_open() or await self._commit(batch):
+                    raise
+                self._lost -= len(batch)
             return
         remaining = await self._commit(batch)
         if remaining:
-            await self._to_spool(remaining)
+            # Records spilled while this batch was being written sort after it.
+            await self._to_spool(remaining, born_ns=born)
 
     async def _commit(self, batch: list[PredictionRecord]) -> list[PredictionRecord]:
         """Write ``batch``; returns the records that must go to the spool (none on success)."""
+        self._write_started = self._clock()
         try:
             await self.sink.write(batch)
         except Exception as exc:
+            self._write_started = None
             if not self.sink.rejects_content(exc):
                 await self._failed(exc)
                 return batch
             return await self._commit_one_by_one(batch, exc)
+        self._write_started = None
         self._succeeded()
         self._transactions += 1
         self._committed += len(batch)
@@ -360,19 +452,19 @@ class BatchedLog:
         self._succeeded()
         return []
 
-    async def _to_spool(self, batch: list[PredictionRecord]) -> None:
+    async def _to_spool(self, batch: list[PredictionRecord], born_ns: int | None = None) -> None:
         try:
-            await asyncio.to_thread(self.spool.append, batch)
+            async with self._spool_lock:
+                await asyncio.to_thread(self.spool.append, batch, born_ns)
         except OSError as exc:
             self._lost += len(batch)
-            log.error(
-                "%d prediction records lost: the database is unreachable and the spool "
-                "at %s failed: %s",
-                len(batch),
-                self.spool.directory,
-                exc,
+            self._spool_error = f"{self.spool.directory}: {exc.strerror or exc}"
+            self._error_log.note(
+                f"{len(batch)} prediction records lost: the database is unreachable and the "
+                f"spool at {self.spool.directory} failed: {exc}"
             )
             raise StoreError(f"cannot spool prediction records: {exc}") from exc
+        self._spool_error = ""
         self._spooled += len(batch)
 
     async def _replay(self) -> None:
@@ -380,7 +472,8 @@ class BatchedLog:
         if not await self._ensure_open():
             return
         while True:
-            claimed = await asyncio.to_thread(self.spool.claim_next)
+            async with self._spool_lock:
+                claimed = await asyncio.to_thread(self.spool.claim_next)
             if claimed is None:
                 return
             records = claimed.records
@@ -407,7 +500,10 @@ class BatchedLog:
             await self._failed(exc)
             return False
         self._open = True
-        self._succeeded()
+        if not self._error:
+            self._backoff = self.retry_initial
+        # A database that answers a connection may still hang every write: only a commit
+        # makes the log healthy again (see _succeeded).
         return True
 
     async def _failed(self, exc: BaseException) -> None:
@@ -417,7 +513,7 @@ class BatchedLog:
             # Often a connection that died while the server lives on (a restart, an idle
             # timeout): reconnect at once; back off only if that fails too.
             self._retry_at = self._clock()
-            log.warning("prediction log unavailable (%s); spooling", self._error)
+            self._error_log.note(f"unavailable ({self._error}); spooling")
         else:
             self._retry_at = self._clock() + self._backoff
             self._backoff = min(self._backoff * 2, self.retry_max)

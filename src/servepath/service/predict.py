@@ -1,0 +1,220 @@
+"""The predict pipeline: response cache → micro-batcher → prediction log, on plain values.
+
+Nothing here knows ASGI. A request reaches the pipeline as validated rows, the route it came
+by and a :class:`RequestMeta` (its id, when it arrived, who sent it, its deadline, and a way
+to ask whether its caller is still there); it leaves as a :class:`Prediction` the HTTP edge
+turns into a body, ``Server-Timing`` and ``X-Cache``. Tests drive it without a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from servepath.cache.base import Cache, cache_key
+from servepath.model.batcher import MicroBatcher
+from servepath.model.loaded import LoadedModel, Output, Row
+from servepath.service.metrics import Metrics
+from servepath.service.ratelog import RateLimitedWarning
+from servepath.store.base import PredictionLog, PredictionRecord, Route
+
+log = logging.getLogger(__name__)
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+@dataclass(slots=True)
+class RequestMeta:
+    """What the pipeline knows of a request besides its rows.
+
+    Built once per request, so slotted rather than frozen (a frozen dataclass costs about
+    three times as much to build); nothing changes it once it is made.
+    """
+
+    request_id: str
+    #: ``time.perf_counter()`` when the request arrived.
+    start: float
+    #: The TCP peer as the server saw it, ``host:port``; None when unknown.
+    client: str | None = None
+    #: The ``Forwarded`` / ``X-Forwarded-For`` chain, client first, verbatim.
+    forwarded: str | None = None
+    #: ``time.perf_counter()`` past which an answer is of no use to the caller.
+    deadline: float | None = None
+    #: True once the caller has hung up; None when the server cannot tell.
+    gone: Callable[[], bool] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "client": self.client,
+            "forwarded": self.forwarded,
+            "deadline_in_s": None
+            if self.deadline is None
+            else round(self.deadline - time.perf_counter(), 6),
+            "gone": None if self.gone is None else self.gone(),
+        }
+
+
+@dataclass(slots=True)
+class Prediction:
+    """The answers for one request's rows, in order, and where they came from."""
+
+    outputs: list[Output]
+    hits: int  # rows answered by the cache
+    cache_ms: float  # time spent looking the rows up
+    model_ms: float | None  # the model call the other rows were in; None if there was none
+
+    @property
+    def cache_desc(self) -> str:
+        n = len(self.outputs)
+        return "hit" if self.hits == n else ("miss" if self.hits == 0 else f"{self.hits}/{n} hit")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outputs": self.outputs,
+            "hits": self.hits,
+            "cache_ms": self.cache_ms,
+            "model_ms": self.model_ms,
+        }
+
+
+class PredictPipeline:
+    """One model's predictions through the cache, the batcher and the log.
+
+    ``spawn`` runs a coroutine in the background, owned by whoever closes the service (so
+    that a background cache store finishes, or is awaited, before shutdown).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: LoadedModel,
+        batcher: MicroBatcher,
+        cache: Cache,
+        store: PredictionLog,
+        metrics: Metrics,
+        spawn: Spawn,
+        cache_prefix: str,
+        cache_ttl: float,
+        cache_timeout: float,
+        durable: bool,
+    ) -> None:
+        self.model = model
+        self.batcher = batcher
+        self.cache = cache
+        self.store = store
+        self.metrics = metrics
+        self._spawn = spawn
+        self.cache_prefix = cache_prefix
+        self.cache_ttl = cache_ttl
+        self.cache_timeout = cache_timeout
+        self.durable = durable
+        #: A lookup that takes this long has failed, whatever the cache says.
+        self._backstop = max(1.0, 20 * cache_timeout)
+        self._lookup_failed = RateLimitedWarning(log, "cache lookups failing, serving uncached")
+        self._store_failed = RateLimitedWarning(log, "cache stores failing")
+
+    async def run(self, rows: Sequence[Row], route: Route, meta: RequestMeta) -> Prediction:
+        """Predict ``rows`` through the cache and the batcher; record and count them."""
+        model = self.model
+        n = len(rows)
+        cache = self.cache
+        keys: list[str] = []
+        outputs: list[Output | None]
+        t0 = time.perf_counter()
+        if cache.enabled:
+            prefix, name, version = self.cache_prefix, model.name, model.version
+            keys = [cache_key(prefix, name, version, row) for row in rows]
+            cached = await self._cache_get(keys)
+            outputs = [orjson.loads(value) if value is not None else None for value in cached]
+        else:
+            outputs = [None] * n
+        cache_ms = (time.perf_counter() - t0) * 1000
+        missing = [i for i, out in enumerate(outputs) if out is None]
+        hits = n - len(missing)
+        model_ms: float | None = None
+        if missing:
+            computed, model_ms = await self.batcher.predict(
+                [rows[i] for i in missing], deadline=meta.deadline, gone=meta.gone
+            )
+            for i, out in zip(missing, computed, strict=True):
+                outputs[i] = out
+            if cache.enabled:
+                items = [
+                    (keys[i], orjson.dumps(out)) for i, out in zip(missing, computed, strict=True)
+                ]
+                # A non-blocking cache stores now, before the response goes out (no window
+                # in which an identical request would miss); a blocking one in the background.
+                cache.store_later(items, self.cache_ttl, self._store_error)
+        done: list[Output] = [out for out in outputs if out is not None]
+        miss = set(missing)
+        count = self.metrics.count_prediction
+        for i, out in enumerate(done):
+            count(model.name, str(out.get("decision", "value")), "miss" if i in miss else "hit")
+        if self.store.enabled:
+            await self._log(route, rows, done, miss, meta)
+        return Prediction(done, hits, cache_ms, model_ms)
+
+    async def _cache_get(self, keys: list[str]) -> list[bytes | None]:
+        cache = self.cache
+        try:
+            if cache.blocking:
+                # The cache bounds its own calls by the cache timeout (measured on the backend,
+                # not on a busy event loop); this is only a backstop against a broken backend.
+                async with asyncio.timeout(self._backstop):
+                    values = await cache.get_many(keys)
+            else:
+                values = await cache.get_many(keys)
+        except Exception as exc:  # a cache must never fail a prediction
+            self._lookup_failed.note(repr(exc))
+            self.metrics.count_cache("error", len(keys))
+            return [None] * len(keys)
+        hits = sum(v is not None for v in values)
+        if hits:
+            self.metrics.count_cache("hit", hits)
+        if hits < len(keys):
+            self.metrics.count_cache("miss", len(keys) - hits)
+        return values
+
+    def _store_error(self, entries: int, reason: str) -> None:
+        self._store_failed.note(reason)
+        self.metrics.count_cache("store_error", entries)
+
+    async def _log(
+        self,
+        route: Route,
+        rows: Sequence[Row],
+        outputs: Sequence[Output],
+        miss: set[int],
+        meta: RequestMeta,
+    ) -> None:
+        model = self.model
+        now = time.time()
+        latency = round((time.perf_counter() - meta.start) * 1000, 3)
+        records = [
+            PredictionRecord(
+                request_id=meta.request_id,
+                index=i,
+                ts=now,
+                route=route,
+                model_name=model.name,
+                model_version=model.version,
+                instance=row,
+                output=out,
+                latency_ms=latency,
+                cache_hit=i not in miss,
+                client_addr=meta.client,
+                forwarded=meta.forwarded,
+            )
+            for i, (row, out) in enumerate(zip(rows, outputs, strict=True))
+        ]
+        if self.durable:
+            await self.store.record_durable(records)
+        else:
+            self.store.record(records)

@@ -1,0 +1,681 @@
+"""The HTTP/1.1 connection: uvicorn's httptools protocol with limits, timeouts and fast paths.
+
+httptools (llhttp) has no cap of its own on the request line, the header count or the header
+bytes, and uvicorn adds none, so one connection sending an endless header block grows the
+process without bound; and uvicorn times out only idle keep-alive connections. The limits
+live here, in the protocol, because only the protocol sees the bytes before a request
+exists (an ASGI guard runs after the whole head has been buffered, and uvicorn's own options
+stop at ``limit_concurrency`` and ``timeout_keep_alive``):
+
+* **head**: request line over ``max_url_bytes`` → 414; more than ``max_headers`` headers, or
+  a head past ``max_header_bytes`` (counted as it arrives, so a single endless header line
+  is cut off too) → 431; malformed → 400. Each answer closes the connection.
+* **time**: a connection that sends no request within ``header_timeout`` is closed; a head
+  not complete within ``header_timeout`` of its first byte, or a body that stalls for
+  ``body_timeout`` (or is still arriving ``request_timeout`` after the head) → 408 and
+  close; an idle keep-alive connection closes after ``keepalive_timeout``; a caller that
+  stops reading its response for ``send_timeout`` is cut off.
+* **count**: past ``max_connections`` open connections a new one is answered 503 and closed
+  (logged at most every 10 s with a count); at most :data:`MAX_PIPELINE` pipelined requests
+  wait behind the one in progress, past which the connection closes once they are answered.
+* **fast paths**, answered from the parser's callback with no ASGI task: liveness
+  (``/v2/health/live``), which therefore never waits behind predictions, and a prediction
+  request the app would shed (503 + ``Retry-After``), which then costs a few microseconds
+  instead of a request's worth.
+* **draining**: on shutdown, a connection whose next request already sits unread in the
+  socket keeps it and is answered (with ``Connection: close``); pipelined requests already
+  received are answered too.
+
+The app this protocol serves is found through ``config.loaded_app`` (:func:`find_guard`);
+with an app that is not servepath's, only the limits apply, at their defaults.
+Written against uvicorn 0.54.0 (pinned): :meth:`on_headers_complete` follows uvicorn's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import struct
+import termios
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httptools
+import orjson
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+from uvicorn.server import ServerState
+
+from servepath.service.admission import Decision
+from servepath.service.app import request_id_for
+from servepath.service.ratelog import RateLimitedWarning
+
+if TYPE_CHECKING:
+    from servepath.config import Settings
+    from servepath.service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+#: Pipelined requests that may wait behind the one in progress on one connection.
+MAX_PIPELINE = 32
+#: File descriptors kept free of connections for the database, cache, logs and the model.
+FD_RESERVE = 128
+#: The most connections ``max_connections: auto`` allows, whatever the descriptor limit.
+AUTO_MAX_CONNECTIONS = 16384
+#: On shutdown, a head still arriving gets at most this long to complete.
+DRAIN_HEAD_GRACE = 1.0
+#: After an error answer, input is read and dropped for this long (or this many bytes)
+#: before the close, so that the answer is not lost to a reset.
+LINGER_TIME = 2.0
+LINGER_BYTES = 1 << 20
+
+_too_many = RateLimitedWarning(log, "connection limit reached, refusing new connections")
+
+
+class Guard(Protocol):
+    """What the protocol asks of the app (``ServepathApp`` has all of it)."""
+
+    settings: Settings
+    metrics: Metrics
+    predict_paths: frozenset[str]
+    live_path: str
+
+    def admit_early(self, body_bytes: int = 0) -> Any: ...
+
+    def begin_drain(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one connection may send, and for how long it may take."""
+
+    max_url_bytes: int = 8192
+    max_headers: int = 100
+    max_header_bytes: int = 32768
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    request_timeout: float = 30.0
+    send_timeout: float = 30.0
+    max_connections: int = AUTO_MAX_CONNECTIONS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpLimits:
+        return cls(
+            max_url_bytes=settings.max_url_bytes,
+            max_headers=settings.max_headers,
+            max_header_bytes=settings.max_header_bytes,
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
+            request_timeout=settings.request_timeout,
+            send_timeout=settings.send_timeout,
+            max_connections=settings.max_connections or auto_max_connections(),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "max_url_bytes": self.max_url_bytes,
+            "max_headers": self.max_headers,
+            "max_header_bytes": self.max_header_bytes,
+            "header_timeout_s": self.header_timeout,
+            "body_timeout_s": self.body_timeout,
+            "request_timeout_s": self.request_timeout,
+            "send_timeout_s": self.send_timeout,
+            "max_connections": self.max_connections,
+        }
+
+
+def auto_max_connections() -> int:
+    """Connections the file-descriptor limit allows, less a reserve, at most 16,384."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return AUTO_MAX_CONNECTIONS
+    return max(16, min(AUTO_MAX_CONNECTIONS, soft - FD_RESERVE))
+
+
+_DEFAULT_LIMITS = HttpLimits()
+
+
+def limits_for(guard: Guard | None) -> HttpLimits:
+    """The limits of ``guard``'s settings, worked out once per app."""
+    if guard is None:
+        return _DEFAULT_LIMITS
+    limits = getattr(guard, "_http_limits", None)
+    if not isinstance(limits, HttpLimits):
+        limits = HttpLimits.from_settings(guard.settings)
+        setattr(guard, "_http_limits", limits)  # noqa: B010
+    return limits
+
+
+def find_guard(app: Any) -> Guard | None:
+    """The servepath app behind uvicorn's middleware wrappers, if it is one."""
+    for _ in range(8):
+        if hasattr(app, "admit_early") and hasattr(app, "settings"):
+            return app  # type: ignore[no-any-return]
+        inner = getattr(app, "app", None)
+        if inner is None:
+            return None
+        app = inner
+    return None
+
+
+class _Reject(Exception):
+    """Raised from a parser callback: answer ``status`` and close the connection."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class _PipelineFull(Exception):
+    """Raised from a parser callback: too many pipelined requests wait already."""
+
+
+class Cycle(RequestResponseCycle):
+    """uvicorn's request cycle, with what the app asks of the connection (the ``servepath``
+    scope extension): when the request's first byte arrived, whether its caller left, and
+    the admission ticket the protocol took for it (None if it took none)."""
+
+    arrived: float
+    ticket: Any = None
+
+    def gone(self) -> bool:
+        return self.disconnected
+
+
+def canned_response(
+    status: int,
+    payload: dict[str, Any],
+    *,
+    request_id: str | None = None,
+    close: bool = True,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+    elapsed_ms: float | None = None,
+    defaults: list[tuple[bytes, bytes]] | None = None,
+) -> bytes:
+    """A complete HTTP/1.1 response with a JSON body, written by the protocol itself.
+
+    ``defaults``: the server's own headers (uvicorn keeps ``date`` there), written first.
+    """
+    body = orjson.dumps(payload)
+    lines = [STATUS_LINE[status]]
+    for name, value in defaults or ():
+        lines += [name, b": ", value, b"\r\n"]
+    lines += [
+        b"content-type: application/json\r\ncontent-length: ",
+        str(len(body)).encode(),
+        b"\r\n",
+    ]
+    if request_id is not None:
+        lines += [b"x-request-id: ", request_id.encode(), b"\r\n"]
+    if elapsed_ms is not None:
+        lines += [b"server-timing: total;dur=", f"{elapsed_ms:.3f}".encode(), b"\r\n"]
+    for name, value in extra:
+        lines += [name, b": ", value, b"\r\n"]
+    if close:
+        lines.append(b"connection: close\r\n")
+    lines += [b"\r\n", body]
+    return b"".join(lines)
+
+
+def _pending_bytes(transport: asyncio.Transport) -> int:
+    """Bytes waiting unread in the connection's socket (FIONREAD); 0 when unknowable."""
+    sock = transport.get_extra_info("socket")
+    try:
+        fd = sock.fileno()
+        raw = fcntl.ioctl(fd, termios.FIONREAD, struct.pack("i", 0))
+    except (AttributeError, OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", raw)[0])
+
+
+class ServepathHttpProtocol(HttpToolsProtocol):
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        guard = find_guard(self.app)
+        self.guard = guard
+        self.limits = limits = limits_for(guard)
+        self._max_head = limits.max_url_bytes + limits.max_header_bytes
+        self._in_head = False
+        self._head_bytes = 0
+        self._header_count = 0
+        self._header_bytes = 0
+        self._arrived = 0.0
+        self._arrived_loop = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_kind = ""
+        self._send_timer: asyncio.TimerHandle | None = None
+        # The message in progress was answered here; drop the rest of it.
+        self._discard = False
+        self._discard_keep_alive = True
+        self._stopped = False  # no more requests are read on this connection
+        self._draining = False
+        self._requests = 0
+        self._lingering = 0  # bytes still dropped while lingering before the close
+
+    # --- the connection ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        limit = self.limits.max_connections
+        if len(self.connections) > limit:
+            self._stopped = True
+            _too_many.note(f"{len(self.connections) - 1} open, the limit is {limit}")
+            self._count_rejected("connections")
+            transport.write(
+                canned_response(
+                    503,
+                    {
+                        "error": f"the server holds {limit} connections, its limit; "
+                        "retry shortly, or reuse a keep-alive connection",
+                        "reason": "connections",
+                        "retry_after": 1,
+                    },
+                    extra=((b"retry-after", b"1"),),
+                    defaults=self.server_state.default_headers,
+                )
+            )
+            transport.close()
+            return
+        # A connection that sends no request within the header timeout is closed, as nginx's
+        # client_header_timeout does.
+        self._arm("first", self.limits.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._stopped:
+            if self._lingering:
+                self._lingering -= len(data)
+                if self._lingering <= 0:
+                    self.transport.close()
+            return
+        self._unset_keepalive_if_required()
+        if self._timer is not None and self._timer_kind != "head":
+            self._cancel()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Reject):
+                self._reject(cause.status, cause.reason, cause.message)
+            elif isinstance(cause, _PipelineFull):
+                self._stop_after_pipeline()
+            else:
+                self._reject(400, "bad_request", "invalid HTTP request")
+            return
+        except httptools.HttpParserError:
+            self._reject(400, "bad_request", "invalid HTTP request")
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._max_head:
+                if self._header_count == 0 and len(self.url) >= self.limits.max_url_bytes:
+                    self._reject(414, "uri_too_long", "the request line is too long")
+                else:
+                    self._reject(431, "headers_too_large", "the request head is too large")
+                return
+            if self._timer is None:
+                remaining = self._arrived_loop + self.limits.header_timeout - self.loop.time()
+                self._arm("head", remaining)
+        elif self._discard or (
+            self.cycle is not None and self.cycle.more_body and not self.cycle.disconnected
+        ):
+            self._arm_body()
+
+    def _arm(self, kind: str, delay: float) -> None:
+        self._cancel()
+        self._timer_kind = kind
+        self._timer = self.loop.call_later(max(0.0, delay), self._timed_out)
+
+    def _arm_body(self) -> None:
+        limits = self.limits
+        left = self._arrived_loop + limits.request_timeout - self.loop.time()
+        self._arm("body", min(limits.body_timeout, left))
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_kind = ""
+
+    def _timed_out(self) -> None:
+        kind = self._timer_kind
+        self._timer = None
+        self._timer_kind = ""
+        if self.transport.is_closing():
+            return
+        if kind == "first":
+            self._count_rejected("idle_timeout")
+            self.transport.close()
+        elif kind == "head":
+            self._reject(408, "header_timeout", "the request head did not arrive in time")
+        elif kind == "body":
+            cycle = self.cycle
+            if self._discard or cycle is None or cycle.response_started:
+                self._count_rejected("body_timeout")
+                self.transport.close()
+                return
+            self._reject(408, "body_timeout", "the request body stopped arriving")
+
+    def _reject(self, status: int, reason: str, message: str) -> None:
+        """Answer ``status`` and close: the connection cannot carry another request."""
+        self._stopped = True
+        self._count_rejected(reason)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # The app is working on this request (a body that stopped): it must not answer.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if cycle.response_started:
+                self.transport.close()
+                return
+        if not self.transport.is_closing():
+            self.transport.write(
+                canned_response(
+                    status,
+                    {"error": message, "reason": reason},
+                    defaults=self.server_state.default_headers,
+                )
+            )
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close after an error answer without resetting it away.
+
+        Closing a socket with unread input makes the kernel send RST, and a client still
+        sending (an endless header) may lose the answer before it reads it. As nginx's
+        lingering close: send FIN, read and drop what still comes for a moment, then close.
+        """
+        transport = self.transport
+        self._lingering = LINGER_BYTES
+        if transport.can_write_eof():
+            try:
+                transport.write_eof()
+            except OSError:
+                transport.close()
+                return
+            self._cancel()
+            self._timer_kind = "linger"
+            self._timer = self.loop.call_later(LINGER_TIME, transport.close)
+        else:
+            transport.close()
+
+    def _count_rejected(self, reason: str) -> None:
+        if self.guard is not None:
+            self.guard.metrics.count_rejected(reason)
+
+    def _stop_after_pipeline(self) -> None:
+        self._stopped = True
+        self._count_rejected("pipeline")
+        self.flow.pause_reading()
+        if self.pipeline:
+            self.pipeline[0][0].keep_alive = False
+        elif self.cycle is not None:
+            self.cycle.keep_alive = False
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.limits.send_timeout, self._send_stuck)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _send_stuck(self) -> None:
+        self._send_timer = None
+        self._count_rejected("send_timeout")
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+        self.flow.resume_writing()
+        self.transport.abort()
+
+    def on_response_complete(self) -> None:
+        if self._stopped:
+            self.server_state.total_requests += 1
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+            elif not self.transport.is_closing():
+                self.transport.close()
+            return
+        super().on_response_complete()
+
+    def begin_drain(self) -> None:
+        """Answer what comes on this connection with ``Connection: close``."""
+        self._draining = True
+
+    def shutdown(self) -> None:
+        """The server is stopping: answer what was received, then close."""
+        self._draining = True
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if self.pipeline:
+                self.pipeline[0][0].keep_alive = False
+            else:
+                cycle.keep_alive = False
+            return
+        if self.pipeline:
+            self.pipeline[0][0].keep_alive = False
+            return
+        if self._in_head:
+            # Part of a request has arrived: give the rest a moment, not a full timeout.
+            left = self._arrived_loop + self.limits.header_timeout - self.loop.time()
+            self._arm("head", min(left, DRAIN_HEAD_GRACE))
+            return
+        if _pending_bytes(self.transport) > 0:
+            return  # a request waits unread: read it, answer it, then close
+        self.transport.close()
+
+    # --- parser callbacks ----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        # A keep-alive timer armed after a request answered here must not run into this one.
+        self._unset_keepalive_if_required()
+        self._in_head = True
+        self._head_bytes = 0
+        self._header_count = 0
+        self._header_bytes = 0
+        self._arrived = time.perf_counter()
+        self._arrived_loop = self.loop.time()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.limits.max_url_bytes:
+            raise _Reject(414, "uri_too_long", "the request line is too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._header_bytes += len(name) + len(value) + 4
+        limits = self.limits
+        if self._header_count > limits.max_headers:
+            raise _Reject(431, "too_many_headers", f"more than {limits.max_headers} headers")
+        if self._header_bytes > limits.max_header_bytes:
+            raise _Reject(431, "headers_too_large", "the request headers are too large")
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._timer_kind == "head":
+            self._cancel()
+        self._requests += 1
+        parser = self.parser
+        http_version = parser.get_http_version()
+        method = parser.get_method().decode("ascii")
+        self.scope["method"] = method
+        if http_version != "1.1":
+            self.scope["http_version"] = http_version
+        if parser.should_upgrade() and self._should_upgrade():
+            return
+        parsed_url = httptools.parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        full_path = self.root_path + path
+        self.scope["path"] = full_path
+        self.scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        self.scope["query_string"] = parsed_url.query or b""
+        keep_alive = http_version != "1.0" and parser.should_keep_alive() and not self._draining
+
+        existing = self.cycle
+        idle = (existing is None or existing.response_complete) and not self.pipeline
+        guard = self.guard
+        ticket = None
+        if idle and guard is not None:
+            answered, ticket = self._fast_path(guard, method, full_path, keep_alive)
+            if answered:
+                return
+
+        cycle = Cycle(
+            scope=self.scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=keep_alive,
+            on_response=self.on_response_complete,
+        )
+        cycle.arrived = self._arrived
+        cycle.ticket = ticket
+        self.scope["extensions"] = {"servepath": cycle}  # type: ignore[dict-item]
+        self.cycle = cycle
+        if idle:
+            self._start_asgi_task(cycle, self.app)
+        else:
+            if len(self.pipeline) >= MAX_PIPELINE:
+                raise _PipelineFull()
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, self.app))
+
+    def _fast_path(
+        self, guard: Guard, method: str, path: str, keep_alive: bool
+    ) -> tuple[bool, Any]:
+        """Answer liveness, or admit or shed a prediction, without an ASGI task.
+
+        Returns (answered here, the admission ticket for the app or None). Admitting here,
+        not in the app, is what bounds the building: the requests one loop iteration reads
+        are all decided before the first of them runs.
+        """
+        if path == guard.live_path and method in ("GET", "HEAD"):
+            self._answer(guard, 200, {"live": True}, path, method, keep_alive, ())
+            return True, None
+        if method != "POST" or not (
+            path in guard.predict_paths
+            or (path.startswith("/v2/models/") and path.endswith("/infer"))
+        ):
+            return False, None
+        declared = 0
+        for name, value in self.headers:
+            if name == b"content-length":
+                declared = int(value) if value.isdigit() else 0
+                break
+        decision = guard.admit_early(declared)
+        if not isinstance(decision, Decision):
+            return False, decision  # admitted (a ticket for the app), or not decided here
+        detail, retry_after = decision.detail, decision.retry_after
+        template = path if path in guard.predict_paths else "/v2/models/{name}/infer"
+        self._answer(
+            guard,
+            503,
+            {
+                "error": f"the server is overloaded: {detail}; retry in {retry_after} s",
+                "reason": "overloaded",
+                "retry_after": retry_after,
+            },
+            template,
+            method,
+            keep_alive,
+            ((b"retry-after", str(retry_after).encode()),),
+        )
+        return True, None
+
+    def _answer(
+        self,
+        guard: Guard,
+        status: int,
+        payload: dict[str, Any],
+        template: str,
+        method: str,
+        keep_alive: bool,
+        extra: tuple[tuple[bytes, bytes], ...],
+    ) -> None:
+        given = None
+        for name, value in self.headers:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+                break
+        elapsed = time.perf_counter() - self._arrived
+        response = canned_response(
+            status,
+            payload,
+            request_id=request_id_for(given),
+            close=not keep_alive,
+            extra=extra,
+            elapsed_ms=elapsed * 1000,
+            defaults=self.server_state.default_headers,
+        )
+        if method == "HEAD":
+            response = response[: response.index(b"\r\n\r\n") + 4]
+        self.transport.write(response)
+        guard.metrics.observe_request(template, method, status, elapsed)
+        self._discard = True
+        self._discard_keep_alive = keep_alive
+
+    def on_body(self, body: bytes) -> None:
+        if self._discard:
+            return
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._discard:
+            self._discard = False
+            self._cancel()
+            if not self._discard_keep_alive or self._draining:
+                self._stopped = True
+                self.transport.close()
+            elif not self.transport.is_closing():
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
+            return
+        if self._timer_kind == "body":
+            self._cancel()
+        super().on_message_complete()

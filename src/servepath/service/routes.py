@@ -1,0 +1,104 @@
+"""The route table: which handler answers a method and path, and what to say when none does.
+
+Exact paths are one dict lookup; the V2 model routes (``/v2/models/{name}[/versions/{v}]``,
+``…/ready``, ``…/infer``) one regular expression. The template a path resolved to (never
+the path itself, which a caller controls) labels the metrics.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from servepath.service.admission import Ticket
+from servepath.service.asgi import Receive, Response, Scope, json_response
+
+V2_MODEL = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?$")
+
+#: The route template of a path that matched no route.
+UNKNOWN = "unknown"
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Per-request state the handlers add timings and headers to."""
+
+    request_id: str
+    start: float  # time.perf_counter() when the request arrived
+    deadline: float | None = None  # time.perf_counter() past which no answer is useful
+    gone: Callable[[], bool] | None = None  # true once the caller has hung up
+    ticket: Ticket | None = None  # admission to the predict pipeline, released at the end
+    timings: list[tuple[str, float, str | None]] = field(default_factory=list)
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def server_timing(self) -> bytes:
+        total = (time.perf_counter() - self.start) * 1000
+        parts = [
+            f'{name};dur={dur:.3f};desc="{desc}"' if desc else f"{name};dur={dur:.3f}"
+            for name, dur, desc in self.timings
+        ]
+        parts.append(f"total;dur={total:.3f}")
+        return ", ".join(parts).encode()
+
+
+Handler = Callable[[Scope, Receive, RequestContext], Awaitable[Response]]
+Resolved = tuple[Handler | None, str, list[str]]
+
+#: The V2 model routes as ``(suffix, method)``: metadata, readiness, inference.
+V2_MODEL_ROUTES = (("", "GET"), ("/ready", "GET"), ("/infer", "POST"))
+
+
+class Router:
+    """Exact routes (path → method → handler) and the V2 model routes (suffix → handler)."""
+
+    def __init__(
+        self, exact: Mapping[str, Mapping[str, Handler]], v2_model: Mapping[str, Handler]
+    ) -> None:
+        self._exact = {path: dict(methods) for path, methods in exact.items()}
+        self._v2 = dict(v2_model)
+
+    def resolve(self, method: str, path: str) -> Resolved:
+        """The handler, the route template (for metrics), and the methods the path allows."""
+        lookup = "GET" if method == "HEAD" else method
+        methods = self._exact.get(path)
+        if methods is None and len(path) > 1 and path.endswith("/"):
+            methods = self._exact.get(path.rstrip("/"))
+        if methods is not None:
+            return methods.get(lookup), path, list(methods)
+        match = V2_MODEL.match(path)
+        if match:
+            suffix = match.group(3) or ""
+            allowed = dict(V2_MODEL_ROUTES)[suffix]
+            handler = self._v2.get(suffix) if lookup == allowed else None
+            return handler, "/v2/models/{name}" + suffix, [allowed]
+        return None, UNKNOWN, []
+
+    def paths(self) -> list[str]:
+        """The exact paths, in the order they were declared."""
+        return list(self._exact)
+
+    def route_list(self) -> list[str]:
+        listed = [f"{m} {p}" for p, methods in self._exact.items() for m in methods]
+        listed += [f"{m} /v2/models/{{name}}{suffix}" for suffix, m in V2_MODEL_ROUTES]
+        return sorted(set(listed))
+
+    def not_found(self, method: str, path: str, allowed: list[str]) -> Response:
+        if allowed:
+            return json_response(
+                405,
+                {"error": f"{method} is not allowed on {path}", "allowed": allowed},
+                [(b"allow", ", ".join(allowed).encode())],
+            )
+        return json_response(
+            404, {"error": f"no route {method} {path}", "routes": self.route_list()}
+        )
+
+
+def v2_model_name(path: str) -> tuple[str, str | None]:
+    """The model name and version (or None) a V2 model route names."""
+    match = V2_MODEL.match(path)
+    if match is None:
+        raise ValueError(f"{path!r} is not a V2 model route")
+    return match.group(1), match.group(2)

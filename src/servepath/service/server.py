@@ -1,0 +1,269 @@
+"""Running the service: the listening socket, uvicorn, worker processes, logging, draining.
+
+``bind_listener`` binds before the model loads (a taken port fails at once); ``run`` serves
+the app on that socket with :class:`~servepath.service.protocol.ServepathHttpProtocol`, in
+this process or in ``settings.workers`` worker processes that share it.
+
+Draining (SIGTERM/SIGINT): the server stops accepting, but first takes every connection
+already waiting in the listen backlog (a client that connected has sent, or is sending, its
+request); connections whose next request waits unread are read and answered; pipelined
+requests already received are answered; every response then says ``Connection: close``.
+Readiness answers 503 "draining" meanwhile. What is not done within ``grace_period`` is
+cancelled, then the prediction log is flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import logging.config
+import os
+import signal
+import socket
+import tempfile
+from typing import Any
+
+import uvicorn
+from uvicorn.supervisors import multiprocess
+
+from servepath.config import Settings, serialized_env
+from servepath.net.endpoints import host_port
+from servepath.service.protocol import ServepathHttpProtocol, find_guard
+
+log = logging.getLogger(__name__)
+
+#: The start-up exit status when the app's startup failed (uvicorn has said why).
+STARTUP_FAILED = 3
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the model loads so that a taken port fails at once.
+
+    ``::`` accepts IPv4 as well (IPV6_V6ONLY off): "every interface" means both families.
+    """
+    family, _, _, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and address[0] == "::":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def bind_error(host: str, port: int, exc: OSError) -> str:
+    """Why ``host:port`` cannot be listened on, with who holds it when that is knowable."""
+    where = host_port(host, port)
+    if exc.errno == errno.EADDRINUSE:
+        from servepath.netdiag.listen import inspect_port
+
+        holders = sorted(
+            {
+                f"{x.process or 'a process'} (pid {x.pid}) on {host_port(x.address, port)}"
+                for x in inspect_port(port, udp=False, nat=False).listeners
+                if x.pid
+            }
+        )
+        who = f": held by {'; '.join(holders)}" if holders else ""
+        return (
+            f"cannot listen on {where}: the port is already in use{who}. Stop that process, "
+            "or serve on another port with --port"
+        )
+    if exc.errno == errno.EACCES:
+        return (
+            f"cannot listen on {where}: ports below 1024 need root or CAP_NET_BIND_SERVICE; "
+            "serve on 8080 and map it (docker run -p 80:8080) or put a reverse proxy in front"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"cannot listen on {where}: {host} is not an address of this machine "
+            "(servepath listen and ip addr show which are); use 0.0.0.0 for every interface"
+        )
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on {where}: {host} does not resolve ({exc.strerror})"
+    return f"cannot listen on {where}: {exc.strerror or exc}"
+
+
+def logging_config(settings: Settings) -> dict[str, Any]:
+    """One logging set-up for the parent and every worker (uvicorn applies it in each).
+
+    servepath's own lines and uvicorn's go to stderr, with the worker's pid when there are
+    several; the access log (``--access-log``) goes to stdout, one line per request.
+    """
+    level = settings.log_level.upper()
+    fmt = WORKER_LOG_FORMAT if settings.workers > 1 else LOG_FORMAT
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "default": {"format": fmt},
+            "access": {"format": "%(asctime)s %(message)s"},
+        },
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+            },
+            "access": {
+                "class": "logging.StreamHandler",
+                "formatter": "access",
+                "stream": "ext://sys.stdout",
+            },
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
+            "uvicorn.error": {"level": level},
+            "uvicorn.access": {"handlers": ["access"], "level": "WARNING", "propagate": False},
+            "servepath": {"handlers": ["default"], "level": level, "propagate": False},
+            "servepath.access": {
+                "handlers": ["access"],
+                "level": "INFO" if settings.access_log else "WARNING",
+                "propagate": False,
+            },
+        },
+    }
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.config.dictConfig(logging_config(settings))
+
+
+def uvicorn_config(settings: Settings, app: Any, *, own_logging: bool = True) -> uvicorn.Config:
+    """uvicorn's Config for ``app`` (an ASGI app, or the import string of a factory).
+
+    ``own_logging`` false leaves the process's logging as it is (an embedding program's).
+    """
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": ServepathHttpProtocol,
+        "lifespan": "on",
+        # The path echo reports the real TCP peer; forwarded headers are reported, not trusted.
+        "proxy_headers": False,
+        "server_header": False,
+        "access_log": False,
+        "log_config": logging_config(settings) if own_logging else None,
+        "log_level": settings.log_level.lower(),
+        "timeout_keep_alive": settings.keepalive_timeout,
+        "timeout_graceful_shutdown": settings.grace_period,
+        # Connections wait here for accept(); past it the kernel drops SYNs (clients retry).
+        "backlog": 4096,
+    }
+    if isinstance(app, str):
+        options.update(factory=True, workers=settings.workers)
+    return uvicorn.Config(app, **options)
+
+
+class ServepathServer(uvicorn.Server):
+    """uvicorn's Server, draining the listen backlog before it stops accepting."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        guard = find_guard(self.config.loaded_app)
+        if guard is not None:
+            guard.begin_drain()
+        await self._accept_backlog()
+        await super().shutdown(sockets)
+
+    async def _accept_backlog(self) -> None:
+        """Take the connections waiting for accept(): their requests are on the way."""
+        loop = asyncio.get_running_loop()
+        config = self.config
+
+        def protocol() -> asyncio.Protocol:
+            proto = ServepathHttpProtocol(
+                config=config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+                _loop=loop,
+            )
+            proto.begin_drain()
+            return proto
+
+        taken = 0
+        for server in getattr(self, "servers", []):
+            for listener in server.sockets or ():
+                try:
+                    sock = socket.socket(fileno=os.dup(listener.fileno()))
+                except OSError:
+                    continue
+                with contextlib.closing(sock):
+                    sock.setblocking(False)
+                    while True:
+                        try:
+                            conn, _ = sock.accept()
+                        except OSError:
+                            break
+                        conn.setblocking(False)
+                        try:
+                            await loop.connect_accepted_socket(protocol, conn)
+                        except OSError:
+                            conn.close()
+                            continue
+                        taken += 1
+        if taken:
+            log.info("draining: took %d connections waiting in the listen backlog", taken)
+
+
+class _WorkerProcess(multiprocess.Process):
+    """uvicorn's worker process, running :class:`ServepathServer`, and draining (SIGTERM)
+    when its parent dies, however it died: a parent killed by SIGKILL would otherwise leave
+    its workers serving on, orphaned."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = ServepathServer(config=self.config)
+        return self._server
+
+    def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover
+        _die_with_parent()
+        super().target(sockets)
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel send this process SIGTERM when its parent exits."""
+    import ctypes
+    import ctypes.util
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def run(settings: Settings, sock: socket.socket) -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean drain, 3 when startup failed."""
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was in
+    # place before it started; a no-op handler here turns a clean drain into exit status 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    if settings.workers == 1:
+        from servepath.service.app import create_app
+
+        config = uvicorn_config(settings, create_app(settings))
+        server = ServepathServer(config)
+        server.run(sockets=[sock])
+        return 0 if server.started else STARTUP_FAILED
+    # Worker processes rebuild the same Settings, and share metrics through files; they
+    # accept from the one socket bound here.
+    metrics_dir = tempfile.mkdtemp(prefix="servepath-metrics-")
+    os.environ.update(serialized_env(settings))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    config = uvicorn_config(settings, "servepath.service.app:app_from_env")
+    # uvicorn 0.54's supervisor makes its workers from this module-level name: each worker
+    # then runs ServepathServer (pinned version; the name is read only in this process).
+    multiprocess.Process = _WorkerProcess  # type: ignore[misc]
+    multiprocess.Multiprocess(config, sockets=[sock]).run()
+    return 0
