@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trustme
+import uvicorn
 from typer.testing import CliRunner
 
 from servepath.cli import app
+from servepath.client import Trust
+from tests.helpers.tcpserver import scripted_server
 from tests.support import free_port, serve, silent_listener, tinyproxy
 
 runner = CliRunner()
@@ -77,7 +86,9 @@ def test_request_sends_data_from_a_file(server, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "422" in result.output
     assert "income" in result.output
-    assert "servepath doctor" in result.output
+    # the path works: the body is what to fix, and the doctor would not help
+    assert "servepath doctor" not in result.output
+    assert "fix the fields it names" in result.output
 
 
 def test_request_goes_through_the_forward_proxy_from_http_proxy(server, tmp_path: Path) -> None:
@@ -149,3 +160,218 @@ def test_a_server_that_never_answers_is_a_timeout() -> None:
 def test_bad_url_is_usage_error() -> None:
     result = runner.invoke(app, ["request", "127.0.0.1:8080"], env=NO_PROXY_ENV)
     assert result.exit_code == 2
+
+
+# --- failures named, on every outcome ---------------------------------------------------
+
+
+def test_json_is_printed_when_the_connection_fails_with_the_named_failure() -> None:
+    port = free_port()
+    result = runner.invoke(app, ["request", f"http://127.0.0.1:{port}/decisions", "--json"],
+                           env=NO_PROXY_ENV)  # fmt: skip
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["ok"] is False and data["failure"] == "refused"
+    assert data["stage"] == "openapi" and data["status"] is None
+    assert "connection refused" in data["message"]
+    assert data["hints"] == [
+        f"to see where the path breaks: servepath doctor http://127.0.0.1:{port}/decisions"
+    ]
+
+
+def test_a_dead_proxy_from_the_environment_is_named_not_the_server(server) -> None:
+    dead = free_port()
+    env = {**NO_PROXY_ENV, "HTTP_PROXY": f"http://127.0.0.1:{dead}"}
+    result = runner.invoke(app, ["request", server.url + "/decisions", "--json"], env=env)
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["failure"] == "proxy"
+    assert f"forward proxy http://127.0.0.1:{dead}" in data["message"]
+    assert any("comes from HTTP_PROXY" in h and "NO_PROXY" in h for h in data["hints"])
+    text = runner.invoke(app, ["request", server.url + "/decisions"], env=env).output
+    assert "proxy:" in text and "nothing listens" in text  # the proxy's port, as named
+
+
+def test_an_ipv6_url_prints_literally_and_its_doctor_command_can_be_pasted() -> None:
+    port = free_port("::1")
+    result = runner.invoke(app, ["request", f"http://[::1]:{port}/decisions"], env=NO_PROXY_ENV)
+    assert result.exit_code == 1
+    assert f"GET http://[::1]:{port}/openapi.json -> failed" in result.output
+    # brackets are a glob to zsh: the suggested command is quoted
+    assert f"servepath doctor 'http://[::1]:{port}/decisions'" in result.output
+
+
+def test_a_usage_error_under_json_is_json_too() -> None:
+    result = runner.invoke(app, ["request", "127.0.0.1:8080", "--json"], env=NO_PROXY_ENV)
+    assert result.exit_code == 2
+    data = json.loads(_json_head(result.stdout))
+    assert data == {"ok": False, "failure": "usage", "message": data["message"]}
+    assert "not an http:// or https:// URL" in data["message"]
+
+
+def _json_head(text: str) -> str:
+    """The JSON document at the start of ``text`` (usage text may follow on the same stream
+    under CliRunner, which merges it)."""
+    decoder = json.JSONDecoder()
+    _, end = decoder.raw_decode(text)
+    return text[:end]
+
+
+def test_a_404_names_the_routes_the_server_has(server) -> None:
+    result = runner.invoke(app, ["request", server.url + "/predict", "--json"], env=NO_PROXY_ENV)
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["status"] == 404 and data["failure"] == "http_status"
+    assert any("/decisions" in h for h in data["hints"])
+
+
+# --- redirects, trust and time --------------------------------------------------------
+
+
+def _redirecting(location: str) -> Any:
+    def handle(conn: socket.socket) -> None:
+        conn.recv(65536)
+        conn.sendall(
+            b"HTTP/1.1 301 Moved Permanently\r\nLocation: " + location.encode()
+            + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )  # fmt: skip
+
+    return handle
+
+
+def test_a_redirect_says_where_to_send_the_request_not_to_pass_data() -> None:
+    with scripted_server(_redirecting("https://api.example.test/openapi.json")) as port:
+        result = runner.invoke(app, ["request", f"http://127.0.0.1:{port}/decisions", "--json"],
+                               env=NO_PROXY_ENV)  # fmt: skip
+        assert result.exit_code == 1
+        data = json.loads(result.stdout)
+        assert data["failure"] == "redirect" and data["status"] == 301
+        assert "redirects to https://api.example.test/openapi.json" in data["message"]
+        assert data["hints"] == [
+            "send the request there: servepath request https://api.example.test/decisions"
+        ]
+        assert "--data" not in result.stdout
+        # a redirected POST says the same
+        posted = runner.invoke(
+            app, ["request", f"http://127.0.0.1:{port}/decisions", "-d", "-", "--json"],
+            input='{"a": 1}', env=NO_PROXY_ENV,
+        )  # fmt: skip
+        data = json.loads(posted.stdout)
+        assert data["failure"] == "redirect" and data["location"].startswith("https://")
+        assert "servepath request https://api.example.test/openapi.json" in data["hints"][0]
+
+
+@pytest.fixture(scope="module")
+def tls_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A small JSON API over TLS (a trustme CA's certificate): its URL and the CA file."""
+    tmp = tmp_path_factory.mktemp("tls-api")
+    ca = trustme.CA()
+    pem = tmp / "server.pem"
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    cafile = tmp / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    port = free_port()
+    config = uvicorn.Config(
+        _json_api,
+        host="127.0.0.1",
+        port=port,
+        lifespan="off",
+        log_level="error",
+        ssl_certfile=str(pem),
+        ssl_keyfile=str(pem),
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the TLS API did not start"
+        time.sleep(0.01)
+    try:
+        yield f"https://localhost:{port}", str(cafile)
+    finally:
+        server.should_exit = True
+        thread.join(5)
+
+
+_SPEC = {
+    "paths": {
+        "/decisions": {
+            "post": {"requestBody": {"content": {"application/json": {"example": {"x": 1.5}}}}}
+        }
+    }
+}
+
+
+async def _json_api(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    while (await receive()).get("more_body"):
+        pass
+    body = json.dumps(_SPEC if scope["path"] == "/openapi.json" else {"decision": "ok"}).encode()
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_tls_trust_comes_from_cafile_ssl_cert_file_or_insecure(tls_api) -> None:
+    url, cafile = tls_api
+    env = {**NO_PROXY_ENV, "SSL_CERT_FILE": ""}
+    refused = runner.invoke(app, ["request", url, "--json"], env=env)
+    assert refused.exit_code == 1
+    data = json.loads(refused.stdout)
+    assert data["failure"] == "tls" and "certificate" in data["message"]
+    assert any("--cafile" in h and "--insecure" in h for h in data["hints"])
+    for args, extra in (
+        (["--cafile", cafile], {}),
+        (["--insecure"], {}),
+        ([], {"SSL_CERT_FILE": cafile}),
+    ):
+        result = runner.invoke(app, ["request", url, "--json", *args], env={**env, **extra})
+        assert result.exit_code == 0, (args, extra, result.output)
+        assert json.loads(result.stdout)["body"] == {"decision": "ok"}
+    bad = runner.invoke(app, ["request", url, "--cafile", __file__], env=env)
+    assert bad.exit_code == 2
+
+
+def test_doctor_trusts_ssl_cert_file_and_looks_past_an_untrusted_certificate_with_k(
+    tls_api,
+) -> None:
+    url, cafile = tls_api
+    env = {**NO_PROXY_ENV, "SSL_CERT_FILE": ""}
+    args = ["doctor", f"{url}/decisions", "--json", "--large-kb", "0", "--timeout", "1"]
+
+    def stages(extra_env: dict[str, str], *extra: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        result = runner.invoke(app, [*args, *extra], env={**env, **extra_env})
+        report = json.loads(result.stdout)
+        return report, {s["name"]: s for s in report["stages"]}
+
+    untrusted, by_name = stages({})
+    assert (untrusted["failed_stage"], untrusted["cause"]) == ("tls", "tls_untrusted")
+    assert by_name["http"]["status"] == "skip"
+
+    looked_past, by_name = stages({}, "-k")
+    assert by_name["tls"]["status"] == "warn" and "--insecure" in by_name["tls"]["summary"]
+    assert looked_past["failed_stage"] != "tls" and looked_past["cause"] != "tls_untrusted"
+    assert by_name["http"]["status"] == "ok", by_name["http"]
+
+    trusted, by_name = stages({"SSL_CERT_FILE": cafile})
+    assert by_name["tls"]["status"] == "ok" and by_name["http"]["status"] == "ok"
+
+
+def test_the_time_reported_is_the_request_not_building_the_client(tls_api, tmp_path: Path) -> None:
+    # A trust store that takes long to load (the server's CA among thousands of others):
+    # loading it is not the request's time.
+    url, cafile = tls_api
+    big = tmp_path / "big-bundle.pem"
+    big.write_bytes(trustme.CA().cert_pem.bytes() * 4000 + Path(cafile).read_bytes())
+    started = time.perf_counter()
+    Trust(cafile=str(big)).context()
+    loading_ms = (time.perf_counter() - started) * 1000
+    result = runner.invoke(
+        app,
+        ["request", url + "/decisions", "--cafile", str(big), "--json", "-d", "-"],
+        input='{"x": 1}',
+        env={**NO_PROXY_ENV, "SSL_CERT_FILE": ""},
+    )
+    assert result.exit_code == 0, result.output
+    elapsed = json.loads(result.stdout)["elapsed_ms"]
+    assert elapsed < loading_ms / 2, (elapsed, loading_ms)

@@ -7,6 +7,7 @@ import pytest
 from servepath.errors import ConfigError
 from servepath.load.capacity import (
     SLO,
+    USL_MIN_R_SQUARED,
     check_slo,
     estimate_replicas,
     fit_usl,
@@ -103,3 +104,32 @@ def test_usl_estimate_never_plans_a_replica_beyond_the_fitted_peak() -> None:
     assert est.per_replica_rps == pytest.approx(peak)
     assert est.replicas == math.ceil(5000 / (peak * 0.8))
     assert "USL" in est.statement and "σ=" in est.statement
+
+
+def test_a_poor_usl_fit_is_flagged_and_not_planned_with() -> None:
+    # throughput that jumps about with concurrency: no curve explains it
+    model = fit_usl([(1, 400.0), (2, 90.0), (4, 700.0), (8, 120.0), (16, 650.0)])
+    assert model.r_squared < USL_MIN_R_SQUARED and not model.good_fit
+    assert model.to_json()["good_fit"] is False
+    est = estimate_replicas(3000, 650.0, headroom=0.3, usl=model)
+    assert est.model == "linear" and est.usl is None
+    assert est.replicas == math.ceil(3000 / (650 * 0.7))
+    assert any("poor" in note and "not used" in note for note in est.notes)
+
+
+def test_replica_estimates_carry_the_cache_ratio_they_were_measured_at() -> None:
+    computed = estimate_replicas(1000, 300, cache_hit_ratio=0.0)
+    assert "measured with 0.0% of answers from the cache" in computed.statement
+    assert computed.to_json()["cache_hit_ratio"] == 0.0 and not computed.notes
+    cached = estimate_replicas(1000, 3000, cache_hit_ratio=0.98)
+    assert cached.replicas == 1 and "1 replica for" in cached.statement
+    assert any("98.0% of the answers came from the cache" in n for n in cached.notes)
+
+
+def test_importing_the_capacity_model_does_not_import_numpy() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, servepath.load.capacity; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -8,13 +8,19 @@ import re
 import httpx
 import pytest
 
+from servepath.client import fetch_example as _fetch_example
+from servepath.config import ProxyEnv
 from servepath.load.capacity import SLO
-from servepath.load.generator import LoadPlan, fetch_example, find_max, run_load
+from servepath.load.generator import LoadPlan, find_max, run_load
 from tests.load.conftest import known_server
 
 pytestmark = pytest.mark.timeout(120)
 
 INSTANCE = {"income": 52000.0, "age": 38}
+
+
+def fetch_example(url: str) -> dict[str, object]:
+    return _fetch_example(url, proxy_env=ProxyEnv())
 
 
 def _served_predictions(base: str) -> int:

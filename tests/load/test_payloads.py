@@ -10,8 +10,8 @@ from servepath.load.payloads import (
     example_from_openapi,
     is_unique,
     parse_instances,
-    unique_feature,
 )
+from servepath.load.sampling import InstanceSpace
 
 EXAMPLE = {"income": 52000.0, "age": 38, "home_ownership": "rent", "past_defaults": 0}
 
@@ -77,27 +77,51 @@ def test_unique_share_is_exact_over_any_run_length() -> None:
     assert all(is_unique(i, 1.0) for i in range(100))
 
 
-def test_the_varied_feature_is_a_float_when_one_exists() -> None:
-    assert unique_feature(EXAMPLE) == "income"
-    assert unique_feature({"age": 38, "past_defaults": 0, "flag": True}) == "age"
-    assert unique_feature({"purpose": "car"}) is None
-
-
-def test_fresh_instances_differ_only_slightly_in_one_feature() -> None:
+def test_fresh_instances_are_drawn_anew_and_repeated_ones_repeat_exactly() -> None:
     source = PayloadSource([EXAMPLE], unique=0.5, salt=1000)
     bodies = [source.body(i) for i in range(200)]
     fresh = [orjson.loads(b) for b, u in bodies if u]
     repeated = {b for b, u in bodies if not u}
     assert len(fresh) == 100
-    assert len({f["income"] for f in fresh}) == 100
-    assert all(f["income"] != EXAMPLE["income"] for f in fresh)
-    assert all(abs(f["income"] - 52000.0) < 52000.0 * 1e-6 for f in fresh)
-    assert all(
-        {k: v for k, v in f.items() if k != "income"}
-        == {k: v for k, v in EXAMPLE.items() if k != "income"}
-        for f in fresh
-    )
+    assert len({orjson.dumps(f) for f in fresh}) == 100  # no two alike
+    assert all(set(f) == set(EXAMPLE) for f in fresh)
     assert repeated == {orjson.dumps(EXAMPLE)}
+
+
+def test_fresh_instances_are_spread_not_nudged() -> None:
+    source = PayloadSource([EXAMPLE], unique=1.0, salt=7)
+    fresh = [orjson.loads(source.body(i)[0]) for i in range(400)]
+    incomes = sorted(f["income"] for f in fresh)
+    # a realistic spread around the example, not 1e-12 steps away from it
+    assert incomes[40] < 0.7 * 52000 and incomes[-40] > 1.4 * 52000
+    assert all(i > 0 for i in incomes)
+    assert all(isinstance(f["age"], int) and f["age"] >= 0 for f in fresh)
+    assert all(isinstance(f["past_defaults"], int) and f["past_defaults"] >= 0 for f in fresh)
+
+
+def test_two_processes_and_two_runs_draw_different_instances() -> None:
+    def draws(salt: int, stream: int) -> set[bytes]:
+        source = PayloadSource([EXAMPLE], unique=1.0, salt=salt, stream=stream)
+        return {source.body(i)[0] for i in range(50)}
+
+    assert draws(1, 0) == draws(1, 0)  # seeded: a run can be repeated
+    assert not draws(1, 0) & draws(1, 1)
+    assert not draws(1, 0) & draws(2, 0)
+
+
+def test_categories_are_drawn_from_the_space_given() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "income": {"type": "number", "minimum": 1000, "maximum": 2000},
+            "home_ownership": {"type": "string", "enum": ["rent", "own", "mortgage"]},
+        },
+    }
+    space = InstanceSpace.from_schema(schema, {"income": 1500.0, "home_ownership": "rent"})
+    source = PayloadSource([EXAMPLE], unique=1.0, space=space)
+    fresh = [orjson.loads(source.body(i)[0]) for i in range(300)]
+    assert {f["home_ownership"] for f in fresh} == {"rent", "own", "mortgage"}
+    assert all(1000 <= f["income"] <= 2000 for f in fresh)
 
 
 def test_batches_use_the_vertex_form_and_cycle_the_instances() -> None:
@@ -109,6 +133,8 @@ def test_batches_use_the_vertex_form_and_cycle_the_instances() -> None:
     assert orjson.loads(source.body(1)[0]) == {"instances": [c, a]}
 
 
-def test_unique_needs_something_numeric_to_vary() -> None:
-    with pytest.raises(ConfigError):
+def test_fresh_instances_need_something_that_varies() -> None:
+    with pytest.raises(ConfigError, match="--repeat"):
         PayloadSource([{"purpose": "car"}], unique=0.1)
+    # two categories seen in the data are something to vary
+    PayloadSource([{"purpose": "car"}, {"purpose": "home"}], unique=0.1)

@@ -130,6 +130,7 @@ class Servers:
     plain_http: int
     silent: int
     hangs_up: int
+    self_signed_pem: str = ""  # the self-signed server's certificate, to pin with --cafile
 
 
 async def _plain_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -169,6 +170,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         return context
 
     day = dt.timedelta(days=1)
+    self_cert, self_key = _self_signed("localhost")
+    pinned = tmp / "self-signed-cert.pem"
+    pinned.write_bytes(self_cert)
     contexts = {
         "valid": issued("valid", "localhost", "127.0.0.1"),
         "expired": issued("expired", "localhost", not_before=NOW - 30 * day,
@@ -178,7 +182,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         "wrong_name": issued("wrong", "api.other.test"),
         "expired_wrong_name": issued("both", "api.other.test", not_before=NOW - 30 * day,
                                      not_after=NOW - 2 * day),
-        "self_signed": _context_for(*_self_signed("localhost"), tmp, "self"),
+        "self_signed": _context_for(self_cert, self_key, tmp, "self"),
     }  # fmt: skip
     with contextlib.ExitStack() as stack:
         ports = {name: stack.enter_context(tls_server(c)) for name, c in contexts.items()}
@@ -188,7 +192,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         silent.listen(8)  # accepted by the kernel, never by anyone: the handshake hangs
         ports["silent"] = silent.getsockname()[1]
         ports["hangs_up"] = stack.enter_context(tls_server(None, lambda conn: conn.recv(1024)))
-        yield Servers(cafile=str(cafile), **ports)
+        yield Servers(cafile=str(cafile), self_signed_pem=str(pinned), **ports)
 
 
 def openssl_verify(port: int, name: str, cafile: str | None) -> tuple[int, str]:
@@ -203,8 +207,8 @@ def openssl_verify(port: int, name: str, cafile: str | None) -> tuple[int, str]:
     return int(found.group(1)), found.group(2)
 
 
-def run_cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["tls", *args])
+def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["tls", *args], env={"SSL_CERT_FILE": "", **(env or {})})
     return result.exit_code, result.output
 
 
@@ -326,8 +330,46 @@ def test_a_server_that_hangs_up_on_the_hello_is_a_failed_handshake(servers: Serv
 def test_table_shows_certificate_fields(servers: Servers) -> None:
     code, output = run_cli(f"localhost:{servers.expired}", "--cafile", servers.cafile)
     assert code == 1
-    for text in ("expired", "subject", "issuer", "expires in", "localhost", "trusted"):
+    for text in ("expired", "subject", "issuer", "localhost", "trusted"):
         assert text in output
+    assert "expired 2 days ago" in output and "-2.0 days" not in output  # words, not signs
+    code, output = run_cli(f"localhost:{servers.valid}", "--cafile", servers.cafile)
+    assert code == 0
+    assert re.search(r"expires\s+in \d+ days", output)
+
+
+def test_a_self_signed_certificate_pinned_with_cafile_is_trusted_and_exits_0(
+    servers: Servers,
+) -> None:
+    report = probe_tls("localhost", servers.self_signed, cafile=servers.self_signed_pem)
+    assert report.ok and report.trusted and report.problems == ()
+    assert report.certificate is not None and report.certificate.self_signed
+    assert any("self-signed" in note and "pinned" in note for note in report.notes)
+    code, output = run_cli(f"localhost:{servers.self_signed}", "--cafile", servers.self_signed_pem)
+    assert code == 0, output
+    assert "trusted and valid" in output
+    assert f"yes (by {servers.self_signed_pem}, --cafile)" in output
+    # unpinned, the same certificate is refused for what it is
+    code, output = run_cli(f"localhost:{servers.self_signed}")
+    assert code == 1 and "self_signed" in output
+
+
+def test_ssl_cert_file_is_the_trust_store_when_no_cafile_is_given(servers: Servers) -> None:
+    code, output = run_cli(f"localhost:{servers.valid}", env={"SSL_CERT_FILE": servers.cafile})
+    assert code == 0, output
+    assert f"yes (by {servers.cafile}, SSL_CERT_FILE)" in output
+    # --cafile wins over it
+    code, output = run_cli(
+        f"localhost:{servers.valid}", "--cafile", servers.self_signed_pem,
+        env={"SSL_CERT_FILE": servers.cafile},
+    )  # fmt: skip
+    assert code == 1 and "unknown_issuer" in output
+
+
+def test_an_ipv6_target_prints_in_brackets_and_literally() -> None:
+    code, output = run_cli("[::1]:1", "--timeout", "1")
+    assert code == 1
+    assert output.startswith("[::1]:1  servername ::1  refused")
 
 
 @pytest.mark.parametrize("target", ["localhost:0", "localhost:http", ":443"])

@@ -1,19 +1,15 @@
-"""`servepath` command line: parse, call a typed function, render."""
+"""`servepath` command line: parse, call a typed function, render.
+
+Commands are imported when they run (see :mod:`servepath.cli._app`), so importing this
+package, or asking for ``--help``, loads no probe, no HTTP client and no model library.
+"""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from servepath.cli._app import COMMANDS, app
 
-from servepath.cli._app import app
-
-__all__ = ["app", "main"]
-
-# Every public module of this package registers its subcommands on import.
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if not _info.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_info.name}")
+__all__ = ["COMMANDS", "app", "main"]
 
 
 def main() -> None:
-    app()
+    app(prog_name="servepath")

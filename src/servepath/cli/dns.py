@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
 from servepath.errors import ServepathError
@@ -29,30 +28,45 @@ _STYLE = {
 @app.command()
 def dns(
     name: Annotated[
-        str, typer.Argument(help="The name to resolve (an IP literal is not resolved)")
+        str,
+        typer.Argument(metavar="NAME", help="The name to resolve (an IP literal is not resolved)."),
     ],
     rrtype: Annotated[
-        str, typer.Option("--type", "-t", help="Record type: A, AAAA, CNAME, MX, TXT, NS, ...")
+        str,
+        typer.Option(
+            "--type", "-t", metavar="TYPE", help="Record type: A, AAAA, CNAME, MX, TXT, NS, ..."
+        ),
     ] = "A",
     resolver: Annotated[
         list[str] | None,
-        typer.Option("--resolver", "-r", help="Also ask this nameserver: IP or IP:PORT (repeat)"),
+        typer.Option(
+            "--resolver",
+            "-r",
+            metavar="IP[:PORT]",
+            help="Also ask this nameserver (repeat for more).",
+        ),
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each resolver")] = 2.0,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds to wait for each resolver.")
+    ] = 2.0,
     system: Annotated[
         bool,
         typer.Option(
             "--system/--no-system",
-            help="Ask the system resolver too: getaddrinfo and each resolv.conf nameserver",
+            help="Ask the system resolver too: getaddrinfo and each resolv.conf nameserver.",
         ),
     ] = True,
     resolv_conf: Annotated[
-        Path, typer.Option(help="The resolv.conf whose nameservers are the system's")
+        Path,
+        typer.Option(metavar="FILE", help="The resolv.conf whose nameservers are the system's."),
     ] = Path("/etc/resolv.conf"),
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
 ) -> None:
-    """Resolve NAME with every resolver at once: answers, TTLs, CNAME chain, time, agreement.
+    """Resolve a name with every resolver at once and compare.
 
+    Answers, TTLs, the CNAME chain and the time of each resolver, and whether they agree.
     Exit 0 when every resolver answered and they agree, 1 otherwise.
     """
     from servepath.netdiag.dns import ResolverSpecError, parse_nameserver, probe_dns
@@ -85,28 +99,27 @@ def dns(
 
 
 def render(out: Output, report: DnsReport) -> None:
+    from servepath.output import Column, Grid
+
     if report.literal:
         out.print(report.verdict)
         return
-    table = Table(title=f"{report.name} {report.rrtype}", title_justify="left")
-    table.add_column("resolver", no_wrap=True)
-    table.add_column("outcome", no_wrap=True)
-    table.add_column("answer", no_wrap=True)
-    table.add_column("ttl", justify="right", no_wrap=True)
-    table.add_column("ms", justify="right", no_wrap=True)
+    grid = Grid(
+        ["resolver", "outcome", "answer", Column("ttl", "right"), Column("ms", "right")],
+        title=f"{report.name} {report.rrtype}",
+    )
     for a in report.answers:
-        style = _STYLE.get(a.outcome, "")
         resolver = a.resolver
         if a.source == "resolv.conf":
             resolver += " (resolv.conf)"
-        table.add_row(
+        grid.add_row(
             resolver,
-            f"[{style}]{a.outcome}[/]",
+            (a.outcome, _STYLE.get(a.outcome, "")),
             "\n".join(a.values) or "-",
             "-" if a.ttl is None else str(a.ttl),
             f"{a.elapsed_ms:.1f}",
         )
-    out.print(table)
+    out.table(grid)
     chains = {a.cname_chain for a in report.answers if a.cname_chain}
     for chain in sorted(chains):
         who = [a.resolver for a in report.answers if a.cname_chain == chain]
@@ -115,7 +128,7 @@ def render(out: Output, report: DnsReport) -> None:
     for a in report.answers:
         if a.outcome != "ok":
             out.print(f"{a.resolver}: {a.detail}")
-    mark = "[green]agree[/]" if report.agree else "[red]problem[/]"
-    out.print(f"{mark}: {report.verdict}")
+    mark = ("agree", "green") if report.agree else ("problem", "red")
+    out.print(mark, f": {report.verdict}")
     for note in report.notes:
         out.print(f"note: {note}")

@@ -37,7 +37,15 @@ def doctor(
         str | None, typer.Option("--data", "-d", help="JSON body for the predict route (or -)")
     ] = None,
     proxy: Annotated[str | None, typer.Option(help="Forward proxy URL (overrides *_PROXY)")] = None,
-    cafile: Annotated[Path | None, typer.Option(help="Trust this CA bundle for TLS")] = None,
+    cafile: Annotated[
+        Path | None, typer.Option(help="Trust this CA bundle for TLS [default: SSL_CERT_FILE]")
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure", "-k", help="Look past an untrusted certificate and go on (as curl -k)"
+        ),
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds per network probe")] = 2.0,
     http_timeout: Annotated[float, typer.Option(help="Seconds per HTTP request")] = 10.0,
     slow_ms: Annotated[float, typer.Option(help="A request slower than this is a problem")] = 1000,
@@ -72,12 +80,14 @@ def doctor(
             body = None
             if data is not None:
                 body = sys.stdin.buffer.read() if data == "-" else Path(data).read_bytes()
+            settings = base_settings()
             options = DoctorOptions(
-                proxy_env=base_settings().proxy,
+                proxy_env=settings.proxy,
                 proxy=proxy,
                 resolvers=tuple(parse_nameserver(r) for r in resolver or ()),
                 data=body,
-                cafile=str(cafile) if cafile else None,
+                cafile=str(cafile) if cafile else settings.ssl_cert_file,
+                insecure=insecure,
                 timeout=timeout,
                 http_timeout=http_timeout,
                 slow_ms=slow_ms,

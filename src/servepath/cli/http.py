@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, app, base_settings, get_output
+from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, base_settings, get_output
 from servepath.errors import ConfigError, ServepathError
 
 if TYPE_CHECKING:
     from servepath.netdiag.http import HttpHop, HttpReport
-    from servepath.output import Output
+    from servepath.output import Grid, Output
 
 _BAR_WIDTH = 30
 
@@ -30,34 +29,59 @@ def parse_header(text: str) -> tuple[str, str]:
 
 @app.command()
 def http(
-    url: Annotated[str, typer.Argument(help="http:// or https:// URL")],
+    url: Annotated[
+        str, typer.Argument(metavar="URL", help="http:// or https:// URL (http:// if none).")
+    ],
     method: Annotated[
         str | None,
-        typer.Option("--method", "-X", help="HTTP method [default: GET, POST with --data]"),
+        typer.Option(
+            "--method", "-X", metavar="METHOD", help="HTTP method [default: GET, POST with --data]."
+        ),
     ] = None,
     data: Annotated[
-        str | None, typer.Option("--data", "-d", help="Request body from FILE, or - for stdin")
+        str | None,
+        typer.Option(
+            "--data", "-d", metavar="FILE", help="Request body from FILE, or - for stdin."
+        ),
     ] = None,
     header: Annotated[
-        list[str] | None, typer.Option("--header", "-H", help="Extra header NAME: VALUE (repeat)")
+        list[str] | None,
+        typer.Option(
+            "--header", "-H", metavar="'NAME: VALUE'", help="Extra header (repeat for more)."
+        ),
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds for each of connect, read, write")] = 10.0,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds for each of connect, read, write.")
+    ] = 10.0,
     proxy: Annotated[
         str | None,
-        typer.Option(help="Forward proxy URL [default: from HTTP(S)_PROXY / NO_PROXY]"),
+        typer.Option(
+            metavar="URL",
+            help="Forward proxy [default: from HTTP_PROXY / HTTPS_PROXY / ALL_PROXY, unless "
+            "NO_PROXY covers the host].",
+        ),
     ] = None,
-    no_follow: Annotated[bool, typer.Option("--no-follow", help="Do not follow redirects")] = False,
+    no_follow: Annotated[
+        bool, typer.Option("--no-follow", help="Do not follow redirects.")
+    ] = False,
     insecure: Annotated[
-        bool, typer.Option("--insecure", "-k", help="Do not verify the server's certificate")
+        bool, typer.Option("--insecure", "-k", help="Do not verify the server's certificate.")
     ] = False,
     cafile: Annotated[
-        Path | None, typer.Option(help="Trust this CA bundle instead of the system store")
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Trust this CA bundle instead of the system store [default: SSL_CERT_FILE].",
+        ),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Time one request like curl -w: DNS, connect, TLS, send, wait, download; and its path.
+    """Time one HTTP request phase by phase, like curl -w.
 
-    Exit 0 on a 2xx or 3xx answer, 1 otherwise.
+    DNS, connect, proxy CONNECT, TLS, send, wait (time to first byte) and download lie end
+    to end and add up to the total; then the headers that tell the request's path (proxies,
+    caches, load balancers) and the server's own Server-Timing. Exit 0 on a 2xx or 3xx
+    answer, 1 otherwise.
     """
     from servepath.netdiag.http import probe_http
 
@@ -76,10 +100,20 @@ def http(
     if cafile is not None and not cafile.is_file():
         raise typer.BadParameter(f"{cafile} is not a file", param_hint="--cafile")
     try:
-        proxy_env = base_settings().proxy
+        settings = base_settings()
     except ConfigError as exc:
-        out.error(str(exc))
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.BadParameter(str(exc)) from exc
+    proxy_env = settings.proxy
+    if cafile is not None and not insecure:
+        from servepath.client import Trust
+        from servepath.errors import UsageError
+
+        try:  # a --cafile that cannot be read is bad usage, whatever the URL's scheme
+            Trust(cafile=str(cafile)).context()
+        except UsageError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--cafile") from exc
+    if cafile is None and not insecure and settings.ssl_cert_file:
+        cafile = Path(settings.ssl_cert_file)
     try:
         report = probe_http(
             url,
@@ -108,9 +142,12 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _phase_table(hop: HttpHop) -> Table:
+def phase_grid(hop: HttpHop) -> Grid:
+    from servepath.output import Column, Grid
+
     p = hop.phases
     rows = [
+        ("prepare (client)", p.prepare_ms),
         ("DNS", p.dns_ms),
         ("TCP connect", p.connect_ms),
         ("proxy CONNECT", p.proxy_tunnel_ms),
@@ -119,21 +156,18 @@ def _phase_table(hop: HttpHop) -> Table:
         ("wait (TTFB)", p.wait_ms),
         ("download", p.download_ms),
     ]
-    table = Table(title_justify="left")
-    table.add_column("phase", no_wrap=True)
-    table.add_column("ms", justify="right", no_wrap=True)
-    table.add_column("", no_wrap=True)
+    grid = Grid(["phase", Column("ms", "right"), ""])
     scale = _BAR_WIDTH / p.total_ms if p.total_ms > 0 else 0.0
     clock = 0.0
     for name, value in rows:
         if value is None:
             continue
-        start = int(clock * scale)
-        width = max(1, round(value * scale))
-        table.add_row(name, _ms(value), " " * start + "█" * width)
+        start = round(clock * scale)
+        width = max(1, round((clock + value) * scale) - start)
+        grid.add_row(name, f"{value:.2f}", " " * start + "█" * width)
         clock += value
-    table.add_row("[bold]total[/]", f"[bold]{_ms(p.total_ms)}[/]", "")
-    return table
+    grid.add_row(("total", "bold"), (f"{p.total_ms:.2f}", "bold"), "")
+    return grid
 
 
 def _describe_proxy(hop: HttpHop) -> str:
@@ -144,32 +178,38 @@ def _describe_proxy(hop: HttpHop) -> str:
 
 
 def render(out: Output, report: HttpReport) -> None:
+    from servepath.output import Column, Grid, plural
+
     for i, hop in enumerate(report.hops):
-        status = (
-            f"[{'green' if hop.status and hop.status < 400 else 'red'}]{hop.status} {hop.reason}[/]"
-            if hop.status is not None
-            else "[red]failed[/]"
-        )
+        if hop.status is not None:
+            colour = "green" if hop.status < 400 else "red"
+            status: tuple[str, str] = (f"{hop.status} {hop.reason}".rstrip(), colour)
+        else:
+            status = ("failed", "red")
         prefix = "→ " if i else ""
-        out.print(f"{prefix}{hop.method} {hop.url}  {status}  {hop.http_version or ''}".rstrip())
+        version = f"  {hop.http_version}" if hop.http_version else ""
+        out.print(f"{prefix}{hop.method} {hop.url}  ", status, version)
     final = report.final if report.hops else None
     if final is None:
         if report.error:
-            out.print(f"[red]error ({report.error.kind})[/]: {report.error.message}")
+            out.print((f"error ({report.error.kind})", "red"), f": {report.error.message}")
         return
     resolved = f"  resolved: {', '.join(final.resolved)}" if final.resolved else ""
     connected = "connected to" if final.phases.connect_ms is not None else "connecting to"
-    if final.error and final.error.kind in ("refused", "connect_timeout", "unreachable", "proxy"):
+    if final.error and (
+        final.error.kind in ("refused", "connect_timeout", "unreachable", "proxy")
+        or final.phases.send_ms is None
+    ):
         connected = "could not connect to"
     where = f"{connected} {final.remote}, " if final.remote else ""
     out.print(f"{where}{_describe_proxy(final)}{resolved}")
     if final.tls_version:
-        out.print(f"TLS: {final.tls_version} {final.tls_cipher or ''}")
+        out.print(f"TLS: {final.tls_version} {final.tls_cipher or ''}".rstrip())
     if final.phases.reused_connection:
         out.print("connection reused: no DNS, connect or TLS on this hop")
-    out.print(_phase_table(final))
+    out.table(phase_grid(final))
     if len(report.hops) > 1:
-        out.print(f"redirects followed: {len(report.hops) - 1}")
+        out.print(f"{plural(len(report.hops) - 1, 'redirect')} followed:")
         for code, src, dst in report.redirects:
             out.print(f"  {code} {src} → {dst}")
     if final.headers:
@@ -177,17 +217,14 @@ def render(out: Output, report: HttpReport) -> None:
         for name, value in final.headers:
             out.print(f"  {name}: {value}")
     if final.server_timing:
-        table = Table(title="Server-Timing", title_justify="left")
-        table.add_column("name")
-        table.add_column("dur ms", justify="right")
-        table.add_column("desc")
+        grid = Grid(["name", Column("dur ms", "right"), "desc"], title="Server-Timing")
         for entry in final.server_timing:
             dur = "-" if entry.dur is None else f"{entry.dur:g}"
-            table.add_row(entry.name, dur, entry.desc or "")
-        out.print(table)
+            grid.add_row(entry.name, dur, entry.desc or "")
+        out.table(grid)
     if final.body_preview:
         out.print(f"body: {final.body_preview}")
     for note in report.notes:
         out.print(f"note: {note}")
     if report.error:
-        out.print(f"[red]error ({report.error.kind})[/]: {report.error.message}")
+        out.print((f"error ({report.error.kind})", "red"), f": {report.error.message}")

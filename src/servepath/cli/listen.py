@@ -5,32 +5,31 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
-from servepath.net.endpoints import host_port
 
 if TYPE_CHECKING:
     from servepath.netdiag.listen import Listener, PortMapping
-    from servepath.output import Output
+    from servepath.output import Cell, Output
 
-_COMMAND_WIDTH = 120
-_REACH = {"loopback": "[yellow]loopback[/]", "unspecified": "all"}
+_REACH: dict[str, Cell] = {"loopback": ("loopback", "yellow"), "unspecified": "all"}
 
 
 @app.command()
 def listen(
     port: Annotated[
         int | None,
-        typer.Argument(help="Only this port; exit 1 unless it is reachable", min=1, max=65535),
+        typer.Argument(
+            metavar="PORT", help="Only this port; exit 1 unless it is reachable.", min=1, max=65535
+        ),
     ] = None,
-    udp: Annotated[bool, typer.Option("--udp/--no-udp", help="Include bound UDP sockets")] = True,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    udp: Annotated[bool, typer.Option("--udp/--no-udp", help="Include bound UDP sockets.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List listening TCP (and UDP) sockets: address, port, pid, user, process, command line.
+    """List this machine's listening sockets and their processes.
 
-    Warns on services bound to loopback only, names container port-forwarders, and shows the
+    TCP (and UDP) sockets with address, port, pid, user, process and command line. Warns on
+    services bound to loopback only, names container port-forwarders, and shows the
     host-port-to-container-port mappings it can read (docker-proxy, iptables NAT rules).
     With PORT: exit 0 when something listens on it on a non-loopback address, 1 otherwise.
     """
@@ -52,13 +51,8 @@ def listen(
                port_report.notes)  # fmt: skip
         if port_report.reachable:
             where = ", ".join(port_report.bind_addresses)
-            out.print(f"[green]port {port} is reachable[/]: listening on {where}")
+            out.print((f"port {port} is reachable", "green"), f": listening on {where}")
     raise typer.Exit(EXIT_OK if port_report.reachable else EXIT_PROBLEM)
-
-
-def _command(x: Listener) -> str:
-    text = " ".join(x.cmdline) or "-"
-    return text if len(text) <= _COMMAND_WIDTH else text[: _COMMAND_WIDTH - 1] + "…"
 
 
 def render(
@@ -68,33 +62,43 @@ def render(
     warnings: tuple[str, ...],
     notes: tuple[str, ...],
 ) -> None:
+    from servepath.net.endpoints import host_port
+    from servepath.output import Column, Grid
+
     if listeners:
-        table = Table()
-        table.add_column("proto", no_wrap=True)
-        table.add_column("address:port", no_wrap=True)
-        table.add_column("reach", no_wrap=True)
-        table.add_column("pid", justify="right", no_wrap=True)
-        table.add_column("user", no_wrap=True)
-        table.add_column("process", no_wrap=True)
-        table.add_column("command", overflow="fold", min_width=16)
+        grid = Grid(
+            [
+                "proto",
+                "address:port",
+                "reach",
+                Column("pid", "right"),
+                "user",
+                "process",
+                Column("command", fold=True, min_width=24),
+            ]
+        )
         for x in listeners:
             reach = _REACH.get(x.address_kind, x.address_kind)
-            process = x.process or "-"
+            process: Cell = x.process or "-"
             if x.forwarder:
-                process += f" [cyan]({x.forwarder})[/]"
-            # an IPv6 address in brackets would otherwise read as markup: [fd00::1] vanishes
-            where = escape(host_port(x.address, x.port))
-            table.add_row(
-                x.protocol, where, reach, str(x.pid or "-"), x.user or "-", process, _command(x),
-            )  # fmt: skip
-        out.print(table)
+                process = f"{x.process or '-'} ({x.forwarder})"
+            grid.add_row(
+                x.protocol,
+                host_port(x.address, x.port),
+                reach,
+                str(x.pid or "-"),
+                x.user or "-",
+                process,
+                " ".join(x.cmdline) or "-",
+            )
+        out.table(grid)
     if mappings:
         out.print("port mappings:")
         for m in mappings:
             chain = f" chain {m.chain}" if m.chain else ""
             iface = f" iface {m.interface}" if m.interface else ""
-            out.print(f"  {m.describe()}{chain}{iface}", markup=False)
+            out.print(f"  {m.describe()}{chain}{iface}")
     for warning in warnings:
-        out.print(f"[yellow]warning:[/] {warning}")
+        out.print(("warning:", "yellow"), f" {warning}")
     for note in notes:
         out.print(f"note: {note}")

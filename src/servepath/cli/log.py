@@ -5,27 +5,26 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
-import orjson
 import typer
-from rich import box
-from rich.table import Table
 
-from servepath.cli._app import EXIT_PROBLEM, EXIT_USAGE, app, base_settings, get_output
+from servepath.cli._app import EXIT_PROBLEM, app, base_settings, fail, get_output
 from servepath.errors import ConfigError
-from servepath.output import Output
-from servepath.store.base import PredictionRecord
-from servepath.store.factory import open_reader
-from servepath.store.reader import LogReader, LogStats, StoreUnavailable, parse_since
+
+if TYPE_CHECKING:
+    from servepath.output import Grid, Output
+    from servepath.store.base import PredictionRecord
+    from servepath.store.reader import LogReader, LogStats
 
 T = TypeVar("T")
 
 log_app = typer.Typer(
     name="log",
-    help="Read the prediction log back: recent predictions (default), or `log stats`.",
+    help="Read the prediction log back.\n\nRecent predictions (the default), or `log stats`.",
     invoke_without_command=True,
     no_args_is_help=False,
+    rich_markup_mode=None,
 )
 app.add_typer(log_app, name="log")
 
@@ -33,8 +32,9 @@ StoreOpt = Annotated[
     str | None,
     typer.Option(
         "--store",
+        metavar="URL",
         help="Store URL: sqlite, sqlite:///PATH, postgresql://… "
-        "(default: SERVEPATH_STORE_URL, else the SQLite file in the data directory).",
+        "[default: SERVEPATH_STORE_URL, else the SQLite file in the data directory].",
         show_default=False,
     ),
 ]
@@ -42,6 +42,7 @@ SinceOpt = Annotated[
     str | None,
     typer.Option(
         "--since",
+        metavar="WHEN",
         help="Only records from this far back (30s, 10m, 2h, 1d, 1w) or since an ISO time.",
         show_default=False,
     ),
@@ -54,7 +55,8 @@ def log_recent(
     ctx: typer.Context,
     store: StoreOpt = None,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, help="How many records, newest last.")
+        int,
+        typer.Option("--limit", "-n", min=1, metavar="N", help="How many records, newest last."),
     ] = 20,
     since: SinceOpt = None,
     json_: JsonOpt = False,
@@ -64,8 +66,8 @@ def log_recent(
         return
     out = get_output()
     since_ts = _since(since)
-    with _reader(out, store) as reader:
-        records = _or_exit(out, lambda: reader.recent(limit=limit, since=since_ts))
+    with _reader(out, store, json_) as reader:
+        records = _or_exit(out, json_, lambda: reader.recent(limit=limit, since=since_ts))
         target = reader.target
     if json_:
         out.json(records)
@@ -74,7 +76,8 @@ def log_recent(
         out.print(f"no predictions in {target}" + (f" since {since}" if since else ""))
         return
     title = f"{len(records)} most recent in {target}"
-    out.print(render_records(records, title=title, width=out.console.width))
+    compact = out.tables_are_plain() is not True and out.console.width < WIDE
+    out.table(render_records(records, title=title, compact=compact))
 
 
 @log_app.command("stats")
@@ -82,8 +85,8 @@ def log_stats(store: StoreOpt = None, since: SinceOpt = None, json_: JsonOpt = F
     """Counts by decision, cache hit rate and latency percentiles, per model version."""
     out = get_output()
     since_ts = _since(since)
-    with _reader(out, store) as reader:
-        stats = _or_exit(out, lambda: reader.stats(since=since_ts))
+    with _reader(out, store, json_) as reader:
+        stats = _or_exit(out, json_, lambda: reader.stats(since=since_ts))
     if json_:
         out.json(stats)
         return
@@ -91,6 +94,8 @@ def log_stats(store: StoreOpt = None, since: SinceOpt = None, json_: JsonOpt = F
 
 
 def _since(text: str | None) -> float | None:
+    from servepath.store.reader import parse_since
+
     if text is None:
         return None
     try:
@@ -99,27 +104,29 @@ def _since(text: str | None) -> float | None:
         raise typer.BadParameter(str(exc), param_hint="--since") from None
 
 
-def _reader(out: Output, store: str | None) -> LogReader:
+def _reader(out: Output, store: str | None, json_out: bool) -> LogReader:
+    from servepath.store.factory import open_reader
+    from servepath.store.reader import StoreUnavailable
+
     try:
         settings = base_settings()
     except ConfigError as exc:  # the environment, not a flag of this command
-        out.error(str(exc))
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.BadParameter(str(exc)) from None
     try:
         return open_reader(settings.replace(store_url=store))
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--store") from None
     except StoreUnavailable as exc:
-        out.error(str(exc))
-        raise typer.Exit(EXIT_PROBLEM) from None
+        fail(out, json_out, "store_unavailable", str(exc), code=EXIT_PROBLEM, store=exc.target)
 
 
-def _or_exit(out: Output, read: Callable[[], T]) -> T:
+def _or_exit(out: Output, json_out: bool, read: Callable[[], T]) -> T:
+    from servepath.store.reader import StoreUnavailable
+
     try:
         return read()
     except StoreUnavailable as exc:
-        out.error(str(exc))
-        raise typer.Exit(EXIT_PROBLEM) from None
+        fail(out, json_out, "store_unavailable", str(exc), code=EXIT_PROBLEM, store=exc.target)
 
 
 def _time(ts: float) -> str:
@@ -132,6 +139,8 @@ def _clock(ts: float) -> str:
 
 def describe_output(output: dict[str, object], width: int = 32) -> str:
     """A short form of one prediction's output for a table cell."""
+    import orjson
+
     decision, probability = output.get("decision"), output.get("probability")
     if decision is not None:
         if isinstance(probability, int | float):
@@ -141,34 +150,35 @@ def describe_output(output: dict[str, object], width: int = 32) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-#: Below this console width the table drops route and client and shortens request ids.
+#: Below this terminal width the table drops route and client and shortens request ids.
 WIDE = 120
 SHORT_ID = 8
 
 
-def render_records(records: list[PredictionRecord], *, title: str, width: int) -> Table:
-    wide = width >= WIDE
+def short_id(request_id: str) -> str:
+    """A request id cut to its last characters: ids that are ordered by time share their
+    start (``01a2335c…``), so the end is what tells two of them apart."""
+    if len(request_id) <= SHORT_ID + 1:
+        return request_id
+    return "…" + request_id[-SHORT_ID:]
+
+
+def render_records(records: list[PredictionRecord], *, title: str, compact: bool) -> Grid:
+    from servepath.output import Column, Grid
+
     first, last = _time(records[0].ts), _time(records[-1].ts)
-    if not wide and any(len(r.request_id) > SHORT_ID + 1 for r in records):
+    if compact and any(len(r.request_id) > SHORT_ID + 1 for r in records):
         title += " (request ids shortened; --json has them whole)"
-    table = Table(title=f"{title}\n{first} … {last}", title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("time", no_wrap=True)
-    table.add_column("request id", no_wrap=True)
-    table.add_column("#", justify="right", no_wrap=True)
-    if wide:
-        table.add_column("route", no_wrap=True)
-    table.add_column("version", no_wrap=True)
-    table.add_column("output", no_wrap=True)
-    table.add_column("cache", no_wrap=True)
-    table.add_column("ms", justify="right", no_wrap=True)
-    if wide:
-        table.add_column("client", no_wrap=True)
+    columns: list[Column | str] = ["time", "request id", Column("#", "right")]
+    if not compact:
+        columns.append("route")
+    columns += ["version", "output", "cache", Column("ms", "right")]
+    if not compact:
+        columns.append("client")
+    grid = Grid(columns, title=f"{title}\n{first} … {last}", box="simple")
     for r in records:
-        request_id = r.request_id
-        if not wide and len(request_id) > SHORT_ID + 1:
-            request_id = request_id[:SHORT_ID] + "…"
-        cells = [_clock(r.ts), request_id, str(r.index)]
-        if wide:
+        cells = [_clock(r.ts), short_id(r.request_id) if compact else r.request_id, str(r.index)]
+        if not compact:
             cells.append(r.route)
         cells += [
             r.model_version,
@@ -176,13 +186,15 @@ def render_records(records: list[PredictionRecord], *, title: str, width: int) -
             "HIT" if r.cache_hit else "miss",
             f"{r.latency_ms:.2f}",
         ]
-        if wide:
+        if not compact:
             cells.append(r.client_addr or "-")
-        table.add_row(*cells)
-    return table
+        grid.add_row(*cells)
+    return grid
 
 
 def render_stats(out: Output, stats: LogStats, *, since_text: str | None) -> None:
+    from servepath.output import Column, Grid, percent, plural
+
     window = f" since {since_text}" if since_text else ""
     if not stats.versions:
         out.print(f"no predictions in {stats.store}{window}")
@@ -190,35 +202,30 @@ def render_stats(out: Output, stats: LogStats, *, since_text: str | None) -> Non
     first = min(v.first_ts for v in stats.versions)
     last = max(v.last_ts for v in stats.versions)
     out.print(
-        f"{stats.store}{window}: {stats.predictions} predictions in {stats.requests} "
-        f"requests from {_time(first)} to {_time(last)}, "
-        f"cache hit rate {stats.cache_hit_rate:.1%}"
+        f"{stats.store}{window}: {plural(stats.predictions, 'prediction')} in "
+        f"{plural(stats.requests, 'request')} from {_time(first)} to {_time(last)}, "
+        f"cache hit rate {percent(stats.cache_hit_rate)}"
     )
-    table = Table(box=box.SIMPLE_HEAD)
-    table.add_column("model")
-    table.add_column("version")
-    for column in ("requests", "predictions", "cache hits", "p50 ms", "p90 ms", "p99 ms"):
-        table.add_column(column, justify="right")
-    decisions = Table(box=box.SIMPLE_HEAD)
-    decisions.add_column("model")
-    decisions.add_column("version")
-    decisions.add_column("decision")
-    decisions.add_column("count", justify="right")
-    decisions.add_column("share", justify="right")
+    numbers = ("requests", "predictions", "cache hits", "p50 ms", "p90 ms", "p99 ms")
+    table = Grid(["model", "version", *(Column(c, "right") for c in numbers)], box="simple")
+    decisions = Grid(
+        ["model", "version", "decision", Column("count", "right"), Column("share", "right")],
+        box="simple",
+    )
     for v in stats.versions:
         table.add_row(
             v.model_name,
             v.model_version,
-            str(v.requests),
-            str(v.predictions),
-            f"{v.cache_hit_rate:.1%}",
+            f"{v.requests:,}",
+            f"{v.predictions:,}",
+            percent(v.cache_hit_rate),
             *(_ms(p) for p in (v.latency_ms.p50, v.latency_ms.p90, v.latency_ms.p99)),
         )
         for label, count in v.decisions.items():
             share = count / v.predictions if v.predictions else 0.0
-            decisions.add_row(v.model_name, v.model_version, label, str(count), f"{share:.1%}")
-    out.print(table)
-    out.print(decisions)
+            decisions.add_row(v.model_name, v.model_version, label, f"{count:,}", percent(share))
+    out.table(table)
+    out.table(decisions)
 
 
 def _ms(value: float | None) -> str:

@@ -3,29 +3,33 @@
 from __future__ import annotations
 
 import contextlib
-import resource
 from collections import Counter
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
-from servepath.netdiag.ports import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_TIMEOUT,
-    PortScan,
-    PortState,
-    ResolveError,
-    scan_ports,
-)
-from servepath.netdiag.services import DEFAULT_PORTS, PortSpecError, parse_ports
-from servepath.output import Output
+from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, fail, get_output
+from servepath.netdiag.services import DEFAULT_PORTS
 
+if TYPE_CHECKING:
+    from servepath.netdiag.ports import PortScan, PortState
+    from servepath.output import Output
+
+#: The probe's own defaults (servepath.netdiag.ports), written here so that `--help` does
+#: not import the probe; a test holds them equal.
+DEFAULT_TIMEOUT = 1.0
+DEFAULT_CONCURRENCY = 1024
+
+STATES: tuple[PortState, ...] = ("open", "closed", "filtered", "unreachable")
 _STATE_STYLE = {"open": "green", "closed": "yellow", "filtered": "red", "unreachable": "magenta"}
+
+#: Past this many ports, closed and filtered ones are summed up instead of listed one by one.
+_LIST_ALL_UP_TO = 30
 
 
 def _allow_open_files(wanted: int) -> None:
+    import resource
+
     # One socket per port in flight; a soft limit of 1024 would otherwise cap a big scan.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= wanted:
@@ -33,10 +37,6 @@ def _allow_open_files(wanted: int) -> None:
     target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
     with contextlib.suppress(ValueError, OSError):  # else the probe keeps to the lower limit
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-#: Past this many ports, closed and filtered ones are summed up instead of listed one by one.
-_LIST_ALL_UP_TO = 30
 
 
 def _ranges(ports: list[int]) -> str:
@@ -55,13 +55,24 @@ def _ranges(ports: list[int]) -> str:
 
 
 def render_scan(out: Output, scan: PortScan) -> None:
+    from servepath.output import Column, Grid, plural
+
     target = scan.target
     others = f" (also {', '.join(scan.other_addresses)})" if scan.other_addresses else ""
     shown = scan.host if scan.host == scan.address else f"{scan.host} → {scan.address}"
-    out.print(f"[bold]{shown}[/]{others}: {target.kind} — {target.meaning}")
-    table = Table(show_edge=False, pad_edge=False)
-    for column in ("PORT", "SERVICE", "RANGE", "STATE", "RTT ms", "OFFENDER", "WHY"):
-        table.add_column(column, justify="right" if column in ("PORT", "RTT ms") else "left")
+    out.print((shown, "bold"), f"{others}: {target.kind} — {target.meaning}")
+    grid = Grid(
+        [
+            Column("PORT", "right"),
+            "SERVICE",
+            "RANGE",
+            "STATE",
+            Column("RTT ms", "right"),
+            "OFFENDER",
+            "WHY",
+        ],
+        box="none",
+    )
     # The long explanation of each distinct outcome is printed once, under the table.
     notes: list[str] = []
     grouped: dict[tuple[str, str], list[int]] = {}
@@ -72,61 +83,67 @@ def render_scan(out: Output, scan: PortScan) -> None:
         if summarise and r.state in ("closed", "filtered"):
             grouped.setdefault((r.state, r.detail), []).append(r.port)
             continue
-        style = _STATE_STYLE[r.state]
-        table.add_row(
+        grid.add_row(
             str(r.port),
             r.service or "",
             r.range,
-            f"[{style}]{r.state}[/]",
+            (r.state, _STATE_STYLE[r.state]),
             "" if r.rtt_ms is None else f"{r.rtt_ms:.2f}",
             r.offender or "",
             f"[{notes.index(r.detail) + 1}]",
         )
     for (state, detail), ports in grouped.items():
-        style = _STATE_STYLE[state]
-        table.add_row(
+        grid.add_row(
             _ranges(ports),
-            f"{len(ports)} ports",
+            plural(len(ports), "port"),
             "",
-            f"[{style}]{state}[/]",
+            (state, _STATE_STYLE[state]),
             "",
             "",
             f"[{notes.index(detail) + 1}]",
         )
-    out.print(table)
+    out.table(grid)
     for number, note in enumerate(notes, start=1):
-        out.print(f"[{number}] {note}", markup=False)
+        out.print(f"[{number}] {note}")
     counts = Counter(r.state for r in scan.results)
-    summary = ", ".join(f"{counts[s]} {s}" for s in ports_states() if counts[s])
-    out.print(f"{summary} — {len(scan.results)} ports in {scan.elapsed_s:.2f}s")
-
-
-def ports_states() -> tuple[PortState, ...]:
-    return ("open", "closed", "filtered", "unreachable")
+    summary = ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
+    out.print(f"{summary} — {plural(len(scan.results), 'port')} in {scan.elapsed_s:.2f}s")
 
 
 @app.command("ports")
 def ports_command(
-    host: Annotated[str, typer.Argument(help="Host name or IP address to probe")],
+    host: Annotated[str, typer.Argument(metavar="HOST", help="Host name or IP address to probe.")],
     ports: Annotated[
         str | None,
         typer.Argument(
+            metavar="PORTS",
             help="Ports: a list and ranges, e.g. 80,443,8000-8010 (service names allowed). "
-            f"Default: {','.join(map(str, DEFAULT_PORTS))}",
+            f"[default: {','.join(map(str, DEFAULT_PORTS))}]",
             show_default=False,
         ),
     ] = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=0.001, help="Seconds to wait for each port")
+        float,
+        typer.Option(
+            "--timeout", min=0.001, metavar="SECONDS", help="Seconds to wait for each port."
+        ),
     ] = DEFAULT_TIMEOUT,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", min=1, help="Ports probed at once")
+        int, typer.Option("--concurrency", min=1, metavar="N", help="Ports probed at once.")
     ] = DEFAULT_CONCURRENCY,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
 ) -> None:
-    """Probe TCP ports: open, closed (reset), filtered (no answer) or unreachable (ICMP error,
-    with the address that sent it). Exit 0 when every port asked is open, 1 otherwise.
+    """Probe TCP ports: open, closed, filtered or unreachable.
+
+    closed: the host answered with a reset (nothing listens); filtered: no answer (dropped on
+    the way); unreachable: an ICMP error, with the address that sent it (a firewall REJECT
+    names its hop). Exit 0 when every port asked is open, 1 otherwise.
     """
+    from servepath.netdiag.ports import ResolveError, scan_ports
+    from servepath.netdiag.services import PortSpecError, parse_ports
+
     out = get_output()
     try:
         wanted = parse_ports(ports) if ports is not None else DEFAULT_PORTS
@@ -136,8 +153,7 @@ def ports_command(
     try:
         scan = scan_ports(host, wanted, timeout=timeout, concurrency=concurrency)
     except ResolveError as exc:
-        out.error(str(exc))
-        raise typer.Exit(EXIT_PROBLEM) from exc
+        fail(out, json_out, "dns", str(exc), host=host, ports=list(wanted))
     if json_out:
         out.json(scan)
     else:

@@ -3,61 +3,48 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rich import box
-from rich.table import Table
 
-from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, app, get_output
+from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
 from servepath.errors import ServepathError
-from servepath.output import Output
-from servepath.regions.catalogue import (
-    Provider,
-    Region,
-    get_region,
-    regions_of,
-    resolve_regions,
-)
-from servepath.regions.measure import (
-    DEFAULT_PORT,
-    MeasureReport,
-    TargetResult,
-    measure,
-    parse_target,
-)
-from servepath.regions.model import DEFAULT_MODEL, latency_matrix
-from servepath.regions.place import RankBy, parse_callers, place
+
+if TYPE_CHECKING:
+    from servepath.output import Cell, Output
+    from servepath.regions.catalogue import Region
+    from servepath.regions.measure import MeasureReport, TargetResult
+
+#: The catalogue's providers and the placement's rankings (servepath.regions.catalogue
+#: Provider, .place RankBy), written here so that `--help` does not import the regions
+#: package; a test holds them equal.
+ProviderName = Literal["gcp", "aws", "azure"]
+RankName = Literal["mean", "worst"]
+#: servepath.regions.measure.DEFAULT_PORT
+DEFAULT_PORT = 443
 
 regions_app = typer.Typer(
-    help="Cloud regions: catalogue, latency estimates, placement, and measured RTT.",
+    help="Cloud regions: catalogue, latency, placement, RTT.\n\nThe catalogue of Google "
+    "Cloud, AWS and Azure regions, the latency model's estimates, placement near the "
+    "callers, and measured round trips.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(regions_app, name="regions")
 
 ProviderOption = Annotated[
-    Provider | None,
-    typer.Option("--provider", help="Only this provider's regions", show_default=False),
+    ProviderName | None,
+    typer.Option("--provider", help="Only this provider's regions.", show_default=False),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
-
-
-# Tables with many columns still fit 80 columns: no outer frame, one space between columns.
-_COMPACT: dict[str, Any] = {
-    "box": box.SIMPLE_HEAD,
-    "show_edge": False,
-    "pad_edge": False,
-    "collapse_padding": True,
-}
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _usage_error(out: Output, exc: Exception) -> typer.Exit:
-    out.error(str(exc))
-    return typer.Exit(EXIT_USAGE)
+def _usage_error(out: Output, exc: Exception) -> typer.BadParameter:
+    return typer.BadParameter(str(exc))
 
 
 def _ms(value: float | None, digits: int = 1) -> str:
@@ -67,34 +54,41 @@ def _ms(value: float | None, digits: int = 1) -> str:
 @regions_app.command("list")
 def list_regions(provider: ProviderOption = None, json_out: JsonOption = False) -> None:
     """List the regions in the catalogue: id, provider, city, country, coordinates."""
+    from servepath.output import Column, Grid, plural
+    from servepath.regions.catalogue import regions_of
+
     out = get_output()
     regions = regions_of(provider)
     if json_out:
         out.json(list(regions))
         return
-    table = Table(title=f"{len(regions)} regions", title_justify="left", **_COMPACT)
-    for column in ("id", "provider", "city", "country"):
-        table.add_column(column)
-    table.add_column("lat", justify="right")
-    table.add_column("lon", justify="right")
+    grid = Grid(
+        ["id", "provider", "city", "country", Column("lat", "right"), Column("lon", "right")],
+        title=plural(len(regions), "region"),
+        box="simple",
+    )
     for r in regions:
-        table.add_row(
-            r.id, r.provider, r.city, r.country, f"{r.latitude:.2f}", f"{r.longitude:.2f}"
-        )
-    out.print(table)
+        grid.add_row(r.id, r.provider, r.city, r.country, f"{r.latitude:.2f}", f"{r.longitude:.2f}")
+    out.table(grid)
 
 
 @regions_app.command("matrix")
 def matrix(
     regions: Annotated[
-        str, typer.Option("--regions", help="Comma-separated region ids, e.g. a,b,c")
+        str,
+        typer.Option("--regions", metavar="ID,ID,...", help="Comma-separated region ids."),
     ],
     json_out: JsonOption = False,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Also write a heatmap PNG to this file")
+        Path | None,
+        typer.Option("--plot", metavar="FILE", help="Also write a heatmap PNG to this file."),
     ] = None,
 ) -> None:
     """Estimated RTT (ms) between every pair of the given regions, from the latency model."""
+    from servepath.output import Column, Grid
+    from servepath.regions.catalogue import resolve_regions
+    from servepath.regions.model import DEFAULT_MODEL, latency_matrix
+
     out = get_output()
     try:
         chosen = resolve_regions(_split(regions))
@@ -113,19 +107,20 @@ def matrix(
             data["plot"] = str(plot)
         out.json(data)
         return
-    table = Table(title="estimated RTT (ms)", title_justify="left")
-    table.add_column("from \\ to")
-    for r in chosen:
-        table.add_column(r.id, justify="right")
+    grid = Grid(
+        ["from \\ to", *(Column(r.id, "right") for r in chosen)], title="estimated RTT (ms)"
+    )
     for r, row in zip(chosen, result.rtt_ms, strict=True):
-        table.add_row(r.id, *(_ms(v) for v in row))
-    out.print(table)
+        grid.add_row(r.id, *(_ms(v) for v in row))
+    out.table(grid)
     out.print(_model_line())
     if plot is not None:
         out.print(f"heatmap written to {plot}")
 
 
 def _model_line() -> str:
+    from servepath.regions.model import DEFAULT_MODEL
+
     m = DEFAULT_MODEL
     return (
         f"model: RTT ≈ {m.base_ms:g} ms + 2 × great-circle km × {m.stretch:g} ÷ "
@@ -139,24 +134,37 @@ def place_command(
     callers: Annotated[
         str,
         typer.Option(
-            "--callers", help="Where the traffic comes from: REGION=WEIGHT,… (weights are shares)"
+            "--callers",
+            metavar="REGION=WEIGHT,...",
+            help="Where the traffic comes from (weights are shares).",
         ),
     ],
     candidates: Annotated[
         str | None,
-        typer.Option("--candidates", help="Comma-separated regions to rank (default: all)"),
+        typer.Option(
+            "--candidates",
+            metavar="ID,ID,...",
+            help="Comma-separated regions to rank [default: all].",
+        ),
     ] = None,
     provider: ProviderOption = None,
     by: Annotated[
-        RankBy,
+        RankName,
         typer.Option(
-            "--by", help="Rank by the weighted mean RTT (then worst caller), or the reverse"
+            "--by", help="Rank by the weighted mean RTT (then worst caller), or the reverse."
         ),
     ] = "mean",
-    top: Annotated[int, typer.Option("--top", min=1, help="Show this many candidates")] = 10,
+    top: Annotated[
+        int, typer.Option("--top", min=1, metavar="N", help="Show this many candidates.")
+    ] = 10,
     json_out: JsonOption = False,
 ) -> None:
     """Rank candidate regions by the callers' weighted mean RTT and their worst caller's RTT."""
+    from servepath.output import Column, Grid, plural
+    from servepath.regions.catalogue import get_region, regions_of, resolve_regions
+    from servepath.regions.model import DEFAULT_MODEL
+    from servepath.regions.place import parse_callers, place
+
     out = get_output()
     try:
         weights: dict[Region, float] = {}
@@ -184,19 +192,20 @@ def place_command(
             }
         )
         return
-    table = Table(
-        title=f"best of {len(ranked)} candidate regions, ranked by {by} RTT (ms)",
-        title_justify="left",
-        **_COMPACT,
+    grid = Grid(
+        [
+            Column("#", "right"),
+            "region",
+            Column("city", fold=True, min_width=12),
+            Column("mean", "right"),
+            Column("worst", "right"),
+            "worst caller",
+        ],
+        title=f"best of {plural(len(ranked), 'candidate region')}, ranked by {by} RTT (ms)",
+        box="simple",
     )
-    table.add_column("#", justify="right")
-    table.add_column("region", no_wrap=True)
-    table.add_column("city", overflow="fold")
-    table.add_column("mean", justify="right")
-    table.add_column("worst", justify="right")
-    table.add_column("worst caller", no_wrap=True)
     for p in shown:
-        table.add_row(
+        grid.add_row(
             str(p.rank),
             p.region.id,
             f"{p.region.city}, {p.region.country}",
@@ -204,7 +213,7 @@ def place_command(
             _ms(p.worst_rtt_ms),
             p.worst_caller,
         )
-    out.print(table)
+    out.table(grid)
     out.print(_model_line())
 
 
@@ -213,30 +222,49 @@ def measure_command(
     targets: Annotated[
         list[str],
         typer.Argument(
-            help="HOST[:PORT][@REGION] … ; @REGION names the region the host runs in, "
-            "so its RTT can be set beside the model's estimate",
+            metavar="HOST[:PORT][@REGION]...",
+            help="@REGION names the region the host runs in, so its RTT can be set beside "
+            "the model's estimate.",
             show_default=False,
         ),
     ],
     samples: Annotated[
-        int, typer.Option("--samples", "-n", min=1, max=10_000, help="Handshakes per target")
+        int,
+        typer.Option(
+            "--samples", "-n", min=1, max=10_000, metavar="N", help="Handshakes per target."
+        ),
     ] = 10,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=0.001, help="Seconds to wait for each handshake")
+        float,
+        typer.Option(
+            "--timeout", min=0.001, metavar="SECONDS", help="Seconds to wait for each handshake."
+        ),
     ] = 1.0,
     interval: Annotated[
-        float, typer.Option("--interval", min=0.0, help="Seconds between one target's samples")
+        float,
+        typer.Option(
+            "--interval", min=0.0, metavar="SECONDS", help="Seconds between one target's samples."
+        ),
     ] = 0.1,
     from_region: Annotated[
         str | None,
-        typer.Option("--from", help="The region this machine is in, for the model's estimate"),
+        typer.Option(
+            "--from", metavar="REGION", help="The region this machine is in, for the estimate."
+        ),
     ] = None,
     port: Annotated[
-        int, typer.Option("--port", min=1, max=65535, help="Port for targets that give none")
+        int,
+        typer.Option(
+            "--port", min=1, max=65535, metavar="PORT", help="Port for targets that give none."
+        ),
     ] = DEFAULT_PORT,
     json_out: JsonOption = False,
 ) -> None:
     """Measure TCP-connect RTT to endpoints (median, p90, min, loss), gcping-style."""
+    from servepath.regions.catalogue import get_region
+    from servepath.regions.measure import measure, parse_target
+    from servepath.regions.model import DEFAULT_MODEL
+
     out = get_output()
     try:
         parsed = [parse_target(t, port) for t in targets]
@@ -261,23 +289,26 @@ def measure_command(
 
 
 def _print_measurement(out: Output, report: MeasureReport) -> None:
+    from servepath.output import Column, Grid, plural
+
     origin = f" from {report.from_region}" if report.from_region else ""
     with_estimates = any(t.estimate_ms is not None for t in report.targets)
-    table = Table(
-        title=f"TCP connect RTT in ms{origin}: {report.samples} samples each, "
+    numbers = ("min", "p50", "p90", *(("model", "×model") if with_estimates else ()))
+    table = Grid(
+        [
+            Column("target", fold=True, min_width=20),
+            "status",
+            Column("ok", "right"),
+            Column("loss", "right"),
+            *(Column(c, "right") for c in numbers),
+        ],
+        title=f"TCP connect RTT in ms{origin}: {plural(report.samples, 'sample')} each, "
         f"timeout {report.timeout_s:g}s",
-        title_justify="left",
-        **_COMPACT,
+        box="simple",
     )
-    table.add_column("target", overflow="fold")
-    table.add_column("status")
-    table.add_column("ok", justify="right")
-    table.add_column("loss", justify="right")
-    for column in ("min", "p50", "p90", *(("model", "×model") if with_estimates else ())):
-        table.add_column(column, justify="right")
     for t in report.targets:
         label = t.target.label + (f"@{t.target.region}" if t.target.region else "")
-        row = [
+        row: list[Cell] = [
             label,
             _status(t),
             f"{t.stats.ok}/{t.stats.sent}",
@@ -290,7 +321,7 @@ def _print_measurement(out: Output, report: MeasureReport) -> None:
             ratio = t.vs_estimate
             row += [_ms(t.estimate_ms), "-" if ratio is None else f"{ratio:.2f}"]
         table.add_row(*row)
-    out.print(table)
+    out.table(table)
     for t in report.targets:
         if t.address is not None and t.address != t.target.host:
             out.print(f"{t.target.label}: connected to {t.address}")
@@ -304,6 +335,6 @@ def _print_measurement(out: Output, report: MeasureReport) -> None:
         out.print("give --from REGION to set the measurements beside the model's estimate")
 
 
-def _status(t: TargetResult) -> str:
+def _status(t: TargetResult) -> tuple[str, str]:
     colour = {"ok": "green", "lossy": "yellow"}.get(t.status, "red")
-    return f"[{colour}]{t.status}[/]"
+    return (t.status, colour)

@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
-import orjson
 import typer
 
-from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, app, base_settings, get_output
-from servepath.client import (
-    ExampleUnavailable,
-    example_from_spec,
-    fetch_spec,
-    names_no_route,
-    predict_url,
-    send_request,
-)
-from servepath.netdiag.errors_map import classify_http_error
+from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, base_settings, get_output
+from servepath.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from servepath.client import RequestResult
+    from servepath.output import Output
 
 
 def _load_data(data: str) -> Any:
+    import orjson
+
     raw = sys.stdin.buffer.read() if data == "-" else Path(data).read_bytes()
     return orjson.loads(raw)
 
@@ -33,65 +28,145 @@ def request(
     url: Annotated[
         str,
         typer.Argument(
-            help="e.g. http://127.0.0.1:8080/decisions; a bare origin means its predict route"
+            metavar="URL",
+            help="e.g. http://127.0.0.1:8080/decisions; a bare origin (http://HOST:PORT) "
+            "means the server's own predict route.",
         ),
     ],
     data: Annotated[
-        str | None, typer.Option("--data", "-d", help="JSON body from FILE, or - for stdin")
+        str | None,
+        typer.Option("--data", "-d", metavar="FILE", help="JSON body from FILE, or - for stdin."),
     ] = None,
-    proxy: Annotated[str | None, typer.Option(help="Forward proxy URL (overrides *_PROXY)")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds for connect and for the answer")] = 10.0,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    proxy: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Forward proxy [default: from HTTP_PROXY / HTTPS_PROXY / ALL_PROXY, unless "
+            "NO_PROXY covers the host].",
+        ),
+    ] = None,
+    cafile: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Trust this CA bundle instead of the system store [default: SSL_CERT_FILE].",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", "-k", help="Do not verify the server's certificate.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds for connect and for the answer.")
+    ] = 10.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """POST the model's example instance (or --data) to URL and print the answer and its time."""
+    """Send the model's example request and show the answer.
+
+    POSTs the example instance the server documents in its OpenAPI (or the body given with
+    --data) and prints the status, the time of the request itself, the server's
+    Server-Timing and the answer. A failure is named (dns, refused, connect_timeout,
+    read_timeout, tls, proxy, redirect, http_status, ...) with what to do about it.
+    Exit 0 on a 2xx answer, 1 otherwise, 2 on bad usage.
+    """
+    from servepath.client import (
+        ClientFailure,
+        ExampleUnavailable,
+        Trust,
+        example_from_spec,
+        fetch_spec,
+        names_no_route,
+        predict_url,
+        send_request,
+    )
+
     out = get_output()
     if not url.startswith(("http://", "https://")):
-        out.error(f"{url!r} is not an http:// or https:// URL")
-        raise typer.Exit(EXIT_USAGE)
-    env = base_settings().proxy
+        raise typer.BadParameter(
+            f"{url!r} is not an http:// or https:// URL (e.g. http://{url.split('/')[0]}/decisions)",
+            param_hint="URL",
+        )
+    if timeout <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--timeout")
+    if cafile is not None and not cafile.is_file():
+        raise typer.BadParameter(f"{cafile} is not a file", param_hint="--cafile")
+    try:
+        settings = base_settings()
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    env = settings.proxy
+    trust = Trust.resolve(str(cafile) if cafile else None, insecure, settings.ssl_cert_file)
     spec: dict[str, Any] | None = None
-    if data is not None:
-        try:
-            payload = _load_data(data)
-        except (OSError, orjson.JSONDecodeError) as exc:
-            out.error(f"cannot read --data {data}: {exc}")
-            raise typer.Exit(EXIT_USAGE) from exc
-        if names_no_route(url):
-            # only the server knows its predict route; without its document, the default one
-            with contextlib.suppress(ExampleUnavailable, httpx.HTTPError):
-                spec = fetch_spec(url, proxy_env=env, proxy=proxy, timeout=timeout)
-    else:
-        try:
-            spec = fetch_spec(url, proxy_env=env, proxy=proxy, timeout=timeout)
-            payload = example_from_spec(spec, url)
-        except ExampleUnavailable as exc:
-            out.error(f"{exc}; pass the body with --data FILE")
-            raise typer.Exit(EXIT_PROBLEM) from exc
-        except httpx.HTTPError as exc:
-            kind, message = classify_http_error(exc, proxy=proxy)
-            out.error(f"fetching the example from the server's OpenAPI failed ({kind}): {message}")
-            out.error(f"to see where the path breaks: servepath doctor {url}")
-            raise typer.Exit(EXIT_PROBLEM) from exc
-    target = predict_url(url, spec)
-    result = send_request(target, payload, proxy_env=env, proxy=proxy, timeout=timeout)
+    payload: Any = None
+    try:
+        if url.startswith("https://"):
+            trust.context()  # a CA bundle that cannot be read is bad usage, before any request
+        if data is not None:
+            try:
+                payload = _load_data(data)
+            except (OSError, ValueError) as exc:
+                raise typer.BadParameter(f"cannot read {data}: {exc}", param_hint="--data") from exc
+            if names_no_route(url):
+                # only the server knows its predict route; without its document, the default
+                try:
+                    spec = fetch_spec(url, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust)
+                except (ExampleUnavailable, ClientFailure):
+                    spec = None
+        else:
+            try:
+                spec = fetch_spec(url, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust)
+                payload = example_from_spec(spec, url)
+            except ClientFailure as exc:
+                _finish(out, json_out, None, exc.result)
+            except ExampleUnavailable as exc:
+                if exc.result is not None:
+                    _finish(out, json_out, None, exc.result)
+                _finish_message(out, json_out, url, exc.failure, str(exc))
+        target = predict_url(url, spec)
+        result = send_request(
+            target, payload, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust
+        )
+    except UsageError as exc:  # a CA bundle or a proxy URL that cannot be used
+        raise typer.BadParameter(str(exc)) from exc
+    _finish(out, json_out, payload, result)
+
+
+def _finish(out: Output, json_out: bool, payload: Any, result: RequestResult) -> None:
     if json_out:
         out.json({"request": payload, **result.to_json()})
     else:
-        via = f" via proxy {result.proxy.proxy}" if result.proxy.proxy else ""
-        if result.status is not None:
-            out.print(f"POST {target}{via} -> {result.status} in {result.elapsed_ms:.1f} ms")
-            timing = result.headers.get("server-timing")
-            if timing:
-                out.print(f"server-timing: {timing}")
+        render(out, result)
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_PROBLEM)
+
+
+def _finish_message(out: Output, json_out: bool, url: str, failure: str, message: str) -> None:
+    from servepath.cli._app import fail
+
+    fail(
+        out, json_out, failure, message, url=url, stage="openapi",
+        hints=("pass the body with --data FILE",),
+    )  # fmt: skip
+
+
+def render(out: Output, result: RequestResult) -> None:
+    import orjson
+
+    proxy = result.proxy.proxy
+    via = f" via proxy {proxy}" if proxy else ""
+    took = "" if result.elapsed_ms is None else f" in {result.elapsed_ms:.1f} ms"
+    if result.status is not None:
+        colour = "green" if result.ok else "red"
+        out.print(f"{result.method} {result.url}{via} -> ", (str(result.status), colour), took)
+        timing = result.headers.get("server-timing")
+        if timing:
+            out.print(f"server-timing: {timing}")
+        if result.body not in (None, ""):
             out.print(
-                orjson.dumps(result.body, option=orjson.OPT_INDENT_2).decode()
-                if not isinstance(result.body, str)
-                else result.body
+                result.body
+                if isinstance(result.body, str)
+                else orjson.dumps(result.body, option=orjson.OPT_INDENT_2).decode()
             )
-        else:
-            out.print(f"POST {target}{via} failed after {result.elapsed_ms:.1f} ms")
+    else:
+        after = "" if result.elapsed_ms is None else f" after {result.elapsed_ms:.1f} ms"
+        out.print(f"{result.method} {result.url}{via} -> ", ("failed", "red"), after)
     if not result.ok:
-        out.error(f"{result.failure}: {result.message}")
-        out.error(f"to see where the path breaks: servepath doctor {url}")
-        raise typer.Exit(EXIT_PROBLEM)
-    raise typer.Exit(EXIT_OK)
+        out.error(f"{result.failure}: {result.message}", result.hints)

@@ -10,7 +10,11 @@ Two models of how throughput grows:
   closed-loop runs at several concurrencies. ``σ`` is contention (the serial share), ``κ``
   coherency cost (crosstalk). Throughput peaks at ``N* = sqrt((1-σ)/κ)``; a replica cannot
   be planned above that peak however the SLO reads, so the per-replica capacity becomes the
-  lower of the measured SLO capacity and the fitted peak.
+  lower of the measured SLO capacity and the fitted peak. A fit that explains the points
+  poorly (R² below :data:`USL_MIN_R_SQUARED`) is reported, flagged, and not planned with.
+
+Every capacity figure carries the cache hit ratio it was measured at: a replica that
+answers from its cache serves many times what one that computes does.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
-
 from servepath.errors import ConfigError
+from servepath.output import percent
 
 DEFAULT_HEADROOM = 0.3
 DEFAULT_ERROR_BUDGET = 0.001
+#: Below this R² a USL fit does not describe the measurements well enough to plan with.
+USL_MIN_R_SQUARED = 0.9
 
 _SLO = re.compile(r"^\s*p(\d+(?:\.\d+)?)\s*[=<:]\s*(\d+(?:\.\d*)?)\s*(us|µs|ms|s)?\s*$", re.I)
 _TO_MS = {"us": 0.001, "µs": 0.001, "ms": 1.0, "s": 1000.0}
@@ -151,6 +156,11 @@ class UslModel:
         return self.lambda_ * n / (1 + self.sigma * (n - 1) + self.kappa * n * (n - 1))
 
     @property
+    def good_fit(self) -> bool:
+        """Whether the curve explains the measurements well enough to plan replicas with."""
+        return self.r_squared >= USL_MIN_R_SQUARED
+
+    @property
     def peak_concurrency(self) -> float | None:
         """Where throughput stops growing; None when the fit shows no retrograde region."""
         if self.kappa <= 0:
@@ -173,6 +183,7 @@ class UslModel:
             "sigma": self.sigma,
             "kappa": self.kappa,
             "r_squared": self.r_squared,
+            "good_fit": self.good_fit,
             "peak_concurrency": peak_n,
             "peak_throughput": None if math.isinf(peak_x) else peak_x,
             "points": [list(p) for p in self.points],
@@ -185,6 +196,8 @@ def fit_usl(points: Sequence[tuple[float, float]]) -> UslModel:
     For fixed σ and κ the best λ has a closed form, so the search is over σ and κ only: a
     linearised start (Gunther's ``N/C(N) - 1 = σ(N-1) + κN(N-1)``) refined on a log grid.
     """
+    import numpy as np
+
     data = sorted((float(n), float(x)) for n, x in points)
     if len({n for n, _ in data}) < 3:
         raise ConfigError("a USL fit needs throughput measured at 3 or more concurrencies")
@@ -227,6 +240,8 @@ def fit_usl(points: Sequence[tuple[float, float]]) -> UslModel:
 
 
 def _around(center: float, floor: float) -> list[float]:
+    import numpy as np
+
     if center <= 0:
         return [0.0, *np.linspace(floor / 10, floor, 10).tolist()]
     return [float(v) for v in np.linspace(center * 0.8, center * 1.25, 41)]
@@ -248,6 +263,9 @@ class ReplicaEstimate:
     model: ScalingModel
     usl: UslModel | None
     statement: str
+    #: The share of answers that came from the server's cache while capacity was measured.
+    cache_hit_ratio: float | None = None
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -260,6 +278,8 @@ class ReplicaEstimate:
             "model": self.model,
             "usl": self.usl.to_json() if self.usl else None,
             "statement": self.statement,
+            "cache_hit_ratio": self.cache_hit_ratio,
+            "notes": list(self.notes),
         }
 
 
@@ -269,11 +289,14 @@ def estimate_replicas(
     *,
     headroom: float = DEFAULT_HEADROOM,
     usl: UslModel | None = None,
+    cache_hit_ratio: float | None = None,
 ) -> ReplicaEstimate:
     """Replicas for ``target_rps`` given one replica's measured capacity at the SLO.
 
     ``measured_rps`` is the highest rate one replica served within the SLO (from a
-    ``--find-max`` search or the best closed-loop run that met it).
+    ``--find-max`` search or the best closed-loop run that met it), at ``cache_hit_ratio``
+    of its answers from the cache. A ``usl`` fit is planned with only when it is a good
+    one; a poor one is named in the notes and the estimate is linear.
     """
     if target_rps <= 0:
         raise ConfigError("the target rate must be above zero")
@@ -284,6 +307,13 @@ def estimate_replicas(
     per_replica = measured_rps
     model: ScalingModel = "linear"
     bound = ""
+    notes: list[str] = []
+    if usl is not None and not usl.good_fit:
+        notes.append(
+            f"the USL fit is poor (R²={usl.r_squared:.2f}, below {USL_MIN_R_SQUARED:g}): not "
+            "used; the estimate assumes linear scaling. Measure more concurrencies, or longer"
+        )
+        usl = None
     if usl is not None:
         model = "usl"
         peak = usl.peak_throughput
@@ -307,7 +337,19 @@ def estimate_replicas(
             f"{per_replica:.0f} req/s per replica{bound}, less {headroom:.0%} headroom = "
             f"{planned:.0f} req/s; replicas assumed to share nothing"
         )
-    statement = f"{replicas} replicas for {target_rps:.0f} req/s — {how}"
-    return ReplicaEstimate(
-        target_rps, measured_rps, per_replica, headroom, planned, replicas, model, usl, statement
+    cached = (
+        f"; measured with {percent(cache_hit_ratio)} of answers from the cache"
+        if cache_hit_ratio is not None
+        else ""
     )
+    if cache_hit_ratio is not None and cache_hit_ratio >= 0.5:
+        notes.append(
+            f"{percent(cache_hit_ratio)} of the answers came from the cache: a replica that "
+            "computes its answers serves far less; drop --repeat to measure cache misses"
+        )
+    noun = "replica" if replicas == 1 else "replicas"
+    statement = f"{replicas} {noun} for {target_rps:.0f} req/s — {how}{cached}"
+    return ReplicaEstimate(
+        target_rps, measured_rps, per_replica, headroom, planned, replicas, model, usl,
+        statement, cache_hit_ratio, tuple(notes),
+    )  # fmt: skip

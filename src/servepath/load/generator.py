@@ -3,6 +3,10 @@
 Open loop: request ``i`` is due at a fixed time whatever the server does, and its latency is
 counted from that time, so a stalled server cannot hide the requests it held up (no
 coordinated omission). Closed loop: ``C`` workers each send, wait, send again.
+
+Requests go through the forward proxy :func:`~servepath.netdiag.proxy.choose_proxy` picks
+(as for `request`, `http` and `doctor`), trust what :class:`~servepath.client.Trust` says,
+and a failed one is named with the shared failure kinds (refused, dns, proxy, tls, ...).
 """
 
 from __future__ import annotations
@@ -15,20 +19,19 @@ import queue
 import resource
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
-import orjson
 import psutil
 import uvloop
 
+from servepath.client import Trust
 from servepath.client import predict_url as client_predict_url
-from servepath.contract import OPENAPI_ROUTE
 from servepath.errors import ConfigError, ServepathError
 from servepath.load.capacity import SLO, ReplicaEstimate, estimate_replicas, fit_usl
-from servepath.load.payloads import Instance, PayloadError, PayloadSource, example_from_openapi
+from servepath.load.payloads import Instance, PayloadSource
 from servepath.load.recorder import Recorder, RunShape, build_report
 from servepath.load.report import (
     ErrorClass,
@@ -38,6 +41,7 @@ from servepath.load.report import (
     RunReport,
     SweepReport,
 )
+from servepath.load.sampling import InstanceSpace
 from servepath.load.schedule import (
     DEFAULT_MAX_INFLIGHT,
     FindMaxPlan,
@@ -80,10 +84,16 @@ class LoadPlan:
     processes: int = 1
     max_inflight: int = DEFAULT_MAX_INFLIGHT
     late_threshold: float = DEFAULT_LATE_THRESHOLD
-    #: Offsets the uniqueness tokens; give each run against one server a different range
-    #: (a random one per invocation) so that its "fresh" instances are not cached already.
+    #: Seeds the fresh instances; give each run against one server a different one (a
+    #: random one per invocation) so that its "fresh" instances are not cached already.
     salt: int = 0
     slo: SLO | None = None
+    #: Where fresh instances are drawn from (None: the space ``instances`` span).
+    space: InstanceSpace | None = None
+    #: The forward proxy requests go through (choose_proxy's pick), and why.
+    proxy: str | None = None
+    proxy_reason: str = "no proxy variable applies"
+    trust: Trust = field(default_factory=Trust)
 
     def __post_init__(self) -> None:
         if (self.rate is None) == (self.concurrency is None):
@@ -106,7 +116,11 @@ class LoadPlan:
             raise ConfigError("--timeout must be above zero")
         if self.max_inflight < 1:
             raise ConfigError("the in-flight limit must be at least 1")
-        PayloadSource(self.instances, unique=self.unique, batch=self.batch)
+        PayloadSource(self.instances, unique=self.unique, batch=self.batch, space=self.space)
+        if self.proxy is not None and not self.proxy.startswith("http://"):
+            raise ConfigError(
+                f"the load generator goes through http:// proxies only, not {self.proxy}"
+            )
 
     @property
     def mode(self) -> Mode:
@@ -149,21 +163,67 @@ ProgressCallback = Callable[[Progress], None]
 # --- request classification (pure) -------------------------------------------------------
 
 
-def classify_exception(exc: BaseException) -> ErrorClass:
-    """Which class of failure an exception from the HTTP client is."""
+@dataclass(frozen=True)
+class Failure:
+    """What one failed request ran into: its coarse class and the shared failure kind."""
+
+    error: ErrorClass
+    kind: str  # one of servepath.netdiag.errors_map's HttpErrorKind
+    message: str
+
+
+_CLASS_OF_KIND: dict[str, ErrorClass] = {
+    "dns": "connect",
+    "refused": "connect",
+    "unreachable": "connect",
+    "connect_timeout": "connect",
+    "proxy": "connect",
+    "tls": "connect",
+    "read_timeout": "timeout",
+    "write_timeout": "timeout",
+    "pool_timeout": "timeout",
+    "reset": "disconnect",
+    "protocol": "disconnect",
+}
+
+
+def classify_exception(exc: BaseException, *, proxy: str | None = None) -> Failure:
+    """What an exception from the HTTP client (aiohttp) means, in the words every other
+    servepath client uses (``proxy``: the forward proxy the request went through)."""
+    from servepath.netdiag.errors_map import classify_http_error
+
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        if proxy:
+            return Failure("connect", "proxy", f"no answer from the forward proxy {proxy} in time")
+        return Failure(
+            "connect",
+            "connect_timeout",
+            "no answer to the connection attempt in time: packets dropped by a firewall, or "
+            "the host is down",
+        )
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        return "timeout"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return "connect"
-    if isinstance(
-        exc,
-        aiohttp.ServerDisconnectedError
-        | aiohttp.ClientPayloadError
-        | aiohttp.ClientOSError
-        | ConnectionError,
-    ):
-        return "disconnect"
-    return "other"
+        return Failure(
+            "timeout",
+            "read_timeout",
+            "connected, but no response in time: the server (or a proxy) accepted the request "
+            "and is slow or stuck",
+        )
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return Failure("disconnect", "reset", "the server closed the connection without answering")
+    if isinstance(exc, ConnectionResetError):
+        who = f"the forward proxy {proxy}" if proxy else "the server"
+        return Failure("disconnect", "reset", f"{who} closed or reset the connection: {exc}")
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return Failure(
+            "connect", "proxy", f"the forward proxy {proxy or ''} refused: {exc.message}"
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return Failure("disconnect", "protocol", f"the answer broke off: {exc}")
+    # The socket and TLS errors behind aiohttp's own say what happened; read them as every
+    # servepath client does.
+    cause = exc.__cause__ if isinstance(exc, aiohttp.ClientConnectorCertificateError) else exc
+    kind, message = classify_http_error(cause or exc, proxy=proxy)
+    return Failure(_CLASS_OF_KIND.get(kind, "other"), kind, message)
 
 
 def check_url(url: str) -> None:
@@ -179,42 +239,6 @@ def predict_url(url: str, spec: Mapping[str, Any] | None = None) -> str:
     route `request` and `doctor` pick on the same server."""
     check_url(url)
     return client_predict_url(url, spec)
-
-
-def openapi_url(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, OPENAPI_ROUTE, "", ""))
-
-
-async def _fetch_openapi(url: str, timeout: float) -> dict[str, Any]:
-    doc_url = openapi_url(url)
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-            session.get(doc_url) as resp,
-        ):
-            if resp.status != 200:
-                raise PayloadError(
-                    f"GET {doc_url} answered {resp.status}; pass --data FILE with instances"
-                )
-            doc = orjson.loads(await resp.read())
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise PayloadError(f"cannot fetch {doc_url}: {exc or type(exc).__name__}") from exc
-    except orjson.JSONDecodeError as exc:
-        raise PayloadError(f"{doc_url} is not JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise PayloadError(f"{doc_url} is not an OpenAPI document; pass --data FILE")
-    return doc
-
-
-def fetch_openapi(url: str, *, timeout: float = 5.0) -> dict[str, Any]:
-    """The OpenAPI document of ``url``'s server; a :class:`PayloadError` when there is none."""
-    return uvloop.run(_fetch_openapi(url, timeout))
-
-
-def fetch_example(url: str, *, timeout: float = 5.0) -> Instance:
-    """The example instance the server documents for the route a request to ``url`` goes to."""
-    return example_from_openapi(fetch_openapi(url, timeout=timeout), urlsplit(url).path)
 
 
 # --- one process ---------------------------------------------------------------------------
@@ -276,17 +300,36 @@ class _Engine:
         self._start = start
         self.progress = progress
         self.payloads = PayloadSource(
-            plan.instances, unique=plan.unique, batch=plan.batch, salt=plan.salt
+            plan.instances,
+            unique=plan.unique,
+            batch=plan.batch,
+            salt=plan.salt,
+            space=plan.space,
+            stream=share.index,
         )
+        self.payloads.prepare()
         self.inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def start_at(self, start: float) -> None:
+        """Send the first request at ``start`` (``time.monotonic()``), shared by processes."""
+        self._start = start
 
     async def run(self) -> Recorder:
         proc = psutil.Process()
         # One connection per request in flight at most: a burst after a stall reuses the
         # pool instead of opening thousands of sockets the server then has to accept.
         limit = self.plan.max_inflight if self.plan.mode == "open" else self.share.concurrency
-        connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
+        tls = self.plan.trust.context() if urlsplit(self.plan.url).scheme == "https" else None
+        # A forward proxy may close the connection after each answer without saying so
+        # (tinyproxy does), and a request written to such a connection is lost: through a
+        # proxy every request gets a connection of its own.
+        connector = aiohttp.TCPConnector(
+            limit=limit,
+            ttl_dns_cache=300,
+            ssl=tls if tls is not None else True,
+            force_close=self.plan.proxy is not None,
+        )
         timeout = aiohttp.ClientTimeout(total=self.plan.timeout)
         headers = {"Content-Type": "application/json"}
         async with aiohttp.ClientSession(
@@ -327,18 +370,20 @@ class _Engine:
     ) -> None:
         body, _ = self.payloads.body(index)
         status: int | None = None
-        error: ErrorClass | None = None
+        failure: Failure | None = None
         server_timing = x_cache = None
         self.inflight += 1
         sent_at = time.monotonic()
         try:
-            async with self.session.post(self.url, data=body, allow_redirects=False) as resp:
+            async with self.session.post(
+                self.url, data=body, allow_redirects=False, proxy=self.plan.proxy
+            ) as resp:
                 await resp.read()
                 status = resp.status
                 server_timing = resp.headers.get("Server-Timing")
                 x_cache = resp.headers.get("X-Cache")
         except Exception as exc:
-            error = classify_exception(exc)
+            failure = classify_exception(exc, proxy=self.plan.proxy)
             log.debug("request %d failed: %r", index, exc)
         finally:
             self.inflight -= 1
@@ -347,7 +392,9 @@ class _Engine:
             sent_at,
             time.monotonic(),
             status=status,
-            error=error,
+            error=failure.error if failure else None,
+            kind=failure.kind if failure else None,
+            message=failure.message if failure else "",
             server_timing=server_timing,
             x_cache=x_cache,
             waited=waited,
@@ -446,15 +493,18 @@ def _run_share(
 
 
 def _worker_main(plan: LoadPlan, share: _Share, inbox: Any, outbox: Any) -> None:
-    """Entry point of a generator process: wait for the common start time, run, send back."""
+    """Entry point of a generator process: get ready (its fresh values drawn), wait for the
+    common start time, run, send back."""
     try:
-        outbox.put(("ready", share.index, None))
-        start = inbox.get()
 
         def report(p: Progress) -> None:
             outbox.put(("progress", share.index, p))
 
-        recorder = _run_share(plan, share, start, report)
+        _raise_fd_limit(plan.max_inflight if plan.mode == "open" else share.concurrency)
+        engine = _Engine(plan, share, None, report)
+        outbox.put(("ready", share.index, None))
+        engine.start_at(inbox.get())
+        recorder = uvloop.run(engine.run())
         outbox.put(("done", share.index, recorder))
     except BaseException as exc:
         outbox.put(("error", share.index, f"{type(exc).__name__}: {exc}"))
@@ -574,7 +624,7 @@ def find_max(
         salt += run.sent + run.warmup_requests + plan.processes
         check = run.slo
         assert check is not None
-        kept = run.generator.kept_rate
+        kept = bool(run.generator.kept_rate)
         server_failed = (
             check.service_ms is not None and check.service_ms > slo.threshold_ms
         ) or "errors" in check.failures
@@ -597,6 +647,7 @@ def find_max(
             passed=outcome == "pass",
             kept_rate=kept,
             note=note,
+            cache_hit_ratio=run.cache.hit_ratio,
         )
         steps.append(step)
         if on_step:
@@ -619,7 +670,12 @@ def find_max(
         problems.append(f"search stopped early: {search.stopped}; add --processes")
     replicas: ReplicaEstimate | None = None
     if target_rps is not None and search.passed is not None:
-        replicas = estimate_replicas(target_rps, search.passed, headroom=headroom)
+        replicas = estimate_replicas(
+            target_rps,
+            search.passed,
+            headroom=headroom,
+            cache_hit_ratio=best.cache.hit_ratio if best else None,
+        )
     return FindMaxReport(
         url=plan.url,
         slo=slo,
@@ -663,17 +719,30 @@ def sweep_concurrency(
         if not p.startswith("SLO ")
     ]
     meeting = [r for r in runs if r.succeeded and (r.slo is None or r.slo.met)]
-    capacity = max((r.achieved_rate for r in meeting), default=None)
+    best = max(meeting, key=lambda r: r.achieved_rate, default=None)
+    capacity = best.achieved_rate if best is not None else None
     usl = None
+    warnings: list[str] = []
     points = [(float(r.concurrency or 1), r.achieved_rate) for r in runs if r.achieved_rate > 0]
     if len({n for n, _ in points}) >= 3:
         usl = fit_usl(points)
+        if not usl.good_fit and target_rps is None:  # else the replica estimate says so
+            warnings.append(
+                f"the USL fit is poor (R²={usl.r_squared:.2f}): it describes these runs badly "
+                "and is not used to plan replicas"
+            )
     replicas = None
     if target_rps is not None:
         if capacity is None:
             problems.append("no concurrency met the SLO, so no replica count can be estimated")
         else:
-            replicas = estimate_replicas(target_rps, capacity, headroom=headroom, usl=usl)
+            replicas = estimate_replicas(
+                target_rps,
+                capacity,
+                headroom=headroom,
+                usl=usl,
+                cache_hit_ratio=best.cache.hit_ratio if best else None,
+            )
     if slo is not None and capacity is None:
         problems.append(f"no concurrency met the SLO ({slo.label})")
     return SweepReport(
@@ -684,4 +753,6 @@ def sweep_concurrency(
         capacity_rps=capacity,
         replicas=replicas,
         problems=tuple(dict.fromkeys(problems)),
+        capacity_cache_hit_ratio=best.cache.hit_ratio if best else None,
+        warnings=tuple(warnings),
     )

@@ -1,7 +1,8 @@
 """Write the scenario of a load run as a Locust file, for load one machine cannot generate.
 
 The file carries the same payloads (embedded, or in a JSON Lines file beside it when large),
-the same uniqueness and batching, and the SLO: a ``quitting`` hook sets Locust's exit code to
+the same share of fresh instances drawn from the same instance space, the same batching,
+and the SLO: a ``quitting`` hook sets Locust's exit code to
 1 when the run missed it. It runs headless (``locust -f OUT.py --headless -u 10 -r 10 -t 1m
 --host URL``) and in master/worker mode, where only the master judges the SLO.
 """
@@ -16,7 +17,8 @@ import orjson
 
 from servepath.errors import ConfigError
 from servepath.load.capacity import SLO
-from servepath.load.payloads import UNIQUE_STEP, Instance, unique_feature
+from servepath.load.payloads import Instance
+from servepath.load.sampling import CLIP, SPREAD, InstanceSpace
 
 #: Payloads larger than this go to a JSON Lines file beside the locustfile.
 EMBED_LIMIT = 256 * 1024
@@ -33,14 +35,16 @@ class LocustScenario:
     rate: float | None = None
     users: int = 10
     timeout: float = 10.0
+    space: InstanceSpace | None = None  # where fresh instances come from (else the instances)
 
 
 def write_locustfile(scenario: LocustScenario, path: Path) -> list[Path]:
     """Write ``path`` (and a payload file beside it when needed); return the files written."""
     if not scenario.instances:
         raise ConfigError("there are no instances to put in the locustfile")
-    if scenario.unique > 0 and any(unique_feature(i) is None for i in scenario.instances):
-        raise ConfigError("--unique needs a numeric feature in every instance to vary")
+    space = scenario.space or InstanceSpace.from_instances(scenario.instances)
+    if scenario.unique > 0 and not space.varies:
+        raise ConfigError("fresh instances need a feature that varies, and these have none")
     if scenario.users < 1:
         raise ConfigError("the locustfile needs at least one user")
     lines = b"\n".join(orjson.dumps(i) for i in scenario.instances).decode()
@@ -60,7 +64,9 @@ def write_locustfile(scenario: LocustScenario, path: Path) -> list[Path]:
             instances_source=source,
             unique=scenario.unique,
             batch=scenario.batch,
-            step=UNIQUE_STEP,
+            space=orjson.dumps(space.to_json()).decode(),
+            spread=SPREAD,
+            clip=CLIP,
             rate=scenario.rate,
             users=scenario.users,
             timeout=scenario.timeout,
@@ -113,7 +119,10 @@ from locust.runners import WorkerRunner
 PREDICT_PATH = {predict_path!r}
 UNIQUE = {unique!r}  # share of requests carrying instances the server has not seen
 BATCH = {batch!r}  # instances per request; above 1 the body is {{"instances": [...]}}
-STEP = {step!r}  # relative nudge of one numeric feature that makes an instance unique
+# Where fresh instances are drawn from: per feature, a category among "choices", a number
+# spread around "center" (within "low" .. "high"), an integer, a boolean, or a fixed value.
+SPACE = json.loads({space!r})
+SPREAD, CLIP = {spread!r}, {clip!r}
 RATE = {rate!r}  # total requests per second over USERS users; None: each user sends back to back
 USERS = {users!r}
 TIMEOUT = {timeout!r}
@@ -124,30 +133,42 @@ SLO_LABEL = {slo_label}
 
 {instances_source}INSTANCES = [json.loads(ln) for ln in _INSTANCES_JSONL.splitlines() if ln.strip()]
 
-# Each process gets its own range of uniqueness tokens, so workers do not repeat each other.
+# Each process draws its own fresh instances, so workers do not repeat each other.
 _COUNTER = itertools.count()
-_SALT = random.randrange(1 << 24)
+_RNG = random.Random()
 
 
-def _unique_feature(instance):
-    floats = [(abs(v), k) for k, v in instance.items() if isinstance(v, float) and math.isfinite(v)]
-    if floats:
-        return max(floats)[1]
-    ints = [
-        (abs(v), k) for k, v in instance.items() if isinstance(v, int) and not isinstance(v, bool)
-    ]
-    return max(ints)[1] if ints else None
-
-
-def _vary(instance, token):
-    key = _unique_feature(instance)
-    value = instance[key]
-    varied = dict(instance)
-    if isinstance(value, float):
-        varied[key] = value + max(abs(value), 1.0) * STEP * (token + 1)
+def _number(feature):
+    low, high, center = feature["low"], feature["high"], feature["center"] or 0.0
+    if low is not None and high is not None:
+        return _RNG.uniform(low, high)
+    if center == 0.0:
+        drawn = _RNG.expovariate(1.0 if feature["kind"] == "integer" else 2.0)
+        drawn = math.floor(drawn) if feature["kind"] == "integer" else drawn
     else:
-        varied[key] = value + token + 1
-    return varied
+        drawn = center * min(max(_RNG.lognormvariate(0.0, SPREAD), 1 / CLIP), CLIP)
+    if low is not None:
+        drawn = max(drawn, low)
+    if high is not None:
+        drawn = min(drawn, high)
+    return drawn
+
+
+def _draw(feature):
+    kind = feature["kind"]
+    if kind == "fixed":
+        return feature["value"]
+    if kind == "category":
+        return _RNG.choice(feature["choices"])
+    if kind == "boolean":
+        return _RNG.random() < 0.5
+    if kind == "integer":
+        return int(round(_number(feature)))
+    return round(_number(feature), feature["decimals"])
+
+
+def _fresh():
+    return {{f["name"]: _draw(f) for f in SPACE["features"]}}
 
 
 def _is_unique(index):
@@ -163,8 +184,7 @@ def _body(index):
     j = index % n
     group = [INSTANCES[(j * BATCH + m) % n] for m in range(BATCH)]
     if _is_unique(index):
-        base = (_SALT + index) * BATCH
-        group = [_vary(inst, base + m) for m, inst in enumerate(group)]
+        group = [_fresh() for _ in range(BATCH)]
     return json.dumps(group[0] if BATCH == 1 else {{"instances": group}})
 
 

@@ -1,13 +1,21 @@
 """Request bodies for a load run: which instances, how often they repeat, how they batch.
 
 The cache hit ratio a run sees is decided here. ``unique`` is the exact fraction of requests
-that carry instances the server has never seen: one numeric feature is nudged by a relative
-1e-12 step per request, which leaves the prediction unchanged but the cache key new.
+that carry instances the server has never seen, drawn from an
+:class:`~servepath.load.sampling.InstanceSpace` (the model's input schema, or the space the
+given instances span); the others repeat the given instances, which the server answers
+from its cache after the first time.
+
+A fresh instance costs the generator little: each feature's values are drawn ahead into a
+pool of :data:`POOL` encoded ``"name":value`` pieces, and a request joins one piece of
+each, picked at random. Every feature still follows its distribution, and with a few
+continuous features the combinations do not repeat in any run a machine can send.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,11 +23,13 @@ import orjson
 
 from servepath.contract import ServerContract, example_for, instances_of
 from servepath.errors import ConfigError, ServepathError
+from servepath.load.sampling import InstanceSpace
 
 Instance = dict[str, Any]
 
-#: Relative size of one uniqueness step; far below any feature's meaningful precision.
-UNIQUE_STEP = 1e-12
+#: Values drawn ahead per feature (a power of two: a piece is picked with one random call).
+POOL_BITS = 12
+POOL = 1 << POOL_BITS
 
 
 class PayloadError(ServepathError):
@@ -82,18 +92,6 @@ def example_from_openapi(doc: Mapping[str, Any], url_path: str) -> Instance:
     return instances[0]
 
 
-def unique_feature(instance: Mapping[str, Any]) -> str | None:
-    """The feature nudged to make an instance unique: a float if there is one (so the value's
-    type is unchanged), else the integer of largest magnitude; None when nothing is numeric."""
-    floats = [(abs(v), k) for k, v in instance.items() if isinstance(v, float) and math.isfinite(v)]
-    if floats:
-        return max(floats)[1]
-    ints = [
-        (abs(v), k) for k, v in instance.items() if isinstance(v, int) and not isinstance(v, bool)
-    ]
-    return max(ints)[1] if ints else None
-
-
 def is_unique(index: int, ratio: float) -> bool:
     """Whether request ``index`` carries fresh instances; exactly ``ratio`` of any prefix do."""
     if ratio <= 0:
@@ -104,10 +102,11 @@ def is_unique(index: int, ratio: float) -> bool:
 
 
 class PayloadSource:
-    """Bodies by global request index: repeated ones pre-encoded, fresh ones built on demand.
+    """Bodies by global request index: repeated ones pre-encoded, fresh ones drawn.
 
-    ``salt`` shifts the uniqueness tokens so that consecutive runs against the same server
-    (the steps of a capacity search) do not repeat each other's fresh instances.
+    ``salt`` and ``stream`` seed the draws: each run against one server (the steps of a
+    capacity search) takes a new salt, and each generator process of a run its own stream,
+    so that no two of them send the same "fresh" instances.
     """
 
     def __init__(
@@ -117,6 +116,8 @@ class PayloadSource:
         unique: float = 0.0,
         batch: int = 1,
         salt: int = 0,
+        space: InstanceSpace | None = None,
+        stream: int = 0,
     ) -> None:
         if not instances:
             raise ConfigError("there are no instances to send")
@@ -128,40 +129,46 @@ class PayloadSource:
         self.unique = unique
         self.batch = batch
         self.salt = salt
-        self._features = [unique_feature(i) for i in self.instances]
-        if unique > 0 and any(f is None for f in self._features):
+        self.space = space if space is not None else InstanceSpace.from_instances(self.instances)
+        if unique > 0 and not self.space.varies:
             raise ConfigError(
-                "--unique needs a numeric feature in every instance to vary, and some have none"
+                "fresh instances need a feature that varies, and these have none (no number, "
+                "no category with more than one value); send them as they are with --repeat"
             )
-        self._repeated = [self._encode(self._group(j), None) for j in range(len(self.instances))]
+        self._rng = random.Random(f"{salt}:{stream}")
+        self._pools: list[list[bytes]] | None = None
+        self._repeated = [self._encode(self._group(j)) for j in range(len(self.instances))]
 
     def _group(self, j: int) -> list[Instance]:
         n = len(self.instances)
         return [self.instances[(j * self.batch + m) % n] for m in range(self.batch)]
 
-    def _encode(self, group: list[Instance], token: int | None) -> bytes:
-        if token is not None:
-            group = [self._vary(inst, token * self.batch + m) for m, inst in enumerate(group)]
+    def _encode(self, group: list[Instance]) -> bytes:
         if self.batch == 1:
             return orjson.dumps(group[0])
         return orjson.dumps({"instances": group})
 
-    def _vary(self, instance: Instance, token: int) -> Instance:
-        feature = unique_feature(instance)
-        assert feature is not None
-        value = instance[feature]
-        varied = dict(instance)
-        if isinstance(value, float):
-            varied[feature] = value + max(abs(value), 1.0) * UNIQUE_STEP * (token + 1)
-        else:
-            # An integer feature can only move in whole steps; leave the salt out so it drifts
-            # by no more than the run's request count.
-            varied[feature] = value + (token - self.salt * self.batch) + 1
-        return varied
+    def prepare(self) -> None:
+        """Draw the pools of fresh values now (before a run starts, not during its first
+        request)."""
+        if self._pools is None and self.unique > 0:
+            self._pools = [
+                [orjson.dumps(name) + b":" + orjson.dumps(draw()) for _ in range(POOL)]
+                for name, draw in self.space.samplers(self._rng)
+            ]
+
+    def _fresh_instance(self) -> bytes:
+        if self._pools is None:
+            self.prepare()
+        assert self._pools is not None
+        bits = self._rng.getrandbits
+        return b"{" + b",".join([pool[bits(POOL_BITS)] for pool in self._pools]) + b"}"
 
     def body(self, index: int) -> tuple[bytes, bool]:
         """The body of request ``index`` and whether its instances are fresh."""
-        j = index % len(self._repeated)
         if is_unique(index, self.unique):
-            return self._encode(self._group(j), self.salt + index), True
-        return self._repeated[j], False
+            if self.batch == 1:
+                return self._fresh_instance(), True
+            group = b",".join(self._fresh_instance() for _ in range(self.batch))
+            return b'{"instances":[' + group + b"]}", True
+        return self._repeated[index % len(self._repeated)], False

@@ -85,6 +85,8 @@ class Recorder:
         self.failed = 0
         self.warmup = 0
         self.errors: Counter[str] = Counter()
+        self.kinds: Counter[str] = Counter()  # the shared failure kinds: refused, dns, proxy…
+        self.kind_messages: dict[str, str] = {}  # the first message of each kind
         self.status_errors: Counter[int] = Counter()
         self.hits = 0
         self.misses = 0
@@ -113,9 +115,12 @@ class Recorder:
         x_cache: str | None = None,
         waited: bool = False,
         started: float | None = None,
+        kind: str | None = None,
+        message: str = "",
     ) -> None:
-        """One finished request. ``status`` None means no HTTP response (``error`` says why);
-        ``started`` is when the generator got round to the request (open loop only)."""
+        """One finished request. ``status`` None means no HTTP response (``error`` and the
+        failure ``kind`` say why); ``started`` is when the generator got round to the
+        request (open loop only)."""
         if intended < self.measure_from:
             self.warmup += 1
             return
@@ -139,6 +144,9 @@ class Recorder:
             self.failed += 1
             second.failed += 1
             self.errors[error or "other"] += 1
+            shared = kind or "other"
+            self.kinds[shared] += 1
+            self.kind_messages.setdefault(shared, message)
             return
         latency = done - intended
         service = done - sent_at
@@ -184,6 +192,9 @@ class Recorder:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.update(other.errors)
+        self.kinds.update(other.kinds)
+        for kind, message in other.kind_messages.items():
+            self.kind_messages.setdefault(kind, message)
         self.status_errors.update(other.status_errors)
         self.last_done = max(self.last_done, other.last_done)
         self.last_send = max(self.last_send, other.last_send)
@@ -204,6 +215,9 @@ class Recorder:
             other=sum(n for k, n in self.errors.items() if k not in ERROR_CLASSES[:3]),
             http_4xx=tuple(sorted((c, n) for c, n in self.status_errors.items() if c < 500)),
             http_5xx=tuple(sorted((c, n) for c, n in self.status_errors.items() if c >= 500)),
+            kinds=tuple(
+                (kind, n, self.kind_messages.get(kind, "")) for kind, n in self.kinds.most_common()
+            ),
         )
 
 
@@ -239,7 +253,7 @@ def build_report(shape: RunShape, rec: Recorder, slo: SLO | None) -> RunReport:
         else None
     )
     late_share = rec.late / rec.sent if rec.sent else 0.0
-    kept = shape.mode == "closed" or (late_share <= LATE_SHARE_LIMIT and rec.sent > 0)
+    kept = None if shape.mode == "closed" else late_share <= LATE_SHARE_LIMIT and rec.sent > 0
     health = GeneratorHealth(
         processes=shape.processes,
         cpu_percent=tuple(rec.cpu_percent),

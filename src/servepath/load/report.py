@@ -51,6 +51,9 @@ class ErrorBreakdown:
     other: int = 0
     http_4xx: tuple[tuple[int, int], ...] = ()
     http_5xx: tuple[tuple[int, int], ...] = ()
+    #: Requests without an answer by the shared failure kind (refused, dns, proxy, tls,
+    #: read_timeout, ...): (kind, count, the first message of that kind).
+    kinds: tuple[tuple[str, int, str], ...] = ()
 
     @property
     def total(self) -> int:
@@ -64,7 +67,11 @@ class ErrorBreakdown:
         )
 
     def describe(self) -> str:
-        parts = [f"{getattr(self, c)} {c}" for c in ERROR_CLASSES if getattr(self, c)]
+        if self.kinds:
+            parts = [f"{n} {kind} ({message})" if message else f"{n} {kind}"
+                     for kind, n, message in self.kinds]  # fmt: skip
+        else:
+            parts = [f"{getattr(self, c)} {c}" for c in ERROR_CLASSES if getattr(self, c)]
         parts += [f"{n} × HTTP {code}" for code, n in (*self.http_4xx, *self.http_5xx)]
         return ", ".join(parts) or "none"
 
@@ -76,6 +83,7 @@ class ErrorBreakdown:
             "other": self.other,
             "4xx": {str(code): n for code, n in self.http_4xx},
             "5xx": {str(code): n for code, n in self.http_5xx},
+            "kinds": {kind: {"count": n, "message": message} for kind, n, message in self.kinds},
         }
 
 
@@ -91,6 +99,15 @@ class CacheSummary:
     def hit_ratio(self) -> float | None:
         seen = self.hits + self.misses
         return self.hits / seen if seen else None
+
+    def describe(self) -> str:
+        """``0.0% cache hits`` (or that the server does not say), for beside a figure."""
+        from servepath.output import percent
+
+        ratio = self.hit_ratio
+        if ratio is None:
+            return "cache hits unknown (no X-Cache header)"
+        return f"{percent(ratio)} cache hits"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,7 +130,7 @@ class GeneratorHealth:
     inflight_limit: int | None
     inflight_waits: int
     send_rate: float
-    kept_rate: bool
+    kept_rate: bool | None  # None in a closed loop, which has no rate to keep
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -228,6 +245,7 @@ class FindMaxStep:
     passed: bool
     kept_rate: bool
     note: str
+    cache_hit_ratio: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -256,6 +274,7 @@ class FindMaxReport:
             "ok": self.ok,
             "slo": self.slo.to_json(),
             "max_rate": self.max_rate,
+            "cache_hit_ratio": self.best.cache.hit_ratio if self.best else None,
             "stopped": self.stopped,
             "steps": [s.to_json() for s in self.steps],
             "replicas": self.replicas.to_json() if self.replicas else None,
@@ -275,6 +294,8 @@ class SweepReport:
     capacity_rps: float | None
     replicas: ReplicaEstimate | None
     problems: tuple[str, ...]
+    capacity_cache_hit_ratio: float | None = None  # of the run the capacity comes from
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -286,6 +307,8 @@ class SweepReport:
             "ok": self.ok,
             "slo": self.slo.to_json() if self.slo else None,
             "capacity_rps": self.capacity_rps,
+            "capacity_cache_hit_ratio": self.capacity_cache_hit_ratio,
+            "warnings": list(self.warnings),
             "usl": self.usl.to_json() if self.usl else None,
             "replicas": self.replicas.to_json() if self.replicas else None,
             "problems": list(self.problems),

@@ -10,6 +10,7 @@ the headers that tell the path.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import ssl
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpcore
 import httpx
+from httpcore._backends.sync import SyncStream
 
 from servepath.config import ProxyEnv
 from servepath.errors import ServepathError
@@ -182,7 +184,14 @@ class TraceEvent:
 @dataclass(frozen=True)
 class Phases:
     """How long each step of one request took, in milliseconds; None where it did not happen
-    (a reused connection has no DNS, connect or TLS; plain HTTP has no TLS)."""
+    (a reused connection has no DNS, connect or TLS; plain HTTP has no TLS).
+
+    The phases lie end to end on one clock, so they add up to ``total_ms`` exactly: each
+    starts where the one before it ended, and a phase a failure interrupted runs to the
+    failure. ``prepare_ms`` is the client's own work before its first packet (building the
+    request, taking a connection from the pool); ``send_ms`` runs from the connection being
+    ready to the last byte of the request written.
+    """
 
     dns_ms: float | None = None
     connect_ms: float | None = None
@@ -193,24 +202,27 @@ class Phases:
     download_ms: float | None = None
     total_ms: float = 0.0
     reused_connection: bool = False
+    prepare_ms: float | None = None
 
-    def cumulative(self) -> dict[str, float | None]:
-        """The same times as ``curl -w`` states them: each from the start of the request."""
-        marks: dict[str, float | None] = {}
-        clock = 0.0
+    def cumulative(self) -> dict[str, float]:
+        """The same times as ``curl -w`` states them, each from the start of the request
+        (``time_appconnect`` is 0 without TLS, as curl has it)."""
 
-        def add(name: str, *values: float | None) -> None:
-            nonlocal clock
-            clock += sum(v for v in values if v is not None)
-            marks[name] = round(clock, 3)
+        def add(*values: float | None) -> float:
+            return sum(v for v in values if v is not None)
 
-        add("time_namelookup", self.dns_ms)
-        add("time_connect", self.connect_ms)
-        add("time_appconnect", self.proxy_tunnel_ms, self.tls_ms)
-        add("time_pretransfer", self.send_ms)
-        add("time_starttransfer", self.wait_ms)
-        marks["time_total"] = round(self.total_ms, 3)
-        return marks
+        lookup = add(self.prepare_ms, self.dns_ms)
+        connect = lookup + add(self.connect_ms)
+        ready = connect + add(self.proxy_tunnel_ms, self.tls_ms)
+        first_byte = ready + add(self.send_ms, self.wait_ms)
+        return {
+            "time_namelookup": round(lookup, 3),
+            "time_connect": round(connect, 3),
+            "time_appconnect": round(ready, 3) if self.tls_ms is not None else 0.0,
+            "time_pretransfer": round(ready, 3),
+            "time_starttransfer": round(first_byte, 3),
+            "time_total": round(self.total_ms, 3),
+        }
 
     @property
     def ttfb_ms(self) -> float | None:
@@ -221,6 +233,7 @@ class Phases:
             return None if v is None else round(v, 3)
 
         return {
+            "prepare_ms": r(self.prepare_ms),
             "dns_ms": r(self.dns_ms),
             "connect_ms": r(self.connect_ms),
             "proxy_tunnel_ms": r(self.proxy_tunnel_ms),
@@ -235,18 +248,9 @@ class Phases:
         }
 
 
-def _span(events: Sequence[TraceEvent], start: str, *ends: str) -> float | None:
-    """From the last ``start`` event to the first of ``ends`` after it."""
-    begin = None
-    for i, event in enumerate(events):
-        if event.name == start:
-            begin = i
-    if begin is None:
-        return None
-    for event in events[begin:]:
-        if event.name in ends:
-            return event.at_ms - events[begin].at_ms
-    return None
+def _first(events: Sequence[TraceEvent], *names: str) -> float | None:
+    """The time of the first event with one of ``names``."""
+    return next((e.at_ms for e in events if e.name in names), None)
 
 
 def _last(events: Sequence[TraceEvent], name: str) -> float | None:
@@ -254,53 +258,81 @@ def _last(events: Sequence[TraceEvent], name: str) -> float | None:
     return found[-1] if found else None
 
 
-def _first(events: Sequence[TraceEvent], name: str) -> float | None:
-    return next((e.at_ms for e in events if e.name == name), None)
+_TCP_END = (
+    "tcp.complete",
+    "tcp.failed",
+    "connection.connect_tcp.complete",
+    "connection.connect_tcp.failed",
+)
 
 
 def phases_from_events(events: Sequence[TraceEvent], total_ms: float) -> Phases:
-    """Phases from the trace of one request (pure: the recorded events in order)."""
-    dns_ms = _span(events, "dns.started", "dns.complete")
-    tcp_started = _first(events, "connection.connect_tcp.started")
-    tcp_done = _first(events, "connection.connect_tcp.complete")
-    tcp_end = tcp_done if tcp_done is not None else _first(events, "connection.connect_tcp.failed")
-    attempt = _first(events, "tcp.started")  # the resolving backend's own mark
-    connect_ms: float | None = None
-    if attempt is not None and tcp_end is not None:
-        connect_ms = tcp_end - attempt
-    elif tcp_started is not None and tcp_done is not None:
-        connect_ms = tcp_done - tcp_started - (dns_ms or 0.0)
-    tunnel_tls_started = _first(events, "proxy.start_tls.started")
-    proxy_tunnel_ms: float | None = None
-    if tunnel_tls_started is not None and tcp_done is not None:
-        proxy_tunnel_ms = tunnel_tls_started - tcp_done
-        tls_ms = _span(
-            events, "proxy.start_tls.started", "proxy.start_tls.complete", "proxy.start_tls.failed"
-        )
+    """Phases from the trace of one request (pure: the recorded events in order, and the
+    time the exchange ended, whether by the last byte of the body or by a failure)."""
+    dns_start = _first(events, "dns.started")
+    dns_end = _first(events, "dns.complete")
+    # The resolving backend marks its own lookup and connect, tightly around the system
+    # calls; httpcore's connect_tcp events (which wrap them) stand in without it.
+    ours = any(e.name in ("dns.started", "tcp.started") for e in events)
+    tcp_start = _first(events, "tcp.started" if ours else "connection.connect_tcp.started")
+    tcp_end = _first(events, *_TCP_END)
+    tunnel_end = _first(events, "proxy.start_tls.started")
+    tls_start: float | None
+    if tunnel_end is not None:
+        tls_start = tunnel_end
+        tls_end = _first(events, "proxy.start_tls.complete", "proxy.start_tls.failed")
     else:
-        tls_ms = _span(
-            events,
-            "connection.start_tls.started",
-            "connection.start_tls.complete",
-            "connection.start_tls.failed",
-        )
-    send_start = _last(events, "http11.send_request_headers.started")
+        tls_start = _first(events, "connection.start_tls.started")
+        tls_end = _first(events, "connection.start_tls.complete", "connection.start_tls.failed")
+    send_start = _first(events, "http11.send_request_headers.started")
     body_sent = _last(events, "http11.send_request_body.complete")
     headers_in = _last(events, "http11.receive_response_headers.complete")
     body_in = _last(events, "http11.receive_response_body.complete")
-    send_ms = body_sent - send_start if send_start is not None and body_sent is not None else None
-    wait_ms = headers_in - body_sent if headers_in is not None and body_sent is not None else None
-    download_ms = body_in - headers_in if body_in is not None and headers_in is not None else None
+    reused = tcp_start is None and send_start is not None
+
+    # (name, whether it happened, the time it ended): in the order they happen.
+    steps: list[tuple[str, bool, float | None]] = [
+        ("dns", dns_start is not None, dns_end),
+        ("connect", tcp_start is not None, tcp_end),
+        ("proxy_tunnel", tunnel_end is not None, tunnel_end),
+        ("tls", tls_start is not None, tls_end),
+        ("send", send_start is not None, body_sent),
+        ("wait", body_sent is not None, headers_in),
+        ("download", headers_in is not None, body_in),
+    ]
+    first_packet = dns_start if dns_start is not None else tcp_start
+    if first_packet is None:
+        first_packet = send_start
+    if first_packet is None:
+        return Phases(total_ms=total_ms, prepare_ms=total_ms if events else None)
+    times: dict[str, float | None] = {}
+    clock = min(first_packet, total_ms)
+    prepare = clock
+    last_started: str | None = None
+    for name, happened, end in steps:
+        if not happened:
+            times[name] = None
+            continue
+        if end is None or end > total_ms:
+            end = total_ms
+        times[name] = max(end - clock, 0.0)
+        clock = max(end, clock)
+        last_started = name
+    if last_started is not None and clock < total_ms:
+        # what is left (the end of reading the body, or the wait a failure ended) belongs
+        # to the step that was under way
+        times[last_started] = (times[last_started] or 0.0) + (total_ms - clock)
     return Phases(
-        dns_ms=dns_ms,
-        connect_ms=connect_ms,
-        proxy_tunnel_ms=proxy_tunnel_ms,
-        tls_ms=tls_ms,
-        send_ms=send_ms,
-        wait_ms=wait_ms,
-        download_ms=download_ms,
+        dns_ms=times["dns"],
+        connect_ms=times["connect"],
+        proxy_tunnel_ms=times["proxy_tunnel"],
+        tls_ms=times["tls"],
+        send_ms=times["send"],
+        wait_ms=times["wait"],
+        download_ms=times["download"],
         total_ms=total_ms,
-        reused_connection=tcp_started is None and send_start is not None,
+        reused_connection=reused,
+        prepare_ms=prepare,
     )
 
 
@@ -470,8 +502,9 @@ class _ResolvingBackend(httpcore.SyncBackend):
         pinned = self.pins.get((host.lower(), port))
         if pinned is not None:  # --resolve NAME:PORT:ADDR, as curl has it
             addresses = [pinned]
-        elif is_ip_literal(host):
-            addresses = [host.strip("[]")]
+        elif is_ip_literal(host.replace("%25", "%")):
+            # a zone in a URL is written %25 (RFC 6874): fe80::1%25eth0 is fe80::1%eth0
+            addresses = [host.strip("[]").replace("%25", "%")]
         else:
             if recorder:
                 recorder.mark("dns.started")
@@ -483,16 +516,64 @@ class _ResolvingBackend(httpcore.SyncBackend):
         if recorder:
             recorder.resolved = tuple(addresses)
             recorder.mark("tcp.started")
-        failure: httpcore.ConnectError | None = None
+        failure: OSError | None = None
         for address in addresses:
             if recorder:
                 recorder.attempted = host_port(address, port)
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
-            except httpcore.ConnectError as exc:  # try the next address, as curl does
+                sock = _connect_socket(address, port, timeout, local_address, socket_options)
+            except OSError as exc:  # try the next address, as curl does
                 failure = exc
+                continue
+            if recorder:
+                recorder.mark("tcp.complete")
+            return SyncStream(sock)
+        if recorder:
+            recorder.mark("tcp.failed")
         assert failure is not None
-        raise failure
+        # Raised inside an except block so the socket error stays in __context__ (httpcore's
+        # pool re-raises with ``from None``), where the failure's kind is read from.
+        try:
+            raise failure
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+
+
+def _connect_socket(
+    address: str,
+    port: int,
+    timeout: float | None,
+    local_address: str | None,
+    socket_options: Iterable[Any] | None,
+) -> socket.socket:
+    """A connected TCP socket to an address (no name, so no lookup: the connect is timed
+    alone, as curl times it)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    target: tuple[Any, ...] = (address, port)
+    if family == socket.AF_INET6 and "%" in address:  # fe80::1%eth0: the zone is an index
+        host, _, zone = address.partition("%")
+        try:
+            index = int(zone) if zone.isdigit() else socket.if_nametoindex(zone)
+        except OSError as exc:
+            raise OSError(
+                errno.ENODEV, f"no network interface {zone!r} (the zone of {address})"
+            ) from exc
+        target = (host, port, 0, index)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        for option in socket_options or ():
+            sock.setsockopt(*option)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if local_address is not None:
+            sock.bind((local_address, 0))
+        sock.connect(target)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _transport(
@@ -541,6 +622,7 @@ def _hop(
         try:
             remote, tls_version, tls_cipher = _tls_info(response)
             body = response.read()
+            done_ms = recorder.elapsed_ms()
         finally:
             response.close()
     except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: a bad Location header
@@ -559,7 +641,7 @@ def _hop(
         return hop, None
     finally:
         backend.recorder = None
-    phases = phases_from_events(recorder.events, recorder.elapsed_ms())
+    phases = phases_from_events(recorder.events, done_ms)
     status = response.status_code
     preview = None
     if status >= 400 and body:
@@ -615,24 +697,32 @@ def probe_http(
         url = "http://" + url
         notes.append("no scheme given: http:// assumed, as curl does")
     method = (method or ("POST" if content is not None else "GET")).upper()
-    try:
-        context: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=cafile) if verify else False
-        )
-    except (ssl.SSLError, OSError) as exc:
-        raise ServepathError(f"cannot load the CA bundle {cafile}: {exc}") from exc
+    contexts: list[ssl.SSLContext] = []
+
+    def tls_context() -> ssl.SSLContext | bool:
+        # read the trust store when TLS is first spoken: plain HTTP has no use for it
+        if not verify:
+            return False
+        if not contexts:
+            try:
+                contexts.append(ssl.create_default_context(cafile=cafile))
+            except (ssl.SSLError, OSError) as exc:
+                raise ServepathError(f"cannot load the CA bundle {cafile}: {exc}") from exc
+        return contexts[0]
+
     backend = _ResolvingBackend(pins)
-    clients: dict[str | None, httpx.Client] = {}
+    clients: dict[tuple[str | None, bool], httpx.Client] = {}
     hops: list[HttpHop] = []
     try:
         request_url = url
         request: httpx.Request | None = None
         for _ in range(MAX_REDIRECTS + 1):
             choice = choose_proxy(request_url, env, proxy)
-            client = clients.get(choice.proxy)
+            tls = any(u.lower().startswith("https://") for u in (request_url, choice.proxy or ""))
+            client = clients.get((choice.proxy, tls))
             if client is None:
                 try:
-                    transport = _transport(choice.proxy, context, backend)
+                    transport = _transport(choice.proxy, tls_context() if tls else False, backend)
                 except (ValueError, ImportError) as exc:  # an unsupported proxy scheme
                     raise ServepathError(f"cannot use proxy {choice.proxy}: {exc}") from exc
                 client = httpx.Client(
@@ -641,7 +731,7 @@ def probe_http(
                     trust_env=False,
                     follow_redirects=False,
                 )
-                clients[choice.proxy] = client
+                clients[(choice.proxy, tls)] = client
             if request is None:
                 try:
                     request = client.build_request(

@@ -314,9 +314,9 @@ def _describe(failure: TlsFailure, cert: Certificate | None, name: str, now: dat
     if cert is None:
         return failure
     if failure == "expired":
-        days = -cert.days_to_expiry(now)
         return (
-            f"the certificate expired on {cert.not_after:%Y-%m-%d %H:%M} UTC ({days:.0f} days ago)"
+            f"the certificate expired on {cert.not_after:%Y-%m-%d %H:%M} UTC "
+            f"({_ago(-cert.days_to_expiry(now))})"
         )
     if failure == "not_yet_valid":
         return f"the certificate is valid only from {cert.not_before:%Y-%m-%d %H:%M} UTC"
@@ -332,6 +332,15 @@ def _describe(failure: TlsFailure, cert: Certificate | None, name: str, now: dat
         where = "the system trust store" if store == "system" else store
         return f"issued by {cert.issuer}, which {where} does not trust (a private CA?)"
     return failure
+
+
+def _ago(days: float) -> str:
+    """``3 days ago``, ``1 day ago``, ``5 hours ago``: how long since, in words."""
+    if days >= 1:
+        whole = round(days)
+        return f"{whole} day{'s' if whole != 1 else ''} ago"
+    hours = max(round(days * 24), 1)
+    return f"{hours} hour{'s' if hours != 1 else ''} ago"
 
 
 # --- the driver -----------------------------------------------------------------------------
@@ -478,6 +487,13 @@ def _report_from(
     cert = parse_certificate(der) if der else None
     cipher = tls.cipher()
     problems = certificate_problems(cert, name, now) if cert else ()
+    notes: tuple[str, ...] = ()
+    if trusted and "self_signed" in problems:
+        # A self-signed certificate the trust store holds is trusted by that store: pinned,
+        # as `--cafile cert.pem` means. Nothing else vouches for it, which is not a fault.
+        problems = tuple(p for p in problems if p != "self_signed")
+        notes = (f"the certificate is self-signed; {base['trust_store']} holds it, so it is "
+                 "trusted as it stands (pinned)",)  # fmt: skip
     return TlsReport(
         **base,
         protocol=tls.version(),
@@ -487,6 +503,7 @@ def _report_from(
         name_matches=hostname_matches(name, cert) if cert else None,
         problems=problems,
         detail="trusted and valid" if trusted and not problems else "",
+        notes=notes,
     )
 
 

@@ -17,7 +17,7 @@ import orjson
 from servepath.net.addresses import AddressInfo, classify_address
 from servepath.net.endpoints import host_port
 from servepath.netdiag.doctor.causes import Cause, explain
-from servepath.netdiag.doctor.evidence import Observations
+from servepath.netdiag.doctor.evidence import Observations, untrusted_only
 from servepath.netdiag.doctor.report import DoctorReport, Stage, StageStatus
 from servepath.netdiag.doctor.signs import (
     FORWARD_PROXIES,
@@ -386,6 +386,10 @@ def _stage_tls(obs: Observations, v: _Verdict) -> None:
         _add_not_http(obs, v, "tls")
         return
     cause = _TLS_CAUSE.get(failure, "tls_handshake_failed")
+    if obs.insecure and untrusted_only(t):
+        summary = f"{failure}: {t.detail} (not verified: --insecure)"
+        v.add(Stage("tls", "warn", summary, t.to_json()))
+        return
     v.add(Stage("tls", "fail", f"{failure}: {t.detail}", t.to_json()), cause, detail=t.detail)
 
 

@@ -39,12 +39,25 @@ class VhostTrial:
         }
 
 
+#: Certificate problems that --insecure looks past; a failed handshake it cannot.
+CERTIFICATE_PROBLEMS = frozenset(
+    {"expired", "not_yet_valid", "hostname_mismatch", "self_signed", "unknown_issuer"}
+)
+
+
+def untrusted_only(tls: TlsReport) -> bool:
+    """The handshake completed and only the certificate was not trusted."""
+    failure = tls.failure or (tls.problems[0] if tls.problems else "handshake_failed")
+    return tls.protocol is not None and failure in CERTIFICATE_PROBLEMS
+
+
 @dataclass
 class Observations:
     plan: Plan
     slow_ms: float = 1000.0
     timeout: float = 2.0
     http_timeout: float = 10.0
+    insecure: bool = False
     nameservers: list[str] = field(default_factory=list)
     gateway: Route | None = None
     dns: DnsReport | None = None

@@ -22,7 +22,7 @@ from servepath.contract import OPENAPI_ROUTE
 from servepath.errors import ServepathError
 from servepath.net.endpoints import host_port, is_ip_literal, url_host
 from servepath.netdiag.dns import DnsReport, probe_dns, system_nameservers
-from servepath.netdiag.doctor.evidence import Observations, VhostTrial
+from servepath.netdiag.doctor.evidence import Observations, VhostTrial, untrusted_only
 from servepath.netdiag.doctor.plan import DoctorOptions, Plan, plan_app
 from servepath.netdiag.doctor.signs import from_servepath, looks_like_web_server
 from servepath.netdiag.http import HttpReport, probe_http
@@ -39,7 +39,11 @@ def observe(plan: Plan, options: DoctorOptions) -> Observations:
     """Run every probe of the path the plan describes; never raises for what the network does."""
     started = time.perf_counter()
     obs = Observations(
-        plan, slow_ms=options.slow_ms, timeout=options.timeout, http_timeout=options.http_timeout
+        plan,
+        slow_ms=options.slow_ms,
+        timeout=options.timeout,
+        http_timeout=options.http_timeout,
+        insecure=options.insecure,
     )
     routes = read_routes()
     obs.gateway = default_gateway(routes)
@@ -223,6 +227,7 @@ def _http(obs: Observations, options: DoctorOptions, url: str, **kwargs: Any) ->
         proxy_env=options.proxy_env,
         proxy=options.proxy,
         cafile=options.cafile,
+        verify=not options.insecure,
         pins=pins,
         headers=headers,
         keep_body=kwargs.pop("keep_body", _BODY_LIMIT),
@@ -245,7 +250,7 @@ def _probe_http_stages(obs: Observations, options: DoctorOptions) -> None:
             obs.tls.protocol is None and obs.tls.certificate is None and obs.tls.failure
         ):
             _sniff(obs, options)
-        if not obs.tls.ok:
+        if not obs.tls.ok and not (options.insecure and untrusted_only(obs.tls)):
             return  # every https request would fail the same way (or hang on another protocol)
     obs.health = _http(obs, options, target.origin + "/")
     health_error = obs.health.error

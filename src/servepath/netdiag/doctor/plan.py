@@ -88,6 +88,8 @@ class DoctorOptions:
     resolvers: tuple[Nameserver, ...] = ()
     data: bytes | None = None
     cafile: str | None = None
+    #: Look past an untrusted certificate (curl's -k): the TLS stage warns, HTTP goes on.
+    insecure: bool = False
     timeout: float = 2.0  # per network probe (DNS, connect, trace hop, the large request)
     http_timeout: float = 10.0
     slow_ms: float = 1000.0
