@@ -39,10 +39,15 @@ def clip(value: object, limit: int = ECHO_CHARS) -> str:
     else:
         try:
             text = str(value)
-        except ValueError:  # an integer past Python's digit limit
-            return f"<{type(value).__name__} too long to show>"
+        except (ValueError, RecursionError):  # past Python's digit limit; nested 1,000 deep
+            return f"<{type(value).__name__} too large to show>"
     return text if len(text) <= limit else text[:limit] + "…"
 
+
+def shown(value: object, limit: int = ECHO_CHARS) -> str:
+    """A caller's value for an error message: a string quoted, anything else as text, cut to
+    ``limit`` characters either way; never raises, whatever JSON produced ``value``."""
+    return repr(clip(value, limit)) if isinstance(value, str) else clip(value, limit)
 
 
 class RequestError(ServepathError):

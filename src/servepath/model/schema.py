@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from servepath.errors import FieldError, InvalidInput
+from servepath.errors import MAX_ERRORS, FieldError, InvalidInput, clip, shown
 
 #: ``number``: a JSON number; ``category``: a string; ``boolean``: true/false; ``any``: a column
 #: the model never reads (a ColumnTransformer drops it): optional, any value, ignored.
@@ -147,16 +147,30 @@ class InputSchema:
                     return row, []
             except KeyError:
                 pass
-        return self._validate_each(instance, loc)
+        row_or_none, errors, _ = self._validate_each(instance, loc, MAX_ERRORS)
+        return row_or_none, errors
+
+    def validate_one(self, instance: Any, loc: tuple[str | int, ...] = ()) -> dict[str, Value]:
+        """The clean row of one instance, or :class:`InvalidInput` (bounded, with a count)."""
+        row, errors = self.validate(instance, loc)
+        if row is not None:
+            return row
+        if len(errors) < MAX_ERRORS:
+            raise InvalidInput(errors)
+        _, errors, more = self._validate_each(instance, loc, MAX_ERRORS)
+        raise InvalidInput(errors, more)
 
     def _validate_each(
-        self, instance: Any, loc: tuple[str | int, ...]
-    ) -> tuple[dict[str, Value] | None, list[FieldError]]:
+        self, instance: Any, loc: tuple[str | int, ...], limit: int
+    ) -> tuple[dict[str, Value] | None, list[FieldError], int]:
+        """The row or the errors: at most ``limit`` of them built, the rest only counted."""
         if not isinstance(instance, Mapping):
             kind = type(instance).__name__ if instance is not None else "null"
-            return None, [
-                FieldError(loc, f"expected a JSON object of features, got {kind}", "type")
-            ]
+            return (
+                None,
+                [FieldError(loc, f"expected a JSON object of features, got {kind}", "type")],
+                0,
+            )
         errors: list[FieldError] = []
         row: dict[str, Value] = {}
         for feature in self.features:
@@ -171,24 +185,44 @@ class InputSchema:
                 errors.append(FieldError(where, *error))
             else:
                 row[feature.name] = value
+        more = max(0, len(errors) - limit)
+        del errors[limit:]
+        known = self._by_name
         for name in instance:
-            if name not in self._by_name:
-                errors.append(FieldError((*loc, str(name)), "unknown field", "extra"))
-        return (row if not errors else None), errors
+            if name not in known:
+                if len(errors) < limit:
+                    errors.append(FieldError((*loc, clip(str(name))), "unknown field", "extra"))
+                else:
+                    more += 1
+        return (row if not errors else None), errors, more
 
     def validate_many(
         self, instances: Sequence[Any], loc: tuple[str | int, ...] = ("instances",)
     ) -> list[dict[str, Value]]:
+        """Every instance's clean row, or :class:`InvalidInput` listing at most
+        :data:`MAX_ERRORS` errors: validation stops at the instance that reaches them."""
         rows: list[dict[str, Value]] = []
         errors: list[FieldError] = []
+        more = 0
         for i, instance in enumerate(instances):
             row, errs = self.validate(instance, (*loc, i))
-            errors.extend(errs)
             if row is not None:
                 rows.append(row)
+                continue
+            room = MAX_ERRORS - len(errors)
+            if len(errs) >= room:
+                # This instance fills the answer: count the rest of its errors, stop here.
+                _, errs, more = self._validate_each(instance, (*loc, i), room)
+                errors.extend(errs)
+                raise InvalidInput(errors, more, stopped=i < len(instances) - 1)
+            errors.extend(errs)
         if errors:
             raise InvalidInput(errors)
         return rows
+
+
+#: Categories an error message lists.
+_SHOWN_CATEGORIES = 20
 
 
 def _check(feature: Feature, value: Any) -> tuple[Value, tuple[str, str] | None]:
@@ -211,8 +245,11 @@ def _check(feature: Feature, value: Any) -> tuple[Value, tuple[str, str] | None]
     elif not isinstance(value, bool):
         return None, (f"expected true or false, got {_describe(value)}", "type")
     if feature.closed and feature.categories is not None and value not in feature.categories:
-        allowed = ", ".join(str(c) for c in feature.categories)
-        return None, (f"unknown category {value!r}; one of: {allowed}", "enum")
+        cats = feature.categories
+        allowed = ", ".join(clip(c) for c in cats[:_SHOWN_CATEGORIES])
+        if len(cats) > _SHOWN_CATEGORIES:
+            allowed += f" (and {len(cats) - _SHOWN_CATEGORIES} more)"
+        return None, (f"unknown category {shown(value)}; one of: {allowed}", "enum")
     return value, None
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from servepath.errors import MalformedJSON, PayloadTooLarge, RequestAborted, UnsupportedMediaType
+from servepath.errors import PayloadTooLarge, RequestAborted
+from servepath.service.jsonbody import check_json_media_type
+from servepath.service.jsonbody import parse_json as parse_json
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,14 +31,10 @@ def header_values(scope: Scope, name: bytes) -> list[str]:
 
 
 def check_content_type(scope: Scope) -> None:
-    """Accept JSON, or no declared type at all; reject anything else with 415."""
-    value = header(scope, b"content-type")
-    if value is None:
-        return
-    mime = value.split(";", 1)[0].strip().lower()
-    if mime in ("", "application/json", "*/*") or mime.endswith("+json"):
-        return
-    raise UnsupportedMediaType(value)
+    """Accept JSON (``application/json``, ``application/*+json``), or no declared type at
+    all; reject anything else, two Content-Type headers included, with 415."""
+    values = header_values(scope, b"content-type")
+    check_json_media_type(", ".join(values) if values else None)
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -59,37 +55,6 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
-
-
-def _reject_constant(name: str) -> Any:
-    return float(name.replace("Infinity", "inf").replace("NaN", "nan"))
-
-
-def parse_json(body: bytes) -> Any:
-    """Parse a request body. NaN and Infinity literals parse (as floats) so that validation can
-    name the field that holds them, instead of rejecting the whole body as malformed."""
-    if not body.strip():
-        raise MalformedJSON("the body is empty")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        try:
-            value = json.loads(body, parse_constant=_reject_constant)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise MalformedJSON(str(exc)) from None
-        if _has_nonfinite(value):
-            return value
-        raise MalformedJSON(str(exc)) from None
-
-
-def _has_nonfinite(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(_has_nonfinite(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_nonfinite(v) for v in value)
-    return False
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -39,6 +40,10 @@ def error_response(exc: Exception, *, v2: bool = False) -> Response:
     body: dict[str, Any]
     if isinstance(exc, InvalidInput):
         body = {"error": exc.summary(), "detail": [e.to_json() for e in exc.errors]}
+        if exc.more or exc.stopped:
+            # At most MAX_ERRORS listed: the rest is a count, "+" when validation stopped.
+            body["more_errors"] = exc.more
+            body["validation_stopped"] = exc.stopped
         if v2:
             status = 400
     elif status == 500 and not isinstance(exc, PredictionFailed):
@@ -52,4 +57,9 @@ def error_response(exc: Exception, *, v2: bool = False) -> Response:
     if status == 503:
         retry = exc.retry_after if isinstance(exc, ServiceUnavailable) else 1
         headers.append((b"retry-after", str(retry).encode()))
-    return json_response(status, body, headers)
+    try:
+        return json_response(status, body, headers)
+    except TypeError:
+        # A message quoting what orjson cannot write (a lone surrogate): the standard
+        # library escapes it. An error answer must never fail itself.
+        return Response(status, json.dumps(body).encode(), b"application/json", headers)

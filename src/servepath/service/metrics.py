@@ -41,6 +41,10 @@ Sampler = Callable[[], list[Sample]]
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
+#: The methods labelled by name; the dozens of others llhttp parses (WebDAV's and more) are
+#: all ``other``.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
 #: Observations noted on the request path before they are folded into the histograms.
 FOLD_AT = 4096
 
@@ -129,6 +133,14 @@ class Metrics:
             registry=r,
         )
 
+        self.callers = Counter(
+            "servepath_api_key_requests_total",
+            "Requests to routes that need an API key, by the key's name (never the key) and "
+            "outcome: accepted, missing or invalid (these two with an empty key label).",
+            ["key", "outcome"],
+            registry=r,
+        )
+
         # labels() hashes and locks on every call; the children in use are kept by key.
         self._children: dict[tuple[str, ...], Any] = {}
         # One process: the request path only notes what happened (a dict update, a list
@@ -148,6 +160,10 @@ class Metrics:
         self._last_counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """``route`` is a route template (never a caller's path); a method outside the
+        common few is labelled ``other``, so the labels a caller can add are bounded."""
+        if method not in _METHODS:
+            method = "other"
         self._inc(("r", route, method, str(status)))
         self._observe(("l", route, method), seconds)
 
@@ -165,6 +181,11 @@ class Metrics:
 
     def count_rejected(self, reason: str) -> None:
         self._inc(("x", reason))
+
+    def count_caller(self, key_name: str, outcome: str) -> None:
+        """One request to a protected route: which key (by name) and whether it passed.
+        The label set is bounded by the key file and three outcomes."""
+        self._inc(("k", key_name, outcome))
 
     def observe_model_call(self, model: str, seconds: float, rows: int) -> None:
         # Called once per model call, from the model's thread as often as not: written at once.
@@ -259,6 +280,7 @@ class Metrics:
                 "s": self.shed,
                 "d": self.dropped,
                 "x": self.rejected,
+                "k": self.callers,
                 "ml": self.model_latency,
                 "mb": self.batch_size,
             }[kind]

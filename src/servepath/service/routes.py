@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from servepath.errors import clip
 from servepath.service.admission import Ticket
 from servepath.service.asgi import Receive, Response, Scope, json_response
 
@@ -30,6 +31,7 @@ class RequestContext:
     deadline: float | None = None  # time.perf_counter() past which no answer is useful
     gone: Callable[[], bool] | None = None  # true once the caller has hung up
     ticket: Ticket | None = None  # admission to the predict pipeline, released at the end
+    caller: str | None = None  # the name of the API key the request carried
     timings: list[tuple[str, float, str | None]] = field(default_factory=list)
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
@@ -64,10 +66,13 @@ class Router:
         lookup = "GET" if method == "HEAD" else method
         methods = self._exact.get(path)
         if methods is None and len(path) > 1 and path.endswith("/"):
-            methods = self._exact.get(path.rstrip("/"))
+            # Trailing slashes are the route's own (``/metrics////`` is ``/metrics``), and so
+            # is the label: one route is one template, whatever the caller appends.
+            path = path.rstrip("/") or "/"
+            methods = self._exact.get(path)
         if methods is not None:
             return methods.get(lookup), path, list(methods)
-        match = V2_MODEL.match(path)
+        match = V2_MODEL.match(path.rstrip("/"))
         if match:
             suffix = match.group(3) or ""
             allowed = dict(V2_MODEL_ROUTES)[suffix]
@@ -85,6 +90,7 @@ class Router:
         return sorted(set(listed))
 
     def not_found(self, method: str, path: str, allowed: list[str]) -> Response:
+        path = clip(path)
         if allowed:
             return json_response(
                 405,
@@ -98,7 +104,7 @@ class Router:
 
 def v2_model_name(path: str) -> tuple[str, str | None]:
     """The model name and version (or None) a V2 model route names."""
-    match = V2_MODEL.match(path)
+    match = V2_MODEL.match(path.rstrip("/"))
     if match is None:
         raise ValueError(f"{path!r} is not a V2 model route")
     return match.group(1), match.group(2)
