@@ -140,7 +140,9 @@ def test_forwarded_chain_and_request_id_reach_the_replica(client: httpx.Client) 
     echo = response.json()
     assert echo["x_forwarded_for"] == "198.51.100.7, 127.0.0.1"
     assert echo["chain"] == ["198.51.100.7", "127.0.0.1"]
-    assert echo["original_client"] == "198.51.100.7"
+    # The replicas trust no proxy (no --forwarded-allow-ips): the chain is only claimed.
+    assert echo["original_client"] == "127.0.0.1"
+    assert [hop["entry"] for hop in echo["claimed"]] == ["198.51.100.7", "127.0.0.1"]
     assert echo["via"] == ["1.1 laptop-proxy", f"1.1 {socket.gethostname()}"]
     assert echo["x_forwarded_proto"] == "http"
     host = client.base_url.host

@@ -257,7 +257,11 @@ async def test_path_echo_reports_peer_socket_host_and_forwarded_chain(
     assert body["peer"] == {"address": "203.0.113.7", "port": 51515, "kind": "reserved"}
     assert body["host_header"] == "api.example.test:8443"
     assert body["chain"] == ["198.51.100.9", "10.0.0.2"]
-    assert body["original_client"] == "198.51.100.9"
+    # No proxy is trusted by default: the chain is claimed, the client is the TCP peer.
+    assert body["original_client"] == "203.0.113.7"
+    assert body["client"]["address"] == "203.0.113.7" and body["client"]["source"] == "peer"
+    assert [hop["entry"] for hop in body["claimed"]] == ["198.51.100.9", "10.0.0.2"]
+    assert body["forwarded_trust"]["trusted"] is False
     assert body["via"] == ["1.1 nginx"]
     assert body["proxies_seen"] == 2
     assert body["bound"] == {"host": "0.0.0.0", "port": 8080}

@@ -91,6 +91,8 @@ def make_record(request_id: str | None = None, index: int = 0, **changes: Any) -
         "forwarded": None,
     }
     fields.update(changes)
+    # One request id, one request, as a server that drew no id of its own would have it.
+    fields.setdefault("record_id", fields["request_id"])
     return PredictionRecord(**fields)
 
 

@@ -47,7 +47,7 @@ def ids_in_commit_order(url: str) -> list[str]:
     """Request ids in the order PostgreSQL committed them (transaction id, then position)."""
     with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "SELECT request_id FROM predictions ORDER BY xmin::text::bigint, ctid"
+            "SELECT record_id FROM predictions ORDER BY xmin::text::bigint, ctid"
         ).fetchall()
     return [row[0] for row in rows]
 

@@ -21,9 +21,11 @@ Start = Callable[[Any], Any]
 async def test_records_come_back_through_the_reader_exactly(
     backend: Backend, started: Start
 ) -> None:
+    first = make_record("r-1", 0)
     records = [
-        make_record("r-1", 0),
-        make_record("r-1", 1, output={"decision": "decline", "probability": 0.12}),
+        first,
+        # A request's fields are stored once: its records share them (the time too).
+        make_record("r-1", 1, ts=first.ts, output={"decision": "decline", "probability": 0.12}),
         make_record(
             "r-2",
             0,

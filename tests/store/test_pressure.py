@@ -94,7 +94,7 @@ async def test_a_database_whose_writes_hang_is_unhealthy_and_the_queue_stays_bou
     await wait_until(lambda: log.status().spooled == 0, 15, "the spool to replay")
     await log.close()
     with psycopg.connect(pg_url) as conn:
-        ids = [row[0] for row in conn.execute("SELECT request_id FROM predictions")]
+        ids = [row[0] for row in conn.execute("SELECT record_id FROM predictions")]
     assert sorted(ids) == sorted(r.request_id for r in written), "a record lost or duplicated"
 
 
@@ -208,7 +208,7 @@ async def test_a_full_disk_is_said_in_health_and_durable_requests_get_503_naming
     import sqlite3
 
     with sqlite3.connect(tmpfs / "predictions.sqlite3") as conn:
-        stored = {row[0] for row in conn.execute("SELECT request_id FROM predictions")}
+        stored = {row[0] for row in conn.execute("SELECT request_id FROM requests")}
     assert answered <= stored, answered - stored
 
 

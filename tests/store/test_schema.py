@@ -25,11 +25,13 @@ def test_sqlite_migration_runs_once_however_often_it_is_called(tmp_path: Path) -
     assert migrate_sqlite(conn) == LATEST_VERSION
     versions = conn.execute("SELECT version FROM schema_version").fetchall()
     assert versions == [(m.version,) for m in MIGRATIONS]
-    columns = [row[1] for row in conn.execute("PRAGMA table_info(predictions)")]
-    assert columns == [
-        "request_id", "idx", "ts", "route", "model_name", "model_version", "instance",
-        "output", "latency_ms", "cache_hit", "client_addr", "forwarded",
+    requests = [row[1] for row in conn.execute("PRAGMA table_info(requests)")]
+    assert requests == [
+        "record_id", "request_id", "ts", "route", "model_name", "model_version", "latency_ms",
+        "client_addr", "client_ip", "forwarded", "api_key", "truncated",
     ]  # fmt: skip
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(predictions)")]
+    assert columns == ["record_id", "idx", "instance", "output", "cache_hit", "truncated"]
     conn.close()
 
 
@@ -70,9 +72,9 @@ async def test_postgres_workers_migrating_at_once_all_succeed(pg_url: str) -> No
         assert rows == [(m.version,) for m in MIGRATIONS]
         kinds: dict[str, str] = dict(
             conn.execute(
-                "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_name = 'predictions'"
+                "SELECT table_name || '.' || column_name, data_type "
+                "FROM information_schema.columns WHERE table_name IN ('predictions', 'requests')"
             ).fetchall()
         )
-    assert kinds["ts"] == "timestamp with time zone"
-    assert kinds["instance"] == kinds["output"] == "jsonb"
+    assert kinds["requests.ts"] == "timestamp with time zone"
+    assert kinds["predictions.instance"] == kinds["predictions.output"] == "jsonb"

@@ -59,6 +59,16 @@ def log_recent(
         typer.Option("--limit", "-n", min=1, metavar="N", help="How many records, newest last."),
     ] = 20,
     since: SinceOpt = None,
+    request_id: Annotated[
+        str | None,
+        typer.Option(
+            "--request-id",
+            metavar="ID",
+            help="Only the requests a caller sent with this X-Request-ID (several may share "
+            "one), or the one request with this record id.",
+            show_default=False,
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Recent predictions, oldest first, from the prediction log."""
@@ -67,13 +77,16 @@ def log_recent(
     out = get_output()
     since_ts = _since(since)
     with _reader(out, store, json_) as reader:
-        records = _or_exit(out, json_, lambda: reader.recent(limit=limit, since=since_ts))
+        records = _or_exit(
+            out, json_, lambda: reader.recent(limit=limit, since=since_ts, request_id=request_id)
+        )
         target = reader.target
     if json_:
         out.json(records)
         return
     if not records:
-        out.print(f"no predictions in {target}" + (f" since {since}" if since else ""))
+        which = "" if request_id is None else f" with request id {request_id}"
+        out.print(f"no predictions{which} in {target}" + (f" since {since}" if since else ""))
         return
     title = f"{len(records)} most recent in {target}"
     compact = out.tables_are_plain() is not True and out.console.width < WIDE
@@ -187,7 +200,8 @@ def render_records(records: list[PredictionRecord], *, title: str, compact: bool
             f"{r.latency_ms:.2f}",
         ]
         if not compact:
-            cells.append(r.client_addr or "-")
+            # The client the server believed: the peer, unless a trusted proxy vouched.
+            cells.append(r.client_ip or r.client_addr or "-")
         grid.add_row(*cells)
     return grid
 

@@ -3,27 +3,56 @@
 from __future__ import annotations
 
 import os
-import re
 import socket
 from typing import Any
 
 from servepath.net.addresses import classify_address
-from servepath.net.endpoints import is_ip_literal, unmapped
+from servepath.net.endpoints import host_port, is_ip_literal, unmapped
+from servepath.net.forwarded import ClientView, TrustedProxies, resolve_client
 from servepath.netdiag.container import detect_container
 from servepath.service.asgi import Scope, header, header_values
+from servepath.service.predict import RequestMeta
+from servepath.store.bounds import (
+    MAX_ADDRESS_CHARS,
+    MAX_FORWARDED_BYTES,
+    bounded_text,
+    new_record_id,
+)
 
-_FORWARDED_FOR = re.compile(r'for=("?)(\[[^\]]+\]|[^;,"]+)\1', re.IGNORECASE)
+
+def client_view(scope: Scope, trusted: TrustedProxies) -> ClientView:
+    """Who sent the request, believing forwarded headers only from ``trusted`` proxies."""
+    client = scope.get("client")
+    return resolve_client(
+        str(client[0]) if client else None,
+        int(client[1]) if client and len(client) > 1 and client[1] is not None else None,
+        forwarded=header_values(scope, b"forwarded"),
+        x_forwarded_for=header_values(scope, b"x-forwarded-for"),
+        trusted=trusted,
+    )
 
 
-def forwarded_chain(scope: Scope) -> list[str]:
-    """Client-first list of addresses that proxies say the request came through."""
-    chain: list[str] = []
-    for value in header_values(scope, b"forwarded"):
-        chain.extend(m.group(2) for m in _FORWARDED_FOR.finditer(value))
-    if not chain:
-        for value in header_values(scope, b"x-forwarded-for"):
-            chain.extend(part.strip() for part in value.split(",") if part.strip())
-    return chain
+def meta_for_log(meta: RequestMeta, scope: Scope, request_id: str, trusted: TrustedProxies) -> None:
+    """Fill in what the prediction log keeps of who sent the request, within its bounds."""
+    view = client_view(scope, trusted)
+    client = scope.get("client")
+    truncated: list[str] = []
+    peer = host_port(str(client[0]), client[1]) if client else None
+    peer, cut = bounded_text(peer, MAX_ADDRESS_CHARS)
+    if cut:
+        truncated.append("client_addr")
+    meta.client = peer
+    meta.client_ip, cut = bounded_text(view.client, MAX_ADDRESS_CHARS)
+    if cut:
+        truncated.append("client_ip")
+    meta.forwarded, cut = bounded_text(view.claimed_text(), MAX_FORWARDED_BYTES)
+    if view.truncated or cut:
+        truncated.append("forwarded")
+    meta.truncated = tuple(truncated)
+    # With no usable X-Request-ID of the caller's, the id the response carries is the
+    # server's own: it names the record too. A caller's id is only stored beside one.
+    given = header(scope, b"x-request-id")
+    meta.record_id = request_id if given != request_id else new_record_id()
 
 
 def _peer_json(addr: Any) -> dict[str, Any] | None:
@@ -35,10 +64,33 @@ def _peer_json(addr: Any) -> dict[str, Any] | None:
     return {"address": host, "port": port, "kind": kind}
 
 
+#: A header is echoed at most this long: the echo must not amplify what a caller sends.
+MAX_ECHOED_CHARS = 1024
+
+
+def _shown(value: str | None) -> str | None:
+    if value is None or len(value) <= MAX_ECHOED_CHARS:
+        return value
+    return value[:MAX_ECHOED_CHARS] + f"…(+{len(value) - MAX_ECHOED_CHARS} chars)"
+
+
+def _client_json(view: ClientView) -> dict[str, Any]:
+    address = view.client
+    kind = classify_address(address).kind if address and is_ip_literal(address) else None
+    return {"address": address, "port": view.client_port, "kind": kind, "source": view.source}
+
+
 def path_echo(
-    scope: Scope, *, bound_host: str, bound_port: int, request_id: str, in_kubernetes: bool
+    scope: Scope,
+    *,
+    bound_host: str,
+    bound_port: int,
+    request_id: str,
+    in_kubernetes: bool,
+    trusted: TrustedProxies | None = None,
 ) -> dict[str, Any]:
-    chain = forwarded_chain(scope)
+    view = client_view(scope, trusted or TrustedProxies())
+    chain = list(view.chain)
     via = [v.strip() for value in header_values(scope, b"via") for v in value.split(",")]
     peer = _peer_json(scope.get("client"))
     return {
@@ -49,15 +101,26 @@ def path_echo(
         "host_header": header(scope, b"host"),
         "scheme": scope.get("scheme", "http"),
         "http_version": scope.get("http_version"),
-        "forwarded": header(scope, b"forwarded"),
-        "x_forwarded_for": header(scope, b"x-forwarded-for"),
-        "x_forwarded_proto": header(scope, b"x-forwarded-proto"),
-        "x_forwarded_host": header(scope, b"x-forwarded-host"),
-        "x_real_ip": header(scope, b"x-real-ip"),
+        "forwarded": _shown(header(scope, b"forwarded")),
+        "x_forwarded_for": _shown(header(scope, b"x-forwarded-for")),
+        "x_forwarded_proto": _shown(header(scope, b"x-forwarded-proto")),
+        "x_forwarded_host": _shown(header(scope, b"x-forwarded-host")),
+        "x_real_ip": _shown(header(scope, b"x-real-ip")),
         "via": via,
         "chain": chain,
         "proxies_seen": max(len(via), len(chain)),
-        "original_client": chain[0] if chain else (peer or {}).get("address"),
+        # The client the server believes: the TCP peer unless a trusted proxy vouches for
+        # more (--forwarded-allow-ips). What the headers say beyond that is only claimed.
+        "client": _client_json(view),
+        "original_client": view.client,
+        "claimed": [hop.to_json() for hop in view.claimed],
+        "forwarded_trust": {
+            "trusted": view.trusted,
+            "reason": view.reason,
+            "proxies": list(view.proxies),
+            "claimed_hops": view.claimed_hops,
+            "truncated": view.truncated,
+        },
         "hostname": socket.gethostname(),
         "pid": os.getpid(),
         "container": detect_container(in_kubernetes).to_json(),

@@ -23,6 +23,12 @@ from servepath.model.loaded import LoadedModel, Output, Row
 from servepath.service.metrics import Metrics
 from servepath.service.ratelog import RateLimitedWarning
 from servepath.store.base import PredictionLog, PredictionRecord, Route
+from servepath.store.bounds import (
+    MAX_INSTANCE_BYTES,
+    MAX_OUTPUT_BYTES,
+    bounded_json,
+    new_record_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +48,33 @@ class RequestMeta:
     start: float
     #: The TCP peer as the server saw it, ``host:port``; None when unknown.
     client: str | None = None
-    #: The ``Forwarded`` / ``X-Forwarded-For`` chain, client first, verbatim.
+    #: The forwarded chain as *claimed* (the hops no trusted proxy vouches for), client
+    #: first, bounded (see :mod:`servepath.net.forwarded`); None when there is none.
     forwarded: str | None = None
     #: ``time.perf_counter()`` past which an answer is of no use to the caller.
     deadline: float | None = None
     #: True once the caller has hung up; None when the server cannot tell.
     gone: Callable[[], bool] | None = None
+    #: The server's own id of this request's record, unique whatever the caller sends;
+    #: "" makes the pipeline draw one.
+    record_id: str = ""
+    #: The client's address as the server believes it (the peer, or what a trusted proxy
+    #: vouches for); None when unknown.
+    client_ip: str | None = None
+    #: Request fields that were cut to fit the log's bounds (e.g. ``("forwarded",)``).
+    truncated: tuple[str, ...] = ()
+    #: The name of the API key the request carried; None when the route needs none.
+    api_key: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id,
+            "record_id": self.record_id,
             "client": self.client,
+            "client_ip": self.client_ip,
             "forwarded": self.forwarded,
+            "truncated": list(self.truncated),
+            "api_key": self.api_key,
             "deadline_in_s": None
             if self.deadline is None
             else round(self.deadline - time.perf_counter(), 6),
@@ -197,23 +218,38 @@ class PredictPipeline:
         model = self.model
         now = time.time()
         latency = round((time.perf_counter() - meta.start) * 1000, 3)
-        records = [
-            PredictionRecord(
-                request_id=meta.request_id,
-                index=i,
-                ts=now,
-                route=route,
-                model_name=model.name,
-                model_version=model.version,
-                instance=row,
-                output=out,
-                latency_ms=latency,
-                cache_hit=i not in miss,
-                client_addr=meta.client,
-                forwarded=meta.forwarded,
+        # The server owns the record's identity: a caller's X-Request-ID is stored beside
+        # it, never used as a key, so reusing one cannot merge or suppress records.
+        record_id = meta.record_id or new_record_id()
+        request_truncated = ",".join(meta.truncated)
+        records = []
+        for i, (row, out) in enumerate(zip(rows, outputs, strict=True)):
+            instance, cut_instance = bounded_json(row, MAX_INSTANCE_BYTES)
+            output, cut_output = bounded_json(out, MAX_OUTPUT_BYTES)
+            truncated = request_truncated
+            if cut_instance or cut_output:
+                cut = ("instance",) * cut_instance + ("output",) * cut_output
+                truncated = ",".join(filter(None, (truncated, *cut)))
+            records.append(
+                PredictionRecord(
+                    request_id=meta.request_id,
+                    index=i,
+                    ts=now,
+                    route=route,
+                    model_name=model.name,
+                    model_version=model.version,
+                    instance=instance,
+                    output=output,
+                    latency_ms=latency,
+                    cache_hit=i not in miss,
+                    client_addr=meta.client,
+                    forwarded=meta.forwarded,
+                    record_id=record_id,
+                    client_ip=meta.client_ip,
+                    truncated=truncated or None,
+                    api_key=meta.api_key,
+                )
             )
-            for i, (row, out) in enumerate(zip(rows, outputs, strict=True))
-        ]
         if self.durable:
             await self.store.record_durable(records)
         else:

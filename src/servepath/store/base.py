@@ -11,7 +11,13 @@ Route = Literal["decisions", "vertex", "v2"]
 
 @dataclass(slots=True)
 class PredictionRecord:
-    """One prediction: one instance of one request. ``(request_id, index)`` is unique.
+    """One prediction: one instance of one request. ``(record_id, index)`` is unique.
+
+    ``record_id`` is the server's: it names the request's record whatever the caller sends.
+    ``request_id`` is the ``X-Request-ID`` the response carried (the caller's, or, when it
+    sent none, the server's own, equal to ``record_id``); many records may share one.
+    The request's fields (everything but ``index``, ``instance``, ``output``, ``cache_hit``)
+    are the same in every record of one request and are stored once per request.
 
     Made once per logged prediction on the request path, so not frozen (a frozen dataclass
     costs four times as much to build); nothing changes a record once it is made.
@@ -28,7 +34,22 @@ class PredictionRecord:
     latency_ms: float  # server time for the whole request
     cache_hit: bool
     client_addr: str | None  # the TCP peer as the server saw it, "host:port"
-    forwarded: str | None  # Forwarded / X-Forwarded-For chain, verbatim
+    #: The forwarded chain as claimed: the hops no trusted proxy vouches for, client first,
+    #: at most 16 hops and 1 KB ("…(+N)" in front when cut).
+    forwarded: str | None
+    record_id: str = ""  # "" (records of older spool files): the request id is the key
+    #: The client's address as the server believes it: the TCP peer, or the address a
+    #: trusted proxy (--forwarded-allow-ips) vouches for.
+    client_ip: str | None = None
+    #: Comma-separated names of the fields that were cut to fit the bounds, or None.
+    truncated: str | None = None
+    #: The name of the API key the request carried (never the key); None without keys.
+    api_key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The record's identity in the database: ``record_id``, else ``request_id``."""
+        return self.record_id or self.request_id
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,6 +65,10 @@ class PredictionRecord:
             "cache_hit": self.cache_hit,
             "client_addr": self.client_addr,
             "forwarded": self.forwarded,
+            "record_id": self.record_id,
+            "client_ip": self.client_ip,
+            "truncated": self.truncated,
+            "api_key": self.api_key,
         }
 
 

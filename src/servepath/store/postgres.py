@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from servepath.errors import ConfigError
 from servepath.net.endpoints import host_port
 from servepath.store.base import PredictionRecord
+from servepath.store.rows import first_of_each_request, split_truncated
 from servepath.store.schema import migrate_postgres
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -22,33 +23,54 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 #: It bounds how long a durable request waits on a database that stopped answering.
 DEFAULT_WRITE_TIMEOUT = 5.0
 
-# One statement per batch whatever its size: the columns travel as twelve arrays.
+# Two statements per batch whatever its size: a request's fields once, in the requests
+# table, then one row per instance; the columns travel as arrays.
+INSERT_REQUEST = """
+INSERT INTO requests (record_id, request_id, ts, route, model_name, model_version,
+                      latency_ms, client_addr, client_ip, forwarded, api_key, truncated)
+SELECT k, r, to_timestamp(t), ro, mn, mv, l, ca, ci, fw, ak, tr
+FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[],
+            %s::float8[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+     AS u(k, r, t, ro, mn, mv, l, ca, ci, fw, ak, tr)
+ON CONFLICT (record_id) DO NOTHING
+"""
 INSERT = """
-INSERT INTO predictions (request_id, idx, ts, route, model_name, model_version, instance,
-                         output, latency_ms, cache_hit, client_addr, forwarded)
-SELECT r, i, to_timestamp(t), ro, mn, mv, inst::jsonb, outp::jsonb, l, c, ca, fw
-FROM unnest(%s::text[], %s::integer[], %s::float8[], %s::text[], %s::text[], %s::text[],
-            %s::text[], %s::text[], %s::float8[], %s::boolean[], %s::text[], %s::text[])
-     AS u(r, i, t, ro, mn, mv, inst, outp, l, c, ca, fw)
-ON CONFLICT (request_id, idx) DO NOTHING
+INSERT INTO predictions (record_id, idx, instance, output, cache_hit, truncated)
+SELECT k, i, inst::jsonb, outp::jsonb, c, tr
+FROM unnest(%s::text[], %s::integer[], %s::text[], %s::text[], %s::boolean[], %s::text[])
+     AS u(k, i, inst, outp, c, tr)
+ON CONFLICT (record_id, idx) DO NOTHING
 """
 
 
-def insert_params(records: Sequence[PredictionRecord]) -> tuple[list[Any], ...]:
-    """The twelve column arrays of :data:`INSERT` for ``records``, in record order."""
+def request_params(records: Sequence[PredictionRecord]) -> tuple[list[Any], ...]:
+    """The column arrays of :data:`INSERT_REQUEST`: one row per request of ``records``."""
+    firsts = first_of_each_request(records)
     return (
-        [r.request_id for r in records],
+        [r.key for r in firsts],
+        [r.request_id for r in firsts],
+        [r.ts for r in firsts],
+        [r.route for r in firsts],
+        [r.model_name for r in firsts],
+        [r.model_version for r in firsts],
+        [r.latency_ms for r in firsts],
+        [r.client_addr for r in firsts],
+        [r.client_ip for r in firsts],
+        [r.forwarded for r in firsts],
+        [r.api_key for r in firsts],
+        [split_truncated(r.truncated)[0] for r in firsts],
+    )
+
+
+def insert_params(records: Sequence[PredictionRecord]) -> tuple[list[Any], ...]:
+    """The column arrays of :data:`INSERT` for ``records``, in record order."""
+    return (
+        [r.key for r in records],
         [r.index for r in records],
-        [r.ts for r in records],
-        [r.route for r in records],
-        [r.model_name for r in records],
-        [r.model_version for r in records],
         [orjson.dumps(r.instance).decode() for r in records],
         [orjson.dumps(r.output).decode() for r in records],
-        [r.latency_ms for r in records],
         [r.cache_hit for r in records],
-        [r.client_addr for r in records],
-        [r.forwarded for r in records],
+        [split_truncated(r.truncated)[1] for r in records],
     )
 
 
@@ -72,7 +94,8 @@ def describe_conninfo(url: str) -> str:
 
 
 class PostgresSink:
-    """Each batch is one ``INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING`` statement.
+    """Each batch is one transaction of two ``INSERT … SELECT FROM unnest(…) ON CONFLICT DO
+    NOTHING`` statements (the requests, then their instances).
 
     ``open`` migrates the schema on a dedicated connection, which also surfaces the real
     reason a database is unreachable (a pool only reports that it timed out), then opens a
@@ -131,9 +154,12 @@ class PostgresSink:
         pool = self._pool
         if pool is None:
             raise psycopg.OperationalError(f"{self.target} is not open")
+        requests = request_params(records)
         params = insert_params(records)
         async with asyncio.timeout(self.write_timeout), pool.connection() as conn:
-            cur = await conn.execute(INSERT, params)
+            async with conn.transaction():
+                await conn.execute(INSERT_REQUEST, requests)
+                cur = await conn.execute(INSERT, params)
             return cur.rowcount
 
     async def close(self) -> None:

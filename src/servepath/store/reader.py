@@ -1,8 +1,9 @@
 """Reading the prediction log back: recent records and per-model-version statistics.
 
-Latency percentiles are over requests, not instances: every record of one request carries
-the same request latency, so only the record with ``idx = 0`` counts (a batch of 100 must
-not weigh 100 times). Cache hit rate and decision counts are over instances.
+Latency percentiles are over requests, not instances: a request's latency is stored once,
+and only its first instance (``idx = 0``) counts it (a batch of 100 must not weigh 100
+times). Cache hit rate and decision counts are over instances. A log still at schema
+version 1 (not yet migrated by a server start) is read as it is.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import orjson
 
 from servepath.errors import ConfigError, ServepathError
 from servepath.store.base import PredictionRecord
+from servepath.store.rows import join_truncated
 
 NO_DECISION = "(none)"
 PERCENTILES = (0.5, 0.9, 0.99)
@@ -140,8 +142,11 @@ class LogStats:
 class LogReader(Protocol):
     target: str
 
-    def recent(self, *, limit: int, since: float | None = None) -> list[PredictionRecord]:
-        """The newest ``limit`` records (at or after ``since``), oldest first."""
+    def recent(
+        self, *, limit: int, since: float | None = None, request_id: str | None = None
+    ) -> list[PredictionRecord]:
+        """The newest ``limit`` records (at or after ``since``; of requests whose caller's
+        request id or whose record id is ``request_id``), oldest first."""
 
     def stats(self, *, since: float | None = None) -> LogStats: ...
 
@@ -206,7 +211,45 @@ def _record(row: Sequence[Any]) -> PredictionRecord:
         cache_hit=bool(row[9]),
         client_addr=row[10],
         forwarded=row[11],
+        record_id=row[12],
+        client_ip=row[13],
+        truncated=join_truncated(row[14], row[15]),
+        api_key=row[16],
     )
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a schema keeps each column: version 2 joins ``requests`` (r) and ``predictions``
+    (p); version 1 (a log not yet migrated, read as it is) has one table."""
+
+    tables: str
+    record_id: str
+    client_ip: str
+    request_truncated: str
+    instance_truncated: str
+    api_key: str = "NULL"
+
+    def columns(self, ts: str, instance: str, output: str) -> str:
+        return (
+            f"r.request_id, p.idx, {ts}, r.route, r.model_name, r.model_version, {instance}, "
+            f"{output}, r.latency_ms, p.cache_hit, r.client_addr, r.forwarded, "
+            f"{self.record_id}, {self.client_ip}, {self.request_truncated}, "
+            f"{self.instance_truncated}, {self.api_key}"
+        )
+
+
+_V2 = _Layout(
+    "predictions p JOIN requests r ON r.record_id = p.record_id",
+    "r.record_id",
+    "r.client_ip",
+    "r.truncated",
+    "p.truncated",
+    "r.api_key",
+)
+# Version 1's rows carry their request's fields themselves: one table under both names.
+_V1 = _Layout("predictions p JOIN predictions r ON r.request_id = p.request_id AND r.idx = p.idx",
+              "r.request_id", "NULL", "NULL", "NULL")  # fmt: skip
 
 
 class _ReaderBase:
@@ -227,12 +270,6 @@ class _ReaderBase:
         self.close()
 
 
-_SQLITE_COLUMNS = (
-    "request_id, idx, ts, route, model_name, model_version, instance, output, "
-    "latency_ms, cache_hit, client_addr, forwarded"
-)
-
-
 class SQLiteReader(_ReaderBase):
     """Reads the SQLite log read-only; it never creates the file."""
 
@@ -244,34 +281,42 @@ class SQLiteReader(_ReaderBase):
         try:
             self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             self._conn.execute("SELECT 1 FROM predictions LIMIT 1").fetchall()
+            has_requests = self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'requests'"
+            ).fetchall()
         except sqlite3.Error as exc:
             raise StoreUnavailable(self.target, str(exc)) from exc
+        self._layout = _V2 if has_requests else _V1
 
-    def recent(self, *, limit: int, since: float | None = None) -> list[PredictionRecord]:
-        where, params = _sqlite_since(since)
+    def recent(
+        self, *, limit: int, since: float | None = None, request_id: str | None = None
+    ) -> list[PredictionRecord]:
+        lay = self._layout
+        where, params = _where(since, request_id, lay, "?", "?")
         rows = self._query(
-            f"SELECT {_SQLITE_COLUMNS} FROM predictions {where} "
-            "ORDER BY ts DESC, request_id DESC, idx DESC LIMIT ?",
+            f"SELECT {lay.columns('r.ts', 'p.instance', 'p.output')} FROM {lay.tables} {where} "
+            f"ORDER BY r.ts DESC, {lay.record_id} DESC, p.idx DESC LIMIT ?",
             (*params, limit),
         )
         return [_record(row) for row in reversed(rows)]
 
     def stats(self, *, since: float | None = None) -> LogStats:
-        where, params = _sqlite_since(since)
+        lay = self._layout
+        where, params = _where(since, None, lay, "?", "?")
         groups = self._query(
-            "SELECT model_name, model_version, count(*), sum(cache_hit), "
-            f"sum(idx = 0), min(ts), max(ts) FROM predictions {where} GROUP BY 1, 2",
+            "SELECT r.model_name, r.model_version, count(*), sum(p.cache_hit), "
+            f"sum(p.idx = 0), min(r.ts), max(r.ts) FROM {lay.tables} {where} GROUP BY 1, 2",
             params,
         )
         decisions = self._query(
-            "SELECT model_name, model_version, json_extract(output, '$.decision'), count(*) "
-            f"FROM predictions {where} GROUP BY 1, 2, 3",
+            "SELECT r.model_name, r.model_version, json_extract(p.output, '$.decision'), "
+            f"count(*) FROM {lay.tables} {where} GROUP BY 1, 2, 3",
             params,
         )
-        and_where = f"{where} AND idx = 0" if where else "WHERE idx = 0"
+        and_where = f"{where} AND p.idx = 0" if where else "WHERE p.idx = 0"
         latencies: dict[tuple[str, str], list[float]] = {}
         for name, version, latency in self._query(
-            f"SELECT model_name, model_version, latency_ms FROM predictions {and_where} "
+            f"SELECT r.model_name, r.model_version, r.latency_ms FROM {lay.tables} {and_where} "
             "ORDER BY 1, 2, 3",
             params,
         ):
@@ -298,14 +343,19 @@ class SQLiteReader(_ReaderBase):
             raise StoreUnavailable(self.target, str(exc)) from exc
 
 
-def _sqlite_since(since: float | None) -> tuple[str, tuple[Any, ...]]:
-    return ("WHERE ts >= ?", (since,)) if since is not None else ("", ())
-
-
-_PG_COLUMNS = (
-    "request_id, idx, extract(epoch FROM ts)::float8, route, model_name, model_version, "
-    "instance::text, output::text, latency_ms, cache_hit, client_addr, forwarded"
-)
+def _where(
+    since: float | None, request_id: str | None, layout: _Layout, mark: str, ts_mark: str
+) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause for ``since`` and a request id (the caller's or the record's)."""
+    conditions: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        conditions.append(f"r.ts >= {ts_mark}")
+        params.append(since)
+    if request_id is not None:
+        conditions.append(f"(r.request_id = {mark} OR {layout.record_id} = {mark})")
+        params += [request_id, request_id]
+    return ("WHERE " + " AND ".join(conditions) if conditions else ""), tuple(params)
 
 
 class PostgresReader(_ReaderBase):
@@ -318,31 +368,40 @@ class PostgresReader(_ReaderBase):
         self.target = describe_conninfo(conninfo)
         try:
             self._conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=connect_timeout)
+            found = self._conn.execute("SELECT to_regclass('requests') IS NOT NULL").fetchone()
         except psycopg.Error as exc:
             raise StoreUnavailable(self.target, " ".join(str(exc).split())) from exc
+        self._layout = _V2 if found and found[0] else _V1
 
-    def recent(self, *, limit: int, since: float | None = None) -> list[PredictionRecord]:
-        where, params = _pg_since(since)
+    def recent(
+        self, *, limit: int, since: float | None = None, request_id: str | None = None
+    ) -> list[PredictionRecord]:
+        lay = self._layout
+        where, params = _where(since, request_id, lay, "%s", "to_timestamp(%s)")
+        columns = lay.columns("extract(epoch FROM r.ts)::float8", "p.instance::text",
+                              "p.output::text")  # fmt: skip
         rows = self._query(
-            f"SELECT {_PG_COLUMNS} FROM predictions {where} "
-            "ORDER BY ts DESC, request_id DESC, idx DESC LIMIT %s",
+            f"SELECT {columns} FROM {lay.tables} {where} "
+            f"ORDER BY r.ts DESC, {lay.record_id} DESC, p.idx DESC LIMIT %s",
             (*params, limit),
         )
         return [_record(row) for row in reversed(rows)]
 
     def stats(self, *, since: float | None = None) -> LogStats:
-        where, params = _pg_since(since)
+        lay = self._layout
+        where, params = _where(since, None, lay, "%s", "to_timestamp(%s)")
         rows = self._query(
-            "SELECT model_name, model_version, count(*), count(*) FILTER (WHERE cache_hit), "
-            "count(*) FILTER (WHERE idx = 0), extract(epoch FROM min(ts))::float8, "
-            "extract(epoch FROM max(ts))::float8, "
-            "percentile_cont(%s::float8[]) WITHIN GROUP (ORDER BY latency_ms) "
-            f"FILTER (WHERE idx = 0) FROM predictions {where} GROUP BY 1, 2",
+            "SELECT r.model_name, r.model_version, count(*), "
+            "count(*) FILTER (WHERE p.cache_hit), "
+            "count(*) FILTER (WHERE p.idx = 0), extract(epoch FROM min(r.ts))::float8, "
+            "extract(epoch FROM max(r.ts))::float8, "
+            "percentile_cont(%s::float8[]) WITHIN GROUP (ORDER BY r.latency_ms) "
+            f"FILTER (WHERE p.idx = 0) FROM {lay.tables} {where} GROUP BY 1, 2",
             (list(PERCENTILES), *params),
         )
         decisions = self._query(
-            "SELECT model_name, model_version, output->>'decision', count(*) "
-            f"FROM predictions {where} GROUP BY 1, 2, 3",
+            "SELECT r.model_name, r.model_version, p.output->>'decision', count(*) "
+            f"FROM {lay.tables} {where} GROUP BY 1, 2, 3",
             params,
         )
         latencies = {(row[0], row[1]): Latency(*(row[7] or (None, None, None))) for row in rows}
@@ -360,7 +419,3 @@ class PostgresReader(_ReaderBase):
             return self._conn.execute(sql, params).fetchall()
         except psycopg.Error as exc:
             raise StoreUnavailable(self.target, " ".join(str(exc).split())) from exc
-
-
-def _pg_since(since: float | None) -> tuple[str, tuple[Any, ...]]:
-    return ("WHERE ts >= to_timestamp(%s)", (since,)) if since is not None else ("", ())

@@ -9,6 +9,11 @@ Column types (documented in docs/prediction-log.md):
 * ``ts``: SQLite ``REAL`` (unix seconds, exact); PostgreSQL ``timestamptz`` (microsecond
   precision), so that SQL users can write ``WHERE ts > now() - interval '1 hour'``.
 * ``instance``/``output``: SQLite JSON text; PostgreSQL ``jsonb``.
+
+Version 2 splits version 1's ``predictions`` (one row per instance, keyed by the caller's
+``(request_id, idx)``) into ``requests`` (one row per request, keyed by the server's
+``record_id``, the caller's ``request_id`` beside it) and ``predictions`` (one row per
+instance, keyed by ``(record_id, idx)``), copying the rows over.
 """
 
 from __future__ import annotations
@@ -77,6 +82,103 @@ MIGRATIONS: tuple[Migration, ...] = (
             )
             """,
             "CREATE INDEX predictions_ts ON predictions (ts)",
+        ),
+    ),
+    Migration(
+        version=2,
+        description="server-owned record ids: requests once, predictions per instance",
+        sqlite=(
+            "DROP INDEX IF EXISTS predictions_ts",
+            "ALTER TABLE predictions RENAME TO predictions_v1",
+            """
+            CREATE TABLE requests (
+                record_id     TEXT    NOT NULL PRIMARY KEY,
+                request_id    TEXT    NOT NULL,
+                ts            REAL    NOT NULL,
+                route         TEXT    NOT NULL,
+                model_name    TEXT    NOT NULL,
+                model_version TEXT    NOT NULL,
+                latency_ms    REAL    NOT NULL,
+                client_addr   TEXT,
+                client_ip     TEXT,
+                forwarded     TEXT,
+                api_key       TEXT,
+                truncated     TEXT
+            )
+            """,
+            """
+            CREATE TABLE predictions (
+                record_id     TEXT    NOT NULL,
+                idx           INTEGER NOT NULL,
+                instance      TEXT    NOT NULL,
+                output        TEXT    NOT NULL,
+                cache_hit     INTEGER NOT NULL,
+                truncated     TEXT,
+                PRIMARY KEY (record_id, idx)
+            )
+            """,
+            # Version 1 keyed rows by the caller's id, so each id is one request there.
+            # SQLite takes the bare columns from the row holding min(idx).
+            """
+            INSERT INTO requests (record_id, request_id, ts, route, model_name, model_version,
+                                  latency_ms, client_addr, forwarded)
+            SELECT request_id, request_id, ts, route, model_name, model_version, latency_ms,
+                   client_addr, forwarded
+            FROM (SELECT *, min(idx) FROM predictions_v1 GROUP BY request_id)
+            """,
+            """
+            INSERT INTO predictions (record_id, idx, instance, output, cache_hit)
+            SELECT request_id, idx, instance, output, cache_hit FROM predictions_v1
+            """,
+            "DROP TABLE predictions_v1",
+            "CREATE INDEX requests_ts ON requests (ts)",
+            "CREATE INDEX requests_request_id ON requests (request_id)",
+        ),
+        postgres=(
+            "DROP INDEX IF EXISTS predictions_ts",
+            "ALTER TABLE predictions RENAME TO predictions_v1",
+            "ALTER INDEX predictions_pkey RENAME TO predictions_v1_pkey",
+            """
+            CREATE TABLE requests (
+                record_id     text             NOT NULL PRIMARY KEY,
+                request_id    text             NOT NULL,
+                ts            timestamptz      NOT NULL,
+                route         text             NOT NULL,
+                model_name    text             NOT NULL,
+                model_version text             NOT NULL,
+                latency_ms    double precision NOT NULL,
+                client_addr   text,
+                client_ip     text,
+                forwarded     text,
+                api_key       text,
+                truncated     text
+            )
+            """,
+            """
+            CREATE TABLE predictions (
+                record_id     text             NOT NULL,
+                idx           integer          NOT NULL,
+                instance      jsonb            NOT NULL,
+                output        jsonb            NOT NULL,
+                cache_hit     boolean          NOT NULL,
+                truncated     text,
+                PRIMARY KEY (record_id, idx)
+            )
+            """,
+            """
+            INSERT INTO requests (record_id, request_id, ts, route, model_name, model_version,
+                                  latency_ms, client_addr, forwarded)
+            SELECT DISTINCT ON (request_id) request_id, request_id, ts, route, model_name,
+                   model_version, latency_ms, client_addr, forwarded
+            FROM predictions_v1 ORDER BY request_id, idx
+            """,
+            """
+            INSERT INTO predictions (record_id, idx, instance, output, cache_hit)
+            SELECT request_id, idx, instance, output, cache_hit FROM predictions_v1
+            """,
+            "DROP TABLE predictions_v1",
+            "CREATE INDEX requests_ts ON requests (ts)",
+            "CREATE INDEX requests_request_id ON requests (request_id)",
         ),
     ),
 )

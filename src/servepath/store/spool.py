@@ -1,11 +1,12 @@
 """The on-disk spool: where records wait, in order, while their database is unreachable.
 
 Layout: ``<directory>/spool-<ns>-<pid>.jsonl``, append-only JSON Lines, one line per
-record, one ``fsync`` per appended batch. Each process holds an exclusive ``flock`` on the
-file it is appending to, so a live process never replays another's file in the middle of
-an append; a process that died (even by SIGKILL) lost its locks, so its files are claimed
-and replayed by the next process using the same store. File names sort by creation time:
-replay order is append order.
+request (its shared fields once, its instances in ``items``; a line of an older servepath,
+one record, is read too), one ``fsync`` per appended batch. Each process holds an
+exclusive ``flock`` on the file it is appending to, so a live process never replays
+another's file in the middle of an append; a process that died (even by SIGKILL) lost its
+locks, so its files are claimed and replayed by the next process using the same store.
+File names sort by creation time: replay order is append order.
 
 Records the database rejects for their content (PostgreSQL refuses a NUL character in
 ``jsonb``) are kept in ``rejected-<ns>-<pid>.jsonl`` with the error, never replayed.
@@ -39,8 +40,37 @@ MAX_RECORDS_PER_FILE = 10_000
 STAGING_MAX_AGE = 60.0
 
 
+#: The fields of one instance; every other field of a record is its request's.
+_INSTANCE_FIELDS = ("index", "instance", "output", "cache_hit", "truncated")
+
+
 def encode(records: Sequence[PredictionRecord]) -> bytes:
-    return b"".join(orjson.dumps(r.to_json()) + b"\n" for r in records)
+    """One line per request: its shared fields once, then its instances (``items``)."""
+    lines: list[bytes] = []
+    i = 0
+    while i < len(records):
+        first = records[i]
+        j = i + 1
+        while j < len(records) and records[j].key == first.key:
+            j += 1
+        request = first.to_json()
+        for name in _INSTANCE_FIELDS:
+            request.pop(name)
+        items = [[r.index, r.instance, r.output, r.cache_hit, r.truncated] for r in records[i:j]]
+        lines.append(orjson.dumps({"request": request, "items": items}) + b"\n")
+        i = j
+    return b"".join(lines)
+
+
+def _decode_line(line: bytes) -> list[PredictionRecord]:
+    data = orjson.loads(line)
+    if "request" not in data:  # a line of an older servepath: one record
+        return [PredictionRecord(**data)]
+    request = data["request"]
+    return [
+        PredictionRecord(**request, **dict(zip(_INSTANCE_FIELDS, item, strict=True)))
+        for item in data["items"]
+    ]
 
 
 def decode(data: bytes, *, name: str = "spool") -> list[PredictionRecord]:
@@ -55,8 +85,8 @@ def decode(data: bytes, *, name: str = "spool") -> list[PredictionRecord]:
         if not line:
             continue
         try:
-            records.append(PredictionRecord(**orjson.loads(line)))
-        except (orjson.JSONDecodeError, TypeError) as exc:
+            records.extend(_decode_line(line))
+        except (orjson.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
             log.error("%s line %d is not a prediction record (%s); skipped", name, number, exc)
     return records
 
@@ -135,7 +165,9 @@ class Spool:
             if handle is None:
                 continue
             try:
-                lines = handle.read().count(b"\n")
+                data = handle.read()
+                # Records, not lines: a line holds one request's instances.
+                lines = len(decode(data, name=path.name)) or data.count(b"\n")
                 if lines == 0:
                     # From a process killed before its first batch reached the disk.
                     path.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import orjson
 
 from servepath.store.base import PredictionRecord
+from servepath.store.rows import first_of_each_request, split_truncated
 from servepath.store.schema import migrate_sqlite
 
 T = TypeVar("T")
@@ -20,29 +21,45 @@ DEFAULT_FILENAME = "predictions.sqlite3"
 #: How long a writer waits for another process's write lock (several workers, one file).
 DEFAULT_BUSY_TIMEOUT = 5.0
 
-INSERT = """
-INSERT INTO predictions (request_id, idx, ts, route, model_name, model_version, instance,
-                         output, latency_ms, cache_hit, client_addr, forwarded)
+INSERT_REQUEST = """
+INSERT INTO requests (record_id, request_id, ts, route, model_name, model_version,
+                      latency_ms, client_addr, client_ip, forwarded, api_key, truncated)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (request_id, idx) DO NOTHING
+ON CONFLICT (record_id) DO NOTHING
+"""
+INSERT = """
+INSERT INTO predictions (record_id, idx, instance, output, cache_hit, truncated)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (record_id, idx) DO NOTHING
 """
 
 
-def sqlite_row(r: PredictionRecord) -> tuple[Any, ...]:
+def sqlite_request_row(r: PredictionRecord) -> tuple[Any, ...]:
     return (
+        r.key,
         r.request_id,
-        r.index,
         r.ts,
         r.route,
         r.model_name,
         r.model_version,
+        r.latency_ms,
+        r.client_addr,
+        r.client_ip,
+        r.forwarded,
+        r.api_key,
+        split_truncated(r.truncated)[0],
+    )
+
+
+def sqlite_row(r: PredictionRecord) -> tuple[Any, ...]:
+    return (
+        r.key,
+        r.index,
         # Text, not bytes: SQLite 3.45+ would read a BLOB as its binary JSONB format.
         orjson.dumps(r.instance).decode(),
         orjson.dumps(r.output).decode(),
-        r.latency_ms,
         1 if r.cache_hit else 0,
-        r.client_addr,
-        r.forwarded,
+        split_truncated(r.truncated)[1],
     )
 
 
@@ -115,9 +132,11 @@ class SQLiteSink:
         conn = self._conn
         if conn is None:
             raise sqlite3.OperationalError(f"{self.path} is not open")
+        requests = [sqlite_request_row(r) for r in first_of_each_request(records)]
         rows = [sqlite_row(r) for r in records]
         conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.executemany(INSERT_REQUEST, requests)
             inserted = conn.executemany(INSERT, rows).rowcount
             conn.execute("COMMIT")
         except BaseException:

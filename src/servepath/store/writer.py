@@ -7,7 +7,9 @@ a ``record_durable()`` waiter or a full batch makes it write at once. While the 
 is unreachable, batches go to the on-disk :class:`~servepath.store.spool.Spool`; from the
 first spooled batch on, every batch goes there too, so that a periodic replay (with
 back-off) brings them to the database in the order they were recorded. Inserts are
-idempotent on ``(request_id, idx)``: replaying a file twice duplicates nothing.
+idempotent on ``(record_id, idx)``, an identity the server draws for each request (never a
+caller's id): replaying a file twice duplicates nothing, and callers that reuse an
+``X-Request-ID`` still get a record each.
 
 Under pressure:
 
@@ -440,7 +442,7 @@ class BatchedLog:
                 self._rejected += 1
                 log.error(
                     "prediction %s/%d refused by %s: %s; kept in %s",
-                    record.request_id,
+                    record.key,
                     record.index,
                     self.name,
                     exc,
