@@ -1,0 +1,33 @@
+"""Reports as pictures: self-contained HTML pages and SVG drawings of what the doctor and the
+load generator found.
+
+Everything here is pure: a report goes in, a string comes out (inline CSS, inline SVG, no
+script, no external asset). Writing the string to a file is the CLI's one line of I/O
+(:func:`write_page`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from servepath.errors import ServepathError
+
+__all__ = ["ReportNotWritten", "write_page"]
+
+
+class ReportNotWritten(ServepathError):
+    """The picture could not be written where the caller asked."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def write_page(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path``; an unwritable path raises :class:`ReportNotWritten`."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ReportNotWritten(path, exc.strerror or str(exc)) from exc
+    return path

@@ -1,0 +1,3 @@
+"""The report pages' tests share one real Chromium (see tests/helpers/browser.py)."""
+
+from tests.helpers.browser import browser  # noqa: F401  (the fixture)
