@@ -353,7 +353,7 @@ def test_doctor_trusts_ssl_cert_file_and_looks_past_an_untrusted_certificate_wit
     assert looked_past["failed_stage"] != "tls" and looked_past["cause"] != "tls_untrusted"
     assert by_name["http"]["status"] == "ok", by_name["http"]
 
-    trusted, by_name = stages({"SSL_CERT_FILE": cafile})
+    _, by_name = stages({"SSL_CERT_FILE": cafile})
     assert by_name["tls"]["status"] == "ok" and by_name["http"]["status"] == "ok"
 
 

@@ -300,6 +300,7 @@ def fetch_spec(
     proxy: str | None = None,
     timeout: float = 10.0,
     trust: Trust | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The OpenAPI document of ``url``'s server.
 
@@ -308,7 +309,8 @@ def fetch_spec(
     """
     spec_url = origin(url) + OPENAPI_ROUTE
     result, response = _exchange(
-        spec_url, method="GET", content=None, headers={}, proxy_env=proxy_env, proxy=proxy,
+        spec_url, method="GET", content=None, headers=dict(headers or {}), proxy_env=proxy_env,
+        proxy=proxy,
         timeout=timeout, trust=trust or Trust(), stage="openapi", about=url,
     )  # fmt: skip
     if response is None:
@@ -323,6 +325,9 @@ def fetch_spec(
         raise ExampleUnavailable(
             message, failure="redirect", result=_replace(result, message=message, hints=hints)
         )
+    if result.status == 401:
+        # the server is there and wants a key: that, not a missing example, is the news
+        raise ClientFailure(result)
     if result.status == 200:
         message = f"GET {spec_url} answered with no JSON document"
     else:
@@ -360,6 +365,11 @@ def fetch_example(
     """The example body the server documents for the route a request to ``url`` goes to."""
     spec = fetch_spec(url, proxy_env=proxy_env, proxy=proxy, timeout=timeout, trust=trust)
     return example_from_spec(spec, url)
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The header that carries an API key to servepath (RFC 6750 bearer token)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def send_request(
@@ -430,7 +440,10 @@ def status_hints(status: int, body: Any, url: str, location: str | None) -> tupl
         return ("the body is over the server's limit: send fewer instances per request",)
     if status == 415:
         return ("send the body as application/json",)
-    if status in (401, 403, 407):
+    if status == 401:
+        return ("the server wants an API key: --api-key KEY (or SERVEPATH_API_KEY), sent as "
+                "Authorization: Bearer KEY; a key it refuses is answered 401 too",)  # fmt: skip
+    if status in (403, 407):
         return ("the server (or a proxy) wants credentials this request does not carry",)
     if status >= 500:
         return (f"to see where the path breaks: {shell_command('servepath', 'doctor', url)}",)

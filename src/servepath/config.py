@@ -7,6 +7,7 @@ from the environment plus its flags and passes it down.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ import orjson
 
 from servepath.contract import DEFAULT_HEALTH_ROUTE, DEFAULT_PATH_ECHO_ROUTE, DEFAULT_PREDICT_ROUTE
 from servepath.errors import ConfigError
+from servepath.net.forwarded import TrustedProxies
 
 DEFAULT_PORT = 8080
 #: Vertex AI's limit for a request to a shared public endpoint.
@@ -127,6 +129,20 @@ class Settings:
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     max_headers: int = DEFAULT_MAX_HEADERS
     access_log: bool = False
+    #: Serve HTTPS with this certificate chain (PEM, leaf first) and key; reloaded on SIGHUP.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: A plain-HTTP port answered with 308 redirects to the HTTPS port; None: no such port.
+    http_redirect_port: int | None = None
+    #: API keys, one NAME:KEY per line; None: every route is open (service/auth.py).
+    api_key_file: Path | None = None
+    #: With keys: health and readiness need a key too (they are open by default).
+    protect_health: bool = False
+    #: With keys: these paths stay open, comma-separated (e.g. "/metrics,/docs").
+    open_routes: str = ""
+    #: Proxies whose Forwarded / X-Forwarded-For headers are believed: comma-separated
+    #: addresses and CIDRs, IPv4 and IPv6, or "*"; empty: none (every header is a claim).
+    forwarded_allow_ips: str = ""
     log_level: str = "info"
     aip_mode: str | None = None
     in_kubernetes: bool = False
@@ -134,6 +150,8 @@ class Settings:
     #: The CA bundle clients trust instead of the system store (SSL_CERT_FILE), as OpenSSL,
     #: curl and Python's ssl module read it; a --cafile flag wins over it.
     ssl_cert_file: str | None = None
+    #: The key the client commands send (SERVEPATH_API_KEY); --api-key wins over it.
+    api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.log_level.lower() not in LOG_LEVELS:
@@ -155,6 +173,17 @@ class Settings:
         if self.grace_period < 0:
             raise ConfigError("grace_period cannot be negative")
         self._check_serving_limits()
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("TLS needs both --tls-cert and --tls-key")
+        if self.http_redirect_port is not None:
+            if self.tls_cert is None:
+                raise ConfigError("--http-redirect-port redirects to HTTPS: give --tls-cert too")
+            if not 0 < self.http_redirect_port < 65536 or self.http_redirect_port == self.port:
+                raise ConfigError(
+                    f"--http-redirect-port {self.http_redirect_port} must be a port other "
+                    f"than the HTTPS port {self.port}"
+                )
+        self.trusted_proxies  # noqa: B018 -- parse once, so that a bad entry fails here
 
     def _check_serving_limits(self) -> None:
         for name in (
@@ -180,6 +209,11 @@ class Settings:
         if self.max_headers < 8:
             raise ConfigError("max_headers below 8 would reject ordinary requests")
 
+    @functools.cached_property
+    def trusted_proxies(self) -> TrustedProxies:
+        """``forwarded_allow_ips`` parsed (a frozen dataclass's cached value, built once)."""
+        return TrustedProxies.parse(self.forwarded_allow_ips)
+
     @property
     def default_model_path(self) -> Path:
         return self.data_dir / "example-model.joblib"
@@ -190,12 +224,20 @@ class Settings:
     # Multi-worker servers start fresh processes; they receive the parent's Settings intact.
     def serialize(self) -> str:
         data = dataclasses.asdict(self)
+        data["api_key"] = None  # a client's secret; workers never send requests
         return orjson.dumps(data, default=str).decode()
 
     @classmethod
     def deserialize(cls, text: str) -> Settings:
         data = orjson.loads(text)
-        for key in ("model_path", "model_schema", "data_dir"):
+        for key in (
+            "model_path",
+            "model_schema",
+            "data_dir",
+            "tls_cert",
+            "tls_key",
+            "api_key_file",
+        ):
             if data.get(key) is not None:
                 data[key] = Path(data[key])
         data["proxy"] = ProxyEnv(**data["proxy"])
@@ -255,12 +297,24 @@ class Settings:
         _int(values, env, "max_url_bytes", "SERVEPATH_MAX_URL_BYTES")
         _int(values, env, "max_header_bytes", "SERVEPATH_MAX_HEADER_BYTES")
         _int(values, env, "max_headers", "SERVEPATH_MAX_HEADERS")
+        if "SERVEPATH_FORWARDED_ALLOW_IPS" in env:
+            values["forwarded_allow_ips"] = env["SERVEPATH_FORWARDED_ALLOW_IPS"]
         if env.get("SERVEPATH_ACCESS_LOG"):
             values["access_log"] = _truthy(env["SERVEPATH_ACCESS_LOG"])
+        for key, name in (("tls_cert", "SERVEPATH_TLS_CERT"), ("tls_key", "SERVEPATH_TLS_KEY")):
+            if env.get(name):
+                values[key] = Path(env[name])
+        _int(values, env, "http_redirect_port", "SERVEPATH_HTTP_REDIRECT_PORT")
+        if env.get("SERVEPATH_API_KEY_FILE"):
+            values["api_key_file"] = Path(env["SERVEPATH_API_KEY_FILE"])
+        if env.get("SERVEPATH_PROTECT_HEALTH"):
+            values["protect_health"] = _truthy(env["SERVEPATH_PROTECT_HEALTH"])
+        _str(values, env, "open_routes", "SERVEPATH_OPEN_ROUTES")
         _str(values, env, "aip_mode", "AIP_MODE")
         values["in_kubernetes"] = bool(env.get("KUBERNETES_SERVICE_HOST"))
         values["proxy"] = ProxyEnv.from_env(env)
         values["ssl_cert_file"] = env.get("SSL_CERT_FILE") or None
+        values["api_key"] = env.get("SERVEPATH_API_KEY", "").strip() or None
         return cls(**values)
 
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from servepath.netdiag.doctor import DoctorReport
+    from servepath.output import Output
 
 
 @app.command()
@@ -40,6 +41,14 @@ def doctor(
     cafile: Annotated[
         Path | None, typer.Option(help="Trust this CA bundle for TLS [default: SSL_CERT_FILE]")
     ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="Send Authorization: Bearer KEY to the server [default: SERVEPATH_API_KEY]",
+            show_default=False,
+        ),
+    ] = None,
     insecure: Annotated[
         bool,
         typer.Option(
@@ -53,6 +62,16 @@ def doctor(
         int, typer.Option(help="Size of the large request that finds MTU black holes; 0: off")
     ] = 48,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    html_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", metavar="FILE", help="Also write the report as one self-contained HTML page"
+        ),
+    ] = None,
+    svg_out: Annotated[
+        Path | None,
+        typer.Option("--svg", metavar="FILE", help="Also write the path as an SVG picture"),
+    ] = None,
 ) -> None:
     """Walk the path to URL stage by stage and name the broken link, who broke it, the fix."""
     out = get_output()
@@ -88,6 +107,7 @@ def doctor(
                 data=body,
                 cafile=str(cafile) if cafile else settings.ssl_cert_file,
                 insecure=insecure,
+                api_key=api_key or settings.api_key,
                 timeout=timeout,
                 http_timeout=http_timeout,
                 slow_ms=slow_ms,
@@ -104,7 +124,31 @@ def doctor(
     else:
         for line in doctor_lines(report):
             out.print(line)
+    _write_pictures(out, report, html_out, svg_out)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_PROBLEM)
+
+
+def _write_pictures(
+    out: Output, report: DoctorReport, html_out: Path | None, svg_out: Path | None
+) -> None:
+    """--html and --svg: the same report as files; only a file that cannot be written
+    changes the exit code (bad usage: the path given)."""
+    if html_out is None and svg_out is None:
+        return
+    from datetime import datetime
+
+    from servepath.render import ReportNotWritten, write_page
+    from servepath.render.doctor import doctor_html, standalone_svg
+
+    try:
+        if html_out is not None:
+            stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+            write_page(html_out, doctor_html(report, generated=stamp))
+        if svg_out is not None:
+            write_page(svg_out, standalone_svg(report))
+    except ReportNotWritten as exc:
+        out.error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from exc
 
 
 _MARK = {

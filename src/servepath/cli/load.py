@@ -10,7 +10,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
-from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, base_settings, fail, get_output
+from servepath.cli._app import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    app,
+    base_settings,
+    fail,
+    get_output,
+)
 from servepath.errors import ConfigError, ServepathError, UsageError
 from servepath.load.schedule import DEFAULT_MAX_INFLIGHT
 
@@ -72,14 +80,23 @@ def _data_instances(data: Path) -> list[Instance]:
 
 
 def _server_document(
-    out: Output, json_out: bool, url: str, trust: Trust, proxy: str | None, required: bool
+    out: Output,
+    json_out: bool,
+    url: str,
+    trust: Trust,
+    proxy: str | None,
+    required: bool,
+    headers: dict[str, str],
 ) -> dict[str, Any] | None:
     """The server's OpenAPI document, read as `request` reads it (its proxy, its trust, its
     named failures); ``required``: without it the run cannot start."""
     from servepath.client import ClientFailure, ExampleUnavailable, fetch_spec
 
     try:
-        return fetch_spec(url, proxy_env=base_settings().proxy, proxy=proxy, trust=trust, timeout=5)
+        return fetch_spec(
+            url, proxy_env=base_settings().proxy, proxy=proxy, trust=trust, timeout=5,
+            headers=headers,
+        )  # fmt: skip
     except ClientFailure as exc:
         if not required:
             return None
@@ -103,6 +120,7 @@ def _target_and_instances(
     json_out: bool,
     trust: Trust,
     proxy: str | None,
+    headers: dict[str, str],
 ) -> tuple[str, list[Instance], InstanceSpace | None]:
     """The URL the load goes to, the instances it repeats, and where fresh ones come from.
 
@@ -119,7 +137,9 @@ def _target_and_instances(
     given = _data_instances(data) if data is not None else None
     spec = None
     if given is None or names_no_route(url):
-        spec = _server_document(out, json_out, url, trust, proxy, required=given is None)
+        spec = _server_document(
+            out, json_out, url, trust, proxy, required=given is None, headers=headers
+        )
     target = predict_url(url, spec)
     route = urlsplit(target).path
     if given is not None:
@@ -246,12 +266,24 @@ def load(
     insecure: Annotated[
         bool, typer.Option("--insecure", "-k", help="Do not verify the server's certificate.")
     ] = False,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="Send Authorization: Bearer KEY [default: SERVEPATH_API_KEY].",
+            show_default=False,
+        ),
+    ] = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     csv: Annotated[
         Path | None, typer.Option(metavar="FILE", help="Write the per-second series here.")
     ] = None,
     plot: Annotated[
         Path | None, typer.Option(metavar="FILE", help="Write latency plots (PNG) here.")
+    ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Write the report as one self-contained HTML page."),
     ] = None,
     locustfile: Annotated[
         Path | None,
@@ -265,7 +297,7 @@ def load(
     response cache; --repeat measures the cache. The cache hit ratio stands beside every
     capacity figure. Exit 0 when the run did what it was asked (and met --slo), 1 otherwise.
     """
-    from servepath.client import Trust
+    from servepath.client import Trust, auth_headers
     from servepath.load.capacity import SLO, parse_error_budget, parse_slo
     from servepath.load.generator import LoadPlan, check_url
     from servepath.netdiag.proxy import choose_proxy
@@ -317,7 +349,8 @@ def load(
             f"({choice.reason}) is not one",
             param_hint="--proxy",
         )
-    target, instances, space = _target_and_instances(url, data, out, json, trust, proxy)
+    auth = auth_headers(api_key or settings.api_key)
+    target, instances, space = _target_and_instances(url, data, out, json, trust, proxy, auth)
     fresh_share = 0.0 if repeat else unique if unique is not None else (0.0 if data else 1.0)
     choice = choose_proxy(target, settings.proxy, proxy)
 
@@ -352,6 +385,7 @@ def load(
             proxy=choice.proxy,
             proxy_reason=choice.reason,
             trust=trust,
+            headers=tuple(auth.items()),
         )
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -367,15 +401,50 @@ def load(
         from servepath.load.plot import write_plot
 
         written["plot"] = str(write_plot(detail, plot))
+    html_error = _write_html(html, result, plan, written)
     if json:
         out.json({**result.to_json(), "sending": _sending(plan), "written": written})
     else:
         out.print(_describe_sending(plan))
         _render(out, result)
         for what, where in written.items():
-            label = "per-second series (CSV)" if what == "csv" else "latency plots (PNG)"
+            label = _WRITTEN_LABELS[what]
             out.print(f"{label} written to {where}")
+    if html_error is not None:  # the run's own output stands; the file the user asked for not
+        out.error(html_error)
+        raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_OK if result.ok else EXIT_PROBLEM)
+
+
+_WRITTEN_LABELS = {
+    "csv": "per-second series (CSV)",
+    "plot": "latency plots (PNG)",
+    "html": "report (HTML)",
+}
+
+
+def _write_html(
+    path: Path | None,
+    result: RunReport | FindMaxReport | SweepReport,
+    plan: Any,
+    written: dict[str, str],
+) -> str | None:
+    """--html: the report as a page, noted in ``written``; the error message when the file
+    cannot be written."""
+    if path is None:
+        return None
+    from datetime import datetime
+
+    from servepath.render import ReportNotWritten, write_page
+    from servepath.render.load import load_html
+
+    stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+    try:
+        page = load_html(result, sending=_describe_sending(plan), generated=stamp)
+        written["html"] = str(write_page(path, page))
+    except ReportNotWritten as exc:
+        return str(exc)
+    return None
 
 
 def _write_locustfile(

@@ -55,6 +55,14 @@ def request(
     insecure: Annotated[
         bool, typer.Option("--insecure", "-k", help="Do not verify the server's certificate.")
     ] = False,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="Send Authorization: Bearer KEY [default: SERVEPATH_API_KEY].",
+            show_default=False,
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option(metavar="SECONDS", help="Seconds for connect and for the answer.")
     ] = 10.0,
@@ -72,6 +80,7 @@ def request(
         ClientFailure,
         ExampleUnavailable,
         Trust,
+        auth_headers,
         example_from_spec,
         fetch_spec,
         names_no_route,
@@ -95,6 +104,7 @@ def request(
         raise typer.BadParameter(str(exc)) from exc
     env = settings.proxy
     trust = Trust.resolve(str(cafile) if cafile else None, insecure, settings.ssl_cert_file)
+    auth = auth_headers(api_key or settings.api_key)
     spec: dict[str, Any] | None = None
     payload: Any = None
     try:
@@ -108,12 +118,16 @@ def request(
             if names_no_route(url):
                 # only the server knows its predict route; without its document, the default
                 try:
-                    spec = fetch_spec(url, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust)
+                    spec = fetch_spec(
+                        url, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust, headers=auth
+                    )
                 except (ExampleUnavailable, ClientFailure):
                     spec = None
         else:
             try:
-                spec = fetch_spec(url, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust)
+                spec = fetch_spec(
+                    url, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust, headers=auth
+                )
                 payload = example_from_spec(spec, url)
             except ClientFailure as exc:
                 _finish(out, json_out, None, exc.result)
@@ -123,8 +137,9 @@ def request(
                 _finish_message(out, json_out, url, exc.failure, str(exc))
         target = predict_url(url, spec)
         result = send_request(
-            target, payload, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust
-        )
+            target, payload, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust,
+            headers=auth,
+        )  # fmt: skip
     except UsageError as exc:  # a CA bundle or a proxy URL that cannot be used
         raise typer.BadParameter(str(exc)) from exc
     _finish(out, json_out, payload, result)

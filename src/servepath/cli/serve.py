@@ -33,7 +33,7 @@ def start_report(settings: Settings) -> dict[str, Any]:
         "listening": host_port(settings.host, settings.port),
         "reachable": [
             {
-                "url": url_for(a, settings.port),
+                "url": url_for(a, settings.port, "https" if settings.tls_cert else "http"),
                 "interface": a.interface,
                 "kind": a.kind,
                 "note": _KIND_NOTE.get(a.kind, a.kind),
@@ -83,6 +83,19 @@ def print_reachable(out: Output, settings: Settings) -> None:
         f"request timeout {limits['request_timeout_s']:g} s, header timeout "
         f"{limits['header_timeout_s']:g} s"
     )
+
+
+def print_tls(out: Output, settings: Settings, certificate: Any) -> None:
+    from servepath.service.tls import certificate_age_note
+
+    redirect = settings.http_redirect_port
+    out.print(
+        f"  tls: {certificate.describe()}; SIGHUP reloads it"
+        + (f"; plain HTTP on port {redirect} redirects here" if redirect else "")
+    )
+    note = certificate_age_note(certificate)
+    if note:
+        out.print(f"  warning: {note}")
 
 
 def _auto(text: str | None, name: str, kind: type[float] | type[int]) -> Any:
@@ -170,12 +183,63 @@ def serve(
     path_echo: Annotated[
         str | None, typer.Option(help="Path-echo route, or 'off' [default: /_path]")
     ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            "--forwarded-allow-ips",
+            metavar="IPS",
+            help="Proxies whose Forwarded/X-Forwarded-For are believed: addresses and CIDRs, "
+            "comma-separated, or '*' [default: SERVEPATH_FORWARDED_ALLOW_IPS, else none]",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[
         str | None, typer.Option(help="critical, error, warning, info, debug")
     ] = None,
     access_log: Annotated[
         bool | None,
         typer.Option("--access-log/--no-access-log", help="One line per request on stdout"),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="Serve HTTPS with this certificate chain (PEM, leaf first); SIGHUP reloads "
+            "it (env SERVEPATH_TLS_CERT)"
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="The certificate's private key (env SERVEPATH_TLS_KEY)")
+    ] = None,
+    http_redirect_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Also answer plain HTTP on this port with redirects to HTTPS (env "
+            "SERVEPATH_HTTP_REDIRECT_PORT)"
+        ),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="API keys, one NAME:KEY per line: predictions, /metrics, /_path and /docs "
+            "then need one; SIGHUP rereads it (env SERVEPATH_API_KEY_FILE)"
+        ),
+    ] = None,
+    protect_health: Annotated[
+        bool | None,
+        typer.Option(
+            "--protect-health/--open-health",
+            help="With keys, health and readiness need one too (env SERVEPATH_PROTECT_HEALTH) "
+            "[default: open]",
+            show_default=False,
+        ),
+    ] = None,
+    open_routes: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PATHS",
+            help="With keys, these paths stay open, comma-separated, e.g. /metrics,/docs "
+            "(env SERVEPATH_OPEN_ROUTES)",
+        ),
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the start report as JSON, not as a table")
@@ -208,6 +272,13 @@ def serve(
             max_headers=max_headers,
             max_url_bytes=max_url_bytes,
             access_log=access_log,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            http_redirect_port=http_redirect_port,
+            api_key_file=api_key_file,
+            protect_health=protect_health,
+            open_routes=open_routes,
+            forwarded_allow_ips=forwarded_allow_ips,
         )
         changes: dict[str, Any] = {}
         if model is not None:
@@ -251,11 +322,32 @@ def serve(
             f"schema file {settings.model_schema} does not exist",
             code=EXIT_USAGE,
         )
+    from servepath.service.app import access_policy
+
+    try:
+        access = access_policy(settings)
+    except ConfigError as exc:
+        fail(out, json_out, "usage", str(exc), code=EXIT_USAGE)
+    certificate = None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        from servepath.service.tls import check_certificate
+
+        try:
+            certificate = check_certificate(settings.tls_cert, settings.tls_key)
+        except ConfigError as exc:
+            fail(out, json_out, "usage", str(exc), code=EXIT_USAGE)
     # Bound before the example model is trained or any model loads: a taken port fails now.
     try:
         sock = server.bind_listener(settings.host, settings.port)
     except OSError as exc:
         fail(out, json_out, "bind", server.bind_error(settings.host, settings.port, exc))
+    redirect_sock = None
+    if settings.http_redirect_port is not None:
+        try:
+            redirect_sock = server.bind_listener(settings.host, settings.http_redirect_port)
+        except OSError as exc:
+            port = settings.http_redirect_port
+            fail(out, json_out, "bind", server.bind_error(settings.host, port, exc))
     if (
         settings.model_path is None
         and settings.model_uri is None
@@ -272,9 +364,30 @@ def serve(
         if not json_out:
             out.print(f"example model ready (held-out accuracy {accuracy:.3f})")
     if json_out:
-        out.json(start_report(settings))
+        report = start_report(settings)
+        if certificate is not None:
+            report["tls"] = {
+                "names": list(certificate.names),
+                "subject": certificate.subject,
+                "not_after": certificate.not_after.isoformat(),
+                "http_redirect_port": settings.http_redirect_port,
+            }
+        report["access"] = {
+            "api_keys": list(access.keys.names) if access.keys else [],
+            "protect_health": access.protect_health,
+            "open_routes": sorted(access.open_routes),
+        }
+        out.json(report)
     else:
         print_reachable(out, settings)
-    code = server.run(settings, sock)
+        if certificate is not None:
+            print_tls(out, settings, certificate)
+        out.print(f"  access: {access.describe()}")
+        if access.keys is None and settings.host not in ("127.0.0.1", "::1", "localhost"):
+            out.print(
+                "  note: every caller that reaches this port can predict and read /metrics and "
+                "/_path; --api-key-file FILE locks them (docs/security.md)"
+            )
+    code = server.run(settings, sock, redirect_sock)
     if code:
         raise typer.Exit(code)

@@ -94,6 +94,8 @@ class LoadPlan:
     proxy: str | None = None
     proxy_reason: str = "no proxy variable applies"
     trust: Trust = field(default_factory=Trust)
+    #: Sent with every request (the API key's Authorization header).
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if (self.rate is None) == (self.concurrency is None):
@@ -331,7 +333,7 @@ class _Engine:
             force_close=self.plan.proxy is not None,
         )
         timeout = aiohttp.ClientTimeout(total=self.plan.timeout)
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", **dict(self.plan.headers)}
         async with aiohttp.ClientSession(
             connector=connector,
             timeout=timeout,

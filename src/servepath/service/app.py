@@ -26,11 +26,14 @@ from servepath.cache.base import Cache
 from servepath.config import Settings
 from servepath.contract import DEFAULT_HEALTH_ROUTE, DEFAULT_PREDICT_ROUTE, OPENAPI_ROUTE
 from servepath.errors import (
+    ConfigError,
     FieldError,
     InvalidInput,
     ModelNotReady,
     Overloaded,
+    PayloadTooLarge,
     TooManyInstances,
+    clip,
 )
 from servepath.model.batcher import MicroBatcher
 from servepath.model.loaded import LoadedModel, Row, engines_dir, load_model
@@ -55,13 +58,29 @@ from servepath.service.asgi import (
     read_body,
     send_response,
 )
+from servepath.service.auth import (
+    AccessPolicy,
+    challenge,
+    load_key_file,
+    parse_open_routes,
+    presented_key,
+)
+from servepath.service.docs_assets import (
+    ASSET_ROUTES,
+    DOCS_MISSING,
+    DOCS_PAGE,
+    INIT_ROUTE,
+)
+from servepath.service.docs_assets import asset as docs_asset
+from servepath.service.docs_assets import available as docs_available
 from servepath.service.errors import error_response
 from servepath.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from servepath.service.metrics import Metrics, Sample
-from servepath.service.openapi import DOCS_HTML, build_openapi
-from servepath.service.pathecho import forwarded_chain, path_echo
+from servepath.service.openapi import build_openapi
+from servepath.service.pathecho import meta_for_log, path_echo
 from servepath.service.predict import Prediction, PredictPipeline, RequestMeta
 from servepath.service.routes import Handler, RequestContext, Router, v2_model_name
+from servepath.service.security import html_headers
 from servepath.service.state import state_samples
 from servepath.store.base import PredictionLog, Route
 
@@ -160,9 +179,22 @@ class ServepathApp:
         if model is not None:
             self._install(model)
         self.router = self._build_router()
+        self.access = access_policy(settings)
+        #: Routes an orchestrator probes: open unless --protect-health.
+        self.health_routes = frozenset(
+            {
+                DEFAULT_HEALTH_ROUTE,
+                settings.health_route,
+                "/v2",
+                LIVE_ROUTE,
+                "/v2/health/ready",
+                "/v2/models/{name}/ready",
+            }
+        )
         #: Paths whose POST runs the model: the HTTP layer may shed them before parsing.
         self.predict_paths = frozenset({DEFAULT_PREDICT_ROUTE, settings.predict_route})
-        self.live_path = LIVE_ROUTE
+        # The HTTP layer answers liveness itself only while it needs no key.
+        self.live_path = "" if self.access.needs_key(LIVE_ROUTE, health=True) else LIVE_ROUTE
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -293,6 +325,7 @@ class ServepathApp:
             "/metrics": {"GET": self._metrics},
             OPENAPI_ROUTE: {"GET": self._openapi_json},
             "/docs": {"GET": self._docs},
+            **{route: {"GET": self._docs_asset} for route in (*ASSET_ROUTES, INIT_ROUTE)},
         }
         if s.path_echo_route:
             exact[s.path_echo_route] = {"GET": self._path_echo}
@@ -342,6 +375,10 @@ class ServepathApp:
         try:
             if handler is None:
                 response = self.router.not_found(method, path, allowed)
+            elif self.access.needs_key(template, health=template in self.health_routes):
+                response = self._authorized(scope, receive, ctx, handler) or await handler(
+                    scope, receive, ctx
+                )
             else:
                 response = await handler(scope, receive, ctx)
         except Exception as exc:
@@ -360,6 +397,41 @@ class ServepathApp:
         if self.settings.access_log:
             self._access(scope, ctx, response, elapsed)
 
+    def _authorized(
+        self, scope: Scope, receive: Receive, ctx: RequestContext, handler: Handler
+    ) -> Response | None:
+        """None when the request carries a known key (its name goes on ``ctx``), else the
+        401 to answer instead; the body is never read for a caller without a key."""
+        keys = self.access.keys
+        assert keys is not None
+        identity = keys.identify(presented_key(scope["headers"]))
+        if identity.ok:
+            ctx.caller = identity.name
+            self.metrics.count_caller(identity.name or "", "accepted")
+            return None
+        self.metrics.count_caller("", identity.problem or "invalid")
+        message = (
+            "this route needs an API key: send Authorization: Bearer KEY or X-API-Key: KEY"
+            if identity.problem == "missing"
+            else "the API key is not one this server knows"
+        )
+        return json_response(
+            401,
+            {"error": message, "reason": "unauthorized"},
+            [(b"www-authenticate", challenge(identity.problem))],
+        )
+
+    def reload_keys(self) -> None:
+        """Read the key file again (SIGHUP); a file that no longer loads keeps the old keys."""
+        if self.settings.api_key_file is None:
+            return
+        try:
+            self.access = access_policy(self.settings)
+        except ConfigError as exc:
+            log.error("SIGHUP: kept the old API keys: %s", exc)
+            return
+        log.info("SIGHUP: %s", self.access.describe())
+
     def _access(
         self, scope: Scope, ctx: RequestContext, response: Response, elapsed: float
     ) -> None:
@@ -369,13 +441,14 @@ class ServepathApp:
         target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
         timing = " ".join(f"{name}={dur:.3f}ms" for name, dur, _ in ctx.timings)
         access_log.info(
-            '%s "%s %s" %d %d id=%s total=%.3fms%s',
+            '%s "%s %s" %d %d id=%s%s total=%.3fms%s',
             peer,
             scope["method"],
             target,
             response.status,
             len(response.body),
             ctx.request_id,
+            f" key={ctx.caller}" if ctx.caller else "",
             elapsed * 1000,
             " " + timing if timing else "",
         )
@@ -433,7 +506,17 @@ class ServepathApp:
         return Response(200, self._openapi)
 
     async def _docs(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
-        return Response(200, DOCS_HTML.encode(), b"text/html; charset=utf-8")
+        html = DOCS_PAGE if docs_available() else DOCS_MISSING
+        return Response(200, html.encode(), b"text/html; charset=utf-8", html_headers(html))
+
+    async def _docs_asset(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
+        found = docs_asset(scope["path"])
+        if found is None:
+            return json_response(404, {"error": "Swagger UI's assets are not installed"})
+        headers = [(b"etag", found.etag), (b"cache-control", b"public, max-age=86400")]
+        if header(scope, b"if-none-match") == found.etag.decode():
+            return Response(304, b"", found.content_type, headers)
+        return Response(200, found.body, found.content_type, headers)
 
     async def _path_echo(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
         s = self.settings
@@ -445,6 +528,7 @@ class ServepathApp:
                 bound_port=s.port,
                 request_id=ctx.request_id,
                 in_kubernetes=s.in_kubernetes,
+                trusted=s.trusted_proxies,
             ),
         )
 
@@ -490,6 +574,10 @@ class ServepathApp:
         did), or raise :class:`Overloaded`. ``_http`` releases the ticket."""
         if ctx.ticket is not None:
             return
+        limit = self.settings.max_body_bytes
+        if body_bytes > limit:
+            # Refused for its size (413: do not retry), not for the load (503: retry).
+            raise PayloadTooLarge(limit, body_bytes)
         now, decision = self._decide(body_bytes)
         if not decision.admitted:
             self.metrics.count_shed(decision.reason or "overloaded")
@@ -500,8 +588,8 @@ class ServepathApp:
         """For the HTTP layer, as soon as a prediction request's head has arrived: a ticket
         (hand it to the app with the request), the refusal to answer 503 at once, or None
         when there is nothing to decide yet (no model: the app says so)."""
-        if self.model is None:
-            return None
+        if self.model is None or body_bytes > self.settings.max_body_bytes:
+            return None  # the app answers (503 loading, 413 too large)
         now, decision = self._decide(body_bytes)
         if decision.admitted:
             return self.admission.enter(now, body_bytes)
@@ -525,13 +613,12 @@ class ServepathApp:
                 raise InvalidInput(
                     [FieldError(("instances",), "at least one instance required", "min_items")]
                 )
+            _check_vertex_envelope(body)
             self._check_count(len(instances))
             rows = model.schema.validate_many(instances)
             outputs = await self._run(rows, "vertex", scope, ctx)
             return json_response(200, {"predictions": outputs, "model_version": model.version})
-        row, errors = model.schema.validate(body)
-        if row is None:
-            raise InvalidInput(errors)
+        row = model.schema.validate_one(body)
         outputs = await self._run([row], "decisions", scope, ctx)
         return json_response(200, {**outputs[0], "model_version": model.version})
 
@@ -547,10 +634,8 @@ class ServepathApp:
             timeout = given
         meta = RequestMeta(ctx.request_id, ctx.start, deadline=ctx.start + timeout, gone=ctx.gone)
         if self.store.enabled:
-            client = scope.get("client")
-            meta.client = host_port(str(client[0]), client[1]) if client else None
-            chain = forwarded_chain(scope)
-            meta.forwarded = ", ".join(chain) if chain else None
+            meta_for_log(meta, scope, ctx.request_id, self.settings.trusted_proxies)
+        meta.api_key = ctx.caller
         return meta
 
     async def _run(
@@ -579,7 +664,7 @@ class ServepathApp:
         name, version = v2_model_name(scope["path"])
         model = self._ready_model()
         if name != model.name or (version is not None and version != model.version):
-            wanted = f"{name} version {version}" if version else name
+            wanted = clip(f"{name} version {version}" if version else name)
             raise _UnknownModel(
                 f"model {wanted!r} not found; this server serves {model.name!r}"
                 f" version {model.version!r}"
@@ -619,7 +704,9 @@ class ServepathApp:
         requested = None
         if isinstance(body.get("outputs"), list):
             requested = [
-                str(o["name"]) for o in body["outputs"] if isinstance(o, dict) and "name" in o
+                o["name"]
+                for o in body["outputs"]
+                if isinstance(o, dict) and isinstance(o.get("name"), str)
             ]
         request_id = body.get("id") if isinstance(body.get("id"), str) else None
         result = v2.response(model, outputs, request_id, requested)
@@ -705,6 +792,26 @@ def _load_configured_model(settings: Settings) -> LoadedModel:
         schema_path=settings.model_schema,
         probabilities=settings.probabilities,
     )
+
+
+def _check_vertex_envelope(body: dict[str, Any]) -> None:
+    """The Vertex AI form holds ``instances`` and, optionally, an object of ``parameters``."""
+    errors = [
+        FieldError((clip(str(key)),), "not a field of the Vertex AI form", "extra_forbidden")
+        for key in body
+        if key not in ("instances", "parameters")
+    ]
+    parameters = body.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        errors.append(FieldError(("parameters",), "expected an object", "type"))
+    if errors:
+        raise InvalidInput(errors[:20])
+
+
+def access_policy(settings: Settings) -> AccessPolicy:
+    """Who may call what, from the settings (the key file read now)."""
+    keys = load_key_file(settings.api_key_file) if settings.api_key_file else None
+    return AccessPolicy(keys, settings.protect_health, parse_open_routes(settings.open_routes))
 
 
 def create_app(

@@ -6,7 +6,9 @@ from typing import Any
 
 from servepath.config import Settings
 from servepath.contract import DEFAULT_PREDICT_ROUTE, X_SERVEPATH
+from servepath.errors import MAX_ERRORS
 from servepath.model.loaded import LoadedModel
+from servepath.service import v2
 
 _ERROR = {
     "type": "object",
@@ -22,6 +24,16 @@ _ERROR = {
                     "type": {"type": "string"},
                 },
             },
+            "maxItems": MAX_ERRORS,
+        },
+        "more_errors": {
+            "type": "integer",
+            "description": "errors found beyond those listed in detail",
+        },
+        "validation_stopped": {
+            "type": "boolean",
+            "description": "validation stopped at the instance that filled detail; the "
+            "instances after it were not checked",
         },
     },
     "required": ["error"],
@@ -33,9 +45,10 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "Malformed JSON",
         404: "Unknown route or model",
         413: "Body or batch too large",
+        401: "An API key is needed (the server has --api-key-file)",
         415: "Not JSON",
         422: "Invalid instance: each offending field is named",
-        503: "Model not loaded yet",
+        503: "Model not loaded yet, draining, or overloaded (Retry-After says when to retry)",
     }
     return {
         str(c): {
@@ -82,11 +95,16 @@ def build_openapi(settings: Settings, model: LoadedModel | None, version: str) -
         output_props = output_schema(model)
     else:
         instance, example, output_props = {"type": "object"}, {}, {}
+    output = {"type": "object", "properties": output_props, "required": list(output_props)}
     prediction = {
         "type": "object",
         "properties": {**output_props, "model_version": {"type": "string"}},
         "required": [*output_props, "model_version"],
     }
+    keyed = settings.api_key_file is not None
+    auth = _errors(401) if keyed else {}
+    security: dict[str, Any] = {"security": [{"bearer": []}, {"apiKey": []}]} if keyed else {}
+    health_security = security if settings.protect_health else {}
     predict_op = {
         "summary": "Predict one instance, or a Vertex AI batch of instances",
         "operationId": "predict",
@@ -130,14 +148,21 @@ def build_openapi(settings: Settings, model: LoadedModel | None, version: str) -
                 },
             },
             **_errors(400, 413, 415, 422, 503),
+            **auth,
         },
+        **security,
     }
     paths: dict[str, Any] = {
         settings.health_route: {
             "get": {
                 "summary": "Health: 200 once the model is loaded, 503 before",
                 "operationId": "health",
-                "responses": {"200": {"description": "Ready"}, **_errors(503)},
+                "responses": {
+                    "200": {"description": "Ready"},
+                    **_errors(503),
+                    **(auth if settings.protect_health else {}),
+                },
+                **health_security,
             }
         },
         settings.predict_route: {"post": predict_op},
@@ -150,21 +175,32 @@ def build_openapi(settings: Settings, model: LoadedModel | None, version: str) -
                         "name": "model_name",
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "string"},
+                        "schema": {"type": "string", **({"enum": [model.name]} if model else {})},
                     }
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": {"type": "object"}}},
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/V2Request"}}
+                    },
                 },
-                "responses": {"200": {"description": "Output tensors"}, **_errors(400, 404)},
+                "responses": {
+                    "200": {"description": "Output tensors"},
+                    **_errors(400, 404, 413, 415, 503),
+                    **auth,
+                },
+                **security,
             }
         },
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics",
                 "operationId": "metrics",
-                "responses": {"200": {"description": "Prometheus text format"}},
+                "responses": {
+                    "200": {"description": "Prometheus text format"},
+                    **(auth if keyed and "/metrics" not in _open(settings) else {}),
+                },
+                **(security if "/metrics" not in _open(settings) else {}),
             }
         },
     }
@@ -175,7 +211,11 @@ def build_openapi(settings: Settings, model: LoadedModel | None, version: str) -
             "get": {
                 "summary": "Path echo: what the server saw of this request",
                 "operationId": "path_echo",
-                "responses": {"200": {"description": "Peer, socket, Host, forwarded chain"}},
+                "responses": {
+                    "200": {"description": "Peer, socket, Host, forwarded chain"},
+                    **(auth if settings.path_echo_route not in _open(settings) else {}),
+                },
+                **(security if settings.path_echo_route not in _open(settings) else {}),
             }
         }
     return {
@@ -205,33 +245,95 @@ def build_openapi(settings: Settings, model: LoadedModel | None, version: str) -
                             "maxItems": settings.max_instances,
                             "items": {"$ref": "#/components/schemas/Instance"},
                         },
-                        "parameters": {"type": "object"},
+                        "parameters": {"type": ["object", "null"]},
                     },
                     "required": ["instances"],
+                    "additionalProperties": False,
                 },
+                "Output": output,
                 "Prediction": prediction,
                 "VertexResponse": {
                     "type": "object",
                     "properties": {
                         "predictions": {
                             "type": "array",
-                            "items": {"$ref": "#/components/schemas/Prediction"},
+                            "items": {"$ref": "#/components/schemas/Output"},
                         },
                         "model_version": {"type": "string"},
                     },
+                    "required": ["predictions", "model_version"],
                 },
+                "V2Request": v2_request_schema(model),
                 "Error": _ERROR,
-            }
+            },
+            **(_SECURITY_SCHEMES if keyed else {}),
         },
     }
 
 
-DOCS_HTML = """<!doctype html>
-<html><head><meta charset="utf-8"><title>servepath API</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
-</head><body><div id="ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
-<noscript>The machine-readable API description is at <a href="/openapi.json">/openapi.json</a>.
-</noscript></body></html>
-"""
+def _open(settings: Settings) -> set[str]:
+    return {r.strip() for r in settings.open_routes.split(",") if r.strip()}
+
+
+def v2_request_schema(model: LoadedModel | None) -> dict[str, Any]:
+    """The V2 inference request the model takes: every input tensor it has, typed as
+    ``GET /v2/models/NAME`` says, one row each (larger batches: ``shape: [n]`` with n values;
+    JSON cannot tie a shape to its data's length, so the schema shows one row)."""
+    tensors: list[dict[str, Any]] = []
+    if model is not None:
+        features = {f.name: f for f in model.schema.features}
+        for spec in v2.metadata(model)["inputs"]:
+            feature = features[spec["name"]]
+            value: dict[str, Any] = {
+                "number": {"type": "number"},
+                "boolean": {"type": "boolean"},
+            }.get(feature.kind, {"type": "string"})
+            if feature.kind == "category" and feature.categories and feature.closed:
+                value = {"enum": [str(c) for c in feature.categories]}
+            tensors.append(
+                {
+                    "type": "object",
+                    "properties": {
+                        "name": {"const": spec["name"]},
+                        "shape": {"const": [1]},
+                        "datatype": {"const": spec["datatype"]},
+                        "data": {"type": "array", "items": value, "minItems": 1, "maxItems": 1},
+                        "parameters": {"type": "object"},
+                    },
+                    "required": ["name", "shape", "datatype", "data"],
+                    "additionalProperties": False,
+                }
+            )
+    inputs: dict[str, Any] = {"type": "array", "minItems": 1}
+    if tensors:
+        inputs.update(prefixItems=tensors, items=False, minItems=len(tensors))
+    outputs = {"enum": list(model.outputs)} if model is not None else {"type": "string"}
+    return {
+        "type": "object",
+        "description": "Open Inference Protocol V2: one tensor per input feature",
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": {
+                "type": ["object", "null"],
+                "properties": {"binary_data_output": {"type": "boolean"}},
+            },
+            "inputs": inputs,
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"name": outputs},
+                    "required": ["name"],
+                },
+            },
+        },
+        "required": ["inputs"],
+    }
+
+
+_SECURITY_SCHEMES = {
+    "securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+}

@@ -10,6 +10,11 @@ stop at ``limit_concurrency`` and ``timeout_keep_alive``):
 * **head**: request line over ``max_url_bytes`` → 414; more than ``max_headers`` headers, or
   a head past ``max_header_bytes`` (counted as it arrives, so a single endless header line
   is cut off too) → 431; malformed → 400. Each answer closes the connection.
+* **Host**: HTTP/1.1 without one, two of them, or one that is no ``host[:port]`` → 400 and
+  close (RFC 9112 §3.2); HTTP/1.0 may omit it.
+* **Upgrade** (WebSocket, h2c): never switched to; the request is answered as plain HTTP and
+  the connection then closed (an Upgrade request carrying a body → 400: llhttp would hand
+  the body to the other protocol).
 * **time**: a connection that sends no request within ``header_timeout`` is closed; a head
   not complete within ``header_timeout`` of its first byte, or a body that stalls for
   ``body_timeout`` (or is still arriving ``request_timeout`` after the head) → 408 and
@@ -36,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import re
 import struct
 import termios
 import time
@@ -76,6 +82,9 @@ DRAIN_HEAD_GRACE = 1.0
 LINGER_TIME = 2.0
 LINGER_BYTES = 1 << 20
 
+#: A Host header's value: RFC 3986 reg-name, IPv4 or bracketed IPv6, and a port (or empty).
+_HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=%:\[\]]*")
+
 _too_many = RateLimitedWarning(log, "connection limit reached, refusing new connections")
 
 
@@ -90,6 +99,8 @@ class Guard(Protocol):
     def admit_early(self, body_bytes: int = 0) -> Any: ...
 
     def begin_drain(self) -> None: ...
+
+    def reload_keys(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -258,6 +269,8 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._header_count = 0
         self._header_bytes = 0
+        self._hosts = 0  # Host headers in the request being read, and the (last) value
+        self._host = b""
         self._arrived = 0.0
         self._arrived_loop = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -331,10 +344,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
             self._reject(400, "bad_request", "invalid HTTP request")
             return
         except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
+            self._after_upgrade()
             return
         if self._in_head:
             self._head_bytes += len(data)
@@ -387,6 +397,35 @@ class ServepathHttpProtocol(HttpToolsProtocol):
                 return
             self._reject(408, "body_timeout", "the request body stopped arriving")
 
+    def _should_upgrade(self) -> bool:
+        """Never: servepath speaks neither WebSocket nor h2c, and an ``Upgrade`` request is
+        answered as the plain HTTP request it also is (RFC 9110 §7.8 lets a server ignore
+        the header), not handed to a WebSocket handler the app does not have (a 500)."""
+        return False
+
+    def _after_upgrade(self) -> None:
+        """The parser stops at an ``Upgrade`` request (what follows would be another
+        protocol's bytes): answer the request, then close."""
+        self._stopped = True
+        if self.pipeline:
+            self.pipeline[0][0].keep_alive = False
+        elif self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+        elif not self.transport.is_closing():
+            self.transport.close()  # answered already (a fast path): written, then closed
+
+    def _declares_body(self) -> bool:
+        for name, value in self.headers:
+            if (name == b"content-length" and value.strip(b"0 ")) or name == b"transfer-encoding":
+                return True
+        return False
+
+    def _given_request_id(self) -> str | None:
+        for name, value in self.headers:
+            if name == b"x-request-id":
+                return value.decode("latin-1")
+        return None
+
     def _reject(self, status: int, reason: str, message: str) -> None:
         """Answer ``status`` and close: the connection cannot carry another request."""
         self._stopped = True
@@ -404,6 +443,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
                 canned_response(
                     status,
                     {"error": message, "reason": reason},
+                    request_id=request_id_for(self._given_request_id()),
                     defaults=self.server_state.default_headers,
                 )
             )
@@ -509,6 +549,8 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._header_count = 0
         self._header_bytes = 0
+        self._hosts = 0
+        self._host = b""
         self._arrived = time.perf_counter()
         self._arrived_loop = self.loop.time()
 
@@ -526,6 +568,9 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         if self._header_bytes > limits.max_header_bytes:
             raise _Reject(431, "headers_too_large", "the request headers are too large")
         super().on_header(name, value)
+        if self.headers[-1][0] == b"host":
+            self._hosts += 1
+            self._host = value
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -534,12 +579,25 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         self._requests += 1
         parser = self.parser
         http_version = parser.get_http_version()
+        if self._hosts != 1 and (self._hosts or http_version != "1.0"):
+            # RFC 9112 §3.2: a request with no Host (HTTP/1.1) or with two is a 400, lest a
+            # proxy in front route by one Host and this server read the other.
+            raise _Reject(400, "bad_host", "the request must carry exactly one Host header")
+        if self._hosts and not _HOST.fullmatch(self._host):
+            raise _Reject(400, "bad_host", "the Host header is not a valid host[:port]")
         method = parser.get_method().decode("ascii")
         self.scope["method"] = method
         if http_version != "1.1":
             self.scope["http_version"] = http_version
-        if parser.should_upgrade() and self._should_upgrade():
-            return
+        if parser.should_upgrade() and self._declares_body():
+            # llhttp hands everything after an Upgrade request's head to the new protocol,
+            # body included: the app would see an empty body. Say so instead.
+            raise _Reject(
+                400,
+                "upgrade_with_body",
+                "this server does not switch protocols (Upgrade); send the request with a "
+                "body without the Upgrade header",
+            )
         parsed_url = httptools.parse_url(self.url)
         raw_path = parsed_url.path
         path = raw_path.decode("ascii")

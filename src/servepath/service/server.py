@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -30,7 +31,9 @@ from uvicorn.supervisors import multiprocess
 
 from servepath.config import Settings, serialized_env
 from servepath.net.endpoints import host_port
+from servepath.service import tls
 from servepath.service.protocol import ServepathHttpProtocol, find_guard
+from servepath.service.security import SERVER_HEADERS
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +156,8 @@ def uvicorn_config(settings: Settings, app: Any, *, own_logging: bool = True) ->
         # The path echo reports the real TCP peer; forwarded headers are reported, not trusted.
         "proxy_headers": False,
         "server_header": False,
+        # On every response, uvicorn's and the protocol's own answers included.
+        "headers": list(SERVER_HEADERS),
         "access_log": False,
         "log_config": logging_config(settings) if own_logging else None,
         "log_level": settings.log_level.lower(),
@@ -161,13 +166,35 @@ def uvicorn_config(settings: Settings, app: Any, *, own_logging: bool = True) ->
         # Connections wait here for accept(); past it the kernel drops SYNs (clients retry).
         "backlog": 4096,
     }
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        options.update(ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key))
     if isinstance(app, str):
         options.update(factory=True, workers=settings.workers)
     return uvicorn.Config(app, **options)
 
 
 class ServepathServer(uvicorn.Server):
-    """uvicorn's Server, draining the listen backlog before it stops accepting."""
+    """uvicorn's Server, draining the listen backlog before it stops accepting, and
+    reloading its TLS certificate on SIGHUP."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.config.ssl is not None:
+            tls.harden(self.config.ssl)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # Only the main thread may take signals (an embedding program's thread cannot).
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
+        await super().startup(sockets)
+
+    def reload(self) -> None:
+        """SIGHUP: the TLS certificate and the API keys are read again; what no longer
+        loads keeps serving as it was, and the log says why."""
+        context = self.config.ssl
+        if context is not None:
+            cert, key = Path(self.config.ssl_certfile or ""), Path(self.config.ssl_keyfile or "")
+            tls.reload_certificate(context, cert, key)
+        guard = find_guard(self.config.loaded_app)
+        if guard is not None:
+            guard.reload_keys()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         guard = find_guard(self.config.loaded_app)
@@ -243,8 +270,23 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def run(settings: Settings, sock: socket.socket) -> int:
-    """Serve until SIGTERM/SIGINT; 0 after a clean drain, 3 when startup failed."""
+def run(settings: Settings, sock: socket.socket, redirect_sock: socket.socket | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean drain, 3 when startup failed.
+
+    ``redirect_sock``: a plain-HTTP listener answered with redirects to HTTPS meanwhile."""
+    redirect = None
+    if redirect_sock is not None:
+        fallback = settings.host if settings.host not in ("0.0.0.0", "::") else "localhost"
+        redirect = tls.RedirectServer(redirect_sock, settings.port, fallback)
+        redirect.start()
+    try:
+        return _run(settings, sock)
+    finally:
+        if redirect is not None:
+            redirect.stop()
+
+
+def _run(settings: Settings, sock: socket.socket) -> int:
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was in
     # place before it started; a no-op handler here turns a clean drain into exit status 0.
     for sig in (signal.SIGTERM, signal.SIGINT):

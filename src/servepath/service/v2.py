@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from servepath.errors import FieldError, InvalidInput
+from servepath.errors import MAX_ERRORS, FieldError, InvalidInput, clip, shown
 from servepath.model.loaded import LoadedModel
 from servepath.service.asgi import parse_json
 
+#: The fields of an input tensor (the protocol's); anything else is refused (400).
+TENSOR_FIELDS = frozenset({"name", "shape", "datatype", "parameters", "data"})
 #: What ``GET /v2`` lists: the protocol extensions this server reads and writes.
 EXTENSIONS = ("binary_tensor_data",)
 
@@ -88,7 +90,7 @@ def parse_request(raw: bytes, header_length: str | int | None) -> Any:
         length = int(header_length)
     except (TypeError, ValueError):
         raise InvalidInput(
-            [FieldError((), f"Inference-Header-Content-Length {header_length!r}", "header")]
+            [FieldError((), f"Inference-Header-Content-Length {clip(header_length)!r}", "header")]
         ) from None
     if not 0 < length <= len(raw):
         raise InvalidInput(
@@ -116,7 +118,7 @@ def parse_request(raw: bytes, header_length: str | int | None) -> Any:
                 [
                     FieldError(
                         ("inputs", i, "parameters", "binary_data_size"),
-                        f"binary_data_size {size!r} runs past the end of the body",
+                        f"binary_data_size {shown(size)} runs past the end of the body",
                         "binary",
                     )
                 ]
@@ -148,7 +150,7 @@ def _decode_binary(chunk: bytes, datatype: Any, loc: tuple[str | int, ...]) -> l
     dtype = _NUMPY.get(datatype) if isinstance(datatype, str) else None
     if dtype is None:
         raise InvalidInput(
-            [FieldError((*loc, "datatype"), f"unknown datatype {datatype!r}", "enum")]
+            [FieldError((*loc, "datatype"), f"unknown datatype {shown(datatype)}", "enum")]
         )
     if len(chunk) % dtype.itemsize:
         raise InvalidInput(
@@ -158,12 +160,20 @@ def _decode_binary(chunk: bytes, datatype: Any, loc: tuple[str | int, ...]) -> l
 
 
 def _flatten(data: Any) -> list[Any]:
-    if isinstance(data, list):
-        out: list[Any] = []
-        for item in data:
-            out.extend(_flatten(item) if isinstance(item, list) else [item])
-        return out
-    return [data]
+    """The values of a nested list, in order; without recursion (JSON may nest 1,024 deep)."""
+    if not isinstance(data, list):
+        return [data]
+    out: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+    return out
 
 
 def _decode(value: Any) -> Any:
@@ -184,9 +194,41 @@ def instances_from_request(body: Any, model: LoadedModel) -> list[dict[str, Any]
         raise InvalidInput(
             [FieldError(("inputs",), "expected a non-empty list of tensors", "type")]
         )
+    if "outputs" in body and not isinstance(body["outputs"], list):
+        # Refused before the model runs, not found wanting while the answer is written.
+        raise InvalidInput(
+            [FieldError(("outputs",), "expected a list of requested outputs", "type")]
+        )
+    if "id" in body and not isinstance(body["id"], str):
+        raise InvalidInput([FieldError(("id",), "expected a string", "type")])
+    params = body.get("parameters")
+    if params is not None and not isinstance(params, Mapping):
+        raise InvalidInput([FieldError(("parameters",), "expected an object", "type")])
+    if params is not None and not isinstance(params.get("binary_data_output", False), bool):
+        raise InvalidInput(
+            [FieldError(("parameters", "binary_data_output"), "expected true or false", "type")]
+        )
+    for i, out in enumerate(body.get("outputs") or []):
+        if not isinstance(out, Mapping) or not isinstance(out.get("name"), str):
+            raise InvalidInput(
+                [FieldError(("outputs", i, "name"), "a requested output needs a name", "missing")]
+            )
+        if out["name"] not in model.outputs:
+            known = ", ".join(model.outputs)
+            raise InvalidInput(
+                [
+                    FieldError(
+                        ("outputs", i, "name"),
+                        f"the model has no output {shown(out['name'])} (it has {known})",
+                        "enum",
+                    )
+                ]
+            )
     columns: dict[str, list[Any]] = {}
     errors: list[FieldError] = []
     for i, tensor in enumerate(tensors):
+        if len(errors) >= MAX_ERRORS:
+            raise InvalidInput(errors, stopped=True)
         if not isinstance(tensor, Mapping):
             errors.append(FieldError(("inputs", i), "expected a tensor object", "type"))
             continue
@@ -194,33 +236,54 @@ def instances_from_request(body: Any, model: LoadedModel) -> list[dict[str, Any]
         if not isinstance(name, str):
             errors.append(FieldError(("inputs", i, "name"), "tensor name required", "missing"))
             continue
-        datatype = tensor.get("datatype")
-        if datatype != "BYTES" and datatype not in _NUMERIC:
+        if "parameters" in tensor and not isinstance(tensor["parameters"], Mapping):
+            errors.append(FieldError(("inputs", i, "parameters"), "expected an object", "type"))
+            continue
+        extra = [k for k in tensor if k not in TENSOR_FIELDS]
+        if extra:
             errors.append(
-                FieldError(("inputs", i, "datatype"), f"unknown datatype {datatype!r}", "enum")
+                FieldError(("inputs", i, shown(extra[0])), "not a field of a tensor", "extra")
+            )
+            continue
+        datatype = tensor.get("datatype")
+        if not isinstance(datatype, str) or (datatype != "BYTES" and datatype not in _NUMERIC):
+            errors.append(
+                FieldError(("inputs", i, "datatype"), f"unknown datatype {shown(datatype)}", "enum")
             )
             continue
         data = tensor.get("data")
         if data is None:
             errors.append(FieldError(("inputs", i, "data"), "tensor data required", "missing"))
             continue
+        if not isinstance(data, list):
+            errors.append(FieldError(("inputs", i, "data"), "expected an array", "type"))
+            continue
         values = [_decode(v) for v in _flatten(data)]
         if datatype == "BOOL":
             values = [bool(v) if isinstance(v, int) else v for v in values]
         shape = tensor.get("shape")
-        if isinstance(shape, list) and all(isinstance(s, int) for s in shape):
-            expected = 1
-            for s in shape:
-                expected *= s
-            if expected != len(values):
-                errors.append(
-                    FieldError(
-                        ("inputs", i, "shape"),
-                        f"shape {shape} holds {expected} values but data has {len(values)}",
-                        "shape",
-                    )
+        if not isinstance(shape, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in shape
+        ):
+            errors.append(FieldError(("inputs", i, "shape"), "expected a list of integers", "type"))
+            continue
+        expected = 1
+        for s in shape:
+            expected *= s
+            if not 0 <= expected <= len(values):
+                # Past the data already: stop before the product of a caller's integers
+                # grows too large to print (Python refuses past 4,300 digits).
+                break
+        if expected != len(values):
+            holds = f"holds {expected} values" if 0 <= expected <= len(values) else "does not fit"
+            errors.append(
+                FieldError(
+                    ("inputs", i, "shape"),
+                    f"shape {clip(shape)} {holds} but data has {len(values)}",
+                    "shape",
                 )
-                continue
+            )
+            continue
         columns[name] = values
     if errors:
         raise InvalidInput(errors)
@@ -277,7 +340,8 @@ def binary_outputs(body: Any) -> set[str] | bool:
     params = body.get("parameters")
     everything = isinstance(params, Mapping) and params.get("binary_data_output") is True
     wanted: set[str] = set()
-    for out in body.get("outputs") or []:
+    outputs = body.get("outputs")
+    for out in outputs if isinstance(outputs, list) else []:
         if isinstance(out, Mapping) and isinstance(out.get("name"), str):
             p = out.get("parameters")
             if isinstance(p, Mapping):

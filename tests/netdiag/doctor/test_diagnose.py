@@ -239,6 +239,13 @@ def case_bad_payload() -> Observations:
     return obs
 
 
+def case_unauthorized() -> Observations:
+    obs = healthy()
+    obs.app = reply(401, body={"error": "an API key is needed"}, method="POST")
+    obs.large = None
+    return obs
+
+
 def _mtu(*passing: int, stalling: tuple[int, ...] = (1460, 1440)) -> Any:
     outcomes = [MssOutcome(m, "answered", sent_mss=m) for m in passing]
     outcomes += [MssOutcome(m, "stalled", sent_mss=m) for m in stalling]
@@ -314,6 +321,7 @@ CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "overloaded": (case_overloaded, "http"),
     "no_response": (case_no_response, "http"),
     "http_error": (case_http_error, "app"),
+    "unauthorized": (case_unauthorized, "app"),
     "route_not_found": (case_route_not_found, "app"),
     "bad_payload": (case_bad_payload, "app"),
     "mtu_blackhole": (case_mtu_blackhole, "large request"),
@@ -663,3 +671,16 @@ def test_a_container_listening_with_nothing_published_is_named_on_a_closed_port(
     fix = " ".join(report.explanation.fix)
     assert "a container at 172.17.0.2 (servepath) listens on 8080" in fix
     assert "docker run -p 18080:8080" in fix
+
+
+def test_a_401_asks_for_the_key_and_says_whether_one_was_sent() -> None:
+    report = diagnose(case_unauthorized())
+    assert report.cause == "unauthorized" and report.explanation.owner == "caller"
+    assert "the request carried none" in report.explanation.meaning
+    assert any("--api-key KEY" in line for line in report.explanation.fix)
+    obs = case_unauthorized()
+    obs.api_key_sent = True
+    sent = diagnose(obs)
+    assert "the key sent was refused" in sent.explanation.meaning
+    assert any("--api-key-file" in line for line in sent.explanation.fix)
+    assert not any("--api-key KEY" in line for line in sent.explanation.fix)

@@ -44,6 +44,7 @@ Cause = Literal[
     "overloaded",
     "no_response",
     "http_error",
+    "unauthorized",
     "route_not_found",
     "bad_payload",
     "mtu_blackhole",
@@ -166,6 +167,11 @@ HTTP_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
         "a web server that is not servepath answers (its default site: 404, 421, an HTML page)",
         "virtual_host",
         "only servepath sends its headers; another server's 404 is not servepath's router",
+    ),
+    (
+        "servepath answers 401, or any server with a Bearer challenge",
+        "unauthorized",
+        "the request reached the app; only its key is missing or wrong",
     ),
     (
         "servepath answers 404",
@@ -442,6 +448,16 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
             "?request_id:read the server's log for request id {request_id}",
             "?no_request_id:read the server's log at the time of this request (it sent no "
             "request id)",
+        ),
+    ),
+    "unauthorized": (
+        "the server wants an API key for {method} {route} (401){key_text}",
+        "caller",
+        (
+            "?no_key:pass the key: servepath doctor {url} --api-key KEY (or set "
+            "SERVEPATH_API_KEY); a caller sends it as Authorization: Bearer KEY or X-API-Key: KEY",
+            "?key_sent:the key sent is not one the server knows: compare it with the server's "
+            "--api-key-file (the server's log names the key a request used, never the key)",
         ),
     ),
     "route_not_found": (

@@ -532,6 +532,13 @@ def _http_failure(obs: Observations, report: HttpReport, route: str, v: _Verdict
             v.add(stage, "overloaded", **ctx, who=_who(obs, report), retry_after=None,
                   retry_text="")  # fmt: skip
         return
+    challenge = (header(report, "www-authenticate") or "").lower()
+    if status == 401 and (from_servepath(report) or challenge.startswith("bearer")):
+        sent = obs.api_key_sent
+        key_text = "; the key sent was refused" if sent else "; the request carried none"
+        v.add(stage, "unauthorized", **ctx, method=method, url=obs.url, key_text=key_text,
+              key_sent=sent or None, no_key=not sent)  # fmt: skip
+        return
     if not servepath and status in (400, 403, 404, 405, 421) and looks_like_web_server(report):
         v.add(stage, "virtual_host", **{**ctx, **_vhost_context(obs, report)})
         return
@@ -599,6 +606,9 @@ def _stage_http(obs: Observations, v: _Verdict) -> None:
 def _stage_app(obs: Observations, v: _Verdict) -> None:
     report = obs.app
     route = obs.predict_route
+    if report is None and obs.spec_refused is not None and v.broken is None:
+        _http_failure(obs, obs.spec_refused, "/openapi.json", v, "app", "http_error", "GET")
+        return
     if report is None:
         if obs.health is not None and obs.health.ok and v.broken is None:
             if obs.app_plan is not None and not obs.app_plan.servepath and obs.spec is None:

@@ -58,6 +58,7 @@ class Observations:
     timeout: float = 2.0
     http_timeout: float = 10.0
     insecure: bool = False
+    api_key_sent: bool = False
     nameservers: list[str] = field(default_factory=list)
     gateway: Route | None = None
     dns: DnsReport | None = None
@@ -75,6 +76,7 @@ class Observations:
     protocol: ProtocolGuess | None = None  # what the port speaks, when HTTP failed
     health: HttpReport | None = None
     spec: dict[str, Any] | None = None
+    spec_refused: HttpReport | None = None  # GET /openapi.json answered 401
     app_plan: AppPlan | None = None
     app: HttpReport | None = None
     vhost_trials: list[VhostTrial] = field(default_factory=list)

@@ -44,6 +44,7 @@ def observe(plan: Plan, options: DoctorOptions) -> Observations:
         timeout=options.timeout,
         http_timeout=options.http_timeout,
         insecure=options.insecure,
+        api_key_sent=bool(options.api_key),
     )
     routes = read_routes()
     obs.gateway = default_gateway(routes)
@@ -221,6 +222,8 @@ def _http(obs: Observations, options: DoctorOptions, url: str, **kwargs: Any) ->
     plan = obs.plan
     pins = {(plan.pin.name, plan.pin.port): plan.pin.address} if plan.pin else None
     headers = [*plan.headers(), *kwargs.pop("headers", [])]
+    if options.api_key:
+        headers.append(("Authorization", f"Bearer {options.api_key}"))
     return probe_http(
         url,
         timeout=kwargs.pop("timeout", options.http_timeout),
@@ -272,6 +275,8 @@ def _probe_http_stages(obs: Observations, options: DoctorOptions) -> None:
     spec_report = _http(obs, options, target.origin + OPENAPI_ROUTE)
     spec = _json_body(spec_report) if spec_report.status == 200 else None
     obs.spec = spec if isinstance(spec, dict) else None
+    if spec_report.status == 401:
+        obs.spec_refused = spec_report  # the server wants a key: the app stage says so
     obs.app_plan = app = plan_app(target, obs.spec, options.data, large_bytes=options.large_bytes)
     if (
         obs.health.status == 404

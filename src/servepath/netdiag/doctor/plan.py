@@ -90,6 +90,8 @@ class DoctorOptions:
     cafile: str | None = None
     #: Look past an untrusted certificate (curl's -k): the TLS stage warns, HTTP goes on.
     insecure: bool = False
+    #: Sent as ``Authorization: Bearer`` to the target (never to a forward proxy's page).
+    api_key: str | None = field(default=None, repr=False)
     timeout: float = 2.0  # per network probe (DNS, connect, trace hop, the large request)
     http_timeout: float = 10.0
     slow_ms: float = 1000.0
