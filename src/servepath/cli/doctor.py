@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, app, base_settings, get_output
+from servepath.cli._client_options import ApiKeyOption, CafileOption, ProxyOption
 from servepath.errors import ServepathError
 
 if TYPE_CHECKING:
@@ -37,18 +38,9 @@ def doctor(
     data: Annotated[
         str | None, typer.Option("--data", "-d", help="JSON body for the predict route (or -)")
     ] = None,
-    proxy: Annotated[str | None, typer.Option(help="Forward proxy URL (overrides *_PROXY)")] = None,
-    cafile: Annotated[
-        Path | None, typer.Option(help="Trust this CA bundle for TLS [default: SSL_CERT_FILE]")
-    ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            metavar="KEY",
-            help="Send Authorization: Bearer KEY to the server [default: SERVEPATH_API_KEY]",
-            show_default=False,
-        ),
-    ] = None,
+    proxy: ProxyOption = None,
+    cafile: CafileOption = None,
+    api_key: ApiKeyOption = None,
     insecure: Annotated[
         bool,
         typer.Option(

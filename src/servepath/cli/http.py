@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, base_settings, get_output
+from servepath.cli._client_options import CafileOption, InsecureOption, ProxyOption
 from servepath.errors import ConfigError, ServepathError
 
 if TYPE_CHECKING:
@@ -53,27 +54,12 @@ def http(
     timeout: Annotated[
         float, typer.Option(metavar="SECONDS", help="Seconds for each of connect, read, write.")
     ] = 10.0,
-    proxy: Annotated[
-        str | None,
-        typer.Option(
-            metavar="URL",
-            help="Forward proxy [default: from HTTP_PROXY / HTTPS_PROXY / ALL_PROXY, unless "
-            "NO_PROXY covers the host].",
-        ),
-    ] = None,
+    proxy: ProxyOption = None,
     no_follow: Annotated[
         bool, typer.Option("--no-follow", help="Do not follow redirects.")
     ] = False,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", "-k", help="Do not verify the server's certificate.")
-    ] = False,
-    cafile: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="Trust this CA bundle instead of the system store [default: SSL_CERT_FILE].",
-        ),
-    ] = None,
+    insecure: InsecureOption = False,
+    cafile: CafileOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Time one HTTP request phase by phase, like curl -w.

@@ -19,6 +19,7 @@ from servepath.cli._app import (
     fail,
     get_output,
 )
+from servepath.cli._client_options import ApiKeyOption, CafileOption, InsecureOption, ProxyOption
 from servepath.errors import ConfigError, ServepathError, UsageError
 from servepath.load.schedule import DEFAULT_MAX_INFLIGHT
 
@@ -248,32 +249,10 @@ def load(
     headroom: Annotated[
         float, typer.Option(metavar="SHARE", help="Share of capacity kept spare per replica.")
     ] = DEFAULT_HEADROOM,
-    proxy: Annotated[
-        str | None,
-        typer.Option(
-            metavar="URL",
-            help="Forward proxy [default: from HTTP_PROXY / HTTPS_PROXY / ALL_PROXY, unless "
-            "NO_PROXY covers the host].",
-        ),
-    ] = None,
-    cafile: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="Trust this CA bundle instead of the system store [default: SSL_CERT_FILE].",
-        ),
-    ] = None,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", "-k", help="Do not verify the server's certificate.")
-    ] = False,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            metavar="KEY",
-            help="Send Authorization: Bearer KEY [default: SERVEPATH_API_KEY].",
-            show_default=False,
-        ),
-    ] = None,
+    proxy: ProxyOption = None,
+    cafile: CafileOption = None,
+    insecure: InsecureOption = False,
+    api_key: ApiKeyOption = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     csv: Annotated[
         Path | None, typer.Option(metavar="FILE", help="Write the per-second series here.")

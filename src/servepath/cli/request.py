@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, base_settings, get_output
+from servepath.cli._client_options import ApiKeyOption, CafileOption, InsecureOption, ProxyOption
 from servepath.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
@@ -37,32 +38,10 @@ def request(
         str | None,
         typer.Option("--data", "-d", metavar="FILE", help="JSON body from FILE, or - for stdin."),
     ] = None,
-    proxy: Annotated[
-        str | None,
-        typer.Option(
-            metavar="URL",
-            help="Forward proxy [default: from HTTP_PROXY / HTTPS_PROXY / ALL_PROXY, unless "
-            "NO_PROXY covers the host].",
-        ),
-    ] = None,
-    cafile: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="Trust this CA bundle instead of the system store [default: SSL_CERT_FILE].",
-        ),
-    ] = None,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", "-k", help="Do not verify the server's certificate.")
-    ] = False,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            metavar="KEY",
-            help="Send Authorization: Bearer KEY [default: SERVEPATH_API_KEY].",
-            show_default=False,
-        ),
-    ] = None,
+    proxy: ProxyOption = None,
+    cafile: CafileOption = None,
+    insecure: InsecureOption = False,
+    api_key: ApiKeyOption = None,
     timeout: Annotated[
         float, typer.Option(metavar="SECONDS", help="Seconds for connect and for the answer.")
     ] = 10.0,
