@@ -19,6 +19,11 @@ from servepath.store.bounds import (
     new_record_id,
 )
 
+#: Why a path echo to a caller from elsewhere without a key names no host, pid or container.
+WITHHELD = (
+    "hostname, pid and container runtime are shown to callers with an API key or on this machine"
+)
+
 
 def client_view(scope: Scope, trusted: TrustedProxies) -> ClientView:
     """Who sent the request, believing forwarded headers only from ``trusted`` proxies."""
@@ -88,6 +93,7 @@ def path_echo(
     request_id: str,
     in_kubernetes: bool,
     trusted: TrustedProxies | None = None,
+    insider: bool = True,
 ) -> dict[str, Any]:
     view = client_view(scope, trusted or TrustedProxies())
     chain = list(view.chain)
@@ -121,7 +127,24 @@ def path_echo(
             "claimed_hops": view.claimed_hops,
             "truncated": view.truncated,
         },
-        "hostname": socket.gethostname(),
-        "pid": os.getpid(),
-        "container": detect_container(in_kubernetes).to_json(),
+        # The server's own identity only to an insider (a key, or this machine).
+        **(
+            {
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "container": detect_container(in_kubernetes).to_json(),
+            }
+            if insider
+            else {
+                "hostname": None,
+                "pid": None,
+                # Whether it is a container is the path's shape (a NAT hop); which runtime
+                # is the server's own business.
+                "container": {
+                    "in_container": detect_container(in_kubernetes).in_container,
+                    "runtime": None,
+                },
+                "withheld": WITHHELD,
+            }
+        ),
     }

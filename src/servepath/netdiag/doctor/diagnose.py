@@ -735,9 +735,12 @@ def _stage_server_view(obs: Observations, v: _Verdict) -> None:
     elif seen_at != dialled and obs.proxy is None:
         between["nat"] = True
         notes.append(f"NAT / port mapping: dialled {dialled}, the server socket is {seen_at}")
-    where = "in a container" if (echo.get("container") or {}).get("in_container") else "on a host"
+    container = echo.get("container") or {}
+    where = "in a container" if container.get("in_container") else "on a host"
+    name = echo.get("hostname")
+    who = f"server {name} ({where})" if name else f"the server ({where}; its name withheld)"
     summary = (
-        f"server {echo.get('hostname')} ({where}) saw the caller as "
+        f"{who} saw the caller as "
         f"{host_port(str(peer.get('address')), peer.get('port'))} on {seen_at}"
     )
     if notes:
