@@ -26,6 +26,8 @@ DEFAULT_PORT = 8080
 DEFAULT_MAX_BODY_BYTES = 1_500_000
 DEFAULT_MAX_INSTANCES = 1_000
 DEFAULT_GRACE_PERIOD = 20.0
+#: The live page's route (``--ui``).
+DEFAULT_UI_ROUTE = "/_ui"
 DEFAULT_MODEL_NAME = "decision"
 
 # Serving under pressure (docs/serving.md): bounds on the work in the building, on what one
@@ -100,6 +102,9 @@ class Settings:
     health_route: str = DEFAULT_HEALTH_ROUTE
     predict_route: str = DEFAULT_PREDICT_ROUTE
     path_echo_route: str | None = DEFAULT_PATH_ECHO_ROUTE
+    #: The live page of what the server saw (its script, stylesheet and data under it);
+    #: None: no page.
+    ui_route: str | None = DEFAULT_UI_ROUTE
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_instances: int = DEFAULT_MAX_INSTANCES
     grace_period: float = DEFAULT_GRACE_PERIOD
@@ -272,6 +277,9 @@ class Settings:
         echo = env.get("SERVEPATH_PATH_ECHO")
         if echo is not None:
             values["path_echo_route"] = None if echo.lower() in ("", "off", "0", "false") else echo
+        ui = env.get("SERVEPATH_UI")
+        if ui is not None:
+            values["ui_route"] = None if ui.lower() in ("", "off", "0", "false") else ui
         _int(values, env, "max_body_bytes", "SERVEPATH_MAX_BODY_BYTES")
         _int(values, env, "max_instances", "SERVEPATH_MAX_INSTANCES")
         _float(values, env, "grace_period", "SERVEPATH_GRACE_PERIOD")

@@ -104,6 +104,16 @@ def _auto(text: str | None, name: str, kind: type[float] | type[int]) -> Any:
     return parse_auto(text, name, kind)
 
 
+def _ui_route(text: str) -> str | None:
+    """``--ui``: a path for the live page, or ``off``."""
+    if text.lower() == "off":
+        return None
+    route = text.rstrip("/")
+    if not route.startswith("/"):
+        raise ConfigError(f"--ui: {text!r} is not a path (it must start with /) nor 'off'")
+    return route
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind [default: 0.0.0.0]")] = None,
@@ -182,6 +192,15 @@ def serve(
     max_url_bytes: Annotated[int | None, typer.Option(help="Longest request line [8192]")] = None,
     path_echo: Annotated[
         str | None, typer.Option(help="Path-echo route, or 'off' [default: /_path]")
+    ] = None,
+    ui: Annotated[
+        str | None,
+        typer.Option(
+            "--ui",
+            metavar="ROUTE|off",
+            help="The live page of what the server saw, or 'off' [default: /_ui]",
+            show_default=False,
+        ),
     ] = None,
     forwarded_allow_ips: Annotated[
         str | None,
@@ -289,6 +308,8 @@ def serve(
             changes["max_connections"] = _auto(max_connections, "--max-connections", int)
         if path_echo is not None:
             changes["path_echo_route"] = None if path_echo.lower() == "off" else path_echo
+        if ui is not None:
+            changes["ui_route"] = _ui_route(ui)
         if changes:
             settings = dataclasses.replace(settings, **changes)
         # Bad backend URLs are usage errors here, not tracebacks in a worker; nothing connects.

@@ -37,6 +37,7 @@ from servepath.errors import (
 )
 from servepath.model.batcher import MicroBatcher
 from servepath.model.loaded import LoadedModel, Row, engines_dir, load_model
+from servepath.net.addresses import classify_address
 from servepath.net.endpoints import host_port
 from servepath.service import v2
 from servepath.service.admission import (
@@ -77,11 +78,17 @@ from servepath.service.errors import error_response
 from servepath.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from servepath.service.metrics import Metrics, Sample
 from servepath.service.openapi import build_openapi
-from servepath.service.pathecho import meta_for_log, path_echo
+from servepath.service.pathecho import client_view, meta_for_log, path_echo
 from servepath.service.predict import Prediction, PredictPipeline, RequestMeta
 from servepath.service.routes import Handler, RequestContext, Router, v2_model_name
 from servepath.service.security import html_headers
 from servepath.service.state import state_samples
+from servepath.service.ui import SeenRing, latest_from, request_totals
+from servepath.service.ui_assets import ASSETS as UI_ASSETS
+from servepath.service.ui_assets import DATA_SUFFIX as UI_DATA_SUFFIX
+from servepath.service.ui_assets import asset as ui_asset
+from servepath.service.ui_assets import page as ui_page
+from servepath.service.ui_assets import subroutes as ui_subroutes
 from servepath.store.base import PredictionLog, Route
 
 log = logging.getLogger(__name__)
@@ -176,6 +183,12 @@ class ServepathApp:
         self._background: set[asyncio.Task[Any]] = set()
         self._watchers: list[asyncio.Task[None]] = []
         self._openapi: bytes | None = None
+        #: The live page's ring of the last prediction requests (None: no page).
+        self.ui = SeenRing() if settings.ui_route else None
+        #: The route templates whose answers the ring keeps: the predict routes.
+        self.ui_templates = frozenset(
+            {DEFAULT_PREDICT_ROUTE, settings.predict_route, "/v2/models/{name}/infer"}
+        )
         if model is not None:
             self._install(model)
         self.router = self._build_router()
@@ -329,6 +342,11 @@ class ServepathApp:
         }
         if s.path_echo_route:
             exact[s.path_echo_route] = {"GET": self._path_echo}
+        if s.ui_route:
+            exact[s.ui_route] = {"GET": self._ui_page}
+            exact[s.ui_route + UI_DATA_SUFFIX] = {"GET": self._ui_data}
+            for suffix in UI_ASSETS:
+                exact[s.ui_route + suffix] = {"GET": self._ui_asset}
         return Router(
             exact,
             {"": self._v2_metadata, "/ready": self._v2_model_ready, "/infer": self._v2_infer},
@@ -394,6 +412,11 @@ class ServepathApp:
         await send_response(send, response, extra, head=method == "HEAD")
         elapsed = time.perf_counter() - start
         self.metrics.observe_request(template, method, response.status, elapsed)
+        ui = self.ui
+        if ui is not None and template in self.ui_templates:
+            client = scope.get("client")
+            ui.note(response.status, elapsed, template, ctx.request_id, client,
+                    scope["headers"], ctx.timings)  # fmt: skip
         if self.settings.access_log:
             self._access(scope, ctx, response, elapsed)
 
@@ -455,16 +478,33 @@ class ServepathApp:
 
     # --- health, docs, metrics, path echo --------------------------------------------
 
-    def health_body(self) -> dict[str, Any]:
+    def insider(self, scope: Scope, ctx: RequestContext) -> bool:
+        """A caller who may read the server's own details (the data directory, a database's
+        error, hostname, pid): one that carried an API key, or one on this machine (as the
+        server believes the client, see --forwarded-allow-ips)."""
+        if ctx.caller is not None:
+            return True
+        keys = self.access.keys
+        if keys is not None and keys.identify(presented_key(scope["headers"])).ok:
+            return True  # a key on an open route (health): checked only when it is sent
+        client = client_view(scope, self.settings.trusted_proxies).client
+        if not client:
+            return scope.get("client") is None  # a unix socket: this machine
+        try:
+            return classify_address(client).kind == "loopback"
+        except ValueError:
+            return False
+
+    def health_body(self, *, full: bool = True) -> dict[str, Any]:
         status = {"ready": "ok", "loading": "loading", "failed": "failed"}[self.state]
         if self.draining and self.state == "ready":
             status = "draining"
         return {
             "status": status,
             "model": self.model.describe() if self.model else None,
-            "error": self.load_error,
-            "cache": self.cache.status().to_json(),
-            "store": self.store.status().to_json(),
+            "error": self.load_error if full or not self.load_error else _WITHHELD,
+            "cache": _told(self.cache.status().to_json(), full),
+            "store": _told(self.store.status().to_json(), full),
             "load": self.load_snapshot().to_json(),
             "version": __version__,
         }
@@ -493,7 +533,7 @@ class ServepathApp:
 
     async def _health(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
         ok, _ = self.serving()
-        return json_response(200 if ok else 503, self.health_body())
+        return json_response(200 if ok else 503, self.health_body(full=self.insider(scope, ctx)))
 
     async def _metrics(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
         return Response(200, self.metrics.render(), METRICS_CONTENT_TYPE)
@@ -529,8 +569,70 @@ class ServepathApp:
                 request_id=ctx.request_id,
                 in_kubernetes=s.in_kubernetes,
                 trusted=s.trusted_proxies,
+                insider=self.insider(scope, ctx),
             ),
         )
+
+    # --- the live page ---------------------------------------------------------------
+
+    async def _ui_page(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
+        assert self.settings.ui_route is not None
+        html = ui_page(self.settings.ui_route)
+        headers = [*html_headers(html), (b"cache-control", b"no-cache")]
+        return Response(200, html.encode(), b"text/html; charset=utf-8", headers)
+
+    async def _ui_asset(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
+        assert self.settings.ui_route is not None
+        found = ui_asset(scope["path"].rstrip("/")[len(self.settings.ui_route) :])
+        if found is None:
+            return json_response(404, {"error": "no such file of the live page"})
+        # Revalidated on every load: an upgraded server's page is never half old.
+        headers = [(b"etag", found.etag), (b"cache-control", b"no-cache")]
+        if header(scope, b"if-none-match") == found.etag.decode():
+            return Response(304, b"", found.content_type, headers)
+        return Response(200, found.body, found.content_type, headers)
+
+    async def _ui_data(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
+        return json_response(200, self.ui_data(scope, ctx), [(b"cache-control", b"no-store")])
+
+    def ui_data(self, scope: Scope, ctx: RequestContext) -> dict[str, Any]:
+        """What the live page shows: the viewer's own path, the last requests, the numbers."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        s = self.settings
+        ring = self.ui
+        assert ring is not None
+        trusted = s.trusted_proxies
+        viewer = path_echo(
+            scope,
+            bound_host=s.host,
+            bound_port=s.port,
+            request_id=ctx.request_id,
+            in_kubernetes=s.in_kubernetes,
+            trusted=trusted,
+            insider=self.insider(scope, ctx),
+        )
+        entries = ring.entries(trusted)
+        viewer["latest"] = latest_from(entries, viewer["client"]["address"])
+        families = text_string_to_metric_families(self.metrics.render().decode())
+        return {
+            "generated": round(time.time(), 3),
+            "server": {
+                "version": __version__,
+                "pid": viewer["pid"],
+                "hostname": viewer["hostname"],
+                "workers": s.workers,
+                "predict_route": s.predict_route,
+                "ring": {"capacity": ring.capacity, "size": len(entries), "scope": "worker"},
+            },
+            "model": self.model.describe() if self.model else None,
+            "model_state": self.state,
+            "viewer": viewer,
+            "requests": entries,
+            "stats": ring.stats().to_json(),
+            # Summed over every worker (the metrics' shared files when there are several).
+            "totals": request_totals(families, sorted(self.ui_templates)),
+        }
 
     # --- prediction --------------------------------------------------------------------
 
@@ -794,6 +896,18 @@ def _load_configured_model(settings: Settings) -> LoadedModel:
     )
 
 
+#: What a caller from elsewhere without a key reads where the server's own details would be.
+_WITHHELD = "withheld from callers without an API key; the server's log has it"
+
+
+def _told(status: dict[str, Any], full: bool) -> dict[str, Any]:
+    """A backend's status as a caller may see it: its detail (addresses, paths, a database's
+    error text) only for an insider, and only when there is one."""
+    if full or not status.get("detail"):
+        return status
+    return {**status, "detail": _WITHHELD}
+
+
 def _check_vertex_envelope(body: dict[str, Any]) -> None:
     """The Vertex AI form holds ``instances`` and, optionally, an object of ``parameters``."""
     errors = [
@@ -811,7 +925,11 @@ def _check_vertex_envelope(body: dict[str, Any]) -> None:
 def access_policy(settings: Settings) -> AccessPolicy:
     """Who may call what, from the settings (the key file read now)."""
     keys = load_key_file(settings.api_key_file) if settings.api_key_file else None
-    return AccessPolicy(keys, settings.protect_health, parse_open_routes(settings.open_routes))
+    opened = parse_open_routes(settings.open_routes)
+    if settings.ui_route and settings.ui_route in opened:
+        # Opening the live page opens its script, stylesheet and data with it.
+        opened |= frozenset(ui_subroutes(settings.ui_route).values())
+    return AccessPolicy(keys, settings.protect_health, opened)
 
 
 def create_app(

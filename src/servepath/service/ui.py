@@ -1,0 +1,214 @@
+"""What the live page (``GET /_ui``) shows: a bounded ring of the last prediction requests,
+and throughput, error rate and percentiles over the last minutes. Pure but for the clock.
+
+The request path pays for one call that appends two tuples (:meth:`SeenRing.note`); all the
+work — who the caller was, the forwarded chain, the cache and the time split — is done when
+the page asks, from the very inputs the prediction log's record is made of (the TCP peer, the
+forwarded headers, through :func:`~servepath.service.pathecho.meta_for_log`, and the
+request's ``Server-Timing`` entries), so the page and the log cannot disagree. Each worker
+process keeps its own ring.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from servepath.net.forwarded import TrustedProxies
+from servepath.service.pathecho import client_view, meta_for_log
+from servepath.service.predict import RequestMeta
+
+#: Requests the page lists (the newest).
+RING_SIZE = 200
+#: Seconds the throughput, error rate and percentiles cover.
+WINDOW_S = 300.0
+#: Requests the statistics keep (time, status, seconds): past this many in the window, they
+#: cover fewer seconds than WINDOW_S and say so.
+MAX_SAMPLES = 50_000
+#: Seconds of per-second throughput the page draws.
+SERIES_S = 60
+
+#: One request as the ring keeps it: (unix time, status, seconds, route template, request
+#: id, ASGI client, request headers, Server-Timing entries). Nothing is copied on the hot
+#: path: the headers list and the timings list are the request's own.
+Entry = tuple[float, int, float, str, str, Any, list[tuple[bytes, bytes]], list[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Throughput, errors and server-time percentiles over the window."""
+
+    window_s: float  # the window asked for
+    covered_s: float  # the seconds the samples actually span (less when they overflowed)
+    requests: int
+    errors_4xx: int
+    errors_5xx: int
+    throughput_rps: float
+    p50_ms: float | None
+    p99_ms: float | None
+    #: Requests and errors (4xx and 5xx) per second, oldest first, the last SERIES_S seconds.
+    per_second: tuple[tuple[int, int], ...]
+
+    @property
+    def error_rate(self) -> float:
+        return (self.errors_4xx + self.errors_5xx) / self.requests if self.requests else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "window_s": self.window_s,
+            "covered_s": round(self.covered_s, 3),
+            "requests": self.requests,
+            "errors_4xx": self.errors_4xx,
+            "errors_5xx": self.errors_5xx,
+            "error_rate": round(self.error_rate, 6),
+            "throughput_rps": round(self.throughput_rps, 3),
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "per_second": [{"requests": n, "errors": e} for n, e in self.per_second],
+        }
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank ``q``-th percentile (0 < q ≤ 100) of already sorted values."""
+    if not sorted_values:
+        return None
+    rank = max(1, -(-len(sorted_values) * q // 100))  # ceil without floats drifting
+    return sorted_values[min(len(sorted_values), int(rank)) - 1]
+
+
+def stats_of(
+    samples: Iterable[tuple[float, int, float]],
+    now: float,
+    *,
+    window: float = WINDOW_S,
+    series: int = SERIES_S,
+) -> Stats:
+    """Aggregate ``(unix time, status, seconds)`` samples of the last ``window`` seconds."""
+    since = now - window
+    recent = [s for s in samples if since < s[0] <= now]
+    latencies = sorted(s[2] * 1000 for s in recent)
+    errors_4xx = sum(1 for s in recent if 400 <= s[1] < 500)
+    errors_5xx = sum(1 for s in recent if s[1] >= 500)
+    # A full window when the samples reach back that far; else from the oldest one kept.
+    covered = window if not recent or len(recent) < MAX_SAMPLES else now - recent[0][0]
+    last = int(now)
+    buckets = [[0, 0] for _ in range(series)]
+    for t, status, _ in recent:
+        slot = series - 1 - (last - int(t))
+        if 0 <= slot < series:
+            buckets[slot][0] += 1
+            buckets[slot][1] += status >= 400
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    return Stats(
+        window_s=window,
+        covered_s=covered,
+        requests=len(recent),
+        errors_4xx=errors_4xx,
+        errors_5xx=errors_5xx,
+        throughput_rps=len(recent) / covered if covered > 0 else 0.0,
+        p50_ms=None if p50 is None else round(p50, 3),
+        p99_ms=None if p99 is None else round(p99, 3),
+        per_second=tuple((n, e) for n, e in buckets),
+    )
+
+
+def split_of(timings: Sequence[tuple[str, float, str | None]], total_ms: float) -> dict[str, Any]:
+    """The request's server time split, from its ``Server-Timing`` entries: cache lookup,
+    model call, and the rest (HTTP, parsing, validation, queueing, the log)."""
+    split: dict[str, Any] = {"cache_ms": None, "cache": None, "model_ms": None}
+    for name, dur, desc in timings:
+        if name == "cache":
+            split["cache_ms"], split["cache"] = round(dur, 3), desc
+        elif name == "model":
+            split["model_ms"] = round(dur, 3)
+    inside = (split["cache_ms"] or 0.0) + (split["model_ms"] or 0.0)
+    split["other_ms"] = round(max(0.0, total_ms - inside), 3)
+    split["total_ms"] = round(total_ms, 3)
+    return split
+
+
+def entry_json(entry: Entry, trusted: TrustedProxies) -> dict[str, Any]:
+    """One ring entry as the page shows it; the caller fields are the prediction log's."""
+    ts, status, seconds, route, request_id, client, headers, timings = entry
+    scope = {"client": client, "headers": headers}
+    meta = RequestMeta(request_id, 0.0)
+    meta_for_log(meta, scope, request_id, trusted)
+    view = client_view(scope, trusted)
+    return {
+        "time": round(ts, 3),
+        "request_id": request_id,
+        "route": route,
+        "status": status,
+        "client_ip": meta.client_ip,
+        "client_addr": meta.client,
+        "forwarded": meta.forwarded,
+        "proxies": list(view.proxies),
+        **split_of(timings, seconds * 1000),
+    }
+
+
+class SeenRing:
+    """The last :data:`RING_SIZE` prediction requests of this process, and the samples the
+    statistics are made of."""
+
+    __slots__ = ("_recent", "_samples", "capacity")
+
+    def __init__(self, capacity: int = RING_SIZE, max_samples: int = MAX_SAMPLES) -> None:
+        self.capacity = capacity
+        self._recent: deque[Entry] = deque(maxlen=capacity)
+        self._samples: deque[tuple[float, int, float]] = deque(maxlen=max_samples)
+
+    def note(
+        self,
+        status: int,
+        seconds: float,
+        route: str,
+        request_id: str,
+        client: Any,
+        headers: list[tuple[bytes, bytes]],
+        timings: list[Any],
+    ) -> None:
+        """Keep one answered request (the hot path: two tuple appends)."""
+        now = time.time()
+        self._recent.append((now, status, seconds, route, request_id, client, headers, timings))
+        self._samples.append((now, status, seconds))
+
+    def __len__(self) -> int:
+        return len(self._recent)
+
+    def entries(self, trusted: TrustedProxies, limit: int | None = None) -> list[dict[str, Any]]:
+        """The kept requests, newest first, as the page shows them."""
+        newest = list(self._recent)[::-1][:limit]
+        return [entry_json(e, trusted) for e in newest]
+
+    def stats(self, now: float | None = None, window: float = WINDOW_S) -> Stats:
+        return stats_of(list(self._samples), time.time() if now is None else now, window=window)
+
+
+def latest_from(entries: Sequence[dict[str, Any]], client_ip: str | None) -> dict[str, Any] | None:
+    """The viewer's last prediction: the newest answered entry whose caller is ``client_ip``,
+    else its newest refused one; None when the ring holds none of the viewer's."""
+    if client_ip is None:
+        return None
+    mine = [e for e in entries if e["client_ip"] == client_ip]
+    return next((e for e in mine if e["status"] < 400), mine[0] if mine else None)
+
+
+def request_totals(families: Iterable[Any], routes: Iterable[str]) -> dict[str, Any]:
+    """Requests to ``routes`` by status, summed over every worker, from parsed metric
+    families (``prometheus_client.parser``) of ``servepath_http_requests_total``."""
+    wanted = set(routes)
+    by_status: dict[str, int] = {}
+    for family in families:
+        if family.name not in ("servepath_http_requests", "servepath_http_requests_total"):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.labels.get("route") in wanted:
+                status = sample.labels.get("status", "")
+                by_status[status] = by_status.get(status, 0) + int(sample.value)
+    total = sum(by_status.values())
+    errors = sum(n for status, n in by_status.items() if status[:1] in ("4", "5"))
+    return {"requests": total, "errors": errors, "by_status": dict(sorted(by_status.items()))}

@@ -1,0 +1,289 @@
+// servepath's live page: reads its data endpoint every 2 s and draws it. No framework, no
+// build step. Every value reaches the page through textContent or an attribute, never as
+// markup: addresses and forwarded headers are whatever a caller sent.
+"use strict";
+
+(function () {
+  var endpoint = document.body.getAttribute("data-endpoint");
+  var PERIOD_MS = 2000;
+  var last = null;
+  var previousTotals = null;
+
+  function $(id) { return document.getElementById(id); }
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (key) {
+        if (key === "text") node.textContent = attrs[key];
+        else node.setAttribute(key, attrs[key]);
+      });
+    }
+    (children || []).forEach(function (child) { if (child) node.appendChild(child); });
+    return node;
+  }
+
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+
+  function ms(value) {
+    if (value === null || value === undefined) return "–";
+    if (value >= 100) return value.toFixed(0) + " ms";
+    if (value >= 10) return value.toFixed(1) + " ms";
+    return value.toFixed(2) + " ms";
+  }
+
+  function clock(unix) {
+    var d = new Date(unix * 1000);
+    function two(n) { return (n < 10 ? "0" : "") + n; }
+    return two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds());
+  }
+
+  function hostPort(host, port) {
+    if (!host) return "unknown";
+    var h = host.indexOf(":") >= 0 ? "[" + host + "]" : host;
+    return port ? h + ":" + port : h;
+  }
+
+  // --- (a) the viewer's own path -------------------------------------------------------
+
+  function node(kind, title, lines, label) {
+    var item = el("li", { "class": "node " + kind, "aria-label": label });
+    item.appendChild(el("span", { "class": "node-kind", text: title }));
+    lines.forEach(function (line, i) {
+      item.appendChild(el("span", { "class": i === 0 ? "node-main" : "node-sub", text: line }));
+    });
+    return item;
+  }
+
+  function edge(text, label, kind) {
+    return el("li", { "class": "edge " + (kind || ""), "aria-label": label }, [
+      el("span", { "class": "edge-time", text: text })
+    ]);
+  }
+
+  function drawPath(data) {
+    var v = data.viewer;
+    var latest = v.latest;
+    var path = $("path");
+    clear(path);
+    var items = [];
+    (v.claimed || []).forEach(function (hop) {
+      items.push(node("claimed", "claimed hop", [hop.entry, "named in " + hop.header + ", not verified"],
+        "claimed hop " + hop.entry + " (not verified)"));
+    });
+    var client = v.client || {};
+    items.push(node("viewer", "you", [hostPort(client.address, null),
+      (client.kind || "") + " · from " + (client.source || "peer")],
+      "you, as the server sees you: " + (client.address || "unknown")));
+    var proxies = ((v.forwarded_trust || {}).proxies || []).slice().reverse();
+    proxies.forEach(function (proxy) {
+      items.push(node("proxy", "trusted proxy", [proxy, "in --forwarded-allow-ips"],
+        "trusted proxy " + proxy));
+    });
+    var server = v.server || {};
+    var container = (v.container || {}).in_container
+      ? "container (" + (v.container.runtime || "yes") + ")" : "not in a container";
+    items.push(node("socket", "server socket", [hostPort(server.address, server.port),
+      container + " · " + (v.hostname || "")],
+      "server socket " + hostPort(server.address, server.port) + ", " + container));
+    var route = latest ? latest.route : data.server.predict_route;
+    items.push(node("route", "route", ["POST " + route, latest ? "status " + latest.status : "no prediction of yours yet"],
+      "route POST " + route));
+    var cacheWord = latest && latest.cache ? latest.cache : "–";
+    items.push(node("cache " + (cacheWord === "hit" ? "hit" : ""), "cache", [cacheWord,
+      latest ? ms(latest.cache_ms) : ""], "cache " + cacheWord));
+    var model = data.model || {};
+    items.push(node("model", "model", [model.name || "loading", (model.version || "") + " · " + (model.engine || "")],
+      "model " + (model.name || "loading")));
+
+    // Edges: the network part is the caller's to measure; the server's part is its own split.
+    var serverSide = items.length - 4; // index of the socket node
+    items.forEach(function (item, i) {
+      if (i > 0) {
+        var label;
+        var text;
+        if (i <= serverSide) {
+          text = "network";
+          label = "network hop: its time is measured by the caller, not the server";
+          path.appendChild(edge(text, label, "net"));
+        } else if (i === serverSide + 1) {
+          text = latest ? ms(latest.other_ms) : "–";
+          label = "HTTP, parsing and queueing: " + text;
+          path.appendChild(edge(text, label, "srv"));
+        } else if (i === serverSide + 2) {
+          text = latest ? ms(latest.cache_ms) : "–";
+          label = "cache lookup: " + text;
+          path.appendChild(edge(text, label, "srv"));
+        } else {
+          text = latest ? (latest.model_ms === null ? "not called" : ms(latest.model_ms)) : "–";
+          label = "model call: " + text;
+          path.appendChild(edge(text, label, "srv"));
+        }
+      }
+      path.appendChild(item);
+    });
+    $("path-note").textContent = latest
+      ? "Your latest prediction (" + latest.request_id + ", " + clock(latest.time) + ") took " +
+        ms(latest.total_ms) + " inside the server; the network hops are yours to time (servepath request, doctor)."
+      : "No prediction from " + (client.address || "you") + " in this worker's ring yet: send one to see its time split.";
+  }
+
+  // --- (c) the numbers -----------------------------------------------------------------
+
+  function drawStats(data) {
+    var s = data.stats;
+    $("rps").textContent = s.throughput_rps.toFixed(s.throughput_rps >= 10 ? 0 : 2) + " req/s";
+    $("errors").textContent = (100 * s.error_rate).toFixed(1) + " % (" + s.errors_4xx + " 4xx, " + s.errors_5xx + " 5xx)";
+    $("p50").textContent = ms(s.p50_ms);
+    $("p99").textContent = ms(s.p99_ms);
+    var covered = Math.round(s.covered_s);
+    $("stats-window").textContent = "· " + s.requests + " prediction requests over the last " +
+      (covered >= 120 ? Math.round(covered / 60) + " min" : covered + " s") + ", this worker";
+    var t = data.totals;
+    var rate = "";
+    if (previousTotals && data.generated > previousTotals.at) {
+      var perSecond = (t.requests - previousTotals.requests) / (data.generated - previousTotals.at);
+      rate = " · " + perSecond.toFixed(1) + " req/s now";
+    }
+    previousTotals = { requests: t.requests, at: data.generated };
+    $("totals").textContent = t.requests + " served, " + t.errors + " errors" + rate;
+    var w = data.server.workers;
+    $("workers-note").textContent = w > 1
+      ? "This server runs " + w + " workers; each keeps its own ring, so the list, the percentiles and " +
+        "the chart are this worker's (pid " + data.server.pid + "). \"All workers\" is summed from /metrics."
+      : "One worker (pid " + data.server.pid + "): the list and the numbers cover every request to the predict routes.";
+    drawSpark(s.per_second);
+  }
+
+  var SVG = "http://www.w3.org/2000/svg";
+
+  function drawSpark(series) {
+    var svg = $("spark");
+    while (svg.firstChild) svg.removeChild(svg.firstChild);
+    var peak = 1;
+    series.forEach(function (b) { if (b.requests > peak) peak = b.requests; });
+    var width = 600 / series.length;
+    var total = 0;
+    series.forEach(function (b, i) {
+      total += b.requests;
+      var h = 76 * b.requests / peak;
+      var e = 76 * b.errors / peak;
+      var ok = document.createElementNS(SVG, "rect");
+      ok.setAttribute("x", String(i * width + 1));
+      ok.setAttribute("width", String(Math.max(1, width - 2)));
+      ok.setAttribute("y", String(80 - h));
+      ok.setAttribute("height", String(h - e));
+      ok.setAttribute("class", "bar");
+      svg.appendChild(ok);
+      if (e > 0) {
+        var bad = document.createElementNS(SVG, "rect");
+        bad.setAttribute("x", String(i * width + 1));
+        bad.setAttribute("width", String(Math.max(1, width - 2)));
+        bad.setAttribute("y", String(80 - e));
+        bad.setAttribute("height", String(e));
+        bad.setAttribute("class", "bar err");
+        svg.appendChild(bad);
+      }
+    });
+    var title = document.createElementNS(SVG, "title");
+    title.textContent = total + " requests in the last " + series.length + " s, at most " + peak + " in one second";
+    svg.appendChild(title);
+    $("spark-caption").textContent = "requests per second, last " + series.length + " s (peak " + peak + "/s; errors in red)";
+  }
+
+  // --- (b) the last requests -------------------------------------------------------------
+
+  function chainOf(r) {
+    var parts = [];
+    if (r.forwarded) parts.push("claimed: " + r.forwarded);
+    if (r.proxies.length) parts.push("via " + r.proxies.slice().reverse().join(" → "));
+    return parts.length ? parts.join(" · ") : "direct";
+  }
+
+  function splitBar(r) {
+    var total = r.total_ms > 0 ? r.total_ms : 1;
+    var bar = el("span", { "class": "split", "aria-hidden": "true" });
+    [["c", r.cache_ms || 0], ["m", r.model_ms || 0], ["o", r.other_ms || 0]].forEach(function (p) {
+      var seg = el("span", { "class": "seg " + p[0] });
+      seg.style.width = (100 * p[1] / total).toFixed(1) + "%";
+      bar.appendChild(seg);
+    });
+    var words = "total " + ms(r.total_ms) + ": cache " + ms(r.cache_ms) + ", model " +
+      (r.model_ms === null ? "not called" : ms(r.model_ms)) + ", other " + ms(r.other_ms);
+    return el("td", { "class": "time-split", "data-label": "server time", "title": words }, [
+      el("span", { "class": "cell" }, [
+        el("span", { "class": "total", text: ms(r.total_ms) }), bar,
+        el("span", { "class": "sr", text: words })
+      ])
+    ]);
+  }
+
+  function drawRows() {
+    if (!last) return;
+    var wantStatus = $("filter-status").value;
+    var wantCaller = $("filter-caller").value.trim().toLowerCase();
+    var body = $("recent-rows");
+    clear(body);
+    var shown = 0;
+    last.requests.forEach(function (r) {
+      if (wantStatus && String(r.status).charAt(0) !== wantStatus) return;
+      var caller = (r.client_ip || "") + " " + (r.client_addr || "");
+      if (wantCaller && caller.toLowerCase().indexOf(wantCaller) < 0) return;
+      shown += 1;
+      var cls = r.status >= 500 ? "s5" : r.status >= 400 ? "s4" : "s2";
+      body.appendChild(el("tr", { "class": "row " + cls, "data-request-id": r.request_id }, [
+        el("td", { "data-label": "time", text: clock(r.time) }),
+        el("td", { "data-label": "status" }, [el("span", { "class": "badge " + cls, text: String(r.status) })]),
+        el("td", { "class": "caller", "data-label": "caller", "title": "TCP peer " + (r.client_addr || "unknown") }, [
+          el("span", { "class": "cell" }, [
+            el("span", { "class": "ip", text: r.client_ip || "unknown" }),
+            el("span", { "class": "peer", text: "peer " + (r.client_addr || "unknown") })
+          ])
+        ]),
+        el("td", { "class": "chain", "data-label": "chain", text: chainOf(r) }),
+        el("td", { "data-label": "route", text: r.route }),
+        el("td", { "class": "cache-cell", "data-label": "cache", text: r.cache || "–" }),
+        splitBar(r)
+      ]));
+    });
+    $("recent-count").textContent = "· " + shown + " shown of " + last.requests.length +
+      " kept (this worker keeps the last " + last.server.ring.capacity + ")";
+  }
+
+  // --- the loop --------------------------------------------------------------------------
+
+  function draw(data) {
+    last = data;
+    var model = data.model || {};
+    $("model-name").textContent = model.name || "loading";
+    $("model-version").textContent = model.version || "–";
+    $("model-engine").textContent = model.engine || "–";
+    var workers = data.server.workers;
+    $("worker").textContent = "pid " + data.server.pid +
+      (workers > 1 ? ", one of " + workers + " workers" : ", the only worker");
+    drawPath(data);
+    drawStats(data);
+    drawRows();
+    $("status").textContent = "live · updated " + clock(data.generated);
+    $("status").className = "status ok";
+  }
+
+  function tick() {
+    fetch(endpoint, { cache: "no-store", credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error(endpoint + " answered " + response.status);
+        return response.json();
+      })
+      .then(draw)
+      .catch(function (err) {
+        $("status").textContent = "not updating: " + err.message;
+        $("status").className = "status bad";
+      })
+      .then(function () { setTimeout(tick, PERIOD_MS); });
+  }
+
+  $("filter-status").addEventListener("change", drawRows);
+  $("filter-caller").addEventListener("input", drawRows);
+  $("filters").addEventListener("submit", function (e) { e.preventDefault(); });
+  tick();
+})();

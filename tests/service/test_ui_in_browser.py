@@ -1,0 +1,173 @@
+"""The live page in a real browser (Debian's Chromium): a real `servepath serve` behind a real
+nginx it trusts (``--forwarded-allow-ips``), real prediction requests from another loopback
+address, some with a spoofed X-Forwarded-For; then ``/_ui`` at a laptop's and a phone's size,
+with every request the page makes intercepted. The page must show those requests with their
+caller and chain, the counts /metrics and the prediction log have, no console error, no
+request to another origin, and nothing wider than the screen. Screenshots go under tmp_path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from servepath.model.example import EXAMPLE_APPLICANT
+from servepath.store.reader import SQLiteReader
+from tests.helpers.browser import VIEWPORTS, Browser, browser, origin_of  # noqa: F401
+from tests.service.test_trusted_proxies import nginx_in_front
+from tests.support import serve
+
+pytestmark = pytest.mark.timeout(120)
+
+CALLER = "127.0.0.2"  # the callers' address; nginx and the server are on 127.0.0.1
+SPOOF = "198.51.100.66"
+HOSTILE = '<img src=x onerror="document.title=1">'  # a header is whatever a caller sends
+ANSWERED = [f"plain-{i}" for i in range(4)] + ["spoofed-0", "spoofed-1"]
+REFUSED = ["refused-0", "refused-1"]
+VIEWER = "viewer-0"  # sent from the browser's own address, so the viewer's path has times
+
+
+@dataclass
+class Site:
+    url: str  # nginx, in front
+    direct: str  # the server itself
+    log: Path
+
+
+def _send(base: str, address: str, request_id: str, **headers: str) -> httpx.Response:
+    transport = httpx.HTTPTransport(local_address=address)
+    with httpx.Client(transport=transport, base_url=base, timeout=30, trust_env=False) as c:
+        body: Any = {"bad": 1} if request_id.startswith("refused") else EXAMPLE_APPLICANT
+        return c.post("/decisions", json=body, headers={"X-Request-ID": request_id, **headers})
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, example_model_path: Path) -> Iterator[Site]:
+    tmp_path = tmp_path_factory.mktemp("ui")
+    log = tmp_path / "log.sqlite3"
+    args = ["--forwarded-allow-ips", "127.0.0.1", "--store", f"sqlite://{log}", "--durable"]
+    with (
+        serve(tmp_path, model=example_model_path, args=args) as server,
+        nginx_in_front(tmp_path, server.port) as url,
+    ):
+        for rid in ANSWERED:
+            spoof = {
+                "spoofed-0": {"X-Forwarded-For": SPOOF},
+                "spoofed-1": {"X-Forwarded-For": HOSTILE},
+            }
+            assert _send(url, CALLER, rid, **spoof.get(rid, {})).status_code == 200
+        for rid in REFUSED:
+            assert _send(url, CALLER, rid).status_code == 422
+        assert _send(url, "127.0.0.1", VIEWER).status_code == 200
+        yield Site(url, server.url, log)
+
+
+def _metrics_counts(site: Site) -> dict[str, int]:
+    text = httpx.get(site.direct + "/metrics", trust_env=False, timeout=10).text
+    counts: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "servepath_http_requests_total" and s.labels["route"] == "/decisions":
+                counts[s.labels["status"]] = counts.get(s.labels["status"], 0) + int(s.value)
+    return counts
+
+
+def _rows(page: Any) -> list[dict[str, str]]:
+    return list(
+        page.eval_on_selector_all(
+            "#recent-rows tr",
+            """rows => rows.map(r => ({
+                id: r.getAttribute('data-request-id'),
+                status: r.querySelector('.badge').textContent,
+                caller: r.querySelector('.caller .ip').textContent,
+                chain: r.querySelector('.chain').textContent,
+                cache: r.querySelector('.cache-cell').textContent,
+                time: r.querySelector('.time-split').getAttribute('title'),
+            }))""",
+        )
+    )
+
+
+def test_the_page_shows_every_request_with_its_caller_and_chain(
+    browser: Browser,  # noqa: F811
+    site: Site,
+    tmp_path: Path,
+) -> None:
+    sent = len(ANSWERED) + len(REFUSED) + 1
+    counts = _metrics_counts(site)
+    assert counts == {"200": len(ANSWERED) + 1, "422": len(REFUSED)}
+    with SQLiteReader(site.log) as reader:
+        logged = reader.recent(limit=100)
+    assert {r.request_id for r in logged} == {*ANSWERED, VIEWER}
+
+    def check(page: Any, size: str) -> None:
+        # A selector, not a predicate: the page's policy forbids eval, Playwright's too.
+        page.wait_for_selector(f"#recent-rows tr:nth-child({sent})", timeout=15_000)
+        rows = _rows(page)
+        assert [r["id"] for r in rows] == [VIEWER, *REFUSED[::-1], *ANSWERED[::-1]]
+        by_id = {r["id"]: r for r in rows}
+        for rid in [*ANSWERED, *REFUSED]:
+            # The caller nginx vouches for, and the trusted proxy it came through.
+            assert by_id[rid]["caller"] == CALLER, by_id[rid]
+            assert "via 127.0.0.1" in by_id[rid]["chain"]
+        assert f"claimed: {SPOOF}" in by_id["spoofed-0"]["chain"]
+        assert HOSTILE in by_id["spoofed-1"]["chain"]  # shown as text, never as markup
+        assert page.query_selector("#recent-rows img") is None
+        assert "claimed" not in by_id["plain-0"]["chain"]
+        for record in logged:  # what the page shows is what the log keeps
+            row = by_id[record.request_id]
+            assert row["caller"] == record.client_ip
+            assert (f"claimed: {record.forwarded}" in row["chain"]) == (
+                record.forwarded is not None
+            )
+            assert row["cache"] == ("hit" if record.cache_hit else "miss")
+        assert all(r["status"] == "422" for r in rows if r["id"] in REFUSED)
+        assert "model" in by_id["plain-0"]["time"] and "total" in by_id["plain-0"]["time"]
+
+        # The numbers are /metrics' own, as text.
+        totals = page.text_content("#totals")
+        assert f"{sent} served, {len(REFUSED)} errors" in totals
+        errors = page.text_content("#errors")
+        assert f"{len(REFUSED)} 4xx, 0 5xx" in errors
+        assert page.text_content("#p50").endswith("ms") and page.text_content("#p99").endswith("ms")
+        assert page.text_content("#model-name") == "decision"
+        assert page.text_content("#stats-window").startswith(f"· {sent} prediction requests")
+
+        # The viewer's own path: you → the trusted nginx → the server's socket → … → model.
+        kinds = page.eval_on_selector_all(
+            "#path .node .node-kind", "n => n.map(x => x.textContent)"
+        )
+        assert kinds == ["you", "trusted proxy", "server socket", "route", "cache", "model"]
+        socket = page.text_content("#path .node.socket .node-main")
+        assert socket == site.direct.removeprefix("http://")
+        assert VIEWER in page.text_content("#path-note")
+        labels = page.eval_on_selector_all(
+            "#path li", "n => n.map(x => x.getAttribute('aria-label'))"
+        )
+        assert all(labels) and any(label.startswith("model call: ") for label in labels)
+
+        # Filters, client-side.
+        page.select_option("#filter-status", "4")
+        assert {r["id"] for r in _rows(page)} == set(REFUSED)
+        page.select_option("#filter-status", "")
+        page.fill("#filter-caller", CALLER)
+        assert len(_rows(page)) == len(ANSWERED) + len(REFUSED)
+        page.fill("#filter-caller", "")
+        assert len(_rows(page)) == sent
+
+        width = VIEWPORTS[size][0]
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, size
+
+    records = browser.visit(
+        site.url + "/_ui", tmp_path, name="ui", allowed_origin=origin_of(site.url), check=check
+    )
+    for record in records.values():
+        record.assert_clean()
+        assert record.screenshot is not None and record.screenshot.stat().st_size > 0
+        assert any(u.endswith("/_ui/data") for u in record.requests)
