@@ -139,6 +139,22 @@ def test_cache_and_store_urls_point_at_the_compose_services(compose: dict[str, A
         assert store.path.lstrip("/") == postgres_env["POSTGRES_DB"]
 
 
+def test_the_replicas_believe_forwarded_headers_from_nginx_alone(compose: dict[str, Any]) -> None:
+    import ipaddress
+
+    services = compose["services"]
+    nginx_address = services["nginx"]["networks"]["app"]["ipv4_address"]
+    subnet = compose["networks"]["app"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(nginx_address) in ipaddress.ip_network(subnet)
+    for name, service in services.items():
+        assert "app" in service.get("networks", {}), f"{name} is not on the app network"
+    for name, service in replicas(compose).items():
+        settings = Settings.from_env(compose_env(service) | PASSWORD_ENV)
+        trusted = settings.trusted_proxies
+        assert trusted.trusts(nginx_address), name
+        assert not trusted.trusts(str(ipaddress.ip_address(nginx_address) + 1)), name
+
+
 def test_no_password_is_shipped_in_the_file(compose: dict[str, Any]) -> None:
     services = compose["services"]
     with pytest.raises(InterpolationError, match="POSTGRES_PASSWORD"):

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+
+from tests.support import free_port, need_binary
 
 HEADER = """
 worker_processes 1;
@@ -54,3 +64,37 @@ def proxy_config(
     conf = directory / "nginx.conf"
     conf.write_text(HEADER.format(dir=directory, servers="".join(blocks)))
     return conf
+
+
+@contextlib.contextmanager
+def nginx_in_front(tmp_path: Path, upstream_port: int) -> Iterator[str]:
+    """A real nginx on 127.0.0.1 proxying to the server, with
+    ``proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for``."""
+    nginx = need_binary("nginx")
+    directory = tmp_path / "nginx"
+    directory.mkdir()
+    port = free_port()
+    conf = proxy_config(directory, [(f"127.0.0.1:{port}", f"127.0.0.1:{upstream_port}", None)])
+    process = subprocess.Popen(
+        [nginx, "-p", str(directory), "-e", str(directory / "startup.log"), "-c", str(conf),
+         "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                stderr = process.stderr.read().decode() if process.stderr else ""
+                pytest.fail(f"nginx did not start: {stderr}")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGQUIT)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -7,13 +7,9 @@ Linux), so that the caller, nginx (127.0.0.1) and the server are told apart by a
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,9 +21,9 @@ from servepath.config import Settings
 from servepath.model.example import EXAMPLE_APPLICANT
 from servepath.model.loaded import LoadedModel
 from servepath.store.reader import SQLiteReader
-from tests.helpers.nginx import proxy_config
+from tests.helpers.nginx import nginx_in_front
 from tests.service.live import live_server
-from tests.support import free_port, need_binary, serve
+from tests.support import serve
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -91,40 +87,6 @@ def test_trusting_loopback_does_not_trust_another_caller(
         echo = client.get("/_path", headers={"X-Forwarded-For": SPOOF}).json()
     assert echo["client"]["address"] == CALLER
     assert echo["claimed"][0]["address"] == SPOOF
-
-
-@contextlib.contextmanager
-def nginx_in_front(tmp_path: Path, upstream_port: int) -> Iterator[str]:
-    """A real nginx on 127.0.0.1 proxying to the server, with
-    ``proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for``."""
-    nginx = need_binary("nginx")
-    directory = tmp_path / "nginx"
-    directory.mkdir()
-    port = free_port()
-    conf = proxy_config(directory, [(f"127.0.0.1:{port}", f"127.0.0.1:{upstream_port}", None)])
-    process = subprocess.Popen(
-        [nginx, "-p", str(directory), "-e", str(directory / "startup.log"), "-c", str(conf),
-         "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                stderr = process.stderr.read().decode() if process.stderr else ""
-                pytest.fail(f"nginx did not start: {stderr}")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGQUIT)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture

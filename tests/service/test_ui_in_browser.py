@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from servepath.model.example import EXAMPLE_APPLICANT
 from servepath.store.reader import SQLiteReader
 from tests.helpers.browser import VIEWPORTS, Browser, browser, origin_of  # noqa: F401
-from tests.service.test_trusted_proxies import nginx_in_front
+from tests.helpers.nginx import nginx_in_front
 from tests.support import serve
 
 pytestmark = pytest.mark.timeout(120)
