@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import orjson
 
 from servepath.contract import DEFAULT_HEALTH_ROUTE, DEFAULT_PATH_ECHO_ROUTE, DEFAULT_PREDICT_ROUTE
 from servepath.errors import ConfigError
+from servepath.model.source import EXAMPLE_NAME, ModelSource
 from servepath.net.forwarded import TrustedProxies
 
 DEFAULT_PORT = 8080
@@ -221,7 +221,16 @@ class Settings:
 
     @property
     def default_model_path(self) -> Path:
-        return self.data_dir / "example-model.joblib"
+        return self.data_dir / EXAMPLE_NAME
+
+    @property
+    def model_source(self) -> ModelSource:
+        """The one model to serve: ``--model`` (a path or a URI), else the example."""
+        if self.model_uri is not None:
+            return ModelSource("remote", self.model_uri)
+        if self.model_path is not None:
+            return ModelSource("path", str(self.model_path))
+        return ModelSource.example(self.data_dir)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -262,10 +271,8 @@ class Settings:
         _str(values, env, "predict_route", "AIP_PREDICT_ROUTE", "SERVEPATH_PREDICT_ROUTE")
         if env.get("SERVEPATH_MODEL"):
             values.update(model_location(env["SERVEPATH_MODEL"]))
-        elif env.get("AIP_STORAGE_URI", "").startswith("/"):
-            values["model_path"] = _model_in_dir(Path(env["AIP_STORAGE_URI"]))
-        elif is_model_uri(env.get("AIP_STORAGE_URI", "")):
-            values["model_uri"] = env["AIP_STORAGE_URI"]
+        elif (storage := ModelSource.from_storage_uri(env.get("AIP_STORAGE_URI", ""))) is not None:
+            values.update(_source_fields(storage))
         _str(values, env, "gcs_endpoint", "SERVEPATH_GCS_ENDPOINT", "STORAGE_EMULATOR_HOST")
         _str(values, env, "s3_endpoint", "SERVEPATH_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3",
              "AWS_ENDPOINT_URL")  # fmt: skip
@@ -331,24 +338,15 @@ def serialized_env(settings: Settings) -> dict[str, str]:
     return {_SERIALIZED_VAR: settings.serialize()}
 
 
-def is_model_uri(text: str) -> bool:
-    """A model in cloud storage rather than a local path: gs://, s3://, http(s)://."""
-    return bool(re.match(r"^(gs|s3|https?)://", text.strip(), re.IGNORECASE))
-
-
 def model_location(text: str) -> dict[str, Any]:
     """``--model`` / SERVEPATH_MODEL as the Settings fields it sets: a path or a URI."""
-    if is_model_uri(text):
-        return {"model_uri": text.strip(), "model_path": None}
-    return {"model_path": Path(text), "model_uri": None}
+    return _source_fields(ModelSource.parse(text))
 
 
-def _model_in_dir(directory: Path) -> Path:
-    # Vertex AI copies the artifact directory and names it in AIP_STORAGE_URI.
-    for name in ("model.onnx", "model.joblib", "model.pkl"):
-        if (directory / name).exists():
-            return directory / name
-    return directory / "model.joblib"
+def _source_fields(source: ModelSource) -> dict[str, Any]:
+    if source.kind == "remote":
+        return {"model_uri": source.location, "model_path": None}
+    return {"model_path": Path(source.location), "model_uri": None}
 
 
 def _first(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str] | None:

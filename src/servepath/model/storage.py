@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from servepath.errors import ModelLoadError
+from servepath.model.source import ARTIFACT_NAMES, is_remote
 
 __all__ = [
     "ARTIFACT_NAMES",
@@ -44,9 +45,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Scheme = Literal["gs", "s3", "https", "http"]
-#: In a directory (a prefix), the artifact servepath loads, in this order (as Vertex AI names
-#: them, and as a local directory is read).
-ARTIFACT_NAMES = ("model.onnx", "model.joblib", "model.pkl")
 _CHUNK = 1 << 20
 
 
@@ -90,10 +88,6 @@ class FetchedModel:
             "sha256": self.sha256,
             "downloaded": self.downloaded,
         }
-
-
-def is_remote(text: str) -> bool:
-    return bool(re.match(r"^(gs|s3|https?)://", text.strip(), re.IGNORECASE))
 
 
 def parse_model_uri(text: str) -> ModelUri:

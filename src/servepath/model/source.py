@@ -1,0 +1,100 @@
+"""Which artifact to serve: a local file, a model in cloud storage, or the example, decided once.
+
+``--model``, ``SERVEPATH_MODEL`` and Vertex AI's ``AIP_STORAGE_URI`` all name a model; this
+module turns what they say into one :class:`ModelSource`, and a source into the local file the
+loader reads (:meth:`ModelSource.local_path`: downloaded for ``gs://``, ``s3://`` and
+``https://``, trained once for the example). The decision is pure; only ``local_path`` does I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ARTIFACT_NAMES",
+    "EXAMPLE_NAME",
+    "ModelSource",
+    "artifact_in",
+    "is_remote",
+]
+
+SourceKind = Literal["path", "remote", "example"]
+#: In a directory, the artifact servepath loads, in this order (as Vertex AI names them).
+ARTIFACT_NAMES = ("model.onnx", "model.joblib", "model.pkl")
+#: The example model's file in the data directory.
+EXAMPLE_NAME = "example-model.joblib"
+_REMOTE = re.compile(r"^(gs|s3|https?)://", re.IGNORECASE)
+
+
+def is_remote(text: str) -> bool:
+    """A model in cloud storage rather than a local path: gs://, s3://, http(s)://."""
+    return bool(_REMOTE.match(text.strip()))
+
+
+def artifact_in(directory: Path) -> Path:
+    """The artifact in a local model directory (Vertex AI copies one and names it)."""
+    for name in ARTIFACT_NAMES:
+        if (directory / name).exists():
+            return directory / name
+    return directory / ARTIFACT_NAMES[1]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One model to serve: ``kind`` says where it is, ``location`` is its path or URI."""
+
+    kind: SourceKind
+    location: str
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSource:
+        """What ``--model`` / ``SERVEPATH_MODEL`` names: a path, or a URI in cloud storage."""
+        if is_remote(text):
+            return cls("remote", text.strip())
+        return cls("path", text)
+
+    @classmethod
+    def from_storage_uri(cls, text: str) -> ModelSource | None:
+        """What ``AIP_STORAGE_URI`` names: a local directory (its artifact) or a URI; None
+        when it names neither."""
+        if text.startswith("/"):
+            return cls("path", str(artifact_in(Path(text))))
+        if is_remote(text):
+            return cls("remote", text.strip())
+        return None
+
+    @classmethod
+    def example(cls, data_dir: Path) -> ModelSource:
+        """The example model, trained once into ``data_dir``."""
+        return cls("example", str(data_dir / EXAMPLE_NAME))
+
+    @property
+    def path(self) -> Path | None:
+        """The local file, for a path or the example; None for a model in cloud storage."""
+        return None if self.kind == "remote" else Path(self.location)
+
+    def local_path(
+        self, data_dir: Path, *, gcs_endpoint: str | None = None, s3_endpoint: str | None = None
+    ) -> Path:
+        """The file to load: a path as it is, a remote model downloaded (or its cached copy),
+        the example trained once. Raises :class:`~servepath.errors.ModelLoadError`."""
+        if self.kind == "path":
+            return Path(self.location)
+        if self.kind == "example":
+            from servepath.model.example import ensure_example
+
+            return ensure_example(Path(self.location))
+        from servepath.model.storage import fetch_model
+
+        fetched = fetch_model(
+            self.location, data_dir, gcs_endpoint=gcs_endpoint, s3_endpoint=s3_endpoint
+        )
+        log.info("model %s: %s", self.location,
+                 "downloaded" if fetched.downloaded else "cached copy")  # fmt: skip
+        return fetched.path
