@@ -41,7 +41,7 @@ def live_server(settings: Settings, model: LoadedModel) -> Iterator[LiveServer]:
     settings = settings.replace(host="127.0.0.1", port=port)
     app = create_app(settings, model=model)
     # The test process keeps its own logging (pytest's capture).
-    config = servepath_server.uvicorn_config(settings, app, own_logging=False)
+    config = servepath_server.uvicorn_config(settings, app, app.gate, own_logging=False)
     server = servepath_server.ServepathServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

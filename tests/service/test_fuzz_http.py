@@ -323,7 +323,7 @@ def test_no_bytes_a_caller_sends_get_a_5xx_or_break_the_server(
     server: LiveServer, data: st.DataObject
 ) -> None:
     requests = [_request(data) for _ in range(data.draw(st.sampled_from([1, 1, 1, 2, 3])))]
-    model = f"/v2/models/{server.app.model.name if server.app.model else 'x'}".encode()
+    model = f"/v2/models/{server.app.plane.model.name if server.app.plane.model else 'x'}".encode()
     payload = b"".join(raw for raw, _ in requests).replace(b"/v2/models/example", model)
     answer, statuses = _exchange(server.port, payload, [method for _, method in requests])
     assert all(status < 500 for status in statuses), (payload[:400], answer[:400])

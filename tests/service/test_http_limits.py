@@ -314,7 +314,7 @@ def test_a_caller_that_hangs_up_mid_body_costs_nothing_and_breaks_nothing(
                 b'Content-Length: 500\r\n\r\n{"income": '
             )
     still_serves(server)
-    assert server.app.admission.in_flight == 0
+    assert server.app.plane.admission.in_flight == 0
 
 
 @pytest.fixture(scope="module")

@@ -91,7 +91,7 @@ async def test_past_the_bound_a_prediction_gets_503_with_retry_after_at_once(
     # The building held about MAX_WAIT of work: what got in waited about that, not the
     # 60 x 50 ms (3 s) an unbounded queue would have made the last one wait.
     assert max(r[3] for r in served) < MAX_WAIT + 10 * CALL + 1.0
-    assert server.app.admission.in_flight == 0
+    assert server.app.plane.admission.in_flight == 0
 
 
 async def test_liveness_answers_at_once_while_the_model_is_saturated(server: LiveServer) -> None:
@@ -117,15 +117,15 @@ async def test_a_request_whose_deadline_passes_in_the_queue_never_reaches_the_mo
     # A generous wait bound, so that nothing is shed and the queue really forms.
     settings = Settings(store_url="off", cache_url="off", max_batch=1, max_queue_wait=30.0)
     with live_server(settings, slow_model) as live:
-        assert live.app.batcher is not None
+        assert live.app.plane.batcher is not None
         ahead = [asyncio.ensure_future(exchange(live.port, predict(i))) for i in range(10)]
         await asyncio.sleep(0.05)
-        calls_before = live.app.batcher.calls
+        calls_before = live.app.plane.batcher.calls
         status, headers, body, _ = await exchange(
             live.port, predict(99, "X-Request-Timeout: 0.1\r\n")
         )
         results = await asyncio.gather(*ahead)
-        calls = live.app.batcher.calls - calls_before
+        calls = live.app.plane.batcher.calls - calls_before
     assert status == 503, body
     assert orjson.loads(body)["reason"] == "deadline"
     assert "retry-after" in headers
@@ -138,7 +138,7 @@ async def test_a_caller_that_hangs_up_while_queued_costs_no_model_call(
 ) -> None:
     settings = Settings(store_url="off", cache_url="off", max_batch=1, max_queue_wait=30.0)
     with live_server(settings, slow_model) as live:
-        assert live.app.batcher is not None
+        assert live.app.plane.batcher is not None
         writers = []
         for i in range(20):
             _, writer = await asyncio.open_connection("127.0.0.1", live.port)
@@ -148,9 +148,9 @@ async def test_a_caller_that_hangs_up_while_queued_costs_no_model_call(
         for writer in writers:  # every caller gives up: all but the first few are queued
             writer.close()
         deadline = time.monotonic() + 10
-        while live.app.admission.in_flight and time.monotonic() < deadline:
+        while live.app.plane.admission.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        calls = live.app.batcher.calls
+        calls = live.app.plane.batcher.calls
         dropped = count(live, 'servepath_requests_dropped_total{reason="gone"}')
     assert calls < 10, f"{calls} model calls for callers that had gone"
     assert dropped >= 20 - calls - 1

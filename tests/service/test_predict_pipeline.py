@@ -16,7 +16,8 @@ from servepath.errors import RequestExpired
 from servepath.model.batcher import MicroBatcher
 from servepath.model.loaded import LoadedModel
 from servepath.service.metrics import Metrics
-from servepath.service.predict import PredictPipeline, RequestMeta
+from servepath.service.predict import PredictPipeline
+from servepath.service.request import RequestMeta
 from servepath.store.spool import Spool
 from servepath.store.sqlite import SQLiteSink
 from servepath.store.writer import BatchedLog

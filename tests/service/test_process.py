@@ -203,7 +203,9 @@ def test_several_workers_report_every_worker_in_every_scrape_and_log_every_start
             assert f'servepath_prediction_log_healthy{{backend="off",pid="{pid}"}} 1.0' in text
             assert f'servepath_requests_in_flight{{pid="{pid}"}}' in text
     # servepath's own start-up line, from each worker, with its pid.
-    ready = re.findall(r"\[(\d+)\] servepath\.service\.app: model decision version \w+ ready", log)
+    ready = re.findall(
+        r"\[(\d+)\] servepath\.service\.dataplane: model decision version \w+ ready", log
+    )
     assert set(map(int, ready)) == pids, log
     # --access-log: one line per request with its id, status and times.
     lines = [line for line in log.splitlines() if "worker-test-" in line]

@@ -76,13 +76,13 @@ async def test_a_loaded_model_is_hidden_from_full_garbage_collections(
     try:
         await app.startup()
         for _ in range(200):
-            if app.state == "ready":
+            if app.plane.state == "ready":
                 break
             await asyncio.sleep(0.02)
-        assert app.model is not None
+        assert app.plane.model is not None
         # What the model is made of no longer counts toward (or is walked by) a collection.
         assert gc.get_freeze_count() > 10_000
-        schema = app.model.schema
+        schema = app.plane.model.schema
         assert not any(o is schema for o in gc.get_objects())
     finally:
         await app.shutdown()
@@ -95,7 +95,7 @@ async def test_model_that_fails_to_load_keeps_health_503_with_the_reason(tmp_pat
     app = ServepathApp(Settings(model_path=broken), cache=NoCache(), store=NoLog())
     await app.startup()
     for _ in range(100):
-        if app.state != "loading":
+        if app.plane.state != "loading":
             break
         await asyncio.sleep(0.02)
     transport = httpx.ASGITransport(app=app)

@@ -163,7 +163,7 @@ def zoo_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, LoadedMode
 
 
 def test_v2_metadata_types_follow_the_model(zoo_models: dict[str, LoadedModel]) -> None:
-    from servepath.service import v2
+    from servepath.service import v2_codec as v2
 
     def types(name: str) -> dict[str, tuple[str, list[int]]]:
         meta = v2.metadata(zoo_models[name])
@@ -181,7 +181,7 @@ def test_v2_metadata_types_follow_the_model(zoo_models: dict[str, LoadedModel]) 
 
 
 def test_v2_response_tensors_carry_the_labels_own_type(zoo_models: dict[str, LoadedModel]) -> None:
-    from servepath.service import v2
+    from servepath.service import v2_codec as v2
 
     model = zoo_models["xgboost"]
     rows = [model.schema.example(), model.schema.example()]
@@ -224,7 +224,7 @@ def test_binary_tensors_from_tritonclient_decode_to_the_json_instances(
 ) -> None:
     import tritonclient.http as triton
 
-    from servepath.service import v2
+    from servepath.service import v2_codec as v2
 
     model = zoo_models["dropped_column"]
     rows = [model.schema.example(), {**model.schema.example(), "income": 91000.0}]
@@ -247,7 +247,7 @@ def test_binary_tensors_from_tritonclient_decode_to_the_json_instances(
 def test_binary_outputs_are_read_back_by_tritonclient(zoo_models: dict[str, LoadedModel]) -> None:
     import tritonclient.http as triton
 
-    from servepath.service import v2
+    from servepath.service import v2_codec as v2
 
     model = zoo_models["xgboost"]
     rows = [model.schema.example()] * 3
@@ -282,7 +282,7 @@ def test_malformed_binary_requests_are_named(header: str | None, tail: bytes, ne
     import orjson
 
     from servepath.errors import InvalidInput
-    from servepath.service import v2
+    from servepath.service import v2_codec as v2
 
     head = orjson.dumps(
         {
@@ -308,7 +308,7 @@ def test_truncated_bytes_elements_are_named() -> None:
     import orjson
 
     from servepath.errors import InvalidInput
-    from servepath.service import v2
+    from servepath.service import v2_codec as v2
 
     chunk = struct.pack("<I", 10) + b"abc"
     head = orjson.dumps(

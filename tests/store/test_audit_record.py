@@ -142,7 +142,7 @@ def test_a_reused_request_id_gives_one_record_per_request(
         )
         anonymous = client.post("/decisions", json=EXAMPLE_APPLICANT)
         assert [r.status_code for r in [*answers, batch, anonymous]] == [200] * 7
-        committed = live.app.store.stats()
+        committed = live.app.plane.store.stats()
     assert committed is not None and committed.committed == 5 + 3 + 1
     assert count_rows(backend) == (7, 9)  # the committed counter equals the rows
     with backend.reader() as reader:

@@ -61,7 +61,7 @@ async def test_every_prediction_is_recorded_with_its_request_and_caller(
     assert one.output["decision"] == single.json()["decision"]
     assert one.client_addr == "203.0.113.7:51515"
     assert one.forwarded is not None and "198.51.100.23" in one.forwarded
-    assert app.model is not None and one.model_version == app.model.version
+    assert app.plane.model is not None and one.model_version == app.plane.model.version
     predictions = batch.json()["predictions"]
     for i in range(3):
         row = rows[("req-vertex", i)]

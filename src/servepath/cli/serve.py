@@ -26,7 +26,7 @@ _KIND_NOTE = {
 
 def start_report(settings: Settings) -> dict[str, Any]:
     """What the start banner says, as data: where it listens, its routes and its limits."""
-    from servepath.service.protocol import HttpLimits
+    from servepath.service.gate import HttpLimits
 
     addresses = answering_addresses(settings.host, local_addresses())
     return {

@@ -241,6 +241,16 @@ class Metrics:
         if self.multiprocess:
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
+    def request_families(self) -> list[Any]:
+        """The HTTP request counter as metric families, summed over every worker: what the
+        live page counts, without rendering the scrape's text and parsing it back."""
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return list(registry.collect())
+        self.fold()
+        return list(self.requests.collect())
+
     def render(self) -> bytes:
         if self.multiprocess:
             self.publish()

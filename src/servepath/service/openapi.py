@@ -8,7 +8,7 @@ from servepath.config import Settings
 from servepath.contract import DEFAULT_PREDICT_ROUTE, X_SERVEPATH
 from servepath.errors import MAX_ERRORS
 from servepath.model.loaded import LoadedModel
-from servepath.service import v2
+from servepath.service import v2_codec as v2
 
 _ERROR = {
     "type": "object",

@@ -11,7 +11,7 @@ from servepath.net.endpoints import host_port, is_ip_literal, unmapped
 from servepath.net.forwarded import ClientView, TrustedProxies, resolve_client
 from servepath.netdiag.container import detect_container
 from servepath.service.asgi import Scope, header, header_values
-from servepath.service.predict import RequestMeta
+from servepath.service.request import RequestContext, RequestMeta
 from servepath.store.bounds import (
     MAX_ADDRESS_CHARS,
     MAX_FORWARDED_BYTES,
@@ -37,9 +37,19 @@ def client_view(scope: Scope, trusted: TrustedProxies) -> ClientView:
     )
 
 
-def meta_for_log(meta: RequestMeta, scope: Scope, request_id: str, trusted: TrustedProxies) -> None:
+def caller_view(scope: Scope, ctx: RequestContext, trusted: TrustedProxies) -> ClientView:
+    """:func:`client_view`, resolved once per request and kept on ``ctx``."""
+    view = ctx.view
+    if view is None:
+        view = ctx.view = client_view(scope, trusted)
+    return view
+
+
+def meta_for_log(
+    meta: RequestMeta, scope: Scope, ctx: RequestContext, trusted: TrustedProxies
+) -> None:
     """Fill in what the prediction log keeps of who sent the request, within its bounds."""
-    view = client_view(scope, trusted)
+    view = caller_view(scope, ctx, trusted)
     client = scope.get("client")
     truncated: list[str] = []
     peer = host_port(str(client[0]), client[1]) if client else None
@@ -56,8 +66,7 @@ def meta_for_log(meta: RequestMeta, scope: Scope, request_id: str, trusted: Trus
     meta.truncated = tuple(truncated)
     # With no usable X-Request-ID of the caller's, the id the response carries is the
     # server's own: it names the record too. A caller's id is only stored beside one.
-    given = header(scope, b"x-request-id")
-    meta.record_id = request_id if given != request_id else new_record_id()
+    meta.record_id = ctx.request_id if ctx.head.request_id != ctx.request_id else new_record_id()
 
 
 def _peer_json(addr: Any) -> dict[str, Any] | None:
@@ -94,8 +103,11 @@ def path_echo(
     in_kubernetes: bool,
     trusted: TrustedProxies | None = None,
     insider: bool = True,
+    view: ClientView | None = None,
 ) -> dict[str, Any]:
-    view = client_view(scope, trusted or TrustedProxies())
+    """What the server saw of the request; ``view``: the client as resolved already."""
+    if view is None:
+        view = client_view(scope, trusted or TrustedProxies())
     chain = list(view.chain)
     via = [v.strip() for value in header_values(scope, b"via") for v in value.split(",")]
     peer = _peer_json(scope.get("client"))

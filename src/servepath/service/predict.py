@@ -22,6 +22,7 @@ from servepath.model.batcher import MicroBatcher
 from servepath.model.loaded import LoadedModel, Output, Row
 from servepath.service.metrics import Metrics
 from servepath.service.ratelog import RateLimitedWarning
+from servepath.service.request import RequestMeta
 from servepath.store.base import PredictionLog, PredictionRecord, Route
 from servepath.store.bounds import (
     MAX_INSTANCE_BYTES,
@@ -33,53 +34,6 @@ from servepath.store.bounds import (
 log = logging.getLogger(__name__)
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
-
-
-@dataclass(slots=True)
-class RequestMeta:
-    """What the pipeline knows of a request besides its rows.
-
-    Built once per request, so slotted rather than frozen (a frozen dataclass costs about
-    three times as much to build); nothing changes it once it is made.
-    """
-
-    request_id: str
-    #: ``time.perf_counter()`` when the request arrived.
-    start: float
-    #: The TCP peer as the server saw it, ``host:port``; None when unknown.
-    client: str | None = None
-    #: The forwarded chain as *claimed* (the hops no trusted proxy vouches for), client
-    #: first, bounded (see :mod:`servepath.net.forwarded`); None when there is none.
-    forwarded: str | None = None
-    #: ``time.perf_counter()`` past which an answer is of no use to the caller.
-    deadline: float | None = None
-    #: True once the caller has hung up; None when the server cannot tell.
-    gone: Callable[[], bool] | None = None
-    #: The server's own id of this request's record, unique whatever the caller sends;
-    #: "" makes the pipeline draw one.
-    record_id: str = ""
-    #: The client's address as the server believes it (the peer, or what a trusted proxy
-    #: vouches for); None when unknown.
-    client_ip: str | None = None
-    #: Request fields that were cut to fit the log's bounds (e.g. ``("forwarded",)``).
-    truncated: tuple[str, ...] = ()
-    #: The name of the API key the request carried; None when the route needs none.
-    api_key: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "request_id": self.request_id,
-            "record_id": self.record_id,
-            "client": self.client,
-            "client_ip": self.client_ip,
-            "forwarded": self.forwarded,
-            "truncated": list(self.truncated),
-            "api_key": self.api_key,
-            "deadline_in_s": None
-            if self.deadline is None
-            else round(self.deadline - time.perf_counter(), 6),
-            "gone": None if self.gone is None else self.gone(),
-        }
 
 
 @dataclass(slots=True)

@@ -31,8 +31,9 @@ stop at ``limit_concurrency`` and ``timeout_keep_alive``):
   socket keeps it and is answered (with ``Connection: close``); pipelined requests already
   received are answered too.
 
-The app this protocol serves is found through ``config.loaded_app`` (:func:`find_guard`);
-with an app that is not servepath's, only the limits apply, at their defaults.
+The protocol never sees the app it serves: it consults the :class:`~servepath.service.gate.Gate`
+the server put on its config (:class:`ServepathConfig`); under a plain uvicorn ``Config`` only
+the limits apply, at their defaults.
 Written against uvicorn 0.54.0 (pinned): :meth:`on_headers_complete` follows uvicorn's own.
 """
 
@@ -46,8 +47,7 @@ import struct
 import termios
 import time
 import urllib.parse
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import httptools
 import orjson
@@ -60,21 +60,15 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.server import ServerState
 
 from servepath.service.admission import Decision
-from servepath.service.app import request_id_for
+from servepath.service.gate import Gate, HttpLimits, refusal
 from servepath.service.ratelog import RateLimitedWarning
-
-if TYPE_CHECKING:
-    from servepath.config import Settings
-    from servepath.service.metrics import Metrics
+from servepath.service.request import Head, request_id_for
+from servepath.service.routes import LIVE_BODY
 
 log = logging.getLogger(__name__)
 
 #: Pipelined requests that may wait behind the one in progress on one connection.
 MAX_PIPELINE = 32
-#: File descriptors kept free of connections for the database, cache, logs and the model.
-FD_RESERVE = 128
-#: The most connections ``max_connections: auto`` allows, whatever the descriptor limit.
-AUTO_MAX_CONNECTIONS = 16384
 #: On shutdown, a head still arriving gets at most this long to complete.
 DRAIN_HEAD_GRACE = 1.0
 #: After an error answer, input is read and dropped for this long (or this many bytes)
@@ -88,94 +82,18 @@ _HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=%:\[\]]*")
 _too_many = RateLimitedWarning(log, "connection limit reached, refusing new connections")
 
 
-class Guard(Protocol):
-    """What the protocol asks of the app (``ServepathApp`` has all of it)."""
-
-    settings: Settings
-    metrics: Metrics
-    predict_paths: frozenset[str]
-    live_path: str
-
-    def admit_early(self, body_bytes: int = 0) -> Any: ...
-
-    def begin_drain(self) -> None: ...
-
-    def reload_keys(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class HttpLimits:
-    """What one connection may send, and for how long it may take."""
-
-    max_url_bytes: int = 8192
-    max_headers: int = 100
-    max_header_bytes: int = 32768
-    header_timeout: float = 10.0
-    body_timeout: float = 10.0
-    request_timeout: float = 30.0
-    send_timeout: float = 30.0
-    max_connections: int = AUTO_MAX_CONNECTIONS
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> HttpLimits:
-        return cls(
-            max_url_bytes=settings.max_url_bytes,
-            max_headers=settings.max_headers,
-            max_header_bytes=settings.max_header_bytes,
-            header_timeout=settings.header_timeout,
-            body_timeout=settings.body_timeout,
-            request_timeout=settings.request_timeout,
-            send_timeout=settings.send_timeout,
-            max_connections=settings.max_connections or auto_max_connections(),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "max_url_bytes": self.max_url_bytes,
-            "max_headers": self.max_headers,
-            "max_header_bytes": self.max_header_bytes,
-            "header_timeout_s": self.header_timeout,
-            "body_timeout_s": self.body_timeout,
-            "request_timeout_s": self.request_timeout,
-            "send_timeout_s": self.send_timeout,
-            "max_connections": self.max_connections,
-        }
-
-
-def auto_max_connections() -> int:
-    """Connections the file-descriptor limit allows, less a reserve, at most 16,384."""
-    import resource
-
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return AUTO_MAX_CONNECTIONS
-    return max(16, min(AUTO_MAX_CONNECTIONS, soft - FD_RESERVE))
-
-
+#: Headers the protocol reads as they arrive (the rest it only keeps for the app).
+_NOTED = frozenset(
+    {b"host", b"content-length", b"x-request-id", b"x-request-timeout",
+     b"x-envoy-expected-rq-timeout-ms"}
+)  # fmt: skip
 _DEFAULT_LIMITS = HttpLimits()
 
 
-def limits_for(guard: Guard | None) -> HttpLimits:
-    """The limits of ``guard``'s settings, worked out once per app."""
-    if guard is None:
-        return _DEFAULT_LIMITS
-    limits = getattr(guard, "_http_limits", None)
-    if not isinstance(limits, HttpLimits):
-        limits = HttpLimits.from_settings(guard.settings)
-        setattr(guard, "_http_limits", limits)  # noqa: B010
-    return limits
+class ServepathConfig(Config):
+    """uvicorn's Config, carrying the gate every connection of this server consults."""
 
-
-def find_guard(app: Any) -> Guard | None:
-    """The servepath app behind uvicorn's middleware wrappers, if it is one."""
-    for _ in range(8):
-        if hasattr(app, "admit_early") and hasattr(app, "settings"):
-            return app  # type: ignore[no-any-return]
-        inner = getattr(app, "app", None)
-        if inner is None:
-            return None
-        app = inner
-    return None
+    gate: Gate | None = None
 
 
 class _Reject(Exception):
@@ -199,6 +117,7 @@ class Cycle(RequestResponseCycle):
 
     arrived: float
     ticket: Any = None
+    head: Head
 
     def gone(self) -> bool:
         return self.disconnected
@@ -261,9 +180,9 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        guard = find_guard(self.app)
-        self.guard = guard
-        self.limits = limits = limits_for(guard)
+        gate = getattr(config, "gate", None)
+        self.gate: Gate | None = gate
+        self.limits = limits = gate.limits if gate is not None else _DEFAULT_LIMITS
         self._max_head = limits.max_url_bytes + limits.max_header_bytes
         self._in_head = False
         self._head_bytes = 0
@@ -271,6 +190,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._hosts = 0  # Host headers in the request being read, and the (last) value
         self._host = b""
+        self._head = Head()
         self._arrived = 0.0
         self._arrived_loop = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -420,12 +340,6 @@ class ServepathHttpProtocol(HttpToolsProtocol):
                 return True
         return False
 
-    def _given_request_id(self) -> str | None:
-        for name, value in self.headers:
-            if name == b"x-request-id":
-                return value.decode("latin-1")
-        return None
-
     def _reject(self, status: int, reason: str, message: str) -> None:
         """Answer ``status`` and close: the connection cannot carry another request."""
         self._stopped = True
@@ -443,7 +357,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
                 canned_response(
                     status,
                     {"error": message, "reason": reason},
-                    request_id=request_id_for(self._given_request_id()),
+                    request_id=request_id_for(self._head.request_id),
                     defaults=self.server_state.default_headers,
                 )
             )
@@ -471,8 +385,8 @@ class ServepathHttpProtocol(HttpToolsProtocol):
             transport.close()
 
     def _count_rejected(self, reason: str) -> None:
-        if self.guard is not None:
-            self.guard.metrics.count_rejected(reason)
+        if self.gate is not None:
+            self.gate.metrics.count_rejected(reason)
 
     def _stop_after_pipeline(self) -> None:
         self._stopped = True
@@ -551,6 +465,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._hosts = 0
         self._host = b""
+        self._head = Head()
         self._arrived = time.perf_counter()
         self._arrived_loop = self.loop.time()
 
@@ -568,9 +483,13 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         if self._header_bytes > limits.max_header_bytes:
             raise _Reject(431, "headers_too_large", "the request headers are too large")
         super().on_header(name, value)
-        if self.headers[-1][0] == b"host":
-            self._hosts += 1
-            self._host = value
+        key = self.headers[-1][0]
+        if key in _NOTED:
+            if key == b"host":
+                self._hosts += 1
+                self._host = value
+            else:
+                self._head.note(key, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -611,10 +530,10 @@ class ServepathHttpProtocol(HttpToolsProtocol):
 
         existing = self.cycle
         idle = (existing is None or existing.response_complete) and not self.pipeline
-        guard = self.guard
+        gate = self.gate
         ticket = None
-        if idle and guard is not None:
-            answered, ticket = self._fast_path(guard, method, full_path, keep_alive)
+        if idle and gate is not None:
+            answered, ticket = self._fast_path(gate, method, full_path, keep_alive)
             if answered:
                 return
 
@@ -633,6 +552,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         )
         cycle.arrived = self._arrived
         cycle.ticket = ticket
+        cycle.head = self._head
         self.scope["extensions"] = {"servepath": cycle}  # type: ignore[dict-item]
         self.cycle = cycle
         if idle:
@@ -643,51 +563,29 @@ class ServepathHttpProtocol(HttpToolsProtocol):
             self.flow.pause_reading()
             self.pipeline.appendleft((cycle, self.app))
 
-    def _fast_path(
-        self, guard: Guard, method: str, path: str, keep_alive: bool
-    ) -> tuple[bool, Any]:
+    def _fast_path(self, gate: Gate, method: str, path: str, keep_alive: bool) -> tuple[bool, Any]:
         """Answer liveness, or admit or shed a prediction, without an ASGI task.
 
         Returns (answered here, the admission ticket for the app or None). Admitting here,
         not in the app, is what bounds the building: the requests one loop iteration reads
         are all decided before the first of them runs.
         """
-        if path == guard.live_path and method in ("GET", "HEAD"):
-            self._answer(guard, 200, {"live": True}, path, method, keep_alive, ())
+        if path == gate.live_path and method in ("GET", "HEAD"):
+            self._answer(gate, 200, LIVE_BODY, path, method, keep_alive, ())
             return True, None
-        if method != "POST" or not (
-            path in guard.predict_paths
-            or (path.startswith("/v2/models/") and path.endswith("/infer"))
-        ):
+        template = gate.predict_template(method, path)
+        if template is None:
             return False, None
-        declared = 0
-        for name, value in self.headers:
-            if name == b"content-length":
-                declared = int(value) if value.isdigit() else 0
-                break
-        decision = guard.admit_early(declared)
+        decision = gate.admit(self._head.declared_length)
         if not isinstance(decision, Decision):
             return False, decision  # admitted (a ticket for the app), or not decided here
-        detail, retry_after = decision.detail, decision.retry_after
-        template = path if path in guard.predict_paths else "/v2/models/{name}/infer"
-        self._answer(
-            guard,
-            503,
-            {
-                "error": f"the server is overloaded: {detail}; retry in {retry_after} s",
-                "reason": "overloaded",
-                "retry_after": retry_after,
-            },
-            template,
-            method,
-            keep_alive,
-            ((b"retry-after", str(retry_after).encode()),),
-        )
+        payload, extra = refusal(decision)
+        self._answer(gate, 503, payload, template, method, keep_alive, extra)
         return True, None
 
     def _answer(
         self,
-        guard: Guard,
+        gate: Gate,
         status: int,
         payload: dict[str, Any],
         template: str,
@@ -695,16 +593,11 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         keep_alive: bool,
         extra: tuple[tuple[bytes, bytes], ...],
     ) -> None:
-        given = None
-        for name, value in self.headers:
-            if name == b"x-request-id":
-                given = value.decode("latin-1")
-                break
         elapsed = time.perf_counter() - self._arrived
         response = canned_response(
             status,
             payload,
-            request_id=request_id_for(given),
+            request_id=request_id_for(self._head.request_id),
             close=not keep_alive,
             extra=extra,
             elapsed_ms=elapsed * 1000,
@@ -713,7 +606,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         if method == "HEAD":
             response = response[: response.index(b"\r\n\r\n") + 4]
         self.transport.write(response)
-        guard.metrics.observe_request(template, method, status, elapsed)
+        gate.metrics.observe_request(template, method, status, elapsed)
         self._discard = True
         self._discard_keep_alive = keep_alive
 

@@ -8,41 +8,22 @@ the path itself, which a caller controls) labels the metrics.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 
 from servepath.errors import clip
-from servepath.service.admission import Ticket
 from servepath.service.asgi import Receive, Response, Scope, json_response
+from servepath.service.request import RequestContext
 
 V2_MODEL = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?$")
 
 #: The route template of a path that matched no route.
 UNKNOWN = "unknown"
-
-
-@dataclass(slots=True)
-class RequestContext:
-    """Per-request state the handlers add timings and headers to."""
-
-    request_id: str
-    start: float  # time.perf_counter() when the request arrived
-    deadline: float | None = None  # time.perf_counter() past which no answer is useful
-    gone: Callable[[], bool] | None = None  # true once the caller has hung up
-    ticket: Ticket | None = None  # admission to the predict pipeline, released at the end
-    caller: str | None = None  # the name of the API key the request carried
-    timings: list[tuple[str, float, str | None]] = field(default_factory=list)
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-    def server_timing(self) -> bytes:
-        total = (time.perf_counter() - self.start) * 1000
-        parts = [
-            f'{name};dur={dur:.3f};desc="{desc}"' if desc else f"{name};dur={dur:.3f}"
-            for name, dur, desc in self.timings
-        ]
-        parts.append(f"total;dur={total:.3f}")
-        return ", ".join(parts).encode()
+#: The V2 liveness route: answered by the HTTP layer itself when it can (never queued).
+LIVE_ROUTE = "/v2/health/live"
+#: What liveness answers, wherever it is answered.
+LIVE_BODY = {"live": True}
+#: The route template of V2 inference (the model's name is the caller's).
+V2_INFER = "/v2/models/{name}/infer"
 
 
 Handler = Callable[[Scope, Receive, RequestContext], Awaitable[Response]]
@@ -79,10 +60,6 @@ class Router:
             handler = self._v2.get(suffix) if lookup == allowed else None
             return handler, "/v2/models/{name}" + suffix, [allowed]
         return None, UNKNOWN, []
-
-    def paths(self) -> list[str]:
-        """The exact paths, in the order they were declared."""
-        return list(self._exact)
 
     def route_list(self) -> list[str]:
         listed = [f"{m} {p}" for p, methods in self._exact.items() for m in methods]

@@ -32,7 +32,8 @@ from uvicorn.supervisors import multiprocess
 from servepath.config import Settings, serialized_env
 from servepath.net.endpoints import host_port
 from servepath.service import tls
-from servepath.service.protocol import ServepathHttpProtocol, find_guard
+from servepath.service.gate import Gate
+from servepath.service.protocol import ServepathConfig, ServepathHttpProtocol
 from servepath.service.security import SERVER_HEADERS
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,11 @@ def configure_logging(settings: Settings) -> None:
     logging.config.dictConfig(logging_config(settings))
 
 
-def uvicorn_config(settings: Settings, app: Any, *, own_logging: bool = True) -> uvicorn.Config:
-    """uvicorn's Config for ``app`` (an ASGI app, or the import string of a factory).
+def uvicorn_config(
+    settings: Settings, app: Any, gate: Gate | None = None, *, own_logging: bool = True
+) -> ServepathConfig:
+    """uvicorn's Config for ``app`` (an ASGI app, or the import string of a factory), with
+    ``gate`` for its connections to consult (a worker process puts its own there).
 
     ``own_logging`` false leaves the process's logging as it is (an embedding program's).
     """
@@ -170,12 +174,16 @@ def uvicorn_config(settings: Settings, app: Any, *, own_logging: bool = True) ->
         options.update(ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key))
     if isinstance(app, str):
         options.update(factory=True, workers=settings.workers)
-    return uvicorn.Config(app, **options)
+    config = ServepathConfig(app, **options)
+    config.gate = gate
+    return config
 
 
 class ServepathServer(uvicorn.Server):
     """uvicorn's Server, draining the listen backlog before it stops accepting, and
-    reloading its TLS certificate on SIGHUP."""
+    reloading its TLS certificate (and, through the gate, the API keys) on SIGHUP."""
+
+    config: ServepathConfig
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         if self.config.ssl is not None:
@@ -192,14 +200,14 @@ class ServepathServer(uvicorn.Server):
         if context is not None:
             cert, key = Path(self.config.ssl_certfile or ""), Path(self.config.ssl_keyfile or "")
             tls.reload_certificate(context, cert, key)
-        guard = find_guard(self.config.loaded_app)
-        if guard is not None:
-            guard.reload_keys()
+        gate = self.config.gate
+        if gate is not None:
+            gate.reload()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        guard = find_guard(self.config.loaded_app)
-        if guard is not None:
-            guard.begin_drain()
+        gate = self.config.gate
+        if gate is not None:
+            gate.begin_drain()
         await self._accept_backlog()
         await super().shutdown(sockets)
 
@@ -251,11 +259,17 @@ class _WorkerProcess(multiprocess.Process):
     @property
     def server(self) -> uvicorn.Server:
         if self._server is None:
-            self._server = ServepathServer(config=self.config)
+            # Each worker builds its own gate and app, and hands the gate to its connections.
+            app, gate = build_app(Settings.from_env())
+            config = self.config
+            config.app, config.factory = app, False
+            config.gate = gate  # type: ignore[attr-defined]
+            self._server = ServepathServer(config=config)
         return self._server
 
     def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover
         _die_with_parent()
+        _ = self.server  # built before uvicorn's health-check thread can ask for it
         super().target(sockets)
 
 
@@ -268,6 +282,16 @@ def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def build_app(settings: Settings) -> tuple[Any, Gate]:
+    """One process's gate and the app built around it (the data plane installs its admission
+    into the gate; the server hands the same gate to every connection)."""
+    from servepath.service.app import create_app
+    from servepath.service.metrics import Metrics
+
+    gate = Gate(settings, Metrics(multiprocess=settings.workers > 1))
+    return create_app(settings, gate=gate), gate
 
 
 def run(settings: Settings, sock: socket.socket, redirect_sock: socket.socket | None = None) -> int:
@@ -292,9 +316,8 @@ def _run(settings: Settings, sock: socket.socket) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     if settings.workers == 1:
-        from servepath.service.app import create_app
-
-        config = uvicorn_config(settings, create_app(settings))
+        app, gate = build_app(settings)
+        config = uvicorn_config(settings, app, gate)
         server = ServepathServer(config)
         server.run(sockets=[sock])
         return 0 if server.started else STARTUP_FAILED
@@ -303,7 +326,9 @@ def _run(settings: Settings, sock: socket.socket) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="servepath-metrics-")
     os.environ.update(serialized_env(settings))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    config = uvicorn_config(settings, "servepath.service.app:app_from_env")
+    # The app is built in each worker (``_WorkerProcess.server``); the name here only
+    # satisfies uvicorn's own check that what it sends to its workers can be pickled.
+    config = uvicorn_config(settings, "servepath.service.app:create_app")
     # uvicorn 0.54's supervisor makes its workers from this module-level name: each worker
     # then runs ServepathServer (pinned version; the name is read only in this process).
     multiprocess.Process = _WorkerProcess  # type: ignore[misc]

@@ -19,7 +19,7 @@ from typing import Any
 
 from servepath.net.forwarded import TrustedProxies
 from servepath.service.pathecho import client_view, meta_for_log
-from servepath.service.predict import RequestMeta
+from servepath.service.request import RequestContext, RequestMeta
 
 #: Requests the page lists (the newest).
 RING_SIZE = 200
@@ -134,9 +134,9 @@ def entry_json(entry: Entry, trusted: TrustedProxies) -> dict[str, Any]:
     """One ring entry as the page shows it; the caller fields are the prediction log's."""
     ts, status, seconds, route, request_id, client, headers, timings = entry
     scope = {"client": client, "headers": headers}
-    meta = RequestMeta(request_id, 0.0)
-    meta_for_log(meta, scope, request_id, trusted)
     view = client_view(scope, trusted)
+    meta = RequestMeta(request_id, 0.0)
+    meta_for_log(meta, scope, RequestContext(request_id, 0.0, view=view), trusted)
     return {
         "time": round(ts, 3),
         "request_id": request_id,

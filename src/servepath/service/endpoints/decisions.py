@@ -1,0 +1,110 @@
+"""``POST /decisions`` (and ``AIP_PREDICT_ROUTE``): one instance, or the Vertex AI form.
+
+One instance is a JSON object of features and is answered with one prediction; the Vertex AI
+form, ``{"instances": [...], "parameters": {...}}``, with ``{"predictions": [...]}``. Also the
+request's view for the pipeline (:func:`request_meta`) and the prediction's headers
+(:func:`annotate`), which the V2 inference route shares.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from servepath.config import Settings
+from servepath.contract import DEFAULT_PREDICT_ROUTE
+from servepath.errors import FieldError, InvalidInput, clip
+from servepath.service.asgi import (
+    Receive,
+    Response,
+    Scope,
+    check_content_type,
+    json_response,
+    parse_json,
+    read_body,
+)
+from servepath.service.dataplane import DataPlane
+from servepath.service.endpoints import Routes
+from servepath.service.pathecho import meta_for_log
+from servepath.service.predict import Prediction
+from servepath.service.request import RequestContext, RequestMeta
+
+
+class Decisions:
+    """The predict route in both its forms."""
+
+    def __init__(self, settings: Settings, plane: DataPlane) -> None:
+        self.settings = settings
+        self.plane = plane
+
+    def routes(self) -> Routes:
+        return {
+            DEFAULT_PREDICT_ROUTE: {"POST": self.predict},
+            self.settings.predict_route: {"POST": self.predict},
+        }
+
+    async def predict(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
+        plane = self.plane
+        model = plane.ready_model()
+        if ctx.ticket is None:  # not admitted on its head by the HTTP layer
+            ctx.ticket = plane.admit(ctx.head.declared_length)
+        check_content_type(scope)
+        body = parse_json(await read_body(scope, receive, self.settings.max_body_bytes))
+        if isinstance(body, dict) and "instances" in body:
+            instances = body["instances"]
+            if not isinstance(instances, list):
+                raise InvalidInput([FieldError(("instances",), "expected an array", "type")])
+            if not instances:
+                raise InvalidInput(
+                    [FieldError(("instances",), "at least one instance required", "min_items")]
+                )
+            check_vertex_envelope(body)
+            plane.check_count(len(instances))
+            rows = model.schema.validate_many(instances)
+            prediction = await plane.predict(rows, "vertex", request_meta(plane, scope, ctx))
+            annotate(ctx, prediction)
+            return json_response(
+                200, {"predictions": prediction.outputs, "model_version": model.version}
+            )
+        row = model.schema.validate_one(body)
+        prediction = await plane.predict([row], "decisions", request_meta(plane, scope, ctx))
+        annotate(ctx, prediction)
+        return json_response(200, {**prediction.outputs[0], "model_version": model.version})
+
+
+def request_meta(plane: DataPlane, scope: Scope, ctx: RequestContext) -> RequestMeta:
+    """The pipeline's view of a request: no ASGI beyond this point."""
+    settings = plane.settings
+    timeout = settings.request_timeout
+    given = ctx.head.timeout
+    if given is not None and given < timeout:
+        timeout = given
+    meta = RequestMeta(ctx.request_id, ctx.start, deadline=ctx.start + timeout, gone=ctx.gone)
+    if plane.store.enabled:
+        meta_for_log(meta, scope, ctx, settings.trusted_proxies)
+    meta.api_key = ctx.caller
+    return meta
+
+
+def annotate(ctx: RequestContext, prediction: Prediction) -> None:
+    """Note a prediction's timings (``Server-Timing``) and cache headers on ``ctx``."""
+    n = len(prediction.outputs)
+    ctx.timings.insert(0, ("cache", prediction.cache_ms, prediction.cache_desc))
+    if prediction.model_ms is not None:
+        ctx.timings.append(("model", prediction.model_ms, None))
+    ctx.headers.append((b"x-cache", b"HIT" if prediction.hits == n else b"MISS"))
+    if n > 1:
+        ctx.headers.append((b"x-cache-hits", f"{prediction.hits}/{n}".encode()))
+
+
+def check_vertex_envelope(body: dict[str, Any]) -> None:
+    """The Vertex AI form holds ``instances`` and, optionally, an object of ``parameters``."""
+    errors = [
+        FieldError((clip(str(key)),), "not a field of the Vertex AI form", "extra_forbidden")
+        for key in body
+        if key not in ("instances", "parameters")
+    ]
+    parameters = body.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        errors.append(FieldError(("parameters",), "expected an object", "type"))
+    if errors:
+        raise InvalidInput(errors[:20])
