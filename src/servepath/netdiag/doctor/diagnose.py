@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from servepath.contract import documented_routes
 from servepath.net.addresses import AddressInfo, classify_address
 from servepath.net.endpoints import host_port
 from servepath.netdiag.doctor.causes import Cause, explain
@@ -545,13 +546,8 @@ def _http_failure(obs: Observations, report: HttpReport, route: str, v: _Verdict
     if status == 404:
         body = _body_json(report)
         routes = body.get("routes") if isinstance(body, dict) else None
-        if not routes and isinstance(obs.spec, dict) and isinstance(obs.spec.get("paths"), dict):
-            routes = [
-                f"{m.upper()} {p}"
-                for p, ops in obs.spec["paths"].items()
-                if isinstance(ops, dict)
-                for m in ops
-            ]
+        if not routes:
+            routes = documented_routes(obs.spec)
         ctx["routes"] = ", ".join(routes) if routes else "see the server's documentation"
         ctx["method"] = method
         v.add(stage, "route_not_found", **ctx)

@@ -20,9 +20,10 @@ from servepath.config import ProxyEnv
 from servepath.contract import (
     DEFAULT_HEALTH_ROUTE,
     ServerContract,
-    example_for,
+    batch_limit,
     instances_of,
     is_servepath_spec,
+    request_example,
 )
 from servepath.errors import UsageError
 from servepath.net.endpoints import host_port, is_ip_literal, parse_host_port
@@ -240,17 +241,17 @@ def plan_app(
         except orjson.JSONDecodeError:
             instances = None
     else:
-        example = example_for(spec, route)
-        if example is not None:
-            payload, source = orjson.dumps(example), "the server's OpenAPI example"
-            instances = instances_of(example)
+        example = request_example(spec, route)
+        if example.body is not None:
+            payload, source = orjson.dumps(example.body), "the server's OpenAPI example"
+            instances = example.instances
     large = narrowing = None
     count = 0
     servepath = is_servepath_spec(spec)
     # Only a server known to take the Vertex form gets the batch; another API might answer a
     # body it does not understand with an error that says nothing about the path.
     if servepath and instances and large_bytes > 0:
-        limit = _max_instances(spec)
+        limit = batch_limit(spec)
         large, count = _batch(instances[0], large_bytes, limit)
         narrowing, _ = _batch(instances[0], NARROWING_REQUEST_BYTES, limit)
     return AppPlan(
@@ -266,16 +267,6 @@ def plan_app(
         echo_route=contract.path_echo_route,
         large_off=large_bytes <= 0,
     )
-
-
-def _max_instances(spec: dict[str, Any] | None) -> int:
-    try:
-        limit = spec["components"]["schemas"]["VertexRequest"]["properties"]["instances"][  # type: ignore[index]
-            "maxItems"
-        ]
-    except (KeyError, TypeError):
-        return 1000
-    return int(limit) if isinstance(limit, int) and limit > 0 else 1000
 
 
 def _batch(instance: dict[str, Any], target_bytes: int, limit: int) -> tuple[bytes, int]:
