@@ -629,9 +629,16 @@ def _predict(obs: Observations, app: AppPlan) -> Step | None:
             return names
     if not obs.app.ok or app.large is None:
         return None
-    wait = large_wait(obs)
     if obs.large is None:
+        wait = large_wait(obs)
         return HttpStep("large", url, "POST", app.large, follow=False, timeout=wait, keep_body=0)
+    return _narrow(obs, app)
+
+
+def _narrow(obs: Observations, app: AppPlan) -> Step | None:
+    """After a large request that stalled where the small one passed: where packets die."""
+    plan, done = obs.plan, obs.done
+    assert obs.large is not None
     error = obs.large.error
     stalled = error is not None and error.kind in ("read_timeout", "write_timeout")
     # the narrowing speaks plain HTTP on raw sockets, straight to the address
@@ -640,7 +647,7 @@ def _predict(obs: Observations, app: AppPlan) -> Step | None:
         return None
     if "mtu narrowing" not in done:
         request = raw_request(plan, app.route, app.narrowing)
-        return NarrowMtu(obs.address, plan.target.port, request, wait)
+        return NarrowMtu(obs.address, plan.target.port, request, large_wait(obs))
     mtu = obs.mtu
     if mtu is None or mtu.largest_passing_mss is None or mtu.smallest_stalling_mss is None:
         return None
