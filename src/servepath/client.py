@@ -20,7 +20,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import orjson
 
 from servepath.config import ProxyEnv
-from servepath.contract import OPENAPI_ROUTE, ServerContract, example_for, instances_of
+from servepath.contract import OPENAPI_ROUTE, NoExample, predict_url, request_example
 from servepath.errors import ServepathError, UsageError
 from servepath.netdiag.proxy import ProxyChoice, choose_proxy
 
@@ -182,29 +182,15 @@ def names_no_route(url: str) -> bool:
     return urlsplit(url).path in ("", "/")
 
 
-def predict_url(url: str, spec: Mapping[str, Any] | None) -> str:
-    """Where a predict request for ``url`` goes: the route ``url`` names, or for a bare origin
-    the predict route the server's document gives (the default one without a document)."""
-    parts = urlsplit(url)
-    route = ServerContract.from_spec(spec).route_for(parts.path, spec)
-    if route == parts.path:
-        return url
-    return urlunsplit((parts.scheme, parts.netloc, route, parts.query, ""))
-
-
 def example_from_spec(spec: Mapping[str, Any], url: str) -> dict[str, Any]:
     """The example body ``spec`` documents for the route a request to ``url`` goes to: one
     instance, or the Vertex form."""
-    route = urlsplit(predict_url(url, spec)).path
-    example = example_for(spec, route)
-    spec_url = origin(url) + OPENAPI_ROUTE
-    if example is None:
-        raise ExampleUnavailable(f"{spec_url} documents no example for POST {route}")
-    if not isinstance(example, Mapping) or instances_of(example) is None:
-        raise ExampleUnavailable(
-            f"the example {spec_url} documents for POST {route} is not an instance or a Vertex body"
-        )
-    return dict(example)
+    example = request_example(spec, urlsplit(predict_url(url, spec)).path)
+    try:
+        example.require(origin(url) + OPENAPI_ROUTE)
+    except NoExample as exc:
+        raise ExampleUnavailable(str(exc)) from exc
+    return dict(example.body)
 
 
 # --- the driver ---------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 keys of its OpenAPI document, and which route and example a client sends.
 
 `servepath request`, `doctor` and `load` all read a server through this module, so that on
-the same server they pick the same predict route and the same example. Pure: the caller
+the same server they pick the same predict route, the same example, the same batch limit and
+the same request schema; no other client module walks the document's keys. Pure: the caller
 fetches the document.
 """
 
@@ -10,18 +11,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from servepath.errors import ServepathError
 
 __all__ = [
+    "DEFAULT_BATCH_LIMIT",
     "DEFAULT_HEALTH_ROUTE",
     "DEFAULT_PATH_ECHO_ROUTE",
     "DEFAULT_PREDICT_ROUTE",
     "OPENAPI_ROUTE",
     "X_SERVEPATH",
+    "NoExample",
+    "RequestExample",
     "ServerContract",
+    "batch_limit",
+    "documented_routes",
     "example_for",
     "instances_of",
     "is_servepath_spec",
+    "predict_url",
+    "request_example",
+    "request_schema",
 ]
 
 DEFAULT_HEALTH_ROUTE = "/"
@@ -30,6 +42,8 @@ DEFAULT_PATH_ECHO_ROUTE = "/_path"
 OPENAPI_ROUTE = "/openapi.json"
 #: The OpenAPI extension key under which servepath names its own routes and model.
 X_SERVEPATH = "x-servepath"
+#: Instances per Vertex request when the document states no ``maxItems``.
+DEFAULT_BATCH_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,47 @@ def is_servepath_spec(spec: Mapping[str, Any] | None) -> bool:
     return isinstance(spec, Mapping) and isinstance(spec.get(X_SERVEPATH), Mapping)
 
 
+def predict_url(url: str, spec: Mapping[str, Any] | None) -> str:
+    """Where a predict request for ``url`` goes: the route ``url`` names, or for a bare origin
+    the predict route the server's document gives (the default one without a document)."""
+    parts = urlsplit(url)
+    route = ServerContract.from_spec(spec).route_for(parts.path, spec)
+    if route == parts.path:
+        return url
+    return urlunsplit((parts.scheme, parts.netloc, route, parts.query, ""))
+
+
+def documented_routes(spec: Mapping[str, Any] | None) -> list[str]:
+    """Every ``METHOD /path`` the document lists, in its order (empty without a document)."""
+    paths = spec.get("paths") if isinstance(spec, Mapping) else None
+    if not isinstance(paths, Mapping):
+        return []
+    return [
+        f"{method.upper()} {path}"
+        for path, operations in paths.items()
+        if isinstance(operations, Mapping)
+        for method in operations
+    ]
+
+
+def batch_limit(spec: Mapping[str, Any] | None) -> int:
+    """How many instances one Vertex request may carry: the document's ``maxItems``."""
+    try:
+        limit = spec["components"]["schemas"]["VertexRequest"]["properties"]["instances"][  # type: ignore[index]
+            "maxItems"
+        ]
+    except (KeyError, TypeError):
+        return DEFAULT_BATCH_LIMIT
+    return int(limit) if isinstance(limit, int) and limit > 0 else DEFAULT_BATCH_LIMIT
+
+
+def request_schema(spec: Mapping[str, Any] | None, route: str) -> Any:
+    """The JSON Schema of ``POST route``'s JSON request body as documented (``$ref``s left
+    for the caller to follow), or None."""
+    media = _media(spec, route) if isinstance(spec, Mapping) else None
+    return media.get("schema") if media is not None else None
+
+
 def example_for(spec: Mapping[str, Any] | None, route: str) -> Any:
     """The example request body the document gives for ``POST route``, or None.
 
@@ -90,12 +145,17 @@ def example_for(spec: Mapping[str, Any] | None, route: str) -> Any:
     return found
 
 
-def _media_example(spec: Mapping[str, Any], route: str) -> Any:
+def _media(spec: Mapping[str, Any], route: str) -> Mapping[str, Any] | None:
     try:
         media = spec["paths"][route]["post"]["requestBody"]["content"]["application/json"]
     except (KeyError, TypeError):
         return None
-    if not isinstance(media, Mapping):
+    return media if isinstance(media, Mapping) else None
+
+
+def _media_example(spec: Mapping[str, Any], route: str) -> Any:
+    media = _media(spec, route)
+    if media is None:
         return None
     example = media.get("example")
     if example is None:
@@ -116,3 +176,56 @@ def instances_of(body: Any) -> list[dict[str, Any]] | None:
     if isinstance(body, Mapping):
         return [dict(body)]
     return None
+
+
+#: Why a document gives no body to send: no JSON body for the route, no example of one, or
+#: an example that is neither an instance nor the Vertex form.
+Missing = Literal["no_body", "no_example", "not_instances"]
+
+
+class NoExample(ServepathError):
+    """The document gives no example instance for ``POST route``; ``missing`` says why."""
+
+    def __init__(self, route: str, missing: Missing, source: str) -> None:
+        texts = {
+            "no_body": f"{source} has no JSON request body for POST {route}",
+            "no_example": f"{source} shows no example for POST {route}",
+            "not_instances": f"the example {source} shows for POST {route} is not an instance "
+            "(a JSON object of features) or a Vertex body",
+        }
+        super().__init__(texts[missing])
+        self.route = route
+        self.missing = missing
+
+
+@dataclass(frozen=True)
+class RequestExample:
+    """The body the document shows for ``POST route``, and the instances it holds."""
+
+    route: str
+    body: Any  # as documented; None when the document shows none
+    instances: list[dict[str, Any]] | None  # one instance, or the Vertex form's list
+    has_body: bool  # the document describes a JSON body for the route
+
+    def require(self, source: str = "the OpenAPI document") -> list[dict[str, Any]]:
+        """The instances, or :class:`NoExample` naming what the document lacks.
+
+        :param source: how the message names the document (its URL, say).
+        """
+        if self.instances is not None:
+            return self.instances
+        if self.body is not None:
+            raise NoExample(self.route, "not_instances", source)
+        raise NoExample(self.route, "no_example" if self.has_body else "no_body", source)
+
+
+def request_example(spec: Mapping[str, Any] | None, route: str) -> RequestExample:
+    """The example a client sends to ``POST route``, as :func:`example_for` finds it."""
+    body = example_for(spec, route)
+    has_body = (
+        isinstance(spec, Mapping)
+        and isinstance(spec.get("paths"), Mapping)
+        and (route in spec["paths"])
+    )
+    instances = instances_of(body) if body is not None else None
+    return RequestExample(route, body, instances, has_body)

@@ -7,14 +7,21 @@ from typing import Any
 import pytest
 
 from servepath.contract import (
+    DEFAULT_BATCH_LIMIT,
     DEFAULT_HEALTH_ROUTE,
     DEFAULT_PATH_ECHO_ROUTE,
     DEFAULT_PREDICT_ROUTE,
     X_SERVEPATH,
+    NoExample,
     ServerContract,
+    batch_limit,
+    documented_routes,
     example_for,
     instances_of,
     is_servepath_spec,
+    predict_url,
+    request_example,
+    request_schema,
 )
 
 INSTANCE = {"income": 52000.0, "age": 38, "purpose": "car"}
@@ -183,3 +190,67 @@ def test_instances_are_copies_the_caller_may_change() -> None:
 )
 def test_garbage_has_no_instances(body: Any) -> None:
     assert instances_of(body) is None
+
+
+# --- the document's other readings: routes, batch limit, request schema, predict URL ------
+
+
+def test_documented_routes_list_every_method_and_path_in_the_documents_order() -> None:
+    spec = {"paths": {"/": {"get": {}}, "/decisions": {"post": {}, "options": {}}, "/x": 3}}
+    assert documented_routes(spec) == ["GET /", "POST /decisions", "OPTIONS /decisions"]
+    assert documented_routes(None) == []
+    assert documented_routes({"paths": []}) == []
+
+
+def test_the_batch_limit_is_the_vertex_requests_max_items_or_the_default() -> None:
+    def doc(limit: object) -> dict[str, object]:
+        instances = {"type": "array", "maxItems": limit}
+        return {
+            "components": {"schemas": {"VertexRequest": {"properties": {"instances": instances}}}}
+        }
+
+    assert batch_limit(doc(64)) == 64
+    for bad in (0, -1, "64", None):
+        assert batch_limit(doc(bad)) == DEFAULT_BATCH_LIMIT
+    assert batch_limit(None) == DEFAULT_BATCH_LIMIT
+    assert batch_limit({"components": []}) == DEFAULT_BATCH_LIMIT
+
+
+def test_the_request_schema_is_the_routes_json_body_schema_as_written() -> None:
+    spec = foreign_spec()
+    spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"] = {
+        "$ref": "#/components/schemas/Instance"
+    }
+    assert request_schema(spec, "/predict") == {"$ref": "#/components/schemas/Instance"}
+    assert request_schema(foreign_spec(), "/predict") is None  # a body without a schema
+    assert request_schema(spec, "/other") is None
+    assert request_schema(None, "/predict") is None
+
+
+def test_a_bare_origin_predicts_on_the_documented_route_and_a_named_route_is_kept() -> None:
+    spec = servepath_spec("/v1/predict")
+    assert predict_url("http://h:8080", spec) == "http://h:8080/v1/predict"
+    assert predict_url("http://h:8080/?a=1", spec) == "http://h:8080/v1/predict?a=1"
+    assert predict_url("http://h:8080/mine", spec) == "http://h:8080/mine"
+    assert predict_url("http://h:8080/", None) == "http://h:8080" + DEFAULT_PREDICT_ROUTE
+
+
+def test_the_request_example_names_what_the_document_lacks() -> None:
+    found = request_example(foreign_spec(), "/predict")
+    assert found.require() == [INSTANCE]
+    with pytest.raises(NoExample, match="no JSON request body for POST /nope") as no_body:
+        request_example(foreign_spec(), "/nope").require()
+    assert no_body.value.missing == "no_body"
+    bare = foreign_spec()
+    del bare["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    with pytest.raises(NoExample, match=r"doc\.json shows no example for POST /predict"):
+        request_example(bare, "/predict").require("doc.json")
+    listed = foreign_spec()
+    listed["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["example"] = [
+        1
+    ]
+    odd = request_example(listed, "/predict")
+    assert odd.body == [1] and odd.instances is None
+    with pytest.raises(NoExample, match="POST /predict is not an instance") as not_instances:
+        odd.require()
+    assert not_instances.value.missing == "not_instances"

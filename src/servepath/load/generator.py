@@ -28,7 +28,7 @@ import psutil
 import uvloop
 
 from servepath.client import Trust
-from servepath.client import predict_url as client_predict_url
+from servepath.contract import predict_url as contract_predict_url
 from servepath.errors import ConfigError, ServepathError
 from servepath.load.capacity import SLO, ReplicaEstimate, estimate_replicas, fit_usl
 from servepath.load.payloads import Instance, PayloadSource
@@ -236,11 +236,9 @@ def check_url(url: str) -> None:
 
 
 def predict_url(url: str, spec: Mapping[str, Any] | None = None) -> str:
-    """The URL requests go to: the route ``url`` names, or for a bare origin the predict route
-    the server's OpenAPI document ``spec`` gives (the default one without a document) — the
-    route `request` and `doctor` pick on the same server."""
+    """:func:`servepath.contract.predict_url` for a URL :func:`check_url` accepts."""
     check_url(url)
-    return client_predict_url(url, spec)
+    return contract_predict_url(url, spec)
 
 
 # --- one process ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from servepath.contract import ServerContract, example_for, instances_of
+from servepath.contract import NoExample, ServerContract, request_example
 from servepath.errors import ConfigError, ServepathError
 from servepath.load.sampling import InstanceSpace
 
@@ -73,23 +73,10 @@ def example_from_openapi(doc: Mapping[str, Any], url_path: str) -> Instance:
     to (a bare origin: the server's own predict route), read as `request` and `doctor` read it.
     """
     route = ServerContract.from_spec(doc).route_for(url_path, doc)
-    example = example_for(doc, route)
-    if example is None:
-        paths = doc.get("paths")
-        if not (isinstance(paths, Mapping) and route in paths):
-            raise PayloadError(
-                f"the OpenAPI document has no JSON request body for POST {route}; pass --data FILE"
-            )
-        raise PayloadError(
-            f"the OpenAPI document shows no example for POST {route}; pass --data FILE"
-        )
-    instances = instances_of(example)
-    if instances is None:
-        raise PayloadError(
-            f"the example of POST {route} holds no JSON object (an instance of features) to "
-            "send; pass --data FILE"
-        )
-    return instances[0]
+    try:
+        return request_example(doc, route).require()[0]
+    except NoExample as exc:
+        raise PayloadError(f"{exc}; pass --data FILE") from exc
 
 
 def is_unique(index: int, ratio: float) -> bool:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from servepath.contract import request_schema
+
 __all__ = ["FeatureSpace", "InstanceSpace", "instance_schema"]
 
 Instance = dict[str, Any]
@@ -317,12 +319,8 @@ def instance_schema(spec: Mapping[str, Any], route: str) -> Mapping[str, Any] | 
     """The JSON Schema of one instance of ``POST route``'s request body, from an OpenAPI
     document: the object schema among its ``oneOf``/``anyOf`` alternatives, or the items of
     a Vertex-style ``instances`` array. None when the document does not say."""
-    try:
-        media = spec["paths"][route]["post"]["requestBody"]["content"]["application/json"]
-        schema = media["schema"]
-    except (KeyError, TypeError):
-        return None
-    return _instance_in(spec, schema, depth=0)
+    schema = request_schema(spec, route)
+    return None if schema is None else _instance_in(spec, schema, depth=0)
 
 
 def _resolve(spec: Mapping[str, Any], schema: Any) -> Any:

@@ -37,4 +37,4 @@ __all__ = [
 
 
 def run_doctor(url: str, options: DoctorOptions) -> DoctorReport:
-    return diagnose(observe(make_plan(url, options), options))
+    return diagnose(observe(make_plan(url, options)))

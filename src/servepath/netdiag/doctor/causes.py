@@ -1,5 +1,5 @@
 """The doctor's fixed vocabulary of causes: what each means in plain words, who usually broke
-it, the fix as concrete commands, and which evidence outranks which.
+it, the fix as concrete commands, and — for readers — which evidence outranks which.
 
 A fix line may begin with ``?name:``: it is written only when the run knows ``name`` (a
 request id, a port where the service answers instead). Every other ``{name}`` must be known:
@@ -73,9 +73,12 @@ Owner = Literal[
 #
 # The doctor looks at the asked port and at its neighbours at once, and at several HTTP
 # answers; more than one finding can hold. The verdict is the strongest finding; a weaker
-# one that still helps (another port answers) becomes a hint in the fix. Strongest first;
-# docs/doctor.md prints this table and tests/netdiag/doctor/test_diagnose.py checks each
-# pair that can meet.
+# one that still helps (another port answers) becomes a hint in the fix. These tables are
+# the order written out for readers, strongest first: the code that applies it is
+# diagnose.transport_verdict (ports) and the HTTP stages' checks (diagnose._http_failure and
+# the stages before it), which the tables do not drive. docs/doctor.md prints them (a test
+# checks it lists them in this order), and test_diagnose.py has a hand-built case per cause
+# and per pair of findings that can meet, which is what holds the code to this order.
 
 #: Evidence about the asked port, strongest first: (evidence, cause it leads to, why).
 PORT_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (

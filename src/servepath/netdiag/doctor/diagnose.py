@@ -1,24 +1,24 @@
 """From what the probes saw to stages and one verdict. Pure: no I/O, no clock.
 
 Each stage reads the observations and adds itself; the first failed stage that names a
-cause is the verdict. Where several findings hold at once, the order in
-:data:`~servepath.netdiag.doctor.causes.PORT_EVIDENCE` and
-:data:`~servepath.netdiag.doctor.causes.HTTP_EVIDENCE` decides, and a weaker finding that
-still helps becomes a hint in the fix.
+cause is the verdict. Where several findings hold at once, the checks below weigh them in
+the order :data:`~servepath.netdiag.doctor.causes.PORT_EVIDENCE` and
+:data:`~servepath.netdiag.doctor.causes.HTTP_EVIDENCE` write out (strongest first), and a
+weaker finding that still helps becomes a hint in the fix.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from servepath.contract import documented_routes
 from servepath.net.addresses import AddressInfo, classify_address
 from servepath.net.endpoints import host_port
-from servepath.netdiag.doctor.causes import Cause, explain
+from servepath.netdiag.doctor.causes import Cause
 from servepath.netdiag.doctor.evidence import Observations, untrusted_only
-from servepath.netdiag.doctor.report import DoctorReport, Stage, StageStatus
+from servepath.netdiag.doctor.report import DoctorReport, Stage, StageStatus, Verdict
 from servepath.netdiag.doctor.signs import (
     FORWARD_PROXIES,
     forward_proxy_page,
@@ -37,31 +37,12 @@ __all__ = ["diagnose"]
 _REFUSALS = ("admin-prohibited", "port-unreachable", "protocol-unreachable")
 
 
-@dataclass
-class _Verdict:
-    stages: list[Stage] = field(default_factory=list)
-    failed: tuple[str, Cause, dict[str, Any]] | None = None
-
-    def add(self, stage: Stage, cause: Cause | None = None, **context: Any) -> None:
-        self.stages.append(stage)
-        if stage.status == "fail" and self.failed is None and cause is not None:
-            self.failed = (stage.name, cause, context)
-
-    @property
-    def broken(self) -> str | None:
-        """The summary of the first failed stage: why later stages were not tried."""
-        for stage in self.stages:
-            if stage.status == "fail":
-                return f"{stage.name} failed"
-        return None
-
-
 def diagnose(obs: Observations, *, strict: bool = False) -> DoctorReport:
     """Stages and the verdict from what the probes saw.
 
     ``strict`` raises when a cause's text needs a fact the observations lack (the tests).
     """
-    v = _Verdict()
+    v = Verdict()
     base = _context(obs)
     for step in (
         _stage_local,
@@ -77,13 +58,7 @@ def diagnose(obs: Observations, *, strict: bool = False) -> DoctorReport:
         _stage_latency,
     ):
         step(obs, v)
-    name: str | None = None
-    cause: Cause = "ok"
-    extra: dict[str, Any] = {}
-    if v.failed is not None:
-        name, cause, extra = v.failed
-    explanation = explain(cause, {**base, **extra}, strict=strict)
-    return DoctorReport(obs.url, tuple(v.stages), name, cause, explanation, obs.elapsed_s)
+    return v.report(obs.url, base, obs.elapsed_s, strict=strict)
 
 
 def _context(obs: Observations) -> dict[str, Any]:
@@ -105,14 +80,14 @@ def _context(obs: Observations) -> dict[str, Any]:
     }
 
 
-def _not_tried(v: _Verdict, fallback: str) -> str:
+def _not_tried(v: Verdict, fallback: str) -> str:
     return f"not tried: {v.broken}" if v.broken else f"not tried: {fallback}"
 
 
 # --- local, dns, address, route ------------------------------------------------------------
 
 
-def _stage_local(obs: Observations, v: _Verdict) -> None:
+def _stage_local(obs: Observations, v: Verdict) -> None:
     choice = obs.plan.proxy
     via = (
         f"via forward proxy {choice.proxy} ({choice.reason})"
@@ -132,7 +107,7 @@ def _stage_local(obs: Observations, v: _Verdict) -> None:
     v.add(Stage("local", "ok", summary, data))
 
 
-def _stage_dns(obs: Observations, v: _Verdict) -> None:
+def _stage_dns(obs: Observations, v: Verdict) -> None:
     if obs.plan.pin is not None:
         pin = obs.plan.pin
         v.add(Stage("dns", "skip", f"--resolve: {pin.name} -> {pin.address}, DNS not asked"))
@@ -172,7 +147,7 @@ def _is_outside_private(obs: Observations) -> bool:
     return kind in ("private", "cgnat") and obs.route.kind in ("via-default", "none")
 
 
-def _stage_address(obs: Observations, v: _Verdict) -> None:
+def _stage_address(obs: Observations, v: Verdict) -> None:
     if obs.address is None:
         v.add(Stage("address", "skip", _not_tried(v, "no address to classify")))
         return
@@ -200,7 +175,7 @@ def _stage_address(obs: Observations, v: _Verdict) -> None:
     v.add(Stage("address", "ok", f"{obs.address} is {info.kind}: {info.meaning}", data))
 
 
-def _stage_route(obs: Observations, v: _Verdict) -> None:
+def _stage_route(obs: Observations, v: Verdict) -> None:
     if obs.probe_target is None:
         v.add(Stage("route", "skip", _not_tried(v, "no address to trace")))
         return
@@ -226,7 +201,7 @@ def _asked_port(obs: Observations) -> PortResult | None:
     return next((r for r in obs.ports.results if r.port == obs.probe_target[1]), None)
 
 
-def _stage_transport(obs: Observations, v: _Verdict) -> None:
+def _stage_transport(obs: Observations, v: Verdict) -> None:
     asked = _asked_port(obs)
     if asked is None:
         reason = obs.ports_error or "no address to probe"
@@ -264,7 +239,8 @@ def _stage_transport(obs: Observations, v: _Verdict) -> None:
 
 
 def transport_verdict(obs: Observations, asked: PortResult) -> tuple[Cause, dict[str, Any]]:
-    """The cause for an asked port that is not open, by :data:`PORT_EVIDENCE`'s order."""
+    """The cause for an asked port that is not open, checked in the order
+    :data:`~servepath.netdiag.doctor.causes.PORT_EVIDENCE` writes out."""
     hint: dict[str, Any] = {}
     if obs.other_services:
         other_port, other_url = sorted(obs.other_services.items())[0]
@@ -356,7 +332,7 @@ _TLS_CAUSE: dict[str, Cause] = {
 }
 
 
-def _stage_tls(obs: Observations, v: _Verdict) -> None:
+def _stage_tls(obs: Observations, v: Verdict) -> None:
     if obs.tls_on_plain is not None:
         t = obs.tls_on_plain
         v.add(
@@ -402,7 +378,7 @@ def _other_protocol(obs: Observations) -> bool:
     )
 
 
-def _add_not_http(obs: Observations, v: _Verdict, stage: str) -> None:
+def _add_not_http(obs: Observations, v: Verdict, stage: str) -> None:
     assert obs.protocol is not None
     p = obs.protocol
     v.add(
@@ -455,7 +431,7 @@ def _retry_after(report: HttpReport) -> str | None:
     return value.strip() if value else None
 
 
-def _http_failure(obs: Observations, report: HttpReport, route: str, v: _Verdict, name: str,
+def _http_failure(obs: Observations, report: HttpReport, route: str, v: Verdict, name: str,
                   on_4xx: Cause, method: str) -> None:  # fmt: skip
     """Add a failed stage for an HTTP exchange that did not return 2xx/3xx."""
     data = report.to_json()
@@ -545,13 +521,8 @@ def _http_failure(obs: Observations, report: HttpReport, route: str, v: _Verdict
     if status == 404:
         body = _body_json(report)
         routes = body.get("routes") if isinstance(body, dict) else None
-        if not routes and isinstance(obs.spec, dict) and isinstance(obs.spec.get("paths"), dict):
-            routes = [
-                f"{m.upper()} {p}"
-                for p, ops in obs.spec["paths"].items()
-                if isinstance(ops, dict)
-                for m in ops
-            ]
+        if not routes:
+            routes = documented_routes(obs.spec)
         ctx["routes"] = ", ".join(routes) if routes else "see the server's documentation"
         ctx["method"] = method
         v.add(stage, "route_not_found", **ctx)
@@ -580,7 +551,7 @@ def _vhost_context(obs: Observations, report: HttpReport) -> dict[str, Any]:
     return ctx
 
 
-def _stage_http(obs: Observations, v: _Verdict) -> None:
+def _stage_http(obs: Observations, v: Verdict) -> None:
     report = obs.health
     if report is None:
         if obs.tls_on_plain is None and _other_protocol(obs) and v.failed is None:
@@ -603,7 +574,7 @@ def _stage_http(obs: Observations, v: _Verdict) -> None:
     _http_failure(obs, report, route or "/", v, "http", "http_error", "GET")
 
 
-def _stage_app(obs: Observations, v: _Verdict) -> None:
+def _stage_app(obs: Observations, v: Verdict) -> None:
     report = obs.app
     route = obs.predict_route
     if report is None and obs.spec_refused is not None and v.broken is None:
@@ -637,7 +608,7 @@ def _stage_app(obs: Observations, v: _Verdict) -> None:
     _http_failure(obs, report, route, v, "app", "bad_payload", "POST")
 
 
-def _stage_large(obs: Observations, v: _Verdict) -> None:
+def _stage_large(obs: Observations, v: Verdict) -> None:
     report = obs.large
     app = obs.app_plan
     if report is None or app is None or app.large is None:
@@ -702,7 +673,7 @@ def _stage_large(obs: Observations, v: _Verdict) -> None:
 # --- what the server saw, and where the time went -------------------------------------------
 
 
-def _stage_server_view(obs: Observations, v: _Verdict) -> None:
+def _stage_server_view(obs: Observations, v: Verdict) -> None:
     echo = obs.echo
     if echo is None:
         why = "no path echo from the server"
@@ -759,7 +730,7 @@ def _server_ms(report: HttpReport) -> float | None:
     return None
 
 
-def _stage_latency(obs: Observations, v: _Verdict) -> None:
+def _stage_latency(obs: Observations, v: Verdict) -> None:
     report = obs.app if obs.app is not None and obs.app.ok else obs.health
     if report is None or not report.ok:
         v.add(Stage("latency", "skip", "no successful request to split"))

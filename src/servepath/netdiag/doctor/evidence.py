@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from servepath.netdiag.dns import DnsReport
-from servepath.netdiag.doctor.plan import AppPlan, Plan
 from servepath.netdiag.http import HttpReport
 from servepath.netdiag.ports import PortScan
 from servepath.netdiag.routes import Route, RouteLookup
@@ -15,6 +14,8 @@ from servepath.netdiag.tls import TlsReport
 from servepath.netdiag.trace import Trace
 
 if TYPE_CHECKING:
+    # plan reads the observations to choose the next step: the types only, to avoid a cycle
+    from servepath.netdiag.doctor.plan import AppPlan, Plan
     from servepath.netdiag.listen import PortMapping
     from servepath.netdiag.mtu import MtuHop, MtuNarrowing
     from servepath.netdiag.netns import NamespaceListeners
@@ -90,6 +91,7 @@ class Observations:
     container: NamespaceListeners | None = None
     unpublished: list[NamespaceListeners] = field(default_factory=list)
     elapsed_s: float = 0.0
+    done: set[str] = field(default_factory=set)  # the kinds of the steps run so far
 
     # the plan's facts, under the names the stages use
     @property

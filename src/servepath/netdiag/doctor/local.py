@@ -9,8 +9,8 @@ from typing import Any
 
 from servepath.net.endpoints import host_port
 from servepath.netdiag.container import detect_container
-from servepath.netdiag.doctor.causes import Cause, explain
-from servepath.netdiag.doctor.report import DoctorReport, Stage, StageStatus
+from servepath.netdiag.doctor.causes import Cause
+from servepath.netdiag.doctor.report import DoctorReport, Stage, StageStatus, Verdict
 from servepath.netdiag.http import probe_http
 from servepath.netdiag.listen import PortListenReport, inspect_port
 
@@ -31,8 +31,7 @@ def diagnose_local(
     elapsed_s: float,
 ) -> DoctorReport:
     """Stages and verdict from what was read locally: no I/O."""
-    stages: list[Stage] = []
-    failed: tuple[str, Cause, dict[str, Any]] | None = None
+    verdict = Verdict()
 
     def add(
         name: str,
@@ -42,10 +41,7 @@ def diagnose_local(
         cause: Cause | None = None,
         **ctx: Any,
     ) -> None:
-        nonlocal failed
-        stages.append(Stage(name, state, summary, data or {}))
-        if state == "fail" and failed is None and cause is not None:
-            failed = (name, cause, ctx)
+        verdict.add(Stage(name, state, summary, data or {}), cause, **ctx)
 
     base: dict[str, Any] = {"port": port, "url": f"local:{port}"}
     data = listen.to_json()
@@ -100,14 +96,7 @@ def diagnose_local(
             detail=detail,
             no_request_id=True,
         )
-    name: str | None = None
-    cause: Cause = "ok"
-    extra: dict[str, Any] = {}
-    if failed is not None:
-        name, cause, extra = failed
-    return DoctorReport(
-        f"local:{port}", tuple(stages), name, cause, explain(cause, {**base, **extra}), elapsed_s
-    )
+    return verdict.report(f"local:{port}", base, elapsed_s)
 
 
 def run_local_doctor(port: int, *, timeout: float = 2.0) -> DoctorReport:

@@ -1,10 +1,11 @@
-"""The doctor's I/O: run the probes the plan calls for and keep what they saw.
+"""The doctor's I/O: run the steps the plan calls for and keep what they saw.
 
-DNS first, then the trace and the port scan at once (so a filtered port costs one timeout),
-then the HTTP requests: health, the OpenAPI document, the example prediction, the large
-request, the path echo. Every packet goes through a probe module (dns, ports, trace, tls,
-http, protocols, mtu); nothing here decides what the answers mean — that is
-:mod:`~servepath.netdiag.doctor.diagnose`.
+:func:`observe` asks :func:`~servepath.netdiag.doctor.plan.next_step` for a probe, runs it,
+records the answer in the :class:`~servepath.netdiag.doctor.evidence.Observations`, and asks
+again until the plan has nothing left (dnspython's resolution loop). Every packet goes
+through a probe module (dns, ports, trace, tls, http, protocols, mtu, listen, netns);
+nothing here decides which probe comes next — that is the plan — or what the answers mean —
+that is :mod:`~servepath.netdiag.doctor.diagnose`.
 """
 
 from __future__ import annotations
@@ -18,26 +19,46 @@ from typing import Any
 import dns.reversename
 import orjson
 
-from servepath.contract import OPENAPI_ROUTE
 from servepath.errors import ServepathError
-from servepath.net.endpoints import host_port, is_ip_literal, url_host
-from servepath.netdiag.dns import DnsReport, probe_dns, system_nameservers
-from servepath.netdiag.doctor.evidence import Observations, VhostTrial, untrusted_only
-from servepath.netdiag.doctor.plan import DoctorOptions, Plan, plan_app
-from servepath.netdiag.doctor.signs import from_servepath, looks_like_web_server
+from servepath.net.endpoints import host_port
+from servepath.netdiag.dns import probe_dns, system_nameservers
+from servepath.netdiag.doctor.evidence import Observations, VhostTrial
+from servepath.netdiag.doctor.plan import (
+    FindServices,
+    HttpStep,
+    InspectAddress,
+    LocateMtuHop,
+    LookInside,
+    NarrowMtu,
+    Plan,
+    PlanApp,
+    ProbeTls,
+    Resolve,
+    ResolveProxy,
+    Sniff,
+    Step,
+    Transport,
+    TryNames,
+    answers_tls,
+    candidate_names,
+    chosen_address,
+    next_step,
+)
+from servepath.netdiag.doctor.signs import from_servepath
 from servepath.netdiag.http import HttpReport, probe_http
 from servepath.netdiag.interfaces import local_addresses
 from servepath.netdiag.ports import resolve_host, scan_ports
-from servepath.netdiag.routes import default_gateway, lookup, read_routes
+from servepath.netdiag.routes import Route, default_gateway, lookup, read_routes
 from servepath.netdiag.tls import probe_tls
 from servepath.netdiag.trace import trace
 
 _BODY_LIMIT = 2_000_000  # the OpenAPI document and the path echo are read whole, to this
 
 
-def observe(plan: Plan, options: DoctorOptions) -> Observations:
-    """Run every probe of the path the plan describes; never raises for what the network does."""
+def observe(plan: Plan) -> Observations:
+    """Run every probe of the path the plan calls for; never raises for what the network does."""
     started = time.perf_counter()
+    options = plan.options
     obs = Observations(
         plan,
         slow_ms=options.slow_ms,
@@ -45,55 +66,92 @@ def observe(plan: Plan, options: DoctorOptions) -> Observations:
         http_timeout=options.http_timeout,
         insecure=options.insecure,
         api_key_sent=bool(options.api_key),
+        address=plan.pinned,
     )
     routes = read_routes()
     obs.gateway = default_gateway(routes)
     servers, _, _ = system_nameservers(options.resolv_conf)
     obs.nameservers = [s.label for s in servers]
-
-    if plan.pinned is not None:
-        obs.address = plan.pinned
-    else:
-        obs.dns = probe_dns(
-            plan.target.host, "A", resolvers=options.resolvers, timeout=options.timeout
-        )
-        obs.address = _chosen_address(obs.dns)
-        if obs.address is None:  # an IPv6-only name
-            aaaa = probe_dns(plan.target.host, "AAAA", timeout=options.timeout)
-            if aaaa.ok and _chosen_address(aaaa):
-                obs.dns, obs.address = aaaa, _chosen_address(aaaa)
-    if obs.address is not None:
-        obs.own_address = _is_own_address(obs.address)
-        obs.route = lookup(obs.address, routes)
-
-    proxy_at = plan.proxy_endpoint()
-    if proxy_at is not None:
-        try:
-            obs.probe_target = (resolve_host(proxy_at[0])[0], proxy_at[1])
-        except ServepathError as exc:
-            obs.ports_error = str(exc)
-    elif obs.address is not None:
-        obs.probe_target = (obs.address, plan.target.port)
-
-    if obs.probe_target is not None:
-        _probe_transport(obs, options)
-    reachable = _asked_port_open(obs)
-    if obs.own_address and plan.direct:
-        _look_inside_containers(obs, reachable)
-    if plan.direct and obs.ports is not None and not reachable:
-        obs.other_services = _services_on_other_ports(obs, options)
-    if reachable or not plan.direct:
-        _probe_http_stages(obs, options)
+    while (step := next_step(obs)) is not None:
+        _run(step, obs, routes)
+        obs.done.add(step.kind)
     obs.elapsed_s = time.perf_counter() - started
     return obs
 
 
-def _chosen_address(report: DnsReport) -> str | None:
-    for source in ("rfc6761", "getaddrinfo", "resolv.conf", "named"):
-        for answer in report.answers:
-            if answer.source == source and answer.outcome == "ok" and answer.values:
-                return answer.values[0]
-    return None
+def _run(step: Step, obs: Observations, routes: list[Route]) -> None:
+    """Run one step and record what it saw."""
+    options = obs.plan.options
+    match step:
+        case Resolve(name, "A"):
+            obs.dns = probe_dns(name, "A", resolvers=options.resolvers, timeout=options.timeout)
+            obs.address = chosen_address(obs.dns)
+        case Resolve(name, "AAAA"):
+            aaaa = probe_dns(name, "AAAA", timeout=options.timeout)
+            if aaaa.ok and chosen_address(aaaa):
+                obs.dns, obs.address = aaaa, chosen_address(aaaa)
+        case InspectAddress(address):
+            obs.own_address = _is_own_address(address)
+            obs.route = lookup(address, routes)
+        case ResolveProxy(host, port):
+            try:
+                obs.probe_target = (resolve_host(host)[0], port)
+            except ServepathError as exc:
+                obs.ports_error = str(exc)
+        case Transport():
+            obs.probe_target = (step.address, step.port)
+            _probe_transport(obs, step)
+        case LookInside(port, reachable):
+            _look_inside_containers(obs, port, reachable)
+        case FindServices(address, ports):
+            obs.other_services = _services_on_other_ports(address, ports, options.timeout)
+        case ProbeTls():
+            report = probe_tls(step.address, step.port, servername=step.servername,
+                               cafile=step.cafile, timeout=options.timeout)  # fmt: skip
+            if not step.on_plain:
+                obs.tls = report
+            elif answers_tls(report):
+                obs.tls_on_plain = report
+        case Sniff(address, port, server_name):
+            from servepath.netdiag.protocols import sniff_protocol
+
+            obs.protocol = sniff_protocol(
+                address, port, timeout=options.timeout, server_name=server_name
+            )
+        case HttpStep():
+            _record_http(obs, step, _http(obs, step))
+        case PlanApp(app):
+            obs.app_plan = app
+        case TryNames():
+            _try_names(obs, step)
+        case NarrowMtu(address, port, request, wait):
+            from servepath.netdiag.mtu import narrow_mtu
+
+            obs.mtu = narrow_mtu(address, port, request, timeout=wait)
+        case LocateMtuHop(address, size):
+            from servepath.netdiag.mtu import locate_mtu_hop
+
+            obs.mtu_hop = locate_mtu_hop(
+                address, size=size, max_hops=options.max_hops, timeout=options.timeout
+            )
+
+
+def _record_http(obs: Observations, step: HttpStep, report: HttpReport) -> None:
+    match step.what:
+        case "health" | "health route":
+            obs.health = report
+        case "openapi":
+            spec = _json_body(report) if report.status == 200 else None
+            obs.spec = spec if isinstance(spec, dict) else None
+            if report.status == 401:
+                obs.spec_refused = report  # the server wants a key: the app stage says so
+        case "predict":
+            obs.app = report
+        case "large":
+            obs.large = report
+        case "echo":
+            echo = _json_body(report)
+            obs.echo = echo if isinstance(echo, dict) else None
 
 
 def _is_own_address(address: str) -> bool:
@@ -106,17 +164,15 @@ def _is_own_address(address: str) -> bool:
     return any(a.address.split("%", 1)[0] == str(ip) for a in local_addresses())
 
 
-def _probe_transport(obs: Observations, options: DoctorOptions) -> None:
-    assert obs.probe_target is not None
-    address, port = obs.probe_target
-    ports = [port, *obs.plan.neighbours]
+def _probe_transport(obs: Observations, step: Transport) -> None:
+    options = obs.plan.options
 
     def run_trace() -> None:
         try:
             obs.trace = trace(
-                address,
+                step.address,
                 protocol="tcp",
-                port=port,
+                port=step.port,
                 max_hops=options.max_hops,
                 queries=1,
                 timeout=options.timeout,
@@ -127,7 +183,7 @@ def _probe_transport(obs: Observations, options: DoctorOptions) -> None:
 
     def run_ports() -> None:
         try:
-            obs.ports = scan_ports(address, ports, timeout=options.timeout)
+            obs.ports = scan_ports(step.address, list(step.ports), timeout=options.timeout)
         except (ServepathError, OSError) as exc:
             obs.ports_error = str(exc)
 
@@ -136,20 +192,12 @@ def _probe_transport(obs: Observations, options: DoctorOptions) -> None:
             future.result()
 
 
-def _asked_port_open(obs: Observations) -> bool:
-    if obs.ports is None or obs.probe_target is None:
-        return False
-    return any(r.port == obs.probe_target[1] and r.state == "open" for r in obs.ports.results)
-
-
-def _look_inside_containers(obs: Observations, reachable: bool) -> None:
-    """On this machine's own address: which mapping carries the port into a container, and
-    what listens in that container's namespace (or, for a closed port, which containers
-    listen with nothing published)."""
+def _look_inside_containers(obs: Observations, port: int, reachable: bool) -> None:
+    """Which mapping carries an open port into a container, and what listens in that
+    container's namespace; for a closed port, which containers listen with nothing published."""
     from servepath.netdiag.listen import inspect_port
     from servepath.netdiag.netns import find_namespace, namespaces
 
-    port = obs.plan.target.port
     try:
         spaces = namespaces()
         own = os.readlink("/proc/self/ns/net")
@@ -177,28 +225,25 @@ def _look_inside_containers(obs: Observations, reachable: bool) -> None:
     obs.unpublished = listening[:3]
 
 
-def _services_on_other_ports(obs: Observations, options: DoctorOptions) -> dict[int, str]:
+def _services_on_other_ports(
+    address: str, ports: tuple[int, ...], timeout: float
+) -> dict[int, str]:
     """Open neighbour ports where servepath (or a model API like it) answers its health route."""
-    assert obs.ports is not None and obs.address is not None
-    candidates = [
-        r.port for r in obs.ports.results if r.port != obs.plan.target.port and r.state == "open"
-    ]
 
     def check(port: int) -> tuple[int, str] | None:
         for scheme in ("https", "http") if port in (443, 8443) else ("http",):
-            url = f"{scheme}://{host_port(obs.address or '', port)}/"
-            report = probe_http(url, timeout=options.timeout, verify=False, keep_body=4096)
+            url = f"{scheme}://{host_port(address, port)}/"
+            report = probe_http(url, timeout=timeout, verify=False, keep_body=4096)
             answered = report.error is None and report.status is not None and report.status < 500
             if answered and (from_servepath(report) or _health_body(report)):
                 return port, url
         return None
 
     found: dict[int, str] = {}
-    if candidates:
-        with ThreadPoolExecutor(max_workers=len(candidates)) as pool:
-            for result in pool.map(check, candidates):
-                if result is not None:
-                    found[result[0]] = result[1]
+    with ThreadPoolExecutor(max_workers=len(ports)) as pool:
+        for result in pool.map(check, ports):
+            if result is not None:
+                found[result[0]] = result[1]
     return found
 
 
@@ -216,127 +261,36 @@ def _json_body(report: HttpReport) -> Any:
         return None
 
 
-def _http(obs: Observations, options: DoctorOptions, url: str, **kwargs: Any) -> HttpReport:
+def _http(obs: Observations, step: HttpStep) -> HttpReport:
     """One request as the plan has it: through the proxy that applies, with --resolve and
     --host-header, trusting --cafile."""
-    plan = obs.plan
+    plan, options = obs.plan, obs.plan.options
     pins = {(plan.pin.name, plan.pin.port): plan.pin.address} if plan.pin else None
-    headers = [*plan.headers(), *kwargs.pop("headers", [])]
+    headers = plan.headers()
+    if step.content is not None:
+        headers.append(("content-type", "application/json"))
     if options.api_key:
         headers.append(("Authorization", f"Bearer {options.api_key}"))
     return probe_http(
-        url,
-        timeout=kwargs.pop("timeout", options.http_timeout),
+        step.url,
+        timeout=step.timeout if step.timeout is not None else options.http_timeout,
         proxy_env=options.proxy_env,
         proxy=options.proxy,
         cafile=options.cafile,
         verify=not options.insecure,
         pins=pins,
         headers=headers,
-        keep_body=kwargs.pop("keep_body", _BODY_LIMIT),
-        **kwargs,
+        keep_body=step.keep_body if step.keep_body is not None else _BODY_LIMIT,
+        method=None if step.method == "GET" else step.method,
+        content=step.content,
+        follow=step.follow,
     )
 
 
-def _probe_http_stages(obs: Observations, options: DoctorOptions) -> None:
-    plan = obs.plan
-    target = plan.target
-    if plan.tls and plan.direct:
-        obs.tls = probe_tls(
-            obs.address or target.host,
-            target.port,
-            servername=target.host,
-            cafile=options.cafile,
-            timeout=options.timeout,
-        )
-        if obs.tls.failure == "handshake_failed" or (
-            obs.tls.protocol is None and obs.tls.certificate is None and obs.tls.failure
-        ):
-            _sniff(obs, options)
-        if not obs.tls.ok and not (options.insecure and untrusted_only(obs.tls)):
-            return  # every https request would fail the same way (or hang on another protocol)
-    obs.health = _http(obs, options, target.origin + "/")
-    health_error = obs.health.error
-    if plan.direct and health_error is not None and health_error.kind in ("protocol", "reset"):
-        if target.scheme == "http":
-            tls = probe_tls(
-                obs.address or target.host,
-                target.port,
-                servername=target.host,
-                timeout=options.timeout,
-            )
-            if tls.protocol is not None or tls.certificate is not None:
-                obs.tls_on_plain = tls
-                return
-        _sniff(obs, options)
-        return
-    if health_error is not None or obs.health.status is None:
-        return
-    spec_report = _http(obs, options, target.origin + OPENAPI_ROUTE)
-    spec = _json_body(spec_report) if spec_report.status == 200 else None
-    obs.spec = spec if isinstance(spec, dict) else None
-    if spec_report.status == 401:
-        obs.spec_refused = spec_report  # the server wants a key: the app stage says so
-    obs.app_plan = app = plan_app(target, obs.spec, options.data, large_bytes=options.large_bytes)
-    if (
-        obs.health.status == 404
-        and from_servepath(obs.health)
-        and app.health_route != "/"
-        and app.contract.documented
-    ):  # a server with AIP_HEALTH_ROUTE: its health is elsewhere
-        obs.health = _http(obs, options, target.origin + app.health_route)
-    if _serves_someone_else(obs.health):
-        _try_names(obs, options)
-    if app.payload is not None:
-        obs.app = _http(
-            obs,
-            options,
-            target.origin + app.route,
-            method="POST",
-            content=app.payload,
-            headers=[("content-type", "application/json")],
-            follow=False,
-            keep_body=64_000,
-        )
-        if _serves_someone_else(obs.app) and not obs.vhost_trials:
-            _try_names(obs, options)
-        if obs.app.ok and app.large is not None:
-            _probe_large(obs, options)
-    if app.echo_route is not None and app.servepath:
-        echo = _json_body(_http(obs, options, target.origin + app.echo_route))
-        obs.echo = echo if isinstance(echo, dict) else None
-
-
-def _serves_someone_else(report: HttpReport) -> bool:
-    return (
-        report.error is None
-        and report.status is not None
-        and report.status in (400, 403, 404, 405, 421)
-        and not from_servepath(report)
-        and looks_like_web_server(report)
-    )
-
-
-def _sniff(obs: Observations, options: DoctorOptions) -> None:
-    from servepath.netdiag.protocols import sniff_protocol
-
-    if obs.address is None:
-        return
-    obs.protocol = sniff_protocol(
-        obs.address, obs.plan.target.port, timeout=options.timeout, server_name=obs.host
-    )
-
-
-def _candidate_names(obs: Observations, options: DoctorOptions) -> list[tuple[str, str]]:
-    """Names that may select the service's site on this address, and where each came from."""
-    names: list[tuple[str, str]] = []
-    target = obs.plan.target
-    if obs.plan.host_header and not is_ip_literal(target.host):
-        names.append((target.host, "the URL"))  # --host-header replaced the URL's name
-    if obs.tls is not None and obs.tls.certificate is not None:
-        for name in obs.tls.certificate.dns_names:
-            if not name.startswith("*."):
-                names.append((name, "the certificate"))
+def _try_names(obs: Observations, step: TryNames) -> None:
+    """Ask the same address for the health route under each candidate name."""
+    options = obs.plan.options
+    reverse: list[str] = []
     if obs.address is not None:
         try:
             ptr = probe_dns(
@@ -344,35 +298,19 @@ def _candidate_names(obs: Observations, options: DoctorOptions) -> list[tuple[st
                 "PTR",
                 timeout=options.timeout,
             )
-            for answer in ptr.answers:
-                for value in answer.values:
-                    names.append((value.rstrip("."), "reverse DNS"))
+            reverse = [value for answer in ptr.answers for value in answer.values]
         except (ServepathError, ValueError, OSError):
             pass
-    asked = (obs.plan.host_header or target.host).lower()
-    seen: dict[str, str] = {}
-    for name, source in names:
-        if name.lower() != asked and name.lower() not in seen:
-            seen[name.lower()] = source
-    return list(seen.items())[:4]
-
-
-def _try_names(obs: Observations, options: DoctorOptions) -> None:
-    """Ask the same address for the health route under each candidate name."""
-    if obs.address is None or not obs.plan.direct:
-        return
-    candidates = _candidate_names(obs, options)
+    candidates = candidate_names(obs, reverse)
     if not candidates:
         return
-    target = obs.plan.target
-    url = f"{target.scheme}://{url_host(obs.address)}:{target.port}/"
 
     def trial(item: tuple[str, str]) -> VhostTrial:
         name, source = item
         report = probe_http(
-            url,
+            step.url,
             timeout=options.timeout,
-            headers=[("host", host_port(name, target.port))],
+            headers=[("host", host_port(name, step.port))],
             verify=False,
             keep_body=4096,
         )
@@ -380,51 +318,3 @@ def _try_names(obs: Observations, options: DoctorOptions) -> None:
 
     with ThreadPoolExecutor(max_workers=len(candidates)) as pool:
         obs.vhost_trials = list(pool.map(trial, candidates))
-
-
-def _probe_large(obs: Observations, options: DoctorOptions) -> None:
-    """The large request, and when it stalls where the small one passed, the narrowing."""
-    app = obs.app_plan
-    assert app is not None and app.large is not None and obs.app is not None
-    small_s = obs.app.final.phases.total_ms / 1000 if obs.app.hops else 0.0
-    # Long enough for the model to answer a batch (ten times the lone request), short enough
-    # that a stall costs about one probe timeout.
-    wait = min(options.http_timeout, max(options.timeout, 10 * small_s))
-    obs.large = _http(
-        obs,
-        options,
-        obs.plan.target.origin + app.route,
-        method="POST",
-        content=app.large,
-        headers=[("content-type", "application/json")],
-        follow=False,
-        timeout=wait,
-        keep_body=0,
-    )
-    error = obs.large.error
-    stalled = error is not None and error.kind in ("read_timeout", "write_timeout")
-    if not stalled or not obs.plan.direct or obs.address is None or app.narrowing is None:
-        return
-    if obs.plan.target.scheme != "http":  # the narrowing speaks plain HTTP on raw sockets
-        return
-    from servepath.netdiag.mtu import locate_mtu_hop, narrow_mtu
-
-    request = _raw_request(obs, app.route, app.narrowing)
-    obs.mtu = narrow_mtu(obs.address, obs.plan.target.port, request, timeout=wait)
-    if obs.mtu.largest_passing_mss is not None and obs.mtu.smallest_stalling_mss is not None:
-        obs.mtu_hop = locate_mtu_hop(
-            obs.address,
-            size=obs.mtu.smallest_stalling_mss + (60 if ":" in obs.address else 40),
-            max_hops=options.max_hops,
-            timeout=options.timeout,
-        )
-
-
-def _raw_request(obs: Observations, route: str, body: bytes) -> bytes:
-    host = obs.plan.headers()[0][1] if obs.plan.host_header else obs.plan.target.host_endpoint
-    head = (
-        f"POST {route} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n"
-        "User-Agent: servepath-doctor (mtu)\r\n\r\n"
-    )
-    return head.encode("latin-1") + body

@@ -1,17 +1,20 @@
-"""What the doctor will do, decided before any packet is sent: direct or through the
-forward proxy, which ports beside the asked one, TLS or plain, which name goes in the Host
-header and which address is dialled, and — once the server's OpenAPI document is read —
-which predict route, which example, and the large request that looks for an MTU black hole.
+"""What the doctor will do: direct or through the forward proxy, which ports beside the
+asked one, TLS or plain, which name goes in the Host header and which address is dialled —
+decided before any packet is sent — and then, from what the probes saw so far, the next
+probe to run (:func:`next_step`): the follow-ups such as the AAAA query, a protocol sniff,
+the names tried on a web server's default site, the predict route and example from the
+server's OpenAPI document, and the large request that looks for an MTU black hole.
 
 Pure: the environment comes in as values (:class:`~servepath.config.ProxyEnv`), the OpenAPI
-document as a mapping.
+document as a mapping, the probes' results as :class:`~servepath.netdiag.doctor.evidence.
+Observations`; :mod:`~servepath.netdiag.doctor.observe` runs the steps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
@@ -19,15 +22,24 @@ import orjson
 from servepath.config import ProxyEnv
 from servepath.contract import (
     DEFAULT_HEALTH_ROUTE,
+    OPENAPI_ROUTE,
     ServerContract,
-    example_for,
+    batch_limit,
     instances_of,
     is_servepath_spec,
+    request_example,
 )
 from servepath.errors import UsageError
-from servepath.net.endpoints import host_port, is_ip_literal, parse_host_port
-from servepath.netdiag.dns import Nameserver
+from servepath.net.endpoints import host_port, is_ip_literal, parse_host_port, url_host
+from servepath.netdiag.dns import DnsReport, Nameserver
+from servepath.netdiag.doctor.evidence import untrusted_only
+from servepath.netdiag.doctor.signs import from_servepath, looks_like_web_server
+from servepath.netdiag.http import HttpReport
 from servepath.netdiag.proxy import ProxyChoice, choose_proxy
+from servepath.netdiag.tls import TlsReport
+
+if TYPE_CHECKING:
+    from servepath.netdiag.doctor.evidence import Observations
 
 __all__ = [
     "LARGE_REQUEST_BYTES",
@@ -35,13 +47,34 @@ __all__ = [
     "AppPlan",
     "DoctorOptions",
     "DoctorUsageError",
+    "FindServices",
+    "HttpStep",
+    "LocateMtuHop",
+    "LookInside",
+    "NarrowMtu",
     "Pin",
     "Plan",
+    "PlanApp",
+    "ProbeTls",
+    "Resolve",
+    "ResolveProxy",
+    "Sniff",
+    "Step",
     "Target",
+    "Transport",
+    "TryNames",
+    "answers_tls",
+    "asked_port_open",
+    "candidate_names",
+    "chosen_address",
+    "large_wait",
     "make_plan",
+    "next_step",
     "parse_pin",
     "parse_url",
     "plan_app",
+    "raw_request",
+    "serves_someone_else",
 ]
 
 #: Ports this field's services usually listen on; probed beside the URL's own.
@@ -148,6 +181,8 @@ class Plan:
     neighbours: tuple[int, ...]  # probed beside the asked port (none through a proxy)
     tls: bool
     host_header: str | None  # sent instead of the URL's host
+    # the rest of what the user asked (timeouts, trust, data, key): the probes' settings
+    options: DoctorOptions = field(default_factory=lambda: DoctorOptions())
 
     @property
     def resolve_name(self) -> bool:
@@ -201,6 +236,7 @@ def make_plan(url: str, options: DoctorOptions) -> Plan:
         neighbours=neighbours,
         tls=target.scheme == "https",
         host_header=options.host_header,
+        options=options,
     )
 
 
@@ -240,17 +276,17 @@ def plan_app(
         except orjson.JSONDecodeError:
             instances = None
     else:
-        example = example_for(spec, route)
-        if example is not None:
-            payload, source = orjson.dumps(example), "the server's OpenAPI example"
-            instances = instances_of(example)
+        example = request_example(spec, route)
+        if example.body is not None:
+            payload, source = orjson.dumps(example.body), "the server's OpenAPI example"
+            instances = example.instances
     large = narrowing = None
     count = 0
     servepath = is_servepath_spec(spec)
     # Only a server known to take the Vertex form gets the batch; another API might answer a
     # body it does not understand with an error that says nothing about the path.
     if servepath and instances and large_bytes > 0:
-        limit = _max_instances(spec)
+        limit = batch_limit(spec)
         large, count = _batch(instances[0], large_bytes, limit)
         narrowing, _ = _batch(instances[0], NARROWING_REQUEST_BYTES, limit)
     return AppPlan(
@@ -268,17 +304,430 @@ def plan_app(
     )
 
 
-def _max_instances(spec: dict[str, Any] | None) -> int:
-    try:
-        limit = spec["components"]["schemas"]["VertexRequest"]["properties"]["instances"][  # type: ignore[index]
-            "maxItems"
-        ]
-    except (KeyError, TypeError):
-        return 1000
-    return int(limit) if isinstance(limit, int) and limit > 0 else 1000
-
-
 def _batch(instance: dict[str, Any], target_bytes: int, limit: int) -> tuple[bytes, int]:
     one = len(orjson.dumps(instance)) + 1
     count = max(1, min(limit, -(-target_bytes // one)))
     return orjson.dumps({"instances": [instance] * count}), count
+
+
+# --- the next probe, from what was seen so far ------------------------------------------------
+#
+# observe() asks next_step() for a probe, runs it, records what it saw and the step's kind in
+# ``obs.done``, and asks again until the answer is None. Each rule below is guarded by
+# ``done``, so the rules read top to bottom in the order the probes run, and a rule whose
+# facts a later probe cannot change is never asked twice.
+
+#: The request the doctor sends in each HTTP step, and where observe() records its answer.
+HttpKind = Literal["health", "health route", "openapi", "predict", "large", "echo"]
+
+
+@dataclass(frozen=True)
+class Resolve:
+    """Ask DNS for the target's name (AAAA only when A gave no address)."""
+
+    name: str
+    rdtype: Literal["A", "AAAA"]
+
+    @property
+    def kind(self) -> str:
+        return f"dns {self.rdtype}"
+
+
+@dataclass(frozen=True)
+class InspectAddress:
+    """Whether the address is this machine's own, and the kernel's route to it."""
+
+    address: str
+    kind: str = "address"
+
+
+@dataclass(frozen=True)
+class ResolveProxy:
+    """The forward proxy's address: the transport is probed there, not at the target."""
+
+    host: str
+    port: int
+    kind: str = "proxy address"
+
+
+@dataclass(frozen=True)
+class Transport:
+    """The trace and the port scan at once, so that a filtered port costs one timeout."""
+
+    address: str
+    port: int
+    ports: tuple[int, ...]  # the asked one first, then the neighbours
+    kind: str = "transport"
+
+
+@dataclass(frozen=True)
+class LookInside:
+    """On this machine's own address: the mapping into a container (an open port), or the
+    containers that listen with nothing published (a closed one)."""
+
+    port: int
+    reachable: bool
+    kind: str = "containers"
+
+
+@dataclass(frozen=True)
+class FindServices:
+    """Ask the open neighbour ports whether a model API answers there instead."""
+
+    address: str
+    ports: tuple[int, ...]
+    kind: str = "other services"
+
+
+@dataclass(frozen=True)
+class ProbeTls:
+    """A TLS handshake with the target (``on_plain``: on an http:// URL's port)."""
+
+    address: str
+    port: int
+    servername: str
+    cafile: str | None
+    on_plain: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "tls on plain" if self.on_plain else "tls"
+
+
+@dataclass(frozen=True)
+class Sniff:
+    """Read the port's first bytes: what it speaks, when HTTP or TLS failed."""
+
+    address: str
+    port: int
+    server_name: str
+    kind: str = "sniff"
+
+
+@dataclass(frozen=True)
+class HttpStep:
+    """One request as the plan has it (proxy, --resolve, --host-header, key, trust)."""
+
+    what: HttpKind
+    url: str
+    method: str = "GET"
+    content: bytes | None = None
+    follow: bool = True
+    timeout: float | None = None  # None: --http-timeout
+    keep_body: int | None = None  # None: the whole body, to the driver's limit
+
+    @property
+    def kind(self) -> str:
+        return self.what
+
+
+@dataclass(frozen=True)
+class PlanApp:
+    """The app stage's requests, decided from the OpenAPI document: nothing to send."""
+
+    app: AppPlan
+    kind: str = "app plan"
+
+
+@dataclass(frozen=True)
+class TryNames:
+    """Ask the same address for the health route under other names (a web server's default
+    site answered); the names come from :func:`candidate_names`."""
+
+    url: str
+    port: int
+    after: Literal["health", "predict"]
+
+    @property
+    def kind(self) -> str:
+        return f"names after {self.after}"
+
+
+@dataclass(frozen=True)
+class NarrowMtu:
+    """Repeat a smaller request at shrinking segment sizes: where the large one stalled."""
+
+    address: str
+    port: int
+    request: bytes
+    wait: float
+    kind: str = "mtu narrowing"
+
+
+@dataclass(frozen=True)
+class LocateMtuHop:
+    """The hop after which packets of ``size`` bytes are lost."""
+
+    address: str
+    size: int
+    kind: str = "mtu hop"
+
+
+Step = (
+    Resolve
+    | InspectAddress
+    | ResolveProxy
+    | Transport
+    | LookInside
+    | FindServices
+    | ProbeTls
+    | Sniff
+    | HttpStep
+    | PlanApp
+    | TryNames
+    | NarrowMtu
+    | LocateMtuHop
+)
+
+
+def next_step(obs: Observations) -> Step | None:
+    """The next probe the doctor runs, given what it has seen so far; None: the walk is over."""
+    return _locate(obs) or _reach(obs) or _ask_http(obs)
+
+
+def _locate(obs: Observations) -> Step | None:
+    plan, done = obs.plan, obs.done
+    if plan.pinned is None:
+        if "dns A" not in done:
+            return Resolve(plan.target.host, "A")
+        if obs.address is None and "dns AAAA" not in done:  # an IPv6-only name
+            return Resolve(plan.target.host, "AAAA")
+    if obs.address is not None and "address" not in done:
+        return InspectAddress(obs.address)
+    return None
+
+
+def _reach(obs: Observations) -> Step | None:
+    plan, done = obs.plan, obs.done
+    proxy_at = plan.proxy_endpoint()
+    if proxy_at is not None and "proxy address" not in done:
+        return ResolveProxy(*proxy_at)
+    target = obs.probe_target if proxy_at is not None else None
+    if proxy_at is None and obs.address is not None:
+        target = (obs.address, plan.target.port)
+    if target is not None and "transport" not in done:
+        return Transport(target[0], target[1], (target[1], *plan.neighbours))
+    reachable = asked_port_open(obs)
+    if obs.own_address and plan.direct and "containers" not in done:
+        return LookInside(plan.target.port, reachable)
+    if plan.direct and obs.ports is not None and not reachable and "other services" not in done:
+        candidates = tuple(
+            r.port for r in obs.ports.results if r.port != plan.target.port and r.state == "open"
+        )
+        if candidates and obs.address is not None:
+            return FindServices(obs.address, candidates)
+    return None
+
+
+def _ask_http(obs: Observations) -> Step | None:
+    plan = obs.plan
+    if not (asked_port_open(obs) or not plan.direct):
+        return None
+    if plan.tls and plan.direct:
+        step = _tls_first(obs)
+        if step is not None or not _tls_lets_http_through(obs):
+            return step
+    health = obs.health
+    if health is None:
+        return HttpStep("health", plan.target.origin + "/")
+    if plan.direct and health.error is not None and health.error.kind in ("protocol", "reset"):
+        return _what_speaks_there(obs)
+    if health.error is not None or health.status is None:
+        return None
+    return _ask_app(obs)
+
+
+def _tls_first(obs: Observations) -> Step | None:
+    target = obs.plan.target
+    if obs.tls is None:
+        address = obs.address or target.host
+        return ProbeTls(address, target.port, target.host, obs.plan.options.cafile)
+    tls = obs.tls
+    silent = tls.protocol is None and tls.certificate is None and tls.failure
+    if (tls.failure == "handshake_failed" or silent) and "sniff" not in obs.done:
+        return _sniff(obs)
+    return None
+
+
+def _tls_lets_http_through(obs: Observations) -> bool:
+    # every https request would fail as the handshake did (or hang on another protocol),
+    # unless --insecure looks past a certificate that is only untrusted
+    tls = obs.tls
+    assert tls is not None
+    return tls.ok or (obs.plan.options.insecure and untrusted_only(tls))
+
+
+def _what_speaks_there(obs: Observations) -> Step | None:
+    """The health request failed below HTTP: TLS on a plain port, or another protocol."""
+    target = obs.plan.target
+    if target.scheme == "http":
+        if "tls on plain" not in obs.done:
+            address = obs.address or target.host
+            return ProbeTls(address, target.port, target.host, None, on_plain=True)
+        if obs.tls_on_plain is not None:
+            return None
+    return _sniff(obs) if "sniff" not in obs.done else None
+
+
+def _sniff(obs: Observations) -> Step | None:
+    if obs.address is None:
+        return None
+    return Sniff(obs.address, obs.plan.target.port, obs.host)
+
+
+def _ask_app(obs: Observations) -> Step | None:
+    plan, done = obs.plan, obs.done
+    origin = plan.target.origin
+    health = obs.health
+    assert health is not None
+    if "openapi" not in done:
+        return HttpStep("openapi", origin + OPENAPI_ROUTE)
+    app = obs.app_plan
+    if app is None:
+        options = plan.options
+        return PlanApp(
+            plan_app(plan.target, obs.spec, options.data, large_bytes=options.large_bytes)
+        )
+    moved_health = app.health_route != "/" and app.contract.documented
+    if (
+        health.status == 404
+        and from_servepath(health)
+        and moved_health
+        and "health route" not in done
+    ):  # a server with AIP_HEALTH_ROUTE: its health is elsewhere
+        return HttpStep("health route", origin + app.health_route)
+    if serves_someone_else(health) and "names after health" not in done:
+        names = _try_names(obs, "health")
+        if names is not None:
+            return names
+    if app.payload is not None:
+        step = _predict(obs, app)
+        if step is not None:
+            return step
+    if app.echo_route is not None and app.servepath and "echo" not in done:
+        return HttpStep("echo", origin + app.echo_route)
+    return None
+
+
+def _try_names(obs: Observations, after: Literal["health", "predict"]) -> TryNames | None:
+    if obs.address is None or not obs.plan.direct:
+        return None
+    target = obs.plan.target
+    url = f"{target.scheme}://{url_host(obs.address)}:{target.port}/"
+    return TryNames(url, target.port, after)
+
+
+def _predict(obs: Observations, app: AppPlan) -> Step | None:
+    """The example prediction, then (when it passed) the large request and its narrowing."""
+    plan, done = obs.plan, obs.done
+    url = plan.target.origin + app.route
+    if obs.app is None:
+        return HttpStep("predict", url, "POST", app.payload, follow=False, keep_body=64_000)
+    if serves_someone_else(obs.app) and not obs.vhost_trials and "names after predict" not in done:
+        names = _try_names(obs, "predict")
+        if names is not None:
+            return names
+    if not obs.app.ok or app.large is None:
+        return None
+    if obs.large is None:
+        wait = large_wait(obs)
+        return HttpStep("large", url, "POST", app.large, follow=False, timeout=wait, keep_body=0)
+    return _narrow(obs, app)
+
+
+def _narrow(obs: Observations, app: AppPlan) -> Step | None:
+    """After a large request that stalled where the small one passed: where packets die."""
+    plan, done = obs.plan, obs.done
+    assert obs.large is not None
+    error = obs.large.error
+    stalled = error is not None and error.kind in ("read_timeout", "write_timeout")
+    # the narrowing speaks plain HTTP on raw sockets, straight to the address
+    narrowable = plan.direct and obs.address is not None and plan.target.scheme == "http"
+    if not stalled or not narrowable or app.narrowing is None or obs.address is None:
+        return None
+    if "mtu narrowing" not in done:
+        request = raw_request(plan, app.route, app.narrowing)
+        return NarrowMtu(obs.address, plan.target.port, request, large_wait(obs))
+    mtu = obs.mtu
+    if mtu is None or mtu.largest_passing_mss is None or mtu.smallest_stalling_mss is None:
+        return None
+    if "mtu hop" in done:
+        return None
+    header = 60 if ":" in obs.address else 40  # IPv6's header, else IPv4's with TCP's
+    return LocateMtuHop(obs.address, mtu.smallest_stalling_mss + header)
+
+
+# --- the pure parts of the probes' follow-ups -------------------------------------------------
+
+
+def chosen_address(report: DnsReport) -> str | None:
+    """The address a client would dial, by source: RFC 6761, getaddrinfo, resolv.conf, named."""
+    for source in ("rfc6761", "getaddrinfo", "resolv.conf", "named"):
+        for answer in report.answers:
+            if answer.source == source and answer.outcome == "ok" and answer.values:
+                return answer.values[0]
+    return None
+
+
+def asked_port_open(obs: Observations) -> bool:
+    """The port scan found the asked port (or the forward proxy's) open."""
+    if obs.ports is None or obs.probe_target is None:
+        return False
+    return any(r.port == obs.probe_target[1] and r.state == "open" for r in obs.ports.results)
+
+
+def answers_tls(report: TlsReport) -> bool:
+    """The port answered a TLS handshake far enough to name a protocol or a certificate."""
+    return report.protocol is not None or report.certificate is not None
+
+
+def serves_someone_else(report: HttpReport) -> bool:
+    """A web server that is not servepath answered with its default site's refusal."""
+    return (
+        report.error is None
+        and report.status is not None
+        and report.status in (400, 403, 404, 405, 421)
+        and not from_servepath(report)
+        and looks_like_web_server(report)
+    )
+
+
+def candidate_names(obs: Observations, reverse: list[str]) -> list[tuple[str, str]]:
+    """Names that may select the service's site on this address, and where each came from.
+
+    :param reverse: the names reverse DNS gave for the address.
+    """
+    names: list[tuple[str, str]] = []
+    target = obs.plan.target
+    if obs.plan.host_header and not is_ip_literal(target.host):
+        names.append((target.host, "the URL"))  # --host-header replaced the URL's name
+    if obs.tls is not None and obs.tls.certificate is not None:
+        for name in obs.tls.certificate.dns_names:
+            if not name.startswith("*."):
+                names.append((name, "the certificate"))
+    names.extend((name.rstrip("."), "reverse DNS") for name in reverse)
+    asked = (obs.plan.host_header or target.host).lower()
+    seen: dict[str, str] = {}
+    for name, source in names:
+        if name.lower() != asked and name.lower() not in seen:
+            seen[name.lower()] = source
+    return list(seen.items())[:4]
+
+
+def large_wait(obs: Observations) -> float:
+    """How long the large request may take: long enough for the model to answer a batch (ten
+    times the lone request), short enough that a stall costs about one probe timeout."""
+    options = obs.plan.options
+    small_s = obs.app.final.phases.total_ms / 1000 if obs.app and obs.app.hops else 0.0
+    return min(options.http_timeout, max(options.timeout, 10 * small_s))
+
+
+def raw_request(plan: Plan, route: str, body: bytes) -> bytes:
+    """The MTU narrowing's request, as bytes for a raw socket."""
+    host = plan.headers()[0][1] if plan.host_header else plan.target.host_endpoint
+    head = (
+        f"POST {route} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n"
+        "User-Agent: servepath-doctor (mtu)\r\n\r\n"
+    )
+    return head.encode("latin-1") + body

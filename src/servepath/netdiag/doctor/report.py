@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from servepath.netdiag.doctor.causes import Cause, Explanation
+from servepath.netdiag.doctor.causes import Cause, Explanation, explain
 
 StageStatus = Literal["ok", "warn", "fail", "skip"]
 
@@ -70,3 +70,43 @@ class DoctorReport:
             "fix": list(self.explanation.fix),
             "elapsed_s": round(self.elapsed_s, 3),
         }
+
+
+@dataclass
+class Verdict:
+    """Stages as they are added, and the first failed one that names a cause: the verdict."""
+
+    stages: list[Stage] = field(default_factory=list)
+    failed: tuple[str, Cause, dict[str, Any]] | None = None
+
+    def add(self, stage: Stage, cause: Cause | None = None, **context: Any) -> None:
+        """Add ``stage``; a failed one with a ``cause`` is the verdict unless one came first.
+
+        :param context: the facts the cause's explanation needs.
+        """
+        self.stages.append(stage)
+        if stage.status == "fail" and self.failed is None and cause is not None:
+            self.failed = (stage.name, cause, context)
+
+    @property
+    def broken(self) -> str | None:
+        """The summary of the first failed stage: why later stages were not tried."""
+        for stage in self.stages:
+            if stage.status == "fail":
+                return f"{stage.name} failed"
+        return None
+
+    def report(
+        self, url: str, context: dict[str, Any], elapsed_s: float, *, strict: bool = False
+    ) -> DoctorReport:
+        """The report: the stages, and the verdict explained with ``context`` and its own facts.
+
+        :param strict: raise when the explanation needs a fact the run lacks (the tests).
+        """
+        name: str | None = None
+        cause: Cause = "ok"
+        extra: dict[str, Any] = {}
+        if self.failed is not None:
+            name, cause, extra = self.failed
+        explanation = explain(cause, {**context, **extra}, strict=strict)
+        return DoctorReport(url, tuple(self.stages), name, cause, explanation, elapsed_s)
