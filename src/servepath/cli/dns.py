@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
-from servepath.errors import ServepathError
 
 if TYPE_CHECKING:
     from servepath.netdiag.dns import DnsReport
@@ -69,28 +68,22 @@ def dns(
     Answers, TTLs, the CNAME chain and the time of each resolver, and whether they agree.
     Exit 0 when every resolver answered and they agree, 1 otherwise.
     """
-    from servepath.netdiag.dns import ResolverSpecError, parse_nameserver, probe_dns
+    from servepath.netdiag.dns import parse_nameserver, probe_dns
 
     out = get_output()
-    try:
-        servers = [parse_nameserver(spec) for spec in resolver or []]
-    except ResolverSpecError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--resolver") from exc
+    servers = [parse_nameserver(spec) for spec in resolver or []]
     if timeout <= 0:
         raise typer.BadParameter("must be positive", param_hint="--timeout")
     if not system and not servers:
         raise typer.BadParameter("--no-system needs at least one --resolver")
-    try:
-        report = probe_dns(
-            name,
-            rrtype,
-            resolvers=servers,
-            system=system,
-            resolv_conf=resolv_conf,
-            timeout=timeout,
-        )
-    except ServepathError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    report = probe_dns(
+        name,
+        rrtype,
+        resolvers=servers,
+        system=system,
+        resolv_conf=resolv_conf,
+        timeout=timeout,
+    )
     if json_out:
         out.json(report)
     else:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, base_settings, get_output
-from servepath.cli._client_options import CafileOption, InsecureOption, ProxyOption
-from servepath.errors import ConfigError, ServepathError
+from servepath.cli._client_options import CafileOption, InsecureOption, ProxyOption, read_input
 
 if TYPE_CHECKING:
     from servepath.netdiag.http import HttpHop, HttpReport
@@ -75,46 +73,30 @@ def http(
     headers = [parse_header(h) for h in header or []]
     if timeout <= 0:
         raise typer.BadParameter("must be positive", param_hint="--timeout")
-    content: bytes | None = None
-    if data is not None:
-        try:
-            content = sys.stdin.buffer.read() if data == "-" else Path(data).read_bytes()
-        except OSError as exc:
-            raise typer.BadParameter(
-                f"cannot read {data}: {exc.strerror}", param_hint="--data"
-            ) from exc
+    content = read_input(data) if data is not None else None
     if cafile is not None and not cafile.is_file():
         raise typer.BadParameter(f"{cafile} is not a file", param_hint="--cafile")
-    try:
-        settings = base_settings()
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    settings = base_settings()
     proxy_env = settings.proxy
     if cafile is not None and not insecure:
         from servepath.client import Trust
-        from servepath.errors import UsageError
 
-        try:  # a --cafile that cannot be read is bad usage, whatever the URL's scheme
-            Trust(cafile=str(cafile)).context()
-        except UsageError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--cafile") from exc
+        # a --cafile that cannot be read is bad usage, whatever the URL's scheme
+        Trust(cafile=str(cafile)).context()
     if cafile is None and not insecure and settings.ssl_cert_file:
         cafile = Path(settings.ssl_cert_file)
-    try:
-        report = probe_http(
-            url,
-            method=method,
-            content=content,
-            headers=headers,
-            timeout=timeout,
-            proxy_env=proxy_env,
-            proxy=proxy,
-            follow=not no_follow,
-            verify=not insecure,
-            cafile=str(cafile) if cafile else None,
-        )
-    except ServepathError as exc:  # a CA bundle or proxy that cannot be used
-        raise typer.BadParameter(str(exc)) from exc
+    report = probe_http(
+        url,
+        method=method,
+        content=content,
+        headers=headers,
+        timeout=timeout,
+        proxy_env=proxy_env,
+        proxy=proxy,
+        follow=not no_follow,
+        verify=not insecure,
+        cafile=str(cafile) if cafile else None,
+    )
     if report.error is not None and report.error.kind == "invalid_url" and not report.hops:
         raise typer.BadParameter(report.error.message, param_hint="URL")
     if json_out:

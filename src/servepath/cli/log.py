@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from servepath.cli._app import EXIT_PROBLEM, app, base_settings, fail, get_output
-from servepath.errors import ConfigError
+from servepath.cli._app import app, base_settings, get_output
 
 if TYPE_CHECKING:
     from servepath.output import Grid, Output
     from servepath.store.base import PredictionRecord
     from servepath.store.reader import LogReader, LogStats
 
-T = TypeVar("T")
 
 log_app = typer.Typer(
     name="log",
@@ -76,10 +73,8 @@ def log_recent(
         return
     out = get_output()
     since_ts = _since(since)
-    with _reader(out, store, json_) as reader:
-        records = _or_exit(
-            out, json_, lambda: reader.recent(limit=limit, since=since_ts, request_id=request_id)
-        )
+    with _reader(store) as reader:
+        records = reader.recent(limit=limit, since=since_ts, request_id=request_id)
         target = reader.target
     if json_:
         out.json(records)
@@ -98,8 +93,8 @@ def log_stats(store: StoreOpt = None, since: SinceOpt = None, json_: JsonOpt = F
     """Counts by decision, cache hit rate and latency percentiles, per model version."""
     out = get_output()
     since_ts = _since(since)
-    with _reader(out, store, json_) as reader:
-        stats = _or_exit(out, json_, lambda: reader.stats(since=since_ts))
+    with _reader(store) as reader:
+        stats = reader.stats(since=since_ts)
     if json_:
         out.json(stats)
         return
@@ -109,37 +104,13 @@ def log_stats(store: StoreOpt = None, since: SinceOpt = None, json_: JsonOpt = F
 def _since(text: str | None) -> float | None:
     from servepath.store.reader import parse_since
 
-    if text is None:
-        return None
-    try:
-        return parse_since(text, time.time())
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    return None if text is None else parse_since(text, time.time())
 
 
-def _reader(out: Output, store: str | None, json_out: bool) -> LogReader:
+def _reader(store: str | None) -> LogReader:
     from servepath.store.factory import open_reader
-    from servepath.store.reader import StoreUnavailable
 
-    try:
-        settings = base_settings()
-    except ConfigError as exc:  # the environment, not a flag of this command
-        raise typer.BadParameter(str(exc)) from None
-    try:
-        return open_reader(settings.replace(store_url=store))
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--store") from None
-    except StoreUnavailable as exc:
-        fail(out, json_out, "store_unavailable", str(exc), code=EXIT_PROBLEM, store=exc.target)
-
-
-def _or_exit(out: Output, json_out: bool, read: Callable[[], T]) -> T:
-    from servepath.store.reader import StoreUnavailable
-
-    try:
-        return read()
-    except StoreUnavailable as exc:
-        fail(out, json_out, "store_unavailable", str(exc), code=EXIT_PROBLEM, store=exc.target)
+    return open_reader(base_settings().replace(store_url=store))
 
 
 def _time(ts: float) -> str:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, fail, get_output
+from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, failure_context, get_output
 from servepath.netdiag.services import DEFAULT_PORTS
 
 if TYPE_CHECKING:
@@ -141,19 +141,14 @@ def ports_command(
     the way); unreachable: an ICMP error, with the address that sent it (a firewall REJECT
     names its hop). Exit 0 when every port asked is open, 1 otherwise.
     """
-    from servepath.netdiag.ports import ResolveError, scan_ports
-    from servepath.netdiag.services import PortSpecError, parse_ports
+    from servepath.netdiag.ports import scan_ports
+    from servepath.netdiag.services import parse_ports
 
     out = get_output()
-    try:
-        wanted = parse_ports(ports) if ports is not None else DEFAULT_PORTS
-    except PortSpecError as exc:
-        raise typer.BadParameter(str(exc), param_hint="PORTS") from exc
+    wanted = parse_ports(ports) if ports is not None else DEFAULT_PORTS
+    failure_context(host=host, ports=list(wanted))
     _allow_open_files(min(len(wanted), concurrency) + 64)
-    try:
-        scan = scan_ports(host, wanted, timeout=timeout, concurrency=concurrency)
-    except ResolveError as exc:
-        fail(out, json_out, "dns", str(exc), host=host, ports=list(wanted))
+    scan = scan_ports(host, wanted, timeout=timeout, concurrency=concurrency)
     if json_out:
         out.json(scan)
     else:

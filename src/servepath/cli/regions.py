@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
-from servepath.errors import ServepathError
 
 if TYPE_CHECKING:
     from servepath.output import Cell, Output
@@ -41,10 +40,6 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _usage_error(out: Output, exc: Exception) -> typer.BadParameter:
-    return typer.BadParameter(str(exc))
 
 
 def _ms(value: float | None, digits: int = 1) -> str:
@@ -90,12 +85,9 @@ def matrix(
     from servepath.regions.model import DEFAULT_MODEL, latency_matrix
 
     out = get_output()
-    try:
-        chosen = resolve_regions(_split(regions))
-    except ServepathError as exc:
-        raise _usage_error(out, exc) from exc
+    chosen = resolve_regions(_split(regions))
     if not chosen:
-        raise _usage_error(out, ValueError("--regions needs at least one region id"))
+        raise typer.BadParameter("--regions needs at least one region id")
     result = latency_matrix(chosen, DEFAULT_MODEL)
     if plot is not None:
         from servepath.regions.plot import plot_matrix
@@ -166,20 +158,17 @@ def place_command(
     from servepath.regions.place import parse_callers, place
 
     out = get_output()
-    try:
-        weights: dict[Region, float] = {}
-        for region_id, weight in parse_callers(callers):
-            region = get_region(region_id)
-            weights[region] = weights.get(region, 0.0) + weight
-        if candidates is not None:
-            pool = resolve_regions(_split(candidates))
-            if provider is not None:
-                pool = [r for r in pool if r.provider == provider]
-        else:
-            pool = list(regions_of(provider))
-        ranked = place(weights, pool, model=DEFAULT_MODEL, by=by)
-    except ServepathError as exc:
-        raise _usage_error(out, exc) from exc
+    weights: dict[Region, float] = {}
+    for region_id, weight in parse_callers(callers):
+        region = get_region(region_id)
+        weights[region] = weights.get(region, 0.0) + weight
+    if candidates is not None:
+        pool = resolve_regions(_split(candidates))
+        if provider is not None:
+            pool = [r for r in pool if r.provider == provider]
+    else:
+        pool = list(regions_of(provider))
+    ranked = place(weights, pool, model=DEFAULT_MODEL, by=by)
     shown = ranked[:top]
     if json_out:
         out.json(
@@ -266,12 +255,9 @@ def measure_command(
     from servepath.regions.model import DEFAULT_MODEL
 
     out = get_output()
-    try:
-        parsed = [parse_target(t, port) for t in targets]
-        origin = get_region(from_region) if from_region else None
-        named = {t.region: get_region(t.region) for t in parsed if t.region}
-    except ServepathError as exc:
-        raise _usage_error(out, exc) from exc
+    parsed = [parse_target(t, port) for t in targets]
+    origin = get_region(from_region) if from_region else None
+    named = {t.region: get_region(t.region) for t in parsed if t.region}
     report = measure(
         parsed,
         samples=samples,

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, base_settings, get_output
-from servepath.cli._client_options import ApiKeyOption, CafileOption, InsecureOption, ProxyOption
-from servepath.errors import ConfigError, UsageError
+from servepath.cli._client_options import (
+    ApiKeyOption,
+    CafileOption,
+    InsecureOption,
+    ProxyOption,
+    read_input,
+)
+from servepath.errors import ClientFailure, ExampleUnavailable, InputNotRead
 
 if TYPE_CHECKING:
     from servepath.client import RequestResult
@@ -20,8 +24,11 @@ if TYPE_CHECKING:
 def _load_data(data: str) -> Any:
     import orjson
 
-    raw = sys.stdin.buffer.read() if data == "-" else Path(data).read_bytes()
-    return orjson.loads(raw)
+    raw = read_input(data)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InputNotRead(data, str(exc)) from exc
 
 
 @app.command()
@@ -56,8 +63,6 @@ def request(
     Exit 0 on a 2xx answer, 1 otherwise, 2 on bad usage.
     """
     from servepath.client import (
-        ClientFailure,
-        ExampleUnavailable,
         Trust,
         auth_headers,
         example_from_spec,
@@ -77,50 +82,41 @@ def request(
         raise typer.BadParameter("must be positive", param_hint="--timeout")
     if cafile is not None and not cafile.is_file():
         raise typer.BadParameter(f"{cafile} is not a file", param_hint="--cafile")
-    try:
-        settings = base_settings()
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    settings = base_settings()
     env = settings.proxy
     trust = Trust.resolve(str(cafile) if cafile else None, insecure, settings.ssl_cert_file)
     auth = auth_headers(api_key or settings.api_key)
     spec: dict[str, Any] | None = None
     payload: Any = None
-    try:
-        if url.startswith("https://"):
-            trust.context()  # a CA bundle that cannot be read is bad usage, before any request
-        if data is not None:
-            try:
-                payload = _load_data(data)
-            except (OSError, ValueError) as exc:
-                raise typer.BadParameter(f"cannot read {data}: {exc}", param_hint="--data") from exc
-            if names_no_route(url):
-                # only the server knows its predict route; without its document, the default
-                try:
-                    spec = fetch_spec(
-                        url, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust, headers=auth
-                    )
-                except (ExampleUnavailable, ClientFailure):
-                    spec = None
-        else:
+    if url.startswith("https://"):
+        trust.context()  # a CA bundle that cannot be read is bad usage, before any request
+    if data is not None:
+        payload = _load_data(data)
+        if names_no_route(url):
+            # only the server knows its predict route; without its document, the default
             try:
                 spec = fetch_spec(
                     url, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust, headers=auth
                 )
-                payload = example_from_spec(spec, url)
-            except ClientFailure as exc:
+            except (ExampleUnavailable, ClientFailure):  # then the default route
+                spec = None
+    else:
+        try:
+            spec = fetch_spec(
+                url, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust, headers=auth
+            )
+            payload = example_from_spec(spec, url)
+        except ClientFailure as exc:  # the failed request is the result this command shows
+            _finish(out, json_out, None, exc.result)
+        except ExampleUnavailable as exc:
+            if exc.result is not None:
                 _finish(out, json_out, None, exc.result)
-            except ExampleUnavailable as exc:
-                if exc.result is not None:
-                    _finish(out, json_out, None, exc.result)
-                _finish_message(out, json_out, url, exc.failure, str(exc))
-        target = predict_url(url, spec)
-        result = send_request(
-            target, payload, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust,
-            headers=auth,
-        )  # fmt: skip
-    except UsageError as exc:  # a CA bundle or a proxy URL that cannot be used
-        raise typer.BadParameter(str(exc)) from exc
+            _finish_message(out, json_out, url, exc.failure, str(exc))
+    target = predict_url(url, spec)
+    result = send_request(
+        target, payload, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust,
+        headers=auth,
+    )  # fmt: skip
     _finish(out, json_out, payload, result)
 
 

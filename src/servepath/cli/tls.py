@@ -7,8 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, base_settings, get_output
-from servepath.errors import ConfigError, EndpointError, ServepathError
+from servepath.cli._app import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    app,
+    base_settings,
+    get_output,
+)
 
 if TYPE_CHECKING:
     from servepath.netdiag.tls import TlsReport
@@ -47,14 +52,8 @@ def tls(
     from servepath.netdiag.tls import parse_target, probe_tls
 
     out = get_output()
-    try:
-        host, port = parse_target(target)
-    except EndpointError as exc:
-        raise typer.BadParameter(str(exc), param_hint="TARGET") from exc
-    try:
-        settings = base_settings()
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    host, port = parse_target(target)
+    settings = base_settings()
     source = "--cafile"
     if cafile is None and settings.ssl_cert_file:
         cafile, source = Path(settings.ssl_cert_file), "SSL_CERT_FILE"
@@ -62,16 +61,9 @@ def tls(
         raise typer.BadParameter(f"{cafile} is not a file", param_hint=source)
     if timeout <= 0:
         raise typer.BadParameter("must be positive", param_hint="--timeout")
-    try:
-        report = probe_tls(
-            host,
-            port,
-            servername=servername,
-            cafile=str(cafile) if cafile else None,
-            timeout=timeout,
-        )
-    except ServepathError as exc:
-        raise typer.BadParameter(str(exc), param_hint=source) from exc
+    report = probe_tls(
+        host, port, servername=servername, cafile=str(cafile) if cafile else None, timeout=timeout
+    )
     if json_out:
         out.json(report)
     else:

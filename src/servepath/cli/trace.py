@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, fail, get_output
+from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, failure_context, get_output
 
 if TYPE_CHECKING:
     from servepath.netdiag.trace import Hop, Trace
@@ -107,26 +107,21 @@ def trace_command(
 
     Every TTL is probed at once, without root. Exit 0 when HOST was reached, 1 otherwise.
     """
-    from servepath.netdiag.ports import ResolveError
-    from servepath.netdiag.trace import TraceError, trace
+    from servepath.netdiag.trace import trace
 
     out = get_output()
     if protocol is ProtocolChoice.icmp and port is not None:
         raise typer.BadParameter("ICMP echo has no port", param_hint="--port")
-    try:
-        result = trace(
-            host,
-            protocol=protocol.value,
-            port=port,
-            max_hops=max_hops,
-            queries=queries,
-            timeout=timeout,
-            resolve_names=not numeric,
-        )
-    except ResolveError as exc:
-        fail(out, json_out, "dns", str(exc), target=host, reached=False, hops=[])
-    except TraceError as exc:
-        fail(out, json_out, "trace_failed", str(exc), target=host, reached=False, hops=[])
+    failure_context(target=host, reached=False, hops=[])
+    result = trace(
+        host,
+        protocol=protocol.value,
+        port=port,
+        max_hops=max_hops,
+        queries=queries,
+        timeout=timeout,
+        resolve_names=not numeric,
+    )
     if json_out:
         out.json(result)
     else:

@@ -10,18 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from servepath.errors import ServepathError
+from servepath.errors import ReportNotWritten
 
-__all__ = ["ReportNotWritten", "write_page"]
-
-
-class ReportNotWritten(ServepathError):
-    """The picture could not be written where the caller asked."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"cannot write {path}: {reason}")
-        self.path = path
-        self.reason = reason
+__all__ = ["write_page"]
 
 
 def write_page(path: Path, text: str) -> Path:
