@@ -394,6 +394,22 @@ class LoadError(ServepathError):
     failure = "load_failed"
 
 
+class BindFailed(ServepathError):
+    """The server could not take its port (in use, not permitted, no such address)."""
+
+    failure = "bind"
+
+
+class ExampleModelNotWritten(ServepathError):
+    """The example model could not be trained into the data directory."""
+
+    failure = "model"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cannot write the example model: {reason}")
+        self.reason = reason
+
+
 class CacheUnavailable(ServepathError):
     """The cache could not answer within its timeout, or is backing off after failures."""
 
