@@ -354,13 +354,17 @@ class ExampleUnavailable(ProblemFound):
     """The server's OpenAPI document has no example for the route (or there is no document)."""
 
     def __init__(
-        self, message: str, *, failure: str = "no_example", result: RequestResult | None = None
+        self,
+        message: str,
+        *,
+        failure: str = "no_example",
+        result: RequestResult | None = None,
+        hints: Sequence[str] = (),
     ) -> None:
         super().__init__(message)
         self.failure = failure
         self.result = result
-        if result is not None:
-            self.hints = tuple(result.hints)
+        self.hints = tuple(result.hints) if result is not None else tuple(hints)
 
 
 class ClientFailure(ProblemFound):

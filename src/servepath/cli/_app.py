@@ -15,12 +15,11 @@ Commands handle no errors of their own: :meth:`LazyGroup.main` holds the one map
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import get_close_matches
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -43,11 +42,9 @@ __all__ = [
     "app",
     "base_settings",
     "exit_code_of",
-    "fail",
     "failure_context",
     "failure_document",
     "get_output",
-    "usage_error",
 ]
 
 # Exit codes shared by every command.
@@ -347,29 +344,4 @@ def get_output() -> Output:
 
 def base_settings() -> Settings:
     """Settings from the environment; each command applies its flags on top."""
-    return Settings.from_env(os.environ)
-
-
-def usage_error(message: str, param: str | None = None) -> NoReturn:
-    """Stop with exit code 2 (and, under --json, the same as a JSON document)."""
-    raise typer.BadParameter(message, param_hint=param)
-
-
-def fail(
-    out: Output,
-    json_out: bool,
-    failure: str,
-    message: str,
-    *,
-    code: int = EXIT_PROBLEM,
-    hints: Sequence[str] = (),
-    **data: Any,
-) -> NoReturn:
-    """Report a failure that is an outcome, not an error: the message and its hints on
-    stderr, and under ``--json`` a JSON document on stdout too (``ok``, ``failure``,
-    ``message``, ``hints`` and what else the command knows)."""
-    if json_out:
-        out.json({"ok": False, "failure": failure, "message": message, "hints": list(hints),
-                  **data})  # fmt: skip
-    out.error(message, hints)
-    raise typer.Exit(code)
+    return Settings.from_env()

@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, base_settings, get_output
+from servepath.cli._app import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    app,
+    base_settings,
+    failure_context,
+    get_output,
+)
 from servepath.cli._client_options import (
     ApiKeyOption,
     CafileOption,
@@ -111,7 +118,9 @@ def request(
         except ExampleUnavailable as exc:
             if exc.result is not None:
                 _finish(out, json_out, None, exc.result)
-            _finish_message(out, json_out, url, exc.failure, str(exc))
+            failure_context(url=url, stage="openapi")
+            hints = ("pass the body with --data FILE",)
+            raise ExampleUnavailable(str(exc), failure=exc.failure, hints=hints) from exc
     target = predict_url(url, spec)
     result = send_request(
         target, payload, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust,
@@ -126,15 +135,6 @@ def _finish(out: Output, json_out: bool, payload: Any, result: RequestResult) ->
     else:
         render(out, result)
     raise typer.Exit(EXIT_OK if result.ok else EXIT_PROBLEM)
-
-
-def _finish_message(out: Output, json_out: bool, url: str, failure: str, message: str) -> None:
-    from servepath.cli._app import fail
-
-    fail(
-        out, json_out, failure, message, url=url, stage="openapi",
-        hints=("pass the body with --data FILE",),
-    )  # fmt: skip
 
 
 def render(out: Output, result: RequestResult) -> None:
