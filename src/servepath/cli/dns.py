@@ -8,20 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
+from servepath.render.text_dns import render_dns
 
 if TYPE_CHECKING:
-    from servepath.netdiag.dns import DnsReport
-    from servepath.output import Output
-
-_STYLE = {
-    "ok": "green",
-    "nxdomain": "yellow",
-    "no_answer": "yellow",
-    "servfail": "red",
-    "refused": "red",
-    "timeout": "red",
-    "error": "red",
-}
+    pass
 
 
 @app.command()
@@ -87,41 +77,5 @@ def dns(
     if json_out:
         out.json(report)
     else:
-        render(out, report)
+        render_dns(out, report)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_PROBLEM)
-
-
-def render(out: Output, report: DnsReport) -> None:
-    from servepath.output import Column, Grid
-
-    if report.literal:
-        out.print(report.verdict)
-        return
-    grid = Grid(
-        ["resolver", "outcome", "answer", Column("ttl", "right"), Column("ms", "right")],
-        title=f"{report.name} {report.rrtype}",
-    )
-    for a in report.answers:
-        resolver = a.resolver
-        if a.source == "resolv.conf":
-            resolver += " (resolv.conf)"
-        grid.add_row(
-            resolver,
-            (a.outcome, _STYLE.get(a.outcome, "")),
-            "\n".join(a.values) or "-",
-            "-" if a.ttl is None else str(a.ttl),
-            f"{a.elapsed_ms:.1f}",
-        )
-    out.table(grid)
-    chains = {a.cname_chain for a in report.answers if a.cname_chain}
-    for chain in sorted(chains):
-        who = [a.resolver for a in report.answers if a.cname_chain == chain]
-        whom = "" if len(chains) == 1 else f" ({', '.join(who)})"
-        out.print(f"CNAME chain{whom}: {' → '.join(chain)}")
-    for a in report.answers:
-        if a.outcome != "ok":
-            out.print(f"{a.resolver}: {a.detail}")
-    mark = ("agree", "green") if report.agree else ("problem", "red")
-    out.print(mark, f": {report.verdict}")
-    for note in report.notes:
-        out.print(f"note: {note}")
