@@ -21,7 +21,7 @@ import orjson
 
 from servepath.config import ProxyEnv
 from servepath.contract import OPENAPI_ROUTE, NoExample, predict_url, request_example
-from servepath.errors import ServepathError, UsageError
+from servepath.errors import ClientFailure, ExampleUnavailable, UsageError
 from servepath.netdiag.proxy import ProxyChoice, choose_proxy
 
 if TYPE_CHECKING:
@@ -148,25 +148,6 @@ class RequestResult:
             "headers": self.headers,
             "body": self.body,
         }
-
-
-class ExampleUnavailable(ServepathError):
-    """The server's OpenAPI document has no example for the route (or there is no document)."""
-
-    def __init__(
-        self, message: str, *, failure: str = "no_example", result: RequestResult | None = None
-    ) -> None:
-        super().__init__(message)
-        self.failure = failure
-        self.result = result
-
-
-class ClientFailure(ServepathError):
-    """A request did not get an answer: the named failure and the request it ended."""
-
-    def __init__(self, result: RequestResult) -> None:
-        super().__init__(f"{result.failure}: {result.message}")
-        self.result = result
 
 
 # --- URLs and the contract ----------------------------------------------------------------

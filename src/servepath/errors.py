@@ -1,21 +1,75 @@
-"""One tree of servepath errors. Status codes and exit codes are assigned at the edges."""
+"""One tree of servepath errors. Status codes and exit codes are assigned at the edges.
+
+Two categories sit under :class:`ServepathError`, and the command line maps each once
+(``servepath.cli._app``):
+
+- :class:`UsageError` — what was asked cannot be done as asked (a flag, a setting, a
+  target, a file to read or write): exit 2.
+- :class:`ProblemFound` — the thing probed is unhealthy or unreachable: exit 1.
+- any other :class:`ServepathError` is a failure (the work could not be carried out): exit
+  1 too, since to the caller of a command it is not a usage error, and scripts read 1 as
+  "not ok".
+
+Each error names its failure (``failure``, the word ``--json`` prints), may carry
+``hints``, and ``details()`` adds what else a JSON document of it should say.
+
+Errors that stay beside their code, and why:
+- ``netdiag.doctor.plan.DoctorUsageError``: the doctor's own usage error, a
+  :class:`UsageError`, raised and read only inside the doctor's plan.
+- ``model.compiled.NotCompilable``: control flow inside the compiler (the model falls back
+  to its own engine); it never leaves that module, so it is no ``ServepathError``.
+- the service's private signals (``service.protocol``, ``service.app``): they never leave
+  the connection or the app that raises them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from servepath.client import RequestResult
 
 
 class ServepathError(Exception):
     """Root of every error servepath raises on purpose."""
 
+    #: The failure's name in a JSON document (``{"ok": false, "failure": ...}``).
+    failure: str = "failed"
+    #: What the user can do about it, one sentence each.
+    hints: tuple[str, ...] = ()
 
-class ConfigError(ServepathError):
+    def details(self) -> dict[str, Any]:
+        """What a JSON document of this error says besides its failure, message and hints."""
+        return {}
+
+
+# --- categories the CLI maps to exit codes ------------------------------------------------
+
+
+class UsageError(ServepathError):
+    """What the user asked for cannot be done as asked: a bad argument, option or target."""
+
+    failure = "usage"
+
+
+class ProblemFound(ServepathError):
+    """The thing probed is unhealthy or unreachable: the command did its job and found it."""
+
+    failure = "problem"
+
+
+class ConfigError(UsageError):
     """A setting, flag or environment variable has a value servepath cannot use."""
 
 
 class ModelLoadError(ServepathError):
     """The model artifact could not be read or does not look like a model servepath can serve."""
+
+    failure = "model_load"
 
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"cannot load model {path!r}: {reason}")
@@ -198,11 +252,7 @@ class PredictionFailed(ServepathError):
     """The model raised while predicting: a server fault, not the caller's."""
 
 
-# --- categories the CLI maps to exit codes (usage: 2) ----------------------------------
-
-
-class UsageError(ServepathError):
-    """What the user asked for cannot be done as asked: a bad argument, option or target."""
+# --- usage errors ---------------------------------------------------------------------------
 
 
 class EndpointError(UsageError, ValueError):
@@ -212,3 +262,171 @@ class EndpointError(UsageError, ValueError):
         super().__init__(f"{text!r}: {reason}")
         self.text = text
         self.reason = reason
+
+
+class ResolverSpecError(EndpointError):
+    """A ``--resolver`` value that is not ``IP`` or ``IP:PORT``."""
+
+    def __init__(self, spec: str, reason: str) -> None:
+        super().__init__(spec, reason)
+        # the message names the option; .text and .reason stay as EndpointError sets them
+        self.args = (f"bad resolver {spec!r}: {reason}",)
+        self.spec = spec
+
+
+class PortSpecError(UsageError):
+    """A PORTS argument that does not parse; the message names the offending item."""
+
+    def __init__(self, spec: str, item: str, reason: str) -> None:
+        super().__init__(f"bad port {item!r} in {spec!r}: {reason}")
+        self.spec = spec
+        self.item = item
+        self.reason = reason
+
+
+class UnknownRegion(UsageError):
+    """A region id that is not in the catalogue; carries the closest ids to suggest."""
+
+    def __init__(self, region_id: str, suggestions: Sequence[str]) -> None:
+        hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
+        super().__init__(
+            f"unknown region {region_id!r}{hint} (`servepath regions list` shows them all)"
+        )
+        self.region_id = region_id
+        self.suggestions = tuple(suggestions)
+
+
+class BadCallers(UsageError):
+    """The caller list or its weights cannot be used for placement."""
+
+
+class BadTarget(UsageError):
+    """A measurement target that cannot be parsed."""
+
+
+class InputNotRead(UsageError):
+    """A file the user named to read from (``--data FILE``, or stdin) cannot be read."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"cannot read {source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class ReportNotWritten(UsageError):
+    """The picture could not be written where the caller asked (the path is the user's)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+# --- problems found -------------------------------------------------------------------------
+
+
+class ResolveError(ProblemFound):
+    """HOST is neither an IP literal nor a name the system resolver knows."""
+
+    failure = "dns"
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"cannot resolve {host!r}: {reason}")
+        self.host = host
+        self.reason = reason
+
+
+class StoreUnavailable(ProblemFound):
+    """The prediction log cannot be read: no such file, no such database, or no answer."""
+
+    failure = "store_unavailable"
+
+    def __init__(self, target: str, reason: str) -> None:
+        super().__init__(f"cannot read the prediction log at {target}: {reason}")
+        self.target = target
+        self.reason = reason
+
+    def details(self) -> dict[str, Any]:
+        return {"store": self.target}
+
+
+class ExampleUnavailable(ProblemFound):
+    """The server's OpenAPI document has no example for the route (or there is no document)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failure: str = "no_example",
+        result: RequestResult | None = None,
+        hints: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.failure = failure
+        self.result = result
+        self.hints = tuple(result.hints) if result is not None else tuple(hints)
+
+
+class ClientFailure(ProblemFound):
+    """A request did not get an answer: the named failure and the request it ended."""
+
+    def __init__(self, result: RequestResult) -> None:
+        super().__init__(f"{result.failure}: {result.message}")
+        self.result = result
+        self.failure = result.failure or "other"
+        self.hints = tuple(result.hints)
+
+
+class PayloadError(ProblemFound):
+    """The server's document gives no instance to send in a load run."""
+
+    failure = "no_example"
+
+
+# --- failures: the work could not be carried out ------------------------------------------
+
+
+class TraceError(ServepathError):
+    """The trace could not be run at all (no route, a local rule, no ICMP permission)."""
+
+    failure = "trace_failed"
+
+
+class LoadError(ServepathError):
+    """A load run could not be carried out."""
+
+    failure = "load_failed"
+
+
+class BindFailed(ServepathError):
+    """The server could not take its port (in use, not permitted, no such address)."""
+
+    failure = "bind"
+
+
+class ExampleModelNotWritten(ServepathError):
+    """The example model could not be trained into the data directory."""
+
+    failure = "model"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cannot write the example model: {reason}")
+        self.reason = reason
+
+
+class CacheUnavailable(ServepathError):
+    """The cache could not answer within its timeout, or is backing off after failures."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(f"{backend} cache unavailable: {reason}")
+        self.backend = backend
+        self.reason = reason
+
+
+class StoreError(LogUnavailable):
+    """The prediction log could not keep a record: neither the database nor the spool took it."""
+
+
+class StoreClosed(StoreError):
+    def __init__(self) -> None:
+        super().__init__("the prediction log is closed")

@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from servepath.cache import cache_key
-from servepath.cache.redis import BACKOFF_MAX, PROBE_INTERVAL, CacheUnavailable, RedisCache
+from servepath.cache.redis import BACKOFF_MAX, PROBE_INTERVAL, RedisCache
+from servepath.errors import CacheUnavailable
 from tests.cache.conftest import OwnRedis
 
 pytestmark = pytest.mark.anyio

@@ -52,7 +52,7 @@ def both(fn: Callable[..., None], *args: Any, **kw: Any) -> tuple[str, str]:
 
 
 def test_ports_prints_ipv6_and_its_offender_literally() -> None:
-    from servepath.cli.ports import render_scan
+    from servepath.render.text_ports import render_scan
 
     scan = PortScan(
         host=V6,
@@ -90,7 +90,7 @@ def test_ports_prints_ipv6_and_its_offender_literally() -> None:
 
 
 def test_one_port_is_one_port() -> None:
-    from servepath.cli.ports import render_scan
+    from servepath.render.text_ports import render_scan
 
     results = tuple(
         PortResult(p, "closed" if p != 40 else "filtered", None, None, "x", None, "dynamic")
@@ -106,7 +106,7 @@ def test_one_port_is_one_port() -> None:
 
 
 def test_trace_prints_ipv6_hops_literally() -> None:
-    from servepath.cli.trace import render_trace
+    from servepath.render.text_trace import render_trace
 
     result = Trace(
         target="api.example.test",
@@ -140,7 +140,7 @@ def test_trace_prints_ipv6_hops_literally() -> None:
 
 
 def test_dns_prints_aaaa_answers_and_resolvers_literally() -> None:
-    from servepath.cli.dns import render
+    from servepath.render.text_dns import render_dns as render
 
     report = DnsReport(
         name="api.example.test",
@@ -180,7 +180,7 @@ def _listeners() -> tuple[Listener, ...]:
 
 
 def test_listen_prints_bracketed_endpoints_and_commands_literally() -> None:
-    from servepath.cli.listen import render
+    from servepath.render.text_listen import render_listen as render
 
     plain, boxed = both(render, _listeners(), (), (), ())
     assert plain == (
@@ -198,7 +198,7 @@ def test_listen_prints_bracketed_endpoints_and_commands_literally() -> None:
 def test_listen_on_a_narrow_terminal_never_wraps_a_command_a_character_a_line(
     width: int,
 ) -> None:
-    from servepath.cli.listen import render
+    from servepath.render.text_listen import render_listen as render
 
     buffer = io.StringIO()
     render(Output(stdout=buffer, width=width, terminal=True), _listeners(), (), (), ())
@@ -209,7 +209,7 @@ def test_listen_on_a_narrow_terminal_never_wraps_a_command_a_character_a_line(
 
 
 def test_listen_on_a_wide_terminal_is_a_boxed_table_that_folds_long_commands() -> None:
-    from servepath.cli.listen import render
+    from servepath.render.text_listen import render_listen as render
 
     buffer = io.StringIO()
     render(Output(stdout=buffer, width=110, terminal=True), _listeners(), (), (), ())
@@ -222,7 +222,7 @@ def test_listen_on_a_wide_terminal_is_a_boxed_table_that_folds_long_commands() -
 
 
 def test_http_prints_urls_addresses_headers_and_bodies_literally() -> None:
-    from servepath.cli.http import render
+    from servepath.render.text_http import render_http as render
 
     url = f"http://[{V6}]:8081/"
     choice = ProxyChoice(url, None, "no proxy variable applies")
@@ -259,7 +259,7 @@ def test_http_prints_urls_addresses_headers_and_bodies_literally() -> None:
 
 
 def test_an_http_failure_prints_the_address_it_could_not_reach() -> None:
-    from servepath.cli.http import render
+    from servepath.render.text_http import render_http as render
 
     url = f"http://[{ULA}]:9/"
     hop = HttpHop("GET", url, ProxyChoice(url, None, "no proxy variable applies"),
@@ -275,7 +275,7 @@ def test_an_http_failure_prints_the_address_it_could_not_reach() -> None:
 
 
 def test_tls_prints_ipv6_targets_and_names_literally() -> None:
-    from servepath.cli.tls import render
+    from servepath.render.text_tls import render_tls as render
 
     cert = Certificate(
         subject="CN=[api]", common_name="[api]", dns_names=("api.example.test",),
@@ -312,8 +312,8 @@ def test_tls_prints_ipv6_targets_and_names_literally() -> None:
 
 
 def test_request_prints_the_url_and_the_answer_literally() -> None:
-    from servepath.cli.request import render
     from servepath.client import RequestResult
+    from servepath.render.text_request import render_request as render
 
     url = f"http://[{V6}]:8080/decisions"
     result = RequestResult(
@@ -338,9 +338,9 @@ def test_request_prints_the_url_and_the_answer_literally() -> None:
 
 
 def test_regions_measure_prints_bracketed_targets_literally() -> None:
-    from servepath.cli.regions import _print_measurement
     from servepath.regions.measure import MeasureReport, RTTStats, Target, TargetResult
     from servepath.regions.model import DEFAULT_MODEL
+    from servepath.render.text_regions import render_measurement as _print_measurement
 
     stats = RTTStats(sent=3, ok=3, lost=0, failed=0, min_ms=1.0, median_ms=2.0, p90_ms=2.8,
                      max_ms=3.0)  # fmt: skip

@@ -3,14 +3,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from servepath.errors import ConfigError
-from servepath.load.payloads import (
-    PayloadError,
-    PayloadSource,
-    example_from_openapi,
-    is_unique,
-    parse_instances,
-)
+from servepath.errors import ConfigError, PayloadError
+from servepath.load.payloads import PayloadSource, example_from_openapi, is_unique, parse_instances
 from servepath.load.sampling import InstanceSpace
 
 EXAMPLE = {"income": 52000.0, "age": 38, "home_ownership": "rent", "past_defaults": 0}

@@ -10,12 +10,12 @@ import io
 
 import pytest
 
-from servepath.cli.load import _render_find_max, _render_run, _render_sweep
 from servepath.load.capacity import SLO, estimate_replicas, fit_usl
 from servepath.load.plot import build_figure, ticks_125
 from servepath.load.recorder import Recorder, RunShape, build_report
 from servepath.load.report import FindMaxReport, FindMaxStep, RunReport, SweepReport
 from servepath.output import Output
+from servepath.render.text_load import render_find_max, render_run, render_sweep
 
 URL = "http://[2001:db8::7]:8080/decisions"
 
@@ -50,7 +50,7 @@ def _text(render, report) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_an_open_loop_run_shows_both_latencies_and_the_generators_timeliness() -> None:
-    text = _text(_render_run, _report("open"))
+    text = _text(render_run, _report("open"))
     assert text.startswith(f"{URL} — open loop at 100 req/s, 1 process, 2.0 s\n")
     assert "from intended send (callers' view)" in text
     assert "service time (from actual send)" in text
@@ -61,7 +61,7 @@ def test_an_open_loop_run_shows_both_latencies_and_the_generators_timeliness() -
 def test_a_closed_loop_run_has_no_open_loop_rows() -> None:
     report = _report("closed")
     assert report.generator.kept_rate is None
-    text = _text(_render_run, report)
+    text = _text(render_run, report)
     assert "closed loop at concurrency 4" in text
     assert "per request (from send to answer)" in text
     for open_loop_only in ("intended", "kept the rate", "scheduling lag", "sent late", "target"):
@@ -86,7 +86,7 @@ def test_a_sweep_flags_a_poor_fit_and_plans_replicas_without_it() -> None:
                         capacity_cache_hit_ratio=0.0,
                         warnings=("the USL fit is poor (R²=0.34): it describes these runs "
                                   "badly and is not used to plan replicas",))  # fmt: skip
-    text = _text(_render_sweep, sweep)
+    text = _text(render_sweep, sweep)
     assert "a poor fit: not used to plan replicas" in text
     assert "linear scaling" in text and "USL per replica" not in text
     assert "best throughput within the SLO:" in text and "at 0.0% cache hits" in text
@@ -104,7 +104,7 @@ def test_a_capacity_search_puts_the_cache_ratio_beside_each_rate() -> None:
     )
     replicas = estimate_replicas(1000, 100, cache_hit_ratio=best.cache.hit_ratio)
     report = FindMaxReport(URL, slo, steps, 100.0, None, best, replicas, ())
-    text = _text(_render_find_max, report)
+    text = _text(render_find_max, report)
     assert "highest rate meeting the SLO: 100.0 req/s at 50.0% cache hits" in text
     assert "measured with 50.0% of answers from the cache" in text
     assert "50.0% of the answers came from the cache" in text  # the warning beside it

@@ -24,11 +24,10 @@ import pytest
 from typer.testing import CliRunner
 
 from servepath.cli import app
-from servepath.errors import UsageError
+from servepath.errors import ResolverSpecError, UsageError
 from servepath.netdiag.dns import (
     Nameserver,
     ResolverAnswer,
-    ResolverSpecError,
     agreement,
     answer_from_addrinfo,
     answer_from_response,

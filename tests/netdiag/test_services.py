@@ -6,13 +6,8 @@ import socket
 
 import pytest
 
-from servepath.netdiag.services import (
-    DEFAULT_PORTS,
-    PortSpecError,
-    parse_ports,
-    port_range,
-    service_name,
-)
+from servepath.errors import PortSpecError
+from servepath.netdiag.services import DEFAULT_PORTS, parse_ports, port_range, service_name
 
 
 @pytest.mark.parametrize(

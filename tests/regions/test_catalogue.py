@@ -7,9 +7,9 @@ from collections import defaultdict
 
 import pytest
 
+from servepath.errors import UnknownRegion
 from servepath.regions.catalogue import (
     PROVIDERS,
-    UnknownRegion,
     all_regions,
     close_matches,
     get_region,

@@ -15,10 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from servepath.errors import UsageError
+from servepath.errors import BadTarget, UsageError
 from servepath.regions.catalogue import get_region
 from servepath.regions.measure import (
-    BadTarget,
     MeasureReport,
     Sample,
     Target,

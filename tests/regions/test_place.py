@@ -6,9 +6,10 @@ import math
 
 import pytest
 
+from servepath.errors import BadCallers
 from servepath.regions.catalogue import Region, get_region
 from servepath.regions.model import DEFAULT_MODEL, LatencyModel
-from servepath.regions.place import BadCallers, parse_callers, place
+from servepath.regions.place import parse_callers, place
 
 
 def r(region_id: str) -> Region:

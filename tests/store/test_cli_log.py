@@ -206,8 +206,8 @@ def test_a_pipe_gets_every_column_whole_whatever_the_width(tmp_path: Path) -> No
 
 
 def test_a_tiny_share_is_not_shown_as_none(tmp_path: Path) -> None:
-    from servepath.cli.log import render_stats
     from servepath.output import Output
+    from servepath.render.text_log import render_stats
     from servepath.store.reader import Latency, LogStats, VersionStats
 
     stats = LogStats(

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from servepath.store.writer import StoreClosed
+from servepath.errors import StoreClosed
 from tests.store.conftest import Backend, make_record, same_record
 
 pytestmark = pytest.mark.anyio

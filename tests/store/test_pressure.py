@@ -20,6 +20,7 @@ import pytest
 
 from servepath.cache.base import NoCache
 from servepath.config import Settings
+from servepath.errors import StoreError
 from servepath.model.example import EXAMPLE_APPLICANT
 from servepath.model.loaded import LoadedModel
 from servepath.service.app import ServepathApp
@@ -27,7 +28,7 @@ from servepath.store import open_log
 from servepath.store.postgres import PostgresSink
 from servepath.store.spool import Spool
 from servepath.store.sqlite import SQLiteSink
-from servepath.store.writer import BatchedLog, StoreError
+from servepath.store.writer import BatchedLog
 from tests.store.conftest import make_record
 from tests.support import need_binary, need_root
 

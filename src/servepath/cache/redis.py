@@ -35,7 +35,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from servepath.cache.base import CacheStats, CacheStatus, StoreErrorHook
-from servepath.errors import ConfigError, ServepathError
+from servepath.errors import CacheUnavailable, ConfigError
 from servepath.net.endpoints import host_port
 from servepath.service.ratelog import RateLimitedWarning
 
@@ -51,15 +51,6 @@ PROBE_INTERVAL = 1.0
 MAX_LAG_ALLOWANCE = 0.5
 #: Keys in one gathered MGET, at most (a larger gathering is split).
 MAX_KEYS_PER_CALL = 4096
-
-
-class CacheUnavailable(ServepathError):
-    """The cache could not answer within its timeout, or is backing off after failures."""
-
-    def __init__(self, backend: str, reason: str) -> None:
-        super().__init__(f"{backend} cache unavailable: {reason}")
-        self.backend = backend
-        self.reason = reason
 
 
 class RedisCache:

@@ -7,22 +7,25 @@ aiohttp, and `servepath --help` imports no command at all.
 
 Every outcome of every command is an exit code from one table (0 ok, 1 a problem was
 found, 2 bad usage), and with ``--json`` a JSON document on stdout, usage errors included.
+Commands handle no errors of their own: :meth:`LazyGroup.main` holds the one mapping from a
+:class:`~servepath.errors.ServepathError` to its exit code, failure name and message
+(:func:`exit_code_of`, :func:`failure_document`); a command body is the program it runs.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import get_close_matches
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from servepath.config import Settings
+from servepath.errors import ServepathError, UsageError
 
 # httpx's package imports its own command-line tool when it can, and that tool imports
 # click, rich and pygments (40% of httpx's import time); this process never runs it.
@@ -38,15 +41,50 @@ __all__ = [
     "EXIT_USAGE",
     "app",
     "base_settings",
-    "fail",
+    "exit_code_of",
+    "failure_context",
+    "failure_document",
     "get_output",
-    "usage_error",
 ]
 
 # Exit codes shared by every command.
 EXIT_OK = 0
 EXIT_PROBLEM = 1
 EXIT_USAGE = 2
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The one table from an error to its exit code.
+
+    A usage error (a flag, a setting, a file the user named) is 2; a problem found (the
+    thing probed is unhealthy or unreachable) is 1; any other failure of servepath or of the
+    operating system (the work could not be carried out) is 1 too: to a script it is "not
+    ok", and it is not the caller's usage to fix.
+    """
+    return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_PROBLEM
+
+
+#: What the failure document of this invocation says besides the error (the command's
+#: target, and the empty shape of its result), as :func:`failure_context` declared it.
+_context: dict[str, Any] = {}
+
+
+def failure_context(**data: Any) -> None:
+    """Declare what a failure document of this command carries besides the error's own
+    fields: its target (``host=``, ``url=``) and the empty shape of its result."""
+    _context.clear()
+    _context.update(data)
+
+
+def failure_document(exc: BaseException) -> dict[str, Any]:
+    """The JSON document a failed command prints under ``--json``."""
+    if isinstance(exc, ServepathError):
+        failure, hints, details = exc.failure, list(exc.hints), exc.details()
+    else:  # the operating system refused something servepath asked of it
+        failure, hints, details = "os_error", [], {}
+    message = str(exc)
+    return {"ok": False, "failure": failure, "message": message, "hints": hints,
+            **_context, **details}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -138,10 +176,16 @@ class LazyGroup(TyperGroup):
 
         argv = list(sys.argv[1:] if args is None else args)
         run = super().main
+        _context.clear()
         if not standalone_mode:
-            return run(argv, prog_name, complete_var, False, windows_expand_args, **extra)
+            try:
+                return run(argv, prog_name, complete_var, False, windows_expand_args, **extra)
+            except (ServepathError, OSError) as exc:  # as click returns a typer.Exit's code
+                return _report(exc, argv)
         try:
             code = run(argv, prog_name, complete_var, False, windows_expand_args, **extra)
+        except (ServepathError, OSError) as exc:
+            sys.exit(_report(exc, argv))
         except ClickException as exc:
             if _wants_json(argv):
                 from servepath.output import dumps
@@ -158,6 +202,16 @@ class LazyGroup(TyperGroup):
             sys.stderr.write("Aborted!\n")
             sys.exit(EXIT_PROBLEM)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _report(exc: ServepathError | OSError, argv: Sequence[str]) -> int:
+    """Say how the command failed (stderr, and the JSON document under ``--json``); its exit
+    code."""
+    out = get_output()
+    if _wants_json(argv):
+        out.json(failure_document(exc))
+    out.error(str(exc), getattr(exc, "hints", ()))
+    return exit_code_of(exc)
 
 
 def _wants_json(argv: Sequence[str]) -> bool:
@@ -202,12 +256,30 @@ def _named_arguments(command: Any) -> Any:
     from servepath.cli._params import lighten
 
     lighten(command)
+    if not hasattr(command, "commands"):
+        _usage_errors_as_clicks(command)
     for param in getattr(command, "params", ()):
         if isinstance(param, TyperArgument):
             param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
     for sub in getattr(command, "commands", {}).values():
         _named_arguments(sub)
     return command
+
+
+def _usage_errors_as_clicks(command: Any) -> None:
+    """A :class:`~servepath.errors.UsageError` from a command's work is shown as click shows
+    a bad flag (the usage line, then the error), since it is one to the user."""
+    from typer._click.exceptions import UsageError as ClickUsageError
+
+    invoke = command.invoke
+
+    def invoke_showing_usage(ctx: Any) -> Any:
+        try:
+            return invoke(ctx)
+        except UsageError as exc:
+            raise ClickUsageError(str(exc), ctx) from exc
+
+    command.invoke = invoke_showing_usage
 
 
 app = typer.Typer(
@@ -272,29 +344,4 @@ def get_output() -> Output:
 
 def base_settings() -> Settings:
     """Settings from the environment; each command applies its flags on top."""
-    return Settings.from_env(os.environ)
-
-
-def usage_error(message: str, param: str | None = None) -> NoReturn:
-    """Stop with exit code 2 (and, under --json, the same as a JSON document)."""
-    raise typer.BadParameter(message, param_hint=param)
-
-
-def fail(
-    out: Output,
-    json_out: bool,
-    failure: str,
-    message: str,
-    *,
-    code: int = EXIT_PROBLEM,
-    hints: Sequence[str] = (),
-    **data: Any,
-) -> NoReturn:
-    """Report a failure that ends the command: the message and its hints on stderr, and
-    under ``--json`` a JSON document on stdout too (``ok``, ``failure``, ``message``,
-    ``hints`` and what else the command knows)."""
-    if json_out:
-        out.json({"ok": False, "failure": failure, "message": message, "hints": list(hints),
-                  **data})  # fmt: skip
-    out.error(message, hints)
-    raise typer.Exit(code)
+    return Settings.from_env()

@@ -4,10 +4,13 @@ store, skipping the certificate check, and the API key. `request`, `http`, `load
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from servepath.errors import InputNotRead
 
 ProxyOption = Annotated[
     str | None,
@@ -35,3 +38,11 @@ ApiKeyOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+def read_input(source: str | Path) -> bytes:
+    """The bytes of ``--data``: a file, or ``-`` for stdin (an unreadable one is bad usage)."""
+    try:
+        return sys.stdin.buffer.read() if str(source) == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        raise InputNotRead(str(source), exc.strerror or str(exc)) from exc

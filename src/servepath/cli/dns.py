@@ -8,21 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
-from servepath.errors import ServepathError
+from servepath.render.text_dns import render_dns
 
 if TYPE_CHECKING:
-    from servepath.netdiag.dns import DnsReport
-    from servepath.output import Output
-
-_STYLE = {
-    "ok": "green",
-    "nxdomain": "yellow",
-    "no_answer": "yellow",
-    "servfail": "red",
-    "refused": "red",
-    "timeout": "red",
-    "error": "red",
-}
+    pass
 
 
 @app.command()
@@ -69,66 +58,24 @@ def dns(
     Answers, TTLs, the CNAME chain and the time of each resolver, and whether they agree.
     Exit 0 when every resolver answered and they agree, 1 otherwise.
     """
-    from servepath.netdiag.dns import ResolverSpecError, parse_nameserver, probe_dns
+    from servepath.netdiag.dns import parse_nameserver, probe_dns
 
     out = get_output()
-    try:
-        servers = [parse_nameserver(spec) for spec in resolver or []]
-    except ResolverSpecError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--resolver") from exc
+    servers = [parse_nameserver(spec) for spec in resolver or []]
     if timeout <= 0:
         raise typer.BadParameter("must be positive", param_hint="--timeout")
     if not system and not servers:
         raise typer.BadParameter("--no-system needs at least one --resolver")
-    try:
-        report = probe_dns(
-            name,
-            rrtype,
-            resolvers=servers,
-            system=system,
-            resolv_conf=resolv_conf,
-            timeout=timeout,
-        )
-    except ServepathError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    report = probe_dns(
+        name,
+        rrtype,
+        resolvers=servers,
+        system=system,
+        resolv_conf=resolv_conf,
+        timeout=timeout,
+    )
     if json_out:
         out.json(report)
     else:
-        render(out, report)
+        render_dns(out, report)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_PROBLEM)
-
-
-def render(out: Output, report: DnsReport) -> None:
-    from servepath.output import Column, Grid
-
-    if report.literal:
-        out.print(report.verdict)
-        return
-    grid = Grid(
-        ["resolver", "outcome", "answer", Column("ttl", "right"), Column("ms", "right")],
-        title=f"{report.name} {report.rrtype}",
-    )
-    for a in report.answers:
-        resolver = a.resolver
-        if a.source == "resolv.conf":
-            resolver += " (resolv.conf)"
-        grid.add_row(
-            resolver,
-            (a.outcome, _STYLE.get(a.outcome, "")),
-            "\n".join(a.values) or "-",
-            "-" if a.ttl is None else str(a.ttl),
-            f"{a.elapsed_ms:.1f}",
-        )
-    out.table(grid)
-    chains = {a.cname_chain for a in report.answers if a.cname_chain}
-    for chain in sorted(chains):
-        who = [a.resolver for a in report.answers if a.cname_chain == chain]
-        whom = "" if len(chains) == 1 else f" ({', '.join(who)})"
-        out.print(f"CNAME chain{whom}: {' → '.join(chain)}")
-    for a in report.answers:
-        if a.outcome != "ok":
-            out.print(f"{a.resolver}: {a.detail}")
-    mark = ("agree", "green") if report.agree else ("problem", "red")
-    out.print(mark, f": {report.verdict}")
-    for note in report.notes:
-        out.print(f"note: {note}")

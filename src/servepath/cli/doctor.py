@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, app, base_settings, get_output
-from servepath.cli._client_options import ApiKeyOption, CafileOption, ProxyOption
-from servepath.errors import ServepathError
+from servepath.cli._client_options import ApiKeyOption, CafileOption, ProxyOption, read_input
+from servepath.errors import UsageError
+from servepath.render.text_doctor import doctor_lines
 
 if TYPE_CHECKING:
-    from rich.text import Text
-
     from servepath.netdiag.doctor import DoctorReport
     from servepath.output import Output
 
@@ -71,46 +69,37 @@ def doctor(
         from servepath.netdiag.doctor.local import run_local_doctor
 
         if url is not None:
-            out.error(
+            raise UsageError(
                 f"give a URL or --local PORT, not both: run `servepath doctor {url}` from the "
                 f"caller and `servepath doctor --local {local}` on the server"
             )
-            raise typer.Exit(EXIT_USAGE)
         if not 0 < local < 65536:
-            out.error(f"--local {local} is not a port")
-            raise typer.Exit(EXIT_USAGE)
+            raise UsageError(f"--local {local} is not a port")
         report = run_local_doctor(local, timeout=timeout)
     else:
         from servepath.netdiag.dns import parse_nameserver
         from servepath.netdiag.doctor import DoctorOptions, parse_pin, run_doctor
 
         if url is None:
-            out.error("give a URL, or --local PORT")
-            raise typer.Exit(EXIT_USAGE)
-        try:
-            body = None
-            if data is not None:
-                body = sys.stdin.buffer.read() if data == "-" else Path(data).read_bytes()
-            settings = base_settings()
-            options = DoctorOptions(
-                proxy_env=settings.proxy,
-                proxy=proxy,
-                resolvers=tuple(parse_nameserver(r) for r in resolver or ()),
-                data=body,
-                cafile=str(cafile) if cafile else settings.ssl_cert_file,
-                insecure=insecure,
-                api_key=api_key or settings.api_key,
-                timeout=timeout,
-                http_timeout=http_timeout,
-                slow_ms=slow_ms,
-                pins=tuple(parse_pin(r) for r in resolve or ()),
-                host_header=host_header,
-                large_bytes=max(0, large_kb) * 1000,
-            )
-            report = run_doctor(url, options)
-        except (ServepathError, OSError) as exc:
-            out.error(str(exc))
-            raise typer.Exit(EXIT_USAGE) from exc
+            raise UsageError("give a URL, or --local PORT")
+        body = read_input(data) if data is not None else None
+        settings = base_settings()
+        options = DoctorOptions(
+            proxy_env=settings.proxy,
+            proxy=proxy,
+            resolvers=tuple(parse_nameserver(r) for r in resolver or ()),
+            data=body,
+            cafile=str(cafile) if cafile else settings.ssl_cert_file,
+            insecure=insecure,
+            api_key=api_key or settings.api_key,
+            timeout=timeout,
+            http_timeout=http_timeout,
+            slow_ms=slow_ms,
+            pins=tuple(parse_pin(r) for r in resolve or ()),
+            host_header=host_header,
+            large_bytes=max(0, large_kb) * 1000,
+        )
+        report = run_doctor(url, options)
     if json_out:
         out.json(report)
     else:
@@ -129,9 +118,12 @@ def _write_pictures(
         return
     from datetime import datetime
 
-    from servepath.render import ReportNotWritten, write_page
+    from servepath.errors import ReportNotWritten
+    from servepath.render import write_page
     from servepath.render.doctor import doctor_html, standalone_svg
 
+    # The report stands (printed, and under --json the one document on stdout): a file that
+    # cannot be written is said on stderr and in the exit code, not as a second document.
     try:
         if html_out is not None:
             stamp = datetime.now().astimezone().isoformat(timespec="seconds")
@@ -141,48 +133,3 @@ def _write_pictures(
     except ReportNotWritten as exc:
         out.error(str(exc))
         raise typer.Exit(EXIT_USAGE) from exc
-
-
-_MARK = {
-    "ok": ("✔", "green"),
-    "warn": ("!", "yellow"),
-    "fail": ("✘", "bold red"),
-    "skip": ("-", "dim"),
-}
-
-
-def doctor_lines(report: DoctorReport) -> list[Text]:
-    """One line per stage with its mark, then the verdict: cause, meaning, owner, fix.
-
-    Every piece of data goes in as plain text (rich.Text never reads markup), so an IPv6
-    address or a server's error page prints as it is.
-    """
-    from rich.text import Text
-
-    width = max(len(s.name) for s in report.stages)
-    lines = [Text(f"servepath doctor {report.url}", style="bold")]
-    for stage in report.stages:
-        mark, style = _MARK[stage.status]
-        line = Text()
-        line.append(f" {mark} ", style=style)
-        line.append(f"{stage.name:<{width}}  ", style="bold" if stage.status == "fail" else "")
-        line.append(stage.summary, style="dim" if stage.status == "skip" else "")
-        lines.append(line)
-    lines.append(Text())
-    e = report.explanation
-    if report.ok:
-        lines.append(Text(f"healthy: {e.meaning} ({report.elapsed_s:.2f}s)", style="bold green"))
-        warnings = [s.name for s in report.stages if s.status == "warn"]
-        if warnings:
-            lines.append(Text(f"warnings in: {', '.join(warnings)}", style="yellow"))
-        return lines
-    lines.append(
-        Text(f"broken at: {report.failed_stage}   cause: {report.cause}", style="bold red")
-    )
-    lines.append(Text(f"what it means: {e.meaning}"))
-    lines.append(Text(f"who fixes it: {e.owner}"))
-    if e.fix:
-        lines.append(Text("fix:"))
-        lines.extend(Text(f"  {line}") for line in e.fix)
-    lines.append(Text(f"({report.elapsed_s:.2f}s)", style="dim"))
-    return lines

@@ -7,12 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
+from servepath.render.text_listen import render_listen
 
 if TYPE_CHECKING:
-    from servepath.netdiag.listen import Listener, PortMapping
-    from servepath.output import Cell, Output
-
-_REACH: dict[str, Cell] = {"loopback": ("loopback", "yellow"), "unspecified": "all"}
+    pass
 
 
 @app.command()
@@ -41,64 +39,15 @@ def listen(
         if json_out:
             out.json(report)
         else:
-            render(out, report.listeners, report.mappings, report.warnings, report.notes)
+            render_listen(out, report.listeners, report.mappings, report.warnings, report.notes)
         raise typer.Exit(EXIT_OK)
     port_report = inspect_port(port, udp=udp)
     if json_out:
         out.json(port_report)
     else:
-        render(out, port_report.listeners, port_report.mappings, port_report.warnings,
+        render_listen(out, port_report.listeners, port_report.mappings, port_report.warnings,
                port_report.notes)  # fmt: skip
         if port_report.reachable:
             where = ", ".join(port_report.bind_addresses)
             out.print((f"port {port} is reachable", "green"), f": listening on {where}")
     raise typer.Exit(EXIT_OK if port_report.reachable else EXIT_PROBLEM)
-
-
-def render(
-    out: Output,
-    listeners: tuple[Listener, ...],
-    mappings: tuple[PortMapping, ...],
-    warnings: tuple[str, ...],
-    notes: tuple[str, ...],
-) -> None:
-    from servepath.net.endpoints import host_port
-    from servepath.output import Column, Grid
-
-    if listeners:
-        grid = Grid(
-            [
-                "proto",
-                "address:port",
-                "reach",
-                Column("pid", "right"),
-                "user",
-                "process",
-                Column("command", fold=True, min_width=24),
-            ]
-        )
-        for x in listeners:
-            reach = _REACH.get(x.address_kind, x.address_kind)
-            process: Cell = x.process or "-"
-            if x.forwarder:
-                process = f"{x.process or '-'} ({x.forwarder})"
-            grid.add_row(
-                x.protocol,
-                host_port(x.address, x.port),
-                reach,
-                str(x.pid or "-"),
-                x.user or "-",
-                process,
-                " ".join(x.cmdline) or "-",
-            )
-        out.table(grid)
-    if mappings:
-        out.print("port mappings:")
-        for m in mappings:
-            chain = f" chain {m.chain}" if m.chain else ""
-            iface = f" iface {m.interface}" if m.interface else ""
-            out.print(f"  {m.describe()}{chain}{iface}")
-    for warning in warnings:
-        out.print(("warning:", "yellow"), f" {warning}")
-    for note in notes:
-        out.print(f"note: {note}")

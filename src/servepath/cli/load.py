@@ -1,12 +1,14 @@
-"""`servepath load URL`: open- or closed-loop load, capacity search, replica estimate."""
+"""`servepath load URL`: open- or closed-loop load, capacity search, replica estimate.
+
+The flags become a :class:`~servepath.load.run.LoadRequest`; :mod:`servepath.load.run`
+carries it out and :mod:`servepath.render.text_load` (or ``--json``) shows the result.
+"""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,11 +18,16 @@ from servepath.cli._app import (
     EXIT_USAGE,
     app,
     base_settings,
-    fail,
+    failure_context,
     get_output,
 )
-from servepath.cli._client_options import ApiKeyOption, CafileOption, InsecureOption, ProxyOption
-from servepath.errors import ConfigError, ServepathError, UsageError
+from servepath.cli._client_options import (
+    ApiKeyOption,
+    CafileOption,
+    InsecureOption,
+    ProxyOption,
+    read_input,
+)
 from servepath.load.schedule import DEFAULT_MAX_INFLIGHT
 
 if TYPE_CHECKING:
@@ -28,23 +35,29 @@ if TYPE_CHECKING:
     # actually runs, so that every other servepath command starts without them.
     from rich.live import Live
 
-    from servepath.client import Trust
     from servepath.load.generator import Progress
+    from servepath.load.locust import LocustScenario
     from servepath.load.payloads import Instance
-    from servepath.load.report import FindMaxReport, RunReport, SweepReport
-    from servepath.load.sampling import InstanceSpace
+    from servepath.load.report import FindMaxStep
+    from servepath.load.run import LoadResult
     from servepath.output import Output
 
 #: servepath.load.capacity.DEFAULT_HEADROOM, written here so that `--help` does not import
 #: the capacity model; a test holds them equal.
 DEFAULT_HEADROOM = 0.3
 
+_WRITTEN_LABELS = {
+    "csv": "per-second series (CSV)",
+    "plot": "latency plots (PNG)",
+    "html": "report (HTML)",
+}
 
-def _concurrencies(text: str | None) -> list[int]:
+
+def _concurrencies(text: str | None) -> tuple[int, ...]:
     if text is None:
-        return []
+        return ()
     try:
-        values = [int(part) for part in text.split(",") if part.strip()]
+        values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise typer.BadParameter(
             f"{text!r} is not a concurrency or a comma-separated list", param_hint="--concurrency"
@@ -54,113 +67,16 @@ def _concurrencies(text: str | None) -> list[int]:
     return values
 
 
-def _duration(text: str | None, hint: str) -> float | None:
+def _duration(text: str | None) -> float | None:
     from servepath.load.schedule import parse_duration
 
-    if text is None:
-        return None
-    try:
-        return parse_duration(text)
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc), param_hint=hint) from None
+    return None if text is None else parse_duration(text)
 
 
-def _data_instances(data: Path) -> list[Instance]:
+def _data_instances(data: Path) -> tuple[Instance, ...]:
     from servepath.load.payloads import parse_instances
 
-    try:
-        text = data.read_text()
-    except OSError as exc:
-        raise typer.BadParameter(
-            f"cannot read {data}: {exc.strerror}", param_hint="--data"
-        ) from None
-    try:
-        return parse_instances(text, str(data))
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--data") from None
-
-
-def _server_document(
-    out: Output,
-    json_out: bool,
-    url: str,
-    trust: Trust,
-    proxy: str | None,
-    required: bool,
-    headers: dict[str, str],
-) -> dict[str, Any] | None:
-    """The server's OpenAPI document, read as `request` reads it (its proxy, its trust, its
-    named failures); ``required``: without it the run cannot start."""
-    from servepath.client import ClientFailure, ExampleUnavailable, fetch_spec
-
-    try:
-        return fetch_spec(
-            url, proxy_env=base_settings().proxy, proxy=proxy, trust=trust, timeout=5,
-            headers=headers,
-        )  # fmt: skip
-    except ClientFailure as exc:
-        if not required:
-            return None
-        r = exc.result
-        fail(
-            out, json_out, r.failure or "other", f"GET {r.url} failed ({r.failure}): {r.message}",
-            url=url, stage="openapi", hints=r.hints,
-        )  # fmt: skip
-    except ExampleUnavailable as exc:
-        if not required:
-            return None
-        hints = exc.result.hints if exc.result else ()
-        fail(out, json_out, exc.failure, str(exc), url=url, stage="openapi",
-             hints=(*hints, "or pass instances with --data FILE"))  # fmt: skip
-
-
-def _target_and_instances(
-    url: str,
-    data: Path | None,
-    out: Output,
-    json_out: bool,
-    trust: Trust,
-    proxy: str | None,
-    headers: dict[str, str],
-) -> tuple[str, list[Instance], InstanceSpace | None]:
-    """The URL the load goes to, the instances it repeats, and where fresh ones come from.
-
-    The server's OpenAPI document says which route a bare origin means, which example to
-    send and the schema fresh instances are drawn from, as it does for `request` and
-    `doctor`; with --data and a URL that names its route, nothing is asked of the server
-    before the run (fresh instances are then drawn around the data).
-    """
-    from servepath.client import names_no_route
-    from servepath.load.generator import predict_url
-    from servepath.load.payloads import example_from_openapi
-    from servepath.load.sampling import InstanceSpace, instance_schema
-
-    given = _data_instances(data) if data is not None else None
-    spec = None
-    if given is None or names_no_route(url):
-        spec = _server_document(
-            out, json_out, url, trust, proxy, required=given is None, headers=headers
-        )
-    target = predict_url(url, spec)
-    route = urlsplit(target).path
-    if given is not None:
-        schema = instance_schema(spec, route) if spec is not None else None
-        # fresh instances (--unique) from the server's schema when it gave one, else
-        # drawn around the instances given
-        space = InstanceSpace.from_schema(schema, given[0]) if schema is not None else None
-        return target, given, space
-    assert spec is not None
-    try:
-        example = example_from_openapi(spec, route)
-    except ServepathError as exc:
-        fail(out, json_out, "no_example", str(exc), url=url, stage="openapi")
-    schema = instance_schema(spec, route)
-    space = (
-        InstanceSpace.from_schema(schema, example)
-        if schema is not None
-        else InstanceSpace.from_instances([example])
-    )
-    return target, [example], space
+    return tuple(parse_instances(read_input(data).decode(), str(data)))
 
 
 @app.command()
@@ -276,101 +192,68 @@ def load(
     response cache; --repeat measures the cache. The cache hit ratio stands beside every
     capacity figure. Exit 0 when the run did what it was asked (and met --slo), 1 otherwise.
     """
-    from servepath.client import Trust, auth_headers
-    from servepath.load.capacity import SLO, parse_error_budget, parse_slo
-    from servepath.load.generator import LoadPlan, check_url
-    from servepath.netdiag.proxy import choose_proxy
+    from servepath.client import Trust
+    from servepath.load.capacity import parse_error_budget, parse_slo
+    from servepath.load.run import LoadRequest, describe_sending, locust_scenario, prepare, run
+    from servepath.render.text_load import render_load
 
     out = get_output()
-    try:
-        check_url(url)
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc), param_hint="URL") from None
-    levels = _concurrencies(concurrency)
-    if rate is not None and levels:
-        raise typer.BadParameter("give --rate (open loop) or --concurrency, not both")
-    if rate is not None and rate <= 0:
-        raise typer.BadParameter("must be above zero", param_hint="--rate")
-    if len(levels) > 1 and find_max_:
-        raise typer.BadParameter("--find-max steps a rate; it does not take a concurrency list")
-    if (find_max_ or target_rps is not None) and slo is None:
-        raise typer.BadParameter("--find-max and --target-rps need --slo, e.g. p99=50ms")
-    if target_rps is not None and not (find_max_ or len(levels) > 1 or levels):
-        raise typer.BadParameter("--target-rps needs --find-max or closed-loop runs to measure")
-    if repeat and unique is not None:
-        raise typer.BadParameter("give --repeat (all repeated) or --unique SHARE, not both")
-    if unique is not None and not 0 <= unique <= 1:
-        raise typer.BadParameter("a share from 0 to 1", param_hint="--unique")
     if cafile is not None and not cafile.is_file():
         raise typer.BadParameter(f"{cafile} is not a file", param_hint="--cafile")
-    try:
-        objective: SLO | None = (
-            parse_slo(slo, parse_error_budget(error_budget)) if slo is not None else None
-        )
-        settings = base_settings()
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--slo/--error-budget") from None
-    trust = Trust.resolve(str(cafile) if cafile else None, insecure, settings.ssl_cert_file)
-    try:
-        if url.startswith("https://"):
-            trust.context()  # a CA bundle that cannot be read is bad usage, before the run
-    except UsageError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--cafile") from None
-    seconds = _duration(duration, "--duration")
-    if seconds is None and requests is None:
-        seconds = 10.0
-    request_timeout = _duration(timeout, "--timeout")
+    settings = base_settings()
+    request_timeout = _duration(timeout)
     assert request_timeout is not None
-    choice = choose_proxy(url, settings.proxy, proxy)
-    if choice.proxy is not None and not choice.proxy.startswith("http://"):
-        raise typer.BadParameter(
-            f"the load generator goes through http:// forward proxies only; {choice.proxy} "
-            f"({choice.reason}) is not one",
-            param_hint="--proxy",
-        )
-    auth = auth_headers(api_key or settings.api_key)
-    target, instances, space = _target_and_instances(url, data, out, json, trust, proxy, auth)
-    fresh_share = 0.0 if repeat else unique if unique is not None else (0.0 if data else 1.0)
-    choice = choose_proxy(target, settings.proxy, proxy)
-
+    request = LoadRequest(
+        url=url,
+        trust=Trust.resolve(str(cafile) if cafile else None, insecure, settings.ssl_cert_file),
+        proxy_env=settings.proxy,
+        proxy=proxy,
+        api_key=api_key or settings.api_key,
+        rate=rate,
+        concurrency=_concurrencies(concurrency),
+        duration=_duration(duration),
+        requests=requests,
+        warmup=_duration(warmup) or 0.0,
+        instances=_data_instances(data) if data is not None else None,
+        unique=unique,
+        repeat=repeat,
+        batch=batch,
+        timeout=request_timeout,
+        processes=processes,
+        max_inflight=max_inflight,
+        slo=parse_slo(slo, parse_error_budget(error_budget)) if slo is not None else None,
+        find_max=find_max_,
+        max_rate=max_rate,
+        target_rps=target_rps,
+        headroom=headroom,
+    )
+    failure_context(url=url)
+    plan = prepare(request)
     if locustfile is not None:
-        _write_locustfile(
-            out, json, locustfile, target, instances, space, fresh_share, batch, objective,
-            rate, levels, request_timeout,
-        )  # fmt: skip
+        _write_locustfile(out, json, locustfile, locust_scenario(request, plan))
+    failure_context(url=plan.url)
+    live = _LiveLine(out, enabled=not json and out.stderr_is_terminal)
+    with live:
+        result = run(request, plan, progress=live.callback, on_step=live.step)
+    written = _write_files(result, csv, plot)
+    html_error = _write_html(html, result, written)
+    if json:
+        out.json({**result.to_json(), "written": written})
+    else:
+        out.print(describe_sending(plan))
+        render_load(out, result.report)
+        for what, where in written.items():
+            out.print(f"{_WRITTEN_LABELS[what]} written to {where}")
+    if html_error is not None:  # the run's own output stands; the file the user asked for not
+        out.error(html_error)
+        raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_PROBLEM)
 
-    if rate is None and not levels:
-        if find_max_:
-            rate = 10.0
-        else:
-            levels = [10]
-    try:
-        plan = LoadPlan(
-            url=target,
-            instances=tuple(instances),
-            rate=rate,
-            concurrency=levels[0] if levels and rate is None else None,
-            duration=seconds,
-            requests=requests,
-            warmup=_duration(warmup, "--warmup") or 0.0,
-            unique=fresh_share,
-            batch=batch,
-            timeout=request_timeout,
-            processes=processes,
-            max_inflight=max_inflight,
-            slo=objective,
-            salt=random.randrange(1 << 24),
-            space=space,
-            proxy=choice.proxy,
-            proxy_reason=choice.reason,
-            trust=trust,
-            headers=tuple(auth.items()),
-        )
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    result = _run(out, json, plan, levels, find_max_, objective, max_rate, target_rps, headroom)
-    detail = _detail(result)
+
+def _write_files(result: LoadResult, csv: Path | None, plot: Path | None) -> dict[str, str]:
+    """--csv and --plot, of the run that stands for the result; what was written, where."""
     written: dict[str, str] = {}
+    detail = result.detail
     if detail is not None and csv is not None:
         from servepath.load.report import write_csv
 
@@ -380,174 +263,42 @@ def load(
         from servepath.load.plot import write_plot
 
         written["plot"] = str(write_plot(detail, plot))
-    html_error = _write_html(html, result, plan, written)
-    if json:
-        out.json({**result.to_json(), "sending": _sending(plan), "written": written})
-    else:
-        out.print(_describe_sending(plan))
-        _render(out, result)
-        for what, where in written.items():
-            label = _WRITTEN_LABELS[what]
-            out.print(f"{label} written to {where}")
-    if html_error is not None:  # the run's own output stands; the file the user asked for not
-        out.error(html_error)
-        raise typer.Exit(EXIT_USAGE)
-    raise typer.Exit(EXIT_OK if result.ok else EXIT_PROBLEM)
+    return written
 
 
-_WRITTEN_LABELS = {
-    "csv": "per-second series (CSV)",
-    "plot": "latency plots (PNG)",
-    "html": "report (HTML)",
-}
-
-
-def _write_html(
-    path: Path | None,
-    result: RunReport | FindMaxReport | SweepReport,
-    plan: Any,
-    written: dict[str, str],
-) -> str | None:
+def _write_html(path: Path | None, result: LoadResult, written: dict[str, str]) -> str | None:
     """--html: the report as a page, noted in ``written``; the error message when the file
     cannot be written."""
     if path is None:
         return None
     from datetime import datetime
 
-    from servepath.render import ReportNotWritten, write_page
+    from servepath.errors import ReportNotWritten
+    from servepath.load.run import describe_sending
+    from servepath.render import write_page
     from servepath.render.load import load_html
 
     stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+    sending = describe_sending(result.plan)
+    # The run's output stands (under --json the one document): a page that cannot be
+    # written is said on stderr and in the exit code, after it.
     try:
-        page = load_html(result, sending=_describe_sending(plan), generated=stamp)
+        page = load_html(result.report, sending=sending, generated=stamp)
         written["html"] = str(write_page(path, page))
     except ReportNotWritten as exc:
         return str(exc)
     return None
 
 
-def _write_locustfile(
-    out: Output,
-    json_out: bool,
-    path: Path,
-    target: str,
-    instances: list[Instance],
-    space: InstanceSpace | None,
-    fresh_share: float,
-    batch: int,
-    objective: Any,
-    rate: float | None,
-    levels: list[int],
-    request_timeout: float,
-) -> None:
-    from servepath.load.locust import LocustScenario, scenario_summary, write_locustfile
+def _write_locustfile(out: Output, json_out: bool, path: Path, scenario: LocustScenario) -> None:
+    from servepath.load.locust import scenario_summary, write_locustfile
 
-    parts = urlsplit(target)
-    scenario = LocustScenario(
-        host=urlunsplit((parts.scheme, parts.netloc, "", "", "")),
-        predict_path=parts.path + (f"?{parts.query}" if parts.query else ""),
-        instances=tuple(instances),
-        unique=fresh_share,
-        batch=batch,
-        slo=objective,
-        rate=rate,
-        users=levels[0] if levels else 10,
-        timeout=request_timeout,
-        space=space,
-    )
-    try:
-        files = write_locustfile(scenario, path)
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    files = write_locustfile(scenario, path)
     if json_out:
         out.json({"ok": True, "files": [str(f) for f in files], "host": scenario.host})
     else:
         out.print(scenario_summary(scenario, files))
     raise typer.Exit(EXIT_OK)
-
-
-def _run(
-    out: Output,
-    json_out: bool,
-    plan: Any,
-    levels: list[int],
-    find_max_: bool,
-    objective: Any,
-    max_rate: float | None,
-    target_rps: float | None,
-    headroom: float,
-) -> RunReport | FindMaxReport | SweepReport:
-    from servepath.load.generator import find_max, run_load, sweep_concurrency
-
-    live = _LiveLine(out, enabled=not json_out and out.stderr_is_terminal)
-    try:
-        with live:
-            if find_max_:
-                assert objective is not None
-                return find_max(
-                    plan,
-                    objective,
-                    max_rate=max_rate,
-                    target_rps=target_rps,
-                    headroom=headroom,
-                    progress=live.callback,
-                    on_step=lambda s: live.note(
-                        f"{s.rate:.0f} req/s: {'pass' if s.passed else 'fail'} — {s.note}"
-                    ),
-                )
-            if len(levels) > 1 or target_rps is not None:
-                return sweep_concurrency(
-                    plan,
-                    levels,
-                    slo=objective,
-                    target_rps=target_rps,
-                    headroom=headroom,
-                    progress=live.callback,
-                )
-            return run_load(plan, live.callback)
-    except ServepathError as exc:
-        fail(out, json_out, "load_failed", str(exc), url=plan.url)
-
-
-def _detail(result: RunReport | FindMaxReport | SweepReport) -> RunReport | None:
-    from servepath.load.report import FindMaxReport, RunReport
-
-    if isinstance(result, RunReport):
-        return result
-    if isinstance(result, FindMaxReport):
-        return result.best
-    return max(result.runs, key=lambda r: r.achieved_rate) if result.runs else None
-
-
-def _sending(plan: Any) -> dict[str, Any]:
-    return {
-        "unique": plan.unique,
-        "instances": len(plan.instances),
-        "space": plan.space.to_json() if plan.space is not None else None,
-        "proxy": plan.proxy,
-        "proxy_reason": plan.proxy_reason,
-        "trust": plan.trust.to_json(),
-    }
-
-
-def _describe_sending(plan: Any) -> str:
-    from servepath.load.sampling import InstanceSpace
-    from servepath.output import percent
-
-    if plan.unique >= 1:
-        space = plan.space or InstanceSpace.from_instances(plan.instances)
-        what = space.describe()
-    elif plan.unique <= 0:
-        n = len(plan.instances)
-        what = (
-            "the same instance every time (cache hits after the first answer)"
-            if n == 1
-            else f"{n} instances, cycled (cache hits once each has been answered)"
-        )
-    else:
-        what = f"{percent(plan.unique)} of requests with fresh instances, the rest repeated"
-    via = f"; through the proxy {plan.proxy} ({plan.proxy_reason})" if plan.proxy else ""
-    return f"sending {what}{via}"
 
 
 class _LiveLine:
@@ -597,175 +348,6 @@ class _LiveLine:
         if self._live is not None:
             self._live.console.print(Text(message))
 
-
-def _ms(value: float) -> str:
-    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
-
-
-def _render(out: Output, result: RunReport | FindMaxReport | SweepReport) -> None:
-    from servepath.load.report import FindMaxReport, RunReport
-
-    if isinstance(result, RunReport):
-        _render_run(out, result)
-    elif isinstance(result, FindMaxReport):
-        _render_find_max(out, result)
-    else:
-        _render_sweep(out, result)
-
-
-def _render_run(out: Output, r: RunReport) -> None:
-    from servepath.output import Column, Grid, percent, plural
-
-    head = (
-        f"open loop at {r.target_rate:g} req/s"
-        if r.mode == "open"
-        else f"closed loop at concurrency {r.concurrency}"
-    )
-    out.print(
-        (r.url, "bold"),
-        f" — {head}, {plural(r.processes, 'process', 'processes')}, {r.duration_s:.1f} s",
-    )
-    counts = Grid(["", ""], header=False, box="none")
-    counts.add_row("requests", f"{r.sent} sent = {r.succeeded} succeeded + {r.failed} failed")
-    if r.warmup_requests:
-        counts.add_row("warmup", f"{plural(r.warmup_requests, 'request')}, not counted")
-    target = f" (target {r.target_rate:g})" if r.target_rate else ""
-    counts.add_row("achieved", f"{r.achieved_rate:.1f} req/s{target} at {r.cache.describe()}")
-    counts.add_row("errors", r.errors.describe())
-    ratio = r.cache.hit_ratio
-    if ratio is not None:
-        unlabelled = f", {r.cache.unknown} unlabelled" if r.cache.unknown else ""
-        counts.add_row(
-            "cache",
-            f"{percent(ratio)} hits ({r.cache.hits} hit, {r.cache.misses} miss{unlabelled})",
-        )
-    else:
-        counts.add_row("cache", "no X-Cache header in the responses")
-    out.table(counts)
-
-    numbers = ("p50", "p90", "p99", "p99.9", "max")
-    table = Grid(["", *(Column(n, "right") for n in numbers)], title="latency, ms")
-    if r.mode == "open":
-        rows = [
-            ("from intended send (callers' view)", r.latency),
-            ("service time (from actual send)", r.service_time),
-        ]
-    else:
-        # A closed loop sends each request when the one before it came back: its latency is
-        # the service time, and there is no intended send time to count from.
-        rows = [("per request (from send to answer)", r.service_time)]
-    if r.server_time is not None:
-        rows.append(("  of which server (Server-Timing total)", r.server_time))
-    if r.network_time is not None:
-        rows.append(("  of which network and client", r.network_time))
-    for label, s in rows:
-        table.add_row(
-            label, _ms(s.p50_ms), _ms(s.p90_ms), _ms(s.p99_ms), _ms(s.p999_ms), _ms(s.max_ms)
-        )
-    out.table(table)
-
-    g = r.generator
-    health = Grid(["", ""], header=False, box="none", title="generator")
-    health.add_row("CPU", ", ".join(f"{c:.0f}%" for c in g.cpu_percent) + " of a core")
-    health.add_row("send rate", f"{g.send_rate:.1f} req/s")
-    if r.mode == "open":
-        if g.sched_lag is not None:
-            health.add_row(
-                "scheduling lag",
-                f"p50 {_ms(g.sched_lag.p50_ms)} ms, p99 {_ms(g.sched_lag.p99_ms)} ms, "
-                f"max {_ms(g.sched_lag.max_ms)} ms",
-            )
-            waits = (
-                f" ({g.inflight_waits} waited for an in-flight slot)" if g.inflight_waits else ""
-            )
-            health.add_row(
-                "sent late",
-                f"{plural(g.late, 'request')} more than {g.late_threshold_ms:g} ms after "
-                f"their intended time{waits}",
-            )
-        health.add_row("kept the rate", "yes" if g.kept_rate else ("no", "bold red"))
-    out.table(health)
-    if r.slo is not None:
-        colour = "green" if r.slo.met else "red"
-        out.print((f"SLO {r.slo.slo.label}: {r.slo.describe()}", colour))
-    for w in r.warnings:
-        out.print(("warning:", "yellow"), f" {w}")
-    for p in r.problems:
-        out.print(("problem:", "bold red"), f" {p}")
-
-
-def _render_replicas(out: Output, replicas: Any) -> None:
-    if replicas is None:
-        return
-    out.print(replicas.statement)
-    for note in replicas.notes:
-        out.print(("warning:", "yellow"), f" {note}")
-
-
-def _render_find_max(out: Output, f: FindMaxReport) -> None:
-    from servepath.output import Column, Grid, percent
-
-    columns = ("rate", "achieved", f"p{f.slo.percentile:g} ms", "errors", "cache hits")
-    table = Grid(
-        [*(Column(c, "right") for c in columns), Column("result", "right")],
-        title=f"capacity search, SLO {f.slo.label}",
-    )
-    for s in f.steps:
-        verdict = "pass" if s.passed else "fail"
-        if not s.kept_rate:
-            verdict += ", generator late"
-        table.add_row(
-            f"{s.rate:.1f}",
-            f"{s.achieved_rate:.1f}",
-            _ms(s.observed_ms),
-            percent(s.error_ratio, 2),
-            percent(s.cache_hit_ratio),
-            verdict,
-        )
-    out.table(table)
-    if f.max_rate is not None:
-        cache = f" at {f.best.cache.describe()}" if f.best is not None else ""
-        out.print((f"highest rate meeting the SLO: {f.max_rate:.1f} req/s{cache}", "bold"))
-    _render_replicas(out, f.replicas)
-    for p in f.problems:
-        out.print(("problem:", "bold red"), f" {p}")
-
-
-def _render_sweep(out: Output, s: SweepReport) -> None:
-    from servepath.output import Column, Grid, percent
-
-    columns = ("concurrency", "achieved req/s", "p50 ms", "p99 ms", "errors", "cache hits", "SLO")
-    table = Grid([Column(c, "right") for c in columns], title="closed-loop sweep")
-    for r in s.runs:
-        table.add_row(
-            str(r.concurrency),
-            f"{r.achieved_rate:.1f}",
-            _ms(r.service_time.p50_ms),
-            _ms(r.service_time.p99_ms),
-            str(r.failed),
-            percent(r.cache.hit_ratio),
-            "—" if r.slo is None else ("met" if r.slo.met else "missed"),
-        )
-    out.table(table)
-    if s.usl is not None:
-        u = s.usl
-        peak = u.peak_concurrency
-        verdict = "" if u.good_fit else " — a poor fit: not used to plan replicas"
-        out.print(
-            f"USL fit: λ={u.lambda_:.1f} req/s, σ={u.sigma:.4g}, κ={u.kappa:.3g}, "
-            f"R²={u.r_squared:.3f}"
-            + (f"; throughput peaks at concurrency {peak:.1f}" if peak is not None else "")
-            + verdict
-        )
-    if s.capacity_rps is not None:
-        cache = (
-            f" at {percent(s.capacity_cache_hit_ratio)} cache hits"
-            if s.capacity_cache_hit_ratio is not None
-            else ""
-        )
-        out.print(f"best throughput within the SLO: {s.capacity_rps:.1f} req/s{cache}")
-    _render_replicas(out, s.replicas)
-    for w in s.warnings:
-        out.print(("warning:", "yellow"), f" {w}")
-    for p in s.problems:
-        out.print(("problem:", "bold red"), f" {p}")
+    def step(self, s: FindMaxStep) -> None:
+        """A capacity search's step, noted above the progress line."""
+        self.note(f"{s.rate:.0f} req/s: {'pass' if s.passed else 'fail'} — {s.note}")

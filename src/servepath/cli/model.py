@@ -7,8 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from servepath.cli._app import app, base_settings, fail, get_output
-from servepath.errors import ModelLoadError
+from servepath.cli._app import app, base_settings, failure_context, get_output
 
 model_app = typer.Typer(
     help="Train the example model, or inspect a model artifact.",
@@ -61,15 +60,13 @@ def info(
     from servepath.model.loaded import engines_dir, load_model
 
     out = get_output()
-    try:
-        model = load_model(
-            path,
-            cache_dir=engines_dir(base_settings().data_dir),
-            schema_path=schema,
-            probabilities=probabilities,
-        )
-    except ModelLoadError as exc:
-        fail(out, json_out, "model_load", str(exc), path=str(path))
+    failure_context(path=str(path))
+    model = load_model(
+        path,
+        cache_dir=engines_dir(base_settings().data_dir),
+        schema_path=schema,
+        probabilities=probabilities,
+    )
     data: dict[str, Any] = {
         **model.describe(),
         "task": model.task,

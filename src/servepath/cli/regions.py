@@ -8,12 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
-from servepath.errors import ServepathError
+from servepath.render.text_regions import render_measurement
 
 if TYPE_CHECKING:
-    from servepath.output import Cell, Output
     from servepath.regions.catalogue import Region
-    from servepath.regions.measure import MeasureReport, TargetResult
 
 #: The catalogue's providers and the placement's rankings (servepath.regions.catalogue
 #: Provider, .place RankBy), written here so that `--help` does not import the regions
@@ -41,10 +39,6 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _usage_error(out: Output, exc: Exception) -> typer.BadParameter:
-    return typer.BadParameter(str(exc))
 
 
 def _ms(value: float | None, digits: int = 1) -> str:
@@ -90,12 +84,9 @@ def matrix(
     from servepath.regions.model import DEFAULT_MODEL, latency_matrix
 
     out = get_output()
-    try:
-        chosen = resolve_regions(_split(regions))
-    except ServepathError as exc:
-        raise _usage_error(out, exc) from exc
+    chosen = resolve_regions(_split(regions))
     if not chosen:
-        raise _usage_error(out, ValueError("--regions needs at least one region id"))
+        raise typer.BadParameter("--regions needs at least one region id")
     result = latency_matrix(chosen, DEFAULT_MODEL)
     if plot is not None:
         from servepath.regions.plot import plot_matrix
@@ -166,20 +157,17 @@ def place_command(
     from servepath.regions.place import parse_callers, place
 
     out = get_output()
-    try:
-        weights: dict[Region, float] = {}
-        for region_id, weight in parse_callers(callers):
-            region = get_region(region_id)
-            weights[region] = weights.get(region, 0.0) + weight
-        if candidates is not None:
-            pool = resolve_regions(_split(candidates))
-            if provider is not None:
-                pool = [r for r in pool if r.provider == provider]
-        else:
-            pool = list(regions_of(provider))
-        ranked = place(weights, pool, model=DEFAULT_MODEL, by=by)
-    except ServepathError as exc:
-        raise _usage_error(out, exc) from exc
+    weights: dict[Region, float] = {}
+    for region_id, weight in parse_callers(callers):
+        region = get_region(region_id)
+        weights[region] = weights.get(region, 0.0) + weight
+    if candidates is not None:
+        pool = resolve_regions(_split(candidates))
+        if provider is not None:
+            pool = [r for r in pool if r.provider == provider]
+    else:
+        pool = list(regions_of(provider))
+    ranked = place(weights, pool, model=DEFAULT_MODEL, by=by)
     shown = ranked[:top]
     if json_out:
         out.json(
@@ -266,12 +254,9 @@ def measure_command(
     from servepath.regions.model import DEFAULT_MODEL
 
     out = get_output()
-    try:
-        parsed = [parse_target(t, port) for t in targets]
-        origin = get_region(from_region) if from_region else None
-        named = {t.region: get_region(t.region) for t in parsed if t.region}
-    except ServepathError as exc:
-        raise _usage_error(out, exc) from exc
+    parsed = [parse_target(t, port) for t in targets]
+    origin = get_region(from_region) if from_region else None
+    named = {t.region: get_region(t.region) for t in parsed if t.region}
     report = measure(
         parsed,
         samples=samples,
@@ -284,57 +269,5 @@ def measure_command(
     if json_out:
         out.json(report)
     else:
-        _print_measurement(out, report)
+        render_measurement(out, report)
     raise typer.Exit(EXIT_PROBLEM if report.all_failed else EXIT_OK)
-
-
-def _print_measurement(out: Output, report: MeasureReport) -> None:
-    from servepath.output import Column, Grid, plural
-
-    origin = f" from {report.from_region}" if report.from_region else ""
-    with_estimates = any(t.estimate_ms is not None for t in report.targets)
-    numbers = ("min", "p50", "p90", *(("model", "×model") if with_estimates else ()))
-    table = Grid(
-        [
-            Column("target", fold=True, min_width=20),
-            "status",
-            Column("ok", "right"),
-            Column("loss", "right"),
-            *(Column(c, "right") for c in numbers),
-        ],
-        title=f"TCP connect RTT in ms{origin}: {plural(report.samples, 'sample')} each, "
-        f"timeout {report.timeout_s:g}s",
-        box="simple",
-    )
-    for t in report.targets:
-        label = t.target.label + (f"@{t.target.region}" if t.target.region else "")
-        row: list[Cell] = [
-            label,
-            _status(t),
-            f"{t.stats.ok}/{t.stats.sent}",
-            f"{t.stats.loss_pct:.0f}%",
-            _ms(t.stats.min_ms, 2),
-            _ms(t.stats.median_ms, 2),
-            _ms(t.stats.p90_ms, 2),
-        ]
-        if with_estimates:
-            ratio = t.vs_estimate
-            row += [_ms(t.estimate_ms), "-" if ratio is None else f"{ratio:.2f}"]
-        table.add_row(*row)
-    out.table(table)
-    for t in report.targets:
-        if t.address is not None and t.address != t.target.host:
-            out.print(f"{t.target.label}: connected to {t.address}")
-        if t.detail and t.status != "ok":
-            out.print(f"{t.target.label}: {t.detail}")
-    if with_estimates:
-        out.print(
-            "model = the latency model's estimate from the --from region; ×model = p50 ÷ model"
-        )
-    elif any(t.target.region for t in report.targets):
-        out.print("give --from REGION to set the measurements beside the model's estimate")
-
-
-def _status(t: TargetResult) -> tuple[str, str]:
-    colour = {"ok": "green", "lossy": "yellow"}.get(t.status, "red")
-    return (t.status, colour)

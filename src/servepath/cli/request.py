@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, base_settings, get_output
-from servepath.cli._client_options import ApiKeyOption, CafileOption, InsecureOption, ProxyOption
-from servepath.errors import ConfigError, UsageError
+from servepath.cli._app import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    app,
+    base_settings,
+    failure_context,
+    get_output,
+)
+from servepath.cli._client_options import (
+    ApiKeyOption,
+    CafileOption,
+    InsecureOption,
+    ProxyOption,
+    read_input,
+)
+from servepath.errors import ClientFailure, ExampleUnavailable, InputNotRead
+from servepath.render.text_request import render_request
 
 if TYPE_CHECKING:
     from servepath.client import RequestResult
@@ -20,8 +32,11 @@ if TYPE_CHECKING:
 def _load_data(data: str) -> Any:
     import orjson
 
-    raw = sys.stdin.buffer.read() if data == "-" else Path(data).read_bytes()
-    return orjson.loads(raw)
+    raw = read_input(data)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InputNotRead(data, str(exc)) from exc
 
 
 @app.command()
@@ -56,8 +71,6 @@ def request(
     Exit 0 on a 2xx answer, 1 otherwise, 2 on bad usage.
     """
     from servepath.client import (
-        ClientFailure,
-        ExampleUnavailable,
         Trust,
         auth_headers,
         example_from_spec,
@@ -77,50 +90,43 @@ def request(
         raise typer.BadParameter("must be positive", param_hint="--timeout")
     if cafile is not None and not cafile.is_file():
         raise typer.BadParameter(f"{cafile} is not a file", param_hint="--cafile")
-    try:
-        settings = base_settings()
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    settings = base_settings()
     env = settings.proxy
     trust = Trust.resolve(str(cafile) if cafile else None, insecure, settings.ssl_cert_file)
     auth = auth_headers(api_key or settings.api_key)
     spec: dict[str, Any] | None = None
     payload: Any = None
-    try:
-        if url.startswith("https://"):
-            trust.context()  # a CA bundle that cannot be read is bad usage, before any request
-        if data is not None:
-            try:
-                payload = _load_data(data)
-            except (OSError, ValueError) as exc:
-                raise typer.BadParameter(f"cannot read {data}: {exc}", param_hint="--data") from exc
-            if names_no_route(url):
-                # only the server knows its predict route; without its document, the default
-                try:
-                    spec = fetch_spec(
-                        url, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust, headers=auth
-                    )
-                except (ExampleUnavailable, ClientFailure):
-                    spec = None
-        else:
+    if url.startswith("https://"):
+        trust.context()  # a CA bundle that cannot be read is bad usage, before any request
+    if data is not None:
+        payload = _load_data(data)
+        if names_no_route(url):
+            # only the server knows its predict route; without its document, the default
             try:
                 spec = fetch_spec(
                     url, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust, headers=auth
                 )
-                payload = example_from_spec(spec, url)
-            except ClientFailure as exc:
+            except (ExampleUnavailable, ClientFailure):  # then the default route
+                spec = None
+    else:
+        try:
+            spec = fetch_spec(
+                url, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust, headers=auth
+            )
+            payload = example_from_spec(spec, url)
+        except ClientFailure as exc:  # the failed request is the result this command shows
+            _finish(out, json_out, None, exc.result)
+        except ExampleUnavailable as exc:
+            if exc.result is not None:
                 _finish(out, json_out, None, exc.result)
-            except ExampleUnavailable as exc:
-                if exc.result is not None:
-                    _finish(out, json_out, None, exc.result)
-                _finish_message(out, json_out, url, exc.failure, str(exc))
-        target = predict_url(url, spec)
-        result = send_request(
-            target, payload, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust,
-            headers=auth,
-        )  # fmt: skip
-    except UsageError as exc:  # a CA bundle or a proxy URL that cannot be used
-        raise typer.BadParameter(str(exc)) from exc
+            failure_context(url=url, stage="openapi")
+            hints = ("pass the body with --data FILE",)
+            raise ExampleUnavailable(str(exc), failure=exc.failure, hints=hints) from exc
+    target = predict_url(url, spec)
+    result = send_request(
+        target, payload, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust,
+        headers=auth,
+    )  # fmt: skip
     _finish(out, json_out, payload, result)
 
 
@@ -128,39 +134,5 @@ def _finish(out: Output, json_out: bool, payload: Any, result: RequestResult) ->
     if json_out:
         out.json({"request": payload, **result.to_json()})
     else:
-        render(out, result)
+        render_request(out, result)
     raise typer.Exit(EXIT_OK if result.ok else EXIT_PROBLEM)
-
-
-def _finish_message(out: Output, json_out: bool, url: str, failure: str, message: str) -> None:
-    from servepath.cli._app import fail
-
-    fail(
-        out, json_out, failure, message, url=url, stage="openapi",
-        hints=("pass the body with --data FILE",),
-    )  # fmt: skip
-
-
-def render(out: Output, result: RequestResult) -> None:
-    import orjson
-
-    proxy = result.proxy.proxy
-    via = f" via proxy {proxy}" if proxy else ""
-    took = "" if result.elapsed_ms is None else f" in {result.elapsed_ms:.1f} ms"
-    if result.status is not None:
-        colour = "green" if result.ok else "red"
-        out.print(f"{result.method} {result.url}{via} -> ", (str(result.status), colour), took)
-        timing = result.headers.get("server-timing")
-        if timing:
-            out.print(f"server-timing: {timing}")
-        if result.body not in (None, ""):
-            out.print(
-                result.body
-                if isinstance(result.body, str)
-                else orjson.dumps(result.body, option=orjson.OPT_INDENT_2).decode()
-            )
-    else:
-        after = "" if result.elapsed_ms is None else f" after {result.elapsed_ms:.1f} ms"
-        out.print(f"{result.method} {result.url}{via} -> ", ("failed", "red"), after)
-    if not result.ok:
-        out.error(f"{result.failure}: {result.message}", result.hints)

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, fail, get_output
+from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, failure_context, get_output
+from servepath.render.text_trace import render_trace
 
 if TYPE_CHECKING:
-    from servepath.netdiag.trace import Hop, Trace
-    from servepath.output import Output
+    pass
 
 #: The probe's own defaults (servepath.netdiag.trace), written here so that `--help` does
 #: not import the probe; a test holds them equal.
@@ -24,42 +24,6 @@ class ProtocolChoice(StrEnum):
     tcp = "tcp"
     udp = "udp"
     icmp = "icmp"
-
-
-def _rtts(hop: Hop) -> str:
-    shown = [f"{rtt:.3f}" for rtt in hop.rtt_ms] + ["*"] * hop.lost
-    return "  ".join(shown)
-
-
-def render_trace(out: Output, result: Trace) -> None:
-    from servepath.output import Column, Grid, plural
-
-    port = f" port {result.port}" if result.port is not None else ""
-    shown = result.target if result.target == result.address else f"{result.target} → "
-    shown += result.address if result.target != result.address else ""
-    out.print(
-        (f"trace to {shown}", "bold"),
-        f"{port} over {result.protocol} ({result.method}), "
-        f"{plural(result.max_hops, 'hop')} max, {plural(result.queries, 'probe')} each",
-    )
-    grid = Grid([Column("TTL", "right"), "ADDRESS", "NAME", "RTT ms", "NOTE"], box="none")
-    hops = list(result.hops)
-    # Trailing silent hops (a target that drops probes) say one thing: say it once.
-    last_answer = max((i for i, h in enumerate(hops) if h.address is not None), default=-1)
-    trailing = hops[last_answer + 1 :]
-    for hop in hops[: last_answer + 1]:
-        address = hop.address or "*"
-        if len(hop.addresses) > 1:
-            address += f" (+{', '.join(hop.addresses[1:])})"
-        grid.add_row(str(hop.ttl), address, hop.name or "", _rtts(hop), hop.note or "")
-    if len(trailing) == 1:
-        grid.add_row(str(trailing[0].ttl), "*", "", _rtts(trailing[0]), "")
-    elif trailing:
-        ttls = f"{trailing[0].ttl}-{trailing[-1].ttl}"
-        grid.add_row(ttls, "*", "", "no answer", "")
-    out.table(grid)
-    style = "green" if result.reached else "red"
-    out.print((result.detail, style), f" ({result.elapsed_s:.2f}s)")
 
 
 @app.command("trace")
@@ -107,26 +71,21 @@ def trace_command(
 
     Every TTL is probed at once, without root. Exit 0 when HOST was reached, 1 otherwise.
     """
-    from servepath.netdiag.ports import ResolveError
-    from servepath.netdiag.trace import TraceError, trace
+    from servepath.netdiag.trace import trace
 
     out = get_output()
     if protocol is ProtocolChoice.icmp and port is not None:
         raise typer.BadParameter("ICMP echo has no port", param_hint="--port")
-    try:
-        result = trace(
-            host,
-            protocol=protocol.value,
-            port=port,
-            max_hops=max_hops,
-            queries=queries,
-            timeout=timeout,
-            resolve_names=not numeric,
-        )
-    except ResolveError as exc:
-        fail(out, json_out, "dns", str(exc), target=host, reached=False, hops=[])
-    except TraceError as exc:
-        fail(out, json_out, "trace_failed", str(exc), target=host, reached=False, hops=[])
+    failure_context(target=host, reached=False, hops=[])
+    result = trace(
+        host,
+        protocol=protocol.value,
+        port=port,
+        max_hops=max_hops,
+        queries=queries,
+        timeout=timeout,
+        resolve_names=not numeric,
+    )
     if json_out:
         out.json(result)
     else:

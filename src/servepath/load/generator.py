@@ -29,7 +29,7 @@ import uvloop
 
 from servepath.client import Trust
 from servepath.contract import predict_url as contract_predict_url
-from servepath.errors import ConfigError, ServepathError
+from servepath.errors import ConfigError, LoadError
 from servepath.load.capacity import SLO, ReplicaEstimate, estimate_replicas, fit_usl
 from servepath.load.payloads import Instance, PayloadSource
 from servepath.load.recorder import Recorder, RunShape, build_report
@@ -60,10 +60,6 @@ PROGRESS_INTERVAL = 0.5
 TICK = 0.001
 #: Time the processes of a multi-process run get to start before the common start time.
 PROCESS_START_MARGIN = 0.3
-
-
-class LoadError(ServepathError):
-    """A load run could not be carried out."""
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from servepath.contract import NoExample, ServerContract, request_example
-from servepath.errors import ConfigError, ServepathError
+from servepath.errors import ConfigError, PayloadError
 from servepath.load.sampling import InstanceSpace
 
 Instance = dict[str, Any]
@@ -30,10 +30,6 @@ Instance = dict[str, Any]
 #: Values drawn ahead per feature (a power of two: a piece is picked with one random call).
 POOL_BITS = 12
 POOL = 1 << POOL_BITS
-
-
-class PayloadError(ServepathError):
-    """The payloads of a load run could not be found or built."""
 
 
 def parse_instances(text: str, source: str) -> list[Instance]:

@@ -31,7 +31,7 @@ import dns.rdatatype
 import dns.resolver
 import dns.rrset
 
-from servepath.errors import EndpointError, ServepathError
+from servepath.errors import EndpointError, ResolverSpecError, UsageError
 from servepath.net.endpoints import host_port, is_ip_literal, parse_host_port
 
 __all__ = [
@@ -75,16 +75,6 @@ _OUTCOME_MEANING: dict[Outcome, str] = {
 }
 
 
-class ResolverSpecError(EndpointError):
-    """A ``--resolver`` value that is not ``IP`` or ``IP:PORT``."""
-
-    def __init__(self, spec: str, reason: str) -> None:
-        super().__init__(spec, reason)
-        # the message names the option; .text and .reason stay as EndpointError sets them
-        self.args = (f"bad resolver {spec!r}: {reason}",)
-        self.spec = spec
-
-
 @dataclass(frozen=True)
 class Nameserver:
     address: str
@@ -114,7 +104,7 @@ def parse_rrtype(text: str) -> dns.rdatatype.RdataType:
     try:
         return dns.rdatatype.RdataType.make(text.upper())
     except dns.rdatatype.UnknownRdatatype:
-        raise ServepathError(f"unknown record type {text!r}") from None
+        raise UsageError(f"unknown record type {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -499,7 +489,7 @@ def probe_dns(
     try:
         qname = dns.name.from_text(name)
     except dns.exception.DNSException as exc:
-        raise ServepathError(f"{name!r} is not a valid DNS name: {exc}") from None
+        raise UsageError(f"{name!r} is not a valid DNS name: {exc}") from None
     notes: list[str] = []
     search: tuple[str, ...] = ()
     tasks: list[Callable[[], ResolverAnswer]] = []

@@ -25,7 +25,7 @@ import httpx
 from httpcore._backends.sync import SyncStream
 
 from servepath.config import ProxyEnv
-from servepath.errors import ServepathError
+from servepath.errors import UsageError
 from servepath.net.endpoints import host_port, is_ip_literal
 from servepath.netdiag.errors_map import HttpErrorClass, classify_http_error
 from servepath.netdiag.proxy import ProxyChoice, choose_proxy
@@ -707,7 +707,7 @@ def probe_http(
             try:
                 contexts.append(ssl.create_default_context(cafile=cafile))
             except (ssl.SSLError, OSError) as exc:
-                raise ServepathError(f"cannot load the CA bundle {cafile}: {exc}") from exc
+                raise UsageError(f"cannot load the CA bundle {cafile}: {exc}") from exc
         return contexts[0]
 
     backend = _ResolvingBackend(pins)
@@ -724,7 +724,7 @@ def probe_http(
                 try:
                     transport = _transport(choice.proxy, tls_context() if tls else False, backend)
                 except (ValueError, ImportError) as exc:  # an unsupported proxy scheme
-                    raise ServepathError(f"cannot use proxy {choice.proxy}: {exc}") from exc
+                    raise UsageError(f"cannot use proxy {choice.proxy}: {exc}") from exc
                 client = httpx.Client(
                     transport=transport,
                     timeout=timeout,

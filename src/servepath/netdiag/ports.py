@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from servepath.errors import ServepathError
+from servepath.errors import ResolveError
 from servepath.net.addresses import AddressInfo, classify_address
 from servepath.net.endpoints import is_ip_literal
 from servepath.net.icmp import (
@@ -55,15 +55,6 @@ DEFAULT_TIMEOUT = 1.0
 #: to what the process's file-descriptor limit allows.
 DEFAULT_CONCURRENCY = 1024
 _FD_RESERVE = 64
-
-
-class ResolveError(ServepathError):
-    """HOST is neither an IP literal nor a name the system resolver knows."""
-
-    def __init__(self, host: str, reason: str) -> None:
-        super().__init__(f"cannot resolve {host!r}: {reason}")
-        self.host = host
-        self.reason = reason
 
 
 # ---- pure part ----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Literal
 
-from servepath.errors import ServepathError
+from servepath.errors import PortSpecError
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -89,16 +89,6 @@ def port_range(port: int) -> PortRange:
     if port <= 49151:
         return "registered"
     return "dynamic"
-
-
-class PortSpecError(ServepathError):
-    """A PORTS argument that does not parse; the message names the offending item."""
-
-    def __init__(self, spec: str, item: str, reason: str) -> None:
-        super().__init__(f"bad port {item!r} in {spec!r}: {reason}")
-        self.spec = spec
-        self.item = item
-        self.reason = reason
 
 
 def _one_port(spec: str, item: str, text: str) -> int:

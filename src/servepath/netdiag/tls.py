@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from servepath.errors import ServepathError
+from servepath.errors import UsageError
 from servepath.net.endpoints import host_port, is_ip_literal, parse_host_port
 
 __all__ = [
@@ -427,7 +427,7 @@ def probe_tls(
     try:
         context = ssl.create_default_context(cafile=cafile)
     except (ssl.SSLError, OSError) as exc:
-        raise ServepathError(f"cannot load the CA bundle {cafile}: {exc}") from exc
+        raise UsageError(f"cannot load the CA bundle {cafile}: {exc}") from exc
     sni = name if not is_ip_literal(name) else name.split("%", 1)[0]
     verify_error: ssl.SSLCertVerificationError | None = None
     start = time.perf_counter()

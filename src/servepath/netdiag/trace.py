@@ -27,7 +27,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from servepath.errors import ServepathError
+from servepath.errors import TraceError
 from servepath.net.icmp import (
     IcmpError,
     enable_recverr,
@@ -69,10 +69,6 @@ DEFAULT_MAX_HOPS = 30
 DEFAULT_QUERIES = 3
 DEFAULT_TIMEOUT = 2.0
 _PAYLOAD = b"servepath-trace-probe-0123456789"
-
-
-class TraceError(ServepathError):
-    """The trace could not be run at all (no route, a local rule, no ICMP permission)."""
 
 
 # ---- pure part ----------------------------------------------------------------------------

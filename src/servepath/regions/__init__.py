@@ -7,11 +7,11 @@ endpoints and sets them beside the estimate, ``plot`` draws a matrix as a heatma
 
 from __future__ import annotations
 
+from servepath.errors import BadCallers, UnknownRegion
 from servepath.regions.catalogue import (
     PROVIDERS,
     Provider,
     Region,
-    UnknownRegion,
     all_regions,
     get_region,
     regions_of,
@@ -25,7 +25,7 @@ from servepath.regions.model import (
     great_circle_km,
     latency_matrix,
 )
-from servepath.regions.place import BadCallers, Placement, place
+from servepath.regions.place import Placement, place
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -10,11 +10,11 @@ Azure's government clouds and partner-only regions such as Jio India).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from servepath.errors import ServepathError
+from servepath.errors import UnknownRegion
 
 Provider = Literal["gcp", "aws", "azure"]
 PROVIDERS: tuple[Provider, ...] = get_args(Provider)
@@ -52,18 +52,6 @@ class Region:
             "latitude": self.latitude,
             "longitude": self.longitude,
         }
-
-
-class UnknownRegion(ServepathError):
-    """A region id that is not in the catalogue; carries the closest ids to suggest."""
-
-    def __init__(self, region_id: str, suggestions: Sequence[str]) -> None:
-        hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
-        super().__init__(
-            f"unknown region {region_id!r}{hint} (`servepath regions list` shows them all)"
-        )
-        self.region_id = region_id
-        self.suggestions = tuple(suggestions)
 
 
 # (id, city, country, latitude, longitude)

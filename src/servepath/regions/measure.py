@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from servepath.errors import EndpointError, UsageError
+from servepath.errors import BadTarget, EndpointError
 from servepath.net.endpoints import host_port, parse_host_port
 from servepath.regions.catalogue import Region
 from servepath.regions.model import DEFAULT_MODEL, LatencyModel
@@ -61,10 +61,6 @@ TargetStatus = Literal["ok", "lossy", "lost", "refused", "unreachable", "unresol
 
 # (family, sockaddr) pairs, as getaddrinfo's first and last fields.
 Resolver = Callable[[str, int], list[tuple[int, tuple[object, ...]]]]
-
-
-class BadTarget(UsageError):
-    """A measurement target that cannot be parsed."""
 
 
 # ---- targets ------------------------------------------------------------------------------

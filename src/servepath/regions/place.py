@@ -14,17 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from servepath.errors import ServepathError
+from servepath.errors import BadCallers
 from servepath.regions.catalogue import Region
 from servepath.regions.model import DEFAULT_MODEL, LatencyModel
 
 __all__ = ["BadCallers", "CallerRTT", "Placement", "RankBy", "parse_callers", "place"]
 
 RankBy = Literal["mean", "worst"]
-
-
-class BadCallers(ServepathError):
-    """The caller list or its weights cannot be used for placement."""
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,19 @@
-"""Reports as pictures: self-contained HTML pages and SVG drawings of what the doctor and the
-load generator found.
+"""Reports as pictures and as text: self-contained HTML pages and SVG drawings of what the
+doctor and the load generator found, and the tables and lines each command prints
+(``text_<command>``).
 
-Everything here is pure: a report goes in, a string comes out (inline CSS, inline SVG, no
+The pictures are pure: a report goes in, a string comes out (inline CSS, inline SVG, no
 script, no external asset). Writing the string to a file is the CLI's one line of I/O
-(:func:`write_page`).
+(:func:`write_page`). The text modules write a report to the ``Output`` they are given.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from servepath.errors import ServepathError
+from servepath.errors import ReportNotWritten
 
-__all__ = ["ReportNotWritten", "write_page"]
-
-
-class ReportNotWritten(ServepathError):
-    """The picture could not be written where the caller asked."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"cannot write {path}: {reason}")
-        self.path = path
-        self.reason = reason
+__all__ = ["write_page"]
 
 
 def write_page(path: Path, text: str) -> Path:

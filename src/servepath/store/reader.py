@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from servepath.errors import ConfigError, ServepathError
+from servepath.errors import ConfigError, StoreUnavailable
 from servepath.store.base import PredictionRecord
 from servepath.store.rows import join_truncated
 
@@ -29,15 +29,6 @@ PERCENTILES = (0.5, 0.9, 0.99)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-class StoreUnavailable(ServepathError):
-    """The prediction log cannot be read: no such file, no such database, or no answer."""
-
-    def __init__(self, target: str, reason: str) -> None:
-        super().__init__(f"cannot read the prediction log at {target}: {reason}")
-        self.target = target
-        self.reason = reason
 
 
 def parse_since(text: str, now: float) -> float:

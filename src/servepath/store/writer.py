@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from servepath.errors import LogUnavailable
+from servepath.errors import StoreClosed, StoreError
 from servepath.service.ratelog import RateLimitedWarning
 from servepath.store.base import PredictionRecord, StoreStatus, WriterStats
 from servepath.store.spool import Spool
@@ -54,15 +54,6 @@ DEFAULT_RETRY_MAX = 15.0
 DEFAULT_MAX_QUEUED = 10_000
 #: How many times ``max_queued`` may wait before new records are refused (counted lost).
 HARD_FACTOR = 4
-
-
-class StoreError(LogUnavailable):
-    """The prediction log could not keep a record: neither the database nor the spool took it."""
-
-
-class StoreClosed(StoreError):
-    def __init__(self) -> None:
-        super().__init__("the prediction log is closed")
 
 
 class Sink(Protocol):
