@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 from servepath.net.addresses import classify_address
+from servepath.net.http_errors import HttpErrorClass
+from servepath.net.proxy import ProxyChoice
 from servepath.netdiag.dns import DnsReport, ResolverAnswer
-from servepath.netdiag.errors_map import HttpErrorClass
 from servepath.netdiag.http import HttpHop, HttpReport, Phases, ServerTimingEntry
 from servepath.netdiag.listen import Listener
 from servepath.netdiag.ports import PortResult, PortScan
-from servepath.netdiag.proxy import ProxyChoice
 from servepath.netdiag.tls import Certificate, TlsReport
 from servepath.netdiag.trace import Hop, Trace
 from servepath.output import Output, TableFormat

@@ -279,7 +279,7 @@ def load(
     from servepath.client import Trust, auth_headers
     from servepath.load.capacity import SLO, parse_error_budget, parse_slo
     from servepath.load.generator import LoadPlan, check_url
-    from servepath.netdiag.proxy import choose_proxy
+    from servepath.net.proxy import choose_proxy
 
     out = get_output()
     try:

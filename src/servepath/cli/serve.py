@@ -12,7 +12,7 @@ from servepath.cli._app import EXIT_USAGE, app, base_settings, fail, get_output
 from servepath.config import Settings, model_location, parse_auto
 from servepath.errors import ConfigError, ModelLoadError
 from servepath.net.endpoints import host_port
-from servepath.netdiag.interfaces import answering_addresses, local_addresses, url_for
+from servepath.net.interfaces import answering_addresses, local_addresses, url_for
 from servepath.output import Output
 
 _KIND_NOTE = {

@@ -27,8 +27,8 @@ from httpcore._backends.sync import SyncStream
 from servepath.config import ProxyEnv
 from servepath.errors import ServepathError
 from servepath.net.endpoints import host_port, is_ip_literal
-from servepath.netdiag.errors_map import HttpErrorClass, classify_http_error
-from servepath.netdiag.proxy import ProxyChoice, choose_proxy
+from servepath.net.http_errors import HttpErrorClass, classify_http_error
+from servepath.net.proxy import ProxyChoice, choose_proxy
 
 __all__ = [
     "HttpHop",

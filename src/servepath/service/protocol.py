@@ -59,9 +59,9 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.server import ServerState
 
+from servepath.ratelog import RateLimitedWarning
 from servepath.service.admission import Decision
 from servepath.service.app import request_id_for
-from servepath.service.ratelog import RateLimitedWarning
 
 if TYPE_CHECKING:
     from servepath.config import Settings

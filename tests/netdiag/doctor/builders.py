@@ -10,15 +10,15 @@ import orjson
 
 from servepath.config import ProxyEnv
 from servepath.net.addresses import classify_address
+from servepath.net.http_errors import HttpErrorClass
 from servepath.net.icmp import IcmpError
+from servepath.net.proxy import choose_proxy
+from servepath.net.routes import Route, RouteLookup
 from servepath.netdiag.dns import DnsReport, ResolverAnswer
 from servepath.netdiag.doctor import DoctorOptions, Observations, make_plan
 from servepath.netdiag.doctor.plan import plan_app
-from servepath.netdiag.errors_map import HttpErrorClass
 from servepath.netdiag.http import HttpHop, HttpReport, Phases, parse_server_timing
 from servepath.netdiag.ports import PortResult, PortScan
-from servepath.netdiag.proxy import choose_proxy
-from servepath.netdiag.routes import Route, RouteLookup
 from servepath.netdiag.services import port_range
 
 VM = "10.20.2.2"

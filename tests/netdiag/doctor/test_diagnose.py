@@ -67,7 +67,7 @@ def case_dns_disagree() -> Observations:
 
 
 def case_private_address() -> Observations:
-    from servepath.netdiag.routes import RouteLookup
+    from servepath.net.routes import RouteLookup
 
     obs = healthy("http://10.99.0.5:8080/decisions", address="10.99.0.5")
     obs.route = RouteLookup("10.99.0.5", "via-default", obs.gateway)
@@ -558,7 +558,7 @@ def test_localhost_is_healthy_whatever_a_dns_server_says_of_it() -> None:
 
 
 def test_an_address_of_this_machine_is_not_called_from_outside() -> None:
-    from servepath.netdiag.routes import RouteLookup
+    from servepath.net.routes import RouteLookup
 
     obs = healthy("http://10.99.0.1:8080/", address="10.99.0.1")
     obs.route = RouteLookup("10.99.0.1", "via-default", obs.gateway)

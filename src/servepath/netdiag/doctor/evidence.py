@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from servepath.net.routes import Route, RouteLookup
 from servepath.netdiag.dns import DnsReport
 from servepath.netdiag.doctor.plan import AppPlan, Plan
 from servepath.netdiag.http import HttpReport
 from servepath.netdiag.ports import PortScan
-from servepath.netdiag.routes import Route, RouteLookup
 from servepath.netdiag.tls import TlsReport
 from servepath.netdiag.trace import Trace
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from servepath.net.container import detect_container
 from servepath.net.endpoints import host_port
-from servepath.netdiag.container import detect_container
 from servepath.netdiag.doctor.causes import Cause, explain
 from servepath.netdiag.doctor.report import DoctorReport, Stage, StageStatus
 from servepath.netdiag.http import probe_http

@@ -26,8 +26,8 @@ from servepath.contract import (
 )
 from servepath.errors import UsageError
 from servepath.net.endpoints import host_port, is_ip_literal, parse_host_port
+from servepath.net.proxy import ProxyChoice, choose_proxy
 from servepath.netdiag.dns import Nameserver
-from servepath.netdiag.proxy import ProxyChoice, choose_proxy
 
 __all__ = [
     "LARGE_REQUEST_BYTES",
