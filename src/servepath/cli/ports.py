@@ -141,7 +141,8 @@ def ports_command(
     the way); unreachable: an ICMP error, with the address that sent it (a firewall REJECT
     names its hop). Exit 0 when every port asked is open, 1 otherwise.
     """
-    from servepath.netdiag.ports import ResolveError, scan_ports
+    from servepath.net.sockets import ResolveError
+    from servepath.netdiag.ports import scan_ports
     from servepath.netdiag.services import PortSpecError, parse_ports
 
     out = get_output()

@@ -107,7 +107,7 @@ def trace_command(
 
     Every TTL is probed at once, without root. Exit 0 when HOST was reached, 1 otherwise.
     """
-    from servepath.netdiag.ports import ResolveError
+    from servepath.net.sockets import ResolveError
     from servepath.netdiag.trace import TraceError, trace
 
     out = get_output()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from servepath.net.icmp import IcmpError, enable_recverr, read_errqueue
-from servepath.netdiag.ports import sockaddr_for
+from servepath.net.sockets import sockaddr_for
 
 __all__ = [
     "DEFAULT_MSS",

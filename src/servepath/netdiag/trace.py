@@ -36,7 +36,7 @@ from servepath.net.icmp import (
     tcp_rtt_ms,
     timestamp_of,
 )
-from servepath.netdiag.ports import fd_budget, resolve_host, sockaddr_for
+from servepath.net.sockets import fd_budget, resolve_host, sockaddr_for
 
 __all__ = [
     "DEFAULT_MAX_HOPS",

@@ -23,12 +23,13 @@ from servepath.errors import ServepathError
 from servepath.net.endpoints import host_port, is_ip_literal, url_host
 from servepath.net.interfaces import local_addresses
 from servepath.net.routes import default_gateway, lookup, read_routes
+from servepath.net.sockets import resolve_host
 from servepath.netdiag.dns import DnsReport, probe_dns, system_nameservers
 from servepath.netdiag.doctor.evidence import Observations, VhostTrial, untrusted_only
 from servepath.netdiag.doctor.plan import DoctorOptions, Plan, plan_app
 from servepath.netdiag.doctor.signs import from_servepath, looks_like_web_server
 from servepath.netdiag.http import HttpReport, probe_http
-from servepath.netdiag.ports import resolve_host, scan_ports
+from servepath.netdiag.ports import scan_ports
 from servepath.netdiag.tls import probe_tls
 from servepath.netdiag.trace import trace
 
