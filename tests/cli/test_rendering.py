@@ -19,10 +19,10 @@ import pytest
 
 from servepath.net.addresses import classify_address
 from servepath.net.http_errors import HttpErrorClass
+from servepath.net.listeners import Listener
 from servepath.net.proxy import ProxyChoice
 from servepath.netdiag.dns import DnsReport, ResolverAnswer
 from servepath.netdiag.http import HttpHop, HttpReport, Phases, ServerTimingEntry
-from servepath.netdiag.listen import Listener
 from servepath.netdiag.ports import PortResult, PortScan
 from servepath.netdiag.tls import Certificate, TlsReport
 from servepath.netdiag.trace import Hop, Trace

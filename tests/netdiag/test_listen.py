@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from servepath.cli import app
-from servepath.netdiag.listen import (
+from servepath.net.listeners import (
     Listener,
     PortMapping,
     ProcessInfo,

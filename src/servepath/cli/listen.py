@@ -9,7 +9,7 @@ import typer
 from servepath.cli._app import EXIT_OK, EXIT_PROBLEM, app, get_output
 
 if TYPE_CHECKING:
-    from servepath.netdiag.listen import Listener, PortMapping
+    from servepath.net.listeners import Listener, PortMapping
     from servepath.output import Cell, Output
 
 _REACH: dict[str, Cell] = {"loopback": ("loopback", "yellow"), "unspecified": "all"}
@@ -33,7 +33,7 @@ def listen(
     host-port-to-container-port mappings it can read (docker-proxy, iptables NAT rules).
     With PORT: exit 0 when something listens on it on a non-loopback address, 1 otherwise.
     """
-    from servepath.netdiag.listen import inspect_port, list_listeners
+    from servepath.net.listeners import inspect_port, list_listeners
 
     out = get_output()
     if port is None:

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from servepath.config import ProxyEnv
+from servepath.net.listeners import PortListenReport
 from servepath.netdiag.doctor import CAUSES, DoctorOptions, Observations, diagnose
 from servepath.netdiag.doctor.causes import HTTP_EVIDENCE, PORT_EVIDENCE
 from servepath.netdiag.doctor.local import diagnose_local
-from servepath.netdiag.listen import PortListenReport
 from servepath.netdiag.mtu import MssOutcome, MtuHop, summarise
 from servepath.netdiag.protocols import ProtocolGuess
 from servepath.netdiag.tls import TlsReport
@@ -261,7 +261,7 @@ def case_mtu_blackhole() -> Observations:
 
 
 def _published(inside: tuple[tuple[str, int], ...], container_port: int = 8080) -> Observations:
-    from servepath.netdiag.listen import PortMapping
+    from servepath.net.listeners import PortMapping
     from servepath.netdiag.netns import NamespaceListeners, Socket
 
     obs = healthy("http://127.0.0.1:18080/decisions", address="127.0.0.1")
@@ -600,7 +600,7 @@ def test_the_evidence_tables_name_only_causes_of_the_vocabulary() -> None:
 def test_local_causes(
     listeners: tuple[tuple[str, str], ...], cause: str, stage: str | None
 ) -> None:
-    from servepath.netdiag.listen import Listener
+    from servepath.net.listeners import Listener
 
     built = tuple(Listener("tcp", a, 8080, k, 42, "app", "python3") for a, k in listeners)  # type: ignore[arg-type]
     listen = PortListenReport(8080, built)

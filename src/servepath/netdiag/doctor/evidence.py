@@ -15,7 +15,7 @@ from servepath.netdiag.tls import TlsReport
 from servepath.netdiag.trace import Trace
 
 if TYPE_CHECKING:
-    from servepath.netdiag.listen import PortMapping
+    from servepath.net.listeners import PortMapping
     from servepath.netdiag.mtu import MtuHop, MtuNarrowing
     from servepath.netdiag.netns import NamespaceListeners
     from servepath.netdiag.protocols import ProtocolGuess

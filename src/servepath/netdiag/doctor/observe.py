@@ -147,7 +147,7 @@ def _look_inside_containers(obs: Observations, reachable: bool) -> None:
     """On this machine's own address: which mapping carries the port into a container, and
     what listens in that container's namespace (or, for a closed port, which containers
     listen with nothing published)."""
-    from servepath.netdiag.listen import inspect_port
+    from servepath.net.listeners import inspect_port
     from servepath.netdiag.netns import find_namespace, namespaces
 
     port = obs.plan.target.port
