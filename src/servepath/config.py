@@ -223,7 +223,8 @@ class Settings:
     def default_model_path(self) -> Path:
         return self.data_dir / "example-model.joblib"
 
-    def replace(self, **changes: Any) -> Settings:
+    def with_values(self, **changes: Any) -> Settings:
+        """A copy with the given fields changed; a None value leaves its field as it is."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     # Multi-worker servers start fresh processes; they receive the parent's Settings intact.

@@ -339,12 +339,12 @@ def test_request_prints_the_url_and_the_answer_literally() -> None:
 
 def test_regions_measure_prints_bracketed_targets_literally() -> None:
     from servepath.cli.regions import _print_measurement
-    from servepath.regions.measure import MeasureReport, RTTStats, Target, TargetResult
+    from servepath.regions.measure import MeasureReport, MeasureTarget, RTTStats, TargetResult
     from servepath.regions.model import DEFAULT_MODEL
 
     stats = RTTStats(sent=3, ok=3, lost=0, failed=0, min_ms=1.0, median_ms=2.0, p90_ms=2.8,
                      max_ms=3.0)  # fmt: skip
-    result = TargetResult(Target(V6, 443), ULA, "ok", stats, ())
+    result = TargetResult(MeasureTarget(V6, 443), ULA, "ok", stats, ())
     report = MeasureReport(None, 3, 1.0, 0.1, (result,), DEFAULT_MODEL)
     plain, boxed = both(_print_measurement, report)
     assert plain == (

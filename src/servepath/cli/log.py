@@ -126,7 +126,7 @@ def _reader(out: Output, store: str | None, json_out: bool) -> LogReader:
     except ConfigError as exc:  # the environment, not a flag of this command
         raise typer.BadParameter(str(exc)) from None
     try:
-        return open_reader(settings.replace(store_url=store))
+        return open_reader(settings.with_values(store_url=store))
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--store") from None
     except StoreUnavailable as exc:

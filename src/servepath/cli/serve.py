@@ -267,7 +267,7 @@ def serve(
     """Serve the model: POST /decisions, GET / health, V2 inference, /metrics, /_path."""
     out = get_output()
     try:
-        settings = base_settings().replace(
+        settings = base_settings().with_values(
             host=host,
             port=port,
             workers=workers,

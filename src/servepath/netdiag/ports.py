@@ -21,7 +21,7 @@ from typing import Literal
 
 from servepath.net.addresses import AddressInfo, classify_address
 from servepath.net.icmp import (
-    IcmpError,
+    IcmpReport,
     enable_recverr,
     enable_timestamps,
     read_errqueue,
@@ -63,7 +63,7 @@ class ConnectAttempt:
     target: str
     timeout: float
     errno: int | None = None
-    icmp: IcmpError | None = None
+    icmp: IcmpReport | None = None
     source: str | None = None  # our own address on that path, to spot locally made errors
 
 
@@ -74,7 +74,7 @@ class Verdict:
     detail: str
 
 
-def _where(icmp: IcmpError, target: str, source: str | None) -> str:
+def _where(icmp: IcmpReport, target: str, source: str | None) -> str:
     if icmp.offender is None:
         return "from an unknown sender"
     if icmp.offender == target:
@@ -84,7 +84,7 @@ def _where(icmp: IcmpError, target: str, source: str | None) -> str:
     return f"from {icmp.offender}, a router or firewall before the target"
 
 
-def _icmp_detail(icmp: IcmpError, target: str, source: str | None) -> str:
+def _icmp_detail(icmp: IcmpReport, target: str, source: str | None) -> str:
     where = _where(icmp, target, source)
     at_target = icmp.offender == target
     local = source is not None and icmp.offender == source
@@ -171,7 +171,7 @@ class PortResult:
     detail: str
     service: str | None
     range: PortRange
-    icmp: IcmpError | None = None
+    icmp: IcmpReport | None = None
 
     def to_json(self) -> dict[str, object]:
         return {

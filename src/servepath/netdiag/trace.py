@@ -29,7 +29,7 @@ from typing import Literal, Protocol
 
 from servepath.errors import ServepathError
 from servepath.net.icmp import (
-    IcmpError,
+    IcmpReport,
     enable_recverr,
     enable_timestamps,
     read_errqueue,
@@ -61,7 +61,7 @@ __all__ = [
 TraceProtocol = Literal["tcp", "udp", "icmp"]
 TraceMethod = Literal["tcp-connect", "udp", "icmp-dgram", "icmp-raw"]
 ReplyKind = Literal["hop", "reached", "unreachable"]
-PortState = Literal["open", "closed", "rejected"]
+TargetPortState = Literal["open", "closed", "rejected"]
 
 DEFAULT_TCP_PORT = 80
 DEFAULT_UDP_PORT = 33434  # traceroute's base port: nothing listens there
@@ -92,7 +92,7 @@ class ProbeEvent:
 
     answered: bool = False  # TCP connected, UDP data, ICMP echo reply
     errno: int | None = None
-    icmp: IcmpError | None = None
+    icmp: IcmpReport | None = None
     source: str | None = None  # who answered, when the answer was not an ICMP error
     rtt_ms: float | None = None  # from kernel timestamps, when the socket had them
 
@@ -103,7 +103,7 @@ class Reply:
     address: str | None
     rtt_ms: float
     note: str | None = None
-    port_state: PortState | None = None
+    port_state: TargetPortState | None = None
 
 
 def interpret(
@@ -119,7 +119,7 @@ def interpret(
                 if protocol == "udp" and icmp.kind == "port-unreachable":
                     # The normal end of a UDP trace: the target says nothing listens there.
                     return Reply("reached", target, rtt_ms, "port-unreachable", "closed")
-                state: PortState | None = "rejected" if protocol != "icmp" else None
+                state: TargetPortState | None = "rejected" if protocol != "icmp" else None
                 return Reply("reached", target, rtt_ms, icmp.kind, state)
             return Reply("unreachable", icmp.offender, rtt_ms, icmp.kind)
         return None  # MTU news and the like: the probe is still in flight
@@ -344,7 +344,7 @@ class Trace:
     reached: bool
     hops: tuple[Hop, ...]
     detail: str
-    port_state: PortState | None = None
+    port_state: TargetPortState | None = None
     elapsed_s: float = 0.0
     timeout: float = DEFAULT_TIMEOUT
     max_hops: int = DEFAULT_MAX_HOPS
@@ -435,7 +435,7 @@ def parse_raw_icmp(
     got_ident, seq = struct.unpack_from("!HH", quoted, 4)
     if got_ident != ident:
         return None
-    error = IcmpError(origin=origin, type=icmp_type, code=code, errno=0, offender=source)
+    error = IcmpReport(origin=origin, type=icmp_type, code=code, errno=0, offender=source)
     return seq, ProbeEvent(icmp=error)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from servepath.net.routes import Route, RouteLookup
+from servepath.net.routes import KernelRoute, RouteLookup
 from servepath.netdiag.dns import DnsReport
 from servepath.netdiag.doctor.plan import AppPlan, Plan
 from servepath.netdiag.http import HttpReport
@@ -60,7 +60,7 @@ class Observations:
     insecure: bool = False
     api_key_sent: bool = False
     nameservers: list[str] = field(default_factory=list)
-    gateway: Route | None = None
+    gateway: KernelRoute | None = None
     dns: DnsReport | None = None
     address: str | None = None
     own_address: bool = False  # the address is one of this machine's own
