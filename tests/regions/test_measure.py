@@ -30,9 +30,9 @@ from servepath.regions.measure import (
     target_status,
 )
 from servepath.regions.model import DEFAULT_MODEL
-from tests.net.topology import Network, Rule, Topology, drop, reject
 from tests.regions.delayline import delay_link
 from tests.support import need, need_binary, need_root
+from tests.topology.topology import Network, Rule, Topology, drop, reject
 
 
 def ms(value: float | None) -> float:
