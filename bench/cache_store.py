@@ -157,7 +157,7 @@ async def bench_log(
 
     # 3. Durable (--durable: SQLite also syncs every commit): 64 concurrent callers, each
     # waiting for its record's commit.
-    log = open_log(settings.replace(durable=True))
+    log = open_log(settings.with_values(durable=True))
     await log.start()
     durable_records = make_records(min(n, 20_000), "durable")
     durable_us: list[float] = []

@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from tests.net.topology import Network, Topology, drop, silent_time_exceeded
+from tests.topology.topology import Network, Topology, drop, silent_time_exceeded
 
 from servepath.netdiag.ports import scan_ports
 

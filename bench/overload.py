@@ -556,7 +556,7 @@ from servepath.config import Settings
 from servepath.service import server as s
 from servepath.service.app import create_app
 port, model = int(sys.argv[1]), Path(sys.argv[2])
-settings = Settings.from_env().replace(host="127.0.0.1", port=port, model_path=model)
+settings = Settings.from_env().with_values(host="127.0.0.1", port=port, model_path=model)
 app = create_app(settings)
 config = s.uvicorn_config(settings, app, app.gate)
 if sys.argv[3] == "stock":

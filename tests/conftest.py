@@ -27,3 +27,52 @@ def example_model(example_model_path: Path) -> LoadedModel:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+# --- markers by place -------------------------------------------------------------------------
+# `pytest -m pure` runs the logic: no root, no server process, no Docker, no browser, no model
+# training (loopback sockets at most), in seconds. tests/topology builds real network
+# namespaces as root: all of it is `net`. A test marked `net` or `slow` is never `pure`.
+_TESTS = Path(__file__).resolve().parent
+_NET = ("topology/",)
+_PURE = (
+    "net/",
+    "netdiag/doctor/",
+    "netdiag/test_mtu_logic.py",
+    "netdiag/test_netns.py",
+    "netdiag/test_ports_logic.py",
+    "netdiag/test_services.py",
+    "netdiag/test_trace_logic.py",
+    "regions/test_catalogue.py",
+    "regions/test_model.py",
+    "regions/test_place.py",
+    "load/test_capacity.py",
+    "load/test_histogram.py",
+    "load/test_payloads.py",
+    "load/test_recorder.py",
+    "load/test_render.py",
+    "load/test_sampling.py",
+    "load/test_schedule.py",
+    "model/test_race.py",
+    "report/test_doctor_picture.py",
+    "report/test_load_page.py",
+    "service/test_admission.py",
+    "service/test_auth.py",
+    "service/test_jsonbody.py",
+    "service/test_ui_ring.py",
+    "cache/test_memory.py",
+    "cli/test_output.py",
+    "test_contract.py",
+    "test_layering.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        where = item.path.resolve().relative_to(_TESTS).as_posix()
+        if where.startswith(_NET):
+            item.add_marker(pytest.mark.net)
+        if where.startswith(_PURE) and not any(
+            item.get_closest_marker(name) for name in ("net", "slow")
+        ):
+            item.add_marker(pytest.mark.pure)

@@ -46,7 +46,7 @@ from collections.abc import Iterator, Mapping, Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import httpx  # noqa: E402
+from tests.helpers.waiting import wait_until_answers  # noqa: E402
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -73,27 +73,6 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
-
-
-def wait_http(
-    url: str,
-    timeout: float = 30,
-    expect: int | None = 200,
-    process: subprocess.Popen[str] | None = None,
-) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise TimeoutError(f"the server exited with code {process.returncode}")
-        try:
-            response = httpx.get(url, timeout=2, trust_env=False)
-            if expect is None or response.status_code == expect:
-                return response
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer {expect} within {timeout}s (last error: {last})")
 
 
 @contextlib.contextmanager
@@ -137,7 +116,7 @@ def serve(
     try:
         if wait:
             try:
-                wait_http(server.url + health, timeout=60, process=process)
+                wait_until_answers(server.url + health, timeout=60, process=process)
             except TimeoutError:
                 process.kill()
                 raise RuntimeError(f"server did not become healthy:\n{server.log()}") from None

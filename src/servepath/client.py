@@ -3,7 +3,7 @@ failures named, times honest.
 
 Which route a request goes to and which example it carries are read from the server's
 OpenAPI document through :mod:`servepath.contract`, as `doctor` and `load` read them; which
-proxy it goes through is decided by :func:`servepath.netdiag.proxy.choose_proxy`, as for
+proxy it goes through is decided by :func:`servepath.net.proxy.choose_proxy`, as for
 `http` and `doctor`; which certificates it trusts by :class:`Trust`, the same for every
 client command (``--cafile``, ``--insecure``, ``SSL_CERT_FILE``, else the system store).
 """
@@ -22,7 +22,7 @@ import orjson
 from servepath.config import ProxyEnv
 from servepath.contract import OPENAPI_ROUTE, NoExample, predict_url, request_example
 from servepath.errors import ClientFailure, ExampleUnavailable, UsageError
-from servepath.netdiag.proxy import ProxyChoice, choose_proxy
+from servepath.net.proxy import ProxyChoice, choose_proxy
 
 if TYPE_CHECKING:
     import httpx
@@ -215,7 +215,7 @@ def _exchange(
     hints about them speak of ``about``, the URL the user asked for, when it is another)."""
     import httpx
 
-    from servepath.netdiag.errors_map import classify_http_error
+    from servepath.net.http_errors import classify_http_error
 
     choice = choose_proxy(url, proxy_env, proxy)
     try:

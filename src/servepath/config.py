@@ -28,7 +28,6 @@ DEFAULT_MAX_INSTANCES = 1_000
 DEFAULT_GRACE_PERIOD = 20.0
 #: The live page's route (``--ui``).
 DEFAULT_UI_ROUTE = "/_ui"
-DEFAULT_MODEL_NAME = "decision"
 
 # Serving under pressure (docs/serving.md): bounds on the work in the building, on what one
 # connection may hold, and on how long a slow or silent client keeps a connection.
@@ -149,7 +148,6 @@ class Settings:
     #: addresses and CIDRs, IPv4 and IPv6, or "*"; empty: none (every header is a claim).
     forwarded_allow_ips: str = ""
     log_level: str = "info"
-    aip_mode: str | None = None
     in_kubernetes: bool = False
     proxy: ProxyEnv = field(default_factory=ProxyEnv)
     #: The CA bundle clients trust instead of the system store (SSL_CERT_FILE), as OpenSSL,
@@ -232,7 +230,8 @@ class Settings:
             return ModelSource("path", str(self.model_path))
         return ModelSource.example(self.data_dir)
 
-    def replace(self, **changes: Any) -> Settings:
+    def with_values(self, **changes: Any) -> Settings:
+        """A copy with the given fields changed; a None value leaves its field as it is."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     # Multi-worker servers start fresh processes; they receive the parent's Settings intact.
@@ -325,7 +324,6 @@ class Settings:
         if env.get("SERVEPATH_PROTECT_HEALTH"):
             values["protect_health"] = _truthy(env["SERVEPATH_PROTECT_HEALTH"])
         _str(values, env, "open_routes", "SERVEPATH_OPEN_ROUTES")
-        _str(values, env, "aip_mode", "AIP_MODE")
         values["in_kubernetes"] = bool(env.get("KUBERNETES_SERVICE_HOST"))
         values["proxy"] = ProxyEnv.from_env(env)
         values["ssl_cert_file"] = env.get("SSL_CERT_FILE") or None

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 from servepath.net.addresses import classify_address
+from servepath.net.http_errors import HttpErrorClass
+from servepath.net.listeners import Listener
+from servepath.net.proxy import ProxyChoice
 from servepath.netdiag.dns import DnsReport, ResolverAnswer
-from servepath.netdiag.errors_map import HttpErrorClass
 from servepath.netdiag.http import HttpHop, HttpReport, Phases, ServerTimingEntry
-from servepath.netdiag.listen import Listener
 from servepath.netdiag.ports import PortResult, PortScan
-from servepath.netdiag.proxy import ProxyChoice
 from servepath.netdiag.tls import Certificate, TlsReport
 from servepath.netdiag.trace import Hop, Trace
 from servepath.output import Output, TableFormat
@@ -338,13 +338,13 @@ def test_request_prints_the_url_and_the_answer_literally() -> None:
 
 
 def test_regions_measure_prints_bracketed_targets_literally() -> None:
-    from servepath.regions.measure import MeasureReport, RTTStats, Target, TargetResult
+    from servepath.regions.measure import MeasureReport, MeasureTarget, RTTStats, TargetResult
     from servepath.regions.model import DEFAULT_MODEL
     from servepath.render.text_regions import render_measurement as _print_measurement
 
     stats = RTTStats(sent=3, ok=3, lost=0, failed=0, min_ms=1.0, median_ms=2.0, p90_ms=2.8,
                      max_ms=3.0)  # fmt: skip
-    result = TargetResult(Target(V6, 443), ULA, "ok", stats, ())
+    result = TargetResult(MeasureTarget(V6, 443), ULA, "ok", stats, ())
     report = MeasureReport(None, 3, 1.0, 0.1, (result,), DEFAULT_MODEL)
     plain, boxed = both(_print_measurement, report)
     assert plain == (

@@ -31,6 +31,7 @@ from tests.helpers.images import (
     engine_answers,
     image_size,
 )
+from tests.helpers.waiting import wait_until_answers
 from tests.support import free_port, need
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]
@@ -82,21 +83,6 @@ def run(image: str) -> Iterator[Run]:
         docker("rm", "-f", name, check=False, timeout=60)
 
 
-def wait_ready(url: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(url, timeout=2, trust_env=False)
-            if response.status_code == 200:
-                return
-            last = f"{response.status_code}"
-        except httpx.HTTPError as exc:
-            last = str(exc)
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not ready: {last}")
-
-
 def wait_listening_inside(name: str, port: int, timeout: float = 90) -> None:
     """Until the container's own namespace has a listener on ``port`` (whatever address)."""
     pid = docker("inspect", "--format", "{{.State.Pid}}", name).stdout.strip()
@@ -134,7 +120,7 @@ def test_published_port_serves_and_the_doctor_sees_the_container_and_the_mapping
     host = free_port()
     name = run("-p", f"127.0.0.1:{host}:8080")
     url = f"http://127.0.0.1:{host}"
-    wait_ready(url + "/")
+    wait_until_answers(url + "/", timeout=90, interval=0.2)
     answer = httpx.post(url + "/decisions", json=example(url), timeout=10, trust_env=False)
     assert answer.status_code == 200 and answer.json()["decision"] in ("approve", "decline")
     report = doctor(f"{url}/decisions")
@@ -158,7 +144,7 @@ def test_healthcheck_user_and_a_read_only_root(run: Run) -> None:
         "--tmpfs", "/var/lib/servepath:uid=10001,gid=10001",
         "--health-interval", "1s", "--health-start-period", "60s",
     )  # fmt: skip
-    wait_ready(f"http://127.0.0.1:{host}/")
+    wait_until_answers(f"http://127.0.0.1:{host}/", timeout=90, interval=0.2)
     assert docker("exec", name, "id", "-u").stdout.strip() == "10001"
     deadline = time.monotonic() + 60
     status = ""
@@ -177,7 +163,7 @@ def test_docker_stop_under_load_drains_and_exits_zero(run: Run) -> None:
     host = free_port()
     name = run("-p", f"127.0.0.1:{host}:8080", "--stop-timeout", "25")
     url = f"http://127.0.0.1:{host}/decisions"
-    wait_ready(f"http://127.0.0.1:{host}/")
+    wait_until_answers(f"http://127.0.0.1:{host}/", timeout=90, interval=0.2)
     instance = example(f"http://127.0.0.1:{host}")
     number = next(k for k, v in instance.items() if isinstance(v, float))
     records: list[tuple[float, str]] = []  # (when the request was sent, its outcome)
@@ -239,7 +225,7 @@ def test_vertex_ai_environment_in_the_real_container(run: Run) -> None:
         "--health-interval", "1s",
     )  # fmt: skip
     base = f"http://127.0.0.1:{host}"
-    wait_ready(base + VERTEX_ROUTE)
+    wait_until_answers(base + VERTEX_ROUTE, timeout=90, interval=0.2)
     spec = httpx.get(base + "/openapi.json", timeout=10, trust_env=False).json()
     from servepath.contract import example_for
 

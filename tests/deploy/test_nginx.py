@@ -28,7 +28,8 @@ import pytest
 from servepath.config import DEFAULT_MAX_BODY_BYTES
 from tests.deploy.artifacts import VERTEX, NginxConfig, render_nginx
 from tests.helpers.slowmodel import write_slow_model
-from tests.support import TESTS_DIR, ServerProcess, free_port, need_binary, serve, wait_http
+from tests.helpers.waiting import wait_until_answers
+from tests.support import TESTS_DIR, ServerProcess, free_port, need_binary, serve
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -69,7 +70,7 @@ def nginx_stack(
             for _ in config.upstream_servers
         ]
         for server in servers:  # started together, waited for together
-            wait_http(server.url + "/", timeout=60, process=server.process)
+            wait_until_answers(server.url + "/", timeout=60, process=server.process)
         workdir = tmp_path / "nginx"
         workdir.mkdir()
         port = free_port()
@@ -97,7 +98,7 @@ def nginx_stack(
 
         stack.callback(stop)
         url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/_nginx/health", timeout=10)
+        wait_until_answers(url + "/_nginx/health", timeout=10)
         yield Stack(url, servers, process, workdir / "logs")
 
 

@@ -400,7 +400,7 @@ def test_query_nameserver_falls_back_to_tcp_for_a_truncated_answer(
 def test_system_resolver_rows_and_etc_hosts_disagreement_unprivileged() -> None:
     """getaddrinfo reads /etc/hosts before DNS: a pinned address shows up as a disagreement."""
     need_binary("dnsmasq")
-    from tests.net.topology import Topology
+    from tests.topology.topology import Topology
 
     need_root()
     for tool in ("ip", "iptables", "ss", "setpriv", "unshare"):

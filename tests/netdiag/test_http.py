@@ -463,7 +463,7 @@ def test_bad_usage_exits_2(args: list[str]) -> None:
 @pytest.mark.net
 def test_a_name_that_does_not_resolve_is_a_dns_error_unprivileged() -> None:
     need_binary("dnsmasq")
-    from tests.net.topology import Topology
+    from tests.topology.topology import Topology
 
     need_root()
     for tool in ("ip", "iptables", "ss", "setpriv", "unshare"):

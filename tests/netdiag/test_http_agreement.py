@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.net.conftest import build_network_for_test  # noqa: F401  (a fixture)
+from tests.helpers.waiting import wait_until_answers
 from tests.support import free_port, need_binary
+from tests.topology.conftest import build_network_for_test  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -87,7 +88,7 @@ def test_on_loopback_the_connect_is_timed_as_curl_times_it() -> None:
     server = subprocess.Popen([sys.executable, "-c", SERVER, "127.0.0.1", str(port), "0.05"])
     try:
         url = f"http://127.0.0.1:{port}/"
-        _wait_until_answering(url)
+        wait_until_answers(url, timeout=15, expect=None, interval=0.1)
         samples = [(_ours(url), _curl(url)) for _ in range(7)]  # interleaved: the same load
         ours, curl = _best([o for o, _ in samples]), _best([c for _, c in samples])
     finally:
@@ -102,25 +103,11 @@ def test_on_loopback_the_connect_is_timed_as_curl_times_it() -> None:
     assert abs(ours["starttransfer"] - curl["starttransfer"]) < 15, (ours, curl)
 
 
-def _wait_until_answering(url: str, runner: list[str] | None = None) -> None:
-    import time
-
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            _curl(url, runner)
-            return
-        except subprocess.CalledProcessError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 @pytest.mark.net
 def test_a_slow_connect_first_byte_and_total_agree_with_curl(
     build_network_for_test: Any,  # noqa: F811
 ) -> None:
-    from tests.net.topology import Topology
+    from tests.topology.topology import Topology
 
     need_binary("iptables")
     topo = Topology()
@@ -134,7 +121,9 @@ def test_a_slow_connect_first_byte_and_total_agree_with_curl(
     net.spawn("vm", [sys.executable, "-c", SERVER, "10.79.1.2", "8080", "0.1"])
     url = "http://10.79.1.2:8080/"
     runner = net.argv("client", [])
-    _wait_until_answering(url, runner)
+    wait_until_answers(
+        url, timeout=15, expect=None, run=lambda get: net.call("client", get), interval=0.1
+    )
     samples = [(_ours(url, runner), _curl(url, runner)) for _ in range(3)]
     ours, curl = _best([o for o, _ in samples]), _best([c for _, c in samples])
     curl_connect = curl["connect"] - curl["namelookup"]

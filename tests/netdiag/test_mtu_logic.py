@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from servepath.net.icmp import IcmpError
+from servepath.net.icmp import IcmpReport
 from servepath.netdiag.mtu import (
     DEFAULT_MSS,
     DEFAULT_MTUS,
@@ -131,16 +131,16 @@ def test_outcomes_are_ordered_largest_first_and_serialise() -> None:
 # ---- find_break ---------------------------------------------------------------------------
 
 
-def exceeded(offender: str) -> IcmpError:
-    return IcmpError("icmp", 11, 0, errno.EHOSTUNREACH, offender)
+def exceeded(offender: str) -> IcmpReport:
+    return IcmpReport("icmp", 11, 0, errno.EHOSTUNREACH, offender)
 
 
-def port_unreachable(offender: str) -> IcmpError:
-    return IcmpError("icmp", 3, 3, errno.ECONNREFUSED, offender)
+def port_unreachable(offender: str) -> IcmpReport:
+    return IcmpReport("icmp", 3, 3, errno.ECONNREFUSED, offender)
 
 
-def too_big(offender: str, mtu: int) -> IcmpError:
-    return IcmpError("icmp", 3, 4, errno.EMSGSIZE, offender, info=mtu)
+def too_big(offender: str, mtu: int) -> IcmpReport:
+    return IcmpReport("icmp", 3, 4, errno.EMSGSIZE, offender, info=mtu)
 
 
 PATH = [R1, R2, TARGET]

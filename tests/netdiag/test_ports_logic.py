@@ -17,7 +17,7 @@ from servepath.net.icmp import (
     SO_EE_ORIGIN_ICMP6,
     SO_EE_ORIGIN_LOCAL,
     SO_TIMESTAMPNS,
-    IcmpError,
+    IcmpReport,
     icmp_kind,
     parse_extended_err,
     timestamp_of,
@@ -54,8 +54,8 @@ def _sockaddr_in6(address: str) -> bytes:
     return struct.pack("=H", socket.AF_INET6) + b"\0\0" + b"\0" * 4 + packed + b"\0" * 4
 
 
-def icmp4(icmp_type: int, code: int, offender: str, ee_errno: int = 0) -> IcmpError:
-    return IcmpError(origin="icmp", type=icmp_type, code=code, errno=ee_errno, offender=offender)
+def icmp4(icmp_type: int, code: int, offender: str, ee_errno: int = 0) -> IcmpReport:
+    return IcmpReport(origin="icmp", type=icmp_type, code=code, errno=ee_errno, offender=offender)
 
 
 # ---- error queue decoding ------------------------------------------------------------------
@@ -64,7 +64,7 @@ def icmp4(icmp_type: int, code: int, offender: str, ee_errno: int = 0) -> IcmpEr
 def test_an_ipv4_port_unreachable_is_decoded_with_its_offender() -> None:
     data = _extended_err(errno.ECONNREFUSED, SO_EE_ORIGIN_ICMP, 3, 3, _sockaddr_in(ROUTER))
     error = parse_extended_err(socket.IPPROTO_IP, IP_RECVERR, data)
-    assert error == IcmpError("icmp", 3, 3, errno.ECONNREFUSED, ROUTER)
+    assert error == IcmpReport("icmp", 3, 3, errno.ECONNREFUSED, ROUTER)
     assert error.kind == "port-unreachable"
     assert error.is_unreachable
 
@@ -203,7 +203,7 @@ def test_time_exceeded_on_a_connect_is_a_routing_loop() -> None:
 
 def test_icmp_beats_the_errno_it_was_mapped_to() -> None:
     # ICMPv6 admin-prohibited surfaces as EACCES, which alone would mean a local rule.
-    icmp = IcmpError("icmp6", 1, 1, errno.EACCES, "fd09:2::2")
+    icmp = IcmpReport("icmp6", 1, 1, errno.EACCES, "fd09:2::2")
     verdict = classify_attempt(attempt(target="fd09:2::2", errno=errno.EACCES, icmp=icmp))
     assert (verdict.state, verdict.offender) == ("unreachable", "fd09:2::2")
 
@@ -227,7 +227,7 @@ def test_an_unexpected_errno_is_named() -> None:
 
 
 def test_mtu_news_alone_does_not_decide_the_state() -> None:
-    local = IcmpError("local", 0, 0, errno.EMSGSIZE, None, info=1400)
+    local = IcmpReport("local", 0, 0, errno.EMSGSIZE, None, info=1400)
     assert classify_attempt(attempt(outcome="connected", icmp=local)).state == "open"
     assert classify_attempt(attempt(outcome="timeout", icmp=local)).state == "filtered"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from servepath.net.icmp import IcmpError
+from servepath.net.icmp import IcmpReport
 from servepath.netdiag.trace import (
     Probe,
     ProbeEvent,
@@ -27,11 +27,11 @@ TARGET = "10.9.4.2"
 
 
 def exceeded(offender: str) -> ProbeEvent:
-    return ProbeEvent(icmp=IcmpError("icmp", 11, 0, errno.EHOSTUNREACH, offender))
+    return ProbeEvent(icmp=IcmpReport("icmp", 11, 0, errno.EHOSTUNREACH, offender))
 
 
 def unreachable(offender: str, code: int) -> ProbeEvent:
-    return ProbeEvent(icmp=IcmpError("icmp", 3, code, errno.EHOSTUNREACH, offender))
+    return ProbeEvent(icmp=IcmpReport("icmp", 3, code, errno.EHOSTUNREACH, offender))
 
 
 # ---- interpret --------------------------------------------------------------------------
@@ -73,7 +73,7 @@ def test_icmp_echo_reply_reaches_the_target() -> None:
 
 
 def test_mtu_news_is_not_an_answer() -> None:
-    event = ProbeEvent(icmp=IcmpError("icmp", 3, 4, errno.EMSGSIZE, "10.9.1.1", info=1400))
+    event = ProbeEvent(icmp=IcmpReport("icmp", 3, 4, errno.EMSGSIZE, "10.9.1.1", info=1400))
     assert interpret("udp", TARGET, event, 0.1) is None
     assert interpret("udp", TARGET, ProbeEvent(), 0.1) is None
 

@@ -3,7 +3,7 @@
 Two TUN devices, one in each network namespace, joined by a process that reads every IP packet
 from one device and writes it to the other ``one_way_ms`` later, in order. Packets really wait
 in flight, so a TCP handshake across the link costs a round trip of twice that, as it would on
-a long fibre. ``delay_link()`` builds it between two nodes of a ``tests.net.topology``
+a long fibre. ``delay_link()`` builds it between two nodes of a ``tests.topology.topology``
 network and removes it on exit; the module also runs as the relay process itself.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the relay runs as a script, where the tests package is not importable
-    from tests.net.topology import Network
+    from tests.topology.topology import Network
 
 _TUNSETIFF = 0x400454CA
 _IFF_TUN = 0x0001

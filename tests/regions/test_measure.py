@@ -19,19 +19,19 @@ from servepath.errors import BadTarget, UsageError
 from servepath.regions.catalogue import get_region
 from servepath.regions.measure import (
     MeasureReport,
+    MeasureTarget,
     Sample,
-    Target,
     classify_errno,
     measure,
-    parse_target,
+    parse_measure_target,
     percentile,
     summarize,
     target_status,
 )
 from servepath.regions.model import DEFAULT_MODEL
-from tests.net.topology import Network, Rule, Topology, drop, reject
 from tests.regions.delayline import delay_link
 from tests.support import need, need_binary, need_root
+from tests.topology.topology import Network, Rule, Topology, drop, reject
 
 
 def ms(value: float | None) -> float:
@@ -46,23 +46,23 @@ def ms(value: float | None) -> float:
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("api.example.com", Target("api.example.com", 443)),
-        ("api.example.com:8080", Target("api.example.com", 8080)),
-        ("10.0.0.5@europe-west1", Target("10.0.0.5", 443, "europe-west1")),
-        ("10.0.0.5:80@europe-west1", Target("10.0.0.5", 80, "europe-west1")),
-        ("[2001:db8::1]:8443@us-east1", Target("2001:db8::1", 8443, "us-east1")),
-        ("[::1]", Target("::1", 443)),
-        ("::1", Target("::1", 443)),
-        (" host:1 ", Target("host", 1)),
+        ("api.example.com", MeasureTarget("api.example.com", 443)),
+        ("api.example.com:8080", MeasureTarget("api.example.com", 8080)),
+        ("10.0.0.5@europe-west1", MeasureTarget("10.0.0.5", 443, "europe-west1")),
+        ("10.0.0.5:80@europe-west1", MeasureTarget("10.0.0.5", 80, "europe-west1")),
+        ("[2001:db8::1]:8443@us-east1", MeasureTarget("2001:db8::1", 8443, "us-east1")),
+        ("[::1]", MeasureTarget("::1", 443)),
+        ("::1", MeasureTarget("::1", 443)),
+        (" host:1 ", MeasureTarget("host", 1)),
     ],
 )
-def test_targets_parse_host_port_and_region(spec: str, expected: Target) -> None:
-    assert parse_target(spec) == expected
+def test_targets_parse_host_port_and_region(spec: str, expected: MeasureTarget) -> None:
+    assert parse_measure_target(spec) == expected
 
 
 def test_the_default_port_applies_only_when_none_is_given() -> None:
-    assert parse_target("h", default_port=8080).port == 8080
-    assert parse_target("h:81", default_port=8080).port == 81
+    assert parse_measure_target("h", default_port=8080).port == 8080
+    assert parse_measure_target("h:81", default_port=8080).port == 81
 
 
 @pytest.mark.parametrize(
@@ -71,13 +71,13 @@ def test_the_default_port_applies_only_when_none_is_given() -> None:
 )
 def test_malformed_targets_are_refused(spec: str) -> None:
     with pytest.raises(BadTarget) as info:
-        parse_target(spec)
+        parse_measure_target(spec)
     assert isinstance(info.value, UsageError)
 
 
 def test_target_labels_bracket_ipv6() -> None:
-    assert Target("::1", 80).label == "[::1]:80"
-    assert Target("h", 80).label == "h:80"
+    assert MeasureTarget("::1", 80).label == "[::1]:80"
+    assert MeasureTarget("h", 80).label == "h:80"
 
 
 # ---- statistics and verdicts ---------------------------------------------------------------
@@ -185,7 +185,7 @@ def closed_port() -> Iterator[int]:
 
 
 def test_a_loopback_listener_answers_every_handshake_fast(listener: int) -> None:
-    report = measure([Target("127.0.0.1", listener)], samples=8, interval=0.01)
+    report = measure([MeasureTarget("127.0.0.1", listener)], samples=8, interval=0.01)
     (result,) = report.targets
     assert result.status == "ok"
     assert result.address == "127.0.0.1"
@@ -197,7 +197,7 @@ def test_a_loopback_listener_answers_every_handshake_fast(listener: int) -> None
 
 
 def test_a_closed_loopback_port_is_refused_not_lost(closed_port: int) -> None:
-    (result,) = measure([Target("127.0.0.1", closed_port)], samples=3, interval=0).targets
+    (result,) = measure([MeasureTarget("127.0.0.1", closed_port)], samples=3, interval=0).targets
     assert result.status == "refused"
     assert result.stats.loss_pct == 0 and result.stats.failed == 3
     assert result.detail == "Connection refused (×3)"
@@ -213,7 +213,7 @@ def test_ipv6_loopback_is_measured_too(listener: int) -> None:
     server.listen(16)
     try:
         port = server.getsockname()[1]
-        (result,) = measure([Target("::1", port)], samples=3, interval=0).targets
+        (result,) = measure([MeasureTarget("::1", port)], samples=3, interval=0).targets
     finally:
         server.close()
     assert result.status == "ok" and result.address == "::1"
@@ -222,13 +222,13 @@ def test_ipv6_loopback_is_measured_too(listener: int) -> None:
 def test_targets_are_measured_together_and_each_one_is_paced(
     listener: int, closed_port: int
 ) -> None:
-    targets = [Target("127.0.0.1", listener), Target("127.0.0.1", closed_port)] * 2
+    targets = [MeasureTarget("127.0.0.1", listener), MeasureTarget("127.0.0.1", closed_port)] * 2
     started = time.monotonic()
     report = measure(targets, samples=5, interval=0.1)
     elapsed = time.monotonic() - started
     # One after another this would take 4 × 0.4 s; together it takes one target's 0.4 s.
     assert 0.4 <= elapsed < 1.2
-    # Target k's sample i has the slot k × 25 ms + i × 100 ms and never leaves before it, so
+    # MeasureTarget k's sample i has the slot k × 25 ms + i × 100 ms and never leaves before it, so
     # the targets are staggered instead of firing together, and each is paced.
     for k, result in enumerate(report.targets):
         sent = [s.at_ms for s in result.samples]
@@ -245,7 +245,7 @@ def test_names_that_do_not_resolve_are_reported_and_never_sampled(listener: int)
         return [(socket.AF_INET, ("127.0.0.1", port))]
 
     report = measure(
-        [Target("nowhere.test", 80), Target("here.test", listener)],
+        [MeasureTarget("nowhere.test", 80), MeasureTarget("here.test", listener)],
         samples=2,
         interval=0,
         resolve=resolve,
@@ -259,7 +259,10 @@ def test_names_that_do_not_resolve_are_reported_and_never_sampled(listener: int)
 def test_a_known_region_gets_the_models_estimate_beside_the_measurement(listener: int) -> None:
     warsaw, belgium = get_region("europe-central2"), get_region("europe-west1")
     report = measure(
-        [Target("127.0.0.1", listener, "europe-west1"), Target("127.0.0.1", listener)],
+        [
+            MeasureTarget("127.0.0.1", listener, "europe-west1"),
+            MeasureTarget("127.0.0.1", listener),
+        ],
         samples=2,
         interval=0,
         from_region=warsaw,
@@ -275,15 +278,15 @@ def test_a_known_region_gets_the_models_estimate_beside_the_measurement(listener
 
 
 def test_every_target_failing_is_a_problem(closed_port: int) -> None:
-    report = measure([Target("127.0.0.1", closed_port)], samples=1)
+    report = measure([MeasureTarget("127.0.0.1", closed_port)], samples=1)
     assert report.all_failed
 
 
 def test_bad_parameters_are_refused() -> None:
     with pytest.raises(ValueError):
-        measure([Target("127.0.0.1", 1)], samples=0)
+        measure([MeasureTarget("127.0.0.1", 1)], samples=0)
     with pytest.raises(ValueError):
-        measure([Target("127.0.0.1", 1)], timeout=0)
+        measure([MeasureTarget("127.0.0.1", 1)], timeout=0)
 
 
 # ---- across network namespaces --------------------------------------------------------------
@@ -315,14 +318,18 @@ def net() -> Iterator[Network]:
         yield network
 
 
-def _measure_in(net: Network, node: str, targets: list[Target], **kwargs: float) -> MeasureReport:
+def _measure_in(
+    net: Network, node: str, targets: list[MeasureTarget], **kwargs: float
+) -> MeasureReport:
     """Run ``measure`` in-process with its sockets in ``node``'s namespace."""
     return net.call(node, measure, targets, **kwargs)
 
 
 @pytest.mark.net
 def test_a_namespace_host_is_measured_with_each_failure_named(net: Network) -> None:
-    targets = [Target(SERVER, port) for port in (OPEN, DROPPED, HALF_DROPPED, PROHIBITED, CLOSED)]
+    targets = [
+        MeasureTarget(SERVER, port) for port in (OPEN, DROPPED, HALF_DROPPED, PROHIBITED, CLOSED)
+    ]
     report = _measure_in(net, "client", targets, samples=6, timeout=0.3, interval=0.05)
     by_port = {r.target.port: r for r in report.targets}
 
@@ -358,7 +365,7 @@ def far(net: Network) -> Iterator[Network]:
 
 @pytest.mark.net
 def test_measured_rtt_moves_with_a_real_delay_on_the_path(far: Network) -> None:
-    targets = [Target(SERVER, OPEN), Target(FAR_SERVER, OPEN)]
+    targets = [MeasureTarget(SERVER, OPEN), MeasureTarget(FAR_SERVER, OPEN)]
     report = _measure_in(far, "client", targets, samples=10, timeout=1.0, interval=0.02)
     near, delayed = report.targets
     assert near.status == delayed.status == "ok"

@@ -5,6 +5,7 @@ estimate, a sweep). No network."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 
 from servepath.load.capacity import SLO, estimate_replicas, fit_usl
@@ -147,14 +148,36 @@ def sweep_report() -> SweepReport:
                        capacity_cache_hit_ratio=0.0)  # fmt: skip
 
 
-def load_catalogue() -> dict[str, RunReport | FindMaxReport | SweepReport]:
-    return {
-        "open": load_run("open"),
-        "open-errors": load_run("open", failures=True, slo=SLO(99, 20)),
-        "closed": load_run("closed", hit_every=3),
-        "closed-no-timing": load_run("closed", timing=False),
-        "closed-errors": load_run("closed", failures=True),
-        "find-max": find_max_report(),
-        "sweep": sweep_report(),
-        "hostile": load_run("open", url=f"http://[fd20::1]:8080/{HOSTILE}"),
-    }
+class _Catalogue(Mapping[str, RunReport | FindMaxReport | SweepReport]):
+    """Reports by name, each recorded when first asked for: collecting the tests that are
+    parametrised by the names costs nothing (recording all of them takes seconds)."""
+
+    def __init__(self, builders: dict[str, Callable[[], RunReport | FindMaxReport | SweepReport]]):
+        self._builders = builders
+        self._built: dict[str, RunReport | FindMaxReport | SweepReport] = {}
+
+    def __getitem__(self, name: str) -> RunReport | FindMaxReport | SweepReport:
+        if name not in self._built:
+            self._built[name] = self._builders[name]()
+        return self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._builders)
+
+    def __len__(self) -> int:
+        return len(self._builders)
+
+
+def load_catalogue() -> Mapping[str, RunReport | FindMaxReport | SweepReport]:
+    return _Catalogue(
+        {
+            "open": lambda: load_run("open"),
+            "open-errors": lambda: load_run("open", failures=True, slo=SLO(99, 20)),
+            "closed": lambda: load_run("closed", hit_every=3),
+            "closed-no-timing": lambda: load_run("closed", timing=False),
+            "closed-errors": lambda: load_run("closed", failures=True),
+            "find-max": find_max_report,
+            "sweep": sweep_report,
+            "hostile": lambda: load_run("open", url=f"http://[fd20::1]:8080/{HOSTILE}"),
+        }
+    )

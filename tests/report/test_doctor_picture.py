@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from servepath.net.listeners import Listener, PortListenReport
 from servepath.netdiag.doctor import DoctorReport
 from servepath.netdiag.doctor.local import diagnose_local
-from servepath.netdiag.listen import Listener, PortListenReport
 from servepath.render.doctor import doctor_html, doctor_svg, stage_nodes, standalone_svg
 from servepath.render.markup import esc
 from tests.report.builders import (

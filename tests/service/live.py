@@ -38,7 +38,7 @@ def live_server(settings: Settings, model: LoadedModel) -> Iterator[LiveServer]:
     """Serve ``model`` with ``settings`` on a free loopback port until the block ends."""
     sock = servepath_server.bind_listener("127.0.0.1", 0)
     port = int(sock.getsockname()[1])
-    settings = settings.replace(host="127.0.0.1", port=port)
+    settings = settings.with_values(host="127.0.0.1", port=port)
     app = create_app(settings, model=model)
     # The test process keeps its own logging (pytest's capture).
     config = servepath_server.uvicorn_config(settings, app, app.gate, own_logging=False)

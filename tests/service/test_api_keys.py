@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from servepath.cli import app
-from tests.support import ServerProcess, serve, wait_http
+from tests.helpers.waiting import wait_until_answers
+from tests.support import ServerProcess, serve
 
 runner = CliRunner()
 ALICE = "alice-key-" + "0123456789abcdef"
@@ -210,5 +211,5 @@ def test_the_server_warns_when_it_listens_beyond_loopback_with_no_keys(
     tmp_path: Path, example_model_path: Path
 ) -> None:
     with serve(tmp_path, model=example_model_path, host="0.0.0.0") as server:
-        wait_http(server.url + "/")
+        wait_until_answers(server.url + "/")
         assert "--api-key-file FILE locks them" in server.log()

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from servepath.cli import app
 from servepath.service.tls import harden, redirect_location
+from tests.helpers.waiting import wait_until_answers
 from tests.support import free_port, serve
 
 runner = CliRunner()
@@ -50,21 +51,6 @@ def _served_names(port: int, cafile: Path) -> list[str]:
     return sorted(v for k, v in cert.get("subjectAltName", ()) if k == "DNS")
 
 
-def _wait_https(url: str, cafile: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if (
-                httpx.get(url, verify=_trusting(cafile), timeout=2, trust_env=False).status_code
-                == 200
-            ):
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer over TLS")
-
-
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
@@ -81,7 +67,7 @@ def https_server(
     args = ["--tls-cert", str(cert), "--tls-key", str(key), "--http-redirect-port", str(redirect)]
     with serve(tmp_path, model=example_model_path, args=args, wait=False) as server:
         url = f"https://localhost:{server.port}"
-        _wait_https(url + "/", cafile)
+        wait_until_answers(url + "/", timeout=60, verify=_trusting(cafile), interval=0.1)
         yield url, cafile, tmp_path, redirect, server
 
 

@@ -37,7 +37,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from servepath.cache.base import CacheStats, CacheStatus, StoreErrorHook
 from servepath.errors import CacheUnavailable, ConfigError
 from servepath.net.endpoints import host_port
-from servepath.service.ratelog import RateLimitedWarning
+from servepath.ratelog import RateLimitedWarning
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ def listen(
     host-port-to-container-port mappings it can read (docker-proxy, iptables NAT rules).
     With PORT: exit 0 when something listens on it on a non-loopback address, 1 otherwise.
     """
-    from servepath.netdiag.listen import inspect_port, list_listeners
+    from servepath.net.listeners import inspect_port, list_listeners
 
     out = get_output()
     if port is None:

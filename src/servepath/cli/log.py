@@ -112,4 +112,4 @@ def _since(text: str | None) -> float | None:
 def _reader(store: str | None) -> LogReader:
     from servepath.store.factory import open_reader
 
-    return open_reader(base_settings().replace(store_url=store))
+    return open_reader(base_settings().with_values(store_url=store))

@@ -250,11 +250,11 @@ def measure_command(
 ) -> None:
     """Measure TCP-connect RTT to endpoints (median, p90, min, loss), gcping-style."""
     from servepath.regions.catalogue import get_region
-    from servepath.regions.measure import measure, parse_target
+    from servepath.regions.measure import measure, parse_measure_target
     from servepath.regions.model import DEFAULT_MODEL
 
     out = get_output()
-    parsed = [parse_target(t, port) for t in targets]
+    parsed = [parse_measure_target(t, port) for t in targets]
     origin = get_region(from_region) if from_region else None
     named = {t.region: get_region(t.region) for t in parsed if t.region}
     report = measure(

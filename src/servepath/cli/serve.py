@@ -181,7 +181,7 @@ def serve(
 ) -> None:
     """Serve the model: POST /decisions, GET / health, V2 inference, /metrics, /_path."""
     out = get_output()
-    settings = base_settings().replace(
+    settings = base_settings().with_values(
         host=host,
         port=port,
         workers=workers,

@@ -4,7 +4,7 @@ Open loop: request ``i`` is due at a fixed time whatever the server does, and it
 counted from that time, so a stalled server cannot hide the requests it held up (no
 coordinated omission). Closed loop: ``C`` workers each send, wait, send again.
 
-Requests go through the forward proxy :func:`~servepath.netdiag.proxy.choose_proxy` picks
+Requests go through the forward proxy :func:`~servepath.net.proxy.choose_proxy` picks
 (as for `request`, `http` and `doctor`), trust what :class:`~servepath.client.Trust` says,
 and a failed one is named with the shared failure kinds (refused, dns, proxy, tls, ...).
 """
@@ -166,7 +166,7 @@ class Failure:
     """What one failed request ran into: its coarse class and the shared failure kind."""
 
     error: ErrorClass
-    kind: str  # one of servepath.netdiag.errors_map's HttpErrorKind
+    kind: str  # one of servepath.net.http_errors's HttpErrorKind
     message: str
 
 
@@ -188,7 +188,7 @@ _CLASS_OF_KIND: dict[str, ErrorClass] = {
 def classify_exception(exc: BaseException, *, proxy: str | None = None) -> Failure:
     """What an exception from the HTTP client (aiohttp) means, in the words every other
     servepath client uses (``proxy``: the forward proxy the request went through)."""
-    from servepath.netdiag.errors_map import classify_http_error
+    from servepath.net.http_errors import classify_http_error
 
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         if proxy:

@@ -100,9 +100,6 @@ class Recorder:
         self.seconds: dict[int, _Second] = {}
         self.cpu_percent: list[float] = []
 
-    def is_warmup(self, intended: float) -> bool:
-        return intended < self.measure_from
-
     def record(
         self,
         intended: float,

@@ -33,7 +33,7 @@ from servepath.load.payloads import Instance, example_from_openapi
 from servepath.load.report import FindMaxReport, RunReport, SweepReport
 from servepath.load.sampling import InstanceSpace, instance_schema
 from servepath.load.schedule import DEFAULT_MAX_INFLIGHT
-from servepath.netdiag.proxy import choose_proxy
+from servepath.net.proxy import choose_proxy
 from servepath.output import percent
 
 __all__ = [

@@ -222,10 +222,6 @@ def load_model(
     return model
 
 
-def content_version(path: Path) -> str:
-    return file_digest(path)[:12]
-
-
 def _read_schema_file(path: Path, given: Path | None) -> Any:
     import orjson
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from servepath.errors import ConfigError
+from servepath.net.quoted import split_outside_quotes, unquote, unterminated
 
 __all__ = [
     "MAX_CLAIMED_BYTES",
@@ -54,11 +55,6 @@ HEADER_NAMES: dict[Header, str] = {"forwarded": "Forwarded", "x-forwarded-for": 
 _OBFUSCATED = re.compile(r"^_[A-Za-z0-9._-]+$")
 _PORT = re.compile(r"^[0-9]{1,5}$")
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
-# Chunks of a header value: quoted strings (an unterminated one runs to the end), runs of
-# other characters, and the separators.
-_ELEMENTS = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?$)|[^",]+|,')
-_PAIRS = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?$)|[^";]+|;')
-_ESCAPE = re.compile(r"\\(.)")
 
 
 @dataclass(frozen=True)
@@ -177,7 +173,7 @@ def parse_node(text: str, header: Header = "x-forwarded-for") -> Hop:
     put them into X-Forwarded-For."""
     node = text.strip()
     if len(node) >= 2 and node[0] == node[-1] == '"':
-        node = _ESCAPE.sub(r"\1", node[1:-1]).strip()
+        node = unquote(node).strip()
     shown = _shown(node)
 
     def bad() -> Hop:
@@ -224,34 +220,6 @@ def _tail(value: str) -> tuple[str, bool]:
     return (tail[comma + 1 :] if comma >= 0 else ""), True
 
 
-def _chunks(pattern: re.Pattern[str], text: str, sep: str) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    for match in pattern.finditer(text):
-        chunk = match.group(0)
-        if chunk == sep:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(chunk)
-    parts.append("".join(current))
-    return parts
-
-
-def _unterminated(text: str) -> bool:
-    """Whether ``text`` ends inside a quoted string."""
-    quoted = False
-    escaped = False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif char == "\\" and quoted:
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-    return quoted
-
-
 def parse_forwarded(values: Sequence[str]) -> tuple[list[Hop], bool]:
     """The ``for=`` node of each element of ``Forwarded`` headers, client first.
 
@@ -261,15 +229,15 @@ def parse_forwarded(values: Sequence[str]) -> tuple[list[Hop], bool]:
     """
     text, cut = _tail(",".join(values))
     hops: list[Hop] = []
-    for element in _chunks(_ELEMENTS, text, ","):
+    for element in split_outside_quotes(text, ","):
         if not element.strip():
             continue  # empty list elements are ignored (RFC 9110 5.6.1)
-        if _unterminated(element):
+        if unterminated(element):
             hops.append(Hop(_shown(element.strip()), "malformed", "forwarded"))
             continue
         nodes: list[str] = []
         malformed = False
-        for pair in _chunks(_PAIRS, element, ";"):
+        for pair in split_outside_quotes(element, ";"):
             if not pair.strip():
                 continue
             name, eq, value = pair.partition("=")

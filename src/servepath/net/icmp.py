@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
-    "IcmpError",
     "IcmpKind",
+    "IcmpReport",
     "enable_recverr",
     "enable_timestamps",
     "icmp_kind",
@@ -115,8 +115,9 @@ def icmp_kind(origin: Origin, icmp_type: int, code: int) -> IcmpKind:
 
 
 @dataclass(frozen=True)
-class IcmpError:
-    """One entry of a socket's error queue."""
+class IcmpReport:
+    """One entry of a socket's error queue: an ICMP error message (or a local error) the
+    kernel reported, read as data, never raised."""
 
     origin: Origin
     type: int
@@ -160,7 +161,7 @@ def _sockaddr_address(data: bytes) -> str | None:
     return None
 
 
-def parse_extended_err(level: int, cmsg_type: int, data: bytes) -> IcmpError | None:
+def parse_extended_err(level: int, cmsg_type: int, data: bytes) -> IcmpReport | None:
     """Decode one control message from ``recvmsg(MSG_ERRQUEUE)``; None if it is not an error."""
     if (level, cmsg_type) not in (
         (socket.IPPROTO_IP, IP_RECVERR),
@@ -180,7 +181,7 @@ def parse_extended_err(level: int, cmsg_type: int, data: bytes) -> IcmpError | N
     else:
         origin = "other"
     offender = _sockaddr_address(data[_EXTENDED_ERR.size :])
-    return IcmpError(
+    return IcmpReport(
         origin=origin, type=icmp_type, code=code, errno=ee_errno, offender=offender, info=info
     )
 
@@ -213,9 +214,9 @@ def timestamp_of(ancdata: list[tuple[int, int, bytes]]) -> float | None:
     return None
 
 
-def read_errqueue(sock: socket.socket, limit: int = 16) -> list[IcmpError]:
+def read_errqueue(sock: socket.socket, limit: int = 16) -> list[IcmpReport]:
     """Drain ``sock``'s error queue without blocking."""
-    found: list[IcmpError] = []
+    found: list[IcmpReport] = []
     # A socket with a timeout would poll for input before each call, MSG_DONTWAIT or not.
     previous = sock.gettimeout()
     if previous != 0.0:
@@ -228,7 +229,7 @@ def read_errqueue(sock: socket.socket, limit: int = 16) -> list[IcmpError]:
     return found
 
 
-def _drain(sock: socket.socket, limit: int, found: list[IcmpError]) -> None:
+def _drain(sock: socket.socket, limit: int, found: list[IcmpReport]) -> None:
     for _ in range(limit):
         try:
             _data, ancdata, _flags, _addr = sock.recvmsg(

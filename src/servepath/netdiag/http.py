@@ -27,8 +27,9 @@ from httpcore._backends.sync import SyncStream
 from servepath.config import ProxyEnv
 from servepath.errors import UsageError
 from servepath.net.endpoints import host_port, is_ip_literal
-from servepath.netdiag.errors_map import HttpErrorClass, classify_http_error
-from servepath.netdiag.proxy import ProxyChoice, choose_proxy
+from servepath.net.http_errors import HttpErrorClass, classify_http_error
+from servepath.net.proxy import ProxyChoice, choose_proxy
+from servepath.net.quoted import split_outside_quotes, unquote
 
 __all__ = [
     "HttpHop",
@@ -87,47 +88,6 @@ class ServerTimingEntry:
         return {"name": self.name, "dur": self.dur, "desc": self.desc}
 
 
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    quoted = escaped = False
-    for ch in text:
-        if escaped:
-            current.append(ch)
-            escaped = False
-        elif quoted and ch == "\\":
-            current.append(ch)
-            escaped = True
-        elif ch == '"':
-            current.append(ch)
-            quoted = not quoted
-        elif ch == sep and not quoted:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current))
-    return parts
-
-
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        inner = value[1:-1]
-        out: list[str] = []
-        escaped = False
-        for ch in inner:
-            if escaped:
-                out.append(ch)
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            else:
-                out.append(ch)
-        return "".join(out)
-    return value
-
-
 def parse_server_timing(values: str | Iterable[str]) -> tuple[ServerTimingEntry, ...]:
     """Parse ``Server-Timing`` header values (W3C Server Timing) into entries.
 
@@ -138,8 +98,8 @@ def parse_server_timing(values: str | Iterable[str]) -> tuple[ServerTimingEntry,
     texts = [values] if isinstance(values, str) else list(values)
     entries: list[ServerTimingEntry] = []
     for text in texts:
-        for metric in _split_outside_quotes(text, ","):
-            pieces = _split_outside_quotes(metric, ";")
+        for metric in split_outside_quotes(text, ","):
+            pieces = split_outside_quotes(metric, ";")
             name = pieces[0].strip()
             if not name or '"' in name or "=" in name:
                 continue
@@ -154,11 +114,11 @@ def parse_server_timing(values: str | Iterable[str]) -> tuple[ServerTimingEntry,
                 seen.add(key)
                 if key == "dur" and sep:
                     try:
-                        dur = float(_unquote(raw))
+                        dur = float(unquote(raw))
                     except ValueError:
                         dur = None
                 elif key == "desc" and sep:
-                    desc = _unquote(raw)
+                    desc = unquote(raw)
             entries.append(ServerTimingEntry(name, dur, desc))
     return tuple(entries)
 

@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from servepath.net.icmp import IcmpError, enable_recverr, read_errqueue
-from servepath.netdiag.ports import sockaddr_for
+from servepath.net.icmp import IcmpReport, enable_recverr, read_errqueue
+from servepath.net.sockets import sockaddr_for
 
 __all__ = [
     "DEFAULT_MSS",
@@ -197,8 +197,8 @@ def summarise(
 class HopAnswers:
     """The ICMP errors that came back for one TTL's large and small probe (None: silence)."""
 
-    large: IcmpError | None = None
-    small: IcmpError | None = None
+    large: IcmpReport | None = None
+    small: IcmpReport | None = None
 
 
 @dataclass(frozen=True)
@@ -481,7 +481,7 @@ def locate_mtu_hop(
     small_size = _UDP_HEADER_BYTES[version] + _SMALL_PAYLOAD
     if size <= small_size:
         raise ValueError(f"size must be above the small probe's {small_size} bytes")
-    answers: dict[int, dict[str, IcmpError]] = {ttl: {} for ttl in range(1, max_hops + 1)}
+    answers: dict[int, dict[str, IcmpReport]] = {ttl: {} for ttl in range(1, max_hops + 1)}
     sockets: list[socket.socket] = []
     with selectors.DefaultSelector() as selector:
         try:

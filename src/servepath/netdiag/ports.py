@@ -13,23 +13,21 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import resource
 import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from servepath.errors import ResolveError
 from servepath.net.addresses import AddressInfo, classify_address
-from servepath.net.endpoints import is_ip_literal
 from servepath.net.icmp import (
-    IcmpError,
+    IcmpReport,
     enable_recverr,
     enable_timestamps,
     read_errqueue,
     tcp_rtt_ms,
 )
+from servepath.net.sockets import fd_budget, resolve_host, sockaddr_for
 from servepath.netdiag.services import PortRange, port_range, service_name
 
 __all__ = [
@@ -39,10 +37,8 @@ __all__ = [
     "PortResult",
     "PortScan",
     "PortState",
-    "ResolveError",
     "Verdict",
     "classify_attempt",
-    "resolve_host",
     "scan_ports",
     "scan_ports_async",
 ]
@@ -68,7 +64,7 @@ class ConnectAttempt:
     target: str
     timeout: float
     errno: int | None = None
-    icmp: IcmpError | None = None
+    icmp: IcmpReport | None = None
     source: str | None = None  # our own address on that path, to spot locally made errors
 
 
@@ -79,7 +75,7 @@ class Verdict:
     detail: str
 
 
-def _where(icmp: IcmpError, target: str, source: str | None) -> str:
+def _where(icmp: IcmpReport, target: str, source: str | None) -> str:
     if icmp.offender is None:
         return "from an unknown sender"
     if icmp.offender == target:
@@ -89,7 +85,7 @@ def _where(icmp: IcmpError, target: str, source: str | None) -> str:
     return f"from {icmp.offender}, a router or firewall before the target"
 
 
-def _icmp_detail(icmp: IcmpError, target: str, source: str | None) -> str:
+def _icmp_detail(icmp: IcmpReport, target: str, source: str | None) -> str:
     where = _where(icmp, target, source)
     at_target = icmp.offender == target
     local = source is not None and icmp.offender == source
@@ -176,7 +172,7 @@ class PortResult:
     detail: str
     service: str | None
     range: PortRange
-    icmp: IcmpError | None = None
+    icmp: IcmpReport | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -232,36 +228,6 @@ def result_for(port: int, attempt: ConnectAttempt, rtt_ms: float | None) -> Port
 
 
 # ---- I/O ----------------------------------------------------------------------------------
-
-
-def resolve_host(host: str, family: int = socket.AF_UNSPEC) -> list[str]:
-    """Addresses of ``host`` from the system resolver, in its order; a literal is itself."""
-    literal = host.strip("[]")
-    if is_ip_literal(literal):
-        return [literal]
-    try:
-        infos = socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ResolveError(host, exc.strerror or str(exc)) from exc
-    addresses: list[str] = []
-    for _family, _type, _proto, _canon, sockaddr in infos:
-        address = str(sockaddr[0])
-        if address not in addresses:
-            addresses.append(address)
-    if not addresses:
-        raise ResolveError(host, "no addresses")
-    return addresses
-
-
-def sockaddr_for(
-    address: str, port: int
-) -> tuple[int, tuple[str, int] | tuple[str, int, int, int]]:
-    """The family and connect() address of an IP literal (zone id kept for link-local)."""
-    if ":" in address:
-        info = socket.getaddrinfo(address, port, socket.AF_INET6, 0, 0, socket.AI_NUMERICHOST)
-        scope_id = int(info[0][4][-1])
-        return socket.AF_INET6, (str(info[0][4][0]), port, 0, scope_id)
-    return socket.AF_INET, (address, port)
 
 
 def _local_address(sock: socket.socket) -> str | None:
@@ -324,14 +290,6 @@ async def _attempt(address: str, port: int, timeout: float) -> tuple[ConnectAtte
     return attempt, rtt_ms
 
 
-def fd_budget() -> int:
-    """How many sockets a probe may hold open at once under RLIMIT_NOFILE."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return DEFAULT_CONCURRENCY
-    return max(1, soft - _FD_RESERVE)
-
-
 async def probe_ports_async(
     address: str,
     ports: Sequence[int],
@@ -342,7 +300,7 @@ async def probe_ports_async(
     """Probe ``ports`` of one IP address concurrently; results in the order of ``ports``."""
     if timeout <= 0:
         raise ValueError("timeout must be positive")
-    limit = asyncio.Semaphore(max(1, min(concurrency, fd_budget())))
+    limit = asyncio.Semaphore(max(1, min(concurrency, fd_budget(DEFAULT_CONCURRENCY))))
 
     async def one(port: int) -> PortResult:
         async with limit:

@@ -29,14 +29,14 @@ from typing import Literal, Protocol
 
 from servepath.errors import TraceError
 from servepath.net.icmp import (
-    IcmpError,
+    IcmpReport,
     enable_recverr,
     enable_timestamps,
     read_errqueue,
     tcp_rtt_ms,
     timestamp_of,
 )
-from servepath.netdiag.ports import fd_budget, resolve_host, sockaddr_for
+from servepath.net.sockets import fd_budget, resolve_host, sockaddr_for
 
 __all__ = [
     "DEFAULT_MAX_HOPS",
@@ -61,7 +61,7 @@ __all__ = [
 TraceProtocol = Literal["tcp", "udp", "icmp"]
 TraceMethod = Literal["tcp-connect", "udp", "icmp-dgram", "icmp-raw"]
 ReplyKind = Literal["hop", "reached", "unreachable"]
-PortState = Literal["open", "closed", "rejected"]
+TargetPortState = Literal["open", "closed", "rejected"]
 
 DEFAULT_TCP_PORT = 80
 DEFAULT_UDP_PORT = 33434  # traceroute's base port: nothing listens there
@@ -88,7 +88,7 @@ class ProbeEvent:
 
     answered: bool = False  # TCP connected, UDP data, ICMP echo reply
     errno: int | None = None
-    icmp: IcmpError | None = None
+    icmp: IcmpReport | None = None
     source: str | None = None  # who answered, when the answer was not an ICMP error
     rtt_ms: float | None = None  # from kernel timestamps, when the socket had them
 
@@ -99,7 +99,7 @@ class Reply:
     address: str | None
     rtt_ms: float
     note: str | None = None
-    port_state: PortState | None = None
+    port_state: TargetPortState | None = None
 
 
 def interpret(
@@ -115,7 +115,7 @@ def interpret(
                 if protocol == "udp" and icmp.kind == "port-unreachable":
                     # The normal end of a UDP trace: the target says nothing listens there.
                     return Reply("reached", target, rtt_ms, "port-unreachable", "closed")
-                state: PortState | None = "rejected" if protocol != "icmp" else None
+                state: TargetPortState | None = "rejected" if protocol != "icmp" else None
                 return Reply("reached", target, rtt_ms, icmp.kind, state)
             return Reply("unreachable", icmp.offender, rtt_ms, icmp.kind)
         return None  # MTU news and the like: the probe is still in flight
@@ -340,7 +340,7 @@ class Trace:
     reached: bool
     hops: tuple[Hop, ...]
     detail: str
-    port_state: PortState | None = None
+    port_state: TargetPortState | None = None
     elapsed_s: float = 0.0
     timeout: float = DEFAULT_TIMEOUT
     max_hops: int = DEFAULT_MAX_HOPS
@@ -431,7 +431,7 @@ def parse_raw_icmp(
     got_ident, seq = struct.unpack_from("!HH", quoted, 4)
     if got_ident != ident:
         return None
-    error = IcmpError(origin=origin, type=icmp_type, code=code, errno=0, offender=source)
+    error = IcmpReport(origin=origin, type=icmp_type, code=code, errno=0, offender=source)
     return seq, ProbeEvent(icmp=error)
 
 

@@ -16,7 +16,13 @@ from servepath.regions.catalogue import (
     get_region,
     regions_of,
 )
-from servepath.regions.measure import MeasureReport, Target, TargetResult, measure, parse_target
+from servepath.regions.measure import (
+    MeasureReport,
+    MeasureTarget,
+    TargetResult,
+    measure,
+    parse_measure_target,
+)
 from servepath.regions.model import (
     DEFAULT_MODEL,
     LatencyMatrix,
@@ -34,10 +40,10 @@ __all__ = [
     "LatencyMatrix",
     "LatencyModel",
     "MeasureReport",
+    "MeasureTarget",
     "Placement",
     "Provider",
     "Region",
-    "Target",
     "TargetResult",
     "UnknownRegion",
     "all_regions",
@@ -46,7 +52,7 @@ __all__ = [
     "great_circle_km",
     "latency_matrix",
     "measure",
-    "parse_target",
+    "parse_measure_target",
     "place",
     "regions_of",
 ]

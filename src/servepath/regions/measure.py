@@ -38,15 +38,15 @@ __all__ = [
     "DEFAULT_PORT",
     "BadTarget",
     "MeasureReport",
+    "MeasureTarget",
     "Outcome",
     "RTTStats",
     "Sample",
-    "Target",
     "TargetResult",
     "TargetStatus",
     "classify_errno",
     "measure",
-    "parse_target",
+    "parse_measure_target",
     "percentile",
     "summarize",
     "target_status",
@@ -67,7 +67,7 @@ Resolver = Callable[[str, int], list[tuple[int, tuple[object, ...]]]]
 
 
 @dataclass(frozen=True)
-class Target:
+class MeasureTarget:
     """``host:port``, and the region it is known to be in (``None`` when not given)."""
 
     host: str
@@ -82,7 +82,7 @@ class Target:
         return {"host": self.host, "port": self.port, "region": self.region}
 
 
-def parse_target(spec: str, default_port: int = DEFAULT_PORT) -> Target:
+def parse_measure_target(spec: str, default_port: int = DEFAULT_PORT) -> MeasureTarget:
     """Parse ``HOST[:PORT][@REGION]``; IPv6 literals go in brackets when a port follows.
 
     ``api.example.com``, ``10.0.0.5:8080@europe-west1``, ``[2001:db8::1]:443@us-east1`` and a
@@ -99,7 +99,7 @@ def parse_target(spec: str, default_port: int = DEFAULT_PORT) -> Target:
         host, port = parse_host_port(address, default_port)
     except EndpointError as exc:
         raise BadTarget(f"target {spec!r}: {exc.reason}") from exc
-    return Target(host, port, region_id)
+    return MeasureTarget(host, port, region_id)
 
 
 # ---- samples and statistics ----------------------------------------------------------------
@@ -229,7 +229,7 @@ def target_status(samples: Sequence[Sample]) -> TargetStatus:
 
 @dataclass(frozen=True)
 class TargetResult:
-    target: Target
+    target: MeasureTarget
     address: str | None  # the address connected to; None when the name did not resolve
     status: TargetStatus
     stats: RTTStats
@@ -339,7 +339,7 @@ async def _sample_target(
 
 
 def measure(
-    targets: Sequence[Target],
+    targets: Sequence[MeasureTarget],
     *,
     samples: int = 10,
     timeout: float = 1.0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from servepath.netdiag.listen import Listener, PortMapping
+    from servepath.net.listeners import Listener, PortMapping
     from servepath.output import Cell, Output
 
 

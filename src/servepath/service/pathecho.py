@@ -7,9 +7,9 @@ import socket
 from typing import Any
 
 from servepath.net.addresses import classify_address
+from servepath.net.container import detect_container
 from servepath.net.endpoints import host_port, is_ip_literal, unmapped
 from servepath.net.forwarded import ClientView, TrustedProxies, resolve_client
-from servepath.netdiag.container import detect_container
 from servepath.service.asgi import Scope, header, header_values
 from servepath.service.request import RequestContext, RequestMeta
 from servepath.store.bounds import (

@@ -20,8 +20,8 @@ import orjson
 from servepath.cache.base import Cache, cache_key
 from servepath.model.batcher import MicroBatcher
 from servepath.model.loaded import LoadedModel, Output, Row
+from servepath.ratelog import RateLimitedWarning
 from servepath.service.metrics import Metrics
-from servepath.service.ratelog import RateLimitedWarning
 from servepath.service.request import RequestMeta
 from servepath.store.base import PredictionLog, PredictionRecord, Route
 from servepath.store.bounds import (

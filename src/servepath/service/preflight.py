@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from servepath.config import Settings
 from servepath.errors import BindFailed, ConfigError, ExampleModelNotWritten, ModelLoadError
 from servepath.net.endpoints import host_port
-from servepath.netdiag.interfaces import answering_addresses, local_addresses, url_for
+from servepath.net.interfaces import answering_addresses, local_addresses, url_for
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -59,9 +59,9 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.server import ServerState
 
+from servepath.ratelog import RateLimitedWarning
 from servepath.service.admission import Decision
 from servepath.service.gate import Gate, HttpLimits, refusal
-from servepath.service.ratelog import RateLimitedWarning
 from servepath.service.request import Head, request_id_for
 from servepath.service.routes import LIVE_BODY
 

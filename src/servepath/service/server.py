@@ -69,7 +69,7 @@ def bind_error(host: str, port: int, exc: OSError) -> str:
     """Why ``host:port`` cannot be listened on, with who holds it when that is knowable."""
     where = host_port(host, port)
     if exc.errno == errno.EADDRINUSE:
-        from servepath.netdiag.listen import inspect_port
+        from servepath.net.listeners import inspect_port
 
         holders = sorted(
             {

@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from servepath.errors import StoreClosed, StoreError
-from servepath.service.ratelog import RateLimitedWarning
+from servepath.ratelog import RateLimitedWarning
 from servepath.store.base import PredictionRecord, StoreStatus, WriterStats
 from servepath.store.spool import Spool
 

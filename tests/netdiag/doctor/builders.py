@@ -10,15 +10,15 @@ import orjson
 
 from servepath.config import ProxyEnv
 from servepath.net.addresses import classify_address
-from servepath.net.icmp import IcmpError
+from servepath.net.http_errors import HttpErrorClass
+from servepath.net.icmp import IcmpReport
+from servepath.net.proxy import choose_proxy
+from servepath.net.routes import KernelRoute, RouteLookup
 from servepath.netdiag.dns import DnsReport, ResolverAnswer
 from servepath.netdiag.doctor import DoctorOptions, Observations, make_plan
 from servepath.netdiag.doctor.plan import plan_app
-from servepath.netdiag.errors_map import HttpErrorClass
 from servepath.netdiag.http import HttpHop, HttpReport, Phases, parse_server_timing
 from servepath.netdiag.ports import PortResult, PortScan
-from servepath.netdiag.proxy import choose_proxy
-from servepath.netdiag.routes import Route, RouteLookup
 from servepath.netdiag.services import port_range
 
 VM = "10.20.2.2"
@@ -48,7 +48,7 @@ def port(number: int, state: str = "open", *, offender: str | None = None,
          icmp: tuple[int, int] | None = None, detail: str = "") -> PortResult:  # fmt: skip
     error = None
     if icmp is not None:
-        error = IcmpError("icmp", icmp[0], icmp[1], 113, offender)
+        error = IcmpReport("icmp", icmp[0], icmp[1], 113, offender)
     rtt = 0.3 if state in ("open", "closed") else None
     return PortResult(number, state, rtt, offender, detail or state, None,  # type: ignore[arg-type]
                       port_range(number), error)  # fmt: skip
@@ -116,11 +116,11 @@ def healthy(url: str = f"http://{VM}:8080/decisions", *, address: str | None = V
     plan = make_plan(url, options)
     obs = Observations(plan, slow_ms=1000.0, timeout=1.0, http_timeout=10.0)
     obs.nameservers = ["10.20.3.53"]
-    obs.gateway = Route("eth0", ipaddress.ip_network("0.0.0.0/0"), ROUTER)
+    obs.gateway = KernelRoute("eth0", ipaddress.ip_network("0.0.0.0/0"), ROUTER)
     obs.address = address
     if address is not None:
         obs.route = RouteLookup(
-            address, "via-route", Route("eth0", ipaddress.ip_network("10.20.2.0/24"), ROUTER)
+            address, "via-route", KernelRoute("eth0", ipaddress.ip_network("10.20.2.0/24"), ROUTER)
         )
         obs.probe_target = (address, plan.target.port)
         obs.ports = scan(

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from servepath.config import ProxyEnv
+from servepath.net.listeners import PortListenReport
 from servepath.netdiag.doctor import CAUSES, DoctorOptions, Observations, diagnose
 from servepath.netdiag.doctor.causes import HTTP_EVIDENCE, PORT_EVIDENCE
 from servepath.netdiag.doctor.local import diagnose_local
-from servepath.netdiag.listen import PortListenReport
 from servepath.netdiag.mtu import MssOutcome, MtuHop, summarise
 from servepath.netdiag.protocols import ProtocolGuess
 from servepath.netdiag.tls import TlsReport
@@ -67,7 +67,7 @@ def case_dns_disagree() -> Observations:
 
 
 def case_private_address() -> Observations:
-    from servepath.netdiag.routes import RouteLookup
+    from servepath.net.routes import RouteLookup
 
     obs = healthy("http://10.99.0.5:8080/decisions", address="10.99.0.5")
     obs.route = RouteLookup("10.99.0.5", "via-default", obs.gateway)
@@ -261,7 +261,7 @@ def case_mtu_blackhole() -> Observations:
 
 
 def _published(inside: tuple[tuple[str, int], ...], container_port: int = 8080) -> Observations:
-    from servepath.netdiag.listen import PortMapping
+    from servepath.net.listeners import PortMapping
     from servepath.netdiag.netns import NamespaceListeners, Socket
 
     obs = healthy("http://127.0.0.1:18080/decisions", address="127.0.0.1")
@@ -558,7 +558,7 @@ def test_localhost_is_healthy_whatever_a_dns_server_says_of_it() -> None:
 
 
 def test_an_address_of_this_machine_is_not_called_from_outside() -> None:
-    from servepath.netdiag.routes import RouteLookup
+    from servepath.net.routes import RouteLookup
 
     obs = healthy("http://10.99.0.1:8080/", address="10.99.0.1")
     obs.route = RouteLookup("10.99.0.1", "via-default", obs.gateway)
@@ -600,7 +600,7 @@ def test_the_evidence_tables_name_only_causes_of_the_vocabulary() -> None:
 def test_local_causes(
     listeners: tuple[tuple[str, str], ...], cause: str, stage: str | None
 ) -> None:
-    from servepath.netdiag.listen import Listener
+    from servepath.net.listeners import Listener
 
     built = tuple(Listener("tcp", a, 8080, k, 42, "app", "python3") for a, k in listeners)  # type: ignore[arg-type]
     listen = PortListenReport(8080, built)

@@ -6,17 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from servepath.net.routes import KernelRoute, RouteLookup
 from servepath.netdiag.dns import DnsReport
 from servepath.netdiag.http import HttpReport
 from servepath.netdiag.ports import PortScan
-from servepath.netdiag.routes import Route, RouteLookup
 from servepath.netdiag.tls import TlsReport
 from servepath.netdiag.trace import Trace
 
 if TYPE_CHECKING:
     # plan reads the observations to choose the next step: the types only, to avoid a cycle
+    from servepath.net.listeners import PortMapping
     from servepath.netdiag.doctor.plan import AppPlan, Plan
-    from servepath.netdiag.listen import PortMapping
     from servepath.netdiag.mtu import MtuHop, MtuNarrowing
     from servepath.netdiag.netns import NamespaceListeners
     from servepath.netdiag.protocols import ProtocolGuess
@@ -61,7 +61,7 @@ class Observations:
     insecure: bool = False
     api_key_sent: bool = False
     nameservers: list[str] = field(default_factory=list)
-    gateway: Route | None = None
+    gateway: KernelRoute | None = None
     dns: DnsReport | None = None
     address: str | None = None
     own_address: bool = False  # the address is one of this machine's own

@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from servepath.net.container import detect_container
 from servepath.net.endpoints import host_port
-from servepath.netdiag.container import detect_container
+from servepath.net.listeners import PortListenReport, inspect_port
 from servepath.netdiag.doctor.causes import Cause
 from servepath.netdiag.doctor.report import DoctorReport, Stage, StageStatus, Verdict
 from servepath.netdiag.http import probe_http
-from servepath.netdiag.listen import PortListenReport, inspect_port
 
 
 def _health_url(report: PortListenReport, port: int) -> str:

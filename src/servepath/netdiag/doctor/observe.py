@@ -21,6 +21,10 @@ import orjson
 
 from servepath.errors import ServepathError
 from servepath.net.endpoints import host_port
+from servepath.net.interfaces import local_addresses
+from servepath.net.routes import KernelRoute as Route
+from servepath.net.routes import default_gateway, lookup, read_routes
+from servepath.net.sockets import resolve_host
 from servepath.netdiag.dns import probe_dns, system_nameservers
 from servepath.netdiag.doctor.evidence import Observations, VhostTrial
 from servepath.netdiag.doctor.plan import (
@@ -46,9 +50,7 @@ from servepath.netdiag.doctor.plan import (
 )
 from servepath.netdiag.doctor.signs import from_servepath
 from servepath.netdiag.http import HttpReport, probe_http
-from servepath.netdiag.interfaces import local_addresses
-from servepath.netdiag.ports import resolve_host, scan_ports
-from servepath.netdiag.routes import Route, default_gateway, lookup, read_routes
+from servepath.netdiag.ports import scan_ports
 from servepath.netdiag.tls import probe_tls
 from servepath.netdiag.trace import trace
 
@@ -195,7 +197,7 @@ def _probe_transport(obs: Observations, step: Transport) -> None:
 def _look_inside_containers(obs: Observations, port: int, reachable: bool) -> None:
     """Which mapping carries an open port into a container, and what listens in that
     container's namespace; for a closed port, which containers listen with nothing published."""
-    from servepath.netdiag.listen import inspect_port
+    from servepath.net.listeners import inspect_port
     from servepath.netdiag.netns import find_namespace, namespaces
 
     try:

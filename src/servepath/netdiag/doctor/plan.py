@@ -31,11 +31,11 @@ from servepath.contract import (
 )
 from servepath.errors import UsageError
 from servepath.net.endpoints import host_port, is_ip_literal, parse_host_port, url_host
+from servepath.net.proxy import ProxyChoice, choose_proxy
 from servepath.netdiag.dns import DnsReport, Nameserver
 from servepath.netdiag.doctor.evidence import untrusted_only
 from servepath.netdiag.doctor.signs import from_servepath, looks_like_web_server
 from servepath.netdiag.http import HttpReport
-from servepath.netdiag.proxy import ProxyChoice, choose_proxy
 from servepath.netdiag.tls import TlsReport
 
 if TYPE_CHECKING:

@@ -13,20 +13,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.helpers.nginx import proxy_config
 from tests.helpers.slowmodel import write_slow_model
-from tests.net.conftest import BuildNetwork
-from tests.net.topology import Network, Topology, dnat, drop, reject
+from tests.helpers.waiting import wait_until_answers
 from tests.support import TESTS_DIR, need_binary
+from tests.topology.conftest import BuildNetwork
+from tests.topology.topology import Network, Topology, dnat, drop, reject
 
 CLIENT, ROUTER_IN, ROUTER_OUT, VM = "10.20.1.2", "10.20.1.1", "10.20.2.1", "10.20.2.2"
 VM6 = "fd20:2::2"
@@ -46,22 +45,6 @@ def net(build_network: BuildNetwork) -> Network:
     topo.dns("dns1", "10.20.3.53", {"api.test": VM}, extra_args=["--local=/test/"])
     topo.dns("dns2", "10.20.4.53", {"api.test": "10.20.2.99"}, extra_args=["--local=/test/"])
     return build_network(topo)
-
-
-def _wait_healthy(net: Network, url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-
-    def get() -> int:
-        return httpx.get(url, timeout=2, trust_env=False).status_code
-
-    while time.monotonic() < deadline:
-        try:
-            if net.call("client", get) == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not become healthy")
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +92,15 @@ def servers(
             stderr=subprocess.DEVNULL,
         ),
     ]
-    _wait_healthy(net, f"http://{VM}:8080/")
-    _wait_healthy(net, f"http://[{VM6}]:8088/")
-    _wait_healthy(net, f"http://{VM}:8086/")
+    wait_until_answers(
+        f"http://{VM}:8080/", timeout=60, run=lambda get: net.call("client", get), interval=0.1
+    )
+    wait_until_answers(
+        f"http://[{VM6}]:8088/", timeout=60, run=lambda get: net.call("client", get), interval=0.1
+    )
+    wait_until_answers(
+        f"http://{VM}:8086/", timeout=60, run=lambda get: net.call("client", get), interval=0.1
+    )
     net.wait_for_socket("dns2", 8080, timeout=60)
     yield {"tmp": tmp}
     for proc in procs:

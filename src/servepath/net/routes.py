@@ -22,7 +22,7 @@ RouteKind = Literal["local", "on-link", "via-route", "via-default", "none"]
 
 
 @dataclass(frozen=True)
-class Route:
+class KernelRoute:
     interface: str
     network: ipaddress.IPv4Network | ipaddress.IPv6Network
     gateway: str | None  # None for a directly attached network
@@ -35,7 +35,7 @@ class Route:
 class RouteLookup:
     address: str
     kind: RouteKind
-    route: Route | None
+    route: KernelRoute | None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -49,9 +49,9 @@ def _le_ip(hex_text: str) -> str:
     return socket.inet_ntoa(struct.pack("<I", int(hex_text, 16)))
 
 
-def parse_proc_route(text: str) -> list[Route]:
+def parse_proc_route(text: str) -> list[KernelRoute]:
     """Parse the kernel's IPv4 route table (``/proc/net/route``; addresses little-endian hex)."""
-    routes: list[Route] = []
+    routes: list[KernelRoute] = []
     for line in text.splitlines()[1:]:
         fields = line.split()
         if len(fields) < 8:
@@ -61,14 +61,14 @@ def parse_proc_route(text: str) -> list[Route]:
             continue
         network = ipaddress.IPv4Network(f"{_le_ip(dest)}/{_le_ip(mask)}", strict=False)
         gw = _le_ip(gateway)
-        routes.append(Route(iface, network, None if gw == "0.0.0.0" else gw))
+        routes.append(KernelRoute(iface, network, None if gw == "0.0.0.0" else gw))
     return routes
 
 
-def parse_proc_ipv6_route(text: str) -> list[Route]:
+def parse_proc_ipv6_route(text: str) -> list[KernelRoute]:
     """Parse the kernel's IPv6 route table (``/proc/net/ipv6_route``; addresses as 32 hex
     digits). Unreachable (reject) routes and the machine's own addresses are left out."""
-    routes: list[Route] = []
+    routes: list[KernelRoute] = []
     for line in text.splitlines():
         fields = line.split()
         if len(fields) < 10:
@@ -79,13 +79,15 @@ def parse_proc_ipv6_route(text: str) -> list[Route]:
             continue
         network = ipaddress.IPv6Network((int(dest, 16), int(prefix, 16)), strict=False)
         gateway = ipaddress.IPv6Address(int(nexthop, 16))
-        routes.append(Route(iface, network, None if gateway.packed == bytes(16) else str(gateway)))
+        routes.append(
+            KernelRoute(iface, network, None if gateway.packed == bytes(16) else str(gateway))
+        )
     return routes
 
 
-def read_routes(path: Path = PROC_ROUTE, path6: Path = PROC_ROUTE6) -> list[Route]:
+def read_routes(path: Path = PROC_ROUTE, path6: Path = PROC_ROUTE6) -> list[KernelRoute]:
     """Both tables, IPv4 first; a table that cannot be read (no IPv6, say) adds nothing."""
-    routes: list[Route] = []
+    routes: list[KernelRoute] = []
     for file, parse in ((path, parse_proc_route), (path6, parse_proc_ipv6_route)):
         try:
             routes += parse(file.read_text())
@@ -94,7 +96,7 @@ def read_routes(path: Path = PROC_ROUTE, path6: Path = PROC_ROUTE6) -> list[Rout
     return routes
 
 
-def default_gateway(routes: list[Route], version: int | None = None) -> Route | None:
+def default_gateway(routes: list[KernelRoute], version: int | None = None) -> KernelRoute | None:
     """The default route of ``version`` (4 or 6), or the first of either, IPv4 first."""
     for route in routes:
         if route.network.prefixlen == 0 and version in (None, route.network.version):
@@ -102,7 +104,7 @@ def default_gateway(routes: list[Route], version: int | None = None) -> Route | 
     return None
 
 
-def lookup(address: str, routes: list[Route]) -> RouteLookup:
+def lookup(address: str, routes: list[KernelRoute]) -> RouteLookup:
     """Longest-prefix match of ``address`` against the ``routes`` of its IP version."""
     try:
         ip = ipaddress.ip_address(address)

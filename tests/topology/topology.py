@@ -6,7 +6,7 @@ with ``ip netns``, veth pairs, static routes and iptables, and tears everything 
 for ``dns``). Namespaces are named ``sp-<pid>-<n>-<node>``, so parallel runs never collide,
 and namespaces left by a run that died are removed by the next one.
 
-    from tests.net.topology import Topology, drop, reject, silent_time_exceeded, dnat
+    from tests.topology.topology import Topology, drop, reject, silent_time_exceeded, dnat
 
     topo = Topology()
     topo.host("client")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trustme
 
-from servepath.netdiag.errors_map import cause_chain, classify_http_error
+from servepath.net.http_errors import cause_chain, classify_http_error
 from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(30)

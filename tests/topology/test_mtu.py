@@ -22,8 +22,8 @@ from collections.abc import Iterator
 import pytest
 
 from servepath.netdiag.mtu import MtuNarrowing, locate_mtu_hop, narrow_mtu
-from tests.net.conftest import BuildNetwork
-from tests.net.topology import Network, Rule, Topology
+from tests.topology.conftest import BuildNetwork
+from tests.topology.topology import Network, Rule, Topology
 
 pytestmark = [pytest.mark.net, pytest.mark.timeout(120)]
 

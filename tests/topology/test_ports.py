@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from servepath.netdiag.ports import scan_ports
-from tests.net.conftest import BuildNetwork
-from tests.net.topology import Network, Topology, drop, reject
 from tests.support import need_binary
+from tests.topology.conftest import BuildNetwork
+from tests.topology.topology import Network, Topology, drop, reject
 
 pytestmark = [pytest.mark.net, pytest.mark.timeout(120)]
 

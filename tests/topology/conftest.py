@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.net.topology import Network, Topology
 from tests.support import need_binary, need_root
+from tests.topology.topology import Network, Topology
 
 BuildNetwork = Callable[[Topology], Network]
 

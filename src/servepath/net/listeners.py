@@ -6,6 +6,9 @@ machines and from outside its container; container port-forwarders (docker-proxy
 are recognised, and the host-port-to-container-port mappings are read from docker-proxy's
 arguments and from the NAT table (``iptables-save -t nat``). Parsing and judging are pure
 functions; the driver only reads psutil and runs iptables-save.
+
+``servepath listen`` prints it, the doctor reads it, and the server asks it who holds a port
+it cannot bind: a primitive, not a probe of the path.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Protocol = Literal["tcp", "udp"]
+TransportName = Literal["tcp", "udp"]
 MappingSource = Literal["docker-proxy", "iptables", "kubectl"]
 
 # Processes that listen on a host port on behalf of a container (or a cluster service),
@@ -75,7 +78,7 @@ _FORWARDERS: tuple[tuple[str, str], ...] = (
 class SocketInfo:
     """One listening (TCP) or bound, unconnected (UDP) socket, as the kernel lists it."""
 
-    protocol: Protocol
+    protocol: TransportName
     address: str
     port: int
     pid: int | None
@@ -94,7 +97,7 @@ class PortMapping:
     """Traffic to ``host_ip:host_port`` goes to ``target_ip:target_port``."""
 
     source: MappingSource
-    protocol: Protocol
+    protocol: TransportName
     host_port: int
     target_port: int
     host_ip: str | None = None  # None: any local address
@@ -128,7 +131,7 @@ class PortMapping:
 
 @dataclass(frozen=True)
 class Listener:
-    protocol: Protocol
+    protocol: TransportName
     address: str
     port: int
     address_kind: AddressKind
@@ -473,7 +476,7 @@ def _who(listeners: Sequence[Listener]) -> str:
 
 def loopback_warnings(listeners: Sequence[Listener]) -> tuple[str, ...]:
     """One warning per port whose every socket is bound to a loopback address."""
-    groups: dict[tuple[Protocol, int], list[Listener]] = {}
+    groups: dict[tuple[TransportName, int], list[Listener]] = {}
     for x in listeners:
         groups.setdefault((x.protocol, x.port), []).append(x)
     warnings = []
@@ -522,7 +525,7 @@ def _sockets(udp: bool) -> list[SocketInfo]:
         if conn.type == socket.SOCK_STREAM:
             if conn.status != psutil.CONN_LISTEN:
                 continue
-            proto: Protocol = "tcp"
+            proto: TransportName = "tcp"
         elif conn.type == socket.SOCK_DGRAM and udp:
             if conn.raddr:  # a connected UDP socket is a client, not a service
                 continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from servepath.netdiag.routes import (
+from servepath.net.routes import (
     default_gateway,
     lookup,
     parse_proc_ipv6_route,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from servepath.config import ProxyEnv
-from servepath.netdiag.proxy import choose_proxy, proxy_url
+from servepath.net.proxy import choose_proxy, proxy_url
 
 BOTH = ProxyEnv(http="http://p:3128", https="http://sp:3128")
 

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from servepath.cli import app
-from servepath.netdiag.listen import (
+from servepath.net.listeners import (
     Listener,
     PortMapping,
     ProcessInfo,
@@ -183,7 +183,7 @@ def test_bad_port_exits_2(port: str) -> None:
 @pytest.mark.net
 def test_nat_rules_are_read_from_iptables_in_a_namespace() -> None:
     """A box that maps 80 → 8080 as `docker run -p 80:8080` does, and 8081 → a container."""
-    from tests.net.topology import Topology, dnat
+    from tests.topology.topology import Topology, dnat
 
     need_root()
     for tool in ("ip", "iptables", "ss", "setpriv", "unshare"):

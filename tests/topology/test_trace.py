@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.net.conftest import BuildNetwork
-from tests.net.topology import Network, Topology, drop, reject, silent_time_exceeded
 from tests.support import need_binary
+from tests.topology.conftest import BuildNetwork
+from tests.topology.topology import Network, Topology, drop, reject, silent_time_exceeded
 
 pytestmark = [pytest.mark.net, pytest.mark.timeout(120)]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.net.conftest import BuildNetwork
-from tests.net.topology import NETNS_DIR, Topology, dnat
 from tests.support import need_binary
+from tests.topology.conftest import BuildNetwork
+from tests.topology.topology import NETNS_DIR, Topology, dnat
 
 pytestmark = [pytest.mark.net, pytest.mark.timeout(60)]
 

@@ -16,19 +16,18 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.helpers.nginx import HEADER
 from tests.helpers.slowmodel import write_slow_model
-from tests.net.conftest import BuildNetwork
-from tests.net.topology import Network, Rule, Topology, drop, reject
+from tests.helpers.waiting import wait_until_answers
 from tests.support import TESTS_DIR, need_binary
+from tests.topology.conftest import BuildNetwork
+from tests.topology.topology import Network, Rule, Topology, drop, reject
 
 CLIENT, R1_IN, VM = "10.30.1.2", "10.30.1.1", "10.30.4.2"
 R1_R2, R2_VM = "10.30.2.1", "10.30.4.1"
@@ -57,21 +56,6 @@ def net(build_network: BuildNetwork) -> Network:
     for node in ("r1", "r2"):  # the narrow link: eth1 on both routers
         network.run(node, ["ip", "link", "set", "dev", "eth1", "mtu", "1400"])
     return network
-
-
-def _wait(net: Network, node: str, url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if (
-                net.call(node, lambda: httpx.get(url, timeout=2, trust_env=False).status_code)
-                == 200
-            ):
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not become healthy")
 
 
 _RAW_SERVERS = r"""
@@ -212,8 +196,12 @@ def servers(
         ),
     ]
     assert raw.stdout is not None and raw.stdout.readline().strip() == "ready"
-    _wait(net, "client", f"http://{VM}:8080/")
-    _wait(net, "client", "http://127.0.0.1:8080/")
+    wait_until_answers(
+        f"http://{VM}:8080/", timeout=60, run=lambda get: net.call("client", get), interval=0.1
+    )
+    wait_until_answers(
+        "http://127.0.0.1:8080/", timeout=60, run=lambda get: net.call("client", get), interval=0.1
+    )
     net.wait_for_socket("vm", 8090)
     net.wait_for_socket("vm", 6379)
     net.wait_for_socket("vm", 8086, timeout=60)
