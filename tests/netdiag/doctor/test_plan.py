@@ -106,7 +106,7 @@ def test_the_plan_carries_the_options_the_probes_need() -> None:
 
 def test_a_pin_dials_its_address_and_a_pin_for_another_port_is_refused() -> None:
     plan = make_plan("http://api.test:8080/", DoctorOptions(pins=(Pin("api.test", 8080, VM),)))
-    assert plan.pinned == VM and not plan.resolve_name
+    assert plan.pinned == VM
     from servepath.netdiag.doctor import DoctorUsageError
 
     with pytest.raises(DoctorUsageError, match="the URL's port is 8080"):

@@ -185,10 +185,6 @@ class Plan:
     options: DoctorOptions = field(default_factory=lambda: DoctorOptions())
 
     @property
-    def resolve_name(self) -> bool:
-        return self.pinned is None
-
-    @property
     def direct(self) -> bool:
         return self.proxy.proxy is None
 
