@@ -1,1 +1,2 @@
-"""The ASGI application: routes, schemas, middleware, path echo, metrics."""
+"""The model API: the server and its gate, the HTTP protocol, the data plane, the endpoint
+families and the ASGI shell around them (docs/layout.md draws the floor plan)."""
