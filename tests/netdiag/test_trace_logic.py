@@ -10,15 +10,13 @@ from typing import Any
 
 import pytest
 
-from servepath.net.icmp import IcmpReport
+from servepath.net.icmp import IcmpReport, checksum, echo_request
 from servepath.netdiag.trace import (
     Probe,
     ProbeEvent,
     Reply,
     TraceMachine,
-    _checksum,
     describe_end,
-    echo_request,
     interpret,
     parse_raw_icmp,
 )
@@ -239,7 +237,7 @@ def ipv4_header(source: str, destination: str, proto: int = 1) -> bytes:
 def test_echo_requests_carry_a_valid_checksum() -> None:
     packet = echo_request(socket.AF_INET, 0x1234, 7)
     assert packet[0] == 8
-    assert _checksum(packet) == 0
+    assert checksum(packet) == 0
 
 
 def test_a_raw_echo_reply_is_matched_by_ident_and_seq() -> None:

@@ -257,3 +257,27 @@ def tcp_rtt_ms(sock: socket.socket) -> float | None:
     # struct tcp_info: eight u8 fields, then u32s; tcpi_rtt (microseconds) is the 16th u32.
     (rtt_us,) = struct.unpack_from("=I", info, 8 + 15 * 4)
     return rtt_us / 1000 if rtt_us else None
+
+
+#: What an echo request carries unless told otherwise: recognisable in a capture.
+ECHO_PAYLOAD = b"servepath-trace-probe-0123456789"
+
+
+def echo_request(family: int, ident: int, seq: int, payload: bytes = ECHO_PAYLOAD) -> bytes:
+    """An ICMP(v6) echo request; the checksum is left to the kernel for ICMPv6 and ping sockets."""
+    icmp_type = 8 if family == socket.AF_INET else 128
+    header = struct.pack("!BBHHH", icmp_type, 0, 0, ident, seq)
+    if family != socket.AF_INET:
+        return header + payload
+    total = checksum(header + payload)
+    return struct.pack("!BBHHH", icmp_type, 0, total, ident, seq) + payload
+
+
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF

@@ -29,7 +29,9 @@ from typing import Literal, Protocol
 
 from servepath.errors import TraceError
 from servepath.net.icmp import (
+    ECHO_PAYLOAD,
     IcmpReport,
+    echo_request,
     enable_recverr,
     enable_timestamps,
     read_errqueue,
@@ -68,7 +70,6 @@ DEFAULT_UDP_PORT = 33434  # traceroute's base port: nothing listens there
 DEFAULT_MAX_HOPS = 30
 DEFAULT_QUERIES = 3
 DEFAULT_TIMEOUT = 2.0
-_PAYLOAD = b"servepath-trace-probe-0123456789"
 
 
 # ---- pure part ----------------------------------------------------------------------------
@@ -435,25 +436,6 @@ def parse_raw_icmp(
     return seq, ProbeEvent(icmp=error)
 
 
-def echo_request(family: int, ident: int, seq: int, payload: bytes = _PAYLOAD) -> bytes:
-    """An ICMP(v6) echo request; the checksum is left to the kernel for ICMPv6 and ping sockets."""
-    icmp_type = 8 if family == socket.AF_INET else 128
-    header = struct.pack("!BBHHH", icmp_type, 0, 0, ident, seq)
-    if family != socket.AF_INET:
-        return header + payload
-    checksum = _checksum(header + payload)
-    return struct.pack("!BBHHH", icmp_type, 0, checksum, ident, seq) + payload
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 # ---- I/O ----------------------------------------------------------------------------------
 
 
@@ -525,7 +507,7 @@ class _SocketPerProbe:
                 self.selector.register(sock, selectors.EVENT_WRITE, probe.seq)
             elif self.method == "udp":
                 sock.connect(sockaddr)
-                sock.send(_PAYLOAD)
+                sock.send(ECHO_PAYLOAD)
                 self.selector.register(sock, selectors.EVENT_READ, probe.seq)
             else:
                 # The kernel puts the socket's own identifier in the echo request.
