@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import resource
 import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from servepath.errors import ResolveError
 from servepath.net.endpoints import is_ip_literal
 
-__all__ = ["ResolveError", "fd_budget", "resolve_host", "sockaddr_for"]
+__all__ = ["ResolveError", "fd_budget", "resolve_host", "reverse_names", "sockaddr_for"]
 
 #: File descriptors left for everything but a probe's sockets (logs, the event loop, files).
 _FD_RESERVE = 64
@@ -52,3 +55,30 @@ def fd_budget(unlimited: int = 1024) -> int:
     if soft == resource.RLIM_INFINITY:
         return unlimited
     return max(1, soft - _FD_RESERVE)
+
+
+def reverse_names(addresses: list[str], timeout: float) -> dict[str, str]:
+    """The system resolver's names for ``addresses``, looked up at once, within ``timeout``
+    in all; an address without a name (or too slow to get one) is left out."""
+    names: dict[str, str] = {}
+    if not addresses:
+        return names
+
+    def lookup(address: str) -> str | None:
+        try:
+            return socket.gethostbyaddr(address)[0]
+        except OSError:
+            return None
+
+    pool = ThreadPoolExecutor(max_workers=min(8, len(addresses)))
+    futures = {address: pool.submit(lookup, address) for address in addresses}
+    deadline = time.monotonic() + timeout
+    for address, future in futures.items():
+        try:
+            name = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            continue
+        if name:
+            names[address] = name
+    pool.shutdown(wait=False, cancel_futures=True)
+    return names

@@ -22,8 +22,6 @@ import socket
 import struct
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -38,7 +36,7 @@ from servepath.net.icmp import (
     tcp_rtt_ms,
     timestamp_of,
 )
-from servepath.net.sockets import fd_budget, resolve_host, sockaddr_for
+from servepath.net.sockets import fd_budget, resolve_host, reverse_names, sockaddr_for
 
 __all__ = [
     "DEFAULT_MAX_HOPS",
@@ -699,31 +697,6 @@ def _deadline(machine: TraceMachine, seq: int, sent: float, timeout: float) -> f
     return sent + min(timeout, patience / 1000)
 
 
-def _reverse_names(addresses: list[str], timeout: float) -> dict[str, str]:
-    names: dict[str, str] = {}
-    if not addresses:
-        return names
-
-    def lookup(address: str) -> str | None:
-        try:
-            return socket.gethostbyaddr(address)[0]
-        except OSError:
-            return None
-
-    pool = ThreadPoolExecutor(max_workers=min(8, len(addresses)))
-    futures = {address: pool.submit(lookup, address) for address in addresses}
-    deadline = time.monotonic() + timeout
-    for address, future in futures.items():
-        try:
-            name = future.result(timeout=max(0.0, deadline - time.monotonic()))
-        except FutureTimeout:
-            continue
-        if name:
-            names[address] = name
-    pool.shutdown(wait=False, cancel_futures=True)
-    return names
-
-
 def trace(
     host: str,
     *,
@@ -767,7 +740,7 @@ def trace(
             transport.close()
     hops = machine.hops()
     if resolve_names:
-        names = _reverse_names([h.address for h in hops if h.address], timeout)
+        names = reverse_names([h.address for h in hops if h.address], timeout)
         hops = [_named(h, names) for h in hops]
     final = machine.final_reply()
     return Trace(
