@@ -20,7 +20,15 @@ from servepath.errors import ConfigError
 from servepath.model.loaded import LoadedModel
 from servepath.net.addresses import classify_address
 from servepath.net.endpoints import host_port
-from servepath.service.asgi import Receive, Response, Scope, Send, json_response, send_response
+from servepath.service.asgi import (
+    Receive,
+    Response,
+    Scope,
+    Send,
+    json_response,
+    response_headers,
+    send_response,
+)
 from servepath.service.auth import (
     AccessPolicy,
     challenge,
@@ -156,7 +164,11 @@ class ServepathApp:
             (b"server-timing", ctx.server_timing()),
             *ctx.headers,
         ]
-        await send_response(send, response, extra, head=method == "HEAD")
+        if hooks is not None:  # one write on the connection, no ASGI messages
+            headers = response_headers(response, extra)
+            await hooks.respond(response.status, headers, response.body, method == "HEAD")
+        else:
+            await send_response(send, response, extra, head=method == "HEAD")
         elapsed = time.perf_counter() - ctx.start
         self.metrics.observe_request(template, method, response.status, elapsed)
         ui = self.ui

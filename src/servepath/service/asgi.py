@@ -76,14 +76,21 @@ def json_response(
     )
 
 
-async def send_response(
-    send: Send, response: Response, extra: list[tuple[bytes, bytes]], head: bool = False
-) -> None:
-    headers = [
+def response_headers(
+    response: Response, extra: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """The headers ``response`` goes out with: its type and length, its own, then ``extra``."""
+    return [
         (b"content-type", response.content_type),
         (b"content-length", str(len(response.body)).encode()),
         *response.headers,
         *extra,
     ]
+
+
+async def send_response(
+    send: Send, response: Response, extra: list[tuple[bytes, bytes]], head: bool = False
+) -> None:
+    headers = response_headers(response, extra)
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else response.body})

@@ -11,7 +11,7 @@ from servepath.net.container import detect_container
 from servepath.net.endpoints import host_port, is_ip_literal, unmapped
 from servepath.net.forwarded import ClientView, TrustedProxies, resolve_client
 from servepath.service.asgi import Scope, header, header_values
-from servepath.service.request import RequestContext, RequestMeta
+from servepath.service.request import Head, RequestContext, RequestMeta
 from servepath.store.bounds import (
     MAX_ADDRESS_CHARS,
     MAX_FORWARDED_BYTES,
@@ -25,14 +25,17 @@ WITHHELD = (
 )
 
 
-def client_view(scope: Scope, trusted: TrustedProxies) -> ClientView:
-    """Who sent the request, believing forwarded headers only from ``trusted`` proxies."""
+def client_view(scope: Scope, trusted: TrustedProxies, head: Head | None = None) -> ClientView:
+    """Who sent the request, believing forwarded headers only from ``trusted`` proxies;
+    ``head``: the forwarded headers as read already (else they are read from ``scope``)."""
     client = scope.get("client")
+    if head is None:
+        head = Head.of(scope["headers"])
     return resolve_client(
         str(client[0]) if client else None,
         int(client[1]) if client and len(client) > 1 and client[1] is not None else None,
-        forwarded=header_values(scope, b"forwarded"),
-        x_forwarded_for=header_values(scope, b"x-forwarded-for"),
+        forwarded=head.forwarded or (),
+        x_forwarded_for=head.x_forwarded_for or (),
         trusted=trusted,
     )
 
@@ -41,7 +44,7 @@ def caller_view(scope: Scope, ctx: RequestContext, trusted: TrustedProxies) -> C
     """:func:`client_view`, resolved once per request and kept on ``ctx``."""
     view = ctx.view
     if view is None:
-        view = ctx.view = client_view(scope, trusted)
+        view = ctx.view = client_view(scope, trusted, ctx.head)
     return view
 
 

@@ -85,7 +85,7 @@ _too_many = RateLimitedWarning(log, "connection limit reached, refusing new conn
 #: Headers the protocol reads as they arrive (the rest it only keeps for the app).
 _NOTED = frozenset(
     {b"host", b"content-length", b"x-request-id", b"x-request-timeout",
-     b"x-envoy-expected-rq-timeout-ms"}
+     b"x-envoy-expected-rq-timeout-ms", b"forwarded", b"x-forwarded-for"}
 )  # fmt: skip
 _DEFAULT_LIMITS = HttpLimits()
 
@@ -112,8 +112,9 @@ class _PipelineFull(Exception):
 
 class Cycle(RequestResponseCycle):
     """uvicorn's request cycle, with what the app asks of the connection (the ``servepath``
-    scope extension): when the request's first byte arrived, whether its caller left, and
-    the admission ticket the protocol took for it (None if it took none)."""
+    scope extension): when the request's first byte arrived, the headers read on the way
+    (:class:`~servepath.service.request.Head`), whether its caller left, the admission
+    ticket the protocol took for it (None if it took none), and :meth:`respond`."""
 
     arrived: float
     ticket: Any = None
@@ -121,6 +122,44 @@ class Cycle(RequestResponseCycle):
 
     def gone(self) -> bool:
         return self.disconnected
+
+    async def respond(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, head: bool
+    ) -> None:
+        """Write a whole response at once: status line, the server's and ``headers`` (the
+        app's own, content-length among them), then ``body`` unless ``head``.
+
+        The ASGI ``send`` path checks every header against uvicorn's patterns and writes
+        head and body apart; the app's headers are its own (a caller's request id is used
+        only once it matches the id pattern), so one join and one write do. Falls back to
+        ``send`` where uvicorn's access log is on (it logs from there).
+        """
+        if self.access_log:
+            await self.send({"type": "http.response.start", "status": status, "headers": headers})
+            await self.send({"type": "http.response.body", "body": b"" if head else body})
+            return
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            return
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        content = [STATUS_LINE[status]]
+        for name, value in self.default_headers:
+            content += (name, b": ", value, b"\r\n")
+        for name, value in headers:
+            content += (name, b": ", value, b"\r\n")
+        if not self.keep_alive:
+            content.append(b"connection: close\r\n")
+        content.append(b"\r\n")
+        if not head:
+            content.append(body)
+        self.transport.write(b"".join(content))
+        self.response_complete = True
+        self.message_event.set()
+        if not self.keep_alive:
+            self.transport.close()
+        self.on_response()
 
 
 def canned_response(

@@ -57,6 +57,9 @@ class Head:
     request_id: str | None = None
     timeout: float | None = None  # the caller's own deadline, seconds (see :func:`timeout_of`)
     timed: bool = False  # a deadline header was seen (the first one counts, junk or not)
+    #: Every ``Forwarded`` / ``X-Forwarded-For`` value, in order (None: the header is absent).
+    forwarded: list[str] | None = None
+    x_forwarded_for: list[str] | None = None
 
     def note(self, name: bytes, value: bytes) -> None:
         """Take one header (``name`` in lower case) if it is one the service acts on."""
@@ -70,9 +73,18 @@ class Head:
             if not self.timed:
                 self.timed = True
                 self.timeout = timeout_of(value, 1.0)
-        elif name == b"x-envoy-expected-rq-timeout-ms" and not self.timed:
-            self.timed = True
-            self.timeout = timeout_of(value, 0.001)
+        elif name == b"x-envoy-expected-rq-timeout-ms":
+            if not self.timed:
+                self.timed = True
+                self.timeout = timeout_of(value, 0.001)
+        elif name == b"x-forwarded-for":
+            if self.x_forwarded_for is None:
+                self.x_forwarded_for = []
+            self.x_forwarded_for.append(value.decode("latin-1"))
+        elif name == b"forwarded":
+            if self.forwarded is None:
+                self.forwarded = []
+            self.forwarded.append(value.decode("latin-1"))
 
     @classmethod
     def of(cls, headers: Iterable[tuple[bytes, bytes]]) -> Head:
