@@ -36,6 +36,8 @@ DEFAULT_MAX_IN_FLIGHT = 512
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 10.0
 DEFAULT_KEEPALIVE_TIMEOUT = 5.0
+#: Connections the kernel may hold for accept(); past it, handshakes are dropped (clients retry).
+DEFAULT_BACKLOG = 4096
 DEFAULT_SEND_TIMEOUT = 30.0
 #: nginx's large_client_header_buffers (4 x 8k): the request line, and each header line.
 DEFAULT_MAX_URL_BYTES = 8192
@@ -128,6 +130,7 @@ class Settings:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    backlog: int = DEFAULT_BACKLOG
     send_timeout: float = DEFAULT_SEND_TIMEOUT
     max_url_bytes: int = DEFAULT_MAX_URL_BYTES
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
@@ -203,6 +206,8 @@ class Settings:
             raise ConfigError("max_queue_wait must be positive seconds, or auto")
         if self.max_in_flight < 1:
             raise ConfigError("max_in_flight must be at least 1")
+        if not 1 <= self.backlog <= 65535:
+            raise ConfigError(f"backlog must be 1 to 65535 connections, got {self.backlog}")
         if self.max_connections is not None and self.max_connections < 1:
             raise ConfigError("max_connections must be at least 1, or auto")
         if self.max_url_bytes < 256:
@@ -307,6 +312,7 @@ class Settings:
         _float(values, env, "header_timeout", "SERVEPATH_HEADER_TIMEOUT")
         _float(values, env, "body_timeout", "SERVEPATH_BODY_TIMEOUT")
         _float(values, env, "keepalive_timeout", "SERVEPATH_KEEPALIVE_TIMEOUT")
+        _int(values, env, "backlog", "SERVEPATH_BACKLOG")
         _float(values, env, "send_timeout", "SERVEPATH_SEND_TIMEOUT")
         _int(values, env, "max_url_bytes", "SERVEPATH_MAX_URL_BYTES")
         _int(values, env, "max_header_bytes", "SERVEPATH_MAX_HEADER_BYTES")

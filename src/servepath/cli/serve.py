@@ -97,6 +97,12 @@ def serve(
     keepalive_timeout: Annotated[
         float | None, typer.Option(help="Seconds an idle keep-alive connection stays [5]")
     ] = None,
+    backlog: Annotated[
+        int | None,
+        typer.Option(
+            help="Connections waiting for accept(), past which the kernel drops SYNs [4096]"
+        ),
+    ] = None,
     send_timeout: Annotated[
         float | None, typer.Option(help="Seconds a caller may stop reading its answer [30]")
     ] = None,
@@ -200,6 +206,7 @@ def serve(
         header_timeout=header_timeout,
         body_timeout=body_timeout,
         keepalive_timeout=keepalive_timeout,
+        backlog=backlog,
         send_timeout=send_timeout,
         max_header_bytes=max_header_bytes,
         max_headers=max_headers,

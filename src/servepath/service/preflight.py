@@ -154,6 +154,7 @@ def start_report(settings: Settings) -> dict[str, Any]:
             "max_in_flight": settings.max_in_flight,
             "max_queue_wait_s": settings.max_queue_wait,
             "keepalive_timeout_s": settings.keepalive_timeout,
+            "backlog": settings.backlog,
             "max_body_bytes": settings.max_body_bytes,
             "max_instances": settings.max_instances,
             "grace_period_s": settings.grace_period,

@@ -35,6 +35,7 @@ from servepath.service import tls
 from servepath.service.gate import Gate
 from servepath.service.protocol import ServepathConfig, ServepathHttpProtocol
 from servepath.service.security import SERVER_HEADERS
+from servepath.service.state import listen_samples
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def uvicorn_config(
         "timeout_keep_alive": settings.keepalive_timeout,
         "timeout_graceful_shutdown": settings.grace_period,
         # Connections wait here for accept(); past it the kernel drops SYNs (clients retry).
-        "backlog": 4096,
+        "backlog": settings.backlog,
     }
     if settings.tls_cert is not None and settings.tls_key is not None:
         options.update(ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key))
@@ -191,6 +192,10 @@ class ServepathServer(uvicorn.Server):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             # Only the main thread may take signals (an embedding program's thread cannot).
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
+        gate = self.config.gate
+        if sockets and gate is not None:
+            fd, backlog = sockets[0].fileno(), self.config.backlog
+            gate.metrics.watch(lambda: listen_samples(fd, backlog))
         await super().startup(sockets)
 
     def reload(self) -> None:

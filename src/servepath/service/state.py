@@ -6,6 +6,7 @@ Read from its owners when asked (see :mod:`servepath.service.metrics` for when t
 from __future__ import annotations
 
 from servepath.cache.base import Cache
+from servepath.net.kernel import accept_queue, listen_counters
 from servepath.service.admission import AdmissionSnapshot
 from servepath.service.metrics import Sample
 from servepath.store.base import PredictionLog
@@ -128,4 +129,44 @@ def state_samples(
             queued_rows,
         ),
     ]
+    return samples
+
+
+def listen_samples(fd: int, backlog: int) -> list[Sample]:
+    """What the kernel says of the listening socket ``fd``: connections waiting for
+    ``accept()`` (a wait no measure of the server's own sees), and the namespace's count of
+    handshakes dropped because an accept queue was full."""
+    samples = [
+        Sample(
+            "servepath_listen_backlog",
+            "The listening socket's accept queue bound (--backlog; the kernel caps it at "
+            "net.core.somaxconn).",
+            "gauge",
+            (),
+            float(backlog),
+        )
+    ]
+    queued = accept_queue(fd)
+    if queued is not None:
+        samples.append(
+            Sample(
+                "servepath_listen_queue",
+                "Connections the kernel accepted that wait for the server to take them.",
+                "gauge",
+                (),
+                float(queued),
+            )
+        )
+    counters = listen_counters()
+    if counters is not None:
+        help_text = (
+            "The network namespace's TcpExt {} counter as read at scrape time: handshakes "
+            "dropped because a listening socket's accept queue was full."
+        )
+        samples += [
+            Sample("servepath_kernel_listen_overflows", help_text.format("ListenOverflows"),
+                   "gauge", (), float(counters.overflows)),
+            Sample("servepath_kernel_listen_drops", help_text.format("ListenDrops"),
+                   "gauge", (), float(counters.drops)),
+        ]  # fmt: skip
     return samples
