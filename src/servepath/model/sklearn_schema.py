@@ -156,6 +156,9 @@ def _split_thresholds(final: Any) -> dict[int, list[float]]:
             for j in np.unique(features[features >= 0]):
                 found.setdefault(int(j), []).extend(thresholds[features == j].tolist())
         return found
+    booster = _xgboost_booster(final)
+    if booster is not None:
+        return _xgboost_thresholds(booster)
     try:
         import json
 
@@ -163,9 +166,7 @@ def _split_thresholds(final: Any) -> dict[int, list[float]]:
         import treelite.sklearn
 
         module = type(final).__module__.split(".")[0]
-        if module == "xgboost":
-            model = treelite.frontend.from_xgboost(final.get_booster())
-        elif module == "lightgbm":
+        if module == "lightgbm":
             model = treelite.frontend.from_lightgbm(final.booster_)
         else:
             model = treelite.sklearn.import_model(final)
@@ -177,6 +178,33 @@ def _split_thresholds(final: Any) -> dict[int, list[float]]:
         for node in tree.get("nodes", []):
             if node.get("node_type") == "numerical_test_node":
                 out.setdefault(int(node["split_feature_id"]), []).append(float(node["threshold"]))
+    return out
+
+
+def _xgboost_thresholds(booster: Any) -> dict[int, list[float]]:
+    """The numerical splits of an XGBoost model, read from its JSON form: treelite refuses
+    a model with categorical splits (``enable_categorical=True``), the numbers beside them
+    included."""
+    import json
+
+    try:
+        trees = json.loads(booster.save_raw("json"))["learner"]["gradient_booster"]["model"][
+            "trees"
+        ]
+    except (KeyError, TypeError, ValueError):
+        return {}
+    out: dict[int, list[float]] = {}
+    for tree in trees:
+        kinds = tree.get("split_type") or [0] * len(tree["split_indices"])
+        for left, feature, threshold, kind in zip(
+            tree["left_children"],
+            tree["split_indices"],
+            tree["split_conditions"],
+            kinds,
+            strict=False,
+        ):
+            if left != -1 and kind == 0:  # an inner node splitting a number
+                out.setdefault(int(feature), []).append(float(threshold))
     return out
 
 
