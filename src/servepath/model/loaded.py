@@ -42,6 +42,7 @@ from servepath.model.race import (
     verify,
 )
 from servepath.model.schema import Feature, InputSchema, Value
+from servepath.model.source import artifact_name
 
 log = logging.getLogger(__name__)
 
@@ -240,10 +241,7 @@ def _read_schema_file(path: Path, given: Path | None) -> Any:
 
 
 def _name_from_path(path: Path) -> str:
-    stem = path.stem
-    if stem in ("model", "example-model"):
-        return "decision"
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem) or "model"
+    return artifact_name(path.as_posix())
 
 
 def _plain(value: Any) -> Any:
