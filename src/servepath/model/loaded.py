@@ -9,9 +9,11 @@ probe rows; the fastest of those for one row and for a 64-row batch serves
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -339,8 +341,6 @@ def _load_sklearn(
     race_budget_s: float,
     start: float,
 ) -> LoadedModel:
-    import warnings
-
     import joblib
 
     from servepath.model.schema import schema_from_json
@@ -373,6 +373,8 @@ def _load_sklearn(
                     for f, d in zip(schema.features, plan.dtypes, strict=True)
                 ),
                 plan.categories,
+                plan.unset_examples,
+                plan.functions,
             )
     except ValueError as exc:
         raise ModelLoadError(str(path), str(exc)) from exc
@@ -391,9 +393,40 @@ def _load_sklearn(
     from servepath.model.engines import frame_builder
 
     frame = frame_builder(plan)
+    # Probing asks the model about rows it may not take (a log of a negative number, a
+    # missing value): the model's RuntimeWarnings there are answers, not news for the user.
+    quiet = contextlib.ExitStack()
+    quiet.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    quiet.enter_context(np.errstate(all="ignore"))
+    with quiet:
+        return _race_sklearn(
+            estimator, path, name, version, digest, cache_dir, schema, plan, frame, task,
+            classes, probabilities, race_budget_s, start,
+        )  # fmt: skip
+
+
+def _race_sklearn(
+    estimator: Any,
+    path: Path,
+    name: str,
+    version: str,
+    digest: str,
+    cache_dir: Path | None,
+    schema: InputSchema,
+    plan: Any,
+    frame: Callable[[Sequence[Row]], Any],
+    task: Task,
+    classes: list[Any],
+    probabilities: bool,
+    race_budget_s: float,
+    start: float,
+) -> LoadedModel:
     schema = _find_nullable(estimator, schema, frame, task)
     try:
-        rows, want, argmax_is_predict = _probe(estimator, schema, frame, task, classes)
+        rows, want, argmax_is_predict = _probe(
+            estimator, schema, frame, task, classes, plan.positive
+        )
     except Exception as exc:
         raise ModelLoadError(
             str(path),
@@ -484,10 +517,11 @@ def _probe(
     frame: Callable[[Sequence[Row]], Any],
     task: Task,
     classes: list[Any],
+    positive: frozenset[str] = frozenset(),
 ) -> tuple[list[Row], Answers, bool]:
     """Probe rows and the model's own answers for them. Rows the model itself refuses (a
     value its FunctionTransformer cannot take, say) are left out; the example must pass."""
-    rows = probe_rows(schema)
+    rows = probe_rows(schema, positive=positive)
     try:
         want, argmax = _reference_answers(estimator, frame(rows), task, classes)
         return rows, want, argmax
