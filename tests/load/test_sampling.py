@@ -138,3 +138,32 @@ def test_the_description_names_what_varies() -> None:
     assert given.describe() == (
         "fresh instances drawn from the instances given (1 number within their bounds; 1 fixed)"
     )
+
+
+def test_an_open_category_varies_over_the_values_the_model_learned() -> None:
+    import warnings
+
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from servepath.model.sklearn_schema import schema_from_sklearn
+
+    frame = pd.DataFrame({"city": ["north", "south", "west", "east"] * 10})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression())
+        model.fit(frame, [0, 1, 1, 0] * 10)
+    schema = schema_from_sklearn(model)
+    city = schema.json_schema()["properties"]["city"]
+    assert "enum" not in city  # unknown cities stay accepted
+    space = InstanceSpace.from_schema(schema.json_schema(), schema.example())
+    drawn = {d["city"] for d in _draws(space, 200)}
+    assert drawn == {"north", "south", "west", "east"}
+
+
+def test_a_nullable_open_category_varies_too() -> None:
+    prop = {"type": ["string", "null"], "examples": ["a", "b", "c"], "example": "a"}
+    space = InstanceSpace.from_schema({"properties": {"c": prop}}, {"c": "a"})
+    assert {d["c"] for d in _draws(space, 100)} == {"a", "b", "c"}

@@ -7,13 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.model.conftest import Served
 
 
-def _info(path: Path, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _info(path: Path | str, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SERVEPATH_DATA_DIR": str(data_dir)}
     return subprocess.run(
         [sys.executable, "-m", "servepath", "model", "info", str(path), *args],
@@ -68,3 +69,33 @@ def test_info_on_an_array_fitted_model_fails_with_the_fix(tmp_path: Path) -> Non
     assert "fit it on a pandas DataFrame" in done.stderr
     data = json.loads(_info(path, tmp_path, "--json").stdout)
     assert data["ok"] is False and "pandas DataFrame" in data["message"]
+
+
+def test_info_reads_a_model_at_a_url_as_serve_does(dropped: Served, tmp_path: Path) -> None:
+    import http.server
+    import shutil
+    import threading
+
+    root = tmp_path / "store"
+    (root / "m").mkdir(parents=True)
+    shutil.copy(dropped.path, root / "m" / "dropped_column.joblib")
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/m/dropped_column.joblib"
+        done = _info(url, tmp_path / "data", "--json")
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["name"] == "dropped_column"
+    assert data["version"] == dropped.model.version

@@ -197,3 +197,46 @@ def test_corrupt_onnx_is_a_load_error(tmp_path: Path) -> None:
     path.write_bytes(b"\x08\x01garbage")
     with pytest.raises(ModelLoadError, match="onnxruntime"):
         load_model(path)
+
+
+def _scaled_matrix_model(tmp_path: Path) -> Path:
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.normal(3000, 500, 200), rng.normal(45, 10, 200)])
+    clf = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, x[:, 0] > 3000)
+    path = tmp_path / "scaled.onnx"
+    path.write_bytes(to_onnx(clf, x[:1].astype(np.float32)).SerializeToString())
+    return path
+
+
+def test_a_matrix_input_behind_a_scaler_takes_its_centres_as_examples(tmp_path: Path) -> None:
+    model = load_model(_scaled_matrix_model(tmp_path))
+    example = model.schema.example()
+    assert 2800 < float(example["X_0"] or 0) < 3200
+    assert 40 < float(example["X_1"] or 0) < 50
+
+
+def test_a_schema_narrower_than_the_matrix_input_says_so(tmp_path: Path) -> None:
+    path = _scaled_matrix_model(tmp_path)
+    schema = tmp_path / "narrow.json"
+    schema.write_text(json.dumps([{"name": "income", "kind": "number"}]))
+    with pytest.raises(ModelLoadError) as caught:
+        load_model(path, schema_path=schema)
+    assert "the schema file names 1 field; the model's input X takes 2 columns" in str(caught.value)
+
+
+def test_a_schema_missing_a_named_input_says_which(
+    tmp_path: Path, svm_pipeline: tuple[Any, pd.DataFrame]
+) -> None:
+    estimator, frame = svm_pipeline
+    path = tmp_path / "svm.onnx"
+    _export(estimator, path)
+    first = frame.columns[0]
+    schema = tmp_path / "partial.json"
+    schema.write_text(json.dumps([{"name": first, "kind": "number"}]))
+    with pytest.raises(ModelLoadError, match="does not name the model's input"):
+        load_model(path, schema_path=schema)

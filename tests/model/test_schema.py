@@ -215,3 +215,37 @@ def test_an_error_about_the_whole_body_reads_without_a_dangling_colon() -> None:
         [FieldError(("instances", 0, "age"), "expected a number", "type"), *whole.errors]
     )
     assert str(both) == "invalid input: instances.0.age: expected a number; expected a JSON object"
+
+
+def _categorical_frame(n: int = 400) -> tuple[object, object]:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "income": rng.normal(3000, 500, n).round(),
+            "city": pd.Categorical(rng.choice(["north", "south", "west"], n)),
+        }
+    )
+    return frame, ((frame.income > 3000) ^ (frame.city == "south")).astype(int)
+
+
+def test_xgboost_with_a_categorical_column_gives_numbers_their_median_split() -> None:
+    import numpy as np
+    from xgboost import XGBClassifier
+
+    from servepath.model.sklearn_schema import examples_from_splits, inspect_sklearn
+
+    frame, y = _categorical_frame()
+    model = XGBClassifier(enable_categorical=True, n_estimators=10, tree_method="hist")
+    model.fit(frame, y)
+    schema, plan = inspect_sklearn(model)
+    schema = examples_from_splits(model, schema, plan)
+    income = next(f for f in schema.features if f.name == "income")
+    splits = model.get_booster().trees_to_dataframe()
+    learned = splits[splits.Feature == "income"].Split.astype(float)
+    assert income.example == pytest.approx(float(np.median(learned)), rel=1e-2)
+    assert 2500 < float(income.example or 0) < 3500
+    city = next(f for f in schema.features if f.name == "city")
+    assert set(city.categories or ()) == {"north", "south", "west"} and not city.closed

@@ -38,7 +38,12 @@ def train_example(
 @model_app.command("info")
 def info(
     path: Annotated[
-        Path, typer.Argument(metavar="PATH", help="Model artifact (.joblib or .onnx).")
+        str,
+        typer.Argument(
+            metavar="PATH",
+            help="Model artifact (.joblib or .onnx): a path, or gs://, s3://, https:// as "
+            "serve --model takes it.",
+        ),
     ],
     schema: Annotated[
         Path | None,
@@ -58,12 +63,19 @@ def info(
     won, why the others did not, the largest disagreement and the cost of one row and of a
     64-row batch."""
     from servepath.model.loaded import engines_dir, load_model
+    from servepath.model.source import ModelSource
 
     out = get_output()
-    failure_context(path=str(path))
+    failure_context(path=path)
+    settings = base_settings()
+    source = ModelSource.parse(path)
+    local = source.local_path(
+        settings.data_dir, gcs_endpoint=settings.gcs_endpoint, s3_endpoint=settings.s3_endpoint
+    )
     model = load_model(
-        path,
-        cache_dir=engines_dir(base_settings().data_dir),
+        local,
+        name=source.name if source.kind == "remote" else None,
+        cache_dir=engines_dir(settings.data_dir),
         schema_path=schema,
         probabilities=probabilities,
     )

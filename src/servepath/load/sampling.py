@@ -1,7 +1,8 @@
 """Fresh instances for a load run: realistic ones, drawn from the model's input schema.
 
 A load test that repeats one instance measures the response cache, not the model. The
-instances drawn here differ as real callers' do: every category from the schema's ``enum``,
+instances drawn here differ as real callers' do: every category from the schema's ``enum``
+(or, for a category the model leaves open, the learned values it lists as ``examples``),
 every number spread around the documented example (within the schema's ``minimum`` and
 ``maximum`` when it gives them), integers kept whole and counts kept non-negative. Without
 a schema the space is read from the instances at hand: the categories seen in them, and
@@ -264,6 +265,14 @@ def _feature_from_schema(name: str, prop: Mapping[str, Any], value: Any) -> Feat
     if isinstance(enum, list) and enum:
         return FeatureSpace(name, "category", choices=tuple(enum))
     kind = prop.get("type")
+    # An open category (an encoder with handle_unknown="ignore", a booster's categorical
+    # column) lists what it learned as examples: those are the values real callers send.
+    examples = prop.get("examples")
+    strings = "string" in kind if isinstance(kind, list) else kind == "string"
+    if strings and isinstance(examples, list):
+        learned = tuple(dict.fromkeys(e for e in examples if isinstance(e, str)))
+        if len(learned) > 1:
+            return FeatureSpace(name, "category", choices=learned)
     if kind == "boolean" or isinstance(value, bool):
         return FeatureSpace(name, "boolean")
     if kind in ("number", "integer") or _is_number(value):

@@ -35,7 +35,7 @@ Part = Literal["whole", "prep"]
 #: pipeline in front).
 MATRIX_INPUT = "X"
 #: Bumped when the conversion below changes, so that old cached files are not reused.
-REVISION = 7
+REVISION = 8
 
 
 @dataclass(frozen=True)
@@ -107,9 +107,22 @@ def convert_cached(
     return Conversion(onnx_bytes, error, False, seconds)
 
 
+#: Where a converter's message turns from what failed into a dump of the node's attributes
+#: (whole arrays of thresholds): the log keeps what comes before.
+_DUMP_MARKERS = (" with name=", " and attributes=", "attributes={", "array(", "={")
+#: A conversion failure is one line of at most this many characters.
+SHORT_ERROR = 160
+
+
 def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text[:240]}"
+    """One plain line for a failed conversion: the message up to the attribute dump."""
+    text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else ""
+    for marker in _DUMP_MARKERS:
+        if marker in text:
+            text = text.split(marker, 1)[0].rstrip(" ,:")
+    if len(text) > SHORT_ERROR:
+        text = text[:SHORT_ERROR].rsplit(" ", 1)[0] + " …"
+    return f"{type(exc).__name__}: {text}"
 
 
 def _convert(estimator: Any, schema: InputSchema, precision: str, single_input: bool) -> bytes:

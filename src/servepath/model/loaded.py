@@ -9,8 +9,11 @@ probe rows; the fastest of those for one row and for a 64-row batch serves
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +44,7 @@ from servepath.model.race import (
     verify,
 )
 from servepath.model.schema import Feature, InputSchema, Value
+from servepath.model.source import artifact_name
 
 log = logging.getLogger(__name__)
 
@@ -239,10 +243,7 @@ def _read_schema_file(path: Path, given: Path | None) -> Any:
 
 
 def _name_from_path(path: Path) -> str:
-    stem = path.stem
-    if stem in ("model", "example-model"):
-        return "decision"
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem) or "model"
+    return artifact_name(path.as_posix())
 
 
 def _plain(value: Any) -> Any:
@@ -340,8 +341,6 @@ def _load_sklearn(
     race_budget_s: float,
     start: float,
 ) -> LoadedModel:
-    import warnings
-
     import joblib
 
     from servepath.model.schema import schema_from_json
@@ -352,7 +351,7 @@ def _load_sklearn(
             warnings.simplefilter("ignore")  # version-mismatch warnings: the probes decide
             estimator = joblib.load(path)
     except Exception as exc:  # joblib raises anything unpickling can raise
-        raise ModelLoadError(str(path), f"not a joblib file ({type(exc).__name__}: {exc})") from exc
+        raise ModelLoadError(str(path), _unpickling_failure(exc)) from exc
     if not hasattr(estimator, "predict"):
         raise ModelLoadError(str(path), f"{type(estimator).__name__} has no predict()")
     try:
@@ -374,6 +373,8 @@ def _load_sklearn(
                     for f, d in zip(schema.features, plan.dtypes, strict=True)
                 ),
                 plan.categories,
+                plan.unset_examples,
+                plan.functions,
             )
     except ValueError as exc:
         raise ModelLoadError(str(path), str(exc)) from exc
@@ -392,9 +393,40 @@ def _load_sklearn(
     from servepath.model.engines import frame_builder
 
     frame = frame_builder(plan)
+    # Probing asks the model about rows it may not take (a log of a negative number, a
+    # missing value): the model's RuntimeWarnings there are answers, not news for the user.
+    quiet = contextlib.ExitStack()
+    quiet.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    quiet.enter_context(np.errstate(all="ignore"))
+    with quiet:
+        return _race_sklearn(
+            estimator, path, name, version, digest, cache_dir, schema, plan, frame, task,
+            classes, probabilities, race_budget_s, start,
+        )  # fmt: skip
+
+
+def _race_sklearn(
+    estimator: Any,
+    path: Path,
+    name: str,
+    version: str,
+    digest: str,
+    cache_dir: Path | None,
+    schema: InputSchema,
+    plan: Any,
+    frame: Callable[[Sequence[Row]], Any],
+    task: Task,
+    classes: list[Any],
+    probabilities: bool,
+    race_budget_s: float,
+    start: float,
+) -> LoadedModel:
     schema = _find_nullable(estimator, schema, frame, task)
     try:
-        rows, want, argmax_is_predict = _probe(estimator, schema, frame, task, classes)
+        rows, want, argmax_is_predict = _probe(
+            estimator, schema, frame, task, classes, plan.positive
+        )
     except Exception as exc:
         raise ModelLoadError(
             str(path),
@@ -444,6 +476,36 @@ def _load_sklearn(
     )
 
 
+_MISSING_CLASS = re.compile(r"Can't get attribute '([^']+)' on <module '([^']+)'")
+
+
+def _unpickling_failure(exc: Exception) -> str:
+    """Why joblib could not read the file, with the fix when the file refers to code that is
+    not importable here (a class defined in the training script, a module not installed)."""
+    text = str(exc)
+    missing = _MISSING_CLASS.search(text) if isinstance(exc, AttributeError) else None
+    if missing is not None:
+        name, module = missing.groups()
+        where = (
+            "the training script's __main__"
+            if module == "__main__"
+            else f"the module {module!r}, which does not define it here"
+        )
+        return (
+            f"the model refers to the class {name!r}, defined in {where}, which this process "
+            f"cannot import: define {name} in a module of its own (e.g. {name.lower()}.py), "
+            "import it from there in the training script and save the model again, and make "
+            "that module importable where servepath runs (install it, or add its directory "
+            "to PYTHONPATH)"
+        )
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return (
+            f"the model refers to the module {exc.name!r}, which is not importable here: "
+            "install it, or add its directory to PYTHONPATH"
+        )
+    return f"not a joblib file ({type(exc).__name__}: {text})"
+
+
 def _asks_probabilities(estimator: Any) -> bool:
     wanted = getattr(estimator, "servepath_outputs_", None) or ()
     return "probabilities" in wanted
@@ -455,10 +517,11 @@ def _probe(
     frame: Callable[[Sequence[Row]], Any],
     task: Task,
     classes: list[Any],
+    positive: frozenset[str] = frozenset(),
 ) -> tuple[list[Row], Answers, bool]:
     """Probe rows and the model's own answers for them. Rows the model itself refuses (a
     value its FunctionTransformer cannot take, say) are left out; the example must pass."""
-    rows = probe_rows(schema)
+    rows = probe_rows(schema, positive=positive)
     try:
         want, argmax = _reference_answers(estimator, frame(rows), task, classes)
         return rows, want, argmax

@@ -9,8 +9,9 @@ Metadata (``onnx.helper.set_model_props`` / ``metadata_props``) wins:
 Without ``servepath.schema``, each graph input is a feature: a string input is a category
 whose values are those of the ``OneHotEncoder``/``LabelEncoder`` node that reads it (closed
 when the encoder refuses unknown values); a number input's example is the centre a scaler
-subtracts from it. A string input whose categories the graph does not state needs the
-metadata or a schema file: servepath does not invent a category.
+subtracts from it (for a matrix input, one centre per column). A string input whose
+categories the graph does not state needs the metadata or a schema file: servepath does not
+invent a category. A schema that does not fit the graph's inputs is refused at load.
 
 Pure: parses a ``ModelProto``; nothing runs.
 """
@@ -63,10 +64,31 @@ def inspect_onnx(model: Any, meta: Mapping[str, str], schema_file: Any = None) -
         schema, source = schema_from_json(json.loads(meta[SCHEMA_KEY])), "metadata"
     else:
         schema, source = _schema_from_graph(graph, inputs), "graph"
+    _check_fit(schema, inputs, source)
     graph_classes = _classes(graph)
     classes = parse_classes(meta[CLASSES_KEY]) if meta.get(CLASSES_KEY) else graph_classes
     wanted = {o.strip() for o in meta.get(OUTPUTS_KEY, "").split(",")}
     return OnnxFacts(schema, classes, graph_classes, "probabilities" in wanted, source)
+
+
+def _check_fit(schema: InputSchema, inputs: list[Any], source: str) -> None:
+    """``ValueError`` when the schema's fields cannot feed the graph's inputs."""
+    names = [f.name for f in schema.used]
+    if len(inputs) == 1 and inputs[0].name not in names:
+        width = _width(inputs[0])
+        if width is not None and width != len(names):
+            fields = f"{len(names)} field{'s' if len(names) != 1 else ''}"
+            raise ValueError(
+                f"the {source} names {fields}; the model's input {inputs[0].name} takes "
+                f"{width} column{'s' if width != 1 else ''}"
+            )
+        return
+    missing = [i.name for i in inputs if i.name not in names]
+    if missing:
+        raise ValueError(
+            f"the {source} does not name the model's input{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)} (its inputs: {', '.join(i.name for i in inputs)})"
+        )
 
 
 def _elem_type(value_info: Any) -> int:
@@ -99,6 +121,7 @@ def _schema_from_graph(graph: Any, inputs: list[Any]) -> InputSchema:
 
     encoders: dict[str, tuple[tuple[Category, ...], bool]] = {}
     centres: dict[str, float] = {}
+    columns: dict[str, list[float]] = {}  # a matrix input's centres, one per column
     for node in graph.node:
         attrs = {a.name: a for a in node.attribute}
         if node.op_type == "OneHotEncoder" and node.input:
@@ -116,6 +139,8 @@ def _schema_from_graph(graph: Any, inputs: list[Any]) -> InputSchema:
                 offsets = list(attrs["offset"].floats)
             elif node.op_type == "Sub" and len(node.input) > 1 and node.input[1] in constants:
                 offsets = [float(v) for v in constants[node.input[1]].reshape(-1)]
+            if offsets and producers.get(source(node.input[0])) is None:
+                columns.setdefault(source(node.input[0]), offsets)
             if offsets:
                 for i, name in enumerate(_concat_inputs(node.input[0], producers, source)):
                     if name is not None and i < len(offsets):
@@ -123,7 +148,18 @@ def _schema_from_graph(graph: Any, inputs: list[Any]) -> InputSchema:
     if len(inputs) == 1 and (_width(inputs[0]) or 1) > 1:
         width = _width(inputs[0]) or 0
         only = inputs[0].name
-        return InputSchema(tuple(Feature(f"{only}_{i}", "number", None, 0.0) for i in range(width)))
+        offsets = columns.get(only, [])
+        return InputSchema(
+            tuple(
+                Feature(
+                    f"{only}_{i}",
+                    "number",
+                    None,
+                    round(offsets[i], 6) if i < len(offsets) and len(offsets) == width else 0.0,
+                )
+                for i in range(width)
+            )
+        )
     features = []
     for inp in inputs:
         elem = _elem_type(inp)

@@ -129,9 +129,16 @@ def _line(trial: Trial) -> tuple[float, float]:
 # --- probing -------------------------------------------------------------------------
 
 
-def probe_rows(schema: InputSchema, count: int = PROBE_ROWS, seed: int = 0) -> list[Row]:
+def probe_rows(
+    schema: InputSchema,
+    count: int = PROBE_ROWS,
+    seed: int = 0,
+    *,
+    positive: frozenset[str] = frozenset(),
+) -> list[Row]:
     """Rows around the schema's example: every category, a spread of numbers, some missing
-    values where the model takes them."""
+    values where the model takes them. ``positive``: fields the model only defines above zero
+    (it takes their log): without an example to follow, their probes stay above zero too."""
     rng = np.random.default_rng(seed)
     example = schema.example()
     rows: list[Row] = [dict(example)]
@@ -155,6 +162,8 @@ def probe_rows(schema: InputSchema, count: int = PROBE_ROWS, seed: int = 0) -> l
                     # same sign and order of magnitude: a log or a ratio in the pipeline
                     # stays defined
                     value = centre * float(np.exp(rng.normal(0.0, 0.6)))
+                elif f.name in positive:
+                    value = float(rng.exponential(1.0)) + 1e-3
                 else:
                     value = float(rng.normal(0.0, 1.0))
                 if isinstance(base, float) and float(base).is_integer() and abs(centre) > 5:

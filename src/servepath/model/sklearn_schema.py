@@ -13,6 +13,7 @@ Pure: nothing here predicts. Which columns take a missing value is found by tryi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,6 +42,9 @@ class _Evidence:
     dtype: ColumnDtype | None = None
     used: bool = False  # some transformer reads it (a drop alone leaves it unused)
     dropped: bool = False
+    #: element-wise functions applied to it so far (np.log1p, ...), in order: a centre
+    #: learned after them is mapped back through their inverses
+    functions: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,42 @@ class FramePlan:
     categories: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     #: numeric columns nothing in the model gave an example for (see examples_from_splits)
     unset_examples: tuple[str, ...] = ()
+    #: per column, the element-wise functions the model applies to it before its estimator
+    functions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def positive(self) -> frozenset[str]:
+        """Columns only defined above zero for the model (a log or a square root of them)."""
+        return frozenset(n for n, fs in self.functions.items() if set(fs) & _POSITIVE_ONLY)
+
+
+#: Element-wise functions a ``FunctionTransformer`` may hold, and their inverses.
+_INVERSES: dict[str, Any] = {
+    "log1p": np.expm1,
+    "log": np.exp,
+    "log2": np.exp2,
+    "log10": lambda v: np.power(10.0, v),
+    "sqrt": np.square,
+    "expm1": np.log1p,
+    "exp": np.log,
+}
+_POSITIVE_ONLY = {"log1p", "log", "log2", "log10", "sqrt"}
+
+
+def _function_name(step: Any) -> str | None:
+    """The numpy function of a ``FunctionTransformer`` whose inverse is known, else None."""
+    func = getattr(step, "func", None)
+    name = getattr(func, "__name__", None)
+    if name in _INVERSES and getattr(np, name, None) is func:
+        return str(name)
+    return None
+
+
+def _invert(value: float, functions: Sequence[str]) -> float | None:
+    for name in reversed(functions):
+        with np.errstate(all="ignore"):
+            value = float(_INVERSES[name](value))
+    return value if math.isfinite(value) else None
 
 
 def schema_from_sklearn(estimator: Any) -> InputSchema:
@@ -99,6 +139,7 @@ def inspect_sklearn(estimator: Any) -> tuple[InputSchema, FramePlan]:
         tuple(_dtype(evidence[n], f) for n, f in zip(names, features, strict=True)),
         {n: evidence[n].categories or () for n in names if evidence[n].dtype == "category"},
         tuple(unset),
+        {n: tuple(evidence[n].functions) for n in names if evidence[n].functions},
     )
     return InputSchema(tuple(features)), plan
 
@@ -117,7 +158,15 @@ def examples_from_splits(estimator: Any, schema: InputSchema, plan: FramePlan) -
         try:
             names = [str(n) for n in estimator[:-1].get_feature_names_out()]
         except Exception:
-            return schema
+            # a FunctionTransformer without feature_names_out: the columns keep their
+            # places when every step maps each column to itself
+            kept: list[str] | None = list(plan.columns)
+            for _, step in estimator.steps[:-1]:
+                if kept is not None and step not in (None, "passthrough"):
+                    kept = _one_to_one(step, kept)
+            if kept is None:
+                return schema
+            names = kept
     index: dict[str, int] = {}
     for column in plan.unset_examples:
         for j, out in enumerate(names):
@@ -131,8 +180,10 @@ def examples_from_splits(estimator: Any, schema: InputSchema, plan: FramePlan) -
     for f in schema.features:
         position = index.get(f.name)
         if position is not None and thresholds.get(position):
-            median = float(np.median(thresholds[position]))
-            f = Feature(f.name, f.kind, f.categories, _round_example(median), f.closed, f.nullable)
+            median = _invert(float(np.median(thresholds[position])), plan.functions.get(f.name, ()))
+            if median is not None:
+                example = _round_example(median)
+                f = Feature(f.name, f.kind, f.categories, example, f.closed, f.nullable)
         features.append(f)
     return InputSchema(tuple(features))
 
@@ -156,6 +207,9 @@ def _split_thresholds(final: Any) -> dict[int, list[float]]:
             for j in np.unique(features[features >= 0]):
                 found.setdefault(int(j), []).extend(thresholds[features == j].tolist())
         return found
+    booster = _xgboost_booster(final)
+    if booster is not None:
+        return _xgboost_thresholds(booster)
     try:
         import json
 
@@ -163,9 +217,7 @@ def _split_thresholds(final: Any) -> dict[int, list[float]]:
         import treelite.sklearn
 
         module = type(final).__module__.split(".")[0]
-        if module == "xgboost":
-            model = treelite.frontend.from_xgboost(final.get_booster())
-        elif module == "lightgbm":
+        if module == "lightgbm":
             model = treelite.frontend.from_lightgbm(final.booster_)
         else:
             model = treelite.sklearn.import_model(final)
@@ -177,6 +229,33 @@ def _split_thresholds(final: Any) -> dict[int, list[float]]:
         for node in tree.get("nodes", []):
             if node.get("node_type") == "numerical_test_node":
                 out.setdefault(int(node["split_feature_id"]), []).append(float(node["threshold"]))
+    return out
+
+
+def _xgboost_thresholds(booster: Any) -> dict[int, list[float]]:
+    """The numerical splits of an XGBoost model, read from its JSON form: treelite refuses
+    a model with categorical splits (``enable_categorical=True``), the numbers beside them
+    included."""
+    import json
+
+    try:
+        trees = json.loads(booster.save_raw("json"))["learner"]["gradient_booster"]["model"][
+            "trees"
+        ]
+    except (KeyError, TypeError, ValueError):
+        return {}
+    out: dict[int, list[float]] = {}
+    for tree in trees:
+        kinds = tree.get("split_type") or [0] * len(tree["split_indices"])
+        for left, feature, threshold, kind in zip(
+            tree["left_children"],
+            tree["split_indices"],
+            tree["split_conditions"],
+            kinds,
+            strict=False,
+        ):
+            if left != -1 and kind == 0:  # an inner node splitting a number
+                out.setdefault(int(feature), []).append(float(threshold))
     return out
 
 
@@ -297,7 +376,9 @@ def _one_to_one(step: Any, columns: list[str]) -> list[str] | None:
     )
     if isinstance(step, one_to_one):
         return columns
-    if isinstance(step, FunctionTransformer) and step.func is None:
+    if isinstance(step, FunctionTransformer) and (
+        step.func is None or _function_name(step) is not None
+    ):
         return columns
     return None
 
@@ -314,6 +395,11 @@ def _leaf(step: Any, columns: list[str], evidence: dict[str, _Evidence]) -> None
         TargetEncoder,
     )
 
+    function = _function_name(step)
+    if function is not None:
+        for column in columns:
+            evidence[column].functions.append(function)
+        return
     if isinstance(step, OneHotEncoder | OrdinalEncoder | TargetEncoder):
         closed = getattr(step, "handle_unknown", "error") == "error" and not isinstance(
             step, TargetEncoder
@@ -332,7 +418,7 @@ def _leaf(step: Any, columns: list[str], evidence: dict[str, _Evidence]) -> None
             elif isinstance(value, bool | np.bool_):
                 _weak(ev, "boolean", bool(value))
             elif isinstance(value, int | float | np.number) and not math.isnan(float(value)):
-                _weak(ev, "number", float(value))
+                _weak(ev, "number", _invert(float(value), ev.functions))
         return
     if isinstance(step, KNNImputer):
         for column in columns:
@@ -347,7 +433,8 @@ def _leaf(step: Any, columns: list[str], evidence: dict[str, _Evidence]) -> None
         centre = step.center_
     if centre is not None:
         for column, value in zip(columns, centre, strict=False):
-            _weak(evidence[column], "number", float(value))
+            ev = evidence[column]
+            _weak(ev, "number", _invert(float(value), ev.functions))
         return
     _estimator_categoricals(step, columns, evidence)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ __all__ = [
     "EXAMPLE_NAME",
     "ModelSource",
     "artifact_in",
+    "artifact_name",
     "is_remote",
 ]
 
@@ -35,6 +36,15 @@ _REMOTE = re.compile(r"^(gs|s3|https?)://", re.IGNORECASE)
 def is_remote(text: str) -> bool:
     """A model in cloud storage rather than a local path: gs://, s3://, http(s)://."""
     return bool(_REMOTE.match(text.strip()))
+
+
+def artifact_name(location: str) -> str:
+    """A model's name from its file's path or URI: its stem, made safe for a URL (``model``
+    and ``example-model``, the names servepath and Vertex AI give files, are ``decision``)."""
+    stem = PurePosixPath(location).stem
+    if stem in ("model", "example-model"):
+        return "decision"
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem) or "model"
 
 
 def artifact_in(directory: Path) -> Path:
@@ -73,6 +83,12 @@ class ModelSource:
     def example(cls, data_dir: Path) -> ModelSource:
         """The example model, trained once into ``data_dir``."""
         return cls("example", str(data_dir / EXAMPLE_NAME))
+
+    @property
+    def name(self) -> str:
+        """The model's name as the loader would give its file: the last part of the path or
+        URI without its suffix (``model`` and ``example-model`` are ``decision``)."""
+        return artifact_name(self.location.split("?", 1)[0].rstrip("/"))
 
     @property
     def path(self) -> Path | None:
