@@ -15,6 +15,15 @@ RULES = [
     (("service", "client.py", "load"), ("servepath.netdiag",)),
     (("cache", "store", "model", "net"), ("servepath.service", "servepath.cli")),
     (("net",), ("servepath.netdiag",)),
+    # The connection consults the gate the server hands it, never the app behind it; the
+    # data plane and the request module know nothing of ASGI's shell or the endpoints.
+    (
+        ("service/protocol.py", "service/gate.py", "service/request.py"),
+        ("servepath.service.app", "servepath.service.dataplane", "servepath.service.endpoints"),
+    ),
+    (("service/dataplane.py",), ("servepath.service.app", "servepath.service.endpoints")),
+    # Which artifact to serve is decided with no service and no command line around it.
+    (("model/source.py",), ("servepath.service", "servepath.cli", "servepath.config")),
 ]
 
 
