@@ -42,7 +42,9 @@ def test_drain_and_reload_reach_whoever_registered() -> None:
 
 
 def test_a_refusal_on_the_head_says_what_the_app_would_say() -> None:
-    payload, headers = refusal(Decision(False, "wait", 2.0, 3, "expected wait 2.0 s exceeds 0.05 s"))
+    payload, headers = refusal(
+        Decision(False, "wait", 2.0, 3, "expected wait 2.0 s exceeds 0.05 s")
+    )
     assert payload == {
         "error": "the server is overloaded: expected wait 2.0 s exceeds 0.05 s; retry in 3 s",
         "reason": "overloaded",
