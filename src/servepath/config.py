@@ -131,6 +131,9 @@ class Settings:
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
     backlog: int = DEFAULT_BACKLOG
+    #: A model that does not load: "exit" stops the server non-zero; "stay" keeps it up and
+    #: unready (health 503), for orchestrators that prefer a live-but-unready process.
+    on_model_failure: str = "exit"
     send_timeout: float = DEFAULT_SEND_TIMEOUT
     max_url_bytes: int = DEFAULT_MAX_URL_BYTES
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
@@ -206,6 +209,8 @@ class Settings:
             raise ConfigError("max_queue_wait must be positive seconds, or auto")
         if self.max_in_flight < 1:
             raise ConfigError("max_in_flight must be at least 1")
+        if self.on_model_failure not in ("exit", "stay"):
+            raise ConfigError(f"on_model_failure is exit or stay, not {self.on_model_failure!r}")
         if not 1 <= self.backlog <= 65535:
             raise ConfigError(f"backlog must be 1 to 65535 connections, got {self.backlog}")
         if self.max_connections is not None and self.max_connections < 1:
@@ -313,6 +318,7 @@ class Settings:
         _float(values, env, "body_timeout", "SERVEPATH_BODY_TIMEOUT")
         _float(values, env, "keepalive_timeout", "SERVEPATH_KEEPALIVE_TIMEOUT")
         _int(values, env, "backlog", "SERVEPATH_BACKLOG")
+        _str(values, env, "on_model_failure", "SERVEPATH_ON_MODEL_FAILURE")
         _float(values, env, "send_timeout", "SERVEPATH_SEND_TIMEOUT")
         _int(values, env, "max_url_bytes", "SERVEPATH_MAX_URL_BYTES")
         _int(values, env, "max_header_bytes", "SERVEPATH_MAX_HEADER_BYTES")

@@ -309,6 +309,7 @@ def test_serve_with_a_missing_object_stays_unready_and_says_why(gcs: str, tmp_pa
 
     env = {"STORAGE_EMULATOR_HOST": gcs}
     args = ["--store", "off", "--model", "gs://no-such-bucket/m/model.joblib"]
+    args += ["--on-model-failure", "stay"]
     with serve(tmp_path, model=None, args=args, env=env, wait=False) as server:
         deadline = time.monotonic() + 60
         while "model failed to load" not in server.log() and time.monotonic() < deadline:

@@ -97,6 +97,10 @@ def serve(
     keepalive_timeout: Annotated[
         float | None, typer.Option(help="Seconds an idle keep-alive connection stays [5]")
     ] = None,
+    on_model_failure: Annotated[
+        str | None,
+        typer.Option(help="A model that does not load: exit (non-zero) or stay up unready [exit]"),
+    ] = None,
     backlog: Annotated[
         int | None,
         typer.Option(
@@ -207,6 +211,7 @@ def serve(
         body_timeout=body_timeout,
         keepalive_timeout=keepalive_timeout,
         backlog=backlog,
+        on_model_failure=on_model_failure,
         send_timeout=send_timeout,
         max_header_bytes=max_header_bytes,
         max_headers=max_headers,

@@ -141,6 +141,10 @@ class DataPlane:
             self.state = "failed"
             self.load_error = str(exc)
             log.error("model failed to load: %s", exc)
+            if self.settings.on_model_failure == "exit":
+                self.gate.fail(str(exc))
+            else:
+                log.error("serving on, unready (--on-model-failure stay): health answers 503")
             return
         # Timed off the event loop: a slow model's calls would stall it.
         await asyncio.to_thread(calibrate_admission, self.admission, model)

@@ -109,9 +109,12 @@ class Gate:
         #: The liveness route the HTTP layer answers itself ("" while it needs an API key).
         self.live_path = LIVE_ROUTE
         self.draining = False
+        #: Why the server cannot serve at all (the model did not load), once it says so.
+        self.failed: str | None = None
         self.admit: Admit = _undecided
         self._on_drain: list[Callable[[], None]] = []
         self._on_reload: list[Callable[[], None]] = []
+        self._on_fail: list[Callable[[str], None]] = []
 
     def predict_template(self, method: str, path: str) -> str | None:
         """The route template of a prediction request (POST to a predict route or a V2
@@ -133,6 +136,15 @@ class Gate:
 
     def on_reload(self, callback: Callable[[], None]) -> None:
         self._on_reload.append(callback)
+
+    def on_fail(self, callback: Callable[[str], None]) -> None:
+        self._on_fail.append(callback)
+
+    def fail(self, reason: str) -> None:
+        """The service cannot serve (its model did not load): the server stops, non-zero."""
+        self.failed = reason
+        for callback in self._on_fail:
+            callback(reason)
 
     def begin_drain(self) -> None:
         """The server stopped accepting: readiness says so; requests in the building finish."""

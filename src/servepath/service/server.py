@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: The start-up exit status when the app's startup failed (uvicorn has said why).
 STARTUP_FAILED = 3
+#: The exit status when the model did not load (the log has said why, after the banner).
+MODEL_FAILED = 1
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 
@@ -193,10 +195,17 @@ class ServepathServer(uvicorn.Server):
             # Only the main thread may take signals (an embedding program's thread cannot).
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
         gate = self.config.gate
+        if gate is not None:
+            gate.on_fail(self._fail)
         if sockets and gate is not None:
             fd, backlog = sockets[0].fileno(), self.config.backlog
             gate.metrics.watch(lambda: listen_samples(fd, backlog))
         await super().startup(sockets)
+
+    def _fail(self, reason: str) -> None:
+        log.error("stopping: the model did not load (--on-model-failure stay keeps serving): %s",
+                  reason)  # fmt: skip
+        self.should_exit = True
 
     def reload(self) -> None:
         """SIGHUP: the TLS certificate and the API keys are read again; what no longer
@@ -269,6 +278,7 @@ class _WorkerProcess(multiprocess.Process):
             config = self.config
             config.app, config.factory = app, False
             config.gate = gate  # type: ignore[attr-defined]
+            gate.on_fail(_tell_the_supervisor)
             self._server = ServepathServer(config=config)
         return self._server
 
@@ -276,6 +286,22 @@ class _WorkerProcess(multiprocess.Process):
         _die_with_parent()
         _ = self.server  # built before uvicorn's health-check thread can ask for it
         super().target(sockets)
+
+
+#: In the workers' shared metrics directory: a worker's model did not load (and why).
+MODEL_FAILED_MARK = "model-failed"
+
+
+def _tell_the_supervisor(reason: str) -> None:
+    """A worker's model did not load: leave the reason where the supervising parent looks
+    (the directory it made for the workers' metrics) and stop the parent, which stops every
+    worker; it then exits non-zero instead of starting workers that fail the same way."""
+    # The supervisor put the directory in this process's environment before starting it.
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        with contextlib.suppress(OSError):
+            Path(directory, MODEL_FAILED_MARK).write_text(reason)
+    os.kill(os.getppid(), signal.SIGTERM)
 
 
 def _die_with_parent() -> None:
@@ -325,6 +351,8 @@ def _run(settings: Settings, sock: socket.socket) -> int:
         config = uvicorn_config(settings, app, gate)
         server = ServepathServer(config)
         server.run(sockets=[sock])
+        if gate.failed is not None:
+            return MODEL_FAILED
         return 0 if server.started else STARTUP_FAILED
     # Worker processes rebuild the same Settings, and share metrics through files; they
     # accept from the one socket bound here.
@@ -338,4 +366,8 @@ def _run(settings: Settings, sock: socket.socket) -> int:
     # then runs ServepathServer (pinned version; the name is read only in this process).
     multiprocess.Process = _WorkerProcess  # type: ignore[misc]
     multiprocess.Multiprocess(config, sockets=[sock]).run()
+    failed = Path(metrics_dir, MODEL_FAILED_MARK)
+    if failed.exists():
+        log.error("stopped: a worker's model did not load: %s", failed.read_text())
+        return MODEL_FAILED
     return 0
