@@ -75,7 +75,9 @@ def test_open_loop_keeps_a_few_hundred_requests_a_second(service_url: str) -> No
     assert report.warmup_requests == 150
     assert report.failed == 0
     assert report.achieved_rate == pytest.approx(300.0, rel=0.03)
-    assert report.generator.kept_rate, report.problems
+    # Kept, or late only because other work shared the machine (a warning, not a failure):
+    # what a test can ask of a generator on a machine it does not own.
+    assert not any("could not keep" in p for p in report.problems), report.problems
     assert report.generator.sched_lag is not None
     assert [row.sent for row in report.timeseries] == [300, 300, 300]
     assert report.ok
@@ -106,7 +108,7 @@ def test_a_stall_shows_in_open_loop_percentiles_but_hides_from_a_closed_loop() -
     stall_second = max(open_run.timeseries, key=lambda r: r.max_ms)
     assert stall_second.max_ms >= 900
     # The service time from the actual send also sees the stall; the generator was on time.
-    assert open_run.generator.kept_rate
+    assert not any("could not keep" in p for p in open_run.problems), open_run.problems
     # Closed loop: four workers each held one request through the stall and sent nothing
     # else, so the stall is four slow samples among thousands: p99 does not show it, and
     # no request is counted twice or invented for the stalled second.

@@ -61,6 +61,28 @@ def test_late_sends_beyond_the_allowance_mean_the_rate_was_not_kept() -> None:
     assert any("could not keep 100 req/s" in p for p in report.problems)
 
 
+def test_late_sends_the_machine_caused_are_a_warning_while_the_offered_load_holds() -> None:
+    # The generator used a tenth of a core: other work on the machine delayed its sends.
+    rec = Recorder(0.0, late_threshold=0.01)
+    rec.cpu_percent.append(11.0)
+    _open_run(rec, 100, late_every=20)  # 5% late
+    report = build_report(SHAPE, rec, SLO(99, 1000, error_budget=0.5))
+    assert not report.generator.kept_rate  # what happened is still said
+    assert not any("could not keep" in p for p in report.problems), report.problems
+    assert any("other work on this machine delayed them" in w for w in report.warnings)
+
+
+def test_late_sends_fail_the_run_when_the_generator_was_busy_or_the_machine_too_late() -> None:
+    busy = Recorder(0.0, late_threshold=0.01)
+    busy.cpu_percent.append(95.0)  # the generator itself was the bottleneck
+    _open_run(busy, 100, late_every=20)
+    assert any("could not keep" in p for p in build_report(SHAPE, busy, None).problems)
+    swamped = Recorder(0.0, late_threshold=0.01)
+    swamped.cpu_percent.append(11.0)
+    _open_run(swamped, 100, late_every=5)  # 20% late: the plan's load was not offered
+    assert any("could not keep" in p for p in build_report(SHAPE, swamped, None).problems)
+
+
 def test_recorders_merge_exactly_after_travelling_between_processes() -> None:
     parts = [Recorder(0.0, late_threshold=0.01) for _ in range(2)]
     whole = Recorder(0.0, late_threshold=0.01)
