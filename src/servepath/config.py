@@ -147,6 +147,9 @@ class Settings:
     #: Proxies whose Forwarded / X-Forwarded-For headers are believed: comma-separated
     #: addresses and CIDRs, IPv4 and IPv6, or "*"; empty: none (every header is a claim).
     forwarded_allow_ips: str = ""
+    #: Also read RFC 7239 ``Forwarded`` from those proxies (preferred over X-Forwarded-For);
+    #: only for a proxy that writes it and drops the caller's own. Off: it is only claimed.
+    trust_forwarded: bool = False
     log_level: str = "info"
     in_kubernetes: bool = False
     proxy: ProxyEnv = field(default_factory=ProxyEnv)
@@ -215,7 +218,7 @@ class Settings:
     @functools.cached_property
     def trusted_proxies(self) -> TrustedProxies:
         """``forwarded_allow_ips`` parsed (a frozen dataclass's cached value, built once)."""
-        return TrustedProxies.parse(self.forwarded_allow_ips)
+        return TrustedProxies.parse(self.forwarded_allow_ips, forwarded=self.trust_forwarded)
 
     @property
     def default_model_path(self) -> Path:
@@ -313,6 +316,8 @@ class Settings:
         _int(values, env, "max_headers", "SERVEPATH_MAX_HEADERS")
         if "SERVEPATH_FORWARDED_ALLOW_IPS" in env:
             values["forwarded_allow_ips"] = env["SERVEPATH_FORWARDED_ALLOW_IPS"]
+        if env.get("SERVEPATH_TRUST_FORWARDED"):
+            values["trust_forwarded"] = _truthy(env["SERVEPATH_TRUST_FORWARDED"])
         if env.get("SERVEPATH_ACCESS_LOG"):
             values["access_log"] = _truthy(env["SERVEPATH_ACCESS_LOG"])
         for key, name in (("tls_cert", "SERVEPATH_TLS_CERT"), ("tls_key", "SERVEPATH_TLS_KEY")):

@@ -127,6 +127,16 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    trust_forwarded: Annotated[
+        bool | None,
+        typer.Option(
+            "--trust-forwarded/--no-trust-forwarded",
+            help="Also believe RFC 7239 Forwarded from those proxies, only if they write it "
+            "and drop the caller's (env SERVEPATH_TRUST_FORWARDED) [default: X-Forwarded-For "
+            "only]",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[
         str | None, typer.Option(help="critical, error, warning, info, debug")
     ] = None,
@@ -212,6 +222,7 @@ def serve(
         protect_health=protect_health,
         open_routes=open_routes,
         forwarded_allow_ips=forwarded_allow_ips,
+        trust_forwarded=trust_forwarded,
     )
     changes: dict[str, Any] = {}
     if model is not None:

@@ -230,9 +230,17 @@ class ServepathApp:
         keys = self.access.keys
         if keys is not None and keys.identify(presented_key(scope["headers"])).ok:
             return True  # a key on an open route (health): checked only when it is sent
-        client = caller_view(scope, ctx, self.settings.trusted_proxies).client
+        view = caller_view(scope, ctx, self.settings.trusted_proxies)
+        client = view.client
         if not client:
-            return scope.get("client") is None  # a unix socket: this machine
+            return scope.get("client") is None and not view.claimed  # a unix socket
+        # A loopback address is this machine only when nothing else could have put it there:
+        # not a proxy the server trusts (nginx on the same host forwards strangers), not a
+        # chain that could not be believed (a conflict, a peer forwarding for someone).
+        if view.via_proxy and not view.trusted:
+            return False
+        if view.claimed or view.conflict or self.settings.trusted_proxies.trusts(client):
+            return False
         try:
             return classify_address(client).kind == "loopback"
         except ValueError:
