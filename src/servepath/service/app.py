@@ -20,6 +20,7 @@ from servepath.errors import ConfigError
 from servepath.model.loaded import LoadedModel
 from servepath.net.addresses import classify_address
 from servepath.net.endpoints import host_port
+from servepath.service.accesslog import escaped, request_target
 from servepath.service.asgi import Receive, Response, Scope, Send, json_response, send_response
 from servepath.service.auth import (
     AccessPolicy,
@@ -204,19 +205,18 @@ class ServepathApp:
         self, scope: Scope, ctx: RequestContext, response: Response, elapsed: float
     ) -> None:
         client = scope.get("client")
-        peer = host_port(str(client[0]), client[1]) if client else "-"
-        query = scope.get("query_string") or b""
-        target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        peer = escaped(host_port(str(client[0]), client[1])) if client else "-"
+        target = request_target(scope)
         timing = " ".join(f"{name}={dur:.3f}ms" for name, dur, _ in ctx.timings)
         access_log.info(
             '%s "%s %s" %d %d id=%s%s total=%.3fms%s',
             peer,
-            scope["method"],
+            escaped(scope["method"]),
             target,
             response.status,
             len(response.body),
             ctx.request_id,
-            f" key={ctx.caller}" if ctx.caller else "",
+            f" key={escaped(ctx.caller)}" if ctx.caller else "",
             elapsed * 1000,
             " " + timing if timing else "",
         )
