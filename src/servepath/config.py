@@ -18,7 +18,7 @@ import orjson
 
 from servepath.contract import DEFAULT_HEALTH_ROUTE, DEFAULT_PATH_ECHO_ROUTE, DEFAULT_PREDICT_ROUTE
 from servepath.errors import ConfigError
-from servepath.model.source import EXAMPLE_NAME, ModelSource
+from servepath.model.source import EXAMPLE_NAME, ModelSource, parse_sha256
 from servepath.net.forwarded import TrustedProxies
 
 DEFAULT_PORT = 8080
@@ -92,6 +92,10 @@ class Settings:
     gcs_endpoint: str | None = None  # an emulator or private endpoint; None: Google's
     s3_endpoint: str | None = None  # MinIO, moto, another S3; None: AWS's
     model_name: str | None = None
+    #: The model artifact's SHA-256 (64 hex digits): checked before it loads; None: no pin.
+    model_sha256: str | None = None
+    #: A plain http:// model URL is accepted (a network you trust); off: refused.
+    allow_http_model: bool = False
     #: A JSON schema for the model's inputs that wins over what the model says; None: the
     #: artifact's ``<artifact>.schema.json`` when it exists, else what the model says.
     model_schema: Path | None = None
@@ -190,6 +194,18 @@ class Settings:
                     f"than the HTTPS port {self.port}"
                 )
         self.trusted_proxies  # noqa: B018 -- parse once, so that a bad entry fails here
+        self._check_model_source()
+
+    def _check_model_source(self) -> None:
+        if self.model_sha256 is not None:
+            object.__setattr__(self, "model_sha256", parse_sha256(self.model_sha256))
+        uri = self.model_uri or ""
+        if uri.lower().startswith("http://") and not self.allow_http_model:
+            raise ConfigError(
+                f"model URL {uri} is plain http://: anyone on the path can swap the file, and "
+                "a joblib/pickle file runs code when it loads; use https://, or "
+                "--allow-http-model (SERVEPATH_ALLOW_HTTP_MODEL=1) on a network you trust"
+            )
 
     def _check_serving_limits(self) -> None:
         for name in (
@@ -279,6 +295,9 @@ class Settings:
         _str(values, env, "s3_endpoint", "SERVEPATH_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3",
              "AWS_ENDPOINT_URL")  # fmt: skip
         _str(values, env, "model_name", "SERVEPATH_MODEL_NAME")
+        _str(values, env, "model_sha256", "SERVEPATH_MODEL_SHA256")
+        if env.get("SERVEPATH_ALLOW_HTTP_MODEL"):
+            values["allow_http_model"] = _truthy(env["SERVEPATH_ALLOW_HTTP_MODEL"])
         if env.get("SERVEPATH_MODEL_SCHEMA"):
             values["model_schema"] = Path(env["SERVEPATH_MODEL_SCHEMA"])
         if env.get("SERVEPATH_PROBABILITIES"):

@@ -52,15 +52,31 @@ def info(
     probabilities: Annotated[
         bool, typer.Option("--probabilities", help="Answers carry one probability per class.")
     ] = False,
+    sha256: Annotated[
+        str | None,
+        typer.Option(
+            "--sha256",
+            metavar="HEX",
+            help="Load the file only if it has this SHA-256 (checked before it loads).",
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a model's inputs, outputs, example, and the engine that serves it: which engine
     won, why the others did not, the largest disagreement and the cost of one row and of a
-    64-row batch."""
+    64-row batch. Loading a joblib/pickle file runs the code it holds: inspect only files you
+    trust (ONNX runs none)."""
     from servepath.model.loaded import engines_dir, load_model
+    from servepath.model.source import RUNS_CODE, check_pin, parse_sha256, runs_code
 
     out = get_output()
     failure_context(path=str(path))
+    pickled = runs_code(path)
+    if sha256 is not None and path.is_file():
+        check_pin(path, parse_sha256(sha256))
+    if pickled:
+        # Said before the load, on stderr: by the time it returns, the code has run.
+        out.err_console.print(f"warning: {RUNS_CODE}", markup=False, highlight=False)
     model = load_model(
         path,
         cache_dir=engines_dir(base_settings().data_dir),
@@ -75,6 +91,7 @@ def info(
         "inputs": model.schema.to_json(),
         "example": model.schema.example(),
         "engines": model.report.to_json() if model.report else None,
+        "runs_code": pickled,
     }
     if json_out:
         out.json(data)

@@ -127,6 +127,23 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    model_sha256: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HEX",
+            help="Serve the model only if its file has this SHA-256 (sha256sum FILE), checked "
+            "before it loads: a joblib/pickle file runs code (env SERVEPATH_MODEL_SHA256)",
+        ),
+    ] = None,
+    allow_http_model: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-http-model/--no-allow-http-model",
+            help="Accept a plain http:// --model URL (anyone on the path can swap it) (env "
+            "SERVEPATH_ALLOW_HTTP_MODEL) [default: refused]",
+            show_default=False,
+        ),
+    ] = None,
     trust_forwarded: Annotated[
         bool | None,
         typer.Option(
@@ -227,6 +244,10 @@ def serve(
     changes: dict[str, Any] = {}
     if model is not None:
         changes.update(model_location(model))
+    if model_sha256 is not None:
+        changes["model_sha256"] = model_sha256
+    if allow_http_model is not None:
+        changes["allow_http_model"] = allow_http_model
     if max_queue_wait is not None:
         changes["max_queue_wait"] = _auto(max_queue_wait, "--max-queue-wait", float)
     if max_connections is not None:
