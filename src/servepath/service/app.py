@@ -9,6 +9,7 @@ This module knows what every request shares and nothing of what any route does.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -91,6 +92,8 @@ class ServepathApp:
         self.health_routes = frozenset({*ops.health_routes(), *V2_HEALTH_ROUTES})
         # The HTTP layer answers liveness itself only while it needs no key.
         gate.live_path = "" if self.access.needs_key(LIVE_ROUTE, health=True) else LIVE_ROUTE
+        #: Key-file reloads under way (kept so that a task is not collected mid-read).
+        self._reloads: set[asyncio.Task[None]] = set()
         gate.on_reload(self.reload_keys)
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -191,15 +194,33 @@ class ServepathApp:
         )
 
     def reload_keys(self) -> None:
-        """Read the key file again (SIGHUP); a file that no longer loads keeps the old keys."""
+        """Read the key file again (SIGHUP), off the event loop when one runs: a file that
+        no longer loads, or does not load in time, keeps the old keys."""
         if self.settings.api_key_file is None:
             return
         try:
-            self.access = access_policy(self.settings)
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._use_keys(self._read_keys())
+            return
+        task = loop.create_task(self._reload_keys_off_loop())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload_keys_off_loop(self) -> None:
+        self._use_keys(await asyncio.to_thread(self._read_keys))
+
+    def _read_keys(self) -> AccessPolicy | None:
+        try:
+            return access_policy(self.settings)
         except ConfigError as exc:
             log.error("SIGHUP: kept the old API keys: %s", exc)
-            return
-        log.info("SIGHUP: %s", self.access.describe())
+            return None
+
+    def _use_keys(self, policy: AccessPolicy | None) -> None:
+        if policy is not None:
+            self.access = policy
+            log.info("SIGHUP: %s", policy.describe())
 
     def _access(
         self, scope: Scope, ctx: RequestContext, response: Response, elapsed: float
