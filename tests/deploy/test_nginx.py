@@ -142,6 +142,8 @@ BYPASSES = [
     "/_path", "/_path/", "/_path%2F", "/%5fpath", "/_ui", "/_ui/", "/_ui/data", "/_ui//data",
     "/_ui%2Fdata", "/_ui/data/", "/%5fui/data", "/docs", "/docs/", "/docs%2F",
     "/openapi.json", "/openapi.json/", "/openapi%2Ejson", "/openapi.json%2F",
+    "http://t/metrics/", "http://t/%6detrics", "/metrics%00", "/metrics/%00",
+    "/_ui/data%2F%2F", "/docs/oauth2-redirect", "/metrics%2F..%2F",
 ]  # fmt: skip
 
 
@@ -159,7 +161,9 @@ def raw_get(url: str, target: str, source: str) -> int:
 
 @pytest.mark.parametrize("target", BYPASSES)
 def test_no_spelling_of_an_operator_route_passes_the_guard(stack: Stack, target: str) -> None:
-    assert raw_get(stack.url, target, STRANGER) in (400, 403), target
+    # 403 from the guard, 400 from nginx's parser; a 404 is a spelling that normalises to
+    # no route on either side (/metrics%2F..%2F is / to nginx and no route to servepath).
+    assert raw_get(stack.url, target, STRANGER) in (400, 403, 404), target
 
 
 def test_the_spellings_are_operator_routes_to_servepath(stack: Stack) -> None:
