@@ -18,7 +18,7 @@ import orjson
 
 from servepath.contract import DEFAULT_HEALTH_ROUTE, DEFAULT_PATH_ECHO_ROUTE, DEFAULT_PREDICT_ROUTE
 from servepath.errors import ConfigError
-from servepath.model.source import EXAMPLE_NAME, ModelSource
+from servepath.model.source import EXAMPLE_NAME, ModelSource, parse_sha256
 from servepath.net.forwarded import TrustedProxies
 
 DEFAULT_PORT = 8080
@@ -94,6 +94,10 @@ class Settings:
     gcs_endpoint: str | None = None  # an emulator or private endpoint; None: Google's
     s3_endpoint: str | None = None  # MinIO, moto, another S3; None: AWS's
     model_name: str | None = None
+    #: The model artifact's SHA-256 (64 hex digits): checked before it loads; None: no pin.
+    model_sha256: str | None = None
+    #: A plain http:// model URL is accepted (a network you trust); off: refused.
+    allow_http_model: bool = False
     #: A JSON schema for the model's inputs that wins over what the model says; None: the
     #: artifact's ``<artifact>.schema.json`` when it exists, else what the model says.
     model_schema: Path | None = None
@@ -153,6 +157,9 @@ class Settings:
     #: Proxies whose Forwarded / X-Forwarded-For headers are believed: comma-separated
     #: addresses and CIDRs, IPv4 and IPv6, or "*"; empty: none (every header is a claim).
     forwarded_allow_ips: str = ""
+    #: Also read RFC 7239 ``Forwarded`` from those proxies (preferred over X-Forwarded-For);
+    #: only for a proxy that writes it and drops the caller's own. Off: it is only claimed.
+    trust_forwarded: bool = False
     log_level: str = "info"
     in_kubernetes: bool = False
     proxy: ProxyEnv = field(default_factory=ProxyEnv)
@@ -193,6 +200,18 @@ class Settings:
                     f"than the HTTPS port {self.port}"
                 )
         self.trusted_proxies  # noqa: B018 -- parse once, so that a bad entry fails here
+        self._check_model_source()
+
+    def _check_model_source(self) -> None:
+        if self.model_sha256 is not None:
+            object.__setattr__(self, "model_sha256", parse_sha256(self.model_sha256))
+        uri = self.model_uri or ""
+        if uri.lower().startswith("http://") and not self.allow_http_model:
+            raise ConfigError(
+                f"model URL {uri} is plain http://: anyone on the path can swap the file, and "
+                "a joblib/pickle file runs code when it loads; use https://, or "
+                "--allow-http-model (SERVEPATH_ALLOW_HTTP_MODEL=1) on a network you trust"
+            )
 
     def _check_serving_limits(self) -> None:
         for name in (
@@ -225,7 +244,7 @@ class Settings:
     @functools.cached_property
     def trusted_proxies(self) -> TrustedProxies:
         """``forwarded_allow_ips`` parsed (a frozen dataclass's cached value, built once)."""
-        return TrustedProxies.parse(self.forwarded_allow_ips)
+        return TrustedProxies.parse(self.forwarded_allow_ips, forwarded=self.trust_forwarded)
 
     @property
     def default_model_path(self) -> Path:
@@ -286,6 +305,9 @@ class Settings:
         _str(values, env, "s3_endpoint", "SERVEPATH_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3",
              "AWS_ENDPOINT_URL")  # fmt: skip
         _str(values, env, "model_name", "SERVEPATH_MODEL_NAME")
+        _str(values, env, "model_sha256", "SERVEPATH_MODEL_SHA256")
+        if env.get("SERVEPATH_ALLOW_HTTP_MODEL"):
+            values["allow_http_model"] = _truthy(env["SERVEPATH_ALLOW_HTTP_MODEL"])
         if env.get("SERVEPATH_MODEL_SCHEMA"):
             values["model_schema"] = Path(env["SERVEPATH_MODEL_SCHEMA"])
         if env.get("SERVEPATH_PROBABILITIES"):
@@ -325,6 +347,8 @@ class Settings:
         _int(values, env, "max_headers", "SERVEPATH_MAX_HEADERS")
         if "SERVEPATH_FORWARDED_ALLOW_IPS" in env:
             values["forwarded_allow_ips"] = env["SERVEPATH_FORWARDED_ALLOW_IPS"]
+        if env.get("SERVEPATH_TRUST_FORWARDED"):
+            values["trust_forwarded"] = _truthy(env["SERVEPATH_TRUST_FORWARDED"])
         if env.get("SERVEPATH_ACCESS_LOG"):
             values["access_log"] = _truthy(env["SERVEPATH_ACCESS_LOG"])
         for key, name in (("tls_cert", "SERVEPATH_TLS_CERT"), ("tls_key", "SERVEPATH_TLS_KEY")):

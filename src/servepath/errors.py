@@ -66,6 +66,17 @@ class ConfigError(UsageError):
     """A setting, flag or environment variable has a value servepath cannot use."""
 
 
+class ModelDigestMismatch(ConfigError):
+    """The model artifact is not the one ``--model-sha256`` pins: it is never loaded."""
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        self.path, self.expected, self.actual = path, expected, actual
+        super().__init__(
+            f"model {path} has SHA-256 {actual}, not the {expected} that --model-sha256 "
+            "pins: refusing to load it (loading a joblib/pickle file runs its code)"
+        )
+
+
 class ModelLoadError(ServepathError):
     """The model artifact could not be read or does not look like a model servepath can serve."""
 

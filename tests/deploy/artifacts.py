@@ -374,10 +374,17 @@ class NginxConfig:
 
 
 def render_nginx(
-    config: NginxConfig, *, upstream_ports: list[int], listen_port: int, workdir: Path
+    config: NginxConfig,
+    *,
+    upstream_ports: list[int],
+    listen_port: int,
+    workdir: Path,
+    operator: str | None = None,
 ) -> Path:
     """The shipped config with loopback upstreams, a free listen port and paths under workdir.
 
+    ``operator``: the one loopback address the operator routes' allow list keeps of
+    ``127.0.0.0/8``, so that a test can call from another loopback address as a stranger.
     Everything else is the shipped text. Returns the main nginx.conf that includes it.
     """
     if len(upstream_ports) != len(config.upstream_servers):
@@ -394,6 +401,10 @@ def render_nginx(
     text, count = re.subn(r"(?m)^(\s*listen\s+)80\b", rf"\g<1>127.0.0.1:{listen_port}", text)
     if count != 1:
         raise ValueError(f"expected one `listen 80`, found {count}")
+    if operator is not None:
+        text, count = re.subn(r"(?m)^(\s*allow\s+)127\.0\.0\.0/8;", rf"\g<1>{operator};", text)
+        if count != 1:
+            raise ValueError(f"expected one `allow 127.0.0.0/8`, found {count}")
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     text = text.replace("/var/log/nginx/", f"{logs}/")

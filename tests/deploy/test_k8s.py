@@ -158,6 +158,18 @@ def test_cache_and_store_urls_come_from_configmap_and_secret(manifests: Manifest
     assert "SERVEPATH_STORE_URL" in only(manifests, "Secret")["stringData"]
 
 
+def test_only_the_ingress_controllers_addresses_are_trusted_proxies(
+    manifests: Manifests,
+) -> None:
+    trusted = Settings.from_env(pod_env(manifests)).trusted_proxies
+    assert not trusted.everyone and not trusted.forwarded
+    assert trusted.networks, "the ingress controller's X-Forwarded-For would not be believed"
+    # A few addresses, not the pod network: any pod in a /8 or /16 could set client_ip.
+    for network in trusted.networks:
+        assert network.num_addresses <= 16, network
+    assert not trusted.trusts("10.1.2.3") and not trusted.trusts("10.0.0.5")
+
+
 def test_secret_holds_placeholders_only(manifests: Manifests) -> None:
     for key, value in only(manifests, "Secret")["stringData"].items():
         assert "REPLACE_ME" in value, f"{key} looks like a real secret"

@@ -34,6 +34,10 @@ from tests.support import TESTS_DIR, ServerProcess, free_port, need_binary, serv
 pytestmark = pytest.mark.timeout(120)
 
 REQUEST = json.loads((VERTEX / "request.json").read_text())
+#: The operator routes' allow list keeps this one loopback address: the tests call from it
+#: as the operator, and from STRANGER (loopback too) as a stranger.
+OPERATOR = "127.0.0.1"
+STRANGER = "127.0.0.2"
 
 
 @dataclass
@@ -75,7 +79,11 @@ def nginx_stack(
         workdir.mkdir()
         port = free_port()
         main = render_nginx(
-            config, upstream_ports=[s.port for s in servers], listen_port=port, workdir=workdir
+            config,
+            upstream_ports=[s.port for s in servers],
+            listen_port=port,
+            workdir=workdir,
+            operator=OPERATOR,
         )
         base = [nginx, "-p", str(workdir), "-e", str(workdir / "logs" / "startup.log")]
         check = subprocess.run(
@@ -108,16 +116,81 @@ def stack(tmp_path_factory: pytest.TempPathFactory, example_model_path: Path) ->
         yield running
 
 
+def client_from(address: str, url: str) -> httpx.Client:
+    transport = httpx.HTTPTransport(local_address=address)
+    return httpx.Client(base_url=url, transport=transport, trust_env=False, timeout=10)
+
+
 @pytest.fixture
 def client(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.url, trust_env=False, timeout=10) as c:
+    with client_from(OPERATOR, stack.url) as c:
         yield c
 
 
+@pytest.fixture
+def stranger(stack: Stack) -> Iterator[httpx.Client]:
+    with client_from(STRANGER, stack.url) as c:
+        yield c
+
+
+# Targets servepath takes for an operator route (it decodes %XX and drops trailing slashes),
+# each of which must meet the operator routes' guard in nginx.
+BYPASSES = [
+    "/metrics", "/metrics/", "/metrics//", "/metrics%2F", "/metrics%2f", "/metrics/%2F",
+    "//metrics", "/%6detrics", "/%6D%65trics", "/metrics?x=1", "/metrics/?x=1",
+    "/./metrics", "/x/../metrics", "/metrics%2F%2F", "/%2Fmetrics",
+    "/_path", "/_path/", "/_path%2F", "/%5fpath", "/_ui", "/_ui/", "/_ui/data", "/_ui//data",
+    "/_ui%2Fdata", "/_ui/data/", "/%5fui/data", "/docs", "/docs/", "/docs%2F",
+    "/openapi.json", "/openapi.json/", "/openapi%2Ejson", "/openapi.json%2F",
+    "http://t/metrics/", "http://t/%6detrics", "/metrics%00", "/metrics/%00",
+    "/_ui/data%2F%2F", "/docs/oauth2-redirect", "/metrics%2F..%2F",
+]  # fmt: skip
+
+
+def raw_get(url: str, target: str, source: str) -> int:
+    """The status of ``GET target`` sent as written (no client normalises it), from
+    ``source``."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0)) as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("target", BYPASSES)
+def test_no_spelling_of_an_operator_route_passes_the_guard(stack: Stack, target: str) -> None:
+    # 403 from the guard, 400 from nginx's parser; a 404 is a spelling that normalises to
+    # no route on either side (/metrics%2F..%2F is / to nginx and no route to servepath).
+    assert raw_get(stack.url, target, STRANGER) in (400, 403, 404), target
+
+
+def test_the_spellings_are_operator_routes_to_servepath(stack: Stack) -> None:
+    # Straight to a replica, the spellings the guard refuses do reach an operator route: the
+    # list above is the real attack surface, not 404s.
+    reaching = [t for t in BYPASSES if raw_get(stack.servers[0].url, t, STRANGER) == 200]
+    for target in ("/metrics/", "/metrics//", "/metrics%2F", "/%6detrics", "/_ui%2Fdata"):
+        assert target in reaching, reaching
+
+
+def test_the_operator_still_reaches_them_and_strangers_get_json(
+    stack: Stack, stranger: httpx.Client
+) -> None:
+    for target in ("/metrics", "/metrics/", "/_path", "/openapi.json"):
+        assert raw_get(stack.url, target, OPERATOR) == 200, target
+    refused = stranger.get("/metrics")
+    assert refused.status_code == 403
+    assert refused.json()["request_id"] == refused.headers["x-request-id"]
+    assert stranger.post("/decisions", json=REQUEST).status_code == 200
+
+
 def test_requests_are_spread_over_both_replicas(stack: Stack, client: httpx.Client) -> None:
-    pids = [client.get("/_path").json()["pid"] for _ in range(40)]
-    counts = {server.process.pid: pids.count(server.process.pid) for server in stack.servers}
-    assert sum(counts.values()) == 40, f"answers from unknown processes: {set(pids)}"
+    # Told apart by the port each replica listens on: the pid is for insiders only, and a
+    # caller behind an nginx the replicas do not trust is none (docs/security.md).
+    ports = [client.get("/_path").json()["server"]["port"] for _ in range(40)]
+    counts = {server.port: ports.count(server.port) for server in stack.servers}
+    assert sum(counts.values()) == 40, f"answers from unknown replicas: {set(ports)}"
     assert all(n >= 16 for n in counts.values()), counts
 
 

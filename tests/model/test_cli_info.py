@@ -92,7 +92,7 @@ def test_info_reads_a_model_at_a_url_as_serve_does(dropped: Served, tmp_path: Pa
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/m/dropped_column.joblib"
-        done = _info(url, tmp_path / "data", "--json")
+        done = _info(url, tmp_path / "data", "--json", "--allow-http-model")
     finally:
         server.shutdown()
     assert done.returncode == 0, done.stderr

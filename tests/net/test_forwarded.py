@@ -7,6 +7,7 @@ malformed entries, several headers, chains too long to keep) against one trust l
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -38,6 +39,7 @@ class Case:
     trusted: TrustedProxies = TRUSTED
     port: int | None = None
     reason: str = ""
+    read_forwarded: bool = True  # --trust-forwarded
 
 
 CATALOGUE = [
@@ -74,28 +76,28 @@ CATALOGUE = [
          forwarded=('for="[::ffff:198.51.100.7]"',)),
     Case("Forwarded: an obfuscated port", "127.0.0.1", "192.0.2.43", "forwarded",
          forwarded=('for="192.0.2.43:_abc"',)),
-    Case("Forwarded: for=_hidden stops at the proxy", "127.0.0.1", "127.0.0.1",
+    Case("Forwarded: for=_hidden: the proxy knows no client", "127.0.0.1", None,
          forwarded=("for=_hidden",), claimed=("_hidden",), reason="obfuscated"),
-    Case("Forwarded: for=unknown stops at the proxy", "127.0.0.1", "127.0.0.1",
+    Case("Forwarded: for=unknown: the proxy knows no client", "127.0.0.1", None,
          forwarded=("for=unknown",), claimed=("unknown",), reason="(unknown)"),
-    Case("Forwarded: obfuscated beyond a believed hop", "127.0.0.1", "10.0.0.7",
+    Case("Forwarded: obfuscated beyond a believed hop: not the inner proxy", "127.0.0.1", None,
          "forwarded", forwarded=("for=_gazonk, for=10.0.0.7",), claimed=("_gazonk",)),
-    Case("Forwarded: an element without for=", "127.0.0.1", "127.0.0.1",
+    Case("Forwarded: an element without for=", "127.0.0.1", None,
          forwarded=("proto=https",), claimed=("proto=https",)),
-    Case("Forwarded: two for= in one element is malformed", "127.0.0.1", "127.0.0.1",
+    Case("Forwarded: two for= in one element is malformed", "127.0.0.1", None,
          forwarded=("for=1.2.3.4;for=5.6.7.8",), claimed=("for=1.2.3.4;for=5.6.7.8",),
          reason="malformed"),
-    Case("Forwarded: a comma inside quotes does not split", "127.0.0.1", "127.0.0.1",
+    Case("Forwarded: a comma inside quotes does not split", "127.0.0.1", None,
          forwarded=('for="1.2.3.4,5.6.7.8"',), claimed=("1.2.3.4,5.6.7.8",)),
-    Case("Forwarded: an unterminated quote is malformed", "127.0.0.1", "127.0.0.1",
+    Case("Forwarded: an unterminated quote is malformed", "127.0.0.1", None,
          forwarded=('for="[2001:db8::1',), claimed=('for="[2001:db8::1',)),
-    Case("Forwarded: a pair without = is malformed", "127.0.0.1", "127.0.0.1",
+    Case("Forwarded: a pair without = is malformed", "127.0.0.1", None,
          forwarded=("for",), claimed=("for",)),
     Case("Forwarded: several headers are one list", "127.0.0.1", "198.51.100.7", "forwarded",
          forwarded=("for=6.6.6.6", "for=198.51.100.7"), claimed=("6.6.6.6",)),
-    Case("XFF: unknown stops the walk", "127.0.0.1", "127.0.0.1", xff=("unknown",),
+    Case("XFF: unknown stops the walk", "127.0.0.1", None, xff=("unknown",),
          claimed=("unknown",)),
-    Case("XFF: garbage stops the walk", "127.0.0.1", "127.0.0.1", xff=("not-an-ip",),
+    Case("XFF: garbage stops the walk", "127.0.0.1", None, xff=("not-an-ip",),
          claimed=("not-an-ip",), reason="malformed"),
     Case("XFF: an IPv4 address with a port", "127.0.0.1", "198.51.100.7", "x-forwarded-for",
          xff=("198.51.100.7:5678",), port=5678),
@@ -105,11 +107,11 @@ CATALOGUE = [
          xff=("[2001:db8::5]:80",), port=80),
     Case("XFF: an IPv6 zone id is dropped", "::1", "fe80::1", "x-forwarded-for",
          xff=("fe80::1%eth0",)),
-    Case("XFF: leading zeros are not an address (octal?)", "127.0.0.1", "127.0.0.1",
+    Case("XFF: leading zeros are not an address (octal?)", "127.0.0.1", None,
          xff=("010.0.0.1",), claimed=("010.0.0.1",)),
-    Case("XFF: brackets around IPv4 are malformed", "127.0.0.1", "127.0.0.1",
+    Case("XFF: brackets around IPv4 are malformed", "127.0.0.1", None,
          xff=("[198.51.100.7]",), claimed=("[198.51.100.7]",)),
-    Case("XFF: a port out of range is malformed", "127.0.0.1", "127.0.0.1",
+    Case("XFF: a port out of range is malformed", "127.0.0.1", None,
          xff=("198.51.100.7:70000",), claimed=("198.51.100.7:70000",)),
     Case("XFF: empty list elements are ignored", "127.0.0.1", "198.51.100.7",
          "x-forwarded-for", xff=(" , 198.51.100.7, ,",)),
@@ -126,9 +128,28 @@ CATALOGUE = [
          claimed=("192.0.2.1", "198.51.100.7")),
     Case("both headers agree: believed", "127.0.0.1", "198.51.100.7", "forwarded",
          forwarded=("for=198.51.100.7",), xff=("198.51.100.7",)),
-    Case("both headers disagree: neither believed", "127.0.0.1", "127.0.0.1",
-         forwarded=("for=6.6.6.6",), xff=("198.51.100.7",),
+    Case("both headers disagree: neither believed, the proxy's XFF entry recorded",
+         "127.0.0.1", "198.51.100.7", forwarded=("for=6.6.6.6",), xff=("198.51.100.7",),
          claimed=("6.6.6.6", "198.51.100.7"), reason="neither is believed"),
+    # nginx passes a caller's Forwarded on and appends the caller to X-Forwarded-For: a
+    # caller naming loopback (the proxy's own address) never becomes the proxy or loopback.
+    Case("a conflict naming the proxy itself records the caller nginx saw", "127.0.0.1",
+         "198.51.100.7", forwarded=("for=127.0.0.1",), xff=("198.51.100.7",),
+         claimed=("127.0.0.1", "198.51.100.7"), reason="neither is believed"),
+    Case("a conflict whose XFF is all trusted hops records nobody", "127.0.0.1", None,
+         forwarded=("for=6.6.6.6",), xff=("127.0.0.1",), claimed=("6.6.6.6", "127.0.0.1")),
+    Case("a conflict with a mapped loopback in Forwarded", "::ffff:127.0.0.1",
+         "198.51.100.7", forwarded=('for="[::ffff:127.0.0.1]"',), xff=("198.51.100.7",),
+         claimed=("[::ffff:127.0.0.1]", "198.51.100.7")),
+    Case("Forwarded not read by default: XFF is walked, Forwarded claimed", "127.0.0.1",
+         "198.51.100.7", "x-forwarded-for", forwarded=("for=127.0.0.1",),
+         xff=("198.51.100.7",), claimed=("127.0.0.1",), read_forwarded=False,
+         reason="not read"),
+    Case("Forwarded alone, not read: the proxy is not the client", "127.0.0.1", None,
+         forwarded=("for=198.51.100.7",), claimed=("198.51.100.7",), read_forwarded=False,
+         reason="not read"),
+    Case("XFF: every hop claims loopback through a trusted proxy", "127.0.0.1", "127.0.0.2",
+         "x-forwarded-for", xff=("127.0.0.2",)),
     Case("no peer (a unix socket) and no trust: nobody", None, None, xff=("198.51.100.7",),
          claimed=("198.51.100.7",)),
 ]  # fmt: skip
@@ -136,8 +157,9 @@ CATALOGUE = [
 
 @pytest.mark.parametrize("case", CATALOGUE, ids=[c.name for c in CATALOGUE])
 def test_the_client_is_believed_only_through_trusted_proxies(case: Case) -> None:
+    trusted = dataclasses.replace(case.trusted, forwarded=case.read_forwarded)
     view = resolve_client(
-        case.peer, 40000, forwarded=case.forwarded, x_forwarded_for=case.xff, trusted=case.trusted
+        case.peer, 40000, forwarded=case.forwarded, x_forwarded_for=case.xff, trusted=trusted
     )
     assert view.client == case.client, view
     assert view.source == case.source, view
@@ -146,9 +168,13 @@ def test_the_client_is_believed_only_through_trusted_proxies(case: Case) -> None
     if case.port is not None:
         assert view.client_port == case.port
     assert case.reason in view.reason
-    # A claimed address is never the client unless a trusted hop vouched for it.
-    if not view.trusted:
-        assert view.client == (case.peer and case.peer.removeprefix("::ffff:"))
+    peer = case.peer and case.peer.removeprefix("::ffff:")
+    if not trusted.trusts(peer):
+        # A claimed address is never the client unless a trusted hop vouched for it.
+        assert view.client == peer and not view.via_proxy
+    elif case.forwarded or case.xff:
+        # Through a trusted proxy with a chain, the proxy itself is never the client.
+        assert view.via_proxy and view.client != peer
 
 
 def test_the_peer_keeps_its_port_when_no_header_is_believed() -> None:

@@ -271,17 +271,24 @@ async def test_path_echo_reports_peer_socket_host_and_forwarded_chain(
         assert secret_word not in text
 
 
-async def test_forwarded_header_takes_precedence_over_x_forwarded_for(
+BOTH = {"Forwarded": 'for=192.0.2.60;proto=http, for="[2001:db8::1]"', "X-Forwarded-For": "1.1.1.1"}
+
+
+async def test_x_forwarded_for_is_the_chain_and_forwarded_a_claim_by_default(
     client: httpx.AsyncClient,
 ) -> None:
-    r = await client.get(
-        "/_path",
-        headers={
-            "Forwarded": 'for=192.0.2.60;proto=http, for="[2001:db8::1]"',
-            "X-Forwarded-For": "1.1.1.1",
-        },
-    )
-    assert r.json()["chain"] == ["192.0.2.60", "[2001:db8::1]"]
+    body = (await client.get("/_path", headers=BOTH)).json()
+    assert body["chain"] == ["1.1.1.1"]
+    assert "192.0.2.60" in [hop["entry"] for hop in body["claimed"]]
+
+
+async def test_forwarded_takes_precedence_when_trusted(example_model: LoadedModel) -> None:
+    settings = Settings(trust_forwarded=True)
+    app = ServepathApp(settings, model=example_model, cache=NoCache(), store=NoLog())
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51515))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        body = (await c.get("/_path", headers=BOTH)).json()
+    assert body["chain"] == ["192.0.2.60", "[2001:db8::1]"]
 
 
 async def test_path_echo_can_be_switched_off(example_model: LoadedModel) -> None:

@@ -57,20 +57,44 @@ def info(
     probabilities: Annotated[
         bool, typer.Option("--probabilities", help="Answers carry one probability per class.")
     ] = False,
+    sha256: Annotated[
+        str | None,
+        typer.Option(
+            "--sha256",
+            metavar="HEX",
+            help="Load the file only if it has this SHA-256 (checked before it loads).",
+        ),
+    ] = None,
+    allow_http_model: Annotated[
+        bool,
+        typer.Option(
+            "--allow-http-model",
+            help="Fetch an http:// URL (anyone on the path can swap the file), as serve does.",
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a model's inputs, outputs, example, and the engine that serves it: which engine
     won, why the others did not, the largest disagreement and the cost of one row and of a
-    64-row batch."""
+    64-row batch. Loading a joblib/pickle file runs the code it holds: inspect only files you
+    trust (ONNX runs none)."""
     from servepath.model.loaded import engines_dir, load_model
-    from servepath.model.source import ModelSource
+    from servepath.model.source import RUNS_CODE, ModelSource, parse_sha256, runs_code
 
     out = get_output()
     failure_context(path=path)
     settings = base_settings()
     source = ModelSource.parse(path)
+    pin = parse_sha256(sha256) if sha256 is not None else None
+    if runs_code(path):
+        # Said before the load, on stderr: by the time it returns, the code has run.
+        out.err_console.print(f"warning: {RUNS_CODE}", markup=False, highlight=False)
     local = source.local_path(
-        settings.data_dir, gcs_endpoint=settings.gcs_endpoint, s3_endpoint=settings.s3_endpoint
+        settings.data_dir,
+        gcs_endpoint=settings.gcs_endpoint,
+        s3_endpoint=settings.s3_endpoint,
+        sha256=pin,
+        allow_http=allow_http_model or settings.allow_http_model,
     )
     model = load_model(
         local,
@@ -87,6 +111,7 @@ def info(
         "inputs": model.schema.to_json(),
         "example": model.schema.example(),
         "engines": model.report.to_json() if model.report else None,
+        "runs_code": runs_code(local),
     }
     if json_out:
         out.json(data)

@@ -137,6 +137,33 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    model_sha256: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HEX",
+            help="Serve the model only if its file has this SHA-256 (sha256sum FILE), checked "
+            "before it loads: a joblib/pickle file runs code (env SERVEPATH_MODEL_SHA256)",
+        ),
+    ] = None,
+    allow_http_model: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-http-model/--no-allow-http-model",
+            help="Accept a plain http:// --model URL (anyone on the path can swap it) (env "
+            "SERVEPATH_ALLOW_HTTP_MODEL) [default: refused]",
+            show_default=False,
+        ),
+    ] = None,
+    trust_forwarded: Annotated[
+        bool | None,
+        typer.Option(
+            "--trust-forwarded/--no-trust-forwarded",
+            help="Also believe RFC 7239 Forwarded from those proxies, only if they write it "
+            "and drop the caller's (env SERVEPATH_TRUST_FORWARDED) [default: X-Forwarded-For "
+            "only]",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[
         str | None, typer.Option(help="critical, error, warning, info, debug")
     ] = None,
@@ -224,10 +251,15 @@ def serve(
         protect_health=protect_health,
         open_routes=open_routes,
         forwarded_allow_ips=forwarded_allow_ips,
+        trust_forwarded=trust_forwarded,
     )
     changes: dict[str, Any] = {}
     if model is not None:
         changes.update(model_location(model))
+    if model_sha256 is not None:
+        changes["model_sha256"] = model_sha256
+    if allow_http_model is not None:
+        changes["allow_http_model"] = allow_http_model
     if max_queue_wait is not None:
         changes["max_queue_wait"] = _auto(max_queue_wait, "--max-queue-wait", float)
     if max_connections is not None:

@@ -4,10 +4,17 @@
 module turns what they say into one :class:`ModelSource`, and a source into the local file the
 loader reads (:meth:`ModelSource.local_path`: downloaded for ``gs://``, ``s3://`` and
 ``https://``, trained once for the example). The decision is pure; only ``local_path`` does I/O.
+
+A joblib or pickle artifact is a program: loading it runs whatever code it holds, with the
+server's rights. So a plain ``http://`` model URL (anyone on the path can swap the file) is
+refused unless allowed, and ``--model-sha256`` pins the exact bytes, checked before the
+loader sees them. ONNX runs no code: it is the format for artifacts that cross a trust
+boundary.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -19,10 +26,14 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ARTIFACT_NAMES",
     "EXAMPLE_NAME",
+    "RUNS_CODE",
     "ModelSource",
     "artifact_in",
     "artifact_name",
+    "check_pin",
     "is_remote",
+    "parse_sha256",
+    "runs_code",
 ]
 
 SourceKind = Literal["path", "remote", "example"]
@@ -31,6 +42,45 @@ ARTIFACT_NAMES = ("model.onnx", "model.joblib", "model.pkl")
 #: The example model's file in the data directory.
 EXAMPLE_NAME = "example-model.joblib"
 _REMOTE = re.compile(r"^(gs|s3|https?)://", re.IGNORECASE)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: Artifact suffixes that are pickles (joblib is one): loading them runs code.
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+#: What to tell whoever loads one.
+RUNS_CODE = (
+    "loading a joblib/pickle artifact runs the code it holds, with this process's rights: "
+    "load only files you trust, pin them with --model-sha256, and use ONNX (.onnx, which runs "
+    "no code) for artifacts that cross a trust boundary"
+)
+
+
+def runs_code(path: Path | str) -> bool:
+    """Whether loading the artifact at ``path`` runs code it holds (a joblib/pickle file)."""
+    return str(path).lower().endswith(PICKLE_SUFFIXES)
+
+
+def parse_sha256(text: str) -> str:
+    """A ``--model-sha256`` value as 64 lower-case hex digits (``sha256:`` prefix allowed)."""
+    from servepath.errors import ConfigError
+
+    digest = text.strip().lower().removeprefix("sha256:")
+    if not _SHA256.match(digest):
+        raise ConfigError(f"--model-sha256 {text!r} is not 64 hex digits (sha256sum FILE)")
+    return digest
+
+
+def check_pin(path: Path, sha256: str | None) -> None:
+    """Raise :class:`~servepath.errors.ModelDigestMismatch` unless ``path`` has the pinned
+    digest; no pin, no check. Reads the file, never loads it."""
+    if sha256 is None:
+        return
+    from servepath.errors import ModelDigestMismatch
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != sha256:
+        raise ModelDigestMismatch(str(path), sha256, digest.hexdigest())
 
 
 def is_remote(text: str) -> bool:
@@ -96,21 +146,36 @@ class ModelSource:
         return None if self.kind == "remote" else Path(self.location)
 
     def local_path(
-        self, data_dir: Path, *, gcs_endpoint: str | None = None, s3_endpoint: str | None = None
+        self,
+        data_dir: Path,
+        *,
+        gcs_endpoint: str | None = None,
+        s3_endpoint: str | None = None,
+        sha256: str | None = None,
+        allow_http: bool = False,
     ) -> Path:
         """The file to load: a path as it is, a remote model downloaded (or its cached copy),
-        the example trained once. Raises :class:`~servepath.errors.ModelLoadError`."""
+        the example trained once; checked against ``sha256`` when one is pinned. Raises
+        :class:`~servepath.errors.ModelLoadError` or
+        :class:`~servepath.errors.ModelDigestMismatch`."""
         if self.kind == "path":
-            return Path(self.location)
-        if self.kind == "example":
+            path = Path(self.location)
+        elif self.kind == "example":
             from servepath.model.example import ensure_example
 
-            return ensure_example(Path(self.location))
-        from servepath.model.storage import fetch_model
+            path = ensure_example(Path(self.location))
+        else:
+            from servepath.model.storage import fetch_model
 
-        fetched = fetch_model(
-            self.location, data_dir, gcs_endpoint=gcs_endpoint, s3_endpoint=s3_endpoint
-        )
-        log.info("model %s: %s", self.location,
-                 "downloaded" if fetched.downloaded else "cached copy")  # fmt: skip
-        return fetched.path
+            fetched = fetch_model(
+                self.location,
+                data_dir,
+                gcs_endpoint=gcs_endpoint,
+                s3_endpoint=s3_endpoint,
+                allow_http=allow_http,
+            )
+            log.info("model %s: %s", self.location,
+                     "downloaded" if fetched.downloaded else "cached copy")  # fmt: skip
+            path = fetched.path
+        check_pin(path, sha256)
+        return path

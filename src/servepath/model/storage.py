@@ -237,14 +237,26 @@ class _S3:
 
 
 class _Http:
-    def __init__(self, timeout: float, cafile: str | None) -> None:
+    def __init__(self, timeout: float, cafile: str | None, *, allow_http: bool = False) -> None:
         import ssl
 
         import httpx
 
+        def no_plain_http(request: httpx.Request) -> None:
+            # A redirect to http:// would hand the artifact (code, for a pickle) to anyone
+            # on the path, however the first URL was written.
+            if request.url.scheme != "https" and not allow_http:
+                raise ModelLoadError(
+                    str(request.url),
+                    "plain http:// is refused for models (anyone on the path can swap the "
+                    "file, and a joblib/pickle file runs code): use https://, or "
+                    "--allow-http-model for a network you trust",
+                )
+
         verify = ssl.create_default_context(cafile=cafile) if cafile else True
         self.client = httpx.Client(timeout=timeout, verify=verify, follow_redirects=True,
-                                   trust_env=False)  # fmt: skip
+                                   trust_env=False, max_redirects=5,
+                                   event_hooks={"request": [no_plain_http]})  # fmt: skip
 
     def describe(self, uri: ModelUri) -> RemoteObject:
         response = self.client.head(uri.text)
@@ -344,8 +356,10 @@ def fetch_model(
     s3_endpoint: str | None = None,
     cafile: str | None = None,
     timeout: float = 30.0,
+    allow_http: bool = False,
 ) -> FetchedModel:
-    """The local copy of the model at ``text`` (downloaded when its version is new)."""
+    """The local copy of the model at ``text`` (downloaded when its version is new);
+    ``http://`` (also as a redirect's target) only with ``allow_http``."""
     uri = parse_model_uri(text)
     store: _Store
     if uri.scheme == "gs":
@@ -353,7 +367,7 @@ def fetch_model(
     elif uri.scheme == "s3":
         store = _S3(s3_endpoint, timeout)
     else:
-        store = _Http(timeout, cafile)
+        store = _Http(timeout, cafile, allow_http=allow_http)
     try:
         obj = store.describe(uri)
     except ModelLoadError:

@@ -63,9 +63,14 @@ class TrustedProxies:
 
     networks: tuple[Network, ...] = ()
     everyone: bool = False
+    #: Whether RFC 7239 ``Forwarded`` is read at all (``--trust-forwarded``). nginx and most
+    #: proxies pass a caller's ``Forwarded`` on untouched while they append to
+    #: ``X-Forwarded-For``, so by default only ``X-Forwarded-For`` is walked and a
+    #: ``Forwarded`` header is kept as a claim.
+    forwarded: bool = False
 
     @classmethod
-    def parse(cls, text: str | Sequence[str]) -> TrustedProxies:
+    def parse(cls, text: str | Sequence[str], *, forwarded: bool = False) -> TrustedProxies:
         """``"127.0.0.1, 10.0.0.0/8, ::1, fd00::/8"`` or ``"*"``; empty trusts no one.
 
         An IPv4-mapped IPv6 entry (``::ffff:10.0.0.1``) means the IPv4 address.
@@ -88,7 +93,7 @@ class TrustedProxies:
                     "(10.0.0.0/8, fd00::/8) or '*'"
                 ) from None
             networks.append(_unmapped_network(network))
-        return cls(tuple(networks), everyone)
+        return cls(tuple(networks), everyone, forwarded)
 
     def trusts(self, address: str | None) -> bool:
         """Whether ``address`` (a canonical IP, see :func:`canonical_ip`) is trusted."""
@@ -279,6 +284,11 @@ class ClientView:
     truncated: bool = False
     #: The chain as the headers write it (the header the walk read), client first, bounded.
     chain: tuple[str, ...] = field(default=(), repr=False)
+    #: The request came through a proxy the server trusts (the TCP peer is one), whether or
+    #: not its headers could be believed: such a client is never "this machine".
+    via_proxy: bool = False
+    #: ``Forwarded`` and ``X-Forwarded-For`` named different clients: neither is believed.
+    conflict: bool = False
 
     def claimed_text(self) -> str | None:
         """The claimed chain as one line for the log: ``a, b`` (``…(+N) a, b`` when cut)."""
@@ -363,15 +373,21 @@ def resolve_client(
 
     ``peer`` is the address the socket reports (an IPv4-mapped IPv6 one is taken as
     IPv4); ``forwarded`` and ``x_forwarded_for`` are the values of every header of that
-    name, in order. ``Forwarded`` is read when present; when both are present and a
-    trusted proxy would make them name different clients, neither is believed, since one
-    of them was written by someone else.
+    name, in order. ``X-Forwarded-For`` is walked; ``Forwarded`` only when ``trusted``
+    says so (``--trust-forwarded``), and then it is preferred. When both are read and a
+    trusted proxy would make them name different clients, neither is believed: one of them
+    was written by someone else. Whenever the walk cannot go on (a conflict, or a trusted
+    proxy naming ``unknown``, ``_hidden`` or junk), the client recorded is the hop nearest
+    the server that is not a trusted proxy, or none: never the proxy itself, so that a
+    caller cannot make itself the proxy (an "insider" on loopback) by confusing the walk.
     """
     peer_ip = canonical_ip(peer) if peer else None
     if peer_ip is None and peer:
         peer_ip = peer  # not an IP (a unix socket path): never trusted except by "*"
+    read_forwarded = trusted.forwarded
     fwd_hops, fwd_cut = parse_forwarded(forwarded) if forwarded else ([], False)
     xff_hops, xff_cut = parse_x_forwarded_for(x_forwarded_for) if x_forwarded_for else ([], False)
+    via_proxy = trusted.trusts(peer_ip)
     if not fwd_hops and not xff_hops:
         return ClientView(
             peer_ip,
@@ -380,46 +396,64 @@ def resolve_client(
             False,
             "no Forwarded or X-Forwarded-For entry: the client is the TCP peer",
             truncated=fwd_cut or xff_cut,
+            via_proxy=via_proxy,
         )
-    header: Header = "forwarded" if fwd_hops else "x-forwarded-for"
-    hops, cut = (fwd_hops, fwd_cut) if fwd_hops else (xff_hops, xff_cut)
+    if read_forwarded and fwd_hops:
+        header: Header = "forwarded"
+        hops, cut, other, other_cut = fwd_hops, fwd_cut, xff_hops, xff_cut
+    else:
+        header = "x-forwarded-for"
+        hops, cut, other, other_cut = xff_hops, xff_cut, fwd_hops, fwd_cut
     chain = tuple(h.text for h in hops[-MAX_CLAIMED_HOPS:])
     name = HEADER_NAMES[header]
     walk = _walk(peer_ip, peer_port, hops, trusted)
-    other: list[Hop] = []
     conflict = ""
-    if fwd_hops and xff_hops:
+    if header == "forwarded" and xff_hops:
         other_walk = _walk(peer_ip, peer_port, xff_hops, trusted)
         walked_any = walk.rest < len(hops) or other_walk.rest < len(xff_hops)
         if walked_any and other_walk.client != walk.client:
+            # The proxy appended its peer to X-Forwarded-For (every proxy does); the hop
+            # nearest the server that it names is recorded, not believed, and never the proxy.
+            fallback = _untrusted_nearest(xff_hops, trusted)
             conflict = (
                 f"Forwarded names {walk.client or '?'} and X-Forwarded-For names "
                 f"{other_walk.client or '?'}: one was written by someone else, so neither "
-                "is believed; the client is the TCP peer"
+                f"is believed; the client is recorded as {fallback[0] or 'unknown'}, the "
+                "nearest hop that is not a trusted proxy"
             )
-            walk = _Walk(peer_ip, peer_port, (), len(hops), None)
-            other = xff_hops
+            walk = _Walk(fallback[0], fallback[1], (), len(hops), None)
         else:
             other = xff_hops[: other_walk.rest]
-        cut = cut or xff_cut
+    cut = cut or other_cut
     not_believed = hops[: walk.rest]
     claimed_main, cut_main = _bounded(not_believed)
     claimed_other, cut_other = _bounded(other) if other else ((), False)
     walked = len(hops) - walk.rest
-    believed = walked > 0
+    believed = walked > 0 and not conflict
+    client, client_port = walk.client, walk.port
     if conflict:
         reason = conflict
-    elif not trusted.trusts(peer_ip):
+    elif not via_proxy:
         who = f"the TCP peer {peer_ip}" if peer_ip else "an unknown TCP peer"
         reason = (
             f"{who} is not a trusted proxy (not in --forwarded-allow-ips): {name} is "
             "claimed, not believed; the client is the TCP peer"
         )
+        if fwd_hops and not read_forwarded:
+            reason += " (Forwarded is not read without --trust-forwarded)"
+    elif not hops:
+        client, client_port = None, None
+        reason = (
+            f"the trusted proxy {peer_ip} sent no {name}, only a Forwarded header that is not "
+            "read (--trust-forwarded reads it): the client is unknown"
+        )
     elif walk.stopped_at is not None:
         at = walk.client or "the TCP peer"
+        client, client_port = None, None
         reason = (
             f"the trusted proxy {at} names its client {walk.stopped_at.text!r} "
-            f"({walk.stopped_at.kind}): the client is taken to be {at}"
+            f"({walk.stopped_at.kind}): the client is unknown (a proxy is never taken for "
+            "its client)"
         )
     elif walk.rest == 0 and trusted.trusts(walk.client):
         reason = (
@@ -431,9 +465,11 @@ def resolve_client(
             f"{name} believed for {walked} hop{'s' if walked != 1 else ''} through trusted "
             f"proxies: {walk.client} is the first address not trusted"
         )
+    if fwd_hops and not read_forwarded and via_proxy and hops:
+        reason += "; Forwarded is claimed, not read (--trust-forwarded reads it)"
     return ClientView(
-        client=walk.client,
-        client_port=walk.port,
+        client=client,
+        client_port=client_port,
         source=header if believed else "peer",
         trusted=believed,
         reason=reason,
@@ -442,4 +478,17 @@ def resolve_client(
         claimed_hops=len(not_believed) + len(other),
         truncated=cut or cut_main or cut_other,
         chain=chain,
+        via_proxy=via_proxy,
+        conflict=bool(conflict),
     )
+
+
+def _untrusted_nearest(hops: list[Hop], trusted: TrustedProxies) -> tuple[str | None, int | None]:
+    """The address of the hop nearest the server that is not a trusted proxy; a hop that
+    names no address stops the search (nothing left of it can be placed)."""
+    for hop in reversed(hops):
+        if hop.kind != "address":
+            return None, None
+        if not trusted.trusts(hop.address):
+            return hop.address, hop.port
+    return None, None

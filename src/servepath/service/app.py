@@ -9,6 +9,7 @@ This module knows what every request shares and nothing of what any route does.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from servepath.errors import ConfigError
 from servepath.model.loaded import LoadedModel
 from servepath.net.addresses import classify_address
 from servepath.net.endpoints import host_port
+from servepath.service.accesslog import escaped, request_target
 from servepath.service.asgi import (
     Receive,
     Response,
@@ -98,6 +100,8 @@ class ServepathApp:
         self.health_routes = frozenset({*ops.health_routes(), *V2_HEALTH_ROUTES})
         # The HTTP layer answers liveness itself only while it needs no key.
         gate.live_path = "" if self.access.needs_key(LIVE_ROUTE, health=True) else LIVE_ROUTE
+        #: Key-file reloads under way (kept so that a task is not collected mid-read).
+        self._reloads: set[asyncio.Task[None]] = set()
         gate.on_reload(self.reload_keys)
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -202,33 +206,50 @@ class ServepathApp:
         )
 
     def reload_keys(self) -> None:
-        """Read the key file again (SIGHUP); a file that no longer loads keeps the old keys."""
+        """Read the key file again (SIGHUP), off the event loop when one runs: a file that
+        no longer loads, or does not load in time, keeps the old keys."""
         if self.settings.api_key_file is None:
             return
         try:
-            self.access = access_policy(self.settings)
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._use_keys(self._read_keys())
+            return
+        task = loop.create_task(self._reload_keys_off_loop())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload_keys_off_loop(self) -> None:
+        self._use_keys(await asyncio.to_thread(self._read_keys))
+
+    def _read_keys(self) -> AccessPolicy | None:
+        try:
+            return access_policy(self.settings)
         except ConfigError as exc:
             log.error("SIGHUP: kept the old API keys: %s", exc)
-            return
-        log.info("SIGHUP: %s", self.access.describe())
+            return None
+
+    def _use_keys(self, policy: AccessPolicy | None) -> None:
+        if policy is not None:
+            self.access = policy
+            log.info("SIGHUP: %s", policy.describe())
 
     def _access(
         self, scope: Scope, ctx: RequestContext, response: Response, elapsed: float
     ) -> None:
         client = scope.get("client")
-        peer = host_port(str(client[0]), client[1]) if client else "-"
-        query = scope.get("query_string") or b""
-        target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        peer = escaped(host_port(str(client[0]), client[1])) if client else "-"
+        target = request_target(scope)
         timing = " ".join(f"{name}={dur:.3f}ms" for name, dur, _ in ctx.timings)
         access_log.info(
             '%s "%s %s" %d %d id=%s%s total=%.3fms%s',
             peer,
-            scope["method"],
+            escaped(scope["method"]),
             target,
             response.status,
             len(response.body),
             ctx.request_id,
-            f" key={ctx.caller}" if ctx.caller else "",
+            f" key={escaped(ctx.caller)}" if ctx.caller else "",
             elapsed * 1000,
             " " + timing if timing else "",
         )
@@ -242,9 +263,17 @@ class ServepathApp:
         keys = self.access.keys
         if keys is not None and keys.identify(presented_key(scope["headers"])).ok:
             return True  # a key on an open route (health): checked only when it is sent
-        client = caller_view(scope, ctx, self.settings.trusted_proxies).client
+        view = caller_view(scope, ctx, self.settings.trusted_proxies)
+        client = view.client
         if not client:
-            return scope.get("client") is None  # a unix socket: this machine
+            return scope.get("client") is None and not view.claimed  # a unix socket
+        # A loopback address is this machine only when nothing else could have put it there:
+        # not a proxy the server trusts (nginx on the same host forwards strangers), not a
+        # chain that could not be believed (a conflict, a peer forwarding for someone).
+        if view.via_proxy and not view.trusted:
+            return False
+        if view.claimed or view.conflict or self.settings.trusted_proxies.trusts(client):
+            return False
         try:
             return classify_address(client).kind == "loopback"
         except ValueError:

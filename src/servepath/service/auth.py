@@ -19,15 +19,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
 import re
+import stat
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from servepath.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 #: Shorter keys are refused: a key is a password that a machine types.
 MIN_KEY_LENGTH = 16
+#: Seconds a key file may take to read (at start and on SIGHUP) before it is given up on.
+KEY_FILE_TIMEOUT = 5.0
+#: A key file larger than this is no key file.
+MAX_KEY_FILE_BYTES = 1 << 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 #: The characters of a key: what survives a header intact (RFC 6750's b64token and more).
 _KEY = re.compile(r"^[\x21-\x7e]+$")
@@ -107,14 +117,70 @@ def parse_key_file(text: str, source: str = "the key file") -> KeyRing:
     return KeyRing(tuple(keys), source)
 
 
-def load_key_file(path: Path) -> KeyRing:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+def load_key_file(path: Path, *, timeout: float = KEY_FILE_TIMEOUT) -> KeyRing:
+    """The keys of the file at ``path``: a regular file, read within ``timeout`` seconds.
+
+    A FIFO, a device or a directory is refused (opening a FIFO waits for a writer); a read
+    that hangs (a dead network mount) gives up after ``timeout`` — the reading thread is
+    left behind, the caller is not. A UTF-8 byte-order mark is skipped. A file that group or
+    others may read is accepted with a warning, as libpq and sshd's clients do.
+    """
+    result: list[bytes | BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            result.append(_read_regular(path))
+        except BaseException as exc:  # handed to the caller's thread
+            result.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=read, name="servepath-key-file", daemon=True).start()
+    if not done.wait(timeout):
+        raise ConfigError(f"--api-key-file {path}: not read within {timeout:g} s (a hung mount?)")
+    outcome = result[0]
+    if isinstance(outcome, FileNotFoundError):
         raise ConfigError(f"--api-key-file {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    if isinstance(outcome, ConfigError):
+        raise outcome
+    if isinstance(outcome, BaseException):
+        raise ConfigError(f"--api-key-file {path}: cannot read it: {outcome}") from outcome
+    try:
+        text = outcome.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"--api-key-file {path}: cannot read it: {exc}") from exc
     return parse_key_file(text, str(path))
+
+
+def _read_regular(path: Path) -> bytes:
+    # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer; the type
+    # is checked on the open descriptor, so a file swapped after the check is not read.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(
+                f"--api-key-file {path}: not a regular file (a FIFO, a device or a directory)"
+            )
+        if info.st_size > MAX_KEY_FILE_BYTES:
+            raise ConfigError(
+                f"--api-key-file {path}: {info.st_size} bytes; a key file holds at most "
+                f"{MAX_KEY_FILE_BYTES}"
+            )
+        if info.st_mode & 0o077:
+            log.warning(
+                "--api-key-file %s is readable by group or others (mode %04o): "
+                "chmod 600 it, as for an SSH key",
+                path,
+                stat.S_IMODE(info.st_mode),
+            )
+        with os.fdopen(fd, "rb", closefd=True) as f:
+            fd = -1
+            return f.read(MAX_KEY_FILE_BYTES + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:

@@ -325,7 +325,11 @@ class DataPlane:
 def load_configured_model(settings: Settings) -> LoadedModel:
     """The model the settings name (see :mod:`servepath.model.source`), loaded and verified."""
     path = settings.model_source.local_path(
-        settings.data_dir, gcs_endpoint=settings.gcs_endpoint, s3_endpoint=settings.s3_endpoint
+        settings.data_dir,
+        gcs_endpoint=settings.gcs_endpoint,
+        s3_endpoint=settings.s3_endpoint,
+        sha256=settings.model_sha256,
+        allow_http=settings.allow_http_model,
     )
     return load_model(
         path,

@@ -11,6 +11,7 @@ workers, each worker writes its own to the shared files every second and when it
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, Literal, NamedTuple
 
@@ -66,9 +67,46 @@ _LATENCY_BUCKETS = (
 )
 
 
+_LIVE_FILE = re.compile(r"^gauge_live[a-z]*_(\d+)\.db$")
+
+
+def forget_dead_workers(directory: str | None) -> list[int]:
+    """Remove the per-pid series of workers that are gone (killed, crashed, restarted by
+    SIGHUP) from the multiprocess directory; the pids removed.
+
+    A worker that stops cleanly forgets itself, but one killed with SIGKILL cannot, and
+    prometheus_client keeps a ``liveall`` gauge's file until someone says its process died:
+    without this, every restart would leave a worker reported healthy in every scrape.
+    """
+    if not directory:
+        return []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    dead: set[int] = set()
+    for name in names:
+        match = _LIVE_FILE.match(name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid in dead:
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            dead.add(pid)
+        except PermissionError:
+            pass  # alive, someone else's
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+    return sorted(dead)
+
+
 class Metrics:
     def __init__(self, *, multiprocess: bool = False) -> None:
         self.multiprocess = multiprocess
+        self._forgotten = False
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -207,8 +245,8 @@ class Metrics:
 
     def publish(self) -> None:
         """Multiprocess: write this worker's state where every worker's scrape reads it."""
-        if not self.multiprocess:
-            return
+        if not self.multiprocess or self._forgotten:
+            return  # a worker that said goodbye must not write its series back
         for sampler in self._samplers:
             for sample in sampler():
                 self._publish(sample)
@@ -239,6 +277,7 @@ class Metrics:
     def forget_process(self) -> None:
         """Multiprocess: this worker is stopping; its state leaves the scrapes with it."""
         if self.multiprocess:
+            self._forgotten = True
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     def request_families(self) -> list[Any]:
@@ -255,7 +294,8 @@ class Metrics:
         if self.multiprocess:
             self.publish()
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            collector = multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            forget_dead_workers(getattr(collector, "_path", None))
             return bytes(generate_latest(registry))
         self.fold()
         return bytes(generate_latest(self.registry))

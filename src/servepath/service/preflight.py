@@ -60,6 +60,16 @@ def check_settings(settings: Settings) -> AccessPolicy:
     source = settings.model_source
     if source.kind == "path" and source.path is not None and not source.path.is_file():
         raise ConfigError(f"model file {source.location} does not exist")
+    if settings.model_sha256 is not None and source.kind != "example":
+        # A pinned artifact is checked (a remote one fetched into the data directory, where
+        # the load finds it again) before the port is bound: a mismatch never serves.
+        source.local_path(
+            settings.data_dir,
+            gcs_endpoint=settings.gcs_endpoint,
+            s3_endpoint=settings.s3_endpoint,
+            sha256=settings.model_sha256,
+            allow_http=settings.allow_http_model,
+        )
     if settings.model_schema is not None and not settings.model_schema.is_file():
         raise ConfigError(f"schema file {settings.model_schema} does not exist")
     return access_policy(settings)
