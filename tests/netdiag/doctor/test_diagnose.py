@@ -20,11 +20,13 @@ from tests.netdiag.doctor.builders import (
     NOW,
     ROUTER,
     VM,
+    chain,
     dns_report,
     healthy,
     nginx,
     nothing_after_transport,
     port,
+    redirect,
     reply,
     scan,
 )
@@ -252,6 +254,17 @@ def _mtu(*passing: int, stalling: tuple[int, ...] = (1460, 1440)) -> Any:
     return summarise(outcomes, 4, elapsed_s=1.0, timeout=1.0)
 
 
+HTTPS_TARGET = f"https://{VM}/decisions"
+
+
+def case_redirected() -> Observations:
+    obs = healthy()
+    obs.app = redirect(301, HTTPS_TARGET)
+    obs.redirect = chain((f"http://{VM}:8080/decisions", 301), (HTTPS_TARGET, 405))
+    obs.large = None
+    return obs
+
+
 def case_mtu_blackhole() -> Observations:
     obs = healthy()
     obs.large = reply(error=("read_timeout", "connected, but no response in time"), method="POST")
@@ -324,6 +337,7 @@ CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "unauthorized": (case_unauthorized, "app"),
     "route_not_found": (case_route_not_found, "app"),
     "bad_payload": (case_bad_payload, "app"),
+    "redirected": (case_redirected, "app"),
     "mtu_blackhole": (case_mtu_blackhole, "large request"),
     "slow_server": (case_slow_server, "latency"),
     "slow_network": (case_slow_network, "latency"),
@@ -684,3 +698,61 @@ def test_a_401_asks_for_the_key_and_says_whether_one_was_sent() -> None:
     assert "the key sent was refused" in sent.explanation.meaning
     assert any("--api-key-file" in line for line in sent.explanation.fix)
     assert not any("--api-key KEY" in line for line in sent.explanation.fix)
+
+
+# --- redirects on the predict route ---------------------------------------------------------
+
+
+def test_a_301_on_the_predict_route_names_the_target_and_what_a_follower_gets() -> None:
+    report = diagnose(case_redirected(), strict=True)
+    assert (report.failed_stage, report.cause) == ("app", "redirected")
+    assert report.explanation.owner == "caller"
+    assert HTTPS_TARGET in report.explanation.meaning
+    assert "as a GET" in report.explanation.meaning
+    assert f"GET {HTTPS_TARGET} got 405" in report.explanation.meaning
+    fix = " ".join(report.explanation.fix)
+    assert f"call the URL the redirect names directly: {HTTPS_TARGET}" in fix
+    assert "--post301" in fix
+    assert report.stage("large request").summary == "not tried: app failed"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("status", [301, 302, 303])
+def test_every_method_changing_redirect_is_a_failure(status: int) -> None:
+    obs = healthy(large=None, redirect=None)
+    obs.app = redirect(status, HTTPS_TARGET)
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("app", "redirected")
+
+
+@pytest.mark.parametrize("status", [307, 308])
+def test_a_method_keeping_redirect_is_a_warning_and_the_walk_is_healthy(status: int) -> None:
+    obs = healthy(large=None)
+    obs.app = redirect(status, HTTPS_TARGET)
+    obs.redirect = chain((f"http://{VM}:8080/decisions", status), (HTTPS_TARGET, 200))
+    report = diagnose(obs, strict=True)
+    assert report.ok
+    app = report.stage("app")
+    assert app is not None and app.status == "warn"
+    assert f"{status} to {HTTPS_TARGET}" in app.summary and "keeps the method" in app.summary
+
+
+def test_a_redirect_loop_is_named_even_with_307() -> None:
+    here = f"http://{VM}:8080/decisions"
+    there = f"http://{VM}:8080/v1/decisions"
+    obs = healthy(large=None)
+    obs.app = redirect(307, there)
+    obs.redirect = chain((here, 307), (there, 307), (here, 307),
+                         error=("too_many_redirects", "more than 10 redirects"))  # fmt: skip
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("app", "redirected")
+    assert f"a loop ({here} -> {there} -> {here})" in " ".join(report.explanation.fix)
+    assert not any("directly" in line for line in report.explanation.fix)
+
+
+def test_a_redirect_to_another_host_is_named() -> None:
+    obs = healthy(large=None, redirect=None)
+    obs.app = redirect(302, "https://login.example.com/sso?next=/decisions")
+    report = diagnose(obs, strict=True)
+    assert report.cause == "redirected"
+    fix = " ".join(report.explanation.fix)
+    assert "another host, login.example.com" in fix

@@ -339,6 +339,20 @@ def test_the_large_request_follows_only_a_small_one_that_passed() -> None:
     assert step.timeout == 3.0  # ten times the lone request's 0.3 s
 
 
+def test_a_redirected_prediction_is_followed_once_and_gets_no_large_request() -> None:
+    from tests.netdiag.doctor.builders import redirect
+
+    obs = walk_to_app_plan(_after_health(), SPEC)
+    obs.done.add("predict")
+    obs.app = redirect(301, f"https://{VM}/decisions")
+    step = next_step(obs)
+    assert isinstance(step, HttpStep) and step.what == "redirect"
+    assert (step.method, step.follow, step.content) == ("POST", True, obs.app_plan.payload)  # type: ignore[union-attr]
+    obs.done.add("redirect")
+    step = next_step(obs)
+    assert isinstance(step, HttpStep) and step.what == "echo"  # no large request after it
+
+
 def _stalled(url: str = f"http://{VM}:8080/decisions") -> Observations:
     obs = walk_to_app_plan(_after_health(url), SPEC)
     obs.done.update({"predict", "large"})

@@ -47,6 +47,7 @@ Cause = Literal[
     "unauthorized",
     "route_not_found",
     "bad_payload",
+    "redirected",
     "mtu_blackhole",
     "slow_server",
     "slow_network",
@@ -185,6 +186,11 @@ HTTP_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
         "servepath answers 400/415/422 to the example",
         "bad_payload",
         "the body, not the path",
+    ),
+    (
+        "the predict route answers 301/302/303 (or redirects in a loop)",
+        "redirected",
+        "clients that follow turn the POST into a GET; 307/308 keep it and only warn",
     ),
     (
         "small requests pass, a large one stalls",
@@ -474,6 +480,20 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
         (
             "send an instance that matches the model's schema: GET {origin}/openapi.json has "
             "the schema and an example",
+        ),
+    ),
+    "redirected": (
+        "{method} {route} is answered {status} with a redirect to {target}: {consequence}",
+        "caller",
+        (
+            "?loop:the redirects go round in a loop ({loop}): fix the redirect rule on the "
+            "server (the proxy's return/rewrite, the app's HTTPS redirect)",
+            "?direct:call the URL the redirect names directly: {target} (servepath doctor "
+            "{target})",
+            "?cross_host:the redirect leaves {host} for another host, {target_host}: make sure "
+            "it is the service you mean to call, and that your key may go there",
+            "?keeps_post:a client that must follow it keeps the POST only with 307/308 "
+            "(curl: -L --post301 --post302 --post303)",
         ),
     ),
     "mtu_blackhole": (

@@ -10,6 +10,7 @@ weaker finding that still helps becomes a hint in the fix.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 
@@ -18,6 +19,7 @@ from servepath.net.addresses import AddressInfo, classify_address
 from servepath.net.endpoints import host_port
 from servepath.netdiag.doctor.causes import Cause
 from servepath.netdiag.doctor.evidence import Observations, untrusted_only
+from servepath.netdiag.doctor.plan import METHOD_CHANGING_REDIRECTS, is_redirect
 from servepath.netdiag.doctor.report import DoctorReport, Stage, StageStatus, Verdict
 from servepath.netdiag.doctor.signs import (
     FORWARD_PROXIES,
@@ -591,6 +593,9 @@ def _stage_app(obs: Observations, v: Verdict) -> None:
             v.add(Stage("app", "skip", _not_tried(v, "the health route failed")))
         return
     source = obs.app_plan.payload_source if obs.app_plan else "--data"
+    if is_redirect(report):
+        _redirected(obs, report, v)
+        return
     if report.ok:
         cache = header(report, "x-cache")
         body = _body_json(report)
@@ -608,12 +613,69 @@ def _stage_app(obs: Observations, v: Verdict) -> None:
     _http_failure(obs, report, route, v, "app", "bad_payload", "POST")
 
 
+def _redirected(obs: Observations, report: HttpReport, v: Verdict) -> None:
+    """POST on the predict route answered with a redirect: where to, and what a client that
+    follows it gets."""
+    status = report.status
+    route = obs.predict_route
+    assert status is not None and report.final.location is not None
+    target = urljoin(report.final.url, report.final.location)
+    parts = urlsplit(target)
+    target_host = parts.hostname or obs.host
+    cross_host = target_host.lower() != obs.host.lower()
+    chain = obs.redirect
+    urls = [h.url for h in chain.hops] if chain is not None else [report.final.url, target]
+    looped = chain is not None and (
+        (chain.error is not None and chain.error.kind == "too_many_redirects")
+        or len(set(urls)) < len(urls)
+    )
+    loop = " -> ".join(dict.fromkeys(urls)) + f" -> {urls[0]}" if looped else None
+    changes = status in METHOD_CHANGING_REDIRECTS
+    after = ""
+    if chain is not None and chain.hops and not looped:
+        last = chain.final
+        got = last.error.message if last.error else f"{last.status}"
+        after = f"; following it, {last.method} {last.url} got {got}"
+    if looped:
+        consequence = f"the redirects go round in a loop and never reach the service{after}"
+    elif changes:
+        consequence = (
+            "clients that follow a 301/302/303 send the prediction again as a GET, without "
+            f"its body, and get an error from a route that exists{after}"
+        )
+    else:
+        consequence = f"a {status} keeps the method and body, at the cost of a round trip{after}"
+    summary = f"POST {route} -> {status} to {target}"
+    if loop:
+        summary += f" (a loop: {loop})"
+    elif cross_host:
+        summary += f" (another host: {target_host})"
+    data = {"request": report.to_json(), "followed": chain.to_json() if chain else None}
+    if not (changes or looped):
+        v.add(Stage("app", "warn", f"{summary}: {consequence}", data))
+        return
+    v.add(
+        Stage("app", "fail", summary, data),
+        "redirected",
+        status=status,
+        target=target,
+        target_host=target_host,
+        consequence=consequence,
+        loop=loop,
+        direct=not looped,
+        cross_host=cross_host and not looped,
+        keeps_post=changes and not looped,
+    )
+
+
 def _stage_large(obs: Observations, v: Verdict) -> None:
     report = obs.large
     app = obs.app_plan
     if report is None or app is None or app.large is None:
         if v.broken:
             why = _not_tried(v, "")
+        elif obs.app is not None and is_redirect(obs.app):
+            why = "not tried: the predict route redirects"
         elif obs.app is None or not obs.app.ok:
             why = "not tried: no small request passed first"
         elif app is not None and app.large_off:

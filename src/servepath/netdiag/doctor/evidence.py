@@ -80,6 +80,7 @@ class Observations:
     spec_refused: HttpReport | None = None  # GET /openapi.json answered 401
     app_plan: AppPlan | None = None
     app: HttpReport | None = None
+    redirect: HttpReport | None = None  # the predict request again, its redirects followed
     vhost_trials: list[VhostTrial] = field(default_factory=list)
     large: HttpReport | None = None
     mtu: MtuNarrowing | None = None

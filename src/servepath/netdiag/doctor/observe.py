@@ -149,6 +149,8 @@ def _record_http(obs: Observations, step: HttpStep, report: HttpReport) -> None:
                 obs.spec_refused = report  # the server wants a key: the app stage says so
         case "predict":
             obs.app = report
+        case "redirect":
+            obs.redirect = report
         case "large":
             obs.large = report
         case "echo":

@@ -67,6 +67,7 @@ __all__ = [
     "asked_port_open",
     "candidate_names",
     "chosen_address",
+    "is_redirect",
     "large_wait",
     "make_plan",
     "next_step",
@@ -314,7 +315,11 @@ def _batch(instance: dict[str, Any], target_bytes: int, limit: int) -> tuple[byt
 # facts a later probe cannot change is never asked twice.
 
 #: The request the doctor sends in each HTTP step, and where observe() records its answer.
-HttpKind = Literal["health", "health route", "openapi", "predict", "large", "echo"]
+HttpKind = Literal["health", "health route", "openapi", "predict", "redirect", "large", "echo"]
+
+#: Redirects a client follows with GET (most do, for a POST), and those that keep the method.
+METHOD_CHANGING_REDIRECTS = (301, 302, 303)
+METHOD_KEEPING_REDIRECTS = (307, 308)
 
 
 @dataclass(frozen=True)
@@ -623,6 +628,11 @@ def _predict(obs: Observations, app: AppPlan) -> Step | None:
         names = _try_names(obs, "predict")
         if names is not None:
             return names
+    if is_redirect(obs.app):
+        # as a client that follows would: the chain names the target, a loop, another host
+        if "redirect" not in done:
+            return HttpStep("redirect", url, "POST", app.payload, keep_body=4096)
+        return None
     if not obs.app.ok or app.large is None:
         return None
     if obs.large is None:
@@ -675,6 +685,15 @@ def asked_port_open(obs: Observations) -> bool:
 def answers_tls(report: TlsReport) -> bool:
     """The port answered a TLS handshake far enough to name a protocol or a certificate."""
     return report.protocol is not None or report.certificate is not None
+
+
+def is_redirect(report: HttpReport) -> bool:
+    """The answer is a redirect that names where to go."""
+    return (
+        report.error is None
+        and report.status in (*METHOD_CHANGING_REDIRECTS, *METHOD_KEEPING_REDIRECTS)
+        and bool(report.final.location)
+    )
 
 
 def serves_someone_else(report: HttpReport) -> bool:

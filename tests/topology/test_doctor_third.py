@@ -1,0 +1,180 @@
+"""The doctor's third generation on a real topology: redirects on the predict route, a 5xx on
+the large request, a routing loop, and failures that come and go behind a load balancer.
+
+    client 10.31.1.2 ── r1 ── r2 ── vm 10.31.4.2   servepath :8080 (every interface),
+      default via r1     │     │                    nginx: redirects, a loop, a 5xx on
+                         └─────┴── 10.31.9.0/24      large bodies, one bad replica of two
+                                   bounces between r1 and r2 (a routing loop)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.nginx import HEADER
+from tests.helpers.waiting import wait_until_answers
+from tests.support import TESTS_DIR, need_binary
+from tests.topology.conftest import BuildNetwork
+from tests.topology.topology import Network, Topology
+
+CLIENT, R1_IN, R1_OUT, R2_IN, VM = "10.31.1.2", "10.31.1.1", "10.31.2.1", "10.31.2.2", "10.31.4.2"
+LOOPING = "10.31.9.5"  # routed r1 -> r2 -> r1 ...
+# this checkout's code, whichever servepath the interpreter has installed
+ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TESTS_DIR.parent / "src")}
+
+
+@pytest.fixture(scope="module")
+def net(build_network: BuildNetwork) -> Network:
+    topo = Topology()
+    topo.host("client")
+    topo.router("r1")
+    topo.router("r2")
+    topo.host("vm")
+    topo.link("client", f"{CLIENT}/24", "r1", f"{R1_IN}/24")
+    topo.link("r1", f"{R1_OUT}/24", "r2", f"{R2_IN}/24")
+    topo.link("r2", "10.31.4.1/24", "vm", f"{VM}/24")
+    topo.route("client", "default", R1_IN)
+    topo.route("r1", "10.31.9.0/24", R2_IN)
+    topo.route("r2", "10.31.9.0/24", R1_OUT)
+    return build_network(topo)
+
+
+_NGINX_SITES = """
+    upstream pair {{
+        server 127.0.0.1:8080 max_fails=0;
+        server 127.0.0.1:8099 max_fails=0;
+    }}
+    server {{
+        listen {vm}:8094;
+        location / {{ return 301 http://{vm}:8080$request_uri; }}
+    }}
+    server {{
+        listen {vm}:8095;
+        location / {{ return 308 http://{vm}:8080$request_uri; }}
+    }}
+    server {{
+        listen {vm}:8096;
+        location = /decisions {{ return 302 /v1/decisions; }}
+        location = /v1/decisions {{ return 302 /decisions; }}
+        location / {{ proxy_pass http://127.0.0.1:8080; }}
+    }}
+    server {{
+        listen {vm}:8097;
+        location / {{
+            if ($content_length ~ "^[0-9]{{5,}}$") {{ return 500; }}
+            proxy_pass http://127.0.0.1:8080;
+        }}
+    }}
+    server {{
+        listen {vm}:8098;
+        location / {{ proxy_pass http://pair; proxy_next_upstream off; }}
+    }}
+"""
+
+
+@pytest.fixture(scope="module")
+def servers(
+    net: Network, tmp_path_factory: pytest.TempPathFactory, example_model_path: Path
+) -> Iterator[None]:
+    need_binary("nginx")
+    tmp = tmp_path_factory.mktemp("doctor3")
+    env = {**ENV, "SERVEPATH_DATA_DIR": str(tmp / "data")}
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    (tmp / "nginx").mkdir()
+    conf = tmp / "nginx" / "nginx.conf"
+    conf.write_text(HEADER.format(dir=tmp / "nginx", servers=_NGINX_SITES.format(vm=VM)))
+    procs = [
+        net.spawn(
+            "vm",
+            [
+                sys.executable,
+                "-m",
+                "servepath",
+                "serve",
+                "--store",
+                "off",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                "8080",
+                "--model",
+                str(example_model_path),
+            ],
+            env=env,
+            **quiet,
+        ),
+        net.spawn(
+            "vm", ["nginx", "-p", str(tmp / "nginx"), "-c", str(conf), "-g", "daemon off;"], **quiet
+        ),
+    ]
+    wait_until_answers(
+        f"http://{VM}:8080/", timeout=60, run=lambda get: net.call("client", get), interval=0.1
+    )
+    for port in (8094, 8095, 8096, 8097, 8098):
+        net.wait_for_socket("vm", port)
+    yield
+    for proc in procs:
+        net.stop(proc)
+
+
+def doctor(net: Network, *args: str) -> dict[str, Any]:
+    started = time.monotonic()
+    proc = net.run(
+        "client",
+        [sys.executable, "-m", "servepath", "doctor", *args, "--json", "--timeout", "1"],
+        check=False,
+        env=ENV,
+        timeout=120,
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    report = json.loads(proc.stdout)
+    assert proc.returncode == (0 if report["ok"] else 1)
+    print(f"\ndoctor {' '.join(args)}: {report['cause']} in {report['elapsed_s']} s "
+          f"({time.monotonic() - started:.2f} s with start-up)", file=sys.stderr)  # fmt: skip
+    return report
+
+
+def stage(report: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in report["stages"] if s["name"] == name)
+
+
+def verdict(report: dict[str, Any]) -> tuple[str | None, str]:
+    return report["failed_stage"], report["cause"]
+
+
+# --- redirects --------------------------------------------------------------------------------
+
+
+def test_a_301_on_the_predict_route_is_redirected_with_the_target_named(
+    net: Network, servers: None
+) -> None:
+    report = doctor(net, f"http://{VM}:8094/decisions")
+    assert verdict(report) == ("app", "redirected"), report["explanation"]
+    assert report["owner"] == "caller"
+    target = f"http://{VM}:8080/decisions"
+    assert target in report["explanation"]
+    assert f"GET {target} got 405" in report["explanation"]
+    assert f"call the URL the redirect names directly: {target}" in " ".join(report["fix"])
+
+
+def test_a_308_keeps_the_post_and_is_only_a_warning(net: Network, servers: None) -> None:
+    report = doctor(net, f"http://{VM}:8095/decisions")
+    assert report["ok"], (report["cause"], report["explanation"])
+    app = stage(report, "app")
+    assert app["status"] == "warn" and "keeps the method" in app["summary"]
+    assert f"POST http://{VM}:8080/decisions got 200" in app["summary"]
+
+
+def test_a_redirect_loop_is_named_as_one(net: Network, servers: None) -> None:
+    report = doctor(net, f"http://{VM}:8096/decisions")
+    assert verdict(report) == ("app", "redirected"), report["explanation"]
+    fix = " ".join(report["fix"])
+    assert f"a loop (http://{VM}:8096/decisions -> http://{VM}:8096/v1/decisions ->" in fix
