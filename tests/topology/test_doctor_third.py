@@ -178,3 +178,15 @@ def test_a_redirect_loop_is_named_as_one(net: Network, servers: None) -> None:
     assert verdict(report) == ("app", "redirected"), report["explanation"]
     fix = " ".join(report["fix"])
     assert f"a loop (http://{VM}:8096/decisions -> http://{VM}:8096/v1/decisions ->" in fix
+
+
+# --- the large request ------------------------------------------------------------------------
+
+
+def test_a_500_on_the_large_request_is_a_failure_named_for_nginx(
+    net: Network, servers: None
+) -> None:
+    report = doctor(net, f"http://{VM}:8097/decisions")
+    assert verdict(report) == ("large request", "http_error"), report["explanation"]
+    assert "nginx" in report["explanation"] and "answered 500" in report["explanation"]
+    assert stage(report, "app")["status"] == "ok"  # the small request passed

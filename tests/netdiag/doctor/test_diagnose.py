@@ -756,3 +756,27 @@ def test_a_redirect_to_another_host_is_named() -> None:
     assert report.cause == "redirected"
     fix = " ".join(report.explanation.fix)
     assert "another host, login.example.com" in fix
+
+
+# --- the large request's own failures -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_5xx_on_the_large_request_is_a_failure_named_for_who_answered(status: int) -> None:
+    page = nginx(status, f"{status} Error")
+    obs = healthy(large=page)
+    report = diagnose(obs, strict=True)
+    assert not report.ok
+    assert report.failed_stage == "large request"
+    assert "nginx/1.22.1" in report.explanation.meaning
+    assert "KB batch of" in report.explanation.meaning or report.cause != "http_error"
+    if report.cause == "http_error":
+        assert "nginx/1.22.1 answered, not the app" in " ".join(report.explanation.fix)
+
+
+def test_a_500_from_servepath_on_the_large_request_points_at_its_request_id() -> None:
+    obs = healthy(large=reply(500, body={"error": "batch failed"}, method="POST"))
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("large request", "http_error")
+    assert report.explanation.meaning.startswith("the service (servepath) answered 500")
+    assert any("0190b2c4" in line for line in report.explanation.fix)

@@ -451,9 +451,11 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
         ),
     ),
     "http_error": (
-        "the server answered {status} on {route}: {detail}",
+        "{who} answered {status} on {route}: {detail}",
         "app developer",
         (
+            "?proxy_answered:{proxy_answered} answered, not the app: read its error log (for "
+            "a large body, nginx's client_max_body_size and client_body_buffer_size)",
             "?request_id:read the server's log for request id {request_id}",
             "?no_request_id:read the server's log at the time of this request (it sent no "
             "request id)",

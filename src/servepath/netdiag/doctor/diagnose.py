@@ -440,7 +440,12 @@ def _http_failure(obs: Observations, report: HttpReport, route: str, v: Verdict,
     total_ms = round(report.final.phases.total_ms, 1) if report.hops else 0.0
     if report.error is not None:
         kind, message = report.error
-        ctx: dict[str, Any] = {"detail": message, "status": kind, "route": route}
+        ctx: dict[str, Any] = {
+            "detail": message,
+            "status": kind,
+            "route": route,
+            "who": "the server",
+        }
         cause: Cause
         inside = _container_silent(obs) if kind in ("reset", "protocol") else None
         if inside is not None:
@@ -480,6 +485,8 @@ def _http_failure(obs: Observations, report: HttpReport, route: str, v: Verdict,
         "no_request_id": request_id is None,
         "total_ms": total_ms,
         "server": server_name(report) or "a proxy",
+        "who": _who(obs, report),
+        "proxy_answered": None if from_servepath(report) else server_name(report),
     }
     summary = f"{method} {route} answered {status}: {detail}"
     stage = Stage(name, "fail", summary, data)
@@ -498,7 +505,6 @@ def _http_failure(obs: Observations, report: HttpReport, route: str, v: Verdict,
             stage,
             "overloaded",
             **ctx,
-            who=_who(obs, report),
             retry_after=retry,
             retry_text=retry_text,
         )
@@ -507,8 +513,7 @@ def _http_failure(obs: Observations, report: HttpReport, route: str, v: Verdict,
         if reverse_proxy_seen(report) or status == 502:
             v.add(stage, "upstream_error", **ctx)
         else:
-            v.add(stage, "overloaded", **ctx, who=_who(obs, report), retry_after=None,
-                  retry_text="")  # fmt: skip
+            v.add(stage, "overloaded", **ctx, retry_after=None, retry_text="")
         return
     challenge = (header(report, "www-authenticate") or "").lower()
     if status == 401 and (from_servepath(report) or challenge.startswith("bearer")):
@@ -727,6 +732,11 @@ def _stage_large(obs: Observations, v: Verdict) -> None:
             "slow with large batches, not the path"
         )
         v.add(Stage("large request", "warn", summary, data))
+        return
+    if report.status is not None and report.status >= 500:
+        # batch callers fail on every such request, whoever answered it
+        route = f"{obs.predict_route} (a {size_kb} KB batch of {app.large_instances})"
+        _http_failure(obs, report, route, v, "large request", "bad_payload", "POST")
         return
     detail = report.error.message if report.error else f"{report.status}: {_detail(report)}"
     v.add(Stage("large request", "warn", f"{size_kb} KB request: {detail}", data))
