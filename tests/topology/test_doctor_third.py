@@ -190,3 +190,18 @@ def test_a_500_on_the_large_request_is_a_failure_named_for_nginx(
     assert verdict(report) == ("large request", "http_error"), report["explanation"]
     assert "nginx" in report["explanation"] and "answered 500" in report["explanation"]
     assert stage(report, "app")["status"] == "ok"  # the small request passed
+
+
+# --- a routing loop ---------------------------------------------------------------------------
+
+
+def test_a_routing_loop_is_named_with_the_two_routers_not_as_a_private_address(
+    net: Network,
+) -> None:
+    # a private address this machine reaches only through its default gateway, as in the
+    # field: the ICMP TTL exceeded outranks that guess
+    report = doctor(net, f"http://{LOOPING}:8080/decisions")
+    assert verdict(report) == ("transport", "routing_loop"), report["explanation"]
+    assert report["owner"] == "network admin"
+    assert f"between {R1_IN} and {R2_IN}" in report["explanation"]
+    assert report["elapsed_s"] < 3

@@ -83,6 +83,23 @@ def case_no_route() -> Observations:
     return nothing_after_transport(obs)
 
 
+OTHER_ROUTER = "10.20.5.1"
+
+
+def _looping_trace(*hops: str | None) -> Any:
+    from servepath.netdiag.trace import Hop, Trace
+
+    built = tuple(Hop(ttl, a, (1.0,) if a else (), 0 if a else 1) for ttl, a in enumerate(hops, 1))
+    return Trace(VM, VM, 8080, "tcp", "tcp-connect", False, built, "TTL exceeded")
+
+
+def case_routing_loop() -> Observations:
+    obs = healthy()
+    obs.ports = scan(VM, port(8080, "unreachable", offender=ROUTER, icmp=(11, 0)))
+    obs.trace = _looping_trace("10.20.1.1", OTHER_ROUTER, "10.20.1.1", OTHER_ROUTER)
+    return nothing_after_transport(obs)
+
+
 def case_port_filtered() -> Observations:
     obs = healthy()
     obs.ports = scan(VM, port(8080, "filtered"), port(80, "filtered"))
@@ -315,6 +332,7 @@ CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "dns_disagree": (case_dns_disagree, "dns"),
     "private_address": (case_private_address, "transport"),
     "no_route": (case_no_route, "transport"),
+    "routing_loop": (case_routing_loop, "transport"),
     "port_filtered": (case_port_filtered, "transport"),
     "port_rejected": (case_port_rejected, "transport"),
     "port_closed": (case_port_closed, "transport"),
@@ -780,3 +798,100 @@ def test_a_500_from_servepath_on_the_large_request_points_at_its_request_id() ->
     assert (report.failed_stage, report.cause) == ("large request", "http_error")
     assert report.explanation.meaning.startswith("the service (servepath) answered 500")
     assert any("0190b2c4" in line for line in report.explanation.fix)
+
+
+# --- routing loops, and the port evidence's order read from its table ---------------------------
+
+
+def test_a_routing_loop_names_the_two_routers_that_bounce_it() -> None:
+    report = diagnose(case_routing_loop(), strict=True)
+    assert (report.failed_stage, report.cause) == ("transport", "routing_loop")
+    assert report.explanation.owner == "network admin"
+    assert f"between {ROUTER} and {OTHER_ROUTER}" in report.explanation.meaning
+    assert f"each of {ROUTER} and {OTHER_ROUTER} sends {VM}" in report.explanation.fix[0]
+
+
+def test_a_routing_loop_without_a_trace_names_the_router_that_said_so() -> None:
+    obs = case_routing_loop()
+    obs.trace = None
+    report = diagnose(obs, strict=True)
+    assert report.cause == "routing_loop"
+    assert f"between {ROUTER} and the router it sends" in report.explanation.meaning
+
+
+def _private_via_default(obs: Observations) -> None:
+    from servepath.net.routes import RouteLookup
+
+    obs.route = RouteLookup(VM, "via-default", obs.gateway)
+
+
+def _another_port_answers(obs: Observations) -> None:
+    obs.other_services = {80: f"http://{VM}:80/"}
+
+
+#: Each row of PORT_EVIDENCE as observations: the asked port's result, and what else holds.
+_PORT_FINDINGS: dict[str, tuple[Callable[[], Any], Callable[[Observations], None] | None]] = {
+    "a router or firewall on the way refuses": (
+        lambda: port(8080, "unreachable", offender=ROUTER, icmp=(3, 13)),
+        None,
+    ),
+    "the target's own firewall refuses": (
+        lambda: port(8080, "unreachable", offender=VM, icmp=(3, 3)),
+        None,
+    ),
+    "a router says the packets' time ran out": (
+        lambda: port(8080, "unreachable", offender=ROUTER, icmp=(11, 0)),
+        None,
+    ),
+    "a router says there is no route": (
+        lambda: port(8080, "unreachable", offender=ROUTER, icmp=(3, 1)),
+        None,
+    ),
+    "a private address reached only through the default gateway": (
+        lambda: port(8080, "filtered"),
+        _private_via_default,
+    ),
+    "no answer at all": (lambda: port(8080, "filtered"), None),
+    "the target itself resets (RST), and the service answers": (
+        lambda: port(8080, "closed"),
+        _another_port_answers,
+    ),
+    "the target itself resets (RST)": (lambda: port(8080, "closed"), None),
+}
+
+
+def _finding(evidence: str) -> tuple[Callable[[], Any], Callable[[Observations], None] | None]:
+    # the longest matching start: "... resets (RST), and ..." before "... resets (RST)"
+    key = max((k for k in _PORT_FINDINGS if evidence.startswith(k)), key=len)
+    return _PORT_FINDINGS[key]
+
+
+def test_every_row_of_the_port_evidence_table_has_a_finding() -> None:
+    for evidence, _, _ in PORT_EVIDENCE:
+        assert any(evidence.startswith(k) for k in _PORT_FINDINGS), evidence
+
+
+@pytest.mark.parametrize(
+    ("stronger", "weaker"),
+    [(i, j) for i in range(len(PORT_EVIDENCE)) for j in range(i + 1, len(PORT_EVIDENCE))],
+)
+def test_the_port_verdict_follows_the_order_of_the_table_in_causes(
+    stronger: int, weaker: int
+) -> None:
+    """The asked port's result is the stronger row's; what else the weaker row holds (a
+    private address behind the default gateway, another port answering) holds as well: the
+    stronger row's cause wins, as PORT_EVIDENCE (and so docs/doctor.md) orders them."""
+    evidence, cause, _ = PORT_EVIDENCE[stronger]
+    weak_evidence = PORT_EVIDENCE[weaker][0]
+    result, context = _finding(evidence)
+    _, weak_context = _finding(weak_evidence)
+    if context is _private_via_default and weak_context is _another_port_answers:
+        pytest.skip("another port answering proves the address reachable: not private")
+    obs = healthy()
+    obs.ports = scan(VM, result(), port(80, "open" if weak_context else "closed"))
+    obs.trace = None
+    for extra in (weak_context, context):
+        if extra is not None:
+            extra(obs)
+    report = diagnose(nothing_after_transport(obs), strict=True)
+    assert (report.failed_stage, report.cause) == ("transport", cause), (evidence, weak_evidence)

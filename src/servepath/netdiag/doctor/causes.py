@@ -24,6 +24,7 @@ Cause = Literal[
     "dns_timeout",
     "dns_disagree",
     "private_address",
+    "routing_loop",
     "no_route",
     "port_filtered",
     "port_rejected",
@@ -92,6 +93,11 @@ PORT_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
         "the target's own firewall refuses (ICMP port-unreachable or prohibited from it)",
         "port_rejected",
         "a REJECT rule on the target: the port may well have a listener behind the rule",
+    ),
+    (
+        "a router says the packets' time ran out in transit (ICMP TTL exceeded)",
+        "routing_loop",
+        "two routers hand the packets back and forth: the trace names both",
     ),
     (
         "a router says there is no route (ICMP host/net unreachable from a hop)",
@@ -283,6 +289,18 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
             "route to port {port} is what fails; or call {other_url}",
             "check the address, and the routes on this machine (ip route get {address}) and "
             "on the router {offender}",
+        ),
+    ),
+    "routing_loop": (
+        "packets to {address} go round in a routing loop between {routers}: their time to "
+        "live runs out in transit (ICMP TTL exceeded from {offender})",
+        "network admin",
+        (
+            "?other_port:the service is up — it answers on {other_port} ({other_url}): only "
+            "the route for port {port}'s packets loops; or call {other_url}",
+            "each of {routers} sends {address} to the other: fix the route for it on one of "
+            "them (ip route get {address} on each; a route onward, or a default route that "
+            "does not point back)",
         ),
     ),
     "port_filtered": (

@@ -259,8 +259,13 @@ def transport_verdict(obs: Observations, asked: PortResult) -> tuple[Cause, dict
                 "detail": kind or asked.detail,
                 **hint,
             }
-        if _is_outside_private(obs) and not hint:
-            return "private_address", {}
+        if kind == "time-exceeded":
+            return "routing_loop", {
+                "offender": offender,
+                "routers": " and ".join(_loop_routers(obs, offender)),
+                **hint,
+            }
+        # an ICMP answer outranks the private-address guess (PORT_EVIDENCE): it names the hop
         return "no_route", {"offender": offender, "detail": asked.detail, **hint}
     if asked.state == "filtered":
         if _is_outside_private(obs) and not hint:
@@ -274,6 +279,19 @@ def transport_verdict(obs: Observations, asked: PortResult) -> tuple[Cause, dict
             **_unpublished_hint(obs),
         }
     return "port_closed", _unpublished_hint(obs)
+
+
+def _loop_routers(obs: Observations, offender: str) -> list[str]:
+    """The routers a loop bounces between, from the trace: the addresses between the first
+    one that comes back and its return; without a trace, the one that said so."""
+    seen: list[str] = []
+    for hop in obs.trace.hops if obs.trace is not None else ():
+        if hop.address is None:
+            continue
+        if hop.address in seen:
+            return seen[seen.index(hop.address) :]
+        seen.append(hop.address)
+    return [offender, "the router it sends the packets back to"]
 
 
 def _unpublished_hint(obs: Observations) -> dict[str, Any]:
