@@ -205,3 +205,28 @@ def test_a_routing_loop_is_named_with_the_two_routers_not_as_a_private_address(
     assert report["owner"] == "network admin"
     assert f"between {R1_IN} and {R2_IN}" in report["explanation"]
     assert report["elapsed_s"] < 3
+
+
+# --- failures that come and go ----------------------------------------------------------------
+
+
+def test_one_bad_replica_behind_round_robin_is_intermittent_never_ok(
+    net: Network, servers: None
+) -> None:
+    report = doctor(net, f"http://{VM}:8098/decisions")
+    assert report["cause"] == "intermittent", (report["cause"], report["explanation"])
+    assert report["owner"] == "server operator"
+    # one of two upstreams answers: about half fail, whichever request nginx sent where
+    assert "answered 502 from nginx" in report["explanation"]
+    assert f"at {VM}:8098" in report["explanation"]
+    assert "publishes no OpenAPI" not in json.dumps(report["stages"])
+    assert "one replica or upstream behind nginx" in " ".join(report["fix"])
+
+
+def test_a_healthy_path_repeats_in_well_under_a_second(net: Network, servers: None) -> None:
+    report = doctor(net, f"http://{VM}:8080/decisions")
+    assert report["ok"], (report["cause"], report["explanation"])
+    repeat = stage(report, "repeat")
+    assert repeat["status"] == "ok"
+    assert "POST /decisions 11x: 11 200" in repeat["summary"]
+    assert report["elapsed_s"] < 2

@@ -282,6 +282,34 @@ def case_redirected() -> Observations:
     return obs
 
 
+def _repetition(route: str, *answers: tuple[str, str], method: str = "POST") -> Any:
+    from servepath.netdiag.doctor.evidence import Attempt, Repetition
+
+    built = tuple(
+        Attempt(conn, answer, not answer.startswith("200"), f"{VM}:8080")  # type: ignore[arg-type]
+        for conn, answer in answers
+    )
+    return Repetition(method, route, built)
+
+
+ONE_BAD_REPLICA = (
+    ("first", "200"),
+    *((("fresh", "502 from nginx/1.22.1"), ("fresh", "200")) * 2),
+    ("fresh", "200"),
+    *((("reused", "502 from nginx/1.22.1"), ("reused", "200")) * 2),
+    ("reused", "502 from nginx/1.22.1"),
+)
+
+
+def case_intermittent() -> Observations:
+    obs = healthy()
+    obs.repeats = [
+        _repetition("/", *((("fresh", "200"),) * 11), method="GET"),
+        _repetition("/decisions", *ONE_BAD_REPLICA),
+    ]
+    return obs
+
+
 def case_mtu_blackhole() -> Observations:
     obs = healthy()
     obs.large = reply(error=("read_timeout", "connected, but no response in time"), method="POST")
@@ -356,6 +384,7 @@ CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "route_not_found": (case_route_not_found, "app"),
     "bad_payload": (case_bad_payload, "app"),
     "redirected": (case_redirected, "app"),
+    "intermittent": (case_intermittent, "repeat"),
     "mtu_blackhole": (case_mtu_blackhole, "large request"),
     "slow_server": (case_slow_server, "latency"),
     "slow_network": (case_slow_network, "latency"),
@@ -895,3 +924,86 @@ def test_the_port_verdict_follows_the_order_of_the_table_in_causes(
             extra(obs)
     report = diagnose(nothing_after_transport(obs), strict=True)
     assert (report.failed_stage, report.cause) == ("transport", cause), (evidence, weak_evidence)
+
+
+# --- failures that come and go ----------------------------------------------------------------
+
+
+def test_intermittent_counts_the_failures_and_names_who_answered_them() -> None:
+    report = diagnose(case_intermittent(), strict=True)
+    assert report.explanation.owner == "server operator"
+    assert (
+        f"5 of 11 POST /decisions answered 502 from nginx/1.22.1 at {VM}:8080"
+        in report.explanation.meaning
+    )
+    assert "reused connections 3 of 5, on fresh ones 2 of 6" in report.explanation.meaning
+    fix = " ".join(report.explanation.fix)
+    assert "one replica or upstream behind nginx/1.22.1 fails" in fix
+    assert "keep-alive race" not in fix
+
+
+def test_failures_only_on_reused_connections_are_the_keep_alive_race() -> None:
+    obs = healthy()
+    obs.repeats = [
+        _repetition(
+            "/decisions",
+            ("first", "200"),
+            *((("fresh", "200"),) * 5),
+            ("fresh", "200"),
+            ("reused", "reset"),
+            ("reused", "200"),
+            ("reused", "reset"),
+            ("reused", "200"),
+        ),
+    ]
+    report = diagnose(obs, strict=True)
+    assert report.cause == "intermittent"
+    assert "2 of 11 POST /decisions got reset" in report.explanation.meaning
+    assert "keep-alive race" in " ".join(report.explanation.fix)
+
+
+def test_a_failed_prediction_that_passes_when_repeated_is_intermittent_not_upstream_error() -> None:
+    obs = case_intermittent()
+    obs.app = nginx(502, "502 Bad Gateway")
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("app", "intermittent")
+
+
+def test_a_prediction_that_always_fails_is_not_intermittent() -> None:
+    obs = healthy()
+    obs.app = nginx(502, "502 Bad Gateway")
+    obs.repeats = [_repetition("/decisions", *((("fresh", "502 from nginx/1.22.1"),) * 11))]
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("app", "upstream_error")
+    repeat = report.stage("repeat")
+    assert repeat is not None and repeat.status == "warn"
+    assert "11 502 from nginx/1.22.1" in repeat.summary  # every time: not a 1-in-N failure
+
+
+def test_a_healthy_repetition_says_what_it_counted() -> None:
+    obs = healthy()
+    obs.repeats = [_repetition("/decisions", *((("fresh", "200"),) * 11))]
+    report = diagnose(obs, strict=True)
+    assert report.ok
+    assert report.stage("repeat").summary == (  # type: ignore[union-attr]
+        "POST /decisions 11x: 11 200 (fresh and reused connections)"
+    )
+
+
+def test_a_502_on_the_openapi_document_is_a_finding_never_a_server_without_one() -> None:
+    obs = healthy(spec=None, app=None, large=None, echo=None)
+    obs.spec_refused = nginx(502, "502 Bad Gateway")
+    from servepath.netdiag.doctor.plan import plan_app
+
+    obs.app_plan = plan_app(obs.plan.target, None, None)
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("app", "upstream_error")
+    assert "publishes no OpenAPI" not in " ".join(s.summary for s in report.stages)
+    obs.repeats = [
+        _repetition(
+            "/openapi.json", ("first", "502 from nginx/1.22.1"), ("fresh", "200"), method="GET"
+        ),
+    ]
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("app", "intermittent")
+    assert "1 of 2 GET /openapi.json answered 502" in report.explanation.meaning

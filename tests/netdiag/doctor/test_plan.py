@@ -20,6 +20,7 @@ from servepath.netdiag.doctor.plan import (
     Pin,
     PlanApp,
     ProbeTls,
+    Repeat,
     Resolve,
     ResolveProxy,
     Sniff,
@@ -120,8 +121,8 @@ def test_a_healthy_servepath_is_walked_from_dns_to_the_path_echo() -> None:
     obs = fresh("http://api.test:8080/decisions")
     kinds = walk(obs, servepath_answers())
     assert kinds == [
-        "dns A", "address", "transport", "health", "openapi", "app plan", "predict", "large",
-        "echo",
+        "dns A", "address", "transport", "health", "openapi", "app plan", "predict", "repeat",
+        "large", "echo",
     ]  # fmt: skip
 
 
@@ -324,12 +325,16 @@ def test_a_web_servers_default_site_gets_other_names_tried_directly_not_through_
 
 def test_without_an_example_nothing_is_posted_and_a_foreign_server_gets_no_echo() -> None:
     obs = walk_to_app_plan(_after_health(), {"openapi": "3.0.0", "paths": {}})
+    step = next_step(obs)
+    assert isinstance(step, Repeat)  # its health route is still repeated
+    assert [r.what for r in step.requests] == ["health"]
+    obs.done.add("repeat")
     assert next_step(obs) is None
 
 
 def test_the_large_request_follows_only_a_small_one_that_passed() -> None:
     obs = walk_to_app_plan(_after_health(), SPEC)
-    obs.done.add("predict")
+    obs.done.update({"predict", "repeat"})
     obs.app = reply(422, body={"error": "age: missing"}, method="POST")
     step = next_step(obs)
     assert isinstance(step, HttpStep) and step.what == "echo"
@@ -353,9 +358,49 @@ def test_a_redirected_prediction_is_followed_once_and_gets_no_large_request() ->
     assert isinstance(step, HttpStep) and step.what == "echo"  # no large request after it
 
 
+# --- the repetition ---------------------------------------------------------------------------
+
+
+def test_the_prediction_and_the_health_route_are_repeated_before_the_large_request() -> None:
+    obs = walk_to_app_plan(_after_health(), SPEC)
+    obs.done.add("predict")
+    obs.app = reply(502, method="POST")  # a failed prediction is repeated too
+    step = next_step(obs)
+    assert isinstance(step, Repeat) and step.count == 10 and step.budget_s == 1.0
+    assert [(r.what, r.method, r.follow) for r in step.requests] == [
+        ("health", "GET", False), ("predict", "POST", False),
+    ]  # fmt: skip
+    assert step.requests[1].content == obs.app_plan.payload  # type: ignore[union-attr]
+
+
+def test_a_failed_openapi_fetch_is_repeated_not_skipped() -> None:
+    obs = _after_health()
+    obs.done.add("openapi")
+    obs.spec_refused = nginx(502, "502 Bad Gateway")
+    obs.app_plan = None
+    step = next_step(obs)
+    assert isinstance(step, PlanApp)
+    obs.app_plan = step.app
+    obs.done.add("app plan")
+    step = next_step(obs)
+    assert isinstance(step, Repeat)
+    assert [r.url for r in step.requests] == [
+        f"http://{VM}:8080/",
+        f"http://{VM}:8080/openapi.json",
+    ]
+
+
+def test_repeat_zero_turns_the_repetition_off() -> None:
+    obs = walk_to_app_plan(_after_health(repeat=0), SPEC)
+    obs.done.add("predict")
+    obs.app = reply(200, method="POST")
+    step = next_step(obs)
+    assert isinstance(step, HttpStep) and step.what == "large"
+
+
 def _stalled(url: str = f"http://{VM}:8080/decisions") -> Observations:
     obs = walk_to_app_plan(_after_health(url), SPEC)
-    obs.done.update({"predict", "large"})
+    obs.done.update({"predict", "repeat", "large"})
     obs.app = reply(200, method="POST")
     obs.large = reply(error=("read_timeout", "no response in time"), method="POST")
     return obs

@@ -49,6 +49,7 @@ Cause = Literal[
     "route_not_found",
     "bad_payload",
     "redirected",
+    "intermittent",
     "mtu_blackhole",
     "slow_server",
     "slow_network",
@@ -197,6 +198,11 @@ HTTP_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
         "the predict route answers 301/302/303 (or redirects in a loop)",
         "redirected",
         "clients that follow turn the POST into a GET; 307/308 keep it and only warn",
+    ),
+    (
+        "the same request, repeated over fresh and reused connections, sometimes fails",
+        "intermittent",
+        "one probe cannot see a 1-in-N failure; counted, it outranks the answer of a single try",
     ),
     (
         "small requests pass, a large one stalls",
@@ -514,6 +520,21 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
             "it is the service you mean to call, and that your key may go there",
             "?keeps_post:a client that must follow it keeps the POST only with 307/308 "
             "(curl: -L --post301 --post302 --post303)",
+        ),
+    ),
+    "intermittent": (
+        "the service fails now and then: {how} ({cluster})",
+        "server operator",
+        (
+            "?keepalive:the failures come on reused connections only: the keep-alive race — "
+            "the server closes an idle connection that the proxy or client still reuses; make "
+            "the server's keep-alive timeout longer than the proxy's (servepath serve "
+            "--keepalive-timeout, nginx keepalive_timeout in the upstream block), or retry "
+            "idempotent requests",
+            "?replica:one replica or upstream behind {answerer} fails while the others answer: "
+            "find it (nginx: each server of the upstream block; on each, servepath doctor "
+            "--local PORT) and take it out of the pool until it is fixed",
+            "measure the fraction more closely: servepath doctor {url} --repeat 50",
         ),
     ),
     "mtu_blackhole": (

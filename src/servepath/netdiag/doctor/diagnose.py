@@ -18,7 +18,7 @@ from servepath.contract import documented_routes
 from servepath.net.addresses import AddressInfo, classify_address
 from servepath.net.endpoints import host_port
 from servepath.netdiag.doctor.causes import Cause
-from servepath.netdiag.doctor.evidence import Observations, untrusted_only
+from servepath.netdiag.doctor.evidence import Observations, Repetition, untrusted_only
 from servepath.netdiag.doctor.plan import METHOD_CHANGING_REDIRECTS, is_redirect
 from servepath.netdiag.doctor.report import DoctorReport, Stage, StageStatus, Verdict
 from servepath.netdiag.doctor.signs import (
@@ -55,6 +55,7 @@ def diagnose(obs: Observations, *, strict: bool = False) -> DoctorReport:
         _stage_tls,
         _stage_http,
         _stage_app,
+        _stage_repeat,
         _stage_large,
         _stage_server_view,
         _stage_latency,
@@ -596,6 +597,8 @@ def _stage_http(obs: Observations, v: Verdict) -> None:
     if v.failed is not None:  # e.g. TLS already failed: the HTTP error only repeats it
         v.add(Stage("http", "skip", _not_tried(v, "")))
         return
+    if _add_intermittent(obs, v, "http", f"GET {route or '/'}", report):
+        return
     _http_failure(obs, report, route or "/", v, "http", "http_error", "GET")
 
 
@@ -603,7 +606,10 @@ def _stage_app(obs: Observations, v: Verdict) -> None:
     report = obs.app
     route = obs.predict_route
     if report is None and obs.spec_refused is not None and v.broken is None:
-        _http_failure(obs, obs.spec_refused, "/openapi.json", v, "app", "http_error", "GET")
+        refused = obs.spec_refused
+        if _add_intermittent(obs, v, "app", "GET /openapi.json", refused):
+            return
+        _http_failure(obs, refused, "/openapi.json", v, "app", "http_error", "GET")
         return
     if report is None:
         if obs.health is not None and obs.health.ok and v.broken is None:
@@ -633,7 +639,94 @@ def _stage_app(obs: Observations, v: Verdict) -> None:
         )
         v.add(Stage("app", "ok", summary, report.to_json()))
         return
+    if _add_intermittent(obs, v, "app", f"POST {route}", report):
+        return
     _http_failure(obs, report, route, v, "app", "bad_payload", "POST")
+
+
+# --- the same requests again: what one probe cannot see ------------------------------------
+
+
+def _add_intermittent(
+    obs: Observations, v: Verdict, name: str, what: str, report: HttpReport
+) -> bool:
+    """A failed answer that the repetition shows passing too: ``intermittent``, not the
+    failure one try happened to see."""
+    context = _intermittent(obs)
+    if context is None:
+        return False
+    summary = f"{what}: {_detail(report) if report.error is None else report.error.message}; "
+    v.add(Stage(name, "fail", summary + context["how"], report.to_json()), "intermittent",
+          **context)  # fmt: skip
+    return True
+
+
+def _intermittent(obs: Observations) -> dict[str, Any] | None:
+    mixed = [r for r in obs.repeats if r.mixed]
+    if not mixed:
+        return None
+    parts = [_failure_count(r) for r in mixed]
+    attempts = [a for r in mixed for a in r.attempts]
+    reused = [a for a in attempts if a.connection == "reused"]
+    fresh = [a for a in attempts if a.connection != "reused"]
+    failed_reused = sum(a.failed for a in reused)
+    failed_fresh = sum(a.failed for a in fresh)
+    cluster = (
+        f"failed on reused connections {failed_reused} of {len(reused)}, "
+        f"on fresh ones {failed_fresh} of {len(fresh)}"
+    )
+    keepalive = failed_reused > 0 and failed_fresh == 0
+    answerers = [a.answer.split(" from ", 1)[1] for a in attempts if " from " in a.answer]
+    return {
+        "how": "; ".join(parts),
+        "cluster": cluster,
+        "keepalive": keepalive,
+        "replica": not keepalive,
+        "answerer": answerers[0] if answerers else "the proxy or load balancer",
+    }
+
+
+def _failure_count(repetition: Repetition) -> str:
+    """ "5 of 11 POST /decisions answered 502 from nginx at 10.0.0.5:80" """
+    failures = repetition.failures
+    kinds: dict[str, int] = {}
+    for a in failures:
+        kinds[a.answer] = kinds.get(a.answer, 0) + 1
+    answers = ", ".join(
+        (f"{n} " if len(kinds) > 1 else "") + _answered(k)
+        for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])
+    )
+    remotes = sorted({a.remote for a in failures if a.remote})
+    at = f" at {', '.join(remotes)}" if remotes else ""
+    return (
+        f"{len(failures)} of {len(repetition.attempts)} {repetition.method} {repetition.route} "
+        f"{answers}{at}"
+    )
+
+
+def _answered(answer: str) -> str:
+    return f"answered {answer}" if answer[:1].isdigit() else f"got {answer.replace('_', ' ')}"
+
+
+def _stage_repeat(obs: Observations, v: Verdict) -> None:
+    if not obs.repeats:
+        count = obs.plan.options.repeat
+        why = "--repeat 0" if count <= 0 else "no request answered to repeat"
+        v.add(Stage("repeat", "skip", _not_tried(v, why) if v.broken else f"not tried: {why}"))
+        return
+    data = {"repetitions": [r.to_json() for r in obs.repeats]}
+    told = [
+        f"{r.method} {r.route} {len(r.attempts)}x: "
+        + ", ".join(f"{n} {answer}" for answer, n in r.counts().items())
+        for r in obs.repeats
+    ]
+    summary = "; ".join(told) + " (fresh and reused connections)"
+    context = _intermittent(obs)
+    if context is None:
+        failing = any(r.failures for r in obs.repeats)
+        v.add(Stage("repeat", "warn" if failing else "ok", summary, data))
+        return
+    v.add(Stage("repeat", "fail", context["how"], data), "intermittent", **context)
 
 
 def _redirected(obs: Observations, report: HttpReport, v: Verdict) -> None:

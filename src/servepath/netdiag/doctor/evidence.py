@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from servepath.net.routes import KernelRoute, RouteLookup
 from servepath.netdiag.dns import DnsReport
@@ -37,6 +37,75 @@ class VhostTrial:
             "source": self.source,
             "status": self.status,
             "servepath": self.servepath,
+        }
+
+
+Connection = Literal["first", "fresh", "reused"]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One request of a repetition: over which connection, and what answered."""
+
+    connection: Connection  # "first": the walk's own request
+    answer: str  # "200", "502 from nginx/1.22.1", "reset", "read_timeout"
+    failed: bool
+    remote: str | None = None  # the address:port dialled
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "connection": self.connection,
+            "answer": self.answer,
+            "failed": self.failed,
+            "remote": self.remote,
+        }
+
+
+def attempt_of(report: HttpReport, connection: Connection) -> Attempt:
+    """What one request's answer was, as a kind to count: the status and who sent it, or
+    the failure's kind. A 5xx, a 429 and no answer at all are failures."""
+    from servepath.netdiag.doctor.signs import from_servepath, server_name
+
+    remote = next((h.remote for h in reversed(report.hops) if h.remote), None)
+    if report.error is not None or report.status is None:
+        kind = report.error.kind if report.error is not None else "no answer"
+        return Attempt(connection, kind, True, remote)
+    status = report.status
+    who = "" if from_servepath(report) else server_name(report) or ""
+    answer = f"{status} from {who}" if who else str(status)
+    return Attempt(connection, answer, status >= 500 or status == 429, remote)
+
+
+@dataclass(frozen=True)
+class Repetition:
+    """The same request sent again and again, over fresh and reused connections."""
+
+    method: str
+    route: str
+    attempts: tuple[Attempt, ...]
+
+    @property
+    def failures(self) -> tuple[Attempt, ...]:
+        return tuple(a for a in self.attempts if a.failed)
+
+    @property
+    def mixed(self) -> bool:
+        """Some passed and some failed: a failure that comes and goes."""
+        return 0 < len(self.failures) < len(self.attempts)
+
+    def counts(self) -> dict[str, int]:
+        """How many times each answer came, most frequent first."""
+        counted: dict[str, int] = {}
+        for a in self.attempts:
+            counted[a.answer] = counted.get(a.answer, 0) + 1
+        return dict(sorted(counted.items(), key=lambda kv: -kv[1]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "route": self.route,
+            "counts": self.counts(),
+            "attempts": [a.to_json() for a in self.attempts],
         }
 
 
@@ -77,12 +146,14 @@ class Observations:
     protocol: ProtocolGuess | None = None  # what the port speaks, when HTTP failed
     health: HttpReport | None = None
     spec: dict[str, Any] | None = None
-    spec_refused: HttpReport | None = None  # GET /openapi.json answered 401
+    # GET /openapi.json failed (401, 5xx, no answer): a finding, not a server without one
+    spec_refused: HttpReport | None = None
     app_plan: AppPlan | None = None
     app: HttpReport | None = None
     redirect: HttpReport | None = None  # the predict request again, its redirects followed
     vhost_trials: list[VhostTrial] = field(default_factory=list)
     large: HttpReport | None = None
+    repeats: list[Repetition] = field(default_factory=list)  # --repeat, one per route
     mtu: MtuNarrowing | None = None
     mtu_hop: MtuHop | None = None
     echo: dict[str, Any] | None = None

@@ -56,6 +56,7 @@ __all__ = [
     "Plan",
     "PlanApp",
     "ProbeTls",
+    "Repeat",
     "Resolve",
     "ResolveProxy",
     "Sniff",
@@ -82,6 +83,9 @@ __all__ = [
 NEIGHBOUR_PORTS = (80, 443, 8080, 8000, 8443)
 #: The large request: tens of KB, dozens of full-size packets, far past any path MTU.
 LARGE_REQUEST_BYTES = 48_000
+#: How often the repetition sends each request by default, and the time it may take.
+DEFAULT_REPEAT = 10
+REPEAT_BUDGET_S = 1.0
 #: The request the MTU narrowing repeats at each segment size: a few packets at the largest.
 NARROWING_REQUEST_BYTES = 4_000
 
@@ -135,6 +139,9 @@ class DoctorOptions:
     pins: tuple[Pin, ...] = ()
     host_header: str | None = None
     large_bytes: int = LARGE_REQUEST_BYTES  # 0: do not send the large request
+    #: Each request repeated this often (half over fresh connections, half over one reused
+    #: one) to see a failure that comes and goes; 0: off.
+    repeat: int = DEFAULT_REPEAT
 
 
 @dataclass(frozen=True)
@@ -423,6 +430,17 @@ class HttpStep:
 
 
 @dataclass(frozen=True)
+class Repeat:
+    """Send each request ``count`` times — half over fresh connections at once, half one
+    after another over one kept-alive connection — within ``budget_s``."""
+
+    requests: tuple[HttpStep, ...]
+    count: int
+    budget_s: float = REPEAT_BUDGET_S
+    kind: str = "repeat"
+
+
+@dataclass(frozen=True)
 class PlanApp:
     """The app stage's requests, decided from the OpenAPI document: nothing to send."""
 
@@ -478,6 +496,7 @@ Step = (
     | TryNames
     | NarrowMtu
     | LocateMtuHop
+    | Repeat
 )
 
 
@@ -605,6 +624,10 @@ def _ask_app(obs: Observations) -> Step | None:
         step = _predict(obs, app)
         if step is not None:
             return step
+    else:
+        step = _repeat(obs, app)
+        if step is not None:
+            return step
     if app.echo_route is not None and app.servepath and "echo" not in done:
         return HttpStep("echo", origin + app.echo_route)
     return None
@@ -633,12 +656,32 @@ def _predict(obs: Observations, app: AppPlan) -> Step | None:
         if "redirect" not in done:
             return HttpStep("redirect", url, "POST", app.payload, keep_body=4096)
         return None
+    step = _repeat(obs, app)
+    if step is not None:
+        return step
     if not obs.app.ok or app.large is None:
         return None
     if obs.large is None:
         wait = large_wait(obs)
         return HttpStep("large", url, "POST", app.large, follow=False, timeout=wait, keep_body=0)
     return _narrow(obs, app)
+
+
+def _repeat(obs: Observations, app: AppPlan) -> Repeat | None:
+    """The health request, the prediction (or the OpenAPI document, when its fetch failed)
+    again and again: one bad replica of two, or a keep-alive race, fails 1 in N."""
+    plan = obs.plan
+    count = plan.options.repeat
+    if count <= 0 or "repeat" in obs.done:
+        return None
+    origin = plan.target.origin
+    health_url = obs.health.url if obs.health is not None else origin + "/"
+    requests = [HttpStep("health", health_url, follow=False)]
+    if app.payload is not None and obs.app is not None:
+        requests.append(HttpStep("predict", origin + app.route, "POST", app.payload, False))
+    elif obs.spec_refused is not None and obs.spec_refused.status != 401:
+        requests.append(HttpStep("openapi", origin + OPENAPI_ROUTE, follow=False))
+    return Repeat(tuple(requests), count)
 
 
 def _narrow(obs: Observations, app: AppPlan) -> Step | None:
