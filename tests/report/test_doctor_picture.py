@@ -91,7 +91,7 @@ def test_edges_after_the_broken_stage_are_drawn_as_not_reached() -> None:
     assert edges == ["edge"] * broken + ["edge after"] * (len(report.stages) - 1 - broken)
 
 
-@pytest.mark.parametrize(("columns", "rows"), [(6, 2), (2, 6), (11, 1), (4, 3)])
+@pytest.mark.parametrize(("columns", "rows"), [(6, 2), (2, 6), (12, 1), (4, 3)])
 def test_the_path_wraps_into_rows_of_the_asked_width(columns: int, rows: int) -> None:
     svg = ET.fromstring(doctor_svg(doctor_case("ok"), columns=columns).encode())
     tops = {r.get("y") for n in _nodes(svg) for r in n.iter(f"{SVG_NS}rect") if r.get("rx") == "10"}
