@@ -1007,3 +1007,11 @@ def test_a_502_on_the_openapi_document_is_a_finding_never_a_server_without_one()
     report = diagnose(obs, strict=True)
     assert (report.failed_stage, report.cause) == ("app", "intermittent")
     assert "1 of 2 GET /openapi.json answered 502" in report.explanation.meaning
+
+
+def test_the_latency_on_loopback_blames_no_network() -> None:
+    obs = healthy("http://127.0.0.1:8080/decisions", address="127.0.0.1", own_address=True)
+    latency = diagnose(obs, strict=True).stage("latency")
+    assert latency is not None and latency.summary.endswith("client and HTTP overhead dominates")
+    remote = diagnose(healthy(), strict=True).stage("latency")
+    assert remote is not None and remote.summary.endswith("network and proxies dominates")

@@ -932,12 +932,19 @@ def _stage_latency(obs: Observations, v: Verdict) -> None:
         "network_and_proxies_ms": rest,
         "total_ms": total,
     }
+    # on this machine's own address there is no network and no proxy between: the rest is
+    # the client's and HTTP's own overhead
+    rest_name = (
+        "client and HTTP overhead"
+        if obs.own_address and obs.proxy is None
+        else ("network and proxies")
+    )
     dominant = max(
         ("dns", dns_ms),
         ("connect", connect),
         ("tls", tls),
         ("server", server),
-        ("network and proxies", rest),
+        (rest_name, rest),
         key=lambda kv: kv[1],
     )[0]
     data = {
