@@ -230,3 +230,53 @@ def test_a_healthy_path_repeats_in_well_under_a_second(net: Network, servers: No
     assert repeat["status"] == "ok"
     assert "POST /decisions 11x: 11 200" in repeat["summary"]
     assert report["elapsed_s"] < 2
+
+
+# --- doctor --local with docker-proxy on 127.0.0.1 ---------------------------------------------
+
+_FAKE_PROXY = """
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 18090)); s.listen(8)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    c.recv(4096)
+    c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\n{}")
+    c.close()
+"""
+
+
+def test_docker_proxy_publishing_on_loopback_is_fixed_by_the_publish_address(
+    net: Network, tmp_path: Path
+) -> None:
+    """`docker run -p 127.0.0.1:18090:8080`: Docker's publisher holds the loopback address.
+    The kernel knows a process by its executable's name, so a copy of the interpreter named
+    docker-proxy, with docker-proxy's own flags, stands in for it."""
+    import shutil
+
+    binary = tmp_path / "docker-proxy"
+    shutil.copy(Path(sys.executable).resolve(), binary)
+    script = tmp_path / "fake_proxy.py"
+    script.write_text(_FAKE_PROXY)
+    flags = ["-proto", "tcp", "-host-ip", "127.0.0.1", "-host-port", "18090",
+             "-container-ip", "172.17.0.2", "-container-port", "8080"]  # fmt: skip
+    proc = net.spawn("vm", [str(binary), str(script), *flags], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        out = net.run(
+            "vm",
+            [sys.executable, "-m", "servepath", "doctor", "--local", "18090", "--json"],
+            check=False,
+            env=ENV,
+            timeout=60,
+        )
+        report = json.loads(out.stdout)
+    finally:
+        net.stop(proc)
+    assert verdict(report) == ("bind", "bound_to_loopback"), report["explanation"]
+    fix = " ".join(report["fix"])
+    assert "docker run -p 18090:8080" in fix, fix
+    assert "--host 0.0.0.0" not in fix
+    assert "outside the container" not in report["explanation"]

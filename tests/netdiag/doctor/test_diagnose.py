@@ -1015,3 +1015,30 @@ def test_the_latency_on_loopback_blames_no_network() -> None:
     assert latency is not None and latency.summary.endswith("client and HTTP overhead dominates")
     remote = diagnose(healthy(), strict=True).stage("latency")
     assert remote is not None and remote.summary.endswith("network and proxies dominates")
+
+
+def test_docker_proxy_holding_loopback_is_fixed_by_the_publish_address_not_host() -> None:
+    from servepath.net.listeners import Listener, PortMapping
+
+    proxy = Listener("tcp", "127.0.0.1", 18090, "loopback", 4242, "root", "docker-proxy",  # type: ignore[arg-type]
+                     forwarder="docker-proxy")  # fmt: skip
+    mapping = PortMapping("docker-proxy", "tcp", 18090, 8080, "127.0.0.1", "172.17.0.2")  # type: ignore[arg-type]
+    listen = PortListenReport(18090, (proxy,), (mapping,))
+    health = (200, "GET http://127.0.0.1:18090/ -> 200")
+    report = diagnose_local(18090, listen, {"in_container": False}, health, 0.01)
+    assert (report.failed_stage, report.cause) == ("bind", "bound_to_loopback")
+    fix = " ".join(report.explanation.fix)
+    assert "docker run -p 18090:8080" in fix
+    assert "--host 0.0.0.0" not in fix
+    assert "outside the container" not in report.explanation.meaning
+    assert "not from other hosts" in report.explanation.meaning
+
+
+def test_a_host_process_bound_to_loopback_is_told_to_bind_every_interface() -> None:
+    from servepath.net.listeners import Listener
+
+    app = Listener("tcp", "127.0.0.1", 8080, "loopback", 42, "app", "python3")  # type: ignore[arg-type]
+    report = diagnose_local(8080, PortListenReport(8080, (app,)), {"in_container": False},
+                            (200, "ok"), 0.01)  # fmt: skip
+    assert "servepath serve --host 0.0.0.0" in " ".join(report.explanation.fix)
+    assert "outside the container" not in report.explanation.meaning

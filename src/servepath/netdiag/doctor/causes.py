@@ -589,11 +589,13 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
         ("start it: servepath serve --host 0.0.0.0 --port {port}",),
     ),
     "bound_to_loopback": (
-        "{process} listens on port {port} only on {bound}: reachable from this machine "
-        "only, not from other hosts or from outside the container",
+        "{process} listens on port {port} only on {bound}: {reach}",
         "server operator",
         (
-            "bind every interface: servepath serve --host 0.0.0.0 --port {port} "
+            "?publish:{process} is Docker's port publisher: the container was started with "
+            "-p {bound}:{port}:{container_port}; publish on every interface instead: docker "
+            "run -p {port}:{container_port} ... (the service inside needs no change)",
+            "?serve_fix:bind every interface: servepath serve --host 0.0.0.0 --port {port} "
             "(--host :: for IPv6 too; for uvicorn: --host 0.0.0.0)",
         ),
     ),
