@@ -1,10 +1,11 @@
 """The doctor's third generation on a real topology: redirects on the predict route, a 5xx on
 the large request, a routing loop, and failures that come and go behind a load balancer.
 
-    client 10.31.1.2 ── r1 ── r2 ── vm 10.31.4.2   servepath :8080 (every interface),
-      default via r1     │     │                    nginx: redirects, a loop, a 5xx on
-                         └─────┴── 10.31.9.0/24      large bodies, one bad replica of two
-                                   bounces between r1 and r2 (a routing loop)
+    client 10.31.1.2 ── r1 ── r2 ── vm 10.31.4.2   servepath :8080 (every IPv4 address),
+      fd31:1::2          │     │       fd31:4::2    nginx: redirects, a loop, a 5xx on
+      default via r1     │     └── 10.31.9.0/24      large bodies, one bad replica of two
+                         │         bounces between r1 and r2 (a routing loop)
+                         └── dns 10.31.3.53: both.test -> A 10.31.4.2, AAAA fd31:4::2
 """
 
 from __future__ import annotations
@@ -23,24 +24,29 @@ from tests.helpers.nginx import HEADER
 from tests.helpers.waiting import wait_until_answers
 from tests.support import TESTS_DIR, need_binary
 from tests.topology.conftest import BuildNetwork
-from tests.topology.topology import Network, Topology
+from tests.topology.topology import Network, Topology, drop
 
 CLIENT, R1_IN, R1_OUT, R2_IN, VM = "10.31.1.2", "10.31.1.1", "10.31.2.1", "10.31.2.2", "10.31.4.2"
 LOOPING = "10.31.9.5"  # routed r1 -> r2 -> r1 ...
+VM6, DNS = "fd31:4::2", "10.31.3.53"
 # this checkout's code, whichever servepath the interpreter has installed
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TESTS_DIR.parent / "src")}
 
 
 @pytest.fixture(scope="module")
 def net(build_network: BuildNetwork) -> Network:
+    need_binary("dnsmasq")
     topo = Topology()
-    topo.host("client")
+    topo.host("client", nameservers=[DNS])
     topo.router("r1")
     topo.router("r2")
     topo.host("vm")
-    topo.link("client", f"{CLIENT}/24", "r1", f"{R1_IN}/24")
-    topo.link("r1", f"{R1_OUT}/24", "r2", f"{R2_IN}/24")
-    topo.link("r2", "10.31.4.1/24", "vm", f"{VM}/24")
+    topo.link("client", f"{CLIENT}/24,fd31:1::2/64", "r1", f"{R1_IN}/24,fd31:1::1/64")
+    topo.link("r1", f"{R1_OUT}/24,fd31:2::1/64", "r2", f"{R2_IN}/24,fd31:2::2/64")
+    topo.link("r2", "10.31.4.1/24,fd31:4::1/64", "vm", f"{VM}/24,{VM6}/64")
+    topo.link("r1", "10.31.3.1/24", "dns", f"{DNS}/24")
+    # both.test: A and AAAA, where the service listens on IPv4 only
+    topo.dns("dns", DNS, {"both.test": [VM, VM6]}, extra_args=["--local=/test/"])
     topo.route("client", "default", R1_IN)
     topo.route("r1", "10.31.9.0/24", R2_IN)
     topo.route("r2", "10.31.9.0/24", R1_OUT)
@@ -280,3 +286,28 @@ def test_docker_proxy_publishing_on_loopback_is_fixed_by_the_publish_address(
     assert "docker run -p 18090:8080" in fix, fix
     assert "--host 0.0.0.0" not in fix
     assert "outside the container" not in report["explanation"]
+
+
+# --- both address families --------------------------------------------------------------------
+
+
+def test_an_aaaa_record_for_an_ipv4_only_service_is_ipv6_unreachable(
+    net: Network, servers: None
+) -> None:
+    report = doctor(net, "http://both.test:8080/decisions")
+    assert verdict(report) == ("transport", "ipv6_unreachable"), report["explanation"]
+    assert report["owner"] == "server operator"
+    assert f"answers on {VM} but is refused (RST) on {VM6}" in report["explanation"]
+    fix = " ".join(report["fix"])
+    assert "servepath serve --host ::" in fix and "remove the AAAA record of both.test" in fix
+
+
+def test_a_silent_ipv6_path_is_the_network_admins_and_costs_one_timeout(
+    net: Network, servers: None
+) -> None:
+    with net.rule("vm", drop(port=8080, ipv6=True)):
+        report = doctor(net, "http://both.test:8080/decisions")
+    assert verdict(report) == ("transport", "ipv6_unreachable"), report["explanation"]
+    assert report["owner"] == "network admin"
+    assert "waits until its connect timeout" in report["explanation"]
+    assert report["elapsed_s"] < 1 + 2  # --timeout 1: one timeout, and the rest of the walk

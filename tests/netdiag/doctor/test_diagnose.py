@@ -100,6 +100,18 @@ def case_routing_loop() -> Observations:
     return nothing_after_transport(obs)
 
 
+def case_family(broken: str, state: str = "closed") -> Observations:
+    """api.test has A and AAAA; one family's address answers on 8080, the other's not."""
+    obs = healthy("http://api.test:8080/decisions")
+    obs.name_addresses = (VM, "fd20:2::2")
+    if broken == "IPv6":
+        obs.dialled = {"fd20:2::2": port(8080, state)}
+        return obs
+    obs.ports = scan(VM, port(8080, state))
+    obs.dialled = {"fd20:2::2": port(8080)}
+    return nothing_after_transport(obs)
+
+
 def case_port_filtered() -> Observations:
     obs = healthy()
     obs.ports = scan(VM, port(8080, "filtered"), port(80, "filtered"))
@@ -360,6 +372,8 @@ CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "dns_disagree": (case_dns_disagree, "dns"),
     "private_address": (case_private_address, "transport"),
     "no_route": (case_no_route, "transport"),
+    "ipv4_unreachable": (lambda: case_family("IPv4"), "transport"),
+    "ipv6_unreachable": (lambda: case_family("IPv6"), "transport"),
     "routing_loop": (case_routing_loop, "transport"),
     "port_filtered": (case_port_filtered, "transport"),
     "port_rejected": (case_port_rejected, "transport"),
@@ -858,6 +872,17 @@ def _another_port_answers(obs: Observations) -> None:
     obs.other_services = {80: f"http://{VM}:80/"}
 
 
+VM6 = "fd20:2::2"
+
+
+def _ipv6_answers(obs: Observations) -> None:
+    obs.dialled = {VM6: port(8080)}
+
+
+def _ipv6_refuses(obs: Observations) -> None:
+    obs.dialled = {VM6: port(8080, "closed")}
+
+
 #: Each row of PORT_EVIDENCE as observations: the asked port's result, and what else holds.
 _PORT_FINDINGS: dict[str, tuple[Callable[[], Any], Callable[[Observations], None] | None]] = {
     "a router or firewall on the way refuses": (
@@ -886,6 +911,8 @@ _PORT_FINDINGS: dict[str, tuple[Callable[[], Any], Callable[[Observations], None
         _another_port_answers,
     ),
     "the target itself resets (RST)": (lambda: port(8080, "closed"), None),
+    "the name's other address family answers": (lambda: port(8080, "closed"), _ipv6_answers),
+    "the asked address answers, and every IPv6 address": (lambda: port(8080), _ipv6_refuses),
 }
 
 
@@ -1042,3 +1069,30 @@ def test_a_host_process_bound_to_loopback_is_told_to_bind_every_interface() -> N
                             (200, "ok"), 0.01)  # fmt: skip
     assert "servepath serve --host 0.0.0.0" in " ".join(report.explanation.fix)
     assert "outside the container" not in report.explanation.meaning
+
+
+# --- both address families ----------------------------------------------------------------------
+
+
+def test_an_ipv4_only_listener_behind_an_aaaa_record_is_ipv6_unreachable_for_its_operator() -> None:
+    report = diagnose(case_family("IPv6"), strict=True)
+    assert (report.failed_stage, report.cause) == ("transport", "ipv6_unreachable")
+    assert report.explanation.owner == "server operator"
+    assert f"answers on {VM} but is refused (RST) on fd20:2::2" in report.explanation.meaning
+    fix = " ".join(report.explanation.fix)
+    assert "listens on IPv4 only" in fix and "servepath serve --host ::" in fix
+    assert "remove the AAAA record of api.test" in fix
+
+
+def test_a_silent_ipv6_path_is_the_network_admins() -> None:
+    report = diagnose(case_family("IPv6", "filtered"), strict=True)
+    assert report.cause == "ipv6_unreachable"
+    assert report.explanation.owner == "network admin"
+    assert "waits until its connect timeout" in report.explanation.meaning
+    assert "ip6tables -I INPUT -p tcp --dport 8080" in " ".join(report.explanation.fix)
+
+
+def test_the_ipv4_twin_when_only_ipv6_answers() -> None:
+    report = diagnose(case_family("IPv4"), strict=True)
+    assert (report.failed_stage, report.cause) == ("transport", "ipv4_unreachable")
+    assert "servepath serve --host 0.0.0.0" in " ".join(report.explanation.fix)

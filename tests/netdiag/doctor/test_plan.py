@@ -12,6 +12,7 @@ import pytest
 from servepath.config import ProxyEnv
 from servepath.netdiag.doctor import DoctorOptions, Observations, make_plan
 from servepath.netdiag.doctor.plan import (
+    DialEvery,
     FindServices,
     HttpStep,
     LocateMtuHop,
@@ -121,8 +122,8 @@ def test_a_healthy_servepath_is_walked_from_dns_to_the_path_echo() -> None:
     obs = fresh("http://api.test:8080/decisions")
     kinds = walk(obs, servepath_answers())
     assert kinds == [
-        "dns A", "address", "transport", "health", "openapi", "app plan", "predict", "repeat",
-        "large", "echo",
+        "dns A", "dns AAAA", "address", "transport", "health", "openapi", "app plan", "predict",
+        "repeat", "large", "echo",
     ]  # fmt: skip
 
 
@@ -135,7 +136,7 @@ def test_an_ip_literal_asks_no_dns_and_probes_the_asked_port_before_its_neighbou
     assert step == Transport(VM, 8080, (8080, 80, 443, 8000, 8443))
 
 
-def test_aaaa_is_asked_only_when_a_gave_no_address() -> None:
+def test_aaaa_is_asked_too_and_an_ipv6_only_name_dials_its_aaaa() -> None:
     obs = fresh("http://v6.test/")
     assert next_step(obs) == Resolve("v6.test", "A")
     obs.done.add("dns A")
@@ -143,6 +144,24 @@ def test_aaaa_is_asked_only_when_a_gave_no_address() -> None:
     assert next_step(obs) == Resolve("v6.test", "AAAA")
     obs.done.add("dns AAAA")
     assert next_step(obs) is None  # no address: nothing to dial
+
+
+def test_every_other_address_of_the_name_is_dialled_after_the_transport() -> None:
+    obs = fresh("http://api.test:8080/")
+    obs.done.update({"dns A", "dns AAAA", "address"})
+    obs.address, obs.name_addresses = VM, (VM, "10.20.2.3", "fd20:2::2")
+    step = next_step(obs)
+    assert isinstance(step, Transport) and step.address == VM
+    obs.done.add("transport")
+    obs.probe_target, obs.ports = (VM, 8080), scan(VM, port(8080))
+    assert next_step(obs) == DialEvery(("10.20.2.3", "fd20:2::2"), 8080)
+
+
+def test_chosen_addresses_are_every_value_of_the_chosen_answer() -> None:
+    from servepath.netdiag.doctor.plan import chosen_addresses
+
+    report = dns_report("api.test", ("10.20.3.53", "ok", (VM, "10.20.2.3")))
+    assert chosen_addresses(report) == (VM, "10.20.2.3")
 
 
 def test_through_a_forward_proxy_the_transport_is_the_proxys_and_has_no_neighbours() -> None:

@@ -26,6 +26,8 @@ Cause = Literal[
     "private_address",
     "routing_loop",
     "no_route",
+    "ipv4_unreachable",
+    "ipv6_unreachable",
     "port_filtered",
     "port_rejected",
     "port_closed",
@@ -106,6 +108,11 @@ PORT_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
         "the packets cannot get there at all",
     ),
     (
+        "the name's other address family answers on the port where the asked address does not",
+        "ipv4_unreachable",
+        "a caller that dials the other family gets through: the family, not the service",
+    ),
+    (
         "a private address reached only through the default gateway, and silence",
         "private_address",
         "the address is not on any network this machine can reach",
@@ -124,6 +131,12 @@ PORT_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
         "the target itself resets (RST)",
         "port_closed",
         "nothing listens on the port",
+    ),
+    (
+        "the asked address answers, and every IPv6 address of the name refuses or is silent",
+        "ipv6_unreachable",
+        "a caller that tries IPv6 first (most do) hangs or is refused: only the name's AAAA "
+        "answers fail",
     ),
 )
 
@@ -307,6 +320,32 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
             "each of {routers} sends {address} to the other: fix the route for it on one of "
             "them (ip route get {address} on each; a route onward, or a default route that "
             "does not point back)",
+        ),
+    ),
+    "ipv4_unreachable": (
+        "{host} resolves to IPv4 and IPv6; port {port} answers on {working} but {broken_state} "
+        "on {broken}: a caller that dials {broken_family} first {consequence}",
+        "server operator",
+        (
+            "?refused:the server listens on {working_family} only: {listen_fix}",
+            "?silent:the {broken_family} path to {broken} drops or refuses tcp:{port} (a "
+            "firewall rule, a security group, or no {broken_family} route): open it for "
+            "{broken_family} too ({firewall_cmd})",
+            "or, on the DNS side, remove the {record} record of {host} until "
+            "{broken_family} works; callers then dial {working_family} only",
+        ),
+    ),
+    "ipv6_unreachable": (
+        "{host} resolves to IPv4 and IPv6; port {port} answers on {working} but {broken_state} "
+        "on {broken}: a caller that dials {broken_family} first {consequence}",
+        "server operator",
+        (
+            "?refused:the server listens on {working_family} only: {listen_fix}",
+            "?silent:the {broken_family} path to {broken} drops or refuses tcp:{port} (a "
+            "firewall rule, a security group, or no {broken_family} route): open it for "
+            "{broken_family} too ({firewall_cmd})",
+            "or, on the DNS side, remove the {record} record of {host} until "
+            "{broken_family} works; callers then dial {working_family} only",
         ),
     ),
     "port_filtered": (
@@ -617,6 +656,9 @@ def explain(cause: Cause, context: Mapping[str, Any], *, strict: bool = False) -
     KeyError; otherwise the line says "(unknown)" and the bug is logged.
     """
     meaning, owner, fix = _TEXT[cause]
+    # a few causes are owned by whoever the evidence names (a refusal: the server's
+    # operator; silence: the network's admin)
+    owner = context.get("owner") or owner
     ctx = _Ctx(context)
 
     def render(template: str) -> str | None:

@@ -232,8 +232,16 @@ def _stage_transport(obs: Observations, v: Verdict) -> None:
         return
     others = ", ".join(f"{r.port} {r.state}" for r in obs.ports.results if r.port != asked.port)
     others_text = f" (others: {others})" if others else ""
+    if obs.dialled:
+        data["every_address"] = {a: r.to_json() for a, r in obs.dialled.items()}
     if asked.state == "open":
         rtt = f" in {asked.rtt_ms:.2f} ms" if asked.rtt_ms is not None else ""
+        gap = _family_gap(obs, asked)
+        if gap is not None:
+            cause, context = gap
+            summary = f"{where} open{rtt}, but {context['broken']} {context['broken_state']}"
+            v.add(Stage("transport", "fail", summary, data), cause, **context)
+            return
         v.add(Stage("transport", "ok", f"{where} open{rtt}{others_text}", data))
         return
     stage = Stage("transport", "fail", f"{where} {asked.state}: {asked.detail}{others_text}", data)
@@ -268,6 +276,9 @@ def transport_verdict(obs: Observations, asked: PortResult) -> tuple[Cause, dict
             }
         # an ICMP answer outranks the private-address guess (PORT_EVIDENCE): it names the hop
         return "no_route", {"offender": offender, "detail": asked.detail, **hint}
+    gap = _family_gap(obs, asked)
+    if gap is not None:
+        return gap
     if asked.state == "filtered":
         if _is_outside_private(obs) and not hint:
             return "private_address", {}
@@ -280,6 +291,52 @@ def transport_verdict(obs: Observations, asked: PortResult) -> tuple[Cause, dict
             **_unpublished_hint(obs),
         }
     return "port_closed", _unpublished_hint(obs)
+
+
+def _family_gap(obs: Observations, asked: PortResult) -> tuple[Cause, dict[str, Any]] | None:
+    """One address family of the name answers on the port and the other does not at all."""
+    if obs.address is None or not obs.dialled:
+        return None
+    results = {obs.address: asked, **obs.dialled}
+    v6 = {a: r for a, r in results.items() if ":" in a}
+    v4 = {a: r for a, r in results.items() if ":" not in a}
+    if not v4 or not v6:
+        return None
+    v4_open = [a for a, r in v4.items() if r.state == "open"]
+    v6_open = [a for a, r in v6.items() if r.state == "open"]
+    if v4_open and not v6_open:
+        broken, working, family, other = v6, v4_open, "IPv6", "IPv4"
+    elif v6_open and not v4_open:
+        broken, working, family, other = v4, v6_open, "IPv4", "IPv6"
+    else:
+        return None
+    states = {r.state for r in broken.values()}
+    refused = states == {"closed"}  # the target's own reset: nothing listens on that family
+    state_text = {"closed": "is refused (RST)", "filtered": "gets no answer"}
+    broken_state = " / ".join(sorted(state_text.get(s, f"is {s}") for s in states))
+    listen_fix = (
+        "bind IPv6 too: servepath serve --host :: (it takes IPv4 as well unless the system "
+        "sets net.ipv6.bindv6only)"
+        if family == "IPv6"
+        else "bind IPv4 too: servepath serve --host 0.0.0.0 (or --host :: on a system that "
+        "maps IPv4 into IPv6)"
+    )
+    tool = "ip6tables" if family == "IPv6" else "iptables"
+    cause: Cause = "ipv6_unreachable" if family == "IPv6" else "ipv4_unreachable"
+    return cause, {
+        "working": ", ".join(working),
+        "working_family": other,
+        "broken": ", ".join(broken),
+        "broken_family": family,
+        "broken_state": broken_state,
+        "consequence": "is refused" if refused else "waits until its connect timeout",
+        "refused": refused,
+        "silent": not refused,
+        "listen_fix": listen_fix,
+        "firewall_cmd": f"{tool} -I INPUT -p tcp --dport {obs.port} -j ACCEPT",
+        "record": "AAAA" if family == "IPv6" else "A",
+        "owner": "server operator" if refused else "network admin",
+    }
 
 
 def _loop_routers(obs: Observations, offender: str) -> list[str]:

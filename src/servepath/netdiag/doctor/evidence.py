@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from servepath.net.routes import KernelRoute, RouteLookup
 from servepath.netdiag.dns import DnsReport
 from servepath.netdiag.http import HttpReport
-from servepath.netdiag.ports import PortScan
+from servepath.netdiag.ports import PortResult, PortScan
 from servepath.netdiag.tls import TlsReport
 from servepath.netdiag.trace import Trace
 
@@ -135,6 +135,8 @@ class Observations:
     address: str | None = None
     own_address: bool = False  # the address is one of this machine's own
     route: RouteLookup | None = None
+    name_addresses: tuple[str, ...] = ()  # every A and AAAA answer for the name
+    dialled: dict[str, PortResult] = field(default_factory=dict)  # the name's other addresses
     probe_target: tuple[str, int] | None = None  # the target, or the forward proxy
     trace: Trace | None = None
     trace_error: str | None = None

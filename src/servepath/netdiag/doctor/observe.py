@@ -21,7 +21,7 @@ import dns.reversename
 import orjson
 
 from servepath.errors import ServepathError
-from servepath.net.endpoints import host_port
+from servepath.net.endpoints import host_port, is_ip_literal
 from servepath.net.interfaces import local_addresses
 from servepath.net.routes import KernelRoute as Route
 from servepath.net.routes import default_gateway, lookup, read_routes
@@ -35,6 +35,7 @@ from servepath.netdiag.doctor.evidence import (
     attempt_of,
 )
 from servepath.netdiag.doctor.plan import (
+    DialEvery,
     FindServices,
     HttpStep,
     InspectAddress,
@@ -54,11 +55,12 @@ from servepath.netdiag.doctor.plan import (
     answers_tls,
     candidate_names,
     chosen_address,
+    chosen_addresses,
     next_step,
 )
 from servepath.netdiag.doctor.signs import from_servepath
 from servepath.netdiag.http import HttpReport, probe_http, probe_http_series
-from servepath.netdiag.ports import scan_ports
+from servepath.netdiag.ports import PortResult, scan_ports
 from servepath.netdiag.tls import probe_tls
 from servepath.netdiag.trace import trace
 
@@ -96,10 +98,17 @@ def _run(step: Step, obs: Observations, routes: list[Route]) -> None:
         case Resolve(name, "A"):
             obs.dns = probe_dns(name, "A", resolvers=options.resolvers, timeout=options.timeout)
             obs.address = chosen_address(obs.dns)
+            obs.name_addresses = chosen_addresses(obs.dns)
         case Resolve(name, "AAAA"):
             aaaa = probe_dns(name, "AAAA", timeout=options.timeout)
             if aaaa.ok and chosen_address(aaaa):
-                obs.dns, obs.address = aaaa, chosen_address(aaaa)
+                if obs.address is None:  # an IPv6-only name
+                    obs.dns, obs.address = aaaa, chosen_address(aaaa)
+                obs.name_addresses = tuple(
+                    dict.fromkeys((*obs.name_addresses, *chosen_addresses(aaaa)))
+                )
+        case DialEvery(addresses, port):
+            obs.dialled = _dial_every(addresses, port, options.timeout)
         case InspectAddress(address):
             obs.own_address = _is_own_address(address)
             obs.route = lookup(address, routes)
@@ -209,6 +218,20 @@ def _probe_transport(obs: Observations, step: Transport) -> None:
             future.result()
 
 
+def _dial_every(addresses: tuple[str, ...], port: int, timeout: float) -> dict[str, PortResult]:
+    """The port on each address at once: a silent one costs one timeout for all."""
+
+    def dial(address: str) -> PortResult | None:
+        try:
+            return scan_ports(address, [port], timeout=timeout).results[0]
+        except (ServepathError, OSError, IndexError):
+            return None
+
+    with ThreadPoolExecutor(max_workers=len(addresses)) as pool:
+        found = dict(zip(addresses, pool.map(dial, addresses), strict=True))
+    return {a: r for a, r in found.items() if r is not None}
+
+
 def _look_inside_containers(obs: Observations, port: int, reachable: bool) -> None:
     """Which mapping carries an open port into a container, and what listens in that
     container's namespace; for a closed port, which containers listen with nothing published."""
@@ -283,6 +306,11 @@ def _request_settings(obs: Observations, step: HttpStep) -> dict[str, Any]:
     --host-header, the key, trusting --cafile."""
     plan, options = obs.plan, obs.plan.options
     pins = {(plan.pin.name, plan.pin.port): plan.pin.address} if plan.pin else None
+    target = plan.target
+    if pins is None and plan.direct and obs.address and not is_ip_literal(target.host):
+        # the address the transport probed, not whichever family the resolver lists first:
+        # a silent AAAA would cost every request its timeout (the dial-every step names it)
+        pins = {(target.host.lower(), target.port): obs.address}
     headers = plan.headers()
     if step.content is not None:
         headers.append(("content-type", "application/json"))

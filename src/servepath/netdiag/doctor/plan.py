@@ -45,6 +45,7 @@ __all__ = [
     "LARGE_REQUEST_BYTES",
     "NEIGHBOUR_PORTS",
     "AppPlan",
+    "DialEvery",
     "DoctorOptions",
     "DoctorUsageError",
     "FindServices",
@@ -68,6 +69,7 @@ __all__ = [
     "asked_port_open",
     "candidate_names",
     "chosen_address",
+    "chosen_addresses",
     "is_redirect",
     "large_wait",
     "make_plan",
@@ -369,6 +371,16 @@ class Transport:
 
 
 @dataclass(frozen=True)
+class DialEvery:
+    """Connect to the name's other addresses (every A and AAAA answer) at once: a caller may
+    dial any of them, and many try IPv6 first."""
+
+    addresses: tuple[str, ...]
+    port: int
+    kind: str = "every address"
+
+
+@dataclass(frozen=True)
 class LookInside:
     """On this machine's own address: the mapping into a container (an open port), or the
     containers that listen with nothing published (a closed one)."""
@@ -487,6 +499,7 @@ Step = (
     | InspectAddress
     | ResolveProxy
     | Transport
+    | DialEvery
     | LookInside
     | FindServices
     | ProbeTls
@@ -510,7 +523,7 @@ def _locate(obs: Observations) -> Step | None:
     if plan.pinned is None:
         if "dns A" not in done:
             return Resolve(plan.target.host, "A")
-        if obs.address is None and "dns AAAA" not in done:  # an IPv6-only name
+        if "dns AAAA" not in done:  # both families: many callers try IPv6 first
             return Resolve(plan.target.host, "AAAA")
     if obs.address is not None and "address" not in done:
         return InspectAddress(obs.address)
@@ -527,6 +540,9 @@ def _reach(obs: Observations) -> Step | None:
         target = (obs.address, plan.target.port)
     if target is not None and "transport" not in done:
         return Transport(target[0], target[1], (target[1], *plan.neighbours))
+    others = tuple(a for a in obs.name_addresses if a != obs.address)
+    if plan.direct and obs.ports is not None and others and "every address" not in done:
+        return DialEvery(others, plan.target.port)
     reachable = asked_port_open(obs)
     if obs.own_address and plan.direct and "containers" not in done:
         return LookInside(plan.target.port, reachable)
@@ -716,6 +732,16 @@ def chosen_address(report: DnsReport) -> str | None:
             if answer.source == source and answer.outcome == "ok" and answer.values:
                 return answer.values[0]
     return None
+
+
+def chosen_addresses(report: DnsReport) -> tuple[str, ...]:
+    """Every address of the answer a client would use (the source :func:`chosen_address`
+    picks): a client may dial any of them."""
+    first = chosen_address(report)
+    for answer in report.answers:
+        if answer.outcome == "ok" and answer.values and answer.values[0] == first:
+            return tuple(answer.values)
+    return ()
 
 
 def asked_port_open(obs: Observations) -> bool:
