@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -311,3 +312,76 @@ def test_a_silent_ipv6_path_is_the_network_admins_and_costs_one_timeout(
     assert report["owner"] == "network admin"
     assert "waits until its connect timeout" in report["explanation"]
     assert report["elapsed_s"] < 1 + 2  # --timeout 1: one timeout, and the rest of the walk
+
+
+# --- a certificate's dates, by whose clock --------------------------------------------------------
+
+_DATED_SERVERS = """
+import http.server, ssl, sys, threading, time
+from email.utils import formatdate
+
+cert, key = sys.argv[1], sys.argv[2]
+
+def serve(port, offset_s):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def date_time_string(self, timestamp=None):
+            return formatdate(time.time() + offset_s, usegmt=True)  # this server's clock
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+serve(8443, 0)  # clocks agree: the certificate really starts tomorrow
+serve(8444, 3 * 86400)  # the server's clock three days ahead: by it, the certificate is valid
+print("ready", flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.fixture(scope="module")
+def dated(net: Network, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    import trustme
+
+    tmp = tmp_path_factory.mktemp("dated")
+    ca = trustme.CA()
+    now = datetime.now(UTC)
+    leaf = ca.issue_cert(VM, not_before=now + timedelta(days=1), not_after=now + timedelta(days=90))
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp / "leaf.pem"))
+    leaf.private_key_pem.write_to_path(str(tmp / "leaf.key"))
+    ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
+    proc = net.spawn(
+        "vm",
+        [sys.executable, "-c", _DATED_SERVERS, str(tmp / "leaf.pem"), str(tmp / "leaf.key")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    yield tmp / "ca.pem"
+    net.stop(proc)
+
+
+def test_a_certificate_starting_tomorrow_is_not_yet_valid_never_expired(
+    net: Network, dated: Path
+) -> None:
+    report = doctor(net, f"https://{VM}:8443/decisions", "--cafile", str(dated))
+    assert verdict(report) == ("tls", "tls_not_yet_valid"), report["explanation"]
+    assert report["owner"] == "server operator"
+    assert "expired" not in report["explanation"]
+    assert "clock agrees with the server's" in report["explanation"]
+
+
+def test_a_server_clock_days_away_makes_it_this_machines_clock_skew(
+    net: Network, dated: Path
+) -> None:
+    report = doctor(net, f"https://{VM}:8444/decisions", "--cafile", str(dated))
+    assert verdict(report) == ("tls", "clock_skew"), report["explanation"]
+    assert report["owner"] == "caller"
+    assert "3 days behind the server's" in report["explanation"]

@@ -53,6 +53,7 @@ _PREVIEW_CHARS = 300
 # balancers, the app's own timing).
 _PATH_HEADERS = (
     "server",
+    "date",  # the server's clock: a certificate "not yet valid" may be this machine's clock
     "via",
     "x-cache",
     "x-cache-status",

@@ -4,6 +4,7 @@ of findings that can meet, no network and no root."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -160,6 +161,32 @@ def case_tls_untrusted() -> Observations:
 
 def case_tls_expired() -> Observations:
     return _https("expired")
+
+
+def _dated_cert(not_before: datetime, not_after: datetime) -> Any:
+    from servepath.netdiag.tls import Certificate
+
+    return Certificate("CN=api.test", "api.test", ("api.test",), (), "CN=ca", "01", not_before,
+                       not_after, False, False, "EC 256", "ecdsa-with-SHA256", "ab")  # fmt: skip
+
+
+def _future_cert(skew_s: float | None) -> Observations:
+    """A certificate valid from tomorrow; this machine's clock ``skew_s`` from the server's."""
+    obs = _https("not_yet_valid")
+    cert = _dated_cert(NOW + timedelta(days=1), NOW + timedelta(days=90))
+    obs.tls = _tls("not_yet_valid", protocol="TLSv1.3", certificate=cert,
+                   problems=("not_yet_valid",))  # fmt: skip
+    obs.clock_skew_s = skew_s
+    obs.server_date = "Tue, 01 Dec 2026 00:00:03 GMT" if skew_s is not None else None
+    return obs
+
+
+def case_tls_not_yet_valid() -> Observations:
+    return _future_cert(2.0)
+
+
+def case_clock_skew() -> Observations:
+    return _future_cert(-3 * 86400.0)  # this clock three days behind: there it is valid
 
 
 def case_tls_hostname_mismatch() -> Observations:
@@ -382,6 +409,8 @@ CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "tls_handshake_failed": (case_tls_handshake_failed, "tls"),
     "tls_untrusted": (case_tls_untrusted, "tls"),
     "tls_expired": (case_tls_expired, "tls"),
+    "tls_not_yet_valid": (case_tls_not_yet_valid, "tls"),
+    "clock_skew": (case_clock_skew, "tls"),
     "tls_hostname_mismatch": (case_tls_hostname_mismatch, "tls"),
     "tls_on_plain_port": (case_tls_on_plain_port, "tls"),
     "plain_http_on_tls_port": (case_plain_http_on_tls_port, "tls"),
@@ -1096,3 +1125,36 @@ def test_the_ipv4_twin_when_only_ipv6_answers() -> None:
     report = diagnose(case_family("IPv4"), strict=True)
     assert (report.failed_stage, report.cause) == ("transport", "ipv4_unreachable")
     assert "servepath serve --host 0.0.0.0" in " ".join(report.explanation.fix)
+
+
+# --- a certificate's dates, by whose clock ------------------------------------------------------
+
+
+def test_a_certificate_not_yet_valid_is_never_called_expired() -> None:
+    report = diagnose(case_tls_not_yet_valid(), strict=True)
+    assert report.cause == "tls_not_yet_valid" and report.explanation.owner == "server operator"
+    assert "expired" not in report.explanation.meaning
+    assert "clock agrees with the server's" in report.explanation.meaning
+    assert "renew" not in report.explanation.fix[0].split("reissue")[0]
+
+
+def test_a_clock_days_behind_the_servers_is_the_callers_clock_skew() -> None:
+    report = diagnose(case_clock_skew(), strict=True)
+    assert report.explanation.owner == "caller"
+    assert "3 days behind the server's" in report.explanation.meaning
+    assert "looks not yet valid only by this clock" in report.explanation.meaning
+    assert "timedatectl set-ntp true" in report.explanation.fix[0]
+
+
+def test_a_clock_ahead_makes_a_valid_certificate_look_expired() -> None:
+    obs = _https("expired")
+    cert = _dated_cert(NOW - timedelta(days=90), NOW - timedelta(days=1))
+    obs.tls = _tls("expired", protocol="TLSv1.3", certificate=cert, problems=("expired",))
+    obs.clock_skew_s, obs.server_date = 5 * 86400.0, "Thu, 26 Nov 2026 00:00:00 GMT"
+    report = diagnose(obs, strict=True)
+    assert report.cause == "clock_skew" and "5 days ahead of" in report.explanation.meaning
+
+
+def test_without_the_servers_date_the_certificate_is_judged_by_its_dates() -> None:
+    report = diagnose(_future_cert(None), strict=True)
+    assert report.cause == "tls_not_yet_valid"

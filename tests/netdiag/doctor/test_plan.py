@@ -238,6 +238,17 @@ def test_https_shakes_hands_before_any_request() -> None:
     assert next_step(obs) == ProbeTls(VM, 8443, VM, "ca.pem")
 
 
+def test_a_certificates_dates_ask_the_servers_clock_once_past_the_certificate() -> None:
+    obs = fresh(f"https://{VM}:8443/decisions")
+    obs.done.update({"address", "transport", "tls"})
+    obs.probe_target, obs.ports = (VM, 8443), scan(VM, port(8443))
+    obs.tls = _tls("not_yet_valid", trusted=False)
+    step = next_step(obs)
+    assert isinstance(step, HttpStep) and (step.what, step.unverified) == ("clock", True)
+    obs.done.add("clock")
+    assert next_step(obs) is None  # no request over a certificate the caller would refuse
+
+
 def test_a_failed_handshake_is_sniffed_once_and_no_request_follows() -> None:
     obs = _https_after_transport()
     obs.done.add("tls")

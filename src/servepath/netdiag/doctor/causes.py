@@ -35,6 +35,8 @@ Cause = Literal[
     "tls_handshake_failed",
     "tls_untrusted",
     "tls_expired",
+    "tls_not_yet_valid",
+    "clock_skew",
     "tls_hostname_mismatch",
     "tls_on_plain_port",
     "plain_http_on_tls_port",
@@ -410,6 +412,25 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
         "the certificate of {host_endpoint} has expired ({detail})",
         "server operator",
         ("renew the certificate (certbot renew, or your load balancer's managed cert)",),
+    ),
+    "tls_not_yet_valid": (
+        "the certificate of {host_endpoint} is not valid yet: {detail}{clocks_text}",
+        "server operator",
+        (
+            "the certificate was issued with a start date in the future: reissue it valid "
+            "from now (certbot renew --force-renewal, or your load balancer's managed cert), "
+            "or serve the previous one until then",
+        ),
+    ),
+    "clock_skew": (
+        "this machine's clock is {skew_text} the server's (its Date: {server_date}): the "
+        "certificate of {host_endpoint}, valid {validity}, {looks} only by this clock",
+        "caller",
+        (
+            "set this machine's clock: timedatectl set-ntp true (or chronyc makestep), then "
+            "date -u should agree with the server's Date",
+            "in a VM or container, the host's clock: check the hypervisor's time sync",
+        ),
     ),
     "tls_hostname_mismatch": (
         "the certificate of {host_endpoint} is not valid for the name {host} ({detail})",

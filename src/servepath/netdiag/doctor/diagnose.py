@@ -9,6 +9,7 @@ weaker finding that still helps becomes a hint in the fix.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -402,7 +403,7 @@ def _container_silent(obs: Observations) -> dict[str, Any] | None:
 
 _TLS_CAUSE: dict[str, Cause] = {
     "expired": "tls_expired",
-    "not_yet_valid": "tls_expired",
+    "not_yet_valid": "tls_not_yet_valid",
     "hostname_mismatch": "tls_hostname_mismatch",
     "self_signed": "tls_untrusted",
     "unknown_issuer": "tls_untrusted",
@@ -444,7 +445,47 @@ def _stage_tls(obs: Observations, v: Verdict) -> None:
         summary = f"{failure}: {t.detail} (not verified: --insecure)"
         v.add(Stage("tls", "warn", summary, t.to_json()))
         return
-    v.add(Stage("tls", "fail", f"{failure}: {t.detail}", t.to_json()), cause, detail=t.detail)
+    data = {**t.to_json(), "clock_skew_s": obs.clock_skew_s, "server_date": obs.server_date}
+    context: dict[str, Any] = {"detail": t.detail}
+    if cause in ("tls_expired", "tls_not_yet_valid"):
+        cause, context = _dated(obs, cause, context)
+    v.add(Stage("tls", "fail", f"{failure}: {t.detail}", data), cause, **context)
+
+
+#: A clock this far from the server's explains a certificate's dates; closer, the dates do.
+CLOCK_SKEW_S = 300.0
+
+
+def _dated(
+    obs: Observations, cause: Cause, context: dict[str, Any]
+) -> tuple[Cause, dict[str, Any]]:
+    """Expired or not yet valid: by whose clock? The server's Date tells this machine's."""
+    t, skew = obs.tls, obs.clock_skew_s
+    assert t is not None
+    cert = t.certificate
+    if skew is None or cert is None:
+        return cause, {**context, "clocks_text": ""}
+    server_now = t.checked_at - timedelta(seconds=skew)
+    valid_there = cert.not_before <= server_now <= cert.not_after
+    if abs(skew) > CLOCK_SKEW_S and valid_there:
+        ahead = "ahead of" if skew > 0 else "behind"
+        return "clock_skew", {
+            "skew_text": f"{_duration(abs(skew))} {ahead}",
+            "server_date": obs.server_date,
+            "validity": f"from {cert.not_before:%Y-%m-%d %H:%M} "
+            f"to {cert.not_after:%Y-%m-%d %H:%M} UTC",
+            "looks": "looks expired" if skew > 0 else "looks not yet valid",
+        }
+    clocks = f"; this machine's clock agrees with the server's (Date: {obs.server_date})"
+    return cause, {**context, "clocks_text": clocks}
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.0f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.0f} hours"
+    return f"{seconds / 60:.0f} minutes"
 
 
 def _other_protocol(obs: Observations) -> bool:

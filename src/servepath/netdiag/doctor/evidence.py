@@ -145,6 +145,10 @@ class Observations:
     other_services: dict[int, str] = field(default_factory=dict)  # port -> URL that answered
     tls: TlsReport | None = None
     tls_on_plain: TlsReport | None = None
+    #: this machine's clock minus the server's (its Date header), when a certificate's
+    #: dates failed: a large difference is this machine's clock, not the certificate
+    clock_skew_s: float | None = None
+    server_date: str | None = None
     protocol: ProtocolGuess | None = None  # what the port speaks, when HTTP failed
     health: HttpReport | None = None
     spec: dict[str, Any] | None = None

@@ -15,6 +15,8 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import dns.reversename
@@ -58,7 +60,7 @@ from servepath.netdiag.doctor.plan import (
     chosen_addresses,
     next_step,
 )
-from servepath.netdiag.doctor.signs import from_servepath
+from servepath.netdiag.doctor.signs import from_servepath, header
 from servepath.netdiag.http import HttpReport, probe_http, probe_http_series
 from servepath.netdiag.ports import PortResult, scan_ports
 from servepath.netdiag.tls import probe_tls
@@ -178,6 +180,16 @@ def _record_http(obs: Observations, step: HttpStep, report: HttpReport) -> None:
         case "echo":
             echo = _json_body(report)
             obs.echo = echo if isinstance(echo, dict) else None
+        case "clock":
+            date = header(report, "date")
+            if date is not None:
+                try:
+                    server = parsedate_to_datetime(date)
+                except (TypeError, ValueError):
+                    return
+                # Date has a resolution of one second; the request took a few milliseconds
+                obs.server_date = date
+                obs.clock_skew_s = (datetime.now(UTC) - server).total_seconds()
 
 
 def _is_own_address(address: str) -> bool:
@@ -321,7 +333,7 @@ def _request_settings(obs: Observations, step: HttpStep) -> dict[str, Any]:
         "proxy_env": options.proxy_env,
         "proxy": options.proxy,
         "cafile": options.cafile,
-        "verify": not options.insecure,
+        "verify": not (options.insecure or step.unverified),
         "pins": pins,
         "headers": headers,
         "content": step.content,

@@ -324,7 +324,9 @@ def _batch(instance: dict[str, Any], target_bytes: int, limit: int) -> tuple[byt
 # facts a later probe cannot change is never asked twice.
 
 #: The request the doctor sends in each HTTP step, and where observe() records its answer.
-HttpKind = Literal["health", "health route", "openapi", "predict", "redirect", "large", "echo"]
+HttpKind = Literal[
+    "health", "health route", "openapi", "predict", "redirect", "large", "echo", "clock"
+]
 
 #: Redirects a client follows with GET (most do, for a POST), and those that keep the method.
 METHOD_CHANGING_REDIRECTS = (301, 302, 303)
@@ -435,6 +437,8 @@ class HttpStep:
     follow: bool = True
     timeout: float | None = None  # None: --http-timeout
     keep_body: int | None = None  # None: the whole body, to the driver's limit
+    #: Look past the certificate whatever --insecure says: only the answer's Date is read.
+    unverified: bool = False
 
     @property
     def kind(self) -> str:
@@ -582,6 +586,10 @@ def _tls_first(obs: Observations) -> Step | None:
     silent = tls.protocol is None and tls.certificate is None and tls.failure
     if (tls.failure == "handshake_failed" or silent) and "sniff" not in obs.done:
         return _sniff(obs)
+    dated = {tls.failure, *tls.problems} & {"expired", "not_yet_valid"}
+    if dated and tls.protocol is not None and "clock" not in obs.done:
+        # whose clock is wrong: this machine's, or the certificate's dates
+        return HttpStep("clock", target.origin + "/", follow=False, keep_body=0, unverified=True)
     return None
 
 
