@@ -385,3 +385,61 @@ def test_a_server_clock_days_away_makes_it_this_machines_clock_skew(
     assert verdict(report) == ("tls", "clock_skew"), report["explanation"]
     assert report["owner"] == "caller"
     assert "3 days behind the server's" in report["explanation"]
+
+
+# --- an incomplete chain ----------------------------------------------------------------------
+
+_LEAF_ONLY = """
+import http.server, ssl, sys, threading, time
+
+leaf, key, intermediate = sys.argv[1], sys.argv[2], sys.argv[3]
+der = open(intermediate, "rb").read()
+
+class Aia(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(der)))
+        self.end_headers()
+        self.wfile.write(der)
+    def log_message(self, *args):
+        pass
+
+aia = http.server.ThreadingHTTPServer(("0.0.0.0", 8089), Aia)
+tls = http.server.ThreadingHTTPServer(("0.0.0.0", 8445), Aia)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(leaf, key)  # the leaf alone, as nginx with cert.pem, not fullchain.pem
+tls.socket = context.wrap_socket(tls.socket, server_side=True)
+for server in (aia, tls):
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+print("ready", flush=True)
+time.sleep(3600)
+"""
+
+
+def test_a_leaf_without_its_intermediate_is_an_incomplete_chain(
+    net: Network, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.netdiag.test_chain import issue, pem
+
+    root = issue("Servepath Lab Root", None, ca=True)
+    inter = issue("Servepath Lab Intermediate", root, ca=True)
+    leaf = issue(VM, inter, ca=False, aia=f"http://{VM}:8089/int.der", ip=VM)
+    (tmp_path / "leaf.pem").write_bytes(pem(leaf[0]))
+    key = leaf[1].private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())  # fmt: skip
+    (tmp_path / "leaf.key").write_bytes(key)
+    (tmp_path / "int.der").write_bytes(inter[0].public_bytes(serialization.Encoding.DER))
+    (tmp_path / "root.pem").write_bytes(pem(root[0]))
+    files = [str(tmp_path / n) for n in ("leaf.pem", "leaf.key", "int.der")]
+    proc = net.spawn("vm", [sys.executable, "-c", _LEAF_ONLY, *files], stdout=subprocess.PIPE,
+                     text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        report = doctor(net, f"https://{VM}:8445/decisions", "--cafile", str(tmp_path / "root.pem"))
+    finally:
+        net.stop(proc)
+    assert verdict(report) == ("tls", "tls_chain_incomplete"), report["explanation"]
+    assert "CN=Servepath Lab Intermediate" in report["explanation"]
+    assert "serve the full chain" in " ".join(report["fix"])

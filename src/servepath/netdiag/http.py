@@ -53,7 +53,6 @@ _PREVIEW_CHARS = 300
 # balancers, the app's own timing).
 _PATH_HEADERS = (
     "server",
-    "date",  # the server's clock: a certificate "not yet valid" may be this machine's clock
     "via",
     "x-cache",
     "x-cache-status",
@@ -319,6 +318,7 @@ class HttpHop:
     headers: tuple[tuple[str, str], ...] = ()  # the path-telling ones
     server_timing: tuple[ServerTimingEntry, ...] = ()
     location: str | None = None
+    date: str | None = None  # the server's clock (a certificate's dates are judged by it too)
     body_bytes: int = 0
     body_preview: str | None = None  # the start of an error response's body
     error: HttpErrorClass | None = None
@@ -341,6 +341,7 @@ class HttpHop:
             "headers": [[k, v] for k, v in self.headers],
             "server_timing": [e.to_json() for e in self.server_timing],
             "location": self.location,
+            "date": self.date,
             "body_bytes": self.body_bytes,
             "body_preview": self.body_preview,
             "error": None if self.error is None else self.error._asdict(),
@@ -623,6 +624,7 @@ def _hop(
         headers=path_headers(response.headers.multi_items()),
         server_timing=parse_server_timing(response.headers.get_list("server-timing")),
         location=response.headers.get("location"),
+        date=response.headers.get("date"),
         body_bytes=len(body),
         body_preview=preview,
         body=body[:keep_body] if keep_body else None,

@@ -159,6 +159,19 @@ def case_tls_untrusted() -> Observations:
     return _https("unknown_issuer")
 
 
+def _leaf_without_issuer(issuer_url: str | None, trusted: bool | None) -> Observations:
+    from servepath.netdiag.chain import ChainCheck
+
+    obs = _https("unknown_issuer")
+    chain = ChainCheck(("CN=api.test",), "CN=Servepath Intermediate", issuer_url, trusted)
+    obs.tls = _tls("unknown_issuer", protocol="TLSv1.3", chain=chain)
+    return obs
+
+
+def case_tls_chain_incomplete() -> Observations:
+    return _leaf_without_issuer("http://ca.test/int.der", True)
+
+
 def case_tls_expired() -> Observations:
     return _https("expired")
 
@@ -409,6 +422,7 @@ CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "tls_handshake_failed": (case_tls_handshake_failed, "tls"),
     "tls_untrusted": (case_tls_untrusted, "tls"),
     "tls_expired": (case_tls_expired, "tls"),
+    "tls_chain_incomplete": (case_tls_chain_incomplete, "tls"),
     "tls_not_yet_valid": (case_tls_not_yet_valid, "tls"),
     "clock_skew": (case_clock_skew, "tls"),
     "tls_hostname_mismatch": (case_tls_hostname_mismatch, "tls"),
@@ -1158,3 +1172,26 @@ def test_a_clock_ahead_makes_a_valid_certificate_look_expired() -> None:
 def test_without_the_servers_date_the_certificate_is_judged_by_its_dates() -> None:
     report = diagnose(_future_cert(None), strict=True)
     assert report.cause == "tls_not_yet_valid"
+
+
+# --- incomplete chains -----------------------------------------------------------------------
+
+
+def test_a_leaf_sent_without_its_intermediate_is_an_incomplete_chain_not_a_private_ca() -> None:
+    report = diagnose(case_tls_chain_incomplete(), strict=True)
+    assert report.explanation.owner == "server operator"
+    assert "without the CA certificate that issued it (CN=Servepath Intermediate)" in (
+        report.explanation.meaning
+    )
+    fix = " ".join(report.explanation.fix)
+    assert "serve the full chain" in fix and "http://ca.test/int.der" in fix
+    assert "private CA" not in report.explanation.meaning
+
+
+def test_without_an_aia_url_it_stays_untrusted_and_names_the_missing_issuer() -> None:
+    report = diagnose(_leaf_without_issuer(None, None), strict=True)
+    assert report.cause == "tls_untrusted"
+    assert (
+        "sends no certificate for its issuer CN=Servepath Intermediate"
+        in (report.explanation.fix[0])
+    )

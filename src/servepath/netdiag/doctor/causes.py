@@ -34,6 +34,7 @@ Cause = Literal[
     "service_on_other_port",
     "tls_handshake_failed",
     "tls_untrusted",
+    "tls_chain_incomplete",
     "tls_expired",
     "tls_not_yet_valid",
     "clock_skew",
@@ -404,8 +405,24 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
         "the certificate of {host_endpoint} is not trusted ({detail})",
         "server operator",
         (
+            "?missing:the server sends no certificate for its issuer {missing}: if that is an "
+            "intermediate CA, the chain is incomplete — serve the full chain (nginx: "
+            "ssl_certificate fullchain.pem)",
             "serve a certificate from a public CA (e.g. Let's Encrypt) with its full chain, "
             "or give the client the CA: servepath doctor {url} --cafile ca.pem",
+        ),
+    ),
+    "tls_chain_incomplete": (
+        "{host_endpoint} sends its certificate without the CA certificate that issued it "
+        "({missing}): browsers fill the gap themselves, other clients (curl, Python, Go, "
+        "Java) cannot verify it",
+        "server operator",
+        (
+            "serve the full chain: the certificate followed by {missing}'s (nginx: "
+            "ssl_certificate fullchain.pem, not cert.pem; certbot writes fullchain.pem)",
+            "?issuer_url:the missing certificate is at {issuer_url} (the certificate's AIA URL)",
+            "check: openssl s_client -connect {endpoint} -servername {host} -showcerts lists "
+            "more than one certificate once it is fixed",
         ),
     ),
     "tls_expired": (

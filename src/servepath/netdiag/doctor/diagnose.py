@@ -449,6 +449,12 @@ def _stage_tls(obs: Observations, v: Verdict) -> None:
     context: dict[str, Any] = {"detail": t.detail}
     if cause in ("tls_expired", "tls_not_yet_valid"):
         cause, context = _dated(obs, cause, context)
+    chain = t.chain
+    if cause == "tls_untrusted" and chain is not None and chain.missing is not None:
+        context["missing"] = chain.missing
+        if chain.issuer_trusted:  # fetched from the AIA URL: the store vouches for it
+            cause = "tls_chain_incomplete"
+            context["issuer_url"] = chain.issuer_url
     v.add(Stage("tls", "fail", f"{failure}: {t.detail}", data), cause, **context)
 
 

@@ -60,7 +60,7 @@ from servepath.netdiag.doctor.plan import (
     chosen_addresses,
     next_step,
 )
-from servepath.netdiag.doctor.signs import from_servepath, header
+from servepath.netdiag.doctor.signs import from_servepath
 from servepath.netdiag.http import HttpReport, probe_http, probe_http_series
 from servepath.netdiag.ports import PortResult, scan_ports
 from servepath.netdiag.tls import probe_tls
@@ -181,7 +181,7 @@ def _record_http(obs: Observations, step: HttpStep, report: HttpReport) -> None:
             echo = _json_body(report)
             obs.echo = echo if isinstance(echo, dict) else None
         case "clock":
-            date = header(report, "date")
+            date = report.final.date if report.hops else None
             if date is not None:
                 try:
                     server = parsedate_to_datetime(date)
