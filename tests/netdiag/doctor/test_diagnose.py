@@ -1195,3 +1195,26 @@ def test_without_an_aia_url_it_stays_untrusted_and_names_the_missing_issuer() ->
         "sends no certificate for its issuer CN=Servepath Intermediate"
         in (report.explanation.fix[0])
     )
+
+
+def test_localhost_refused_on_ipv6_by_a_server_on_127_0_0_1_is_only_a_warning() -> None:
+    obs = healthy("http://localhost:8080/decisions", address="127.0.0.1", own_address=True)
+    obs.name_addresses = ("127.0.0.1", "::1")
+    obs.dialled = {"::1": port(8080, "closed")}
+    report = diagnose(obs, strict=True)
+    assert report.ok
+    transport = report.stage("transport")
+    assert transport is not None and transport.status == "warn"
+    assert "fall back at once" in transport.summary
+
+
+def test_a_private_address_the_gateway_has_no_route_for_is_private_not_no_route() -> None:
+    from servepath.net.routes import RouteLookup
+
+    obs = healthy("http://10.99.0.5:8080/decisions", address="10.99.0.5")
+    obs.route = RouteLookup("10.99.0.5", "via-default", obs.gateway)
+    obs.ports = scan("10.99.0.5", port(8080, "unreachable", offender=ROUTER, icmp=(3, 0)))
+    report = diagnose(nothing_after_transport(obs), strict=True)
+    assert report.cause == "private_address"
+    obs.route = RouteLookup("10.99.0.5", "via-route", obs.gateway)  # a route of its own
+    assert diagnose(obs, strict=True).cause == "no_route"

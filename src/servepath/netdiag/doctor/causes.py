@@ -106,19 +106,20 @@ PORT_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
         "two routers hand the packets back and forth: the trace names both",
     ),
     (
-        "a router says there is no route (ICMP host/net unreachable from a hop)",
-        "no_route",
-        "the packets cannot get there at all",
-    ),
-    (
         "the name's other address family answers on the port where the asked address does not",
         "ipv4_unreachable",
         "a caller that dials the other family gets through: the family, not the service",
     ),
     (
-        "a private address reached only through the default gateway, and silence",
+        "a private address reached only through the default gateway, and silence or a "
+        "router's no-route answer",
         "private_address",
-        "the address is not on any network this machine can reach",
+        "the address is not on any network this machine can reach: a route is not the fix",
+    ),
+    (
+        "a router says there is no route (ICMP host/net unreachable from a hop)",
+        "no_route",
+        "the packets cannot get there at all",
     ),
     (
         "no answer at all (DROP)",

@@ -241,6 +241,11 @@ def _stage_transport(obs: Observations, v: Verdict) -> None:
         if gap is not None:
             cause, context = gap
             summary = f"{where} open{rtt}, but {context['broken']} {context['broken_state']}"
+            if obs.own_address and context["refused"]:
+                # localhost on a server bound to 127.0.0.1: a caller on this machine is
+                # refused on ::1 at once and dials 127.0.0.1 next; nothing waits
+                v.add(Stage("transport", "warn", f"{summary}: callers fall back at once", data))
+                return
             v.add(Stage("transport", "fail", summary, data), cause, **context)
             return
         v.add(Stage("transport", "ok", f"{where} open{rtt}{others_text}", data))
@@ -275,11 +280,15 @@ def transport_verdict(obs: Observations, asked: PortResult) -> tuple[Cause, dict
                 "routers": " and ".join(_loop_routers(obs, offender)),
                 **hint,
             }
-        # an ICMP answer outranks the private-address guess (PORT_EVIDENCE): it names the hop
-        return "no_route", {"offender": offender, "detail": asked.detail, **hint}
     gap = _family_gap(obs, asked)
     if gap is not None:
         return gap
+    if asked.state == "unreachable":
+        # the default gateway has no route to a private address: it is someone's internal
+        # network, and the fix is the external address, not a route (PORT_EVIDENCE)
+        if _is_outside_private(obs) and not hint:
+            return "private_address", {}
+        return "no_route", {"offender": offender, "detail": asked.detail, **hint}
     if asked.state == "filtered":
         if _is_outside_private(obs) and not hint:
             return "private_address", {}
