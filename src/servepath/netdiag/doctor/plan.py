@@ -335,7 +335,7 @@ METHOD_KEEPING_REDIRECTS = (307, 308)
 
 @dataclass(frozen=True)
 class Resolve:
-    """Ask DNS for the target's name (AAAA only when A gave no address)."""
+    """Ask DNS for the target's name: A, then AAAA (a caller may dial either family)."""
 
     name: str
     rdtype: Literal["A", "AAAA"]
