@@ -91,7 +91,7 @@ def test_edges_after_the_broken_stage_are_drawn_as_not_reached() -> None:
     assert edges == ["edge"] * broken + ["edge after"] * (len(report.stages) - 1 - broken)
 
 
-@pytest.mark.parametrize(("columns", "rows"), [(6, 2), (2, 6), (11, 1), (4, 3)])
+@pytest.mark.parametrize(("columns", "rows"), [(6, 2), (2, 6), (12, 1), (4, 3)])
 def test_the_path_wraps_into_rows_of_the_asked_width(columns: int, rows: int) -> None:
     svg = ET.fromstring(doctor_svg(doctor_case("ok"), columns=columns).encode())
     tops = {r.get("y") for n in _nodes(svg) for r in n.iter(f"{SVG_NS}rect") if r.get("rx") == "10"}
@@ -156,3 +156,21 @@ def test_the_local_doctor_report_draws_too() -> None:
     svg = ET.fromstring(standalone_svg(report).encode())
     assert len([n for n in _nodes(svg) if "BROKEN HERE" in _texts(n)]) == 1
     assert_self_contained(doctor_html(report))
+
+
+def test_the_tls_nodes_cipher_stays_inside_its_box() -> None:
+    from dataclasses import replace
+
+    from servepath.netdiag.doctor import Stage
+    from servepath.render.doctor import FACT_WIDTH, fit_lines, stage_nodes, text_px
+
+    summary = "TLSv1.3 TLS_AES_256_GCM_SHA384, trusted, 89 days to expiry"
+    # counted in characters (23 a line) a line of capitals runs past the 156 px box
+    assert text_px("TLS_AES_256_GCM_SHA384,") > FACT_WIDTH
+    base = doctor_case("ok")
+    stages = tuple(Stage("tls", "ok", summary) if s.name == "tls" else s for s in base.stages)
+    node = next(n for n in stage_nodes(replace(base, stages=stages)) if n.name == "tls")
+    assert len(node.lines) == 2
+    assert all(text_px(line) <= FACT_WIDTH for line in node.lines), node.lines
+    assert "".join(node.lines).startswith("TLSv1.3TLS_AES_256_GCM")
+    assert fit_lines("GET / -> 200 in 2.0 ms", FACT_WIDTH, 2) == ["GET / -> 200 in 2.0 ms"]

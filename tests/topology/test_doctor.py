@@ -110,7 +110,9 @@ def servers(
 def doctor(
     net: Network, *args: str, env: dict[str, str] | None = None, node: str = "client"
 ) -> dict[str, Any]:
-    full = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **(env or {})}
+    # the doctor of this checkout, whichever servepath the interpreter has installed
+    here = str(TESTS_DIR.parent / "src")
+    full = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": here, **(env or {})}
     proc = net.run(
         node,
         [sys.executable, "-m", "servepath", "doctor", *args, "--json", "--timeout", "1"],

@@ -32,7 +32,8 @@ from tests.topology.topology import Network, Rule, Topology, drop, reject
 CLIENT, R1_IN, VM = "10.30.1.2", "10.30.1.1", "10.30.4.2"
 R1_R2, R2_VM = "10.30.2.1", "10.30.4.1"
 DNS = "10.30.3.53"
-ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+# the doctor of this checkout, whichever servepath the interpreter has installed
+ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TESTS_DIR.parent / "src")}
 
 SILENT_TOO_BIG = Rule(
     "OUTPUT", ("-p", "icmp", "--icmp-type", "fragmentation-needed"), ("-j", "DROP")

@@ -51,6 +51,13 @@ def doctor(
     large_kb: Annotated[
         int, typer.Option(help="Size of the large request that finds MTU black holes; 0: off")
     ] = 48,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            help="Send GET / and the prediction this often, over fresh and reused connections, "
+            "to see failures that come and go; 0: off"
+        ),
+    ] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
     html_out: Annotated[
         Path | None,
@@ -98,6 +105,7 @@ def doctor(
             pins=tuple(parse_pin(r) for r in resolve or ()),
             host_header=host_header,
             large_bytes=max(0, large_kb) * 1000,
+            repeat=max(0, repeat),
         )
         report = run_doctor(url, options)
     if json_out:

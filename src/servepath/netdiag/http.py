@@ -41,6 +41,7 @@ __all__ = [
     "path_headers",
     "phases_from_events",
     "probe_http",
+    "probe_http_series",
 ]
 
 log = logging.getLogger(__name__)
@@ -317,6 +318,7 @@ class HttpHop:
     headers: tuple[tuple[str, str], ...] = ()  # the path-telling ones
     server_timing: tuple[ServerTimingEntry, ...] = ()
     location: str | None = None
+    date: str | None = None  # the server's clock (a certificate's dates are judged by it too)
     body_bytes: int = 0
     body_preview: str | None = None  # the start of an error response's body
     error: HttpErrorClass | None = None
@@ -339,6 +341,7 @@ class HttpHop:
             "headers": [[k, v] for k, v in self.headers],
             "server_timing": [e.to_json() for e in self.server_timing],
             "location": self.location,
+            "date": self.date,
             "body_bytes": self.body_bytes,
             "body_preview": self.body_preview,
             "error": None if self.error is None else self.error._asdict(),
@@ -621,6 +624,7 @@ def _hop(
         headers=path_headers(response.headers.multi_items()),
         server_timing=parse_server_timing(response.headers.get_list("server-timing")),
         location=response.headers.get("location"),
+        date=response.headers.get("date"),
         body_bytes=len(body),
         body_preview=preview,
         body=body[:keep_body] if keep_body else None,
@@ -731,3 +735,57 @@ def probe_http(
     if not follow and hops and hops[-1].location:
         notes.append(f"not following the redirect to {hops[-1].location} (--no-follow)")
     return HttpReport(url, method, tuple(hops), follow, None, tuple(notes))
+
+
+def probe_http_series(
+    url: str,
+    *,
+    count: int,
+    deadline: float,
+    method: str = "GET",
+    content: bytes | None = None,
+    headers: Sequence[tuple[str, str]] = (),
+    timeout: float = 10.0,
+    proxy_env: ProxyEnv | None = None,
+    proxy: str | None = None,
+    verify: bool = True,
+    cafile: str | None = None,
+    pins: Mapping[tuple[str, int], str] | None = None,
+) -> tuple[HttpReport, ...]:
+    """Send the same request up to ``count`` times, one after another over one client, so
+    that each reuses the connection the one before left open (keep-alive) as a client's pool
+    does. Redirects are not followed.
+
+    :param deadline: a ``time.monotonic()`` after which no further request starts.
+    Stops after the first request that got no answer in time: a second costs another timeout.
+    """
+    choice = choose_proxy(url, proxy_env or ProxyEnv(), proxy)
+    tls = any(u.lower().startswith("https://") for u in (url, choice.proxy or ""))
+    context: ssl.SSLContext | bool = False
+    if tls and verify:
+        try:
+            context = ssl.create_default_context(cafile=cafile)
+        except (ssl.SSLError, OSError) as exc:
+            raise UsageError(f"cannot load the CA bundle {cafile}: {exc}") from exc
+    backend = _ResolvingBackend(pins)
+    try:
+        transport = _transport(choice.proxy, context, backend)
+    except (ValueError, ImportError) as exc:
+        raise UsageError(f"cannot use proxy {choice.proxy}: {exc}") from exc
+    reports: list[HttpReport] = []
+    with httpx.Client(
+        transport=transport, timeout=timeout, trust_env=False, follow_redirects=False
+    ) as client:
+        for _ in range(count):
+            if reports and time.monotonic() > deadline:
+                break
+            try:
+                request = client.build_request(method, url, content=content, headers=list(headers))
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+                reports.append(HttpReport(url, method, (), False, classify_http_error(exc)))
+                break
+            hop, _ = _hop(client, request, choice, backend)
+            reports.append(HttpReport(url, method, (hop,), False, hop.error))
+            if hop.error is not None and "timeout" in hop.error.kind:
+                break
+    return tuple(reports)

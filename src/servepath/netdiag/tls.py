@@ -18,7 +18,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -28,6 +28,9 @@ from cryptography.x509.oid import NameOID
 
 from servepath.errors import UsageError
 from servepath.net.endpoints import host_port, is_ip_literal, parse_host_port
+
+if TYPE_CHECKING:
+    from servepath.netdiag.chain import ChainCheck
 
 __all__ = [
     "Certificate",
@@ -259,6 +262,8 @@ class TlsReport:
     connect_ms: float | None = None
     handshake_ms: float | None = None
     notes: tuple[str, ...] = field(default=())
+    #: for an unknown issuer: the chain the server presented, and the issuer it left out
+    chain: ChainCheck | None = None
 
     @property
     def ok(self) -> bool:
@@ -297,6 +302,7 @@ class TlsReport:
             "handshake_ms": r(self.handshake_ms),
             "checked_at": self.checked_at.isoformat(),
             "notes": list(self.notes),
+            "chain": None if self.chain is None else self.chain.to_json(),
         }
 
 
@@ -466,7 +472,13 @@ def probe_tls(
     detail = _describe(failure, report.certificate, name, checked, store)
     if failure == "handshake_failed":
         detail = f"certificate not accepted: {verify_error.verify_message}"
+    chain = None
+    if failure == "unknown_issuer" and report.certificate and not report.certificate.self_signed:
+        from servepath.netdiag.chain import check_chain
+
+        chain = check_chain(address, port, name, cafile=cafile, timeout=timeout)
     return TlsReport(
+        chain=chain,
         **base,
         protocol=report.protocol,
         cipher=report.cipher,

@@ -170,3 +170,25 @@ def dns_report(name: str, *answers: tuple[str, str, tuple[str, ...]]) -> DnsRepo
 
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def redirect(status: int, to: str, *, url: str = f"http://{VM}:8080/decisions",
+             method: str = "POST") -> HttpReport:  # fmt: skip
+    """A redirect answer (nginx's ``return 301 ...``) naming ``to``."""
+    from dataclasses import replace
+
+    report = nginx(status, f"{status} Moved")
+    hop = replace(report.final, method=method, url=url, location=to)
+    return replace(report, url=url, method=method, hops=(hop,))
+
+
+def chain(*hops: tuple[str, int | None], error: tuple[str, str] | None = None) -> HttpReport:
+    """A followed chain: each (url, status), the last one final."""
+    from dataclasses import replace
+
+    built = []
+    for url, status in hops:
+        hop = reply(status, url=url, method="GET").final
+        built.append(replace(hop, status=status))
+    err = HttpErrorClass(error[0], error[1]) if error else None  # type: ignore[arg-type]
+    return HttpReport(hops[0][0], "POST", tuple(built), True, err)

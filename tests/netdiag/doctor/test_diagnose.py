@@ -4,6 +4,7 @@ of findings that can meet, no network and no root."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,11 +21,13 @@ from tests.netdiag.doctor.builders import (
     NOW,
     ROUTER,
     VM,
+    chain,
     dns_report,
     healthy,
     nginx,
     nothing_after_transport,
     port,
+    redirect,
     reply,
     scan,
 )
@@ -81,6 +84,35 @@ def case_no_route() -> Observations:
     return nothing_after_transport(obs)
 
 
+OTHER_ROUTER = "10.20.5.1"
+
+
+def _looping_trace(*hops: str | None) -> Any:
+    from servepath.netdiag.trace import Hop, Trace
+
+    built = tuple(Hop(ttl, a, (1.0,) if a else (), 0 if a else 1) for ttl, a in enumerate(hops, 1))
+    return Trace(VM, VM, 8080, "tcp", "tcp-connect", False, built, "TTL exceeded")
+
+
+def case_routing_loop() -> Observations:
+    obs = healthy()
+    obs.ports = scan(VM, port(8080, "unreachable", offender=ROUTER, icmp=(11, 0)))
+    obs.trace = _looping_trace("10.20.1.1", OTHER_ROUTER, "10.20.1.1", OTHER_ROUTER)
+    return nothing_after_transport(obs)
+
+
+def case_family(broken: str, state: str = "closed") -> Observations:
+    """api.test has A and AAAA; one family's address answers on 8080, the other's not."""
+    obs = healthy("http://api.test:8080/decisions")
+    obs.name_addresses = (VM, "fd20:2::2")
+    if broken == "IPv6":
+        obs.dialled = {"fd20:2::2": port(8080, state)}
+        return obs
+    obs.ports = scan(VM, port(8080, state))
+    obs.dialled = {"fd20:2::2": port(8080)}
+    return nothing_after_transport(obs)
+
+
 def case_port_filtered() -> Observations:
     obs = healthy()
     obs.ports = scan(VM, port(8080, "filtered"), port(80, "filtered"))
@@ -127,8 +159,47 @@ def case_tls_untrusted() -> Observations:
     return _https("unknown_issuer")
 
 
+def _leaf_without_issuer(issuer_url: str | None, trusted: bool | None) -> Observations:
+    from servepath.netdiag.chain import ChainCheck
+
+    obs = _https("unknown_issuer")
+    chain = ChainCheck(("CN=api.test",), "CN=Servepath Intermediate", issuer_url, trusted)
+    obs.tls = _tls("unknown_issuer", protocol="TLSv1.3", chain=chain)
+    return obs
+
+
+def case_tls_chain_incomplete() -> Observations:
+    return _leaf_without_issuer("http://ca.test/int.der", True)
+
+
 def case_tls_expired() -> Observations:
     return _https("expired")
+
+
+def _dated_cert(not_before: datetime, not_after: datetime) -> Any:
+    from servepath.netdiag.tls import Certificate
+
+    return Certificate("CN=api.test", "api.test", ("api.test",), (), "CN=ca", "01", not_before,
+                       not_after, False, False, "EC 256", "ecdsa-with-SHA256", "ab")  # fmt: skip
+
+
+def _future_cert(skew_s: float | None) -> Observations:
+    """A certificate valid from tomorrow; this machine's clock ``skew_s`` from the server's."""
+    obs = _https("not_yet_valid")
+    cert = _dated_cert(NOW + timedelta(days=1), NOW + timedelta(days=90))
+    obs.tls = _tls("not_yet_valid", protocol="TLSv1.3", certificate=cert,
+                   problems=("not_yet_valid",))  # fmt: skip
+    obs.clock_skew_s = skew_s
+    obs.server_date = "Tue, 01 Dec 2026 00:00:03 GMT" if skew_s is not None else None
+    return obs
+
+
+def case_tls_not_yet_valid() -> Observations:
+    return _future_cert(2.0)
+
+
+def case_clock_skew() -> Observations:
+    return _future_cert(-3 * 86400.0)  # this clock three days behind: there it is valid
 
 
 def case_tls_hostname_mismatch() -> Observations:
@@ -252,6 +323,45 @@ def _mtu(*passing: int, stalling: tuple[int, ...] = (1460, 1440)) -> Any:
     return summarise(outcomes, 4, elapsed_s=1.0, timeout=1.0)
 
 
+HTTPS_TARGET = f"https://{VM}/decisions"
+
+
+def case_redirected() -> Observations:
+    obs = healthy()
+    obs.app = redirect(301, HTTPS_TARGET)
+    obs.redirect = chain((f"http://{VM}:8080/decisions", 301), (HTTPS_TARGET, 405))
+    obs.large = None
+    return obs
+
+
+def _repetition(route: str, *answers: tuple[str, str], method: str = "POST") -> Any:
+    from servepath.netdiag.doctor.evidence import Attempt, Repetition
+
+    built = tuple(
+        Attempt(conn, answer, not answer.startswith("200"), f"{VM}:8080")  # type: ignore[arg-type]
+        for conn, answer in answers
+    )
+    return Repetition(method, route, built)
+
+
+ONE_BAD_REPLICA = (
+    ("first", "200"),
+    *((("fresh", "502 from nginx/1.22.1"), ("fresh", "200")) * 2),
+    ("fresh", "200"),
+    *((("reused", "502 from nginx/1.22.1"), ("reused", "200")) * 2),
+    ("reused", "502 from nginx/1.22.1"),
+)
+
+
+def case_intermittent() -> Observations:
+    obs = healthy()
+    obs.repeats = [
+        _repetition("/", *((("fresh", "200"),) * 11), method="GET"),
+        _repetition("/decisions", *ONE_BAD_REPLICA),
+    ]
+    return obs
+
+
 def case_mtu_blackhole() -> Observations:
     obs = healthy()
     obs.large = reply(error=("read_timeout", "connected, but no response in time"), method="POST")
@@ -302,6 +412,9 @@ CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "dns_disagree": (case_dns_disagree, "dns"),
     "private_address": (case_private_address, "transport"),
     "no_route": (case_no_route, "transport"),
+    "ipv4_unreachable": (lambda: case_family("IPv4"), "transport"),
+    "ipv6_unreachable": (lambda: case_family("IPv6"), "transport"),
+    "routing_loop": (case_routing_loop, "transport"),
     "port_filtered": (case_port_filtered, "transport"),
     "port_rejected": (case_port_rejected, "transport"),
     "port_closed": (case_port_closed, "transport"),
@@ -309,6 +422,9 @@ CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "tls_handshake_failed": (case_tls_handshake_failed, "tls"),
     "tls_untrusted": (case_tls_untrusted, "tls"),
     "tls_expired": (case_tls_expired, "tls"),
+    "tls_chain_incomplete": (case_tls_chain_incomplete, "tls"),
+    "tls_not_yet_valid": (case_tls_not_yet_valid, "tls"),
+    "clock_skew": (case_clock_skew, "tls"),
     "tls_hostname_mismatch": (case_tls_hostname_mismatch, "tls"),
     "tls_on_plain_port": (case_tls_on_plain_port, "tls"),
     "plain_http_on_tls_port": (case_plain_http_on_tls_port, "tls"),
@@ -324,6 +440,8 @@ CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "unauthorized": (case_unauthorized, "app"),
     "route_not_found": (case_route_not_found, "app"),
     "bad_payload": (case_bad_payload, "app"),
+    "redirected": (case_redirected, "app"),
+    "intermittent": (case_intermittent, "repeat"),
     "mtu_blackhole": (case_mtu_blackhole, "large request"),
     "slow_server": (case_slow_server, "latency"),
     "slow_network": (case_slow_network, "latency"),
@@ -684,3 +802,419 @@ def test_a_401_asks_for_the_key_and_says_whether_one_was_sent() -> None:
     assert "the key sent was refused" in sent.explanation.meaning
     assert any("--api-key-file" in line for line in sent.explanation.fix)
     assert not any("--api-key KEY" in line for line in sent.explanation.fix)
+
+
+# --- redirects on the predict route ---------------------------------------------------------
+
+
+def test_a_301_on_the_predict_route_names_the_target_and_what_a_follower_gets() -> None:
+    report = diagnose(case_redirected(), strict=True)
+    assert (report.failed_stage, report.cause) == ("app", "redirected")
+    assert report.explanation.owner == "caller"
+    assert HTTPS_TARGET in report.explanation.meaning
+    assert "as a GET" in report.explanation.meaning
+    assert f"GET {HTTPS_TARGET} got 405" in report.explanation.meaning
+    fix = " ".join(report.explanation.fix)
+    assert f"call the URL the redirect names directly: {HTTPS_TARGET}" in fix
+    assert "--post301" in fix
+    assert report.stage("large request").summary == "not tried: app failed"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("status", [301, 302, 303])
+def test_every_method_changing_redirect_is_a_failure(status: int) -> None:
+    obs = healthy(large=None, redirect=None)
+    obs.app = redirect(status, HTTPS_TARGET)
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("app", "redirected")
+
+
+@pytest.mark.parametrize("status", [307, 308])
+def test_a_method_keeping_redirect_is_a_warning_and_the_walk_is_healthy(status: int) -> None:
+    obs = healthy(large=None)
+    obs.app = redirect(status, HTTPS_TARGET)
+    obs.redirect = chain((f"http://{VM}:8080/decisions", status), (HTTPS_TARGET, 200))
+    report = diagnose(obs, strict=True)
+    assert report.ok
+    app = report.stage("app")
+    assert app is not None and app.status == "warn"
+    assert f"{status} to {HTTPS_TARGET}" in app.summary and "keeps the method" in app.summary
+
+
+def test_a_redirect_loop_is_named_even_with_307() -> None:
+    here = f"http://{VM}:8080/decisions"
+    there = f"http://{VM}:8080/v1/decisions"
+    obs = healthy(large=None)
+    obs.app = redirect(307, there)
+    obs.redirect = chain((here, 307), (there, 307), (here, 307),
+                         error=("too_many_redirects", "more than 10 redirects"))  # fmt: skip
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("app", "redirected")
+    assert f"a loop ({here} -> {there} -> {here})" in " ".join(report.explanation.fix)
+    assert not any("directly" in line for line in report.explanation.fix)
+
+
+def test_a_redirect_to_another_host_is_named() -> None:
+    obs = healthy(large=None, redirect=None)
+    obs.app = redirect(302, "https://login.example.com/sso?next=/decisions")
+    report = diagnose(obs, strict=True)
+    assert report.cause == "redirected"
+    fix = " ".join(report.explanation.fix)
+    assert "another host, login.example.com" in fix
+
+
+# --- the large request's own failures -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_5xx_on_the_large_request_is_a_failure_named_for_who_answered(status: int) -> None:
+    page = nginx(status, f"{status} Error")
+    obs = healthy(large=page)
+    report = diagnose(obs, strict=True)
+    assert not report.ok
+    assert report.failed_stage == "large request"
+    assert "nginx/1.22.1" in report.explanation.meaning
+    assert "KB batch of" in report.explanation.meaning or report.cause != "http_error"
+    if report.cause == "http_error":
+        assert "nginx/1.22.1 answered, not the app" in " ".join(report.explanation.fix)
+
+
+def test_a_500_from_servepath_on_the_large_request_points_at_its_request_id() -> None:
+    obs = healthy(large=reply(500, body={"error": "batch failed"}, method="POST"))
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("large request", "http_error")
+    assert report.explanation.meaning.startswith("the service (servepath) answered 500")
+    assert any("0190b2c4" in line for line in report.explanation.fix)
+
+
+# --- routing loops, and the port evidence's order read from its table ---------------------------
+
+
+def test_a_routing_loop_names_the_two_routers_that_bounce_it() -> None:
+    report = diagnose(case_routing_loop(), strict=True)
+    assert (report.failed_stage, report.cause) == ("transport", "routing_loop")
+    assert report.explanation.owner == "network admin"
+    assert f"between {ROUTER} and {OTHER_ROUTER}" in report.explanation.meaning
+    assert f"each of {ROUTER} and {OTHER_ROUTER} sends {VM}" in report.explanation.fix[0]
+
+
+def test_a_routing_loop_without_a_trace_names_the_router_that_said_so() -> None:
+    obs = case_routing_loop()
+    obs.trace = None
+    report = diagnose(obs, strict=True)
+    assert report.cause == "routing_loop"
+    assert f"between {ROUTER} and the router it sends" in report.explanation.meaning
+
+
+def _private_via_default(obs: Observations) -> None:
+    from servepath.net.routes import RouteLookup
+
+    obs.route = RouteLookup(VM, "via-default", obs.gateway)
+
+
+def _another_port_answers(obs: Observations) -> None:
+    obs.other_services = {80: f"http://{VM}:80/"}
+
+
+VM6 = "fd20:2::2"
+
+
+def _ipv6_answers(obs: Observations) -> None:
+    obs.dialled = {VM6: port(8080)}
+
+
+def _ipv6_refuses(obs: Observations) -> None:
+    obs.dialled = {VM6: port(8080, "closed")}
+
+
+#: Each row of PORT_EVIDENCE as observations: the asked port's result, and what else holds.
+_PORT_FINDINGS: dict[str, tuple[Callable[[], Any], Callable[[Observations], None] | None]] = {
+    "a router or firewall on the way refuses": (
+        lambda: port(8080, "unreachable", offender=ROUTER, icmp=(3, 13)),
+        None,
+    ),
+    "the target's own firewall refuses": (
+        lambda: port(8080, "unreachable", offender=VM, icmp=(3, 3)),
+        None,
+    ),
+    "a router says the packets' time ran out": (
+        lambda: port(8080, "unreachable", offender=ROUTER, icmp=(11, 0)),
+        None,
+    ),
+    "a router says there is no route": (
+        lambda: port(8080, "unreachable", offender=ROUTER, icmp=(3, 1)),
+        None,
+    ),
+    "a private address reached only through the default gateway": (
+        lambda: port(8080, "filtered"),
+        _private_via_default,
+    ),
+    "no answer at all": (lambda: port(8080, "filtered"), None),
+    "the target itself resets (RST), and the service answers": (
+        lambda: port(8080, "closed"),
+        _another_port_answers,
+    ),
+    "the target itself resets (RST)": (lambda: port(8080, "closed"), None),
+    "the name's other address family answers": (lambda: port(8080, "closed"), _ipv6_answers),
+    "the asked address answers, and every IPv6 address": (lambda: port(8080), _ipv6_refuses),
+}
+
+
+def _finding(evidence: str) -> tuple[Callable[[], Any], Callable[[Observations], None] | None]:
+    # the longest matching start: "... resets (RST), and ..." before "... resets (RST)"
+    key = max((k for k in _PORT_FINDINGS if evidence.startswith(k)), key=len)
+    return _PORT_FINDINGS[key]
+
+
+def test_every_row_of_the_port_evidence_table_has_a_finding() -> None:
+    for evidence, _, _ in PORT_EVIDENCE:
+        assert any(evidence.startswith(k) for k in _PORT_FINDINGS), evidence
+
+
+@pytest.mark.parametrize(
+    ("stronger", "weaker"),
+    [(i, j) for i in range(len(PORT_EVIDENCE)) for j in range(i + 1, len(PORT_EVIDENCE))],
+)
+def test_the_port_verdict_follows_the_order_of_the_table_in_causes(
+    stronger: int, weaker: int
+) -> None:
+    """The asked port's result is the stronger row's; what else the weaker row holds (a
+    private address behind the default gateway, another port answering) holds as well: the
+    stronger row's cause wins, as PORT_EVIDENCE (and so docs/doctor.md) orders them."""
+    evidence, cause, _ = PORT_EVIDENCE[stronger]
+    weak_evidence = PORT_EVIDENCE[weaker][0]
+    result, context = _finding(evidence)
+    _, weak_context = _finding(weak_evidence)
+    if context is _private_via_default and weak_context is _another_port_answers:
+        pytest.skip("another port answering proves the address reachable: not private")
+    obs = healthy()
+    obs.ports = scan(VM, result(), port(80, "open" if weak_context else "closed"))
+    obs.trace = None
+    for extra in (weak_context, context):
+        if extra is not None:
+            extra(obs)
+    report = diagnose(nothing_after_transport(obs), strict=True)
+    assert (report.failed_stage, report.cause) == ("transport", cause), (evidence, weak_evidence)
+
+
+# --- failures that come and go ----------------------------------------------------------------
+
+
+def test_intermittent_counts_the_failures_and_names_who_answered_them() -> None:
+    report = diagnose(case_intermittent(), strict=True)
+    assert report.explanation.owner == "server operator"
+    assert (
+        f"5 of 11 POST /decisions answered 502 from nginx/1.22.1 at {VM}:8080"
+        in report.explanation.meaning
+    )
+    assert "reused connections 3 of 5, on fresh ones 2 of 6" in report.explanation.meaning
+    fix = " ".join(report.explanation.fix)
+    assert "one replica or upstream behind nginx/1.22.1 fails" in fix
+    assert "keep-alive race" not in fix
+
+
+def test_failures_only_on_reused_connections_are_the_keep_alive_race() -> None:
+    obs = healthy()
+    obs.repeats = [
+        _repetition(
+            "/decisions",
+            ("first", "200"),
+            *((("fresh", "200"),) * 5),
+            ("fresh", "200"),
+            ("reused", "reset"),
+            ("reused", "200"),
+            ("reused", "reset"),
+            ("reused", "200"),
+        ),
+    ]
+    report = diagnose(obs, strict=True)
+    assert report.cause == "intermittent"
+    assert "2 of 11 POST /decisions got reset" in report.explanation.meaning
+    assert "keep-alive race" in " ".join(report.explanation.fix)
+
+
+def test_a_failed_prediction_that_passes_when_repeated_is_intermittent_not_upstream_error() -> None:
+    obs = case_intermittent()
+    obs.app = nginx(502, "502 Bad Gateway")
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("app", "intermittent")
+
+
+def test_a_prediction_that_always_fails_is_not_intermittent() -> None:
+    obs = healthy()
+    obs.app = nginx(502, "502 Bad Gateway")
+    obs.repeats = [_repetition("/decisions", *((("fresh", "502 from nginx/1.22.1"),) * 11))]
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("app", "upstream_error")
+    repeat = report.stage("repeat")
+    assert repeat is not None and repeat.status == "warn"
+    assert "11 502 from nginx/1.22.1" in repeat.summary  # every time: not a 1-in-N failure
+
+
+def test_a_healthy_repetition_says_what_it_counted() -> None:
+    obs = healthy()
+    obs.repeats = [_repetition("/decisions", *((("fresh", "200"),) * 11))]
+    report = diagnose(obs, strict=True)
+    assert report.ok
+    assert report.stage("repeat").summary == (  # type: ignore[union-attr]
+        "POST /decisions 11x: 11 200 (fresh and reused connections)"
+    )
+
+
+def test_a_502_on_the_openapi_document_is_a_finding_never_a_server_without_one() -> None:
+    obs = healthy(spec=None, app=None, large=None, echo=None)
+    obs.spec_refused = nginx(502, "502 Bad Gateway")
+    from servepath.netdiag.doctor.plan import plan_app
+
+    obs.app_plan = plan_app(obs.plan.target, None, None)
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("app", "upstream_error")
+    assert "publishes no OpenAPI" not in " ".join(s.summary for s in report.stages)
+    obs.repeats = [
+        _repetition(
+            "/openapi.json", ("first", "502 from nginx/1.22.1"), ("fresh", "200"), method="GET"
+        ),
+    ]
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("app", "intermittent")
+    assert "1 of 2 GET /openapi.json answered 502" in report.explanation.meaning
+
+
+def test_the_latency_on_loopback_blames_no_network() -> None:
+    obs = healthy("http://127.0.0.1:8080/decisions", address="127.0.0.1", own_address=True)
+    latency = diagnose(obs, strict=True).stage("latency")
+    assert latency is not None and latency.summary.endswith("client and HTTP overhead dominates")
+    remote = diagnose(healthy(), strict=True).stage("latency")
+    assert remote is not None and remote.summary.endswith("network and proxies dominates")
+
+
+def test_docker_proxy_holding_loopback_is_fixed_by_the_publish_address_not_host() -> None:
+    from servepath.net.listeners import Listener, PortMapping
+
+    proxy = Listener("tcp", "127.0.0.1", 18090, "loopback", 4242, "root", "docker-proxy",  # type: ignore[arg-type]
+                     forwarder="docker-proxy")  # fmt: skip
+    mapping = PortMapping("docker-proxy", "tcp", 18090, 8080, "127.0.0.1", "172.17.0.2")  # type: ignore[arg-type]
+    listen = PortListenReport(18090, (proxy,), (mapping,))
+    health = (200, "GET http://127.0.0.1:18090/ -> 200")
+    report = diagnose_local(18090, listen, {"in_container": False}, health, 0.01)
+    assert (report.failed_stage, report.cause) == ("bind", "bound_to_loopback")
+    fix = " ".join(report.explanation.fix)
+    assert "docker run -p 18090:8080" in fix
+    assert "--host 0.0.0.0" not in fix
+    assert "outside the container" not in report.explanation.meaning
+    assert "not from other hosts" in report.explanation.meaning
+
+
+def test_a_host_process_bound_to_loopback_is_told_to_bind_every_interface() -> None:
+    from servepath.net.listeners import Listener
+
+    app = Listener("tcp", "127.0.0.1", 8080, "loopback", 42, "app", "python3")  # type: ignore[arg-type]
+    report = diagnose_local(8080, PortListenReport(8080, (app,)), {"in_container": False},
+                            (200, "ok"), 0.01)  # fmt: skip
+    assert "servepath serve --host 0.0.0.0" in " ".join(report.explanation.fix)
+    assert "outside the container" not in report.explanation.meaning
+
+
+# --- both address families ----------------------------------------------------------------------
+
+
+def test_an_ipv4_only_listener_behind_an_aaaa_record_is_ipv6_unreachable_for_its_operator() -> None:
+    report = diagnose(case_family("IPv6"), strict=True)
+    assert (report.failed_stage, report.cause) == ("transport", "ipv6_unreachable")
+    assert report.explanation.owner == "server operator"
+    assert f"answers on {VM} but is refused (RST) on fd20:2::2" in report.explanation.meaning
+    fix = " ".join(report.explanation.fix)
+    assert "listens on IPv4 only" in fix and "servepath serve --host ::" in fix
+    assert "remove the AAAA record of api.test" in fix
+
+
+def test_a_silent_ipv6_path_is_the_network_admins() -> None:
+    report = diagnose(case_family("IPv6", "filtered"), strict=True)
+    assert report.cause == "ipv6_unreachable"
+    assert report.explanation.owner == "network admin"
+    assert "waits until its connect timeout" in report.explanation.meaning
+    assert "ip6tables -I INPUT -p tcp --dport 8080" in " ".join(report.explanation.fix)
+
+
+def test_the_ipv4_twin_when_only_ipv6_answers() -> None:
+    report = diagnose(case_family("IPv4"), strict=True)
+    assert (report.failed_stage, report.cause) == ("transport", "ipv4_unreachable")
+    assert "servepath serve --host 0.0.0.0" in " ".join(report.explanation.fix)
+
+
+# --- a certificate's dates, by whose clock ------------------------------------------------------
+
+
+def test_a_certificate_not_yet_valid_is_never_called_expired() -> None:
+    report = diagnose(case_tls_not_yet_valid(), strict=True)
+    assert report.cause == "tls_not_yet_valid" and report.explanation.owner == "server operator"
+    assert "expired" not in report.explanation.meaning
+    assert "clock agrees with the server's" in report.explanation.meaning
+    assert "renew" not in report.explanation.fix[0].split("reissue")[0]
+
+
+def test_a_clock_days_behind_the_servers_is_the_callers_clock_skew() -> None:
+    report = diagnose(case_clock_skew(), strict=True)
+    assert report.explanation.owner == "caller"
+    assert "3 days behind the server's" in report.explanation.meaning
+    assert "looks not yet valid only by this clock" in report.explanation.meaning
+    assert "timedatectl set-ntp true" in report.explanation.fix[0]
+
+
+def test_a_clock_ahead_makes_a_valid_certificate_look_expired() -> None:
+    obs = _https("expired")
+    cert = _dated_cert(NOW - timedelta(days=90), NOW - timedelta(days=1))
+    obs.tls = _tls("expired", protocol="TLSv1.3", certificate=cert, problems=("expired",))
+    obs.clock_skew_s, obs.server_date = 5 * 86400.0, "Thu, 26 Nov 2026 00:00:00 GMT"
+    report = diagnose(obs, strict=True)
+    assert report.cause == "clock_skew" and "5 days ahead of" in report.explanation.meaning
+
+
+def test_without_the_servers_date_the_certificate_is_judged_by_its_dates() -> None:
+    report = diagnose(_future_cert(None), strict=True)
+    assert report.cause == "tls_not_yet_valid"
+
+
+# --- incomplete chains -----------------------------------------------------------------------
+
+
+def test_a_leaf_sent_without_its_intermediate_is_an_incomplete_chain_not_a_private_ca() -> None:
+    report = diagnose(case_tls_chain_incomplete(), strict=True)
+    assert report.explanation.owner == "server operator"
+    assert "without the CA certificate that issued it (CN=Servepath Intermediate)" in (
+        report.explanation.meaning
+    )
+    fix = " ".join(report.explanation.fix)
+    assert "serve the full chain" in fix and "http://ca.test/int.der" in fix
+    assert "private CA" not in report.explanation.meaning
+
+
+def test_without_an_aia_url_it_stays_untrusted_and_names_the_missing_issuer() -> None:
+    report = diagnose(_leaf_without_issuer(None, None), strict=True)
+    assert report.cause == "tls_untrusted"
+    assert (
+        "sends no certificate for its issuer CN=Servepath Intermediate"
+        in (report.explanation.fix[0])
+    )
+
+
+def test_localhost_refused_on_ipv6_by_a_server_on_127_0_0_1_is_only_a_warning() -> None:
+    obs = healthy("http://localhost:8080/decisions", address="127.0.0.1", own_address=True)
+    obs.name_addresses = ("127.0.0.1", "::1")
+    obs.dialled = {"::1": port(8080, "closed")}
+    report = diagnose(obs, strict=True)
+    assert report.ok
+    transport = report.stage("transport")
+    assert transport is not None and transport.status == "warn"
+    assert "fall back at once" in transport.summary
+
+
+def test_a_private_address_the_gateway_has_no_route_for_is_private_not_no_route() -> None:
+    from servepath.net.routes import RouteLookup
+
+    obs = healthy("http://10.99.0.5:8080/decisions", address="10.99.0.5")
+    obs.route = RouteLookup("10.99.0.5", "via-default", obs.gateway)
+    obs.ports = scan("10.99.0.5", port(8080, "unreachable", offender=ROUTER, icmp=(3, 0)))
+    report = diagnose(nothing_after_transport(obs), strict=True)
+    assert report.cause == "private_address"
+    obs.route = RouteLookup("10.99.0.5", "via-route", obs.gateway)  # a route of its own
+    assert diagnose(obs, strict=True).cause == "no_route"

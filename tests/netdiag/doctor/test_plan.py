@@ -12,6 +12,7 @@ import pytest
 from servepath.config import ProxyEnv
 from servepath.netdiag.doctor import DoctorOptions, Observations, make_plan
 from servepath.netdiag.doctor.plan import (
+    DialEvery,
     FindServices,
     HttpStep,
     LocateMtuHop,
@@ -20,6 +21,7 @@ from servepath.netdiag.doctor.plan import (
     Pin,
     PlanApp,
     ProbeTls,
+    Repeat,
     Resolve,
     ResolveProxy,
     Sniff,
@@ -120,8 +122,8 @@ def test_a_healthy_servepath_is_walked_from_dns_to_the_path_echo() -> None:
     obs = fresh("http://api.test:8080/decisions")
     kinds = walk(obs, servepath_answers())
     assert kinds == [
-        "dns A", "address", "transport", "health", "openapi", "app plan", "predict", "large",
-        "echo",
+        "dns A", "dns AAAA", "address", "transport", "health", "openapi", "app plan", "predict",
+        "repeat", "large", "echo",
     ]  # fmt: skip
 
 
@@ -134,7 +136,7 @@ def test_an_ip_literal_asks_no_dns_and_probes_the_asked_port_before_its_neighbou
     assert step == Transport(VM, 8080, (8080, 80, 443, 8000, 8443))
 
 
-def test_aaaa_is_asked_only_when_a_gave_no_address() -> None:
+def test_aaaa_is_asked_too_and_an_ipv6_only_name_dials_its_aaaa() -> None:
     obs = fresh("http://v6.test/")
     assert next_step(obs) == Resolve("v6.test", "A")
     obs.done.add("dns A")
@@ -142,6 +144,24 @@ def test_aaaa_is_asked_only_when_a_gave_no_address() -> None:
     assert next_step(obs) == Resolve("v6.test", "AAAA")
     obs.done.add("dns AAAA")
     assert next_step(obs) is None  # no address: nothing to dial
+
+
+def test_every_other_address_of_the_name_is_dialled_after_the_transport() -> None:
+    obs = fresh("http://api.test:8080/")
+    obs.done.update({"dns A", "dns AAAA", "address"})
+    obs.address, obs.name_addresses = VM, (VM, "10.20.2.3", "fd20:2::2")
+    step = next_step(obs)
+    assert isinstance(step, Transport) and step.address == VM
+    obs.done.add("transport")
+    obs.probe_target, obs.ports = (VM, 8080), scan(VM, port(8080))
+    assert next_step(obs) == DialEvery(("10.20.2.3", "fd20:2::2"), 8080)
+
+
+def test_chosen_addresses_are_every_value_of_the_chosen_answer() -> None:
+    from servepath.netdiag.doctor.plan import chosen_addresses
+
+    report = dns_report("api.test", ("10.20.3.53", "ok", (VM, "10.20.2.3")))
+    assert chosen_addresses(report) == (VM, "10.20.2.3")
 
 
 def test_through_a_forward_proxy_the_transport_is_the_proxys_and_has_no_neighbours() -> None:
@@ -216,6 +236,17 @@ def _https_after_transport(**options: Any) -> Observations:
 def test_https_shakes_hands_before_any_request() -> None:
     obs = _https_after_transport(cafile="ca.pem")
     assert next_step(obs) == ProbeTls(VM, 8443, VM, "ca.pem")
+
+
+def test_a_certificates_dates_ask_the_servers_clock_once_past_the_certificate() -> None:
+    obs = fresh(f"https://{VM}:8443/decisions")
+    obs.done.update({"address", "transport", "tls"})
+    obs.probe_target, obs.ports = (VM, 8443), scan(VM, port(8443))
+    obs.tls = _tls("not_yet_valid", trusted=False)
+    step = next_step(obs)
+    assert isinstance(step, HttpStep) and (step.what, step.unverified) == ("clock", True)
+    obs.done.add("clock")
+    assert next_step(obs) is None  # no request over a certificate the caller would refuse
 
 
 def test_a_failed_handshake_is_sniffed_once_and_no_request_follows() -> None:
@@ -324,12 +355,16 @@ def test_a_web_servers_default_site_gets_other_names_tried_directly_not_through_
 
 def test_without_an_example_nothing_is_posted_and_a_foreign_server_gets_no_echo() -> None:
     obs = walk_to_app_plan(_after_health(), {"openapi": "3.0.0", "paths": {}})
+    step = next_step(obs)
+    assert isinstance(step, Repeat)  # its health route is still repeated
+    assert [r.what for r in step.requests] == ["health"]
+    obs.done.add("repeat")
     assert next_step(obs) is None
 
 
 def test_the_large_request_follows_only_a_small_one_that_passed() -> None:
     obs = walk_to_app_plan(_after_health(), SPEC)
-    obs.done.add("predict")
+    obs.done.update({"predict", "repeat"})
     obs.app = reply(422, body={"error": "age: missing"}, method="POST")
     step = next_step(obs)
     assert isinstance(step, HttpStep) and step.what == "echo"
@@ -339,9 +374,63 @@ def test_the_large_request_follows_only_a_small_one_that_passed() -> None:
     assert step.timeout == 3.0  # ten times the lone request's 0.3 s
 
 
+def test_a_redirected_prediction_is_followed_once_and_gets_no_large_request() -> None:
+    from tests.netdiag.doctor.builders import redirect
+
+    obs = walk_to_app_plan(_after_health(), SPEC)
+    obs.done.add("predict")
+    obs.app = redirect(301, f"https://{VM}/decisions")
+    step = next_step(obs)
+    assert isinstance(step, HttpStep) and step.what == "redirect"
+    assert (step.method, step.follow, step.content) == ("POST", True, obs.app_plan.payload)  # type: ignore[union-attr]
+    obs.done.add("redirect")
+    step = next_step(obs)
+    assert isinstance(step, HttpStep) and step.what == "echo"  # no large request after it
+
+
+# --- the repetition ---------------------------------------------------------------------------
+
+
+def test_the_prediction_and_the_health_route_are_repeated_before_the_large_request() -> None:
+    obs = walk_to_app_plan(_after_health(), SPEC)
+    obs.done.add("predict")
+    obs.app = reply(502, method="POST")  # a failed prediction is repeated too
+    step = next_step(obs)
+    assert isinstance(step, Repeat) and step.count == 10 and step.budget_s == 1.0
+    assert [(r.what, r.method, r.follow) for r in step.requests] == [
+        ("health", "GET", False), ("predict", "POST", False),
+    ]  # fmt: skip
+    assert step.requests[1].content == obs.app_plan.payload  # type: ignore[union-attr]
+
+
+def test_a_failed_openapi_fetch_is_repeated_not_skipped() -> None:
+    obs = _after_health()
+    obs.done.add("openapi")
+    obs.spec_refused = nginx(502, "502 Bad Gateway")
+    obs.app_plan = None
+    step = next_step(obs)
+    assert isinstance(step, PlanApp)
+    obs.app_plan = step.app
+    obs.done.add("app plan")
+    step = next_step(obs)
+    assert isinstance(step, Repeat)
+    assert [r.url for r in step.requests] == [
+        f"http://{VM}:8080/",
+        f"http://{VM}:8080/openapi.json",
+    ]
+
+
+def test_repeat_zero_turns_the_repetition_off() -> None:
+    obs = walk_to_app_plan(_after_health(repeat=0), SPEC)
+    obs.done.add("predict")
+    obs.app = reply(200, method="POST")
+    step = next_step(obs)
+    assert isinstance(step, HttpStep) and step.what == "large"
+
+
 def _stalled(url: str = f"http://{VM}:8080/decisions") -> Observations:
     obs = walk_to_app_plan(_after_health(url), SPEC)
-    obs.done.update({"predict", "large"})
+    obs.done.update({"predict", "repeat", "large"})
     obs.app = reply(200, method="POST")
     obs.large = reply(error=("read_timeout", "no response in time"), method="POST")
     return obs

@@ -24,14 +24,20 @@ Cause = Literal[
     "dns_timeout",
     "dns_disagree",
     "private_address",
+    "routing_loop",
     "no_route",
+    "ipv4_unreachable",
+    "ipv6_unreachable",
     "port_filtered",
     "port_rejected",
     "port_closed",
     "service_on_other_port",
     "tls_handshake_failed",
     "tls_untrusted",
+    "tls_chain_incomplete",
     "tls_expired",
+    "tls_not_yet_valid",
+    "clock_skew",
     "tls_hostname_mismatch",
     "tls_on_plain_port",
     "plain_http_on_tls_port",
@@ -47,6 +53,8 @@ Cause = Literal[
     "unauthorized",
     "route_not_found",
     "bad_payload",
+    "redirected",
+    "intermittent",
     "mtu_blackhole",
     "slow_server",
     "slow_network",
@@ -93,14 +101,25 @@ PORT_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
         "a REJECT rule on the target: the port may well have a listener behind the rule",
     ),
     (
+        "a router says the packets' time ran out in transit (ICMP TTL exceeded)",
+        "routing_loop",
+        "two routers hand the packets back and forth: the trace names both",
+    ),
+    (
+        "the name's other address family answers on the port where the asked address does not",
+        "ipv4_unreachable",
+        "a caller that dials the other family gets through: the family, not the service",
+    ),
+    (
+        "a private address reached only through the default gateway, and silence or a "
+        "router's no-route answer",
+        "private_address",
+        "the address is not on any network this machine can reach: a route is not the fix",
+    ),
+    (
         "a router says there is no route (ICMP host/net unreachable from a hop)",
         "no_route",
         "the packets cannot get there at all",
-    ),
-    (
-        "a private address reached only through the default gateway, and silence",
-        "private_address",
-        "the address is not on any network this machine can reach",
     ),
     (
         "no answer at all (DROP)",
@@ -116,6 +135,12 @@ PORT_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
         "the target itself resets (RST)",
         "port_closed",
         "nothing listens on the port",
+    ),
+    (
+        "the asked address answers, and every IPv6 address of the name refuses or is silent",
+        "ipv6_unreachable",
+        "a caller that tries IPv6 first (most do) hangs or is refused: only the name's AAAA "
+        "answers fail",
     ),
 )
 
@@ -185,6 +210,16 @@ HTTP_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
         "servepath answers 400/415/422 to the example",
         "bad_payload",
         "the body, not the path",
+    ),
+    (
+        "the predict route answers 301/302/303 (or redirects in a loop)",
+        "redirected",
+        "clients that follow turn the POST into a GET; 307/308 keep it and only warn",
+    ),
+    (
+        "the same request, repeated over fresh and reused connections, sometimes fails",
+        "intermittent",
+        "one probe cannot see a 1-in-N failure; counted, it outranks the answer of a single try",
     ),
     (
         "small requests pass, a large one stalls",
@@ -279,6 +314,44 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
             "on the router {offender}",
         ),
     ),
+    "routing_loop": (
+        "packets to {address} go round in a routing loop between {routers}: their time to "
+        "live runs out in transit (ICMP TTL exceeded from {offender})",
+        "network admin",
+        (
+            "?other_port:the service is up — it answers on {other_port} ({other_url}): only "
+            "the route for port {port}'s packets loops; or call {other_url}",
+            "each of {routers} sends {address} to the other: fix the route for it on one of "
+            "them (ip route get {address} on each; a route onward, or a default route that "
+            "does not point back)",
+        ),
+    ),
+    "ipv4_unreachable": (
+        "{host} resolves to IPv4 and IPv6; port {port} answers on {working} but {broken_state} "
+        "on {broken}: a caller that dials {broken_family} first {consequence}",
+        "server operator",
+        (
+            "?refused:the server listens on {working_family} only: {listen_fix}",
+            "?silent:the {broken_family} path to {broken} drops or refuses tcp:{port} (a "
+            "firewall rule, a security group, or no {broken_family} route): open it for "
+            "{broken_family} too ({firewall_cmd})",
+            "or, on the DNS side, remove the {record} record of {host} until "
+            "{broken_family} works; callers then dial {working_family} only",
+        ),
+    ),
+    "ipv6_unreachable": (
+        "{host} resolves to IPv4 and IPv6; port {port} answers on {working} but {broken_state} "
+        "on {broken}: a caller that dials {broken_family} first {consequence}",
+        "server operator",
+        (
+            "?refused:the server listens on {working_family} only: {listen_fix}",
+            "?silent:the {broken_family} path to {broken} drops or refuses tcp:{port} (a "
+            "firewall rule, a security group, or no {broken_family} route): open it for "
+            "{broken_family} too ({firewall_cmd})",
+            "or, on the DNS side, remove the {record} record of {host} until "
+            "{broken_family} works; callers then dial {working_family} only",
+        ),
+    ),
     "port_filtered": (
         "nothing answered on {endpoint}: packets are dropped silently, typically by a "
         "firewall (cloud firewall rule, security group, iptables DROP)",
@@ -333,14 +406,49 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
         "the certificate of {host_endpoint} is not trusted ({detail})",
         "server operator",
         (
+            "?missing:the server sends no certificate for its issuer {missing}: if that is an "
+            "intermediate CA, the chain is incomplete — serve the full chain (nginx: "
+            "ssl_certificate fullchain.pem)",
             "serve a certificate from a public CA (e.g. Let's Encrypt) with its full chain, "
             "or give the client the CA: servepath doctor {url} --cafile ca.pem",
+        ),
+    ),
+    "tls_chain_incomplete": (
+        "{host_endpoint} sends its certificate without the CA certificate that issued it "
+        "({missing}): browsers fill the gap themselves, other clients (curl, Python, Go, "
+        "Java) cannot verify it",
+        "server operator",
+        (
+            "serve the full chain: the certificate followed by {missing}'s (nginx: "
+            "ssl_certificate fullchain.pem, not cert.pem; certbot writes fullchain.pem)",
+            "?issuer_url:the missing certificate is at {issuer_url} (the certificate's AIA URL)",
+            "check: openssl s_client -connect {endpoint} -servername {host} -showcerts lists "
+            "more than one certificate once it is fixed",
         ),
     ),
     "tls_expired": (
         "the certificate of {host_endpoint} has expired ({detail})",
         "server operator",
         ("renew the certificate (certbot renew, or your load balancer's managed cert)",),
+    ),
+    "tls_not_yet_valid": (
+        "the certificate of {host_endpoint} is not valid yet: {detail}{clocks_text}",
+        "server operator",
+        (
+            "the certificate was issued with a start date in the future: reissue it valid "
+            "from now (certbot renew --force-renewal, or your load balancer's managed cert), "
+            "or serve the previous one until then",
+        ),
+    ),
+    "clock_skew": (
+        "this machine's clock is {skew_text} the server's (its Date: {server_date}): the "
+        "certificate of {host_endpoint}, valid {validity}, {looks} only by this clock",
+        "caller",
+        (
+            "set this machine's clock: timedatectl set-ntp true (or chronyc makestep), then "
+            "date -u should agree with the server's Date",
+            "in a VM or container, the host's clock: check the hypervisor's time sync",
+        ),
     ),
     "tls_hostname_mismatch": (
         "the certificate of {host_endpoint} is not valid for the name {host} ({detail})",
@@ -445,9 +553,11 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
         ),
     ),
     "http_error": (
-        "the server answered {status} on {route}: {detail}",
+        "{who} answered {status} on {route}: {detail}",
         "app developer",
         (
+            "?proxy_answered:{proxy_answered} answered, not the app: read its error log (for "
+            "a large body, nginx's client_max_body_size and client_body_buffer_size)",
             "?request_id:read the server's log for request id {request_id}",
             "?no_request_id:read the server's log at the time of this request (it sent no "
             "request id)",
@@ -474,6 +584,35 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
         (
             "send an instance that matches the model's schema: GET {origin}/openapi.json has "
             "the schema and an example",
+        ),
+    ),
+    "redirected": (
+        "{method} {route} is answered {status} with a redirect to {target}: {consequence}",
+        "caller",
+        (
+            "?loop:the redirects go round in a loop ({loop}): fix the redirect rule on the "
+            "server (the proxy's return/rewrite, the app's HTTPS redirect)",
+            "?direct:call the URL the redirect names directly: {target} (servepath doctor "
+            "{target})",
+            "?cross_host:the redirect leaves {host} for another host, {target_host}: make sure "
+            "it is the service you mean to call, and that your key may go there",
+            "?keeps_post:a client that must follow it keeps the POST only with 307/308 "
+            "(curl: -L --post301 --post302 --post303)",
+        ),
+    ),
+    "intermittent": (
+        "the service fails now and then: {how} ({cluster})",
+        "server operator",
+        (
+            "?keepalive:the failures come on reused connections only: the keep-alive race — "
+            "the server closes an idle connection that the proxy or client still reuses; make "
+            "the server's keep-alive timeout longer than the proxy's (servepath serve "
+            "--keepalive-timeout, nginx keepalive_timeout in the upstream block), or retry "
+            "idempotent requests",
+            "?replica:one replica or upstream behind {answerer} fails while the others answer: "
+            "find it (nginx: each server of the upstream block; on each, servepath doctor "
+            "--local PORT) and take it out of the pool until it is fixed",
+            "measure the fraction more closely: servepath doctor {url} --repeat 50",
         ),
     ),
     "mtu_blackhole": (
@@ -528,11 +667,13 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
         ("start it: servepath serve --host 0.0.0.0 --port {port}",),
     ),
     "bound_to_loopback": (
-        "{process} listens on port {port} only on {bound}: reachable from this machine "
-        "only, not from other hosts or from outside the container",
+        "{process} listens on port {port} only on {bound}: {reach}",
         "server operator",
         (
-            "bind every interface: servepath serve --host 0.0.0.0 --port {port} "
+            "?publish:{process} is Docker's port publisher: the container was started with "
+            "-p {bound}:{port}:{container_port}; publish on every interface instead: docker "
+            "run -p {port}:{container_port} ... (the service inside needs no change)",
+            "?serve_fix:bind every interface: servepath serve --host 0.0.0.0 --port {port} "
             "(--host :: for IPv6 too; for uvicorn: --host 0.0.0.0)",
         ),
     ),
@@ -554,6 +695,9 @@ def explain(cause: Cause, context: Mapping[str, Any], *, strict: bool = False) -
     KeyError; otherwise the line says "(unknown)" and the bug is logged.
     """
     meaning, owner, fix = _TEXT[cause]
+    # a few causes are owned by whoever the evidence names (a refusal: the server's
+    # operator; silence: the network's admin)
+    owner = context.get("owner") or owner
     ctx = _Ctx(context)
 
     def render(template: str) -> str | None:

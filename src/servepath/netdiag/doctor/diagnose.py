@@ -9,7 +9,9 @@ weaker finding that still helps becomes a hint in the fix.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 
@@ -17,7 +19,8 @@ from servepath.contract import documented_routes
 from servepath.net.addresses import AddressInfo, classify_address
 from servepath.net.endpoints import host_port
 from servepath.netdiag.doctor.causes import Cause
-from servepath.netdiag.doctor.evidence import Observations, untrusted_only
+from servepath.netdiag.doctor.evidence import Observations, Repetition, untrusted_only
+from servepath.netdiag.doctor.plan import METHOD_CHANGING_REDIRECTS, is_redirect
 from servepath.netdiag.doctor.report import DoctorReport, Stage, StageStatus, Verdict
 from servepath.netdiag.doctor.signs import (
     FORWARD_PROXIES,
@@ -53,6 +56,7 @@ def diagnose(obs: Observations, *, strict: bool = False) -> DoctorReport:
         _stage_tls,
         _stage_http,
         _stage_app,
+        _stage_repeat,
         _stage_large,
         _stage_server_view,
         _stage_latency,
@@ -229,8 +233,21 @@ def _stage_transport(obs: Observations, v: Verdict) -> None:
         return
     others = ", ".join(f"{r.port} {r.state}" for r in obs.ports.results if r.port != asked.port)
     others_text = f" (others: {others})" if others else ""
+    if obs.dialled:
+        data["every_address"] = {a: r.to_json() for a, r in obs.dialled.items()}
     if asked.state == "open":
         rtt = f" in {asked.rtt_ms:.2f} ms" if asked.rtt_ms is not None else ""
+        gap = _family_gap(obs, asked)
+        if gap is not None:
+            cause, context = gap
+            summary = f"{where} open{rtt}, but {context['broken']} {context['broken_state']}"
+            if obs.own_address and context["refused"]:
+                # localhost on a server bound to 127.0.0.1: a caller on this machine is
+                # refused on ::1 at once and dials 127.0.0.1 next; nothing waits
+                v.add(Stage("transport", "warn", f"{summary}: callers fall back at once", data))
+                return
+            v.add(Stage("transport", "fail", summary, data), cause, **context)
+            return
         v.add(Stage("transport", "ok", f"{where} open{rtt}{others_text}", data))
         return
     stage = Stage("transport", "fail", f"{where} {asked.state}: {asked.detail}{others_text}", data)
@@ -257,6 +274,18 @@ def transport_verdict(obs: Observations, asked: PortResult) -> tuple[Cause, dict
                 "detail": kind or asked.detail,
                 **hint,
             }
+        if kind == "time-exceeded":
+            return "routing_loop", {
+                "offender": offender,
+                "routers": " and ".join(_loop_routers(obs, offender)),
+                **hint,
+            }
+    gap = _family_gap(obs, asked)
+    if gap is not None:
+        return gap
+    if asked.state == "unreachable":
+        # the default gateway has no route to a private address: it is someone's internal
+        # network, and the fix is the external address, not a route (PORT_EVIDENCE)
         if _is_outside_private(obs) and not hint:
             return "private_address", {}
         return "no_route", {"offender": offender, "detail": asked.detail, **hint}
@@ -272,6 +301,65 @@ def transport_verdict(obs: Observations, asked: PortResult) -> tuple[Cause, dict
             **_unpublished_hint(obs),
         }
     return "port_closed", _unpublished_hint(obs)
+
+
+def _family_gap(obs: Observations, asked: PortResult) -> tuple[Cause, dict[str, Any]] | None:
+    """One address family of the name answers on the port and the other does not at all."""
+    if obs.address is None or not obs.dialled:
+        return None
+    results = {obs.address: asked, **obs.dialled}
+    v6 = {a: r for a, r in results.items() if ":" in a}
+    v4 = {a: r for a, r in results.items() if ":" not in a}
+    if not v4 or not v6:
+        return None
+    v4_open = [a for a, r in v4.items() if r.state == "open"]
+    v6_open = [a for a, r in v6.items() if r.state == "open"]
+    if v4_open and not v6_open:
+        broken, working, family, other = v6, v4_open, "IPv6", "IPv4"
+    elif v6_open and not v4_open:
+        broken, working, family, other = v4, v6_open, "IPv4", "IPv6"
+    else:
+        return None
+    states = {r.state for r in broken.values()}
+    refused = states == {"closed"}  # the target's own reset: nothing listens on that family
+    state_text = {"closed": "is refused (RST)", "filtered": "gets no answer"}
+    broken_state = " / ".join(sorted(state_text.get(s, f"is {s}") for s in states))
+    listen_fix = (
+        "bind IPv6 too: servepath serve --host :: (it takes IPv4 as well unless the system "
+        "sets net.ipv6.bindv6only)"
+        if family == "IPv6"
+        else "bind IPv4 too: servepath serve --host 0.0.0.0 (or --host :: on a system that "
+        "maps IPv4 into IPv6)"
+    )
+    tool = "ip6tables" if family == "IPv6" else "iptables"
+    cause: Cause = "ipv6_unreachable" if family == "IPv6" else "ipv4_unreachable"
+    return cause, {
+        "working": ", ".join(working),
+        "working_family": other,
+        "broken": ", ".join(broken),
+        "broken_family": family,
+        "broken_state": broken_state,
+        "consequence": "is refused" if refused else "waits until its connect timeout",
+        "refused": refused,
+        "silent": not refused,
+        "listen_fix": listen_fix,
+        "firewall_cmd": f"{tool} -I INPUT -p tcp --dport {obs.port} -j ACCEPT",
+        "record": "AAAA" if family == "IPv6" else "A",
+        "owner": "server operator" if refused else "network admin",
+    }
+
+
+def _loop_routers(obs: Observations, offender: str) -> list[str]:
+    """The routers a loop bounces between, from the trace: the addresses between the first
+    one that comes back and its return; without a trace, the one that said so."""
+    seen: list[str] = []
+    for hop in obs.trace.hops if obs.trace is not None else ():
+        if hop.address is None:
+            continue
+        if hop.address in seen:
+            return seen[seen.index(hop.address) :]
+        seen.append(hop.address)
+    return [offender, "the router it sends the packets back to"]
 
 
 def _unpublished_hint(obs: Observations) -> dict[str, Any]:
@@ -324,7 +412,7 @@ def _container_silent(obs: Observations) -> dict[str, Any] | None:
 
 _TLS_CAUSE: dict[str, Cause] = {
     "expired": "tls_expired",
-    "not_yet_valid": "tls_expired",
+    "not_yet_valid": "tls_not_yet_valid",
     "hostname_mismatch": "tls_hostname_mismatch",
     "self_signed": "tls_untrusted",
     "unknown_issuer": "tls_untrusted",
@@ -366,7 +454,53 @@ def _stage_tls(obs: Observations, v: Verdict) -> None:
         summary = f"{failure}: {t.detail} (not verified: --insecure)"
         v.add(Stage("tls", "warn", summary, t.to_json()))
         return
-    v.add(Stage("tls", "fail", f"{failure}: {t.detail}", t.to_json()), cause, detail=t.detail)
+    data = {**t.to_json(), "clock_skew_s": obs.clock_skew_s, "server_date": obs.server_date}
+    context: dict[str, Any] = {"detail": t.detail}
+    if cause in ("tls_expired", "tls_not_yet_valid"):
+        cause, context = _dated(obs, cause, context)
+    chain = t.chain
+    if cause == "tls_untrusted" and chain is not None and chain.missing is not None:
+        context["missing"] = chain.missing
+        if chain.issuer_trusted:  # fetched from the AIA URL: the store vouches for it
+            cause = "tls_chain_incomplete"
+            context["issuer_url"] = chain.issuer_url
+    v.add(Stage("tls", "fail", f"{failure}: {t.detail}", data), cause, **context)
+
+
+#: A clock this far from the server's explains a certificate's dates; closer, the dates do.
+CLOCK_SKEW_S = 300.0
+
+
+def _dated(
+    obs: Observations, cause: Cause, context: dict[str, Any]
+) -> tuple[Cause, dict[str, Any]]:
+    """Expired or not yet valid: by whose clock? The server's Date tells this machine's."""
+    t, skew = obs.tls, obs.clock_skew_s
+    assert t is not None
+    cert = t.certificate
+    if skew is None or cert is None:
+        return cause, {**context, "clocks_text": ""}
+    server_now = t.checked_at - timedelta(seconds=skew)
+    valid_there = cert.not_before <= server_now <= cert.not_after
+    if abs(skew) > CLOCK_SKEW_S and valid_there:
+        ahead = "ahead of" if skew > 0 else "behind"
+        return "clock_skew", {
+            "skew_text": f"{_duration(abs(skew))} {ahead}",
+            "server_date": obs.server_date,
+            "validity": f"from {cert.not_before:%Y-%m-%d %H:%M} "
+            f"to {cert.not_after:%Y-%m-%d %H:%M} UTC",
+            "looks": "looks expired" if skew > 0 else "looks not yet valid",
+        }
+    clocks = f"; this machine's clock agrees with the server's (Date: {obs.server_date})"
+    return cause, {**context, "clocks_text": clocks}
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.0f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.0f} hours"
+    return f"{seconds / 60:.0f} minutes"
 
 
 def _other_protocol(obs: Observations) -> bool:
@@ -438,7 +572,12 @@ def _http_failure(obs: Observations, report: HttpReport, route: str, v: Verdict,
     total_ms = round(report.final.phases.total_ms, 1) if report.hops else 0.0
     if report.error is not None:
         kind, message = report.error
-        ctx: dict[str, Any] = {"detail": message, "status": kind, "route": route}
+        ctx: dict[str, Any] = {
+            "detail": message,
+            "status": kind,
+            "route": route,
+            "who": "the server",
+        }
         cause: Cause
         inside = _container_silent(obs) if kind in ("reset", "protocol") else None
         if inside is not None:
@@ -478,6 +617,8 @@ def _http_failure(obs: Observations, report: HttpReport, route: str, v: Verdict,
         "no_request_id": request_id is None,
         "total_ms": total_ms,
         "server": server_name(report) or "a proxy",
+        "who": _who(obs, report),
+        "proxy_answered": None if from_servepath(report) else server_name(report),
     }
     summary = f"{method} {route} answered {status}: {detail}"
     stage = Stage(name, "fail", summary, data)
@@ -496,7 +637,6 @@ def _http_failure(obs: Observations, report: HttpReport, route: str, v: Verdict,
             stage,
             "overloaded",
             **ctx,
-            who=_who(obs, report),
             retry_after=retry,
             retry_text=retry_text,
         )
@@ -505,8 +645,7 @@ def _http_failure(obs: Observations, report: HttpReport, route: str, v: Verdict,
         if reverse_proxy_seen(report) or status == 502:
             v.add(stage, "upstream_error", **ctx)
         else:
-            v.add(stage, "overloaded", **ctx, who=_who(obs, report), retry_after=None,
-                  retry_text="")  # fmt: skip
+            v.add(stage, "overloaded", **ctx, retry_after=None, retry_text="")
         return
     challenge = (header(report, "www-authenticate") or "").lower()
     if status == 401 and (from_servepath(report) or challenge.startswith("bearer")):
@@ -571,6 +710,8 @@ def _stage_http(obs: Observations, v: Verdict) -> None:
     if v.failed is not None:  # e.g. TLS already failed: the HTTP error only repeats it
         v.add(Stage("http", "skip", _not_tried(v, "")))
         return
+    if _add_intermittent(obs, v, "http", f"GET {route or '/'}", report):
+        return
     _http_failure(obs, report, route or "/", v, "http", "http_error", "GET")
 
 
@@ -578,7 +719,10 @@ def _stage_app(obs: Observations, v: Verdict) -> None:
     report = obs.app
     route = obs.predict_route
     if report is None and obs.spec_refused is not None and v.broken is None:
-        _http_failure(obs, obs.spec_refused, "/openapi.json", v, "app", "http_error", "GET")
+        refused = obs.spec_refused
+        if _add_intermittent(obs, v, "app", "GET /openapi.json", refused):
+            return
+        _http_failure(obs, refused, "/openapi.json", v, "app", "http_error", "GET")
         return
     if report is None:
         if obs.health is not None and obs.health.ok and v.broken is None:
@@ -591,6 +735,9 @@ def _stage_app(obs: Observations, v: Verdict) -> None:
             v.add(Stage("app", "skip", _not_tried(v, "the health route failed")))
         return
     source = obs.app_plan.payload_source if obs.app_plan else "--data"
+    if is_redirect(report):
+        _redirected(obs, report, v)
+        return
     if report.ok:
         cache = header(report, "x-cache")
         body = _body_json(report)
@@ -605,7 +752,149 @@ def _stage_app(obs: Observations, v: Verdict) -> None:
         )
         v.add(Stage("app", "ok", summary, report.to_json()))
         return
+    if _add_intermittent(obs, v, "app", f"POST {route}", report):
+        return
     _http_failure(obs, report, route, v, "app", "bad_payload", "POST")
+
+
+# --- the same requests again: what one probe cannot see ------------------------------------
+
+
+def _add_intermittent(
+    obs: Observations, v: Verdict, name: str, what: str, report: HttpReport
+) -> bool:
+    """A failed answer that the repetition shows passing too: ``intermittent``, not the
+    failure one try happened to see."""
+    context = _intermittent(obs)
+    if context is None:
+        return False
+    summary = f"{what}: {_detail(report) if report.error is None else report.error.message}; "
+    v.add(Stage(name, "fail", summary + context["how"], report.to_json()), "intermittent",
+          **context)  # fmt: skip
+    return True
+
+
+def _intermittent(obs: Observations) -> dict[str, Any] | None:
+    mixed = [r for r in obs.repeats if r.mixed]
+    if not mixed:
+        return None
+    parts = [_failure_count(r) for r in mixed]
+    attempts = [a for r in mixed for a in r.attempts]
+    reused = [a for a in attempts if a.connection == "reused"]
+    fresh = [a for a in attempts if a.connection != "reused"]
+    failed_reused = sum(a.failed for a in reused)
+    failed_fresh = sum(a.failed for a in fresh)
+    cluster = (
+        f"failed on reused connections {failed_reused} of {len(reused)}, "
+        f"on fresh ones {failed_fresh} of {len(fresh)}"
+    )
+    keepalive = failed_reused > 0 and failed_fresh == 0
+    answerers = [a.answer.split(" from ", 1)[1] for a in attempts if " from " in a.answer]
+    return {
+        "how": "; ".join(parts),
+        "cluster": cluster,
+        "keepalive": keepalive,
+        "replica": not keepalive,
+        "answerer": answerers[0] if answerers else "the proxy or load balancer",
+    }
+
+
+def _failure_count(repetition: Repetition) -> str:
+    """ "5 of 11 POST /decisions answered 502 from nginx at 10.0.0.5:80" """
+    failures = repetition.failures
+    kinds: dict[str, int] = {}
+    for a in failures:
+        kinds[a.answer] = kinds.get(a.answer, 0) + 1
+    answers = ", ".join(
+        (f"{n} " if len(kinds) > 1 else "") + _answered(k)
+        for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])
+    )
+    remotes = sorted({a.remote for a in failures if a.remote})
+    at = f" at {', '.join(remotes)}" if remotes else ""
+    return (
+        f"{len(failures)} of {len(repetition.attempts)} {repetition.method} {repetition.route} "
+        f"{answers}{at}"
+    )
+
+
+def _answered(answer: str) -> str:
+    return f"answered {answer}" if answer[:1].isdigit() else f"got {answer.replace('_', ' ')}"
+
+
+def _stage_repeat(obs: Observations, v: Verdict) -> None:
+    if not obs.repeats:
+        count = obs.plan.options.repeat
+        why = "--repeat 0" if count <= 0 else "no request answered to repeat"
+        v.add(Stage("repeat", "skip", _not_tried(v, why) if v.broken else f"not tried: {why}"))
+        return
+    data = {"repetitions": [r.to_json() for r in obs.repeats]}
+    told = [
+        f"{r.method} {r.route} {len(r.attempts)}x: "
+        + ", ".join(f"{n} {answer}" for answer, n in r.counts().items())
+        for r in obs.repeats
+    ]
+    summary = "; ".join(told) + " (fresh and reused connections)"
+    context = _intermittent(obs)
+    if context is None:
+        failing = any(r.failures for r in obs.repeats)
+        v.add(Stage("repeat", "warn" if failing else "ok", summary, data))
+        return
+    v.add(Stage("repeat", "fail", context["how"], data), "intermittent", **context)
+
+
+def _redirected(obs: Observations, report: HttpReport, v: Verdict) -> None:
+    """POST on the predict route answered with a redirect: where to, and what a client that
+    follows it gets."""
+    status = report.status
+    route = obs.predict_route
+    assert status is not None and report.final.location is not None
+    target = urljoin(report.final.url, report.final.location)
+    parts = urlsplit(target)
+    target_host = parts.hostname or obs.host
+    cross_host = target_host.lower() != obs.host.lower()
+    chain = obs.redirect
+    urls = [h.url for h in chain.hops] if chain is not None else [report.final.url, target]
+    looped = chain is not None and (
+        (chain.error is not None and chain.error.kind == "too_many_redirects")
+        or len(set(urls)) < len(urls)
+    )
+    loop = " -> ".join(dict.fromkeys(urls)) + f" -> {urls[0]}" if looped else None
+    changes = status in METHOD_CHANGING_REDIRECTS
+    after = ""
+    if chain is not None and chain.hops and not looped:
+        last = chain.final
+        got = last.error.message if last.error else f"{last.status}"
+        after = f"; following it, {last.method} {last.url} got {got}"
+    if looped:
+        consequence = f"the redirects go round in a loop and never reach the service{after}"
+    elif changes:
+        consequence = (
+            "clients that follow a 301/302/303 send the prediction again as a GET, without "
+            f"its body, and get an error from a route that exists{after}"
+        )
+    else:
+        consequence = f"a {status} keeps the method and body, at the cost of a round trip{after}"
+    summary = f"POST {route} -> {status} to {target}"
+    if loop:
+        summary += f" (a loop: {loop})"
+    elif cross_host:
+        summary += f" (another host: {target_host})"
+    data = {"request": report.to_json(), "followed": chain.to_json() if chain else None}
+    if not (changes or looped):
+        v.add(Stage("app", "warn", f"{summary}: {consequence}", data))
+        return
+    v.add(
+        Stage("app", "fail", summary, data),
+        "redirected",
+        status=status,
+        target=target,
+        target_host=target_host,
+        consequence=consequence,
+        loop=loop,
+        direct=not looped,
+        cross_host=cross_host and not looped,
+        keeps_post=changes and not looped,
+    )
 
 
 def _stage_large(obs: Observations, v: Verdict) -> None:
@@ -614,6 +903,8 @@ def _stage_large(obs: Observations, v: Verdict) -> None:
     if report is None or app is None or app.large is None:
         if v.broken:
             why = _not_tried(v, "")
+        elif obs.app is not None and is_redirect(obs.app):
+            why = "not tried: the predict route redirects"
         elif obs.app is None or not obs.app.ok:
             why = "not tried: no small request passed first"
         elif app is not None and app.large_off:
@@ -665,6 +956,11 @@ def _stage_large(obs: Observations, v: Verdict) -> None:
             "slow with large batches, not the path"
         )
         v.add(Stage("large request", "warn", summary, data))
+        return
+    if report.status is not None and report.status >= 500:
+        # batch callers fail on every such request, whoever answered it
+        route = f"{obs.predict_route} (a {size_kb} KB batch of {app.large_instances})"
+        _http_failure(obs, report, route, v, "large request", "bad_payload", "POST")
         return
     detail = report.error.message if report.error else f"{report.status}: {_detail(report)}"
     v.add(Stage("large request", "warn", f"{size_kb} KB request: {detail}", data))
@@ -749,12 +1045,19 @@ def _stage_latency(obs: Observations, v: Verdict) -> None:
         "network_and_proxies_ms": rest,
         "total_ms": total,
     }
+    # on this machine's own address there is no network and no proxy between: the rest is
+    # the client's and HTTP's own overhead
+    rest_name = (
+        "client and HTTP overhead"
+        if obs.own_address and obs.proxy is None
+        else ("network and proxies")
+    )
     dominant = max(
         ("dns", dns_ms),
         ("connect", connect),
         ("tls", tls),
         ("server", server),
-        ("network and proxies", rest),
+        (rest_name, rest),
         key=lambda kv: kv[1],
     )[0]
     data = {

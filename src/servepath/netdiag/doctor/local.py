@@ -23,6 +23,25 @@ def _health_url(report: PortListenReport, port: int) -> str:
     return f"http://{host_port(addresses[0], port)}/"
 
 
+def _loopback_fix(listen: PortListenReport, port: int, in_container: bool) -> dict[str, Any]:
+    """Who holds the loopback-only port decides the fix: Docker's publisher (docker run
+    -p 127.0.0.1:PORT:...) is fixed by the publish address, a server by its --host."""
+    published = bool(listen.listeners) and all(x.forwarder for x in listen.listeners)
+    if published:
+        mapping = next((m for m in listen.mappings if m.covers(port)), None)
+        return {
+            "publish": True,
+            "container_port": mapping.target_port if mapping is not None else 8080,
+            "reach": "reachable from this machine only, not from other hosts",
+        }
+    reach = (
+        "reachable from inside this container only, not through a published port"
+        if in_container
+        else "reachable from this machine only, not from other hosts"
+    )
+    return {"serve_fix": True, "reach": reach}
+
+
 def diagnose_local(
     port: int,
     listen: PortListenReport,
@@ -60,6 +79,7 @@ def diagnose_local(
                 "bound_to_loopback",
                 bound=bound,
                 process=", ".join(listen.processes) or "the process",
+                **_loopback_fix(listen, port, bool(in_container.get("in_container"))),
             )
         else:
             add("bind", "ok", f"bound to {bound}", data)

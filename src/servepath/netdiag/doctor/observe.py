@@ -14,20 +14,30 @@ import ipaddress
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import dns.reversename
 import orjson
 
 from servepath.errors import ServepathError
-from servepath.net.endpoints import host_port
+from servepath.net.endpoints import host_port, is_ip_literal
 from servepath.net.interfaces import local_addresses
 from servepath.net.routes import KernelRoute as Route
 from servepath.net.routes import default_gateway, lookup, read_routes
 from servepath.net.sockets import resolve_host
 from servepath.netdiag.dns import probe_dns, system_nameservers
-from servepath.netdiag.doctor.evidence import Observations, VhostTrial
+from servepath.netdiag.doctor.evidence import (
+    Attempt,
+    Observations,
+    Repetition,
+    VhostTrial,
+    attempt_of,
+)
 from servepath.netdiag.doctor.plan import (
+    DialEvery,
     FindServices,
     HttpStep,
     InspectAddress,
@@ -37,6 +47,7 @@ from servepath.netdiag.doctor.plan import (
     Plan,
     PlanApp,
     ProbeTls,
+    Repeat,
     Resolve,
     ResolveProxy,
     Sniff,
@@ -46,11 +57,12 @@ from servepath.netdiag.doctor.plan import (
     answers_tls,
     candidate_names,
     chosen_address,
+    chosen_addresses,
     next_step,
 )
 from servepath.netdiag.doctor.signs import from_servepath
-from servepath.netdiag.http import HttpReport, probe_http
-from servepath.netdiag.ports import scan_ports
+from servepath.netdiag.http import HttpReport, probe_http, probe_http_series
+from servepath.netdiag.ports import PortResult, scan_ports
 from servepath.netdiag.tls import probe_tls
 from servepath.netdiag.trace import trace
 
@@ -88,10 +100,17 @@ def _run(step: Step, obs: Observations, routes: list[Route]) -> None:
         case Resolve(name, "A"):
             obs.dns = probe_dns(name, "A", resolvers=options.resolvers, timeout=options.timeout)
             obs.address = chosen_address(obs.dns)
+            obs.name_addresses = chosen_addresses(obs.dns)
         case Resolve(name, "AAAA"):
             aaaa = probe_dns(name, "AAAA", timeout=options.timeout)
             if aaaa.ok and chosen_address(aaaa):
-                obs.dns, obs.address = aaaa, chosen_address(aaaa)
+                if obs.address is None:  # an IPv6-only name
+                    obs.dns, obs.address = aaaa, chosen_address(aaaa)
+                obs.name_addresses = tuple(
+                    dict.fromkeys((*obs.name_addresses, *chosen_addresses(aaaa)))
+                )
+        case DialEvery(addresses, port):
+            obs.dialled = _dial_every(addresses, port, options.timeout)
         case InspectAddress(address):
             obs.own_address = _is_own_address(address)
             obs.route = lookup(address, routes)
@@ -130,6 +149,8 @@ def _run(step: Step, obs: Observations, routes: list[Route]) -> None:
             from servepath.netdiag.mtu import narrow_mtu
 
             obs.mtu = narrow_mtu(address, port, request, timeout=wait)
+        case Repeat():
+            obs.repeats = _repeat(obs, step)
         case LocateMtuHop(address, size):
             from servepath.netdiag.mtu import locate_mtu_hop
 
@@ -145,15 +166,30 @@ def _record_http(obs: Observations, step: HttpStep, report: HttpReport) -> None:
         case "openapi":
             spec = _json_body(report) if report.status == 200 else None
             obs.spec = spec if isinstance(spec, dict) else None
-            if report.status == 401:
-                obs.spec_refused = report  # the server wants a key: the app stage says so
+            failed = report.error is not None or report.status in (401, 429)
+            if failed or (report.status or 0) >= 500:
+                # a key wanted, a proxy's 502, no answer: the app stage says so; only a 404
+                # means the server publishes no document
+                obs.spec_refused = report
         case "predict":
             obs.app = report
+        case "redirect":
+            obs.redirect = report
         case "large":
             obs.large = report
         case "echo":
             echo = _json_body(report)
             obs.echo = echo if isinstance(echo, dict) else None
+        case "clock":
+            date = report.final.date if report.hops else None
+            if date is not None:
+                try:
+                    server = parsedate_to_datetime(date)
+                except (TypeError, ValueError):
+                    return
+                # Date has a resolution of one second; the request took a few milliseconds
+                obs.server_date = date
+                obs.clock_skew_s = (datetime.now(UTC) - server).total_seconds()
 
 
 def _is_own_address(address: str) -> bool:
@@ -192,6 +228,20 @@ def _probe_transport(obs: Observations, step: Transport) -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
         for future in [pool.submit(run_trace), pool.submit(run_ports)]:
             future.result()
+
+
+def _dial_every(addresses: tuple[str, ...], port: int, timeout: float) -> dict[str, PortResult]:
+    """The port on each address at once: a silent one costs one timeout for all."""
+
+    def dial(address: str) -> PortResult | None:
+        try:
+            return scan_ports(address, [port], timeout=timeout).results[0]
+        except (ServepathError, OSError, IndexError):
+            return None
+
+    with ThreadPoolExecutor(max_workers=len(addresses)) as pool:
+        found = dict(zip(addresses, pool.map(dial, addresses), strict=True))
+    return {a: r for a, r in found.items() if r is not None}
 
 
 def _look_inside_containers(obs: Observations, port: int, reachable: bool) -> None:
@@ -263,30 +313,92 @@ def _json_body(report: HttpReport) -> Any:
         return None
 
 
-def _http(obs: Observations, step: HttpStep) -> HttpReport:
-    """One request as the plan has it: through the proxy that applies, with --resolve and
-    --host-header, trusting --cafile."""
+def _request_settings(obs: Observations, step: HttpStep) -> dict[str, Any]:
+    """What every request of the walk shares: the proxy that applies, --resolve and
+    --host-header, the key, trusting --cafile."""
     plan, options = obs.plan, obs.plan.options
     pins = {(plan.pin.name, plan.pin.port): plan.pin.address} if plan.pin else None
+    target = plan.target
+    if pins is None and plan.direct and obs.address and not is_ip_literal(target.host):
+        # the address the transport probed, not whichever family the resolver lists first:
+        # a silent AAAA would cost every request its timeout (the dial-every step names it)
+        pins = {(target.host.lower(), target.port): obs.address}
     headers = plan.headers()
     if step.content is not None:
         headers.append(("content-type", "application/json"))
     if options.api_key:
         headers.append(("Authorization", f"Bearer {options.api_key}"))
+    return {
+        "timeout": step.timeout if step.timeout is not None else options.http_timeout,
+        "proxy_env": options.proxy_env,
+        "proxy": options.proxy,
+        "cafile": options.cafile,
+        "verify": not (options.insecure or step.unverified),
+        "pins": pins,
+        "headers": headers,
+        "content": step.content,
+    }
+
+
+def _http(obs: Observations, step: HttpStep) -> HttpReport:
+    """One request as the plan has it."""
     return probe_http(
         step.url,
-        timeout=step.timeout if step.timeout is not None else options.http_timeout,
-        proxy_env=options.proxy_env,
-        proxy=options.proxy,
-        cafile=options.cafile,
-        verify=not options.insecure,
-        pins=pins,
-        headers=headers,
+        **_request_settings(obs, step),
         keep_body=step.keep_body if step.keep_body is not None else _BODY_LIMIT,
         method=None if step.method == "GET" else step.method,
-        content=step.content,
         follow=step.follow,
     )
+
+
+def _first_answer(obs: Observations, step: HttpStep) -> HttpReport | None:
+    """The walk's own request of the kind a repetition repeats."""
+    match step.what:
+        case "health":
+            return obs.health
+        case "predict":
+            return obs.app
+        case "openapi":
+            return obs.spec_refused
+    return None
+
+
+def _repeat(obs: Observations, step: Repeat) -> list[Repetition]:
+    """Each request again: half over fresh connections, all at once (a stall costs one
+    timeout), half one after another over one kept-alive connection, within the budget."""
+    deadline = time.monotonic() + step.budget_s
+    reused_count = step.count // 2
+    fresh_count = step.count - reused_count
+
+    def fresh(request: HttpStep) -> HttpReport:
+        return _http(obs, replace(request, keep_body=0))
+
+    def reused(request: HttpStep) -> tuple[HttpReport, ...]:
+        return probe_http_series(
+            request.url,
+            count=reused_count,
+            deadline=deadline,
+            method=request.method,
+            **_request_settings(obs, request),
+        )
+
+    workers = len(step.requests) * (fresh_count + 1)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        fresh_runs = [[pool.submit(fresh, r) for _ in range(fresh_count)] for r in step.requests]
+        series = [pool.submit(reused, r) for r in step.requests]
+        results: list[Repetition] = []
+        for request, runs, run in zip(step.requests, fresh_runs, series, strict=True):
+            attempts: list[Attempt] = []
+            first = _first_answer(obs, request)
+            if first is not None:
+                attempts.append(attempt_of(first, "first"))
+            attempts += [attempt_of(f.result(), "fresh") for f in runs]
+            # the series' first request opens the connection the others reuse
+            for i, report in enumerate(run.result()):
+                attempts.append(attempt_of(report, "reused" if i else "fresh"))
+            route = request.url.split(obs.origin, 1)[-1] or "/"
+            results.append(Repetition(request.method, route, tuple(attempts)))
+    return results
 
 
 def _try_names(obs: Observations, step: TryNames) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "LARGE_REQUEST_BYTES",
     "NEIGHBOUR_PORTS",
     "AppPlan",
+    "DialEvery",
     "DoctorOptions",
     "DoctorUsageError",
     "FindServices",
@@ -56,6 +57,7 @@ __all__ = [
     "Plan",
     "PlanApp",
     "ProbeTls",
+    "Repeat",
     "Resolve",
     "ResolveProxy",
     "Sniff",
@@ -67,6 +69,8 @@ __all__ = [
     "asked_port_open",
     "candidate_names",
     "chosen_address",
+    "chosen_addresses",
+    "is_redirect",
     "large_wait",
     "make_plan",
     "next_step",
@@ -81,6 +85,9 @@ __all__ = [
 NEIGHBOUR_PORTS = (80, 443, 8080, 8000, 8443)
 #: The large request: tens of KB, dozens of full-size packets, far past any path MTU.
 LARGE_REQUEST_BYTES = 48_000
+#: How often the repetition sends each request by default, and the time it may take.
+DEFAULT_REPEAT = 10
+REPEAT_BUDGET_S = 1.0
 #: The request the MTU narrowing repeats at each segment size: a few packets at the largest.
 NARROWING_REQUEST_BYTES = 4_000
 
@@ -134,6 +141,9 @@ class DoctorOptions:
     pins: tuple[Pin, ...] = ()
     host_header: str | None = None
     large_bytes: int = LARGE_REQUEST_BYTES  # 0: do not send the large request
+    #: Each request repeated this often (half over fresh connections, half over one reused
+    #: one) to see a failure that comes and goes; 0: off.
+    repeat: int = DEFAULT_REPEAT
 
 
 @dataclass(frozen=True)
@@ -314,12 +324,18 @@ def _batch(instance: dict[str, Any], target_bytes: int, limit: int) -> tuple[byt
 # facts a later probe cannot change is never asked twice.
 
 #: The request the doctor sends in each HTTP step, and where observe() records its answer.
-HttpKind = Literal["health", "health route", "openapi", "predict", "large", "echo"]
+HttpKind = Literal[
+    "health", "health route", "openapi", "predict", "redirect", "large", "echo", "clock"
+]
+
+#: Redirects a client follows with GET (most do, for a POST), and those that keep the method.
+METHOD_CHANGING_REDIRECTS = (301, 302, 303)
+METHOD_KEEPING_REDIRECTS = (307, 308)
 
 
 @dataclass(frozen=True)
 class Resolve:
-    """Ask DNS for the target's name (AAAA only when A gave no address)."""
+    """Ask DNS for the target's name: A, then AAAA (a caller may dial either family)."""
 
     name: str
     rdtype: Literal["A", "AAAA"]
@@ -354,6 +370,16 @@ class Transport:
     port: int
     ports: tuple[int, ...]  # the asked one first, then the neighbours
     kind: str = "transport"
+
+
+@dataclass(frozen=True)
+class DialEvery:
+    """Connect to the name's other addresses (every A and AAAA answer) at once: a caller may
+    dial any of them, and many try IPv6 first."""
+
+    addresses: tuple[str, ...]
+    port: int
+    kind: str = "every address"
 
 
 @dataclass(frozen=True)
@@ -411,10 +437,23 @@ class HttpStep:
     follow: bool = True
     timeout: float | None = None  # None: --http-timeout
     keep_body: int | None = None  # None: the whole body, to the driver's limit
+    #: Look past the certificate whatever --insecure says: only the answer's Date is read.
+    unverified: bool = False
 
     @property
     def kind(self) -> str:
         return self.what
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """Send each request ``count`` times — half over fresh connections at once, half one
+    after another over one kept-alive connection — within ``budget_s``."""
+
+    requests: tuple[HttpStep, ...]
+    count: int
+    budget_s: float = REPEAT_BUDGET_S
+    kind: str = "repeat"
 
 
 @dataclass(frozen=True)
@@ -464,6 +503,7 @@ Step = (
     | InspectAddress
     | ResolveProxy
     | Transport
+    | DialEvery
     | LookInside
     | FindServices
     | ProbeTls
@@ -473,6 +513,7 @@ Step = (
     | TryNames
     | NarrowMtu
     | LocateMtuHop
+    | Repeat
 )
 
 
@@ -486,7 +527,7 @@ def _locate(obs: Observations) -> Step | None:
     if plan.pinned is None:
         if "dns A" not in done:
             return Resolve(plan.target.host, "A")
-        if obs.address is None and "dns AAAA" not in done:  # an IPv6-only name
+        if "dns AAAA" not in done:  # both families: many callers try IPv6 first
             return Resolve(plan.target.host, "AAAA")
     if obs.address is not None and "address" not in done:
         return InspectAddress(obs.address)
@@ -503,6 +544,9 @@ def _reach(obs: Observations) -> Step | None:
         target = (obs.address, plan.target.port)
     if target is not None and "transport" not in done:
         return Transport(target[0], target[1], (target[1], *plan.neighbours))
+    others = tuple(a for a in obs.name_addresses if a != obs.address)
+    if plan.direct and obs.ports is not None and others and "every address" not in done:
+        return DialEvery(others, plan.target.port)
     reachable = asked_port_open(obs)
     if obs.own_address and plan.direct and "containers" not in done:
         return LookInside(plan.target.port, reachable)
@@ -542,6 +586,10 @@ def _tls_first(obs: Observations) -> Step | None:
     silent = tls.protocol is None and tls.certificate is None and tls.failure
     if (tls.failure == "handshake_failed" or silent) and "sniff" not in obs.done:
         return _sniff(obs)
+    dated = {tls.failure, *tls.problems} & {"expired", "not_yet_valid"}
+    if dated and tls.protocol is not None and "clock" not in obs.done:
+        # whose clock is wrong: this machine's, or the certificate's dates
+        return HttpStep("clock", target.origin + "/", follow=False, keep_body=0, unverified=True)
     return None
 
 
@@ -600,6 +648,10 @@ def _ask_app(obs: Observations) -> Step | None:
         step = _predict(obs, app)
         if step is not None:
             return step
+    else:
+        step = _repeat(obs, app)
+        if step is not None:
+            return step
     if app.echo_route is not None and app.servepath and "echo" not in done:
         return HttpStep("echo", origin + app.echo_route)
     return None
@@ -623,12 +675,37 @@ def _predict(obs: Observations, app: AppPlan) -> Step | None:
         names = _try_names(obs, "predict")
         if names is not None:
             return names
+    if is_redirect(obs.app):
+        # as a client that follows would: the chain names the target, a loop, another host
+        if "redirect" not in done:
+            return HttpStep("redirect", url, "POST", app.payload, keep_body=4096)
+        return None
+    step = _repeat(obs, app)
+    if step is not None:
+        return step
     if not obs.app.ok or app.large is None:
         return None
     if obs.large is None:
         wait = large_wait(obs)
         return HttpStep("large", url, "POST", app.large, follow=False, timeout=wait, keep_body=0)
     return _narrow(obs, app)
+
+
+def _repeat(obs: Observations, app: AppPlan) -> Repeat | None:
+    """The health request, the prediction (or the OpenAPI document, when its fetch failed)
+    again and again: one bad replica of two, or a keep-alive race, fails 1 in N."""
+    plan = obs.plan
+    count = plan.options.repeat
+    if count <= 0 or "repeat" in obs.done:
+        return None
+    origin = plan.target.origin
+    health_url = obs.health.url if obs.health is not None else origin + "/"
+    requests = [HttpStep("health", health_url, follow=False)]
+    if app.payload is not None and obs.app is not None:
+        requests.append(HttpStep("predict", origin + app.route, "POST", app.payload, False))
+    elif obs.spec_refused is not None and obs.spec_refused.status != 401:
+        requests.append(HttpStep("openapi", origin + OPENAPI_ROUTE, follow=False))
+    return Repeat(tuple(requests), count)
 
 
 def _narrow(obs: Observations, app: AppPlan) -> Step | None:
@@ -665,6 +742,16 @@ def chosen_address(report: DnsReport) -> str | None:
     return None
 
 
+def chosen_addresses(report: DnsReport) -> tuple[str, ...]:
+    """Every address of the answer a client would use (the source :func:`chosen_address`
+    picks): a client may dial any of them."""
+    first = chosen_address(report)
+    for answer in report.answers:
+        if answer.outcome == "ok" and answer.values and answer.values[0] == first:
+            return tuple(answer.values)
+    return ()
+
+
 def asked_port_open(obs: Observations) -> bool:
     """The port scan found the asked port (or the forward proxy's) open."""
     if obs.ports is None or obs.probe_target is None:
@@ -675,6 +762,15 @@ def asked_port_open(obs: Observations) -> bool:
 def answers_tls(report: TlsReport) -> bool:
     """The port answered a TLS handshake far enough to name a protocol or a certificate."""
     return report.protocol is not None or report.certificate is not None
+
+
+def is_redirect(report: HttpReport) -> bool:
+    """The answer is a redirect that names where to go."""
+    return (
+        report.error is None
+        and report.status in (*METHOD_CHANGING_REDIRECTS, *METHOD_KEEPING_REDIRECTS)
+        and bool(report.final.location)
+    )
 
 
 def serves_someone_else(report: HttpReport) -> bool:

@@ -20,6 +20,7 @@ STAGE_NAMES = (
     "tls",
     "http",
     "app",
+    "repeat",
     "large request",
     "server view",
     "latency",
