@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -44,7 +43,7 @@ from servepath.model.race import (
     verify,
 )
 from servepath.model.schema import Feature, InputSchema, Value
-from servepath.model.source import artifact_name
+from servepath.model.source import artifact_name, unpickling_failure
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +350,7 @@ def _load_sklearn(
             warnings.simplefilter("ignore")  # version-mismatch warnings: the probes decide
             estimator = joblib.load(path)
     except Exception as exc:  # joblib raises anything unpickling can raise
-        raise ModelLoadError(str(path), _unpickling_failure(exc)) from exc
+        raise ModelLoadError(str(path), unpickling_failure(exc)) from exc
     if not hasattr(estimator, "predict"):
         raise ModelLoadError(str(path), f"{type(estimator).__name__} has no predict()")
     try:
@@ -474,36 +473,6 @@ def _race_sklearn(
         tuple(classes),
         inline=batch_ms is not None and batch_ms < INLINE_BATCH_MS,
     )
-
-
-_MISSING_CLASS = re.compile(r"Can't get attribute '([^']+)' on <module '([^']+)'")
-
-
-def _unpickling_failure(exc: Exception) -> str:
-    """Why joblib could not read the file, with the fix when the file refers to code that is
-    not importable here (a class defined in the training script, a module not installed)."""
-    text = str(exc)
-    missing = _MISSING_CLASS.search(text) if isinstance(exc, AttributeError) else None
-    if missing is not None:
-        name, module = missing.groups()
-        where = (
-            "the training script's __main__"
-            if module == "__main__"
-            else f"the module {module!r}, which does not define it here"
-        )
-        return (
-            f"the model refers to the class {name!r}, defined in {where}, which this process "
-            f"cannot import: define {name} in a module of its own (e.g. {name.lower()}.py), "
-            "import it from there in the training script and save the model again, and make "
-            "that module importable where servepath runs (install it, or add its directory "
-            "to PYTHONPATH)"
-        )
-    if isinstance(exc, ModuleNotFoundError) and exc.name:
-        return (
-            f"the model refers to the module {exc.name!r}, which is not importable here: "
-            "install it, or add its directory to PYTHONPATH"
-        )
-    return f"not a joblib file ({type(exc).__name__}: {text})"
 
 
 def _asks_probabilities(estimator: Any) -> bool:

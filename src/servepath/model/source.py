@@ -34,6 +34,7 @@ __all__ = [
     "is_remote",
     "parse_sha256",
     "runs_code",
+    "unpickling_failure",
 ]
 
 SourceKind = Literal["path", "remote", "example"]
@@ -179,3 +180,33 @@ class ModelSource:
             path = fetched.path
         check_pin(path, sha256)
         return path
+
+
+_MISSING_CLASS = re.compile(r"Can't get attribute '([^']+)' on <module '([^']+)'")
+
+
+def unpickling_failure(exc: Exception) -> str:
+    """Why joblib could not read the file, with the fix when the file refers to code that is
+    not importable here (a class defined in the training script, a module not installed)."""
+    text = str(exc)
+    missing = _MISSING_CLASS.search(text) if isinstance(exc, AttributeError) else None
+    if missing is not None:
+        name, module = missing.groups()
+        where = (
+            "the training script's __main__"
+            if module == "__main__"
+            else f"the module {module!r}, which does not define it here"
+        )
+        return (
+            f"the model refers to the class {name!r}, defined in {where}, which this process "
+            f"cannot import: define {name} in a module of its own (e.g. {name.lower()}.py), "
+            "import it from there in the training script and save the model again, and make "
+            "that module importable where servepath runs (install it, or add its directory "
+            "to PYTHONPATH)"
+        )
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return (
+            f"the model refers to the module {exc.name!r}, which is not importable here: "
+            "install it, or add its directory to PYTHONPATH"
+        )
+    return f"not a joblib file ({type(exc).__name__}: {text})"

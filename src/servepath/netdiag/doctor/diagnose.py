@@ -9,7 +9,6 @@ weaker finding that still helps becomes a hint in the fix.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -19,8 +18,8 @@ from servepath.contract import documented_routes
 from servepath.net.addresses import AddressInfo, classify_address
 from servepath.net.endpoints import host_port
 from servepath.netdiag.doctor.causes import Cause
-from servepath.netdiag.doctor.evidence import Observations, Repetition, untrusted_only
-from servepath.netdiag.doctor.plan import METHOD_CHANGING_REDIRECTS, is_redirect
+from servepath.netdiag.doctor.evidence import Observations, Repetition
+from servepath.netdiag.doctor.plan import is_redirect
 from servepath.netdiag.doctor.report import DoctorReport, Stage, StageStatus, Verdict
 from servepath.netdiag.doctor.signs import (
     FORWARD_PROXIES,
@@ -32,12 +31,18 @@ from servepath.netdiag.doctor.signs import (
     reverse_proxy_seen,
     server_name,
 )
+from servepath.netdiag.doctor.steps import METHOD_CHANGING_REDIRECTS
+from servepath.netdiag.doctor.tls_stage import add_not_http, other_protocol, stage_tls
+from servepath.netdiag.doctor.transport import (
+    asked_port,
+    container_silent,
+    is_outside_private,
+    not_tried,
+    stage_transport,
+)
 from servepath.netdiag.http import HttpReport
-from servepath.netdiag.ports import PortResult
 
 __all__ = ["diagnose"]
-
-_REFUSALS = ("admin-prohibited", "port-unreachable", "protocol-unreachable")
 
 
 def diagnose(obs: Observations, *, strict: bool = False) -> DoctorReport:
@@ -52,8 +57,8 @@ def diagnose(obs: Observations, *, strict: bool = False) -> DoctorReport:
         _stage_dns,
         _stage_address,
         _stage_route,
-        _stage_transport,
-        _stage_tls,
+        stage_transport,
+        stage_tls,
         _stage_http,
         _stage_app,
         _stage_repeat,
@@ -82,10 +87,6 @@ def _context(obs: Observations) -> dict[str, Any]:
         "method": "POST",
         "host_header": obs.plan.name_in_host_header,
     }
-
-
-def _not_tried(v: Verdict, fallback: str) -> str:
-    return f"not tried: {v.broken}" if v.broken else f"not tried: {fallback}"
 
 
 # --- local, dns, address, route ------------------------------------------------------------
@@ -144,16 +145,9 @@ def _stage_dns(obs: Observations, v: Verdict) -> None:
     v.add(Stage("dns", status, summary, data), cause)
 
 
-def _is_outside_private(obs: Observations) -> bool:
-    if obs.address is None or obs.route is None or obs.own_address:
-        return False
-    kind = classify_address(obs.address).kind
-    return kind in ("private", "cgnat") and obs.route.kind in ("via-default", "none")
-
-
 def _stage_address(obs: Observations, v: Verdict) -> None:
     if obs.address is None:
-        v.add(Stage("address", "skip", _not_tried(v, "no address to classify")))
+        v.add(Stage("address", "skip", not_tried(v, "no address to classify")))
         return
     info: AddressInfo = classify_address(obs.address)
     data: dict[str, Any] = {
@@ -165,7 +159,7 @@ def _stage_address(obs: Observations, v: Verdict) -> None:
         summary = f"{obs.address} is {info.kind}, an address of this machine itself"
         v.add(Stage("address", "ok", summary, data))
         return
-    if _is_outside_private(obs):
+    if is_outside_private(obs):
         v.add(
             Stage(
                 "address",
@@ -181,7 +175,7 @@ def _stage_address(obs: Observations, v: Verdict) -> None:
 
 def _stage_route(obs: Observations, v: Verdict) -> None:
     if obs.probe_target is None:
-        v.add(Stage("route", "skip", _not_tried(v, "no address to trace")))
+        v.add(Stage("route", "skip", not_tried(v, "no address to trace")))
         return
     if obs.trace is None:
         v.add(Stage("route", "skip", f"trace not possible: {obs.trace_error}"))
@@ -194,333 +188,6 @@ def _stage_route(obs: Observations, v: Verdict) -> None:
         return
     last = f"; last answering hop {answered[-1].ttl}: {answered[-1].address}" if answered else ""
     v.add(Stage("route", "warn", f"{t.detail}{last}", data))
-
-
-# --- transport: the asked port, weighed against its neighbours -------------------------------
-
-
-def _asked_port(obs: Observations) -> PortResult | None:
-    if obs.ports is None or obs.probe_target is None:
-        return None
-    return next((r for r in obs.ports.results if r.port == obs.probe_target[1]), None)
-
-
-def _stage_transport(obs: Observations, v: Verdict) -> None:
-    asked = _asked_port(obs)
-    if asked is None:
-        reason = obs.ports_error or "no address to probe"
-        if obs.proxy is not None:
-            v.add(
-                Stage("transport", "fail", f"forward proxy unusable: {reason}"),
-                "proxy_failed",
-                detail=reason,
-            )
-            return
-        v.add(Stage("transport", "skip", _not_tried(v, reason)))
-        return
-    assert obs.ports is not None and obs.probe_target is not None
-    data = {"ports": obs.ports.to_json(), "services_elsewhere": obs.other_services}
-    where = host_port(*obs.probe_target)
-    if obs.proxy is not None:
-        if asked.state == "open":
-            v.add(Stage("transport", "ok", f"forward proxy {where} accepts connections", data))
-        else:
-            v.add(
-                Stage("transport", "fail", f"forward proxy {where} is {asked.state}", data),
-                "proxy_failed",
-                detail=f"{where} is {asked.state}: {asked.detail}",
-            )
-        return
-    others = ", ".join(f"{r.port} {r.state}" for r in obs.ports.results if r.port != asked.port)
-    others_text = f" (others: {others})" if others else ""
-    if obs.dialled:
-        data["every_address"] = {a: r.to_json() for a, r in obs.dialled.items()}
-    if asked.state == "open":
-        rtt = f" in {asked.rtt_ms:.2f} ms" if asked.rtt_ms is not None else ""
-        gap = _family_gap(obs, asked)
-        if gap is not None:
-            cause, context = gap
-            summary = f"{where} open{rtt}, but {context['broken']} {context['broken_state']}"
-            if obs.own_address and context["refused"]:
-                # localhost on a server bound to 127.0.0.1: a caller on this machine is
-                # refused on ::1 at once and dials 127.0.0.1 next; nothing waits
-                v.add(Stage("transport", "warn", f"{summary}: callers fall back at once", data))
-                return
-            v.add(Stage("transport", "fail", summary, data), cause, **context)
-            return
-        v.add(Stage("transport", "ok", f"{where} open{rtt}{others_text}", data))
-        return
-    stage = Stage("transport", "fail", f"{where} {asked.state}: {asked.detail}{others_text}", data)
-    cause, context = transport_verdict(obs, asked)
-    v.add(stage, cause, **context)
-
-
-def transport_verdict(obs: Observations, asked: PortResult) -> tuple[Cause, dict[str, Any]]:
-    """The cause for an asked port that is not open, checked in the order
-    :data:`~servepath.netdiag.doctor.causes.PORT_EVIDENCE` writes out."""
-    hint: dict[str, Any] = {}
-    if obs.other_services:
-        other_port, other_url = sorted(obs.other_services.items())[0]
-        hint = {"other_port": other_port, "other_url": other_url.rstrip("/") + obs.path}
-    kind = asked.icmp.kind if asked.icmp is not None else None
-    offender = asked.offender or "a router"
-    at_target = asked.offender is not None and asked.offender == obs.address
-    if asked.state == "unreachable":
-        if kind in _REFUSALS or (kind == "host-unreachable" and at_target):
-            role = "the target" if at_target else "the router/firewall"
-            return "port_rejected", {
-                "offender": offender,
-                "offender_role": role,
-                "detail": kind or asked.detail,
-                **hint,
-            }
-        if kind == "time-exceeded":
-            return "routing_loop", {
-                "offender": offender,
-                "routers": " and ".join(_loop_routers(obs, offender)),
-                **hint,
-            }
-    gap = _family_gap(obs, asked)
-    if gap is not None:
-        return gap
-    if asked.state == "unreachable":
-        # the default gateway has no route to a private address: it is someone's internal
-        # network, and the fix is the external address, not a route (PORT_EVIDENCE)
-        if _is_outside_private(obs) and not hint:
-            return "private_address", {}
-        return "no_route", {"offender": offender, "detail": asked.detail, **hint}
-    if asked.state == "filtered":
-        if _is_outside_private(obs) and not hint:
-            return "private_address", {}
-        return "port_filtered", hint
-    # closed: the target itself answered with a reset
-    if hint:
-        return "service_on_other_port", {
-            **hint,
-            "port_state": asked.state,
-            **_unpublished_hint(obs),
-        }
-    return "port_closed", _unpublished_hint(obs)
-
-
-def _family_gap(obs: Observations, asked: PortResult) -> tuple[Cause, dict[str, Any]] | None:
-    """One address family of the name answers on the port and the other does not at all."""
-    if obs.address is None or not obs.dialled:
-        return None
-    results = {obs.address: asked, **obs.dialled}
-    v6 = {a: r for a, r in results.items() if ":" in a}
-    v4 = {a: r for a, r in results.items() if ":" not in a}
-    if not v4 or not v6:
-        return None
-    v4_open = [a for a, r in v4.items() if r.state == "open"]
-    v6_open = [a for a, r in v6.items() if r.state == "open"]
-    if v4_open and not v6_open:
-        broken, working, family, other = v6, v4_open, "IPv6", "IPv4"
-    elif v6_open and not v4_open:
-        broken, working, family, other = v4, v6_open, "IPv4", "IPv6"
-    else:
-        return None
-    states = {r.state for r in broken.values()}
-    refused = states == {"closed"}  # the target's own reset: nothing listens on that family
-    state_text = {"closed": "is refused (RST)", "filtered": "gets no answer"}
-    broken_state = " / ".join(sorted(state_text.get(s, f"is {s}") for s in states))
-    listen_fix = (
-        "bind IPv6 too: servepath serve --host :: (it takes IPv4 as well unless the system "
-        "sets net.ipv6.bindv6only)"
-        if family == "IPv6"
-        else "bind IPv4 too: servepath serve --host 0.0.0.0 (or --host :: on a system that "
-        "maps IPv4 into IPv6)"
-    )
-    tool = "ip6tables" if family == "IPv6" else "iptables"
-    cause: Cause = "ipv6_unreachable" if family == "IPv6" else "ipv4_unreachable"
-    return cause, {
-        "working": ", ".join(working),
-        "working_family": other,
-        "broken": ", ".join(broken),
-        "broken_family": family,
-        "broken_state": broken_state,
-        "consequence": "is refused" if refused else "waits until its connect timeout",
-        "refused": refused,
-        "silent": not refused,
-        "listen_fix": listen_fix,
-        "firewall_cmd": f"{tool} -I INPUT -p tcp --dport {obs.port} -j ACCEPT",
-        "record": "AAAA" if family == "IPv6" else "A",
-        "owner": "server operator" if refused else "network admin",
-    }
-
-
-def _loop_routers(obs: Observations, offender: str) -> list[str]:
-    """The routers a loop bounces between, from the trace: the addresses between the first
-    one that comes back and its return; without a trace, the one that said so."""
-    seen: list[str] = []
-    for hop in obs.trace.hops if obs.trace is not None else ():
-        if hop.address is None:
-            continue
-        if hop.address in seen:
-            return seen[seen.index(hop.address) :]
-        seen.append(hop.address)
-    return [offender, "the router it sends the packets back to"]
-
-
-def _unpublished_hint(obs: Observations) -> dict[str, Any]:
-    """A container that listens while no host port is published to it (no ``-p``)."""
-    for space in obs.unpublished:
-        ports = sorted({s.port for s in space.listeners if not s.loopback})
-        address = next((a for a in space.addresses if not a.startswith("127.")), "?")
-        if not ports:
-            continue
-        wanted = 8080 if 8080 in ports else ports[0]
-        who = f" ({space.process})" if space.process else ""
-        what = "a container" if space.runtime else "a network namespace"
-        return {
-            "container_hint": f"{what} at {address}{who} listens on "
-            f"{', '.join(map(str, ports))}, but no host port is published to it: "
-            f"docker run -p {obs.port}:{wanted} ...",
-            "container": space.to_json(),
-        }
-    return {}
-
-
-def _container_silent(obs: Observations) -> dict[str, Any] | None:
-    """When the port is published into a container and nothing answers inside: the facts."""
-    mapping, space = obs.mapping, obs.container
-    if mapping is None or mapping.target_ip is None or space is None:
-        return None
-    target_ip, target_port = mapping.target_ip, mapping.target_port
-    if space.reachable_on(target_ip, target_port):
-        return None
-    loopback = [s for s in space.on_port(target_port) if s.loopback]
-    others = sorted({s.port for s in space.listeners if not s.loopback})
-    inside_port = 8080 if 8080 in others else (others[0] if others else None)
-    host_bind = f"{mapping.host_ip}:" if mapping.host_ip else ""
-    return {
-        "mapping_text": f"{mapping.source} publishes "
-        f"{host_port(mapping.host_ip or '*', mapping.host_port)} to the container's "
-        f"{host_port(target_ip, target_port)}",
-        "container_port": target_port,
-        "inside": space.describe_listeners(),
-        "loopback_only": ", ".join(str(s) for s in loopback) or None,
-        "inside_port": inside_port if not loopback else None,
-        "host_bind": host_bind,
-        "host_port": mapping.host_port,
-        "container": space.to_json(),
-        "mapping": mapping.to_json(),
-    }
-
-
-# --- TLS ----------------------------------------------------------------------------------
-
-_TLS_CAUSE: dict[str, Cause] = {
-    "expired": "tls_expired",
-    "not_yet_valid": "tls_not_yet_valid",
-    "hostname_mismatch": "tls_hostname_mismatch",
-    "self_signed": "tls_untrusted",
-    "unknown_issuer": "tls_untrusted",
-    "plain_http": "plain_http_on_tls_port",
-}
-
-
-def _stage_tls(obs: Observations, v: Verdict) -> None:
-    if obs.tls_on_plain is not None:
-        t = obs.tls_on_plain
-        v.add(
-            Stage(
-                "tls",
-                "fail",
-                f"port {obs.port} answered a TLS handshake ({t.protocol})",
-                t.to_json(),
-            ),
-            "tls_on_plain_port",
-        )
-        return
-    if obs.scheme != "https":
-        v.add(Stage("tls", "skip", "plain http: no TLS"))
-        return
-    if obs.tls is None:
-        reason = "through the forward proxy's tunnel" if obs.proxy else "the port is not open"
-        v.add(Stage("tls", "skip", _not_tried(v, reason) if not obs.proxy else reason))
-        return
-    t = obs.tls
-    if t.ok:
-        days = f", {t.days_to_expiry:.0f} days to expiry" if t.days_to_expiry is not None else ""
-        v.add(Stage("tls", "ok", f"{t.protocol} {t.cipher}, trusted{days}", t.to_json()))
-        return
-    failure = t.failure or (t.problems[0] if t.problems else "handshake_failed")
-    if failure != "plain_http" and _other_protocol(obs):
-        _add_not_http(obs, v, "tls")
-        return
-    cause = _TLS_CAUSE.get(failure, "tls_handshake_failed")
-    if obs.insecure and untrusted_only(t):
-        summary = f"{failure}: {t.detail} (not verified: --insecure)"
-        v.add(Stage("tls", "warn", summary, t.to_json()))
-        return
-    data = {**t.to_json(), "clock_skew_s": obs.clock_skew_s, "server_date": obs.server_date}
-    context: dict[str, Any] = {"detail": t.detail}
-    if cause in ("tls_expired", "tls_not_yet_valid"):
-        cause, context = _dated(obs, cause, context)
-    chain = t.chain
-    if cause == "tls_untrusted" and chain is not None and chain.missing is not None:
-        context["missing"] = chain.missing
-        if chain.issuer_trusted:  # fetched from the AIA URL: the store vouches for it
-            cause = "tls_chain_incomplete"
-            context["issuer_url"] = chain.issuer_url
-    v.add(Stage("tls", "fail", f"{failure}: {t.detail}", data), cause, **context)
-
-
-#: A clock this far from the server's explains a certificate's dates; closer, the dates do.
-CLOCK_SKEW_S = 300.0
-
-
-def _dated(
-    obs: Observations, cause: Cause, context: dict[str, Any]
-) -> tuple[Cause, dict[str, Any]]:
-    """Expired or not yet valid: by whose clock? The server's Date tells this machine's."""
-    t, skew = obs.tls, obs.clock_skew_s
-    assert t is not None
-    cert = t.certificate
-    if skew is None or cert is None:
-        return cause, {**context, "clocks_text": ""}
-    server_now = t.checked_at - timedelta(seconds=skew)
-    valid_there = cert.not_before <= server_now <= cert.not_after
-    if abs(skew) > CLOCK_SKEW_S and valid_there:
-        ahead = "ahead of" if skew > 0 else "behind"
-        return "clock_skew", {
-            "skew_text": f"{_duration(abs(skew))} {ahead}",
-            "server_date": obs.server_date,
-            "validity": f"from {cert.not_before:%Y-%m-%d %H:%M} "
-            f"to {cert.not_after:%Y-%m-%d %H:%M} UTC",
-            "looks": "looks expired" if skew > 0 else "looks not yet valid",
-        }
-    clocks = f"; this machine's clock agrees with the server's (Date: {obs.server_date})"
-    return cause, {**context, "clocks_text": clocks}
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 2 * 86400:
-        return f"{seconds / 86400:.0f} days"
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.0f} hours"
-    return f"{seconds / 60:.0f} minutes"
-
-
-def _other_protocol(obs: Observations) -> bool:
-    return obs.protocol is not None and obs.protocol.name not in (
-        "http",
-        "tls",
-        "unknown",
-        "silent",
-    )
-
-
-def _add_not_http(obs: Observations, v: Verdict, stage: str) -> None:
-    assert obs.protocol is not None
-    p = obs.protocol
-    v.add(
-        Stage(stage, "fail", f"port {obs.port} speaks {p.label}: {p.evidence}", p.to_json()),
-        "not_http",
-        protocol=p.label,
-        evidence=p.evidence,
-    )
 
 
 # --- HTTP answers -----------------------------------------------------------------------------
@@ -579,13 +246,13 @@ def _http_failure(obs: Observations, report: HttpReport, route: str, v: Verdict,
             "who": "the server",
         }
         cause: Cause
-        inside = _container_silent(obs) if kind in ("reset", "protocol") else None
+        inside = container_silent(obs) if kind in ("reset", "protocol") else None
         if inside is not None:
             v.add(Stage(name, "fail", f"{method} {route}: {message}", data),
                   "container_not_listening", **inside)  # fmt: skip
             return
         if kind == "proxy":
-            proxy_reached = _asked_port(obs) is not None and _asked_port_open(obs)
+            proxy_reached = asked_port(obs) is not None and _asked_port_open(obs)
             denied = proxy_reached and not message.startswith("cannot reach")
             cause = "proxy_denied" if denied else "proxy_failed"
             ctx["status"] = "CONNECT refused"
@@ -596,8 +263,8 @@ def _http_failure(obs: Observations, report: HttpReport, route: str, v: Verdict,
             cause = "port_closed" if kind == "refused" else "port_filtered"
         elif kind == "tls":
             cause = "tls_handshake_failed"
-        elif _other_protocol(obs):
-            _add_not_http(obs, v, name)
+        elif other_protocol(obs):
+            add_not_http(obs, v, name)
             return
         else:
             cause = "http_error"
@@ -673,7 +340,7 @@ def _http_failure(obs: Observations, report: HttpReport, route: str, v: Verdict,
 
 
 def _asked_port_open(obs: Observations) -> bool:
-    asked = _asked_port(obs)
+    asked = asked_port(obs)
     return asked is not None and asked.state == "open"
 
 
@@ -693,10 +360,10 @@ def _vhost_context(obs: Observations, report: HttpReport) -> dict[str, Any]:
 def _stage_http(obs: Observations, v: Verdict) -> None:
     report = obs.health
     if report is None:
-        if obs.tls_on_plain is None and _other_protocol(obs) and v.failed is None:
-            _add_not_http(obs, v, "http")
+        if obs.tls_on_plain is None and other_protocol(obs) and v.failed is None:
+            add_not_http(obs, v, "http")
             return
-        v.add(Stage("http", "skip", _not_tried(v, "the port is not open")))
+        v.add(Stage("http", "skip", not_tried(v, "the port is not open")))
         return
     route = report.hops[0].url.split(obs.origin, 1)[-1] if report.hops else "/"
     if report.ok:
@@ -708,7 +375,7 @@ def _stage_http(obs: Observations, v: Verdict) -> None:
         v.add(Stage("http", "ok", summary, report.to_json()))
         return
     if v.failed is not None:  # e.g. TLS already failed: the HTTP error only repeats it
-        v.add(Stage("http", "skip", _not_tried(v, "")))
+        v.add(Stage("http", "skip", not_tried(v, "")))
         return
     if _add_intermittent(obs, v, "http", f"GET {route or '/'}", report):
         return
@@ -732,7 +399,7 @@ def _stage_app(obs: Observations, v: Verdict) -> None:
                 why = "no example instance in the server's OpenAPI; pass --data FILE"
             v.add(Stage("app", "skip", f"not tried: {why}"))
         else:
-            v.add(Stage("app", "skip", _not_tried(v, "the health route failed")))
+            v.add(Stage("app", "skip", not_tried(v, "the health route failed")))
         return
     source = obs.app_plan.payload_source if obs.app_plan else "--data"
     if is_redirect(report):
@@ -825,7 +492,7 @@ def _stage_repeat(obs: Observations, v: Verdict) -> None:
     if not obs.repeats:
         count = obs.plan.options.repeat
         why = "--repeat 0" if count <= 0 else "no request answered to repeat"
-        v.add(Stage("repeat", "skip", _not_tried(v, why) if v.broken else f"not tried: {why}"))
+        v.add(Stage("repeat", "skip", not_tried(v, why) if v.broken else f"not tried: {why}"))
         return
     data = {"repetitions": [r.to_json() for r in obs.repeats]}
     told = [
@@ -902,7 +569,7 @@ def _stage_large(obs: Observations, v: Verdict) -> None:
     app = obs.app_plan
     if report is None or app is None or app.large is None:
         if v.broken:
-            why = _not_tried(v, "")
+            why = not_tried(v, "")
         elif obs.app is not None and is_redirect(obs.app):
             why = "not tried: the predict route redirects"
         elif obs.app is None or not obs.app.ok:
@@ -974,7 +641,7 @@ def _stage_server_view(obs: Observations, v: Verdict) -> None:
     if echo is None:
         why = "no path echo from the server"
         if v.broken:
-            why = _not_tried(v, why)
+            why = not_tried(v, why)
         v.add(Stage("server view", "skip", why))
         return
     server = echo.get("server") or {}

@@ -37,6 +37,15 @@ from servepath.netdiag.doctor.evidence import (
     attempt_of,
 )
 from servepath.netdiag.doctor.plan import (
+    Plan,
+    answers_tls,
+    candidate_names,
+    chosen_address,
+    chosen_addresses,
+    next_step,
+)
+from servepath.netdiag.doctor.signs import from_servepath
+from servepath.netdiag.doctor.steps import (
     DialEvery,
     FindServices,
     HttpStep,
@@ -44,7 +53,6 @@ from servepath.netdiag.doctor.plan import (
     LocateMtuHop,
     LookInside,
     NarrowMtu,
-    Plan,
     PlanApp,
     ProbeTls,
     Repeat,
@@ -54,13 +62,7 @@ from servepath.netdiag.doctor.plan import (
     Step,
     Transport,
     TryNames,
-    answers_tls,
-    candidate_names,
-    chosen_address,
-    chosen_addresses,
-    next_step,
 )
-from servepath.netdiag.doctor.signs import from_servepath
 from servepath.netdiag.http import HttpReport, probe_http, probe_http_series
 from servepath.netdiag.ports import PortResult, scan_ports
 from servepath.netdiag.tls import probe_tls
