@@ -195,3 +195,17 @@ def test_the_model_queue_predicts_the_wait_from_the_models_own_calls(tmp_path: P
         fit.observe(rows, CALL)  # the slow model costs per call, not per row
     a, b = fit.coefficients()
     assert a == pytest.approx(CALL, rel=1e-6) and b == pytest.approx(0.0, abs=1e-9)
+
+
+async def test_refusals_on_the_head_reach_the_live_pages_ring_and_its_error_rate(
+    server: LiveServer,
+) -> None:
+    results = await asyncio.gather(
+        *(exchange(server.port, predict(i, f"x-request-id: page-{i}\r\n")) for i in range(60))
+    )
+    refused = {f"page-{i}" for i, r in enumerate(results) if r[0] == 503}
+    assert refused, [r[0] for r in results]
+    data = httpx.get(server.url + "/_ui/data", timeout=10).json()
+    seen = {e["request_id"]: e["status"] for e in data["requests"]}
+    assert {rid for rid, status in seen.items() if status == 503} >= refused
+    assert data["stats"]["errors_5xx"] >= len(refused), data["stats"]

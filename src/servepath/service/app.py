@@ -92,6 +92,7 @@ class ServepathApp:
         self.ui_templates = frozenset({DEFAULT_PREDICT_ROUTE, settings.predict_route, V2_INFER})
         if settings.ui_route:
             self.ui = SeenRing()
+            gate.seen = self.ui.note  # refusals on the head reach the page too
             page = LivePage(settings, plane, ops, self.ui, settings.ui_route)
             page.templates = tuple(sorted(self.ui_templates))
             exact.update(page.routes())

@@ -32,6 +32,8 @@ AUTO_MAX_CONNECTIONS = 16384
 #: What the gate says of a prediction's head: a ticket (admitted: hand it to the app with the
 #: request), the refusal to answer at once, or None (nothing to decide here: the app says).
 Admit = Callable[[int], "Ticket | Decision | None"]
+#: (status, seconds, route template, request id, ASGI client, request headers, timings).
+Seen = Callable[[int, float, str, str, Any, list[tuple[bytes, bytes]], list[Any]], None]
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,9 @@ class Gate:
         #: Why the server cannot serve at all (the model did not load), once it says so.
         self.failed: str | None = None
         self.admit: Admit = _undecided
+        #: Told of each prediction the HTTP layer refuses itself (the live page's ring notes
+        #: it); None when nothing listens.
+        self.seen: Seen | None = None
         self._on_drain: list[Callable[[], None]] = []
         self._on_reload: list[Callable[[], None]] = []
         self._on_fail: list[Callable[[str], None]] = []

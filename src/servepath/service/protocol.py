@@ -633,10 +633,11 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         extra: tuple[tuple[bytes, bytes], ...],
     ) -> None:
         elapsed = time.perf_counter() - self._arrived
+        request_id = request_id_for(self._head.request_id)
         response = canned_response(
             status,
             payload,
-            request_id=request_id_for(self._head.request_id),
+            request_id=request_id,
             close=not keep_alive,
             extra=extra,
             elapsed_ms=elapsed * 1000,
@@ -646,6 +647,10 @@ class ServepathHttpProtocol(HttpToolsProtocol):
             response = response[: response.index(b"\r\n\r\n") + 4]
         self.transport.write(response)
         gate.metrics.observe_request(template, method, status, elapsed)
+        seen = gate.seen
+        if seen is not None and status >= 400:
+            # A prediction refused on its head: the live page counts it like any other answer.
+            seen(status, elapsed, template, request_id, self.scope.get("client"), self.headers, [])
         self._discard = True
         self._discard_keep_alive = keep_alive
 
