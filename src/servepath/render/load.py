@@ -199,7 +199,13 @@ def _over_time(r: RunReport) -> str:
         ),
         [
             Series("succeeded", tuple((s, a) for s, a, _ in throughput_rows), OK, marker="circle"),
-            Series("failed", tuple((s, b) for s, _, b in throughput_rows), FAIL, marker="cross"),
+            Series(
+                "failed",
+                tuple((s, b) for s, _, b in throughput_rows),
+                FAIL,
+                # a cross marks a second that had failures; the line at 0 says the rest
+                markers=tuple("cross" if b else "" for _, _, b in throughput_rows),
+            ),
         ],
         description="requests that succeeded and failed in each second",
         height=210,
