@@ -464,3 +464,52 @@ def test_a_body_the_forward_proxy_refuses_is_the_proxy_refusing_not_a_reset(
         assert any("NO_PROXY=127.0.0.1" in h for h in document["hints"])
         text = runner.invoke(app, args, input=body, env=env).output
         assert "proxy_denied: the forward proxy" in text and "reset:" not in text
+
+
+# --- the V2 route ---------------------------------------------------------------------
+
+
+def _v2_model_name(base: str) -> str:
+    """The model the server serves, as its OpenAPI document names it for the V2 routes."""
+    import httpx
+
+    spec = httpx.get(base + "/openapi.json", trust_env=False).json()
+    (param,) = spec["paths"]["/v2/models/{model_name}/infer"]["post"]["parameters"]
+    return str(param["schema"]["enum"][0])
+
+
+def test_a_v2_infer_url_gets_the_tensors_its_models_metadata_lists(server) -> None:
+    import httpx
+
+    name = _v2_model_name(server.url)
+    url = f"{server.url}/v2/models/{name}/infer"
+    result = runner.invoke(app, ["request", url, "--json"], env=NO_PROXY_ENV)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["status"] == 200
+    sent = document["request"]["inputs"]
+    metadata = httpx.get(f"{server.url}/v2/models/{name}", trust_env=False).json()
+    assert [(t["name"], t["datatype"]) for t in sent] == [
+        (i["name"], i["datatype"]) for i in metadata["inputs"]
+    ]
+    assert all(t["shape"] == [1] and len(t["data"]) == 1 for t in sent)
+    assert {o["name"] for o in document["body"]["outputs"]} >= {"decision"}
+
+
+def test_a_v2_url_for_another_model_shows_which_model_the_server_serves(server) -> None:
+    url = f"{server.url}/v2/models/nosuch/infer"
+    result = runner.invoke(app, ["request", url, "--json"], env=NO_PROXY_ENV)
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["status"] == 404 and "this server serves" in document["message"]
+
+
+def test_a_plain_body_on_the_v2_route_is_told_the_v2_form(server) -> None:
+    url = f"{server.url}/v2/models/{_v2_model_name(server.url)}/infer"
+    result = runner.invoke(
+        app, ["request", url, "--json", "-d", "-"], input='{"income": 1}', env=NO_PROXY_ENV
+    )
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["status"] in (400, 422)
+    assert any("this is the V2 (Open Inference Protocol) route" in h for h in document["hints"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -75,10 +76,12 @@ def request(
         auth_headers,
         example_from_spec,
         fetch_spec,
+        fetch_v2_example,
         names_no_route,
         predict_url,
         send_request,
     )
+    from servepath.contract import v2_metadata_route
     from servepath.netdiag.answerer import ask_the_proxy, name_the_answerer, refused_on_the_way
 
     out = get_output()
@@ -115,6 +118,11 @@ def request(
                 url, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust, headers=auth
             )
             payload = example_from_spec(spec, url)
+            if v2_metadata_route(urlsplit(url).path) is not None:
+                payload = fetch_v2_example(
+                    url, payload, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust,
+                    headers=auth,
+                )  # fmt: skip
         except ClientFailure as exc:  # the failed request is the result this command shows
             _finish(out, json_out, None, name_the_answerer(exc.result, url))
         except ExampleUnavailable as exc:
@@ -122,7 +130,7 @@ def request(
                 # a proxy's answer is no missing example: --data would meet the same proxy
                 _finish(out, json_out, None, name_the_answerer(exc.result, url))
             failure_context(url=url, stage="openapi")
-            hints = ("pass the body with --data FILE",)
+            hints = exc.hints or ("pass the body with --data FILE",)
             raise ExampleUnavailable(str(exc), failure=exc.failure, hints=hints) from exc
     target = predict_url(url, spec)
     result = send_request(
