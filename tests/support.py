@@ -135,15 +135,17 @@ _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
 @contextlib.contextmanager
-def tinyproxy(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A real forward proxy (Debian's tinyproxy) on loopback; yields its URL and its log file."""
+def tinyproxy(tmp_path: Path, *, allow: str = "127.0.0.1") -> Iterator[tuple[str, Path]]:
+    """A real forward proxy (Debian's tinyproxy) on loopback; yields its URL and its log file.
+
+    ``allow``: the clients it serves (another address than loopback's: it refuses us)."""
     binary = need_binary("tinyproxy")
     port = free_port()
     log_path = tmp_path / f"tinyproxy-{port}.log"
     conf = tmp_path / f"tinyproxy-{port}.conf"
     conf.write_text(
         f"Port {port}\nListen 127.0.0.1\nTimeout 30\nLogLevel Info\nMaxClients 50\n"
-        'Allow 127.0.0.1\nViaProxyName "tinyproxy"\n'
+        f'Allow {allow}\nViaProxyName "tinyproxy"\n'
     )
     with log_path.open("w") as log_file:
         process = subprocess.Popen(

@@ -22,6 +22,8 @@ from servepath.contract import (
     predict_url,
     request_example,
     request_schema,
+    v2_infer_body,
+    v2_metadata_route,
 )
 
 INSTANCE = {"income": 52000.0, "age": 38, "purpose": "car"}
@@ -254,3 +256,55 @@ def test_the_request_example_names_what_the_document_lacks() -> None:
     with pytest.raises(NoExample, match="POST /predict is not an instance") as not_instances:
         odd.require()
     assert not_instances.value.missing == "not_instances"
+
+
+# --- the V2 route ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [
+        ("/v2/models/credit/infer", "/v2/models/credit"),
+        ("/v2/models/credit/versions/3/infer", "/v2/models/credit/versions/3"),
+        ("/v2/models/credit/infer/", "/v2/models/credit"),
+        ("/v2/models/credit", None),
+        ("/decisions", None),
+    ],
+)
+def test_a_v2_infer_path_names_where_its_models_metadata_is(path: str, route: str | None) -> None:
+    assert v2_metadata_route(path) == route
+
+
+def test_v2_tensors_are_typed_as_the_metadata_says_from_the_example_instance() -> None:
+    metadata = {
+        "inputs": [
+            {"name": "income", "datatype": "FP64", "shape": [-1]},
+            {"name": "purpose", "datatype": "BYTES", "shape": [-1]},
+            {"name": "owner", "datatype": "BOOL", "shape": [-1]},
+            {"name": "age", "datatype": "INT64", "shape": [-1]},
+        ]
+    }
+    instance = {"income": 52000, "purpose": "car", "owner": True, "age": 41.0, "extra": 1}
+    assert v2_infer_body(metadata, instance) == {
+        "inputs": [
+            {"name": "income", "datatype": "FP64", "shape": [1], "data": [52000.0]},
+            {"name": "purpose", "datatype": "BYTES", "shape": [1], "data": ["car"]},
+            {"name": "owner", "datatype": "BOOL", "shape": [1], "data": [True]},
+            {"name": "age", "datatype": "INT64", "shape": [1], "data": [41]},
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("metadata", "instance"),
+    [
+        ({"inputs": [{"name": "x", "datatype": "FP64"}]}, {"y": 1.0}),  # not in the example
+        ({"inputs": [{"name": "x", "datatype": "FP64"}]}, {"x": "many"}),  # not a number
+        ({"inputs": []}, {"x": 1.0}),
+        ({"error": "not found"}, {"x": 1.0}),
+    ],
+)
+def test_no_v2_body_is_guessed_where_the_example_cannot_fill_the_metadata(
+    metadata: dict[str, Any], instance: dict[str, Any]
+) -> None:
+    assert v2_infer_body(metadata, instance) is None

@@ -375,3 +375,141 @@ def test_the_time_reported_is_the_request_not_building_the_client(tls_api, tmp_p
     assert result.exit_code == 0, result.output
     elapsed = json.loads(result.stdout)["elapsed_ms"]
     assert elapsed < loading_ms / 2, (elapsed, loading_ms)
+
+
+# --- a proxy that answers instead of the app ---------------------------------------------
+
+
+def _answering(head: bytes, body: bytes = b"<html><head><title>oops</title></head></html>") -> Any:
+    """A server that answers every request with ``head`` (status line and headers)."""
+
+    def handle(conn: socket.socket) -> None:
+        conn.recv(65536)
+        conn.sendall(
+            head + b"\r\nContent-Type: text/html\r\nContent-Length: " + str(len(body)).encode()
+            + b"\r\nConnection: close\r\n\r\n" + body
+        )  # fmt: skip
+
+    return handle
+
+
+@pytest.mark.parametrize(
+    ("head", "cause", "answerer"),
+    [
+        (b"HTTP/1.1 502 Bad Gateway\r\nServer: nginx/1.24.0", "upstream_error", "nginx/1.24.0"),
+        (b"HTTP/1.1 503 Service Unavailable\r\nServer: envoy", "upstream_error", "envoy"),
+        (b"HTTP/1.1 502 Bad Gateway", "upstream_error", "a proxy"),
+        (b"HTTP/1.1 504 Gateway Time-out\r\nServer: haproxy", "upstream_timeout", "haproxy"),
+    ],
+)
+@pytest.mark.parametrize("data", [False, True])
+def test_a_reverse_proxys_own_answer_names_the_proxy_and_never_advises_data(
+    head: bytes, cause: str, answerer: str, data: bool
+) -> None:
+    with scripted_server(_answering(head)) as port:
+        url = f"http://127.0.0.1:{port}/decisions"
+        extra = ["--data", "-"] if data else []
+        result = runner.invoke(
+            app, ["request", url, "--json", *extra], input='{"a": 1}', env=NO_PROXY_ENV
+        )
+        assert result.exit_code == 1
+        document = json.loads(result.stdout)
+        assert document["failure"] == cause
+        assert f"reverse proxy in front of the app ({answerer})" in document["message"]
+        assert "--data" not in result.stdout
+        assert any(f"servepath doctor {url}" in h for h in document["hints"])
+        text = runner.invoke(app, ["request", url, *extra], input='{"a": 1}', env=NO_PROXY_ENV)
+        assert f"{cause}: the reverse proxy" in text.output and "--data" not in text.output
+
+
+def test_servepaths_own_503_is_not_blamed_on_a_proxy() -> None:
+    head = (b"HTTP/1.1 503 Service Unavailable\r\nX-Request-ID: abc\r\n"
+            b"Server-Timing: total;dur=0.1\r\nRetry-After: 1")  # fmt: skip
+    with scripted_server(_answering(head, b'{"error": "not ready"}')) as port:
+        url = f"http://127.0.0.1:{port}/decisions"
+        result = runner.invoke(app, ["request", url, "--json", "-d", "-"], input="{}",
+                               env=NO_PROXY_ENV)  # fmt: skip
+        assert json.loads(result.stdout)["failure"] == "http_status"
+
+
+def test_a_forward_proxys_refusal_is_named_with_no_proxy_not_a_missing_example(
+    server, tmp_path: Path
+) -> None:
+    with tinyproxy(tmp_path, allow="127.0.0.2") as (proxy_url, _):
+        env = {**NO_PROXY_ENV, "HTTP_PROXY": proxy_url}
+        result = runner.invoke(app, ["request", server.url + "/decisions", "--json"], env=env)
+        assert result.exit_code == 1
+        document = json.loads(result.stdout)
+        assert document["failure"] == "proxy_denied"
+        assert f"the forward proxy {proxy_url} refused" in document["message"]
+        assert "Access denied" in document["message"]
+        assert any("NO_PROXY=127.0.0.1" in h for h in document["hints"])
+        assert "--data" not in result.stdout
+
+
+def test_a_body_the_forward_proxy_refuses_is_the_proxy_refusing_not_a_reset(
+    server, tmp_path: Path
+) -> None:
+    # A body larger than the socket buffers: the proxy answers 403 and closes before reading
+    # it, and the unread bytes turn its close into a reset.
+    body = json.dumps({"income": "x" * 400_000})
+    with tinyproxy(tmp_path, allow="127.0.0.2") as (proxy_url, _):
+        env = {**NO_PROXY_ENV, "HTTP_PROXY": proxy_url}
+        args = ["request", server.url + "/decisions", "--data", "-"]
+        result = runner.invoke(app, [*args, "--json"], input=body, env=env)
+        assert result.exit_code == 1
+        document = json.loads(result.stdout)
+        assert document["failure"] == "proxy_denied", document["message"]
+        assert f"the forward proxy {proxy_url} refused" in document["message"]
+        assert any("NO_PROXY=127.0.0.1" in h for h in document["hints"])
+        text = runner.invoke(app, args, input=body, env=env).output
+        assert "proxy_denied: the forward proxy" in text and "reset:" not in text
+
+
+# --- the V2 route ---------------------------------------------------------------------
+
+
+def _v2_model_name(base: str) -> str:
+    """The model the server serves, as its OpenAPI document names it for the V2 routes."""
+    import httpx
+
+    spec = httpx.get(base + "/openapi.json", trust_env=False).json()
+    (param,) = spec["paths"]["/v2/models/{model_name}/infer"]["post"]["parameters"]
+    return str(param["schema"]["enum"][0])
+
+
+def test_a_v2_infer_url_gets_the_tensors_its_models_metadata_lists(server) -> None:
+    import httpx
+
+    name = _v2_model_name(server.url)
+    url = f"{server.url}/v2/models/{name}/infer"
+    result = runner.invoke(app, ["request", url, "--json"], env=NO_PROXY_ENV)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["status"] == 200
+    sent = document["request"]["inputs"]
+    metadata = httpx.get(f"{server.url}/v2/models/{name}", trust_env=False).json()
+    assert [(t["name"], t["datatype"]) for t in sent] == [
+        (i["name"], i["datatype"]) for i in metadata["inputs"]
+    ]
+    assert all(t["shape"] == [1] and len(t["data"]) == 1 for t in sent)
+    assert {o["name"] for o in document["body"]["outputs"]} >= {"decision"}
+
+
+def test_a_v2_url_for_another_model_shows_which_model_the_server_serves(server) -> None:
+    url = f"{server.url}/v2/models/nosuch/infer"
+    result = runner.invoke(app, ["request", url, "--json"], env=NO_PROXY_ENV)
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["status"] == 404 and "this server serves" in document["message"]
+
+
+def test_a_plain_body_on_the_v2_route_is_told_the_v2_form(server) -> None:
+    url = f"{server.url}/v2/models/{_v2_model_name(server.url)}/infer"
+    result = runner.invoke(
+        app, ["request", url, "--json", "-d", "-"], input='{"income": 1}', env=NO_PROXY_ENV
+    )
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["status"] in (400, 422)
+    assert any("this is the V2 (Open Inference Protocol) route" in h for h in document["hints"])

@@ -20,7 +20,15 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import orjson
 
 from servepath.config import ProxyEnv
-from servepath.contract import OPENAPI_ROUTE, NoExample, predict_url, request_example
+from servepath.contract import (
+    OPENAPI_ROUTE,
+    V2_FORM,
+    NoExample,
+    predict_url,
+    request_example,
+    v2_infer_body,
+    v2_metadata_route,
+)
 from servepath.errors import ClientFailure, ExampleUnavailable, UsageError
 from servepath.net.proxy import ProxyChoice, choose_proxy
 
@@ -35,6 +43,7 @@ __all__ = [
     "example_from_spec",
     "fetch_example",
     "fetch_spec",
+    "fetch_v2_example",
     "names_no_route",
     "origin",
     "predict_url",
@@ -334,6 +343,44 @@ def fetch_example(
     return example_from_spec(spec, url)
 
 
+def fetch_v2_example(
+    url: str,
+    instance: Mapping[str, Any],
+    *,
+    proxy_env: ProxyEnv,
+    proxy: str | None = None,
+    timeout: float = 10.0,
+    trust: Trust | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The V2 request for ``url`` (a ``/v2/models/NAME/infer`` URL): ``instance``'s values
+    as the tensors the model's metadata (``GET /v2/models/NAME``) lists.
+
+    Raises :class:`ClientFailure` when the metadata request fails (a model the server does
+    not serve: its 404 names the one it does), :class:`ExampleUnavailable` when the tensors
+    cannot be built from the example.
+    """
+    parts = urlsplit(url)
+    route = v2_metadata_route(parts.path)
+    if route is None:
+        raise ValueError(f"{url} is not a V2 infer URL")
+    meta_url = urlunsplit((parts.scheme, parts.netloc, route, "", ""))
+    result, response = _exchange(
+        meta_url, method="GET", content=None, headers=dict(headers or {}), proxy_env=proxy_env,
+        proxy=proxy, timeout=timeout, trust=trust or Trust(), stage="openapi", about=url,
+    )  # fmt: skip
+    if response is None or not result.ok:
+        raise ClientFailure(result)
+    body = v2_infer_body(result.body, instance)
+    if body is None:
+        raise ExampleUnavailable(
+            f"this is the V2 (Open Inference Protocol) route, and the model's metadata "
+            f"(GET {meta_url}) names inputs the server's example does not fill",
+            hints=(f"pass a V2 body with --data FILE: {V2_FORM}",),
+        )
+    return body
+
+
 def auth_headers(api_key: str | None) -> dict[str, str]:
     """The header that carries an API key to servepath (RFC 6750 bearer token)."""
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -394,6 +441,11 @@ def status_hints(status: int, body: Any, url: str, location: str | None) -> tupl
         if location:
             return (f"send the request there: {shell_command('servepath', 'request', location)}",)
         return ()
+    if status in (400, 422) and v2_metadata_route(urlsplit(url).path) is not None:
+        return (
+            f"this is the V2 (Open Inference Protocol) route: its body is {V2_FORM}; leave "
+            "out --data and the tensors are built from the model's metadata",
+        )
     if status in (400, 422):
         return ("the server read the request and rejected its body: fix the fields it names, "
                 "or send the server's own example (leave out --data)",)  # fmt: skip

@@ -9,6 +9,7 @@ fetches the document.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,6 +35,8 @@ __all__ = [
     "predict_url",
     "request_example",
     "request_schema",
+    "v2_infer_body",
+    "v2_metadata_route",
 ]
 
 DEFAULT_HEALTH_ROUTE = "/"
@@ -229,3 +232,52 @@ def request_example(spec: Mapping[str, Any] | None, route: str) -> RequestExampl
     )
     instances = instances_of(body) if body is not None else None
     return RequestExample(route, body, instances, has_body)
+
+
+# --- the V2 (Open Inference Protocol) route ------------------------------------------------
+
+_V2_INFER = re.compile(r"^(/v2/models/[^/]+(?:/versions/[^/]+)?)/infer/?$")
+
+#: How the V2 route wants its body, for a caller who sent another.
+V2_FORM = (
+    '{"inputs": [{"name": FIELD, "datatype": "FP64"|"BYTES"|"BOOL", "shape": [1], '
+    '"data": [VALUE]}, ...]}, one tensor per input GET /v2/models/NAME lists'
+)
+
+
+def v2_metadata_route(path: str) -> str | None:
+    """``/v2/models/NAME[/versions/V]`` for a V2 infer path (where its metadata is); None
+    for any other path."""
+    match = _V2_INFER.match(path)
+    return match.group(1) if match else None
+
+
+def _tensor_value(datatype: str, value: Any) -> Any:
+    if datatype == "BYTES":
+        return str(value)
+    if datatype == "BOOL":
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a number")
+    return int(value) if datatype.startswith(("INT", "UINT")) else float(value)
+
+
+def v2_infer_body(metadata: Any, instance: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The V2 request for one ``instance`` (the predict route's example): one tensor per
+    input the model's metadata lists, typed as it says. None when the metadata names no
+    inputs, or an input the instance lacks or cannot fill."""
+    inputs = metadata.get("inputs") if isinstance(metadata, Mapping) else None
+    if not isinstance(inputs, list) or not inputs:
+        return None
+    tensors = []
+    for spec in inputs:
+        name = spec.get("name") if isinstance(spec, Mapping) else None
+        datatype = spec.get("datatype") if isinstance(spec, Mapping) else None
+        if not isinstance(name, str) or not isinstance(datatype, str) or name not in instance:
+            return None
+        try:
+            value = _tensor_value(datatype, instance[name])
+        except ValueError:
+            return None
+        tensors.append({"name": name, "datatype": datatype, "shape": [1], "data": [value]})
+    return {"inputs": tensors}

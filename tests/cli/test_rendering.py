@@ -308,6 +308,32 @@ def test_tls_prints_ipv6_targets_and_names_literally() -> None:
     assert f"[{V6}]:443" in boxed and "CN=[api]" in boxed and "[test]" in boxed
 
 
+@pytest.mark.parametrize(("days", "warned"), [(10, True), (13.5, True), (14, False), (29, False)])
+def test_tls_warns_of_expiry_where_serve_does(days: float, warned: bool) -> None:
+    from datetime import timedelta
+
+    from servepath.render.text_tls import render_tls as render
+    from servepath.service.tls import Certificate as ServedCertificate
+    from servepath.service.tls import certificate_age_note
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    not_after = now + timedelta(days=days)
+    cert = Certificate(
+        subject="CN=api", common_name="api", dns_names=("api",), ip_addresses=(), issuer="CN=CA",
+        serial="1", not_before=datetime(2026, 1, 1, tzinfo=UTC), not_after=not_after,
+        self_signed=False, is_ca=False, key="EC", signature_algorithm="ecdsa", sha256="ab",
+    )  # fmt: skip
+    report = TlsReport(
+        host="api", port=443, servername="api", trust_store="system", checked_at=now,
+        certificate=cert, trusted=True, name_matches=True,
+    )  # fmt: skip
+    first_line = both(render, report)[0].splitlines()[0]
+    served = certificate_age_note(ServedCertificate("CN=api", ("api",), not_after), now)
+    assert (served is not None) is warned
+    assert ("but expires in" in first_line) is warned, first_line
+    assert report.to_json()["expires_soon"] is warned
+
+
 # --- request ------------------------------------------------------------------------
 
 

@@ -96,6 +96,22 @@ def test_usl_needs_three_concurrencies() -> None:
         fit_usl([(1, 100.0), (2, 190.0)])
 
 
+def test_three_concurrencies_fit_the_usl_exactly_so_it_is_neither_trusted_nor_extrapolated() -> (
+    None
+):
+    # 1, 4, 16 as `load --concurrency 1,4,16` measures them: any three points give R² = 1
+    model = fit_usl([(1, 100.0), (4, 320.0), (16, 600.0)])
+    assert model.r_squared == pytest.approx(1.0, abs=1e-3)
+    assert not model.enough_points and not model.good_fit
+    assert model.weakness is not None and "measure 4 or more" in model.weakness
+    assert model.to_json()["enough_points"] is False
+    est = estimate_replicas(3000, 600.0, headroom=0.0, usl=model)
+    assert est.model == "linear" and est.usl is None and est.replicas == 5
+    assert any("3 concurrencies fit" in note for note in est.notes)
+    four = fit_usl([(n, _usl(n, 100.0, 0.05, 0.01)) for n in (1, 2, 4, 16)])
+    assert four.enough_points and four.good_fit and four.weakness is None
+
+
 def test_usl_estimate_never_plans_a_replica_beyond_the_fitted_peak() -> None:
     model = fit_usl([(n, _usl(n, 100.0, 0.05, 0.01)) for n in (1, 2, 4, 8, 16, 32)])
     peak = model.peak_throughput

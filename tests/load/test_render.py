@@ -95,6 +95,19 @@ def test_a_sweep_flags_a_poor_fit_and_plans_replicas_without_it() -> None:
     assert "cache hits" in header
 
 
+def test_a_sweep_of_three_concurrencies_warns_and_draws_no_peak() -> None:
+    runs = [_report("closed", latency=0.001 * k) for k in (1, 2, 5)]
+    runs = [
+        RunReport(**{**r.__dict__, "concurrency": c}) for r, c in zip(runs, (1, 4, 16), strict=True)
+    ]
+    usl = fit_usl(_usl_points(runs))
+    best = max(runs, key=lambda r: r.achieved_rate)
+    sweep = SweepReport(URL, None, tuple(runs), usl, best.achieved_rate, None, ())
+    text = _text(render_sweep, sweep)
+    assert "3 concurrencies fit the USL's 3 parameters exactly" in text
+    assert "throughput peaks at" not in text
+
+
 def test_a_capacity_search_puts_the_cache_ratio_beside_each_rate() -> None:
     best = _report("open", hit_every=2)
     slo = SLO(99, 50)

@@ -28,6 +28,7 @@ from servepath.net.listeners import (
     inspect_port,
     kubectl_port_forward_mappings,
     list_listeners,
+    listing_warnings,
     loopback_warnings,
     parse_iptables_nat,
     port_report,
@@ -386,6 +387,32 @@ def test_one_warning_per_loopback_only_port_naming_the_process() -> None:
     listeners = [_listener("127.0.0.1"), _listener("::1"), _listener("0.0.0.0", 9000)]
     (warning,) = loopback_warnings(listeners)
     assert warning.startswith("8080/tcp (python3, pid 7) listens on 127.0.0.1, ::1 only")
+
+
+def test_a_listing_warns_of_servepath_on_loopback_and_only_counts_the_machines_others() -> None:
+    ours = build_listeners(
+        [SocketInfo("tcp", "127.0.0.1", 8080, 9)],
+        {9: ProcessInfo(9, "servepath", "app", ("/venv/bin/python", "/venv/bin/servepath",
+                                                 "serve"))},
+    )  # fmt: skip
+    others = [_listener("127.0.0.1", 5432), _listener("::1", 631), _listener("0.0.0.0", 22)]
+    warnings, notes = listing_warnings([*ours, *others])
+    (warning,) = warnings
+    assert warning.startswith("8080/tcp (servepath, pid 9) listens on 127.0.0.1 only")
+    assert notes == (
+        "2 other ports listen on loopback only (reach: loopback); to check one: "
+        "servepath listen PORT",
+    )
+    assert listing_warnings(others[:1]) == (
+        (),
+        ("1 other port listens on loopback only (reach: loopback); to check one: "
+         "servepath listen PORT",),
+    )  # fmt: skip
+    module = build_listeners(
+        [SocketInfo("tcp", "127.0.0.1", 8080, 9)],
+        {9: ProcessInfo(9, "python3", "app", ("python3", "-m", "servepath", "serve"))},
+    )
+    assert listing_warnings(module)[0]
 
 
 def test_port_report_for_a_container_forwarded_port() -> None:

@@ -138,3 +138,13 @@ def test_a_hostile_url_is_text_never_markup() -> None:
     assert "<script" not in page and "<img" not in page and "\x00" not in page
     assert "http://[fd20::1]:8080/&lt;script&gt;" in page
     assert_self_contained(page)
+
+
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_the_throughput_chart_crosses_only_the_seconds_that_failed(name: str) -> None:
+    result = CATALOGUE[name]
+    if not isinstance(result, RunReport) or len(result.timeseries) < 2:
+        pytest.skip("no per-second chart")
+    page = load_html(result)
+    crossed = page.count("<title>failed: ")
+    assert crossed == sum(1 for row in result.timeseries if row.failed)

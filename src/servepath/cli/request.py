@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -75,10 +76,13 @@ def request(
         auth_headers,
         example_from_spec,
         fetch_spec,
+        fetch_v2_example,
         names_no_route,
         predict_url,
         send_request,
     )
+    from servepath.contract import v2_metadata_route
+    from servepath.netdiag.answerer import ask_the_proxy, name_the_answerer, refused_on_the_way
 
     out = get_output()
     if not url.startswith(("http://", "https://")):
@@ -114,20 +118,32 @@ def request(
                 url, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust, headers=auth
             )
             payload = example_from_spec(spec, url)
+            if v2_metadata_route(urlsplit(url).path) is not None:
+                payload = fetch_v2_example(
+                    url, payload, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust,
+                    headers=auth,
+                )  # fmt: skip
         except ClientFailure as exc:  # the failed request is the result this command shows
-            _finish(out, json_out, None, exc.result)
+            _finish(out, json_out, None, name_the_answerer(exc.result, url))
         except ExampleUnavailable as exc:
             if exc.result is not None:
-                _finish(out, json_out, None, exc.result)
+                # a proxy's answer is no missing example: --data would meet the same proxy
+                _finish(out, json_out, None, name_the_answerer(exc.result, url))
             failure_context(url=url, stage="openapi")
-            hints = ("pass the body with --data FILE",)
+            hints = exc.hints or ("pass the body with --data FILE",)
             raise ExampleUnavailable(str(exc), failure=exc.failure, hints=hints) from exc
     target = predict_url(url, spec)
     result = send_request(
         target, payload, proxy_env=env, proxy=proxy, timeout=timeout, trust=trust,
         headers=auth,
     )  # fmt: skip
-    _finish(out, json_out, payload, result)
+    if ask_the_proxy(result, sent_body=payload is not None):
+        again = send_request(
+            target, None, method="GET", proxy_env=env, proxy=proxy, timeout=timeout,
+            trust=trust, headers=auth,
+        )  # fmt: skip
+        result = refused_on_the_way(result, again)
+    _finish(out, json_out, payload, name_the_answerer(result))
 
 
 def _finish(out: Output, json_out: bool, payload: Any, result: RequestResult) -> None:

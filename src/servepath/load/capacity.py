@@ -32,6 +32,9 @@ DEFAULT_HEADROOM = 0.3
 DEFAULT_ERROR_BUDGET = 0.001
 #: Below this R² a USL fit does not describe the measurements well enough to plan with.
 USL_MIN_R_SQUARED = 0.9
+#: The USL has three parameters: three concurrencies fit it exactly (R² = 1 whatever the
+#: service does), so a fit says something only from four on.
+USL_MIN_POINTS = 4
 
 _SLO = re.compile(r"^\s*p(\d+(?:\.\d+)?)\s*[=<:]\s*(\d+(?:\.\d*)?)\s*(us|µs|ms|s)?\s*$", re.I)
 _TO_MS = {"us": 0.001, "µs": 0.001, "ms": 1.0, "s": 1000.0}
@@ -156,9 +159,30 @@ class UslModel:
         return self.lambda_ * n / (1 + self.sigma * (n - 1) + self.kappa * n * (n - 1))
 
     @property
+    def enough_points(self) -> bool:
+        """More concurrencies measured than the curve has parameters."""
+        return len({n for n, _ in self.points}) >= USL_MIN_POINTS
+
+    @property
     def good_fit(self) -> bool:
         """Whether the curve explains the measurements well enough to plan replicas with."""
-        return self.r_squared >= USL_MIN_R_SQUARED
+        return self.enough_points and self.r_squared >= USL_MIN_R_SQUARED
+
+    @property
+    def weakness(self) -> str | None:
+        """Why the fit is not planned with, in one phrase; None for a good fit."""
+        if not self.enough_points:
+            count = len({n for n, _ in self.points})
+            return (
+                f"{count} concurrencies fit the USL's 3 parameters exactly (R² says nothing): "
+                f"not used to plan replicas or find a peak; measure {USL_MIN_POINTS} or more"
+            )
+        if not self.good_fit:
+            return (
+                f"a poor fit: not used to plan replicas (R²={self.r_squared:.2f}, below "
+                f"{USL_MIN_R_SQUARED:g})"
+            )
+        return None
 
     @property
     def peak_concurrency(self) -> float | None:
@@ -184,6 +208,7 @@ class UslModel:
             "kappa": self.kappa,
             "r_squared": self.r_squared,
             "good_fit": self.good_fit,
+            "enough_points": self.enough_points,
             "peak_concurrency": peak_n,
             "peak_throughput": None if math.isinf(peak_x) else peak_x,
             "points": [list(p) for p in self.points],
@@ -309,9 +334,10 @@ def estimate_replicas(
     bound = ""
     notes: list[str] = []
     if usl is not None and not usl.good_fit:
+        more = "" if usl.enough_points else " or the fit"
         notes.append(
-            f"the USL fit is poor (R²={usl.r_squared:.2f}, below {USL_MIN_R_SQUARED:g}): not "
-            "used; the estimate assumes linear scaling. Measure more concurrencies, or longer"
+            f"the USL fit: {usl.weakness}; the estimate assumes linear scaling. Measure more "
+            f"concurrencies{more}, or longer"
         )
         usl = None
     if usl is not None:

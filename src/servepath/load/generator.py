@@ -723,10 +723,7 @@ def sweep_concurrency(
     if len({n for n, _ in points}) >= 3:
         usl = fit_usl(points)
         if not usl.good_fit and target_rps is None:  # else the replica estimate says so
-            warnings.append(
-                f"the USL fit is poor (R²={usl.r_squared:.2f}): it describes these runs badly "
-                "and is not used to plan replicas"
-            )
+            warnings.append(f"the USL fit: {usl.weakness}")
     replicas = None
     if target_rps is not None:
         if capacity is None:

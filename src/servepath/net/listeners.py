@@ -42,6 +42,7 @@ __all__ = [
     "inspect_port",
     "kubectl_port_forward_mappings",
     "list_listeners",
+    "listing_warnings",
     "loopback_warnings",
     "parse_iptables_nat",
     "port_report",
@@ -490,6 +491,25 @@ def loopback_warnings(listeners: Sequence[Listener]) -> tuple[str, ...]:
     return tuple(warnings)
 
 
+def is_servepath(listener: Listener) -> bool:
+    """Whether a servepath process holds the socket (``servepath serve``, ``python -m
+    servepath``, a container's entry point)."""
+    return any(os.path.basename(arg) == "servepath" for arg in listener.cmdline[:4])
+
+
+def listing_warnings(listeners: Sequence[Listener]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The warnings and notes of a listing of every port: a loopback-only servepath is
+    warned of; the machine's other loopback-only services (a database, a desktop's daemons,
+    usually meant so) are counted in one note, each row showing its reach."""
+    warnings = loopback_warnings([x for x in listeners if is_servepath(x)])
+    others = loopback_warnings([x for x in listeners if not is_servepath(x)])
+    if not others:
+        return warnings, ()
+    count = "1 other port listens" if len(others) == 1 else f"{len(others)} other ports listen"
+    note = f"{count} on loopback only (reach: loopback); to check one: servepath listen PORT"
+    return warnings, (note,)
+
+
 def port_report(
     port: int,
     listeners: Sequence[Listener],
@@ -618,8 +638,9 @@ def _collect(
 def list_listeners(*, udp: bool = True, nat: bool = True) -> ListenReport:
     """Every listening socket on this machine (in this network namespace) with its process."""
     listeners, mappings, notes = _collect(udp, nat)
-    notes = _owner_notes(listeners) + notes
-    return ListenReport(listeners, mappings, loopback_warnings(listeners), tuple(notes))
+    warnings, quiet = listing_warnings(listeners)
+    notes = _owner_notes(listeners) + notes + list(quiet)
+    return ListenReport(listeners, mappings, warnings, tuple(notes))
 
 
 def inspect_port(port: int, *, udp: bool = True, nat: bool = True) -> PortListenReport:

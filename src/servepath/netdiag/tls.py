@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from servepath.errors import UsageError
+from servepath.net.certificates import expires_soon
 from servepath.net.endpoints import host_port, is_ip_literal, parse_host_port
 
 if TYPE_CHECKING:
@@ -276,6 +277,12 @@ class TlsReport:
             return None
         return self.certificate.days_to_expiry(self.checked_at)
 
+    @property
+    def expires_soon(self) -> bool:
+        """Valid, and within the warning every command gives before expiry (``serve`` too)."""
+        days = self.days_to_expiry
+        return days is not None and expires_soon(days)
+
     def to_json(self) -> dict[str, Any]:
         def r(v: float | None) -> float | None:
             return None if v is None else round(v, 3)
@@ -297,6 +304,7 @@ class TlsReport:
             "days_to_expiry": None
             if self.days_to_expiry is None
             else round(self.days_to_expiry, 2),
+            "expires_soon": self.expires_soon,
             "certificate": None if self.certificate is None else self.certificate.to_json(),
             "connect_ms": r(self.connect_ms),
             "handshake_ms": r(self.handshake_ms),

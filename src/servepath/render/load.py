@@ -199,7 +199,13 @@ def _over_time(r: RunReport) -> str:
         ),
         [
             Series("succeeded", tuple((s, a) for s, a, _ in throughput_rows), OK, marker="circle"),
-            Series("failed", tuple((s, b) for s, _, b in throughput_rows), FAIL, marker="cross"),
+            Series(
+                "failed",
+                tuple((s, b) for s, _, b in throughput_rows),
+                FAIL,
+                # a cross marks a second that had failures; the line at 0 says the rest
+                markers=tuple("cross" if b else "" for _, _, b in throughput_rows),
+            ),
         ],
         description="requests that succeeded and failed in each second",
         height=210,
@@ -643,7 +649,7 @@ def _sweep(s: SweepReport) -> str:
         grid = [1 + (top - 1) * k / 60 for k in range(61)]
         series.append(
             Series(
-                "USL fit" + ("" if s.usl.good_fit else " (poor: not planned with)"),
+                "USL fit" + ("" if s.usl.good_fit else " (not planned with)"),
                 tuple((n, s.usl.throughput(n)) for n in grid),
                 PALETTE[1],
                 dashed=True,
@@ -703,8 +709,7 @@ def _sweep(s: SweepReport) -> str:
         usl = text_el(
             "p",
             f"USL fit: λ={u.lambda_:.1f} req/s, σ={u.sigma:.4g}, κ={u.kappa:.3g}, "
-            f"R²={u.r_squared:.3f}"
-            + ("" if u.good_fit else " — a poor fit: not used to plan replicas"),
+            f"R²={u.r_squared:.3f}" + ("" if u.weakness is None else f" — {u.weakness}"),
             class_="lead",
         )
     return el(

@@ -161,8 +161,8 @@ def render_sweep(out: Output, s: SweepReport) -> None:
     out.table(table)
     if s.usl is not None:
         u = s.usl
-        peak = u.peak_concurrency
-        verdict = "" if u.good_fit else " — a poor fit: not used to plan replicas"
+        peak = u.peak_concurrency if u.good_fit else None  # no extrapolation from a weak fit
+        verdict = "" if u.weakness is None else f" — {u.weakness}"
         out.print(
             f"USL fit: λ={u.lambda_:.1f} req/s, σ={u.sigma:.4g}, κ={u.kappa:.3g}, "
             f"R²={u.r_squared:.3f}"

@@ -25,6 +25,12 @@ def render_tls(out: Output, report: TlsReport, *, store_source: str | None = Non
     if report.address and report.address != report.host:
         where += f" ({report.address})"
     verdict: tuple[str, str] = ("trusted and valid", "green")
+    if report.ok and report.expires_soon:
+        # the threshold `serve` warns at: the same certificate gets the same word everywhere
+        verdict = (
+            f"trusted and valid, but expires {_expiry(report.days_to_expiry or 0.0)}",
+            "yellow",
+        )
     if not report.ok:
         verdict = (report.failure or ", ".join(report.problems) or "not trusted", "red")
     out.print(f"{where}  servername {report.servername}  ", verdict)
@@ -50,7 +56,7 @@ def render_tls(out: Output, report: TlsReport, *, store_source: str | None = Non
             f"{cert.not_before:%Y-%m-%d %H:%M} → {cert.not_after:%Y-%m-%d %H:%M} UTC",
         )
         days = report.days_to_expiry or 0.0
-        style = "red" if days < 0 else "yellow" if days < 14 else "green"
+        style = "red" if days < 0 else "yellow" if report.expires_soon else "green"
         grid.add_row(("expires", "bold"), (_expiry(days), style))
         grid.add_row(("key", "bold"), f"{cert.key}, {cert.signature_algorithm}")
         grid.add_row(("sha256", "bold"), cert.sha256)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from servepath.errors import ConfigError
+from servepath.net.certificates import EXPIRY_WARNING_DAYS
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,6 @@ def certificate_age_note(cert: Certificate, now: datetime | None = None) -> str 
     days = (cert.not_after - now).total_seconds() / 86400
     if days < 0:
         return f"the certificate expired {-days:.0f} days ago: callers will refuse it"
-    if days < 14:
+    if days < EXPIRY_WARNING_DAYS:
         return f"the certificate expires in {days:.0f} days"
     return None
