@@ -75,7 +75,7 @@ def test_status_reports_entries_and_bytes() -> None:
     cache.set("k", b"v", ttl=1)
     status = cache.status()
     assert status.backend == "memory" and status.healthy
-    assert status.detail == f"1 entries, {2 + ENTRY_OVERHEAD} of 10000 bytes"
+    assert status.detail == f"1 entry, {2 + ENTRY_OVERHEAD} of 10000 bytes"
 
 
 @pytest.mark.parametrize(("entries", "size"), [(0, 100), (10, 0)])

@@ -118,7 +118,8 @@ class MemoryCache:
         return CacheStatus(
             backend="memory",
             healthy=True,
-            detail=f"{len(self._entries)} entries, {self._bytes} of {self.max_bytes} bytes",
+            detail=f"{len(self._entries)} entr{'y' if len(self._entries) == 1 else 'ies'}, "
+            f"{self._bytes} of {self.max_bytes} bytes",
         )
 
     def stats(self) -> CacheStats:

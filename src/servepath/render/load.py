@@ -19,7 +19,7 @@ from servepath.load.report import (
     RunReport,
     SweepReport,
 )
-from servepath.output import percent
+from servepath.output import percent, plural
 from servepath.render.charts import PALETTE, Axes, Rule, Scale, Series, hbars, legend, line_chart
 from servepath.render.charts import nice_ticks as _nice
 from servepath.render.markup import el, esc, ms, table, text_el
@@ -577,7 +577,7 @@ def _find_max(f: FindMaxReport) -> str:
         marks=[Rule(f.max_rate, f"highest within the SLO: {_rate(f.max_rate)}", OK)]
         if f.max_rate is not None
         else [],
-        description=f"{len(steps)} rates tried; a circle met the SLO, a cross missed it",
+        description=f"{plural(len(steps), 'rate')} tried; a circle met the SLO, a cross missed it",
     )
     numbers = table(
         ("rate", "achieved", f"p{p}", "errors", "cache hits", "result", "note"),

@@ -214,7 +214,9 @@ class AccessPolicy:
             return "no API keys: every route is open"
         opened = f"; open: {', '.join(sorted(self.open_routes))}" if self.open_routes else ""
         health = "health needs a key" if self.protect_health else "health is open"
-        return f"{len(self.keys)} API keys ({', '.join(self.keys.names)}); {health}{opened}"
+        count = len(self.keys)
+        keys = f"{count} API key{'' if count == 1 else 's'}"
+        return f"{keys} ({', '.join(self.keys.names)}); {health}{opened}"
 
 
 def parse_open_routes(text: str | Sequence[str]) -> frozenset[str]:

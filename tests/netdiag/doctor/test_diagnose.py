@@ -1228,3 +1228,22 @@ def test_a_private_address_the_gateway_has_no_route_for_is_private_not_no_route(
     assert report.cause == "private_address"
     obs.route = RouteLookup("10.99.0.5", "via-route", obs.gateway)  # a route of its own
     assert diagnose(obs, strict=True).cause == "no_route"
+
+
+def test_a_trusted_certificate_about_to_expire_warns_at_the_threshold_serve_and_tls_use() -> None:
+    from servepath.net.certificates import EXPIRY_WARNING_DAYS
+
+    for days, status in ((EXPIRY_WARNING_DAYS - 4, "warn"), (EXPIRY_WARNING_DAYS + 30, "ok")):
+        obs = healthy("https://api.test:8443/decisions")
+        cert = _dated_cert(NOW - timedelta(days=60), NOW + timedelta(days=days))
+        obs.tls = _tls(
+            None,
+            protocol="TLSv1.3",
+            cipher="TLS_AES_128_GCM_SHA256",
+            certificate=cert,
+            trusted=True,
+        )
+        report = diagnose(obs)
+        tls = next(s for s in report.stages if s.name == "tls")
+        assert tls.status == status, tls
+        assert report.ok, report.cause  # a warning, not a broken path

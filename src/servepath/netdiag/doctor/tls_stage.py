@@ -10,7 +10,7 @@ from typing import Any
 
 from servepath.netdiag.doctor.causes import Cause
 from servepath.netdiag.doctor.evidence import Observations, untrusted_only
-from servepath.netdiag.doctor.report import Stage, Verdict
+from servepath.netdiag.doctor.report import Stage, StageStatus, Verdict
 from servepath.netdiag.doctor.transport import not_tried
 
 __all__ = ["add_not_http", "other_protocol", "stage_tls"]
@@ -51,7 +51,11 @@ def stage_tls(obs: Observations, v: Verdict) -> None:
     t = obs.tls
     if t.ok:
         days = f", {t.days_to_expiry:.0f} days to expiry" if t.days_to_expiry is not None else ""
-        v.add(Stage("tls", "ok", f"{t.protocol} {t.cipher}, trusted{days}", t.to_json()))
+        # The same threshold as `serve` and `tls`: a certificate about to expire is a warning.
+        status: StageStatus = "warn" if t.expires_soon else "ok"
+        summary = f"{t.protocol} {t.cipher}, trusted{days}"
+        v.add(Stage("tls", status, summary + (": renew it soon" if t.expires_soon else ""),
+                    t.to_json()))  # fmt: skip
         return
     failure = t.failure or (t.problems[0] if t.problems else "handshake_failed")
     if failure != "plain_http" and other_protocol(obs):
