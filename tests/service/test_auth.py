@@ -90,7 +90,7 @@ def test_with_keys_predictions_and_operator_pages_need_one_and_health_stays_open
     assert not opened.needs_key("/metrics", health=False)
     assert opened.needs_key("/decisions", health=False)
     assert not AccessPolicy(None).needs_key("/decisions", health=False)
-    assert "1 API keys (alice)" in policy.describe() and ALICE not in policy.describe()
+    assert "1 API key (alice)" in policy.describe() and ALICE not in policy.describe()
 
 
 def test_open_routes_must_be_paths() -> None:
