@@ -88,11 +88,13 @@ class ServepathApp:
         exact = {**Decisions(settings, plane).routes(), **v2.routes(), **ops.routes()}
         #: The live page's ring of the last prediction requests (None: no page).
         self.ui: SeenRing | None = None
+        #: The live page itself (None: no page).
+        self.page: LivePage | None = None
         #: The route templates whose answers the ring keeps: the predict routes.
         self.ui_templates = frozenset({DEFAULT_PREDICT_ROUTE, settings.predict_route, V2_INFER})
         if settings.ui_route:
             self.ui = SeenRing()
-            page = LivePage(settings, plane, ops, self.ui, settings.ui_route)
+            self.page = page = LivePage(settings, plane, ops, self.ui, settings.ui_route)
             page.templates = tuple(sorted(self.ui_templates))
             exact.update(page.routes())
         self.router = Router(exact, v2.model_routes())
