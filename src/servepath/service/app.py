@@ -94,9 +94,10 @@ class ServepathApp:
         self.ui_templates = frozenset({DEFAULT_PREDICT_ROUTE, settings.predict_route, V2_INFER})
         if settings.ui_route:
             self.ui = SeenRing()
-            self.page = page = LivePage(settings, plane, ops, self.ui, settings.ui_route)
+            page = LivePage(settings, plane, ops, self.ui, settings.ui_route)
             page.templates = tuple(sorted(self.ui_templates))
             exact.update(page.routes())
+            self.page = page
         self.router = Router(exact, v2.model_routes())
         #: Routes an orchestrator probes: open unless --protect-health.
         self.health_routes = frozenset({*ops.health_routes(), *V2_HEALTH_ROUTES})
