@@ -120,14 +120,17 @@ class Browser:
         viewport: str = "desktop",
         allowed_origin: str | None = None,
         wait_until: str = "load",
+        headers: dict[str, str] | None = None,
     ) -> Iterator[tuple[Page, PageRecord]]:
-        """Open ``url`` at ``viewport`` with every foreign request aborted and recorded."""
+        """Open ``url`` at ``viewport`` with every foreign request aborted and recorded;
+        ``headers`` go with every request the page makes (an API key)."""
         width, height = VIEWPORTS[viewport]
         record = PageRecord(url, viewport, allowed_origin)
         context = self._browser.new_context(
             viewport={"width": width, "height": height},
             service_workers="block",
             java_script_enabled=True,
+            extra_http_headers=headers or {},
         )
 
         def route(route: Route, request: Request) -> None:
@@ -168,13 +171,15 @@ class Browser:
         allowed_origin: str | None = None,
         check: Callable[[Page, str], None] | None = None,
         full_page: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, PageRecord]:
         """Open ``url`` at every size of :data:`VIEWPORTS`, run ``check(page, size)`` on each,
         and save ``shots/{name}-{size}.png``; returns the record of each size."""
         shots.mkdir(parents=True, exist_ok=True)
         records = {}
         for size in VIEWPORTS:
-            with self.tab(url, viewport=size, allowed_origin=allowed_origin) as (page, record):
+            tab = self.tab(url, viewport=size, allowed_origin=allowed_origin, headers=headers)
+            with tab as (page, record):
                 if check is not None:
                     check(page, size)
                 record.screenshot = shots / f"{name}-{size}.png"

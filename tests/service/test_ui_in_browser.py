@@ -1,9 +1,12 @@
-"""The live page in a real browser (Debian's Chromium): a real `servepath serve` behind a real
-nginx it trusts (``--forwarded-allow-ips``), real prediction requests from another loopback
-address, some with a spoofed X-Forwarded-For; then ``/_ui`` at a laptop's and a phone's size,
-with every request the page makes intercepted. The page must show those requests with their
-caller and chain, the counts /metrics and the prediction log have, no console error, no
-request to another origin, and nothing wider than the screen. Screenshots go under tmp_path.
+"""The live page in a real browser (Debian's Chromium): a real `servepath serve` with API keys
+and the page opened to all (``--open-routes /_ui``) behind a real nginx it trusts
+(``--forwarded-allow-ips``), real prediction requests from another loopback address, some
+with a spoofed X-Forwarded-For; then ``/_ui`` at a laptop's and a phone's size, with every
+request the page makes intercepted. With a key, the page must show those requests with their
+id, caller and chain, the counts /metrics and the prediction log have, no console error, no
+request to another origin, and nothing wider than the screen; without one (a stranger, since
+nginx forwards whoever calls it), their own request whole and found by its id, and no other
+caller's address, chain or id. Screenshots go under tmp_path.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ HOSTILE = '<img src=x onerror="document.title=1">'  # a header is whatever a cal
 ANSWERED = [f"plain-{i}" for i in range(4)] + ["spoofed-0", "spoofed-1"]
 REFUSED = ["refused-0", "refused-1"]
 VIEWER = "viewer-0"  # sent from the browser's own address, so the viewer's path has times
+KEY = "browser-key-0123456789abcdef"
+WITH_KEY = {"X-API-Key": KEY}
 
 
 @dataclass
@@ -44,14 +49,18 @@ def _send(base: str, address: str, request_id: str, **headers: str) -> httpx.Res
     transport = httpx.HTTPTransport(local_address=address)
     with httpx.Client(transport=transport, base_url=base, timeout=30, trust_env=False) as c:
         body: Any = {"bad": 1} if request_id.startswith("refused") else EXAMPLE_APPLICANT
-        return c.post("/decisions", json=body, headers={"X-Request-ID": request_id, **headers})
+        sent = {"X-Request-ID": request_id, **WITH_KEY, **headers}
+        return c.post("/decisions", json=body, headers=sent)
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, example_model_path: Path) -> Iterator[Site]:
     tmp_path = tmp_path_factory.mktemp("ui")
     log = tmp_path / "log.sqlite3"
+    keys = tmp_path / "keys.txt"
+    keys.write_text(f"browser:{KEY}\n")
     args = ["--forwarded-allow-ips", "127.0.0.1", "--store", f"sqlite://{log}", "--durable"]
+    args += ["--api-key-file", str(keys), "--open-routes", "/_ui"]
     with (
         serve(tmp_path, model=example_model_path, args=args) as server,
         nginx_in_front(tmp_path, server.port) as url,
@@ -69,7 +78,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, example_model_path: Path) -> 
 
 
 def _metrics_counts(site: Site) -> dict[str, int]:
-    text = httpx.get(site.direct + "/metrics", trust_env=False, timeout=10).text
+    text = httpx.get(site.direct + "/metrics", headers=WITH_KEY, trust_env=False, timeout=10).text
     counts: dict[str, int] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -84,6 +93,8 @@ def _rows(page: Any) -> list[dict[str, str]]:
             "#recent-rows tr",
             """rows => rows.map(r => ({
                 id: r.getAttribute('data-request-id'),
+                shown_id: r.querySelector('.rid').textContent,
+                full_id: r.querySelector('.rid').getAttribute('title'),
                 status: r.querySelector('.badge').textContent,
                 caller: r.querySelector('.caller .ip').textContent,
                 chain: r.querySelector('.chain').textContent,
@@ -128,6 +139,10 @@ def test_the_page_shows_every_request_with_its_caller_and_chain(
             )
             assert row["cache"] == ("hit" if record.cache_hit else "miss")
         assert all(r["status"] == "422" for r in rows if r["id"] in REFUSED)
+        # Each row's request id, shortened, the whole in its title.
+        assert by_id["spoofed-0"]["shown_id"] == "spoofed-…"
+        assert by_id["spoofed-0"]["full_id"] == "spoofed-0"
+        assert by_id["plain-0"]["shown_id"] == "plain-0"
         assert "model" in by_id["plain-0"]["time"] and "total" in by_id["plain-0"]["time"]
 
         # The numbers are /metrics' own, as text.
@@ -160,14 +175,57 @@ def test_the_page_shows_every_request_with_its_caller_and_chain(
         assert len(_rows(page)) == len(ANSWERED) + len(REFUSED)
         page.fill("#filter-caller", "")
         assert len(_rows(page)) == sent
+        page.fill("#filter-id", "spoofed")
+        assert [r["id"] for r in _rows(page)] == ["spoofed-1", "spoofed-0"]
+        page.fill("#filter-id", "")
+        assert len(_rows(page)) == sent
+        assert page.text_content("#worker").startswith("pid ")
+        assert "withheld" not in page.text_content("#worker")
 
         width = VIEWPORTS[size][0]
         assert page.evaluate("document.documentElement.scrollWidth") <= width, size
 
     records = browser.visit(
-        site.url + "/_ui", tmp_path, name="ui", allowed_origin=origin_of(site.url), check=check
+        site.url + "/_ui",
+        tmp_path,
+        name="ui",
+        allowed_origin=origin_of(site.url),
+        check=check,
+        headers=WITH_KEY,
     )
     for record in records.values():
         record.assert_clean()
         assert record.screenshot is not None and record.screenshot.stat().st_size > 0
         assert any(u.endswith("/_ui/data") for u in record.requests)
+
+
+def test_a_stranger_finds_their_own_request_by_its_id_and_no_one_elses_caller(
+    browser: Browser,  # noqa: F811
+    site: Site,
+) -> None:
+    sent = len(ANSWERED) + len(REFUSED) + 1
+    url = site.url + "/_ui?id=" + VIEWER
+    with browser.tab(url, allowed_origin=origin_of(site.url)) as (page, record):
+        page.wait_for_selector("#recent-rows tr.row", timeout=15_000)
+        # /_ui?id=… opens the list filtered to that request: the viewer's own, whole.
+        assert page.input_value("#filter-id") == VIEWER
+        [mine] = _rows(page)
+        assert mine["id"] == VIEWER and mine["full_id"] == VIEWER
+        assert mine["caller"] == "127.0.0.1" and "via 127.0.0.1" in mine["chain"]
+        page.fill("#filter-id", "")
+        rows = _rows(page)
+        assert len(rows) == sent
+        others = [r for r in rows if r["id"] != VIEWER]
+        assert len(others) == sent - 1
+        for row in others:  # when, what and how long; never who, through what, or which id
+            assert row["id"] is None and row["shown_id"] == "withheld"
+            assert row["caller"] == "withheld" and row["chain"] == "withheld"
+        text = page.text_content("body")
+        for secret in (CALLER, SPOOF, *ANSWERED, *REFUSED):
+            assert secret not in text, secret
+        # The server's own identity is withheld, said as such: no "null", no empty "(yes) ·".
+        assert page.text_content("#worker") == "pid withheld, the only worker"
+        socket_sub = page.text_content("#path .node.socket .node-sub")
+        assert socket_sub in ("in a container", "not in a container"), socket_sub
+        assert "null" not in text and "undefined" not in text
+    record.assert_clean()

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+import servepath.net.forwarded
 from servepath.net.forwarded import TrustedProxies
 from servepath.service.ui import (
+    RENDER_CHAIN_CHARS,
     SeenRing,
     latest_from,
     percentile,
@@ -63,6 +65,38 @@ def test_a_hostile_forwarded_header_is_kept_as_text_bounded() -> None:
     [entry] = ring.entries(TrustedProxies())
     assert entry["client_ip"] == "127.0.0.1"
     assert entry["forwarded"] is None or len(entry["forwarded"]) <= 2048
+
+
+def test_each_entry_is_rendered_once_while_it_stays_in_the_ring() -> None:
+    ring = SeenRing(capacity=3)
+    for i in range(3):
+        _note(ring, rid=f"r{i}")
+    first = ring.entries(TrustedProxies())
+    assert ring.entries(TrustedProxies()) == first and ring.renders == 3
+    _note(ring, rid="r3")  # pushes r0 out: one new entry to render, none again
+    assert [e["request_id"] for e in ring.entries(TrustedProxies())] == ["r3", "r2", "r1"]
+    assert ring.renders == 4
+    ring.entries(TrustedProxies.parse("127.0.0.1"))  # other proxies: another reading
+    assert ring.renders == 7
+
+
+def test_an_entry_reads_only_the_end_of_a_long_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[int] = []
+    real = servepath.net.forwarded.parse_x_forwarded_for
+
+    def counting(values: Any) -> Any:
+        parsed.append(len(",".join(values)))
+        return real(values)
+
+    monkeypatch.setattr(servepath.net.forwarded, "parse_x_forwarded_for", counting)
+    chain = ", ".join(f"10.0.{i // 256}.{i % 256}" for i in range(3000))  # ~36 KB
+    ring = SeenRing()
+    _note(ring, headers=[(b"x-forwarded-for", chain.encode())])
+    [entry] = ring.entries(TrustedProxies.parse("127.0.0.1"))
+    assert parsed and max(parsed) <= RENDER_CHAIN_CHARS
+    # The nearest hop is still the client the trusted proxy names; the rest is marked cut.
+    assert entry["client_ip"] == "10.0.11.183"
+    assert entry["forwarded"].startswith("…") and len(entry["forwarded"]) <= 2048
 
 
 @pytest.mark.parametrize(("q", "expected"), [(50, 50.0), (99, 99.0), (100, 100.0), (1, 1.0)])

@@ -71,9 +71,12 @@ async def test_the_data_lists_each_prediction_request_newest_first_with_its_call
     assert bad.status_code == 422
     await ui_app.get("/")  # not a predict route: not in the ring
     data = (await ui_app.get("/_ui/data")).json()
-    requests = data["requests"]
+    # A caller from elsewhere without a key: the list withholds who sent each request, and
+    # the viewer's own rows come whole beside it, each with its place in the list.
+    assert [r["status"] for r in data["requests"]] == [422, 200, 200, 200]
+    assert {r["request_id"] for r in data["requests"]} == {None}
+    requests = sorted(data["viewer"]["mine"], key=lambda r: r["n"])
     assert [r["request_id"] for r in requests] == ["bad", "ok-2", "ok-1", "ok-0"]
-    assert [r["status"] for r in requests] == [422, 200, 200, 200]
     first = requests[-1]
     assert first["client_ip"] == "203.0.113.7" and first["client_addr"] == "203.0.113.7:51515"
     assert first["forwarded"] == HOSTILE  # a claim, kept verbatim as data
@@ -201,3 +204,109 @@ def test_a_ui_route_that_is_no_path_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli_app, ["serve", "--ui", "live", "--port", "1"])
     assert result.exit_code == 2
     assert "--ui" in result.output
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+CHAIN_1KB = ", ".join(f"10.9.{i // 256}.{i % 256}" for i in range(100))[:1024]
+
+
+async def _app_with_full_ring(
+    example_model: LoadedModel, settings: Settings | None = None
+) -> ServepathApp:
+    app = ServepathApp(settings or Settings(), model=example_model, cache=NoCache(), store=NoLog())
+    assert app.ui is not None
+    for i in range(app.ui.capacity):
+        headers = [(b"x-forwarded-for", CHAIN_1KB.encode()), (b"forwarded", b"for=" + b"x" * 900)]
+        client = ("198.51.100.1", 40000 + i)
+        app.ui.note(200, 0.002, "/decisions", f"other-{i}", client, headers, [("model", 1.0, None)])
+    await app.startup()
+    return app
+
+
+def _client(app: ServepathApp, address: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(address, 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+async def test_polls_within_a_second_compute_the_shared_part_once(
+    example_model: LoadedModel,
+) -> None:
+    app = await _app_with_full_ring(example_model)
+    page, ring = app.page, app.ui
+    assert page is not None and ring is not None
+    page.clock = clock = _Clock()
+    try:
+        async with _client(app, "203.0.113.7") as stranger, _client(app, "127.0.0.1") as local:
+            for _ in range(10):
+                assert (await stranger.get("/_ui/data")).status_code == 200
+                assert (await local.get("/_ui/data")).status_code == 200
+            assert page.computed == 1 and ring.renders == ring.capacity
+            clock.now += 0.999
+            await stranger.get("/_ui/data")
+            assert page.computed == 1
+            clock.now += 0.002  # a new window: computed again, but no entry rendered again
+            await stranger.get("/_ui/data")
+            assert page.computed == 2 and ring.renders == ring.capacity
+            await local.post("/decisions", json=EXAMPLE_APPLICANT, headers={"X-Request-ID": "new"})
+            clock.now += 1.0
+            data = (await local.get("/_ui/data")).json()
+            assert data["requests"][0]["request_id"] == "new"
+            assert data["viewer"]["latest"]["request_id"] == "new"
+            assert page.computed == 3 and ring.renders == ring.capacity + 1
+    finally:
+        await app.shutdown()
+
+
+async def test_a_stranger_sees_when_and_how_long_but_not_who_of_other_callers(
+    example_model: LoadedModel,
+) -> None:
+    app = await _app_with_full_ring(example_model)
+    try:
+        async with _client(app, "203.0.113.7") as stranger, _client(app, "127.0.0.1") as local:
+            sent = {"X-Request-ID": "mine-1", "X-Forwarded-For": "192.0.2.55"}
+            await stranger.post("/decisions", json=EXAMPLE_APPLICANT, headers=sent)
+            seen = (await stranger.get("/_ui/data")).json()
+            insider = (await local.get("/_ui/data")).json()
+    finally:
+        await app.shutdown()
+    assert [r["status"] for r in seen["requests"]] == [r["status"] for r in insider["requests"]]
+    for row in seen["requests"]:
+        assert row["withheld"] is True and row["total_ms"] > 0
+        for field in ("request_id", "client_ip", "client_addr", "forwarded"):
+            assert row[field] is None, field
+        assert row["proxies"] == []
+    assert seen["server"]["pid"] is None and seen["server"]["hostname"] is None
+    [mine] = seen["viewer"]["mine"]
+    assert mine["n"] == 0 and mine["request_id"] == "mine-1" and mine["forwarded"] == "192.0.2.55"
+    assert seen["viewer"]["latest"]["request_id"] == "mine-1"
+    body = str(seen)
+    assert "198.51.100.1" not in body and "other-" not in body and "10.9." not in body
+    # This machine sees every caller, and the server's own pid.
+    assert insider["requests"][1]["request_id"] == "other-199"
+    assert insider["requests"][1]["client_ip"] == "198.51.100.1"
+    assert insider["server"]["pid"] is not None and "mine" not in insider["viewer"]
+
+
+async def test_with_api_keys_the_data_needs_one_and_a_key_sees_every_caller(
+    tmp_path: Path, example_model: LoadedModel
+) -> None:
+    for opened in ("", "/_ui"):
+        settings = Settings(api_key_file=_keys(tmp_path), open_routes=opened)
+        app = await _app_with_full_ring(example_model, settings)
+        try:
+            async with _client(app, "203.0.113.7") as stranger:
+                without = await stranger.get("/_ui/data")
+                keyed = await stranger.get("/_ui/data", headers={"X-API-Key": KEY})
+        finally:
+            await app.shutdown()
+        assert without.status_code == (200 if opened else 401)
+        if opened:  # opened to everyone: a caller without a key is a stranger
+            assert without.json()["requests"][0]["client_ip"] is None
+        assert keyed.json()["requests"][0]["client_ip"] == "198.51.100.1"

@@ -88,6 +88,8 @@ class ServepathApp:
         exact = {**Decisions(settings, plane).routes(), **v2.routes(), **ops.routes()}
         #: The live page's ring of the last prediction requests (None: no page).
         self.ui: SeenRing | None = None
+        #: The live page itself (None: no page).
+        self.page: LivePage | None = None
         #: The route templates whose answers the ring keeps: the predict routes.
         self.ui_templates = frozenset({DEFAULT_PREDICT_ROUTE, settings.predict_route, V2_INFER})
         if settings.ui_route:
@@ -96,6 +98,7 @@ class ServepathApp:
             page = LivePage(settings, plane, ops, self.ui, settings.ui_route)
             page.templates = tuple(sorted(self.ui_templates))
             exact.update(page.routes())
+            self.page = page
         self.router = Router(exact, v2.model_routes())
         #: Routes an orchestrator probes: open unless --protect-health.
         self.health_routes = frozenset({*ops.health_routes(), *V2_HEALTH_ROUTES})

@@ -7,6 +7,10 @@ the page asks, from the very inputs the prediction log's record is made of (the 
 forwarded headers, through :func:`~servepath.service.pathecho.meta_for_log`, and the
 request's ``Server-Timing`` entries), so the page and the log cannot disagree. Each worker
 process keeps its own ring.
+
+Any caller can fill the ring with long forwarded chains, so rendering is bounded twice: an
+entry is rendered once in its life (the ring remembers what it made of each entry it still
+holds), and only the last :data:`RENDER_CHAIN_CHARS` of each forwarded header are read.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from servepath.net.forwarded import TrustedProxies
+from servepath.net.forwarded import MAX_CLAIMED_BYTES, TrustedProxies
 from servepath.service.pathecho import client_view, meta_for_log
-from servepath.service.request import RequestContext, RequestMeta
+from servepath.service.request import Head, RequestContext, RequestMeta
 
 #: Requests the page lists (the newest).
 RING_SIZE = 200
@@ -30,6 +34,12 @@ WINDOW_S = 300.0
 MAX_SAMPLES = 50_000
 #: Seconds of per-second throughput the page draws.
 SERIES_S = 60
+#: Characters of a forwarded header an entry is rendered from (its end, from an element
+#: boundary): the claimed chain shown is at most MAX_CLAIMED_BYTES, and this leaves room
+#: for the trusted hops nearer the server. Past this the page marks the chain as cut; only
+#: a chain with more than ~500 bytes of trusted proxies could be read differently by the
+#: prediction log, which reads more.
+RENDER_CHAIN_CHARS = MAX_CLAIMED_BYTES + 512
 
 #: One request as the ring keeps it: (unix time, status, seconds, route template, request
 #: id, ASGI client, request headers, Server-Timing entries). Nothing is copied on the hot
@@ -130,13 +140,31 @@ def split_of(timings: Sequence[tuple[str, float, str | None]], total_ms: float) 
     return split
 
 
+def _last_chars(values: list[str] | None) -> tuple[list[str] | None, bool]:
+    """The end of a forwarded header's values, at most RENDER_CHAIN_CHARS, cut at a comma."""
+    if values is None:
+        return None, False
+    text = ",".join(values)
+    if len(text) <= RENDER_CHAIN_CHARS:
+        return values, False
+    tail = text[-RENDER_CHAIN_CHARS:]
+    return [tail[tail.find(",") + 1 :] if "," in tail else ""], True
+
+
 def entry_json(entry: Entry, trusted: TrustedProxies) -> dict[str, Any]:
-    """One ring entry as the page shows it; the caller fields are the prediction log's."""
+    """One ring entry as the page shows it; the caller fields are the prediction log's,
+    read from the last :data:`RENDER_CHAIN_CHARS` of each forwarded header."""
     ts, status, seconds, route, request_id, client, headers, timings = entry
     scope = {"client": client, "headers": headers}
-    view = client_view(scope, trusted)
+    head = Head.of(headers)
+    head.forwarded, cut_fwd = _last_chars(head.forwarded)
+    head.x_forwarded_for, cut_xff = _last_chars(head.x_forwarded_for)
+    view = client_view(scope, trusted, head)
     meta = RequestMeta(request_id, 0.0)
     meta_for_log(meta, scope, RequestContext(request_id, 0.0, view=view), trusted)
+    forwarded = meta.forwarded
+    if (cut_fwd or cut_xff) and not (forwarded or "").startswith("…"):
+        forwarded = "…" + (" " + forwarded if forwarded else "")
     return {
         "time": round(ts, 3),
         "request_id": request_id,
@@ -144,7 +172,7 @@ def entry_json(entry: Entry, trusted: TrustedProxies) -> dict[str, Any]:
         "status": status,
         "client_ip": meta.client_ip,
         "client_addr": meta.client,
-        "forwarded": meta.forwarded,
+        "forwarded": forwarded,
         "proxies": list(view.proxies),
         **split_of(timings, seconds * 1000),
     }
@@ -154,12 +182,18 @@ class SeenRing:
     """The last :data:`RING_SIZE` prediction requests of this process, and the samples the
     statistics are made of."""
 
-    __slots__ = ("_recent", "_samples", "capacity")
+    __slots__ = ("_recent", "_rendered", "_rendered_for", "_samples", "capacity", "renders")
 
     def __init__(self, capacity: int = RING_SIZE, max_samples: int = MAX_SAMPLES) -> None:
         self.capacity = capacity
         self._recent: deque[Entry] = deque(maxlen=capacity)
         self._samples: deque[tuple[float, int, float]] = deque(maxlen=max_samples)
+        #: What each entry still in the ring was rendered as, by the entry's id (the entry
+        #: is kept beside it, so that an id is never mistaken for a later entry's).
+        self._rendered: dict[int, tuple[Entry, dict[str, Any]]] = {}
+        self._rendered_for: TrustedProxies | None = None
+        #: Entries rendered so far (each once while it stays in the ring).
+        self.renders = 0
 
     def note(
         self,
@@ -180,9 +214,21 @@ class SeenRing:
         return len(self._recent)
 
     def entries(self, trusted: TrustedProxies, limit: int | None = None) -> list[dict[str, Any]]:
-        """The kept requests, newest first, as the page shows them."""
+        """The kept requests, newest first, as the page shows them (the dicts are shared
+        between calls: copy one before changing it)."""
         newest = list(self._recent)[::-1][:limit]
-        return [entry_json(e, trusted) for e in newest]
+        if trusted != self._rendered_for:
+            self._rendered, self._rendered_for = {}, trusted
+        before = self._rendered
+        now: dict[int, tuple[Entry, dict[str, Any]]] = {}
+        for entry in newest:
+            kept = before.get(id(entry))
+            if kept is None or kept[0] is not entry:
+                kept = (entry, entry_json(entry, trusted))
+                self.renders += 1
+            now[id(entry)] = kept
+        self._rendered = now
+        return [rendered for _, rendered in now.values()]
 
     def stats(self, now: float | None = None, window: float = WINDOW_S) -> Stats:
         return stats_of(list(self._samples), time.time() if now is None else now, window=window)

@@ -6,6 +6,7 @@
 (function () {
   var endpoint = document.body.getAttribute("data-endpoint");
   var PERIOD_MS = 2000;
+  var ID_SHOWN = 8; // characters of a request id the list shows; the whole is its title
   var last = null;
   var previousTotals = null;
 
@@ -81,10 +82,11 @@
         "trusted proxy " + proxy));
     });
     var server = v.server || {};
+    var runtime = (v.container || {}).runtime;
     var container = (v.container || {}).in_container
-      ? "container (" + (v.container.runtime || "yes") + ")" : "not in a container";
+      ? (runtime ? "container (" + runtime + ")" : "in a container") : "not in a container";
     items.push(node("socket", "server socket", [hostPort(server.address, server.port),
-      container + " · " + (v.hostname || "")],
+      v.hostname ? container + " · " + v.hostname : container],
       "server socket " + hostPort(server.address, server.port) + ", " + container));
     var route = latest ? latest.route : data.server.predict_route;
     items.push(node("route", "route", ["POST " + route, latest ? "status " + latest.status : "no prediction of yours yet"],
@@ -150,8 +152,8 @@
     var w = data.server.workers;
     $("workers-note").textContent = w > 1
       ? "This server runs " + w + " workers; each keeps its own ring, so the list, the percentiles and " +
-        "the chart are this worker's (pid " + data.server.pid + "). \"All workers\" is summed from /metrics."
-      : "One worker (pid " + data.server.pid + "): the list and the numbers cover every request to the predict routes.";
+        "the chart are this worker's (" + pidText(data.server) + "). \"All workers\" is summed from /metrics."
+      : "One worker (" + pidText(data.server) + "): the list and the numbers cover every request to the predict routes.";
     drawSpark(s.per_second);
   }
 
@@ -218,39 +220,80 @@
     ]);
   }
 
+  var WITHHELD = "withheld: other callers are shown in full to a caller with an API key or on this machine";
+
+  // The list, with the viewer's own rows whole where it withholds other callers' fields.
+  function rowsOf(data) {
+    var rows = data.requests.slice();
+    (data.viewer.mine || []).forEach(function (r) { rows[r.n] = r; });
+    return rows;
+  }
+
+  function idCell(r) {
+    if (r.withheld) {
+      return el("td", { "class": "rid", "data-label": "request id", "title": WITHHELD }, [
+        el("span", { "class": "withheld", text: "withheld" })
+      ]);
+    }
+    var id = r.request_id || "";
+    var short = id.length > ID_SHOWN ? id.slice(0, ID_SHOWN) + "…" : id;
+    return el("td", { "class": "rid", "data-label": "request id", "title": id }, [
+      el("code", { text: short })
+    ]);
+  }
+
+  function callerCell(r) {
+    if (r.withheld) {
+      return el("td", { "class": "caller", "data-label": "caller", "title": WITHHELD }, [
+        el("span", { "class": "cell" }, [el("span", { "class": "ip withheld", text: "withheld" })])
+      ]);
+    }
+    return el("td", { "class": "caller", "data-label": "caller", "title": "TCP peer " + (r.client_addr || "unknown") }, [
+      el("span", { "class": "cell" }, [
+        el("span", { "class": "ip", text: r.client_ip || "unknown" }),
+        el("span", { "class": "peer", text: "peer " + (r.client_addr || "unknown") })
+      ])
+    ]);
+  }
+
   function drawRows() {
     if (!last) return;
     var wantStatus = $("filter-status").value;
     var wantCaller = $("filter-caller").value.trim().toLowerCase();
+    var wantId = $("filter-id").value.trim().toLowerCase();
     var body = $("recent-rows");
     clear(body);
     var shown = 0;
-    last.requests.forEach(function (r) {
+    var rows = rowsOf(last);
+    rows.forEach(function (r) {
       if (wantStatus && String(r.status).charAt(0) !== wantStatus) return;
       var caller = (r.client_ip || "") + " " + (r.client_addr || "");
       if (wantCaller && caller.toLowerCase().indexOf(wantCaller) < 0) return;
+      if (wantId && (r.request_id || "").toLowerCase().indexOf(wantId) < 0) return;
       shown += 1;
       var cls = r.status >= 500 ? "s5" : r.status >= 400 ? "s4" : "s2";
-      body.appendChild(el("tr", { "class": "row " + cls, "data-request-id": r.request_id }, [
+      var attrs = { "class": "row " + cls };
+      if (r.request_id) attrs["data-request-id"] = r.request_id;
+      body.appendChild(el("tr", attrs, [
         el("td", { "data-label": "time", text: clock(r.time) }),
         el("td", { "data-label": "status" }, [el("span", { "class": "badge " + cls, text: String(r.status) })]),
-        el("td", { "class": "caller", "data-label": "caller", "title": "TCP peer " + (r.client_addr || "unknown") }, [
-          el("span", { "class": "cell" }, [
-            el("span", { "class": "ip", text: r.client_ip || "unknown" }),
-            el("span", { "class": "peer", text: "peer " + (r.client_addr || "unknown") })
-          ])
-        ]),
-        el("td", { "class": "chain", "data-label": "chain", text: chainOf(r) }),
+        idCell(r),
+        callerCell(r),
+        el("td", { "class": "chain", "data-label": "chain", text: r.withheld ? "withheld" : chainOf(r) }),
         el("td", { "data-label": "route", text: r.route }),
         el("td", { "class": "cache-cell", "data-label": "cache", text: r.cache || "–" }),
         splitBar(r)
       ]));
     });
-    $("recent-count").textContent = "· " + shown + " shown of " + last.requests.length +
+    $("recent-count").textContent = "· " + shown + " shown of " + rows.length +
       " kept (this worker keeps the last " + last.server.ring.capacity + ")";
   }
 
   // --- the loop --------------------------------------------------------------------------
+
+  function pidText(server) {
+    return server.pid === null || server.pid === undefined ? "pid withheld" : "pid " + server.pid;
+  }
 
   function draw(data) {
     last = data;
@@ -259,7 +302,7 @@
     $("model-version").textContent = model.version || "–";
     $("model-engine").textContent = model.engine || "–";
     var workers = data.server.workers;
-    $("worker").textContent = "pid " + data.server.pid +
+    $("worker").textContent = pidText(data.server) +
       (workers > 1 ? ", one of " + workers + " workers" : ", the only worker");
     drawPath(data);
     drawStats(data);
@@ -284,6 +327,10 @@
 
   $("filter-status").addEventListener("change", drawRows);
   $("filter-caller").addEventListener("input", drawRows);
+  $("filter-id").addEventListener("input", drawRows);
+  // /_ui?id=REQUEST-ID opens the list filtered to that request (the X-Request-ID one logged).
+  var askedId = new URLSearchParams(window.location.search).get("id");
+  if (askedId) $("filter-id").value = askedId;
   $("filters").addEventListener("submit", function (e) { e.preventDefault(); });
   tick();
 })();
