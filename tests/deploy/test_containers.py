@@ -3,9 +3,9 @@ debootstrap, run with published ports (on 127.0.0.1 only), stopped under load, c
 way Vertex AI configures it, and misconfigured the ways the lecture warns about — each
 diagnosed by the doctor from the host.
 
-Every container a test starts is removed, also when the test fails; the project image is
-removed at the end of the session; the Debian base image is kept (tagged by its inputs), so
-the next run on this machine does not debootstrap again.
+Every container a test starts is removed, also when the test fails; the project image and its
+build stage are removed at the end of the session; the Debian base image is kept (tagged by its
+inputs), so the next run on this machine does not debootstrap again.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from tests.helpers.images import (
     docker,
     engine_answers,
     image_size,
+    remove_project_image,
 )
 from tests.helpers.waiting import wait_until_answers
 from tests.support import free_port, need
@@ -61,7 +62,7 @@ def image() -> Iterator[str]:
         f"\nimage {tag}: built in {seconds:.1f} s, {image_size(tag) / 1e6:.0f} MB", file=sys.stderr
     )
     yield tag
-    docker("image", "rm", "-f", tag, check=False)
+    remove_project_image(tag)
 
 
 Run = Callable[..., str]

@@ -5,7 +5,8 @@ venv, CA certificates), with this machine's trust store copied in so that pip in
 ``docker build --network host`` trusts what pip on the host trusts; ``docker import`` turns
 it into an image. It is tagged by a hash of its inputs and kept: the next run on the same
 machine reuses it. The project image is built from deploy/Dockerfile on that base, once per
-test session, and removed at its end.
+test session, and removed at its end together with its build stage (see
+``build_commands``).
 """
 
 from __future__ import annotations
@@ -104,18 +105,56 @@ def base_image() -> str:
     return tag
 
 
+BUILD_STAGE = "build"
+
+
+def stage_tag(tag: str) -> str:
+    """The tag the Dockerfile's build stage is given while ``tag`` is built."""
+    return f"{tag}-{BUILD_STAGE}"
+
+
+def build_commands(tag: str, base: str) -> list[list[str]]:
+    """The ``docker build`` commands that make ``tag`` and leave nothing untagged behind.
+
+    The classic builder keeps the last image of every stage but the final one, untagged: the
+    build stage's virtualenv (~1 GB) would stay behind as a dangling image after ``tag`` is
+    removed. So the build stage is built first under its own tag, and the full build then
+    takes it from the cache (same parent, same instruction, same image): at teardown
+    ``remove_project_image`` removes both tags, and with each its untagged parents.
+    """
+    common = ["docker", "build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
+              "-f", str(REPO / "deploy" / "Dockerfile")]  # fmt: skip
+    return [
+        [*common, "--target", BUILD_STAGE, "-t", stage_tag(tag), str(REPO)],
+        [*common, "-t", tag, str(REPO)],
+    ]
+
+
 def build_project_image(tag: str, base: str) -> tuple[str, float]:
-    """Build deploy/Dockerfile on ``base``; the seconds it took."""
+    """Build deploy/Dockerfile on ``base``; the seconds it took.
+
+    On failure whatever was tagged is removed before the error is raised.
+    """
     started = time.perf_counter()
-    proc = subprocess.run(
-        ["docker", "build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
-         "-f", str(REPO / "deploy" / "Dockerfile"), "-t", tag, str(REPO)],
-        capture_output=True, text=True, timeout=2400, check=False,
-        env={"DOCKER_BUILDKIT": "0", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise ImageError(f"docker build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    for command in build_commands(tag, base):
+        proc = subprocess.run(
+            command, capture_output=True, text=True, timeout=2400, check=False,
+            env={"DOCKER_BUILDKIT": "0", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )  # fmt: skip
+        if proc.returncode != 0:
+            remove_project_image(tag)
+            raise ImageError(f"docker build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return tag, time.perf_counter() - started
+
+
+def remove_commands(tag: str) -> list[list[str]]:
+    """Remove the project image and its build stage (each with its untagged parents)."""
+    return [["docker", "image", "rm", "-f", name] for name in (tag, stage_tag(tag))]
+
+
+def remove_project_image(tag: str) -> None:
+    for command in remove_commands(tag):
+        docker(*command[1:], check=False)
 
 
 def image_size(tag: str) -> int:
