@@ -17,6 +17,7 @@ from servepath.cache.base import NoCache
 from servepath.config import Settings
 from servepath.model.loaded import LoadedModel, load_model
 from servepath.service.app import ServepathApp
+from servepath.service.routes import closest_route
 from servepath.store.base import NoLog
 
 pytestmark = pytest.mark.anyio
@@ -195,6 +196,38 @@ async def test_unknown_route_is_404_listing_the_routes_that_exist(
     assert "/predict" in body["error"]
     assert "POST /decisions" in body["routes"]
     assert "GET /" in body["routes"]
+
+
+async def test_unknown_route_leads_with_the_closest_route_of_its_method(
+    client: httpx.AsyncClient,
+) -> None:
+    body = (await client.post("/predict", json={})).json()
+    assert body["error"] == "no route POST /predict: did you mean POST /decisions?"
+    assert body["did_you_mean"] == "POST /decisions"
+    near = (await client.get("/metric")).json()
+    assert near["did_you_mean"] == "GET /metrics"
+    v2 = (await client.post("/v2/model/m/infer", json={})).json()
+    assert v2["did_you_mean"] == "POST /v2/models/{name}/infer"
+
+
+async def test_unknown_route_far_from_every_route_suggests_none(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/zzzzzzzz")).json()
+    assert "did_you_mean" not in body
+    assert body["error"] == "no route GET /zzzzzzzz"
+
+
+async def test_unknown_route_lists_no_static_assets(client: httpx.AsyncClient) -> None:
+    routes = (await client.get("/predict")).json()["routes"]
+    assert not [r for r in routes if r.endswith((".css", ".js"))], routes
+    assert {"GET /openapi.json", "GET /docs", "GET /metrics"} <= set(routes)
+
+
+def test_closest_route_prefers_the_callers_method() -> None:
+    routes = ["GET /decision-log", "POST /decisions"]
+    assert closest_route("POST", "/decision", routes) == "POST /decisions"
+    assert closest_route("GET", "/decision", routes) == "GET /decision-log"
+    assert closest_route("HEAD", "/decision", routes) == "GET /decision-log"
+    assert closest_route("GET", "/decisions/", ["POST /decisions"]) == "POST /decisions"
 
 
 async def test_wrong_method_is_405_with_allow(client: httpx.AsyncClient) -> None:

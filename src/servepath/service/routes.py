@@ -2,11 +2,14 @@
 
 Exact paths are one dict lookup; the V2 model routes (``/v2/models/{name}[/versions/{v}]``,
 ``…/ready``, ``…/infer``) one regular expression. The template a path resolved to (never
-the path itself, which a caller controls) labels the metrics.
+the path itself, which a caller controls) labels the metrics. A path that matches nothing is
+answered with the closest route a caller would call and the list of them (static assets left
+out).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -31,6 +34,37 @@ Resolved = tuple[Handler | None, str, list[str]]
 
 #: The V2 model routes as ``(suffix, method)``: metadata, readiness, inference.
 V2_MODEL_ROUTES = (("", "GET"), ("/ready", "GET"), ("/infer", "POST"))
+
+#: Files a page loads (the live page's and Swagger UI's); no caller asks for them by hand.
+STATIC_SUFFIXES = (".css", ".js", ".map", ".png", ".svg", ".ico", ".woff", ".woff2")
+#: How close (difflib's ratio) an asked path must be to a route of its method to be suggested:
+#: a POST is sent to be answered, and the POST routes are few, so the closest of them is
+#: nearly always what was meant; a GET is suggested only when it is plainly a near miss.
+SUGGEST_SAME_METHOD = {"GET": 0.55}
+SUGGEST_SAME_METHOD_OTHERWISE = 0.3
+#: How close a route of another method must be (a GET of /decision means POST /decisions).
+SUGGEST_OTHER_METHOD = 0.6
+
+
+def closest_route(method: str, path: str, routes: list[str]) -> str | None:
+    """The route (``"METHOD /path"``) a request for ``path`` most likely meant, if any is close.
+
+    Routes of the request's own method come first; one of another method only when its path
+    is close.
+    """
+    method = "GET" if method == "HEAD" else method
+
+    def best(candidates: list[str], cutoff: float) -> str | None:
+        scored = [
+            (difflib.SequenceMatcher(None, path, route.split(" ", 1)[1]).ratio(), route)
+            for route in candidates
+        ]
+        scored = [(ratio, route) for ratio, route in scored if ratio >= cutoff]
+        return max(scored, key=lambda pair: pair[0])[1] if scored else None
+
+    same = [r for r in routes if r.split(" ", 1)[0] == method]
+    cutoff = SUGGEST_SAME_METHOD.get(method, SUGGEST_SAME_METHOD_OTHERWISE)
+    return best(same, cutoff) or best(routes, SUGGEST_OTHER_METHOD)
 
 
 class Router:
@@ -62,7 +96,13 @@ class Router:
         return None, UNKNOWN, []
 
     def route_list(self) -> list[str]:
-        listed = [f"{m} {p}" for p, methods in self._exact.items() for m in methods]
+        """The routes a caller would call (not the static files pages load), sorted."""
+        listed = [
+            f"{m} {p}"
+            for p, methods in self._exact.items()
+            if not p.endswith(STATIC_SUFFIXES)
+            for m in methods
+        ]
         listed += [f"{m} /v2/models/{{name}}{suffix}" for suffix, m in V2_MODEL_ROUTES]
         return sorted(set(listed))
 
@@ -74,8 +114,17 @@ class Router:
                 {"error": f"{method} is not allowed on {path}", "allowed": allowed},
                 [(b"allow", ", ".join(allowed).encode())],
             )
+        routes = self.route_list()
+        suggestion = closest_route(method, path, routes)
+        if suggestion is None:
+            return json_response(404, {"error": f"no route {method} {path}", "routes": routes})
         return json_response(
-            404, {"error": f"no route {method} {path}", "routes": self.route_list()}
+            404,
+            {
+                "error": f"no route {method} {path}: did you mean {suggestion}?",
+                "did_you_mean": suggestion,
+                "routes": routes,
+            },
         )
 
 
