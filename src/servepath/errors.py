@@ -160,14 +160,22 @@ class TooManyInstances(RequestError):
 
 @dataclass(frozen=True)
 class FieldError:
-    """One offending field: where it is (JSON path), what is wrong, and a short type tag."""
+    """One offending field: where it is (JSON path), what is wrong, and a short type tag;
+    ``where`` says the place in words when the JSON path alone would mislead a reader."""
 
     loc: tuple[str | int, ...]
     msg: str
     type: str
+    where: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"loc": list(self.loc), "msg": self.msg, "type": self.type}
+        out: dict[str, Any] = {"loc": list(self.loc), "msg": self.msg, "type": self.type}
+        if self.where is not None:
+            out["where"] = self.where
+        return out
+
+    def place(self) -> str:
+        return self.where if self.where is not None else ".".join(str(p) for p in self.loc)
 
 
 @dataclass
@@ -188,8 +196,7 @@ class InvalidInput(RequestError):
 
     def summary(self) -> str:
         shown = "; ".join(
-            f"{'.'.join(str(p) for p in e.loc)}: {e.msg}" if e.loc else e.msg
-            for e in self.errors[:5]
+            f"{e.place()}: {e.msg}" if e.loc or e.where else e.msg for e in self.errors[:5]
         )
         hidden = len(self.errors) - min(5, len(self.errors)) + self.more
         more = f" (and {hidden}{'+' if self.stopped else ''} more)" if hidden else ""

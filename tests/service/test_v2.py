@@ -88,6 +88,37 @@ async def test_v2_bad_requests_are_400_with_error(
 
 
 @pytest.mark.anyio
+async def test_v2_errors_name_the_input_and_its_element_not_the_row(
+    client: httpx.AsyncClient, example_model: LoadedModel
+) -> None:
+    example = example_model.schema.example()
+    tensors = _tensors(example_model, [example, example, example])
+    j, tensor = max((j, t) for j, t in enumerate(tensors) if t["datatype"] == "FP64")
+    tensor["data"][2] = "x"
+    r = await client.post(f"/v2/models/{example_model.name}/infer", json={"inputs": tensors})
+    assert r.status_code == 400
+    body = r.json()
+    name = tensor["name"]
+    assert f"input '{name}', element 2: expected a number" in body["error"]
+    assert f"inputs.2.{name}" not in body["error"]
+    assert body["detail"][0]["loc"] == ["inputs", j, "data", 2]
+    assert body["detail"][0]["where"] == f"input '{name}', element 2"
+
+
+@pytest.mark.anyio
+async def test_v2_missing_input_is_one_error_not_one_per_row(
+    client: httpx.AsyncClient, example_model: LoadedModel
+) -> None:
+    example = example_model.schema.example()
+    tensors = _tensors(example_model, [example, example, example])
+    missing = tensors.pop()["name"]
+    r = await client.post(f"/v2/models/{example_model.name}/infer", json={"inputs": tensors})
+    assert r.status_code == 400
+    detail = r.json()["detail"]
+    assert [(d["where"], d["type"]) for d in detail] == [(f"input '{missing}'", "missing")]
+
+
+@pytest.mark.anyio
 async def test_v2_unknown_model_is_404(client: httpx.AsyncClient) -> None:
     r = await client.post("/v2/models/other/infer", json={"inputs": []})
     assert r.status_code == 404

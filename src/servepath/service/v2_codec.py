@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import orjson
 
 from servepath.errors import MAX_ERRORS, FieldError, InvalidInput, clip, shown
 from servepath.model.loaded import LoadedModel
+from servepath.model.schema import Value
 from servepath.service.asgi import parse_json
 
 #: The fields of an input tensor (the protocol's); anything else is refused (400).
@@ -297,6 +299,49 @@ def instances_from_request(body: Any, model: LoadedModel) -> list[dict[str, Any]
 
 
 # --- responses -------------------------------------------------------------------------
+
+
+def validate_rows(
+    model: LoadedModel, body: Mapping[str, Any], instances: list[dict[str, Any]]
+) -> list[dict[str, Value]]:
+    """The model's clean rows for the request's instances; errors located in its tensors."""
+    try:
+        return model.schema.validate_many(instances, loc=("inputs",))
+    except InvalidInput as exc:
+        raise tensor_errors(exc, body) from exc
+
+
+def tensor_errors(exc: InvalidInput, body: Mapping[str, Any]) -> InvalidInput:
+    """``exc`` (from rows: ``inputs.ROW.FIELD``) located where the caller wrote the value.
+
+    A row is an element of every tensor, so ``inputs.0.city`` names the wrong thing: the
+    value is element 0 of the tensor named ``city``, at ``inputs.J.data.0`` where J is that
+    tensor's place in the request. A field no tensor carries is one error, not one a row.
+    """
+    tensors = body.get("inputs")
+    index = {
+        t["name"]: j
+        for j, t in enumerate(tensors if isinstance(tensors, list) else [])
+        if isinstance(t, Mapping) and isinstance(t.get("name"), str)
+    }
+    errors: list[FieldError] = []
+    once: set[tuple[str, str]] = set()
+    for e in exc.errors:
+        match e.loc:
+            case ("inputs", int(row), str(name), *rest) if name in index and e.type != "extra":
+                where = f"input {name!r}, element {row}"
+                errors.append(
+                    replace(e, loc=("inputs", index[name], "data", row, *rest), where=where)
+                )
+            case ("inputs", int(_), str(name), *_):
+                if (name, e.type) not in once:
+                    once.add((name, e.type))
+                    errors.append(replace(e, loc=("inputs",), where=f"input {name!r}"))
+            case ("inputs", int(row)):
+                errors.append(replace(e, where=f"element {row} of every input"))
+            case _:
+                errors.append(e)
+    return InvalidInput(errors, exc.more, exc.stopped)
 
 
 def response(

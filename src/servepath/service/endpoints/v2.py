@@ -104,7 +104,7 @@ class V2:
         body = codec.parse_request(raw, binary_length)
         instances = codec.instances_from_request(body, model)
         plane.check_count(len(instances))
-        rows = model.schema.validate_many(instances, loc=("inputs",))
+        rows = codec.validate_rows(model, body, instances)
         prediction = await plane.predict(rows, "v2", request_meta(plane, scope, ctx))
         annotate(ctx, prediction)
         requested = None
