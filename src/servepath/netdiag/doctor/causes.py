@@ -256,6 +256,23 @@ class _Ctx(dict[str, Any]):
         raise KeyError(key)
 
 
+#: One address family answers and the other does not: the same words for either, the family
+#: and the evidence (a reset from the target, or silence) filled in.
+_ONE_FAMILY: tuple[str, Owner, tuple[str, ...]] = (
+    "{host} resolves to IPv4 and IPv6; port {port} answers on {working} but {broken_state} "
+    "on {broken}: a caller that dials {broken_family} first {consequence}",
+    "server operator",
+    (
+        "?refused:the server listens on {working_family} only: {listen_fix}",
+        "?silent:the {broken_family} path to {broken} drops or refuses tcp:{port} (a "
+        "firewall rule, a security group, or no {broken_family} route): open it for "
+        "{broken_family} too ({firewall_cmd})",
+        "or, on the DNS side, remove the {record} record of {host} until "
+        "{broken_family} works; callers then dial {working_family} only",
+    ),
+)
+
+
 _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
     "ok": ("every stage of the path answered", "nobody", ()),
     "dns_nxdomain": (
@@ -326,32 +343,8 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
             "does not point back)",
         ),
     ),
-    "ipv4_unreachable": (
-        "{host} resolves to IPv4 and IPv6; port {port} answers on {working} but {broken_state} "
-        "on {broken}: a caller that dials {broken_family} first {consequence}",
-        "server operator",
-        (
-            "?refused:the server listens on {working_family} only: {listen_fix}",
-            "?silent:the {broken_family} path to {broken} drops or refuses tcp:{port} (a "
-            "firewall rule, a security group, or no {broken_family} route): open it for "
-            "{broken_family} too ({firewall_cmd})",
-            "or, on the DNS side, remove the {record} record of {host} until "
-            "{broken_family} works; callers then dial {working_family} only",
-        ),
-    ),
-    "ipv6_unreachable": (
-        "{host} resolves to IPv4 and IPv6; port {port} answers on {working} but {broken_state} "
-        "on {broken}: a caller that dials {broken_family} first {consequence}",
-        "server operator",
-        (
-            "?refused:the server listens on {working_family} only: {listen_fix}",
-            "?silent:the {broken_family} path to {broken} drops or refuses tcp:{port} (a "
-            "firewall rule, a security group, or no {broken_family} route): open it for "
-            "{broken_family} too ({firewall_cmd})",
-            "or, on the DNS side, remove the {record} record of {host} until "
-            "{broken_family} works; callers then dial {working_family} only",
-        ),
-    ),
+    "ipv4_unreachable": _ONE_FAMILY,
+    "ipv6_unreachable": _ONE_FAMILY,
     "port_filtered": (
         "nothing answered on {endpoint}: packets are dropped silently, typically by a "
         "firewall (cloud firewall rule, security group, iptables DROP)",
