@@ -30,11 +30,15 @@ def test_the_files_of_dead_workers_go_and_the_living_stay(tmp_path: Path) -> Non
     gone, alive = dead_pid(), os.getpid()
     for pid in (gone, alive):
         (tmp_path / f"gauge_liveall_{pid}.db").write_bytes(b"")
-    (tmp_path / f"counter_{gone}.db").write_bytes(b"")  # summed counters are kept
+    (tmp_path / f"counter_{gone}.db").write_bytes(bytes(4096))  # summed counters are kept
+    # A file its worker was killed creating: not even a header, and every scrape would fail.
+    (tmp_path / f"histogram_{gone}.db").write_bytes(b"")
+    (tmp_path / f"histogram_{alive}.db").write_bytes(b"")  # being created: not ours to judge
     assert forget_dead_workers(str(tmp_path)) == [gone]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         f"counter_{gone}.db",
         f"gauge_liveall_{alive}.db",
+        f"histogram_{alive}.db",
     ]
     assert forget_dead_workers(None) == []
 

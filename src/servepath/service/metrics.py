@@ -10,6 +10,7 @@ workers, each worker writes its own to the shared files every second and when it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -68,6 +69,9 @@ _LATENCY_BUCKETS = (
 
 
 _LIVE_FILE = re.compile(r"^gauge_live[a-z]*_(\d+)\.db$")
+#: Any worker's file of values in the multiprocess directory, and the bytes of its header.
+_PID_FILE = re.compile(r"^[a-z_]+_(\d+)\.db$")
+_HEADER_BYTES = 8
 
 
 def forget_dead_workers(directory: str | None) -> list[int]:
@@ -84,23 +88,39 @@ def forget_dead_workers(directory: str | None) -> list[int]:
         names = os.listdir(directory)
     except OSError:
         return []
+    gone: dict[int, bool] = {}
     dead: set[int] = set()
     for name in names:
-        match = _LIVE_FILE.match(name)
+        match = _PID_FILE.match(name)
         if match is None:
             continue
         pid = int(match.group(1))
-        if pid in dead:
+        if pid not in gone:
+            gone[pid] = not _alive(pid)
+        if not gone[pid]:
             continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _LIVE_FILE.match(name):
             dead.add(pid)
-        except PermissionError:
-            pass  # alive, someone else's
+        else:
+            # A worker killed while it created a file leaves it without even its header:
+            # every scrape would fail reading it. It holds nothing; summed files are kept.
+            path = os.path.join(directory, name)
+            with contextlib.suppress(OSError):
+                if os.path.getsize(path) < _HEADER_BYTES:
+                    os.remove(path)
     for pid in dead:
         multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
     return sorted(dead)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, someone else's
+    return True
 
 
 class Metrics:
