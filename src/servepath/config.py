@@ -103,6 +103,21 @@ class Settings:
     model_schema: Path | None = None
     #: Every answer also carries ``probabilities``, one per class.
     probabilities: bool = False
+    #: Versions of one model, a folder each (a directory, gs://… or s3://…); None: one model.
+    #: With it, ``--model`` names a version's folder (default: the highest).
+    model_repository: str | None = None
+    #: "explicit": the model repository routes (load, unload, index) are served, to admin keys.
+    model_control: str = "none"
+    #: Names of the keys (from the key file) that may call the model repository routes.
+    admin_keys: str = ""
+    #: A second version answering ``candidate_weight`` % of callers (a label, a path or a URI).
+    candidate: str | None = None
+    candidate_weight: float = 0.0
+    #: A version that sees a copy of ``shadow_share`` of the requests after they are answered.
+    shadow: str | None = None
+    shadow_share: float = 0.0
+    #: Artifacts larger than this are refused before they load (bytes); None: no bound.
+    max_model_bytes: int | None = None
     data_dir: Path = field(default_factory=lambda: default_data_dir(os.environ))
     health_route: str = DEFAULT_HEALTH_ROUTE
     predict_route: str = DEFAULT_PREDICT_ROUTE
@@ -201,6 +216,51 @@ class Settings:
                 )
         self.trusted_proxies  # noqa: B018 -- parse once, so that a bad entry fails here
         self._check_model_source()
+        self._check_versions()
+
+    def _check_versions(self) -> None:
+        if self.model_repository is not None and (
+            self.model_uri is not None or (self.model_path is not None and self.model_label is None)
+        ):
+            raise ConfigError(
+                "with --model-repository, --model names one of its version folders "
+                f"(e.g. --model 2), not {self.model_uri or self.model_path}"
+            )
+        if self.model_control not in ("none", "explicit"):
+            raise ConfigError(f"model control is none or explicit, not {self.model_control!r}")
+        if self.model_control == "explicit":
+            if self.model_repository is None:
+                raise ConfigError(
+                    "--model-control explicit loads versions from --model-repository: give one"
+                )
+            if self.api_key_file is None or not self.admin_key_names:
+                raise ConfigError(
+                    "--model-control explicit loads models at a caller's word, and loading a "
+                    "joblib/pickle runs code: it needs --api-key-file and --admin-keys NAME "
+                    "(the keys that may call it)"
+                )
+        if not 0 <= self.candidate_weight <= 100:
+            raise ConfigError(f"--candidate-weight is 0 to 100 %, not {self.candidate_weight}")
+        if not 0 <= self.shadow_share <= 1:
+            raise ConfigError(f"--shadow-share is a fraction 0 to 1, not {self.shadow_share}")
+        if self.candidate_weight > 0 and self.candidate is None:
+            raise ConfigError("--candidate-weight needs --candidate VERSION|PATH")
+        if self.shadow_share > 0 and self.shadow is None:
+            raise ConfigError("--shadow-share needs --shadow VERSION|PATH")
+        if self.max_model_bytes is not None and self.max_model_bytes < 1:
+            raise ConfigError("max_model_bytes must be at least 1 byte")
+
+    @property
+    def model_label(self) -> str | None:
+        """With a model repository, the version ``--model`` names (None: the highest)."""
+        if self.model_repository is None or self.model_path is None:
+            return None
+        text = str(self.model_path)
+        return text if "/" not in text and text not in (".", "..") else None
+
+    @property
+    def admin_key_names(self) -> frozenset[str]:
+        return frozenset(n.strip() for n in self.admin_keys.split(",") if n.strip())
 
     def _check_model_source(self) -> None:
         if self.model_sha256 is not None:
@@ -305,6 +365,14 @@ class Settings:
         _str(values, env, "s3_endpoint", "SERVEPATH_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3",
              "AWS_ENDPOINT_URL")  # fmt: skip
         _str(values, env, "model_name", "SERVEPATH_MODEL_NAME")
+        _str(values, env, "model_repository", "SERVEPATH_MODEL_REPOSITORY")
+        _str(values, env, "model_control", "SERVEPATH_MODEL_CONTROL")
+        _str(values, env, "admin_keys", "SERVEPATH_ADMIN_KEYS")
+        _str(values, env, "candidate", "SERVEPATH_CANDIDATE")
+        _float(values, env, "candidate_weight", "SERVEPATH_CANDIDATE_WEIGHT")
+        _str(values, env, "shadow", "SERVEPATH_SHADOW")
+        _float(values, env, "shadow_share", "SERVEPATH_SHADOW_SHARE")
+        _int(values, env, "max_model_bytes", "SERVEPATH_MAX_MODEL_BYTES")
         _str(values, env, "model_sha256", "SERVEPATH_MODEL_SHA256")
         if env.get("SERVEPATH_ALLOW_HTTP_MODEL"):
             values["allow_http_model"] = _truthy(env["SERVEPATH_ALLOW_HTTP_MODEL"])

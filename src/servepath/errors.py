@@ -88,6 +88,19 @@ class ModelLoadError(ServepathError):
         self.reason = reason
 
 
+class ModelTooLarge(ModelLoadError):
+    """The artifact is larger than ``--max-model-bytes``: refused before it loads."""
+
+    def __init__(self, path: str, size: int, limit: int) -> None:
+        super().__init__(path, f"{size:,} bytes, over the {limit:,}-byte bound (--max-model-bytes)")
+        self.size = size
+        self.limit = limit
+
+
+class ModelVerificationFailed(ModelLoadError):
+    """The model loaded but does not answer its own example as it declares."""
+
+
 # --- request errors (mapped to 4xx by service.errors) ---------------------------------
 
 #: Field errors one answer lists; past them only a count (validation stops soon after).
@@ -117,6 +130,36 @@ def shown(value: object, limit: int = ECHO_CHARS) -> str:
 
 class RequestError(ServepathError):
     """The caller sent something the service will not process."""
+
+
+class UnknownVersion(RequestError):
+    """A request names a model version this server does not hold (404)."""
+
+    def __init__(self, wanted: str, known: str) -> None:
+        super().__init__(f"no model version {clip(wanted)!r} here; {known}")
+        self.wanted = wanted
+
+
+class ControlRefused(RequestError):
+    """A model-control call that cannot be carried out as asked (409): another load is in
+    progress, or it would leave no version serving."""
+
+
+class ControlForbidden(RequestError):
+    """A model-control call from a key that is not an admin key (403)."""
+
+
+class VersionRefused(RequestError):
+    """A version that failed its load or its verification (400); what serves is unchanged.
+    ``reason`` is one word for the kind of failure, ``detail`` the whole story."""
+
+    def __init__(self, label: str, reason: str, detail: str) -> None:
+        super().__init__(
+            f"version {label!r} not loaded ({reason}): {detail}; the serving version is unchanged"
+        )
+        self.label = label
+        self.reason = reason
+        self.detail = detail
 
 
 class MalformedJSON(RequestError):

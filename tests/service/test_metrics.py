@@ -31,7 +31,7 @@ def test_counts_and_observations_noted_between_scrapes_are_all_reported() -> Non
     for _ in range(3):
         m.observe_request("/decisions", "POST", 200, 0.0007)
     m.observe_request("/decisions", "POST", 422, 0.0001)
-    m.count_prediction("loan", "approve", "hit")
+    m.count_prediction("loan", "3", "approve", "hit")
     m.count_cache("hit", 5)
     m.count_cache("miss", 2)
     text = m.render().decode()
@@ -45,7 +45,11 @@ def test_counts_and_observations_noted_between_scrapes_are_all_reported() -> Non
     assert _value(text, "servepath_cache_lookups_total", 'result="hit"') == 5
     assert _value(text, "servepath_cache_lookups_total", 'result="miss"') == 2
     assert (
-        _value(text, "servepath_predictions_total", 'cache="hit",decision="approve",model="loan"')
+        _value(
+            text,
+            "servepath_predictions_total",
+            'cache="hit",decision="approve",model="loan",version="3"',
+        )
         == 1
     )
     # A second scrape reports the same totals (nothing counted twice), then what came since.

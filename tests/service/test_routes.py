@@ -269,7 +269,9 @@ async def test_metrics_count_requests_predictions_and_model_latency(
     assert 'route="unknown",status="404"' in text
     assert "servepath_http_request_duration_seconds_bucket" in text
     assert re.search(
-        r'servepath_predictions_total\{cache="miss",decision="approve",model="\w+"\} 3\.0', text
+        r'servepath_predictions_total\{cache="miss",decision="approve",model="\w+",'
+        r'version="[0-9a-f]{12}"\} 3\.0',
+        text,
     )
     assert "servepath_model_call_duration_seconds_count" in text
 

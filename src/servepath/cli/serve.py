@@ -11,6 +11,7 @@ import typer
 from servepath.cli._app import app, base_settings, get_output
 from servepath.config import model_location, parse_auto
 from servepath.errors import ConfigError
+from servepath.service.deployments import DEFAULT_CANDIDATE_WEIGHT, DEFAULT_SHADOW_SHARE
 
 
 def _auto(text: str | None, name: str, kind: type[float] | type[int]) -> Any:
@@ -40,7 +41,8 @@ def serve(
         str | None,
         typer.Option(
             help="Model artifact (.joblib scikit-learn, or .onnx): a path, or gs://, s3://, "
-            "https:// (env SERVEPATH_MODEL, AIP_STORAGE_URI) [default: example]"
+            "https:// (env SERVEPATH_MODEL, AIP_STORAGE_URI); with --model-repository, a version "
+            "folder's name [default: example; with a repository, its highest version]"
         ),
     ] = None,
     model_name: Annotated[
@@ -143,6 +145,72 @@ def serve(
             metavar="HEX",
             help="Serve the model only if its file has this SHA-256 (sha256sum FILE), checked "
             "before it loads: a joblib/pickle file runs code (env SERVEPATH_MODEL_SHA256)",
+        ),
+    ] = None,
+    model_repository: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LOCATION",
+            help="Versions of one model, a folder each (LOCATION/2/model.joblib; a directory, "
+            "gs://… or s3://…): the highest serves, or the one --model names "
+            "(env SERVEPATH_MODEL_REPOSITORY)",
+        ),
+    ] = None,
+    model_control: Annotated[
+        str | None,
+        typer.Option(
+            metavar="none|explicit",
+            help="explicit: serve the model repository routes (load, unload, index, promote, "
+            "rollback) to --admin-keys; needs --api-key-file (env SERVEPATH_MODEL_CONTROL) "
+            "[default: none]",
+            show_default=False,
+        ),
+    ] = None,
+    admin_keys: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME[,NAME]",
+            help="Names of the keys in --api-key-file that may call model control "
+            "(env SERVEPATH_ADMIN_KEYS)",
+        ),
+    ] = None,
+    candidate: Annotated[
+        str | None,
+        typer.Option(
+            metavar="VERSION|PATH",
+            help="A canary: this version answers --candidate-weight %% of callers, the same "
+            "callers always (env SERVEPATH_CANDIDATE)",
+        ),
+    ] = None,
+    candidate_weight: Annotated[
+        float | None,
+        typer.Option(
+            metavar="PCT",
+            help="Percent of callers the candidate answers (env SERVEPATH_CANDIDATE_WEIGHT)",
+        ),
+    ] = None,
+    shadow: Annotated[
+        str | None,
+        typer.Option(
+            metavar="VERSION|PATH",
+            help="A version that sees copies of requests after they are answered; its answers "
+            "go only to the prediction log (env SERVEPATH_SHADOW)",
+        ),
+    ] = None,
+    shadow_share: Annotated[
+        float | None,
+        typer.Option(
+            metavar="FRACTION",
+            help="Fraction of requests copied to the shadow, 0 to 1 (env SERVEPATH_SHADOW_SHARE)",
+        ),
+    ] = None,
+    max_model_bytes: Annotated[
+        int | None,
+        typer.Option(
+            metavar="BYTES",
+            help="Refuse an artifact larger than this before it loads (env "
+            "SERVEPATH_MAX_MODEL_BYTES) [default: no bound]",
+            show_default=False,
         ),
     ] = None,
     allow_http_model: Annotated[
@@ -253,7 +321,24 @@ def serve(
         forwarded_allow_ips=forwarded_allow_ips,
         trust_forwarded=trust_forwarded,
     )
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "model_repository": model_repository,
+            "model_control": model_control,
+            "admin_keys": admin_keys,
+            "candidate": candidate,
+            "candidate_weight": candidate_weight,
+            "shadow": shadow,
+            "shadow_share": shadow_share,
+            "max_model_bytes": max_model_bytes,
+        }.items()
+        if v is not None
+    }
+    if candidate is not None and candidate_weight is None and not settings.candidate_weight:
+        changes["candidate_weight"] = DEFAULT_CANDIDATE_WEIGHT
+    if shadow is not None and shadow_share is None and not settings.shadow_share:
+        changes["shadow_share"] = DEFAULT_SHADOW_SHARE
     if model is not None:
         changes.update(model_location(model))
     if model_sha256 is not None:

@@ -38,6 +38,7 @@ __all__ = [
     "cache_path",
     "fetch_model",
     "is_remote",
+    "list_folders",
     "parse_model_uri",
     "pick_artifact",
 ]
@@ -198,6 +199,15 @@ class _Gcs:
         md5 = base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
         return RemoteObject(key, str(blob.generation), blob.size, md5)
 
+    def folders(self, uri: ModelUri) -> list[str]:
+        prefix = uri.key.rstrip("/") + "/" if uri.key.strip("/") else ""
+        pages = self.client.list_blobs(
+            uri.bucket, prefix=prefix, delimiter="/", timeout=self.timeout, retry=self.retry
+        )
+        for _ in pages:  # the folder names arrive with the listing's pages
+            pass
+        return [p[len(prefix) :].rstrip("/") for p in pages.prefixes]
+
     def download(self, uri: ModelUri, obj: RemoteObject, target: Path) -> None:
         blob = self.client.bucket(uri.bucket).blob(obj.key, generation=int(obj.version))
         blob.download_to_filename(str(target), timeout=self.timeout, retry=self.retry)
@@ -231,6 +241,17 @@ class _S3:
         return RemoteObject(
             key, etag or str(head.get("LastModified")), head.get("ContentLength"), md5
         )
+
+    def folders(self, uri: ModelUri) -> list[str]:
+        prefix = uri.key.rstrip("/") + "/" if uri.key.strip("/") else ""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=uri.bucket, Prefix=prefix, Delimiter="/"
+        )
+        return [
+            p["Prefix"][len(prefix) :].rstrip("/")
+            for page in pages
+            for p in page.get("CommonPrefixes", [])
+        ]
 
     def download(self, uri: ModelUri, obj: RemoteObject, target: Path) -> None:
         self.client.download_file(uri.bucket, obj.key, str(target))
@@ -311,6 +332,26 @@ _UNREACHABLE = frozenset(
         "MaxRetryError",
     }
 )
+
+
+def list_folders(
+    text: str,
+    *,
+    gcs_endpoint: str | None = None,
+    s3_endpoint: str | None = None,
+    timeout: float = 30.0,
+) -> list[str]:
+    """The names of the folders directly under the ``gs://`` or ``s3://`` prefix ``text``."""
+    uri = parse_model_uri(text.rstrip("/") + "/")
+    if uri.scheme not in ("gs", "s3"):
+        raise ModelLoadError(text, "a model repository is a directory, gs://… or s3://…")
+    try:
+        store = _Gcs(gcs_endpoint, timeout) if uri.scheme == "gs" else _S3(s3_endpoint, timeout)
+        return store.folders(uri)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # every store library has its own tree; map them at this edge
+        raise _translate(uri, exc) from exc
 
 
 def _translate(uri: ModelUri, exc: Exception) -> ModelLoadError:

@@ -10,6 +10,7 @@ This module knows what every request shares and nothing of what any route does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -38,10 +39,12 @@ from servepath.service.auth import (
     parse_open_routes,
     presented_key,
 )
+from servepath.service.control import Coordinator
 from servepath.service.dataplane import DataPlane
 from servepath.service.endpoints.decisions import Decisions
 from servepath.service.endpoints.ops import Ops
 from servepath.service.endpoints.page import LivePage
+from servepath.service.endpoints.repository import Repository
 from servepath.service.endpoints.v2 import HEALTH_ROUTES as V2_HEALTH_ROUTES
 from servepath.service.endpoints.v2 import V2
 from servepath.service.errors import error_response
@@ -73,6 +76,7 @@ class ServepathApp:
         model: LoadedModel | None = None,
         model_loader: Callable[[], LoadedModel] | None = None,
         gate: Gate | None = None,
+        shared_dir: str | None = None,
     ) -> None:
         self.settings = settings
         if gate is None:  # the app alone (under another server, or in a test): a gate of its own
@@ -99,7 +103,17 @@ class ServepathApp:
             page.templates = tuple(sorted(self.ui_templates))
             exact.update(page.routes())
             self.page = page
-        self.router = Router(exact, v2.model_routes())
+        #: Model control (--model-control explicit): the repository routes and the workers'
+        #: agreement on what serves; None without it.
+        self.coordinator: Coordinator | None = None
+        repository_routes = {}
+        if settings.model_control == "explicit":
+            self.coordinator = Coordinator(plane, shared_dir)
+            repository = Repository(settings, plane, self.coordinator)
+            exact.update(repository.routes())
+            repository_routes = repository.model_routes()
+        self._watch: asyncio.Task[None] | None = None
+        self.router = Router(exact, v2.model_routes(), repository_routes)
         #: Routes an orchestrator probes: open unless --protect-health.
         self.health_routes = frozenset({*ops.health_routes(), *V2_HEALTH_ROUTES})
         # The HTTP layer answers liveness itself only while it needs no key.
@@ -112,8 +126,16 @@ class ServepathApp:
 
     async def startup(self) -> None:
         await self.plane.startup()
+        if self.coordinator is not None:
+            self._watch = asyncio.create_task(self.coordinator.watch(), name="servepath-control")
 
     async def shutdown(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            assert self.coordinator is not None
+            self.coordinator.forget()
         await self.plane.shutdown()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -301,9 +323,11 @@ def create_app(
     cache: Cache | None = None,
     store: PredictionLog | None = None,
     gate: Gate | None = None,
+    shared_dir: str | None = None,
 ) -> ServepathApp:
     """The ASGI app for ``settings``; pass ``model``, ``cache`` or ``store`` to inject them,
-    and ``gate`` to share the one the server hands its connections (else one of its own)."""
+    and ``gate`` to share the one the server hands its connections (else one of its own).
+    ``shared_dir``: the directory the workers share (model control agrees through it)."""
     if cache is None:
         from servepath.cache import open_cache
 
@@ -312,4 +336,6 @@ def create_app(
         from servepath.store import open_log
 
         store = open_log(settings)
-    return ServepathApp(settings, gate=gate, model=model, cache=cache, store=store)
+    return ServepathApp(
+        settings, gate=gate, model=model, cache=cache, store=store, shared_dir=shared_dir
+    )

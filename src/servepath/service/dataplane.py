@@ -16,14 +16,30 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from servepath import __version__
 from servepath.cache.base import Cache
 from servepath.config import Settings
-from servepath.errors import ModelNotReady, Overloaded, PayloadTooLarge, TooManyInstances
+from servepath.errors import (
+    ControlRefused,
+    ModelDigestMismatch,
+    ModelLoadError,
+    ModelNotReady,
+    ModelTooLarge,
+    ModelVerificationFailed,
+    Overloaded,
+    PayloadTooLarge,
+    TooManyInstances,
+    UnknownVersion,
+    VersionRefused,
+)
 from servepath.model.batcher import MicroBatcher
+from servepath.model.convert import file_digest
 from servepath.model.loaded import LoadedModel, Row, engines_dir, load_model
+from servepath.model.repository import LABEL_RULE, ModelRepository, check_label
+from servepath.model.source import ModelSource
 from servepath.service.admission import (
     Admission,
     AdmissionLimits,
@@ -31,10 +47,19 @@ from servepath.service.admission import (
     Decision,
     Ticket,
 )
+from servepath.service.deployments import (
+    DEFAULT_CANDIDATE_WEIGHT,
+    DEFAULT_SHADOW_SHARE,
+    Deployment,
+    Role,
+    VersionState,
+    in_share,
+)
 from servepath.service.gate import Gate
 from servepath.service.metrics import Metrics, Sample
 from servepath.service.predict import Prediction, PredictPipeline
 from servepath.service.request import RequestMeta
+from servepath.service.shadow import ShadowRunner
 from servepath.service.state import state_samples
 from servepath.store.base import PredictionLog, Route
 
@@ -78,18 +103,44 @@ class DataPlane:
             max_batch=settings.max_batch,
         )
         self._loader = model_loader or (lambda: load_configured_model(settings))
-        self.model: LoadedModel | None = None
-        self.batcher: MicroBatcher | None = None
-        self.pipeline: PredictPipeline | None = None
+        self.repository = repository_of(settings)
+        #: The versions in service, by role (see :mod:`servepath.service.deployments`).
+        self.primary: Deployment | None = None
+        self.candidate: Deployment | None = None
+        self.shadow: Deployment | None = None
+        #: Percent of callers the candidate answers; fraction of requests the shadow sees.
+        self.candidate_weight = settings.candidate_weight
+        self.shadow_share = settings.shadow_share
+        #: Every version asked for since start, by label: what the repository index reports.
+        self.versions: dict[str, VersionStatus] = {}
+        self._loading: str | None = None
         self.state: ModelState = "loading"
         self.load_error: str | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._watchers: list[asyncio.Task[None]] = []
-        #: Called with each model installed (the OpenAPI document is rebuilt for it).
+        #: Called with each model installed as primary (the OpenAPI document is rebuilt).
         self.on_install: list[Callable[[LoadedModel], None]] = []
+        self.shadows = ShadowRunner(self)
         if model is not None:
             self.install(model)
         gate.install(self.admit_early)
+        gate.on_reload(self.reload_model)
+
+    @property
+    def model(self) -> LoadedModel | None:
+        """The primary version's model: what answers a caller no other role takes."""
+        primary = self.primary
+        return primary.model if primary is not None else None
+
+    @property
+    def batcher(self) -> MicroBatcher | None:
+        primary = self.primary
+        return primary.batcher if primary is not None else None
+
+    @property
+    def pipeline(self) -> PredictPipeline | None:
+        primary = self.primary
+        return primary.pipeline if primary is not None else None
 
     @property
     def draining(self) -> bool:
@@ -97,46 +148,90 @@ class DataPlane:
 
     # --- the model's lifecycle ---------------------------------------------------------
 
-    def install(self, model: LoadedModel, *, calibrate: bool = True) -> None:
-        """Serve ``model`` from now on: a batcher and a pipeline of its own."""
+    def install(
+        self,
+        model: LoadedModel,
+        *,
+        calibrate: bool = True,
+        label: str | None = None,
+        role: Role = "primary",
+    ) -> Deployment:
+        """Serve ``model`` in ``role`` from now on, with a batcher and a pipeline of its own;
+        the version that held the role is retired (closed after its last request)."""
+        if calibrate and role == "primary":
+            calibrate_admission(self.admission, model)
+        deployment = self._deploy(model, label or model.version, role)
+        old: Deployment | None = getattr(self, role)
+        setattr(self, role, deployment)
+        self.versions[deployment.label] = VersionStatus("READY", version=model.version, role=role)
+        if old is not None and old is not deployment:
+            self._retire(old)
+        if role == "primary":
+            self.state = "ready"
+            self.load_error = None
+            for callback in self.on_install:
+                callback(model)
+        return deployment
+
+    def _deploy(self, model: LoadedModel, label: str, role: Role) -> Deployment:
         name = model.name
         admission = self.admission
-        if calibrate:
-            calibrate_admission(admission, model)
+        metrics = self.metrics
+        serving = role != "shadow"
 
         def on_call(ms: float, rows: int) -> None:
-            self.metrics.observe_model_call(name, ms / 1000, rows)
-            admission.observe_call(rows, ms / 1000)
+            metrics.observe_model_call(name, ms / 1000, rows)
+            if serving:  # shadow calls are not the service time callers wait for
+                admission.observe_call(rows, ms / 1000)
 
         s = self.settings
-        self.batcher = MicroBatcher(
+        batcher = MicroBatcher(
             model.predict_rows,
             max_batch=s.max_batch,
             on_call=on_call,
-            on_drop=lambda reason, rows: self.metrics.count_dropped(reason),
+            on_drop=lambda reason, rows: metrics.count_dropped(reason),
             inline=model.inline,
         )
-        self.pipeline = PredictPipeline(
+        pipeline = PredictPipeline(
             model=model,
-            batcher=self.batcher,
+            batcher=batcher,
             cache=self.cache,
             store=self.store,
-            metrics=self.metrics,
+            metrics=metrics,
             spawn=self.spawn,
             cache_prefix=s.cache_prefix,
             cache_ttl=s.cache_ttl,
             cache_timeout=s.cache_timeout,
             durable=s.durable,
+            label=label,
+            role=role,
         )
-        self.model = model
-        self.state = "ready"
-        for callback in self.on_install:
-            callback(model)
+        return Deployment(label, model, batcher, pipeline, role=role)
+
+    def _retire(self, deployment: Deployment) -> None:
+        label = deployment.label
+        if not any(d is not None and d.label == label for d in self.serving_versions()):
+            self.versions[label] = VersionStatus(
+                "UNAVAILABLE", version=deployment.version, reason="unloaded"
+            )
+        deployment.on_closed = self._freed
+        deployment.retire()
+
+    def _freed(self, deployment: Deployment) -> None:
+        # The old model's objects were frozen out of the collector's sight after its load
+        # (settle_heap): let a collection see them again, then hide what lives on.
+        loop = asyncio.get_running_loop()
+        loop.call_soon(refreeze_heap)
+
+    def serving_versions(self) -> list[Deployment]:
+        """The deployments in service: primary, candidate, shadow (those that exist)."""
+        return [d for d in (self.primary, self.candidate, self.shadow) if d is not None]
 
     async def load(self) -> None:
-        """Load the configured model off the event loop; a failure is the state, not a crash."""
+        """Load the configured versions off the event loop; a failure is the state, not a
+        crash."""
         try:
-            model = await asyncio.to_thread(self._loader)
+            label, model = await asyncio.to_thread(self._load_primary)
         except Exception as exc:
             self.state = "failed"
             self.load_error = str(exc)
@@ -148,15 +243,253 @@ class DataPlane:
             return
         # Timed off the event loop: a slow model's calls would stall it.
         await asyncio.to_thread(calibrate_admission, self.admission, model)
-        self.install(model, calibrate=False)
+        self.install(model, calibrate=False, label=label)
+        for role, spec in (("candidate", self.settings.candidate),
+                           ("shadow", self.settings.shadow)):  # fmt: skip
+            if spec:
+                try:
+                    await self.load_spec(spec, role)  # type: ignore[arg-type]
+                except Exception as exc:
+                    log.error("the %s %s failed to load: %s", role, spec, exc)
+                    if self.settings.on_model_failure == "exit":
+                        self.gate.fail(f"the {role} {spec} failed to load: {exc}")
+                        return
         settle_heap()
         log.info(
             "model %s version %s ready: %s, served with %s",
             model.name,
-            model.version,
+            model.version if label is None else f"{label} ({model.version})",
             model.format,
             model.engine_note or model.engine,
         )
+
+    def _load_primary(self) -> tuple[str | None, LoadedModel]:
+        if self.repository is None:
+            return None, self._loader()
+        label = self.settings.model_label or self.repository.latest()
+        return label, load_version(self.settings, self.repository, label)
+
+    def reload_model(self) -> None:
+        """SIGHUP: serve the artifact behind ``--model`` again if it changed (or, with a
+        repository and no ``--model``, its highest version if that is new), swapped in as
+        a control call would; an unchanged artifact is left alone."""
+        if self.primary is None or self._loading is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self._reload_model())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reload_model(self) -> None:
+        primary = self.primary
+        assert primary is not None
+        settings = self.settings
+        repository = self.repository
+        try:
+            if repository is not None:
+                label = settings.model_label or ""
+                if not label:
+                    label = await asyncio.to_thread(repository.latest)
+                if label != primary.label:
+                    await self.load_label(label, "primary")
+                    return
+                chosen = label
+
+                def spec_loader() -> LoadedModel:
+                    return load_version(settings, repository, chosen)
+
+            else:
+                label = primary.label
+                spec_loader = self._loader
+            changed = await asyncio.to_thread(self._artifact_changed, primary)
+            if changed:
+                await self._load_beside(label, "primary", spec_loader, force=True)
+            else:
+                log.info("SIGHUP: model %s unchanged, still serving it", primary.version)
+        except Exception as exc:
+            log.error("SIGHUP: the model was not reloaded, the old one serves on: %s", exc)
+
+    def _artifact_changed(self, primary: Deployment) -> bool:
+        path = primary.model.path
+        if self.settings.model_uri is not None and self.repository is None:
+            return True  # a remote artifact: fetching tells (an unchanged one is cached)
+        try:
+            return file_digest(path)[:12] != primary.version
+        except OSError:
+            return True  # gone or unreadable: the load says why
+
+    # --- model control -------------------------------------------------------------------
+
+    async def load_spec(self, spec: str, role: Role) -> Deployment:
+        """Load ``spec`` (a repository version's label, else a path or a URI) beside what
+        serves, verify it as at start, then switch ``role`` to it."""
+        repository = self.repository
+        if repository is not None and is_label(spec):
+            return await self.load_label(spec, role)
+        return await self._load_beside(spec, role, lambda: load_path(self.settings, spec))
+
+    async def load_label(self, label: str, role: Role = "primary") -> Deployment:
+        """Load version ``label`` of the model repository in ``role`` (see :meth:`load_spec`).
+        Raises :class:`UnknownVersion`, :class:`ControlRefused` or :class:`VersionRefused`;
+        on any failure what serves is unchanged."""
+        repository = self.repository
+        if repository is None:
+            raise ControlRefused("this server has no --model-repository to load versions from")
+        if not is_label(label):
+            raise UnknownVersion(label, f"a version label is {LABEL_RULE}")
+        return await self._load_beside(
+            label, role, lambda: load_version(self.settings, repository, label)
+        )
+
+    async def _load_beside(
+        self,
+        label: str,
+        role: Role,
+        loader: Callable[[], LoadedModel],
+        *,
+        force: bool = False,
+    ) -> Deployment:
+        if self._loading is not None:
+            raise ControlRefused(
+                f"version {self._loading!r} is loading; one load at a time, try again when it "
+                "is done"
+            )
+        primary = self.primary
+        if role == "primary" and not force and primary is not None and primary.label == label:
+            return primary
+        self._loading = label
+        previous = self.versions.get(label)
+        self.versions[label] = VersionStatus("LOADING")
+        try:
+            model = await asyncio.to_thread(loader)
+        except UnknownVersion:
+            self._restore(label, previous)
+            raise
+        except Exception as exc:
+            reason, detail = refusal_of(exc)
+            self.versions[label] = VersionStatus("UNAVAILABLE", reason=f"{reason}: {detail}")
+            log.error("version %s refused (%s): %s", label, reason, detail)
+            raise VersionRefused(label, reason, detail) from exc
+        finally:
+            self._loading = None
+        if role == "primary":
+            await asyncio.to_thread(calibrate_admission, self.admission, model)
+        if role == "candidate" and self.candidate_weight <= 0:
+            self.candidate_weight = self.settings.candidate_weight or DEFAULT_CANDIDATE_WEIGHT
+        if role == "shadow" and self.shadow_share <= 0:
+            self.shadow_share = self.settings.shadow_share or DEFAULT_SHADOW_SHARE
+        deployment = self.install(
+            model, calibrate=False, label=label if is_label(label) else None, role=role
+        )
+        settle_heap()
+        log.info("version %s (%s) now serves as %s", deployment.label, model.version, role)
+        return deployment
+
+    def _restore(self, label: str, previous: VersionStatus | None) -> None:
+        if previous is None:
+            self.versions.pop(label, None)
+        else:
+            self.versions[label] = previous
+
+    def unload(self, label: str) -> None:
+        """Take version ``label`` out of its role; the primary cannot be (load another)."""
+        for role in ("candidate", "shadow"):
+            deployment: Deployment | None = getattr(self, role)
+            if deployment is not None and deployment.label == label:
+                setattr(self, role, None)
+                self._retire(deployment)
+                return
+        primary = self.primary
+        if primary is not None and primary.label == label:
+            raise ControlRefused(
+                f"version {label!r} is the primary: load another version first (or promote "
+                "the candidate), then unload this one"
+            )
+        if label not in self.versions:
+            raise UnknownVersion(label, self.known_versions())
+        self.versions[label] = VersionStatus(
+            "UNAVAILABLE", version=self.versions[label].version, reason="unloaded"
+        )
+
+    def promote(self) -> Deployment:
+        """The candidate becomes the primary (every caller); the old primary is retired."""
+        candidate = self.candidate
+        if candidate is None:
+            raise ControlRefused("there is no candidate to promote")
+        self.candidate = None
+        self.candidate_weight = 0.0
+        candidate.role = "primary"
+        candidate.pipeline.role = "primary"
+        old = self.primary
+        self.primary = candidate
+        self.versions[candidate.label] = VersionStatus(
+            "READY", version=candidate.version, role="primary"
+        )
+        if old is not None:
+            self._retire(old)
+        for callback in self.on_install:
+            callback(candidate.model)
+        log.info("candidate %s promoted to primary", candidate.label)
+        return candidate
+
+    def rollback(self) -> None:
+        """The candidate leaves; every caller is answered by the primary again."""
+        candidate = self.candidate
+        if candidate is None:
+            raise ControlRefused("there is no candidate to roll back")
+        self.candidate = None
+        self.candidate_weight = 0.0
+        self._retire(candidate)
+        log.info("candidate %s rolled back", candidate.label)
+
+    def known_versions(self) -> str:
+        serving = ", ".join(f"{d.label} ({d.role})" for d in self.serving_versions())
+        return f"this server serves {serving or 'nothing yet'}"
+
+    def index(self) -> list[dict[str, Any]]:
+        """The repository's versions and their states, as the repository extension lists
+        them: every folder in the repository, and every version loaded from elsewhere."""
+        labels: list[str] = []
+        if self.repository is not None:
+            with contextlib.suppress(Exception):  # an unreadable repository lists what it has
+                labels = self.repository.labels()
+        name = self.model.name if self.model is not None else (
+            self.repository.name if self.repository is not None else "model"
+        )  # fmt: skip
+        entries = []
+        for label in dict.fromkeys([*labels, *self.versions]):
+            status = self.versions.get(label)
+            entry: dict[str, Any] = {"name": name, "version": label}
+            if status is None:
+                entry["state"] = "UNAVAILABLE"
+                entry["reason"] = "not loaded"
+            else:
+                entry.update(status.to_json())
+            entries.append(entry)
+        return entries
+
+    # --- routing ---------------------------------------------------------------------------
+
+    def route(self, identity: str | None, wanted: str | None = None) -> Deployment:
+        """The version that answers this caller: the one asked for (``X-Model-Version``, a
+        label or the 12-hex version), else the candidate for its share of callers, else the
+        primary. Raises :class:`ModelNotReady`, or :class:`UnknownVersion` for a version
+        not in service."""
+        primary = self.primary
+        if primary is None:
+            raise ModelNotReady(self.state if self.state != "failed" else "failed to load")
+        if wanted is not None:
+            for deployment in (primary, self.candidate):
+                if deployment is not None and wanted in (deployment.label, deployment.version):
+                    return deployment
+            raise UnknownVersion(wanted, self.known_versions())
+        candidate = self.candidate
+        if candidate is not None and in_share(identity or "", self.candidate_weight):
+            return candidate
+        return primary
 
     async def startup(self) -> None:
         await self.cache.start()
@@ -190,8 +523,8 @@ class DataPlane:
         if self.metrics.multiprocess:
             self.metrics.publish()
             self.metrics.forget_process()
-        if self.batcher is not None:
-            self.batcher.close()
+        for deployment in self.serving_versions():
+            deployment.batcher.close()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` in the background; shutdown waits for it."""
@@ -232,9 +565,12 @@ class DataPlane:
         status = {"ready": "ok", "loading": "loading", "failed": "failed"}[self.state]
         if self.draining and self.state == "ready":
             status = "draining"
+        primary = self.primary
+        model = primary.model.describe() | {"label": primary.label} if primary else None
         return {
             "status": status,
-            "model": self.model.describe() if self.model else None,
+            "model": model,
+            "versions": {d.role: d.describe() for d in self.serving_versions()},
             "error": self.load_error if full or not self.load_error else WITHHELD,
             "cache": told(self.cache.status().to_json(), full),
             "store": told(self.store.status().to_json(), full),
@@ -260,9 +596,14 @@ class DataPlane:
     # --- admission -----------------------------------------------------------------------
 
     def _observe_model(self) -> None:
-        """Tell admission control what the model's queue holds now."""
-        batcher = self.batcher
-        if batcher is not None:
+        """Tell admission control what the model's queue holds now (the candidate's too:
+        both answer callers, and they share the process's core)."""
+        primary = self.primary
+        if primary is None:
+            return
+        batcher = primary.batcher
+        candidate = self.candidate
+        if candidate is None:
             self.admission.observe_queue(
                 batcher.queued_rows,
                 batcher.queued_requests,
@@ -270,6 +611,16 @@ class DataPlane:
                 batcher.busy_requests,
                 batcher.busy_since,
             )
+            return
+        other = candidate.batcher
+        since = [t for t in (batcher.busy_since, other.busy_since) if t is not None]
+        self.admission.observe_queue(
+            batcher.queued_rows + other.queued_rows,
+            batcher.queued_requests + other.queued_requests,
+            batcher.busy_rows + other.busy_rows,
+            batcher.busy_requests + other.busy_requests,
+            min(since) if since else None,
+        )
 
     def load_snapshot(self) -> AdmissionSnapshot:
         self._observe_model()
@@ -297,7 +648,7 @@ class DataPlane:
         """For the HTTP layer, as soon as a prediction request's head has arrived: a ticket
         (hand it to the app with the request), the refusal to answer 503 at once, or None
         when there is nothing to decide yet (no model: the app says so)."""
-        if self.model is None or body_bytes > self.settings.max_body_bytes:
+        if self.primary is None or body_bytes > self.settings.max_body_bytes:
             return None  # the app answers (503 loading, 413 too large)
         now, decision = self._decide(body_bytes)
         if decision.admitted:
@@ -314,12 +665,143 @@ class DataPlane:
         if count > self.settings.max_instances:
             raise TooManyInstances(count, self.settings.max_instances)
 
-    async def predict(self, rows: Sequence[Row], route: Route, meta: RequestMeta) -> Prediction:
-        """Predict validated ``rows`` through the cache, the batcher and the log."""
-        pipeline = self.pipeline
-        if pipeline is None:
-            raise ModelNotReady(self.state if self.state != "failed" else "failed to load")
-        return await pipeline.run(rows, route, meta)
+    async def predict(
+        self,
+        rows: Sequence[Row],
+        route: Route,
+        meta: RequestMeta,
+        deployment: Deployment | None = None,
+    ) -> Prediction:
+        """Predict validated ``rows`` through ``deployment`` (the one :meth:`route` chose;
+        None: the primary) — its cache entries, its batcher — and the log; then hand a copy
+        to the shadow, if there is one, for after the answer."""
+        if deployment is None:
+            deployment = self.primary
+            if deployment is None:
+                raise ModelNotReady(self.state if self.state != "failed" else "failed to load")
+        deployment.enter()
+        try:
+            prediction = await deployment.pipeline.run(rows, route, meta)
+        finally:
+            deployment.leave()
+        if self.shadow is not None and self.shadow_share > 0:
+            self.shadows.offer(rows, prediction, meta, deployment, route)
+        return prediction
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    """A version's state in the repository index, and why it is not ready when it is not."""
+
+    state: VersionState
+    version: str | None = None  # the artifact's 12-hex content version, once loaded
+    role: Role | None = None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"state": self.state}
+        if self.version is not None:
+            data["model_version"] = self.version
+        if self.role is not None:
+            data["role"] = self.role
+        if self.reason is not None:
+            data["reason"] = self.reason
+        return data
+
+
+def repository_of(settings: Settings) -> ModelRepository | None:
+    if settings.model_repository is None:
+        return None
+    return ModelRepository(
+        settings.model_repository,
+        gcs_endpoint=settings.gcs_endpoint,
+        s3_endpoint=settings.s3_endpoint,
+    )
+
+
+def is_label(text: str) -> bool:
+    try:
+        check_label(text)
+    except ModelLoadError:
+        return False
+    return True
+
+
+def load_version(settings: Settings, repository: ModelRepository, label: str) -> LoadedModel:
+    """Version ``label`` of ``repository``, fetched, loaded and verified (in a thread)."""
+    try:
+        source = repository.source(label)
+    except ModelLoadError as exc:
+        if "no version" in exc.reason:
+            raise UnknownVersion(label, exc.reason) from exc
+        raise
+    return load_source(settings, source, settings.model_name or repository.name)
+
+
+def load_path(settings: Settings, spec: str) -> LoadedModel:
+    """A version named by its path or URI (``--candidate``, ``--shadow`` without a
+    repository), under the primary's name."""
+    source = ModelSource.parse(spec)
+    return load_source(settings, source, settings.model_name or source.name)
+
+
+def load_source(settings: Settings, source: ModelSource, name: str | None) -> LoadedModel:
+    """Fetch, bound, load and verify one artifact: what a version must pass to serve."""
+    path = source.local_path(
+        settings.data_dir,
+        gcs_endpoint=settings.gcs_endpoint,
+        s3_endpoint=settings.s3_endpoint,
+        allow_http=settings.allow_http_model,
+    )
+    limit = settings.max_model_bytes
+    if limit is not None:
+        size = path.stat().st_size
+        if size > limit:
+            raise ModelTooLarge(str(path), size, limit)
+    model = load_model(
+        path, name, cache_dir=engines_dir(settings.data_dir), probabilities=settings.probabilities
+    )
+    verify_model(model)
+    return model
+
+
+def verify_model(model: LoadedModel) -> None:
+    """The model answers its own example, with the outputs it declares: what start-up and
+    every swap check before a version serves."""
+    try:
+        outputs = model.predict_rows([model.schema.example()])
+    except Exception as exc:
+        raise ModelVerificationFailed(
+            str(model.path), f"the model failed on its own example: {exc}"
+        ) from exc
+    if len(outputs) != 1 or not isinstance(outputs[0], dict):
+        raise ModelVerificationFailed(str(model.path), "one example gave no single answer")
+    missing = [key for key in model.outputs if key not in outputs[0]]
+    if missing:
+        raise ModelVerificationFailed(str(model.path), f"its answer lacks {', '.join(missing)}")
+
+
+def refusal_of(exc: Exception) -> tuple[str, str]:
+    """A failed load as (one word for the kind, the whole story)."""
+    if isinstance(exc, ModelTooLarge):
+        return "too_large", exc.reason
+    if isinstance(exc, ModelVerificationFailed):
+        return "verification_failed", exc.reason
+    if isinstance(exc, ModelDigestMismatch):
+        return "digest_mismatch", str(exc)
+    if isinstance(exc, ModelLoadError):
+        return "load_failed", exc.reason
+    if isinstance(exc, MemoryError):
+        return "out_of_memory", "the process ran out of memory loading it"
+    return "load_failed", f"{type(exc).__name__}: {exc}"
+
+
+def refreeze_heap() -> None:
+    """Let the collector see every object again, collect, and hide what lives on: run once a
+    retired version has let go, so that what it held (cycles included) is freed."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def load_configured_model(settings: Settings) -> LoadedModel:

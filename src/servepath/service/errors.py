@@ -7,6 +7,8 @@ import logging
 from typing import Any
 
 from servepath.errors import (
+    ControlForbidden,
+    ControlRefused,
     InvalidInput,
     MalformedJSON,
     ModelNotReady,
@@ -15,7 +17,9 @@ from servepath.errors import (
     RequestError,
     ServiceUnavailable,
     TooManyInstances,
+    UnknownVersion,
     UnsupportedMediaType,
+    VersionRefused,
 )
 from servepath.service.asgi import Response, json_response
 
@@ -27,6 +31,9 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (PayloadTooLarge, 413),
     (TooManyInstances, 413),
     (InvalidInput, 422),
+    (UnknownVersion, 404),
+    (ControlRefused, 409),
+    (ControlForbidden, 403),
     (RequestError, 400),
     (ModelNotReady, 503),
     (ServiceUnavailable, 503),
@@ -49,6 +56,8 @@ def error_response(exc: Exception, *, v2: bool = False) -> Response:
     elif status == 500 and not isinstance(exc, PredictionFailed):
         log.exception("unhandled error while serving a request", exc_info=exc)
         body = {"error": "internal server error"}
+    elif isinstance(exc, VersionRefused):
+        body = {"error": str(exc), "reason": exc.reason, "version": exc.label}
     elif isinstance(exc, ServiceUnavailable):
         body = {"error": str(exc), "reason": exc.reason, "retry_after": exc.retry_after}
     else:

@@ -144,8 +144,9 @@ class Metrics:
         )
         self.predictions = Counter(
             "servepath_predictions_total",
-            "Predictions served, by outcome (the decision, or the predicted value's class).",
-            ["model", "decision", "cache"],
+            "Predictions served, by outcome (the decision, or the predicted value's class) and "
+            "the version that answered (its label: a repository folder, or the 12-hex version).",
+            ["model", "version", "decision", "cache"],
             registry=r,
         )
         self.model_latency = Histogram(
@@ -191,6 +192,21 @@ class Metrics:
             registry=r,
         )
 
+        self.shadow = Counter(
+            "servepath_shadow_total",
+            "Copies of requests for the shadow version, per instance: agree or disagree with "
+            "the answer the caller got, error (the shadow failed), or skipped (not sent: the "
+            "server was busy, and shadow work is the first to go).",
+            ["version", "outcome"],
+            registry=r,
+        )
+        self.shadow_seconds = Counter(
+            "servepath_shadow_model_seconds_total",
+            "Model time of the compared pairs, by role (primary, shadow): the ratio of their "
+            "rates is how much slower (or faster) the shadow answers.",
+            ["role"],
+            registry=r,
+        )
         self.callers = Counter(
             "servepath_api_key_requests_total",
             "Requests to routes that need an API key, by the key's name (never the key) and "
@@ -225,8 +241,15 @@ class Metrics:
         self._inc(("r", route, method, str(status)))
         self._observe(("l", route, method), seconds)
 
-    def count_prediction(self, model: str, decision: str, cache: str) -> None:
-        self._inc(("p", model, decision, cache))
+    def count_prediction(self, model: str, version: str, decision: str, cache: str) -> None:
+        self._inc(("p", model, version, decision, cache))
+
+    def count_shadow(self, version: str, outcome: str, n: int = 1) -> None:
+        self._inc(("sh", version, outcome), n)
+
+    def add_shadow_seconds(self, primary: float, shadow: float) -> None:
+        self._inc(("ss", "primary"), primary)
+        self._inc(("ss", "shadow"), shadow)
 
     def count_cache(self, result: str, n: int) -> None:
         self._inc(("c", result), n)
@@ -351,6 +374,8 @@ class Metrics:
                 "d": self.dropped,
                 "x": self.rejected,
                 "k": self.callers,
+                "sh": self.shadow,
+                "ss": self.shadow_seconds,
                 "ml": self.model_latency,
                 "mb": self.batch_size,
             }[kind]

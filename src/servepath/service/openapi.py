@@ -98,7 +98,11 @@ def build_openapi(settings: Settings, model: LoadedModel | None, version: str) -
     output = {"type": "object", "properties": output_props, "required": list(output_props)}
     prediction = {
         "type": "object",
-        "properties": {**output_props, "model_version": {"type": "string"}},
+        "properties": {
+            **output_props,
+            "model_version": {"type": "string"},
+            "model_label": {"type": "string"},
+        },
         "required": [*output_props, "model_version"],
     }
     keyed = settings.api_key_file is not None
@@ -260,6 +264,7 @@ def build_openapi(settings: Settings, model: LoadedModel | None, version: str) -
                             "items": {"$ref": "#/components/schemas/Output"},
                         },
                         "model_version": {"type": "string"},
+                        "model_label": {"type": "string"},
                     },
                     "required": ["predictions", "model_version"],
                 },

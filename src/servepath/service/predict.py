@@ -79,6 +79,8 @@ class PredictPipeline:
         cache_ttl: float,
         cache_timeout: float,
         durable: bool,
+        label: str = "",
+        role: str = "primary",
     ) -> None:
         self.model = model
         self.batcher = batcher
@@ -90,6 +92,9 @@ class PredictPipeline:
         self.cache_ttl = cache_ttl
         self.cache_timeout = cache_timeout
         self.durable = durable
+        #: The version's label (a repository folder, else the 12-hex version) and its role.
+        self.label = label or model.version
+        self.role = role
         #: A lookup that takes this long has failed, whatever the cache says.
         self._backstop = max(1.0, 20 * cache_timeout)
         self._lookup_failed = RateLimitedWarning(log, "cache lookups failing, serving uncached")
@@ -130,8 +135,10 @@ class PredictPipeline:
         done: list[Output] = [out for out in outputs if out is not None]
         miss = set(missing)
         count = self.metrics.count_prediction
+        label = self.label
         for i, out in enumerate(done):
-            count(model.name, str(out.get("decision", "value")), "miss" if i in miss else "hit")
+            count(model.name, label, str(out.get("decision", "value")),
+                  "miss" if i in miss else "hit")  # fmt: skip
         if self.store.enabled:
             await self._log(route, rows, done, miss, meta)
         return Prediction(done, hits, cache_ms, model_ms)
@@ -157,6 +164,49 @@ class PredictPipeline:
             self.metrics.count_cache("miss", len(keys) - hits)
         return values
 
+    def log_shadow(
+        self,
+        route: Route,
+        rows: Sequence[Row],
+        outputs: Sequence[Output],
+        meta: RequestMeta,
+        latency_ms: float,
+    ) -> None:
+        """Record a shadow's answers to a copy of a request, linked to the request's own
+        record (never durable: a shadow's record is worth no caller's wait)."""
+        model = self.model
+        now = time.time()
+        record_id = new_record_id()
+        records = []
+        for i, (row, out) in enumerate(zip(rows, outputs, strict=True)):
+            instance, cut_instance = bounded_json(row, MAX_INSTANCE_BYTES)
+            output, cut_output = bounded_json(out, MAX_OUTPUT_BYTES)
+            cut = ("instance",) * cut_instance + ("output",) * cut_output
+            records.append(
+                PredictionRecord(
+                    request_id=meta.request_id,
+                    index=i,
+                    ts=now,
+                    route=route,
+                    model_name=model.name,
+                    model_version=model.version,
+                    instance=instance,
+                    output=output,
+                    latency_ms=round(latency_ms, 3),
+                    cache_hit=False,
+                    client_addr=meta.client,
+                    forwarded=None,
+                    record_id=record_id,
+                    client_ip=meta.client_ip,
+                    truncated=",".join(cut) or None,
+                    api_key=meta.api_key,
+                    model_label=self.label,
+                    role="shadow",
+                    shadow_of=meta.record_id or None,
+                )
+            )
+        self.store.record(records)
+
     def _store_error(self, entries: int, reason: str) -> None:
         self._store_failed.note(reason)
         self.metrics.count_cache("store_error", entries)
@@ -174,7 +224,11 @@ class PredictPipeline:
         latency = round((time.perf_counter() - meta.start) * 1000, 3)
         # The server owns the record's identity: a caller's X-Request-ID is stored beside
         # it, never used as a key, so reusing one cannot merge or suppress records.
-        record_id = meta.record_id or new_record_id()
+        record_id = meta.record_id
+        if not record_id:
+            # Drawn here when nobody drew one; kept on the request so that a shadow's
+            # records can name the record they copy.
+            record_id = meta.record_id = new_record_id()
         request_truncated = ",".join(meta.truncated)
         records = []
         for i, (row, out) in enumerate(zip(rows, outputs, strict=True)):
@@ -202,6 +256,8 @@ class PredictPipeline:
                     client_ip=meta.client_ip,
                     truncated=truncated or None,
                     api_key=meta.api_key,
+                    model_label=self.label,
+                    role=None if self.role == "primary" else self.role,
                 )
             )
         if self.durable:

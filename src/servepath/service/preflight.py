@@ -57,6 +57,9 @@ def check_settings(settings: Settings) -> AccessPolicy:
 
     open_cache(settings)
     parse_store_url(settings.store_url, settings.data_dir)
+    if settings.model_repository is not None:
+        check_repository(settings)
+        return access_policy(settings)
     source = settings.model_source
     if source.kind == "path" and source.path is not None and not source.path.is_file():
         raise ConfigError(f"model file {source.location} does not exist")
@@ -73,6 +76,23 @@ def check_settings(settings: Settings) -> AccessPolicy:
     if settings.model_schema is not None and not settings.model_schema.is_file():
         raise ConfigError(f"schema file {settings.model_schema} does not exist")
     return access_policy(settings)
+
+
+def check_repository(settings: Settings) -> None:
+    """A model repository holds versions, and the version ``--model`` names among them."""
+    from servepath.model.repository import ModelRepository
+
+    repository = ModelRepository(
+        settings.model_repository or "",
+        gcs_endpoint=settings.gcs_endpoint,
+        s3_endpoint=settings.s3_endpoint,
+    )
+    try:
+        label = settings.model_label or repository.latest()
+        if not repository.remote:
+            repository.source(label)
+    except ModelLoadError as exc:
+        raise ConfigError(f"model repository {settings.model_repository}: {exc.reason}") from exc
 
 
 def check_tls(settings: Settings) -> Certificate | None:
@@ -113,6 +133,8 @@ def ensure_example_model(
     """Train the example model once when no model is given and none is there yet; its
     held-out accuracy, or None when nothing was trained. ``on_training`` is told first."""
     source = settings.model_source
+    if settings.model_repository is not None:
+        return None
     if source.kind != "example" or source.path is None or source.path.exists():
         return None
     from servepath.model.example import write_example

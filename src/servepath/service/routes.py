@@ -18,6 +18,10 @@ from servepath.service.asgi import Receive, Response, Scope, json_response
 from servepath.service.request import RequestContext
 
 V2_MODEL = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?$")
+#: The model repository extension's per-model routes (with --model-control explicit).
+V2_REPOSITORY = re.compile(r"^/v2/repository/models/([^/]+)/([a-z]+)$")
+#: Their actions: the extension's load and unload, and servepath's promote and rollback.
+REPOSITORY_ACTIONS = ("load", "unload", "promote", "rollback")
 
 #: The route template of a path that matched no route.
 UNKNOWN = "unknown"
@@ -71,10 +75,15 @@ class Router:
     """Exact routes (path → method → handler) and the V2 model routes (suffix → handler)."""
 
     def __init__(
-        self, exact: Mapping[str, Mapping[str, Handler]], v2_model: Mapping[str, Handler]
+        self,
+        exact: Mapping[str, Mapping[str, Handler]],
+        v2_model: Mapping[str, Handler],
+        repository: Mapping[str, Handler] | None = None,
     ) -> None:
         self._exact = {path: dict(methods) for path, methods in exact.items()}
         self._v2 = dict(v2_model)
+        #: action → handler for ``POST /v2/repository/models/{name}/{action}``.
+        self._repository = dict(repository or {})
 
     def resolve(self, method: str, path: str) -> Resolved:
         """The handler, the route template (for metrics), and the methods the path allows."""
@@ -93,6 +102,12 @@ class Router:
             allowed = dict(V2_MODEL_ROUTES)[suffix]
             handler = self._v2.get(suffix) if lookup == allowed else None
             return handler, "/v2/models/{name}" + suffix, [allowed]
+        if self._repository:
+            found = V2_REPOSITORY.match(path.rstrip("/"))
+            if found and found.group(2) in self._repository:
+                action = found.group(2)
+                handler = self._repository[action] if lookup == "POST" else None
+                return handler, f"/v2/repository/models/{{name}}/{action}", ["POST"]
         return None, UNKNOWN, []
 
     def route_list(self) -> list[str]:
@@ -104,6 +119,7 @@ class Router:
             for m in methods
         ]
         listed += [f"{m} /v2/models/{{name}}{suffix}" for suffix, m in V2_MODEL_ROUTES]
+        listed += [f"POST /v2/repository/models/{{name}}/{a}" for a in self._repository]
         return sorted(set(listed))
 
     def not_found(self, method: str, path: str, allowed: list[str]) -> Response:
@@ -126,6 +142,14 @@ class Router:
                 "routes": routes,
             },
         )
+
+
+def repository_model_name(path: str) -> str:
+    """The model name a repository route names."""
+    match = V2_REPOSITORY.match(path.rstrip("/"))
+    if match is None:
+        raise ValueError(f"{path!r} is not a model repository route")
+    return match.group(1)
 
 
 def v2_model_name(path: str) -> tuple[str, str | None]:

@@ -322,7 +322,9 @@ def build_app(settings: Settings) -> tuple[Any, Gate]:
     from servepath.service.metrics import Metrics
 
     gate = Gate(settings, Metrics(multiprocess=settings.workers > 1))
-    return create_app(settings, gate=gate), gate
+    # The supervisor put the workers' shared directory in this process's environment.
+    shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR") if settings.workers > 1 else None
+    return create_app(settings, gate=gate, shared_dir=shared), gate
 
 
 def run(settings: Settings, sock: socket.socket, redirect_sock: socket.socket | None = None) -> int:

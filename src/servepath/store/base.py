@@ -45,6 +45,13 @@ class PredictionRecord:
     truncated: str | None = None
     #: The name of the API key the request carried (never the key); None without keys.
     api_key: str | None = None
+    #: The label of the version that answered (a repository folder; else its 12-hex version).
+    model_label: str | None = None
+    #: Which role the version had: None for the primary, "candidate", or "shadow" (a copy
+    #: of a request answered after the caller's answer, never seen by the caller).
+    role: str | None = None
+    #: For a shadow's record: the ``record_id`` of the request it copies.
+    shadow_of: str | None = None
 
     @property
     def key(self) -> str:

@@ -18,15 +18,20 @@ from servepath.service.asgi import (
     Response,
     Scope,
     check_content_type,
+    header,
     json_response,
     parse_json,
     read_body,
 )
 from servepath.service.dataplane import DataPlane
+from servepath.service.deployments import Deployment
 from servepath.service.endpoints import Routes
-from servepath.service.pathecho import meta_for_log
+from servepath.service.pathecho import caller_view, meta_for_log
 from servepath.service.predict import Prediction
 from servepath.service.request import RequestContext, RequestMeta
+
+#: A caller names a version with it; every prediction's answer carries the one that answered.
+VERSION_HEADER = b"x-model-version"
 
 
 class Decisions:
@@ -44,7 +49,8 @@ class Decisions:
 
     async def predict(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
         plane = self.plane
-        model = plane.ready_model()
+        deployment = route_request(plane, scope, ctx)
+        model = deployment.model
         if ctx.ticket is None:  # not admitted on its head by the HTTP layer
             ctx.ticket = plane.admit(ctx.head.declared_length)
         check_content_type(scope)
@@ -60,15 +66,39 @@ class Decisions:
             check_vertex_envelope(body)
             plane.check_count(len(instances))
             rows = model.schema.validate_many(instances)
-            prediction = await plane.predict(rows, "vertex", request_meta(plane, scope, ctx))
+            meta = request_meta(plane, scope, ctx)
+            prediction = await plane.predict(rows, "vertex", meta, deployment)
             annotate(ctx, prediction)
             return json_response(
-                200, {"predictions": prediction.outputs, "model_version": model.version}
+                200,
+                versioned({"predictions": prediction.outputs}, deployment),
             )
         row = model.schema.validate_one(body)
-        prediction = await plane.predict([row], "decisions", request_meta(plane, scope, ctx))
+        meta = request_meta(plane, scope, ctx)
+        prediction = await plane.predict([row], "decisions", meta, deployment)
         annotate(ctx, prediction)
-        return json_response(200, {**prediction.outputs[0], "model_version": model.version})
+        return json_response(200, versioned(dict(prediction.outputs[0]), deployment))
+
+
+def route_request(plane: DataPlane, scope: Scope, ctx: RequestContext) -> Deployment:
+    """The version that answers this request (see :meth:`DataPlane.route`), noted in the
+    answer's ``X-Model-Version``."""
+    wanted = header(scope, VERSION_HEADER)
+    identity = None
+    if plane.candidate is not None and wanted is None:
+        identity = ctx.caller or caller_view(scope, ctx, plane.settings.trusted_proxies).client
+    deployment = plane.route(identity, wanted)
+    ctx.headers.append((VERSION_HEADER, deployment.label.encode()))
+    return deployment
+
+
+def versioned(body: dict[str, Any], deployment: Deployment) -> dict[str, Any]:
+    """An answer's body with the version that made it: always its 12-hex content version,
+    and its label too when the label is another name (a repository's folder)."""
+    body["model_version"] = deployment.version
+    if deployment.label != deployment.version:
+        body["model_label"] = deployment.label
+    return body
 
 
 def request_meta(plane: DataPlane, scope: Scope, ctx: RequestContext) -> RequestMeta:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from servepath import __version__
 from servepath.config import Settings
-from servepath.errors import ModelNotReady, clip
+from servepath.errors import ModelNotReady, UnknownVersion, clip
 from servepath.model.loaded import LoadedModel
 from servepath.service import v2_codec as codec
 from servepath.service.asgi import (
@@ -18,8 +18,9 @@ from servepath.service.asgi import (
     read_body,
 )
 from servepath.service.dataplane import DataPlane
+from servepath.service.deployments import Deployment
 from servepath.service.endpoints import Routes
-from servepath.service.endpoints.decisions import annotate, request_meta
+from servepath.service.endpoints.decisions import annotate, request_meta, route_request
 from servepath.service.request import RequestContext
 from servepath.service.routes import LIVE_BODY, LIVE_ROUTE, Handler, v2_model_name
 
@@ -62,22 +63,38 @@ class V2:
         ready, _ = self.plane.serving()
         return json_response(200 if ready else 503, {"ready": ready})
 
-    def _model(self, scope: Scope) -> LoadedModel:
+    def _deployment(self, scope: Scope, ctx: RequestContext | None = None) -> Deployment:
+        """The version a V2 route names (``…/versions/{v}``: a label or the 12-hex version),
+        else the one that answers this caller."""
         name, version = v2_model_name(scope["path"])
-        model = self.plane.ready_model()
-        if name != model.name or (version is not None and version != model.version):
-            wanted = clip(f"{name} version {version}" if version else name)
-            raise UnknownModel(
-                f"model {wanted!r} not found; this server serves {model.name!r}"
-                f" version {model.version!r}"
-            )
-        return model
+        plane = self.plane
+        model = plane.ready_model()
+        if name != model.name:
+            raise UnknownModel(f"model {clip(name)!r} not found; this server serves {model.name!r}")
+        if version is not None:
+            try:
+                return plane.route(None, version)
+            except UnknownVersion:
+                raise UnknownModel(
+                    f"model {clip(f'{name} version {version}')!r} not found; "
+                    f"{plane.known_versions()}"
+                ) from None
+        if ctx is None:
+            return plane.route(None)
+        return route_request(plane, scope, ctx)
+
+    def _model(self, scope: Scope) -> LoadedModel:
+        return self._deployment(scope).model
 
     async def metadata(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
         try:
-            return json_response(200, codec.metadata(self._model(scope)))
+            deployment = self._deployment(scope)
         except UnknownModel as exc:
             return json_response(404, {"error": str(exc)})
+        document = codec.metadata(deployment.model)
+        document["versions"] = [d.label for d in self.plane.serving_versions()
+                                if d.role != "shadow"]  # fmt: skip
+        return json_response(200, document)
 
     async def model_ready(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
         try:
@@ -91,9 +108,10 @@ class V2:
     async def infer(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
         plane = self.plane
         try:
-            model = self._model(scope)
+            deployment = self._deployment(scope, ctx)
         except UnknownModel as exc:
             return json_response(404, {"error": str(exc)})
+        model = deployment.model
         if ctx.ticket is None:  # not admitted on its head by the HTTP layer
             ctx.ticket = plane.admit(ctx.head.declared_length)
         binary_length = header(scope, b"inference-header-content-length")
@@ -105,7 +123,7 @@ class V2:
         instances = codec.instances_from_request(body, model)
         plane.check_count(len(instances))
         rows = codec.validate_rows(model, body, instances)
-        prediction = await plane.predict(rows, "v2", request_meta(plane, scope, ctx))
+        prediction = await plane.predict(rows, "v2", request_meta(plane, scope, ctx), deployment)
         annotate(ctx, prediction)
         requested = None
         if isinstance(body.get("outputs"), list):
@@ -116,6 +134,7 @@ class V2:
             ]
         request_id = body.get("id") if isinstance(body.get("id"), str) else None
         result = codec.response(model, prediction.outputs, request_id, requested)
+        result["model_version"] = deployment.label
         payload, header_length = codec.encode_response(result, codec.binary_outputs(body))
         if header_length is None:
             return Response(200, payload)
