@@ -306,7 +306,9 @@ class DataPlane:
                 spec_loader = self._loader
             changed = await asyncio.to_thread(self._artifact_changed, primary)
             if changed:
-                await self._load_beside(label, "primary", spec_loader, force=True)
+                await self._load_beside(
+                    label, "primary", spec_loader, force=True, labelled=repository is not None
+                )
             else:
                 log.info("SIGHUP: model %s unchanged, still serving it", primary.version)
         except Exception as exc:
@@ -329,7 +331,9 @@ class DataPlane:
         repository = self.repository
         if repository is not None and is_label(spec):
             return await self.load_label(spec, role)
-        return await self._load_beside(spec, role, lambda: load_path(self.settings, spec))
+        return await self._load_beside(
+            spec, role, lambda: load_path(self.settings, spec), labelled=False
+        )
 
     async def load_label(self, label: str, role: Role = "primary") -> Deployment:
         """Load version ``label`` of the model repository in ``role`` (see :meth:`load_spec`).
@@ -351,6 +355,7 @@ class DataPlane:
         loader: Callable[[], LoadedModel],
         *,
         force: bool = False,
+        labelled: bool = True,
     ) -> Deployment:
         if self._loading is not None:
             raise ControlRefused(
@@ -381,9 +386,9 @@ class DataPlane:
             self.candidate_weight = self.settings.candidate_weight or DEFAULT_CANDIDATE_WEIGHT
         if role == "shadow" and self.shadow_share <= 0:
             self.shadow_share = self.settings.shadow_share or DEFAULT_SHADOW_SHARE
-        deployment = self.install(
-            model, calibrate=False, label=label if is_label(label) else None, role=role
-        )
+        # A version loaded by its path or URI is known by its content version.
+        named = label if labelled and is_label(label) else None
+        deployment = self.install(model, calibrate=False, label=named, role=role)
         settle_heap()
         log.info("version %s (%s) now serves as %s", deployment.label, model.version, role)
         return deployment
