@@ -202,6 +202,7 @@ class PredictPipeline:
                     client_ip=meta.client_ip,
                     truncated=truncated or None,
                     api_key=meta.api_key,
+                    traffic=meta.traffic,
                 )
             )
         if self.durable:
