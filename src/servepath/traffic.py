@@ -35,11 +35,15 @@ TrafficFilter = Literal[
 TRAFFIC_FILTERS: Final[tuple[TrafficFilter, ...]] = get_args(TrafficFilter)
 
 _KNOWN: Final[dict[bytes, Traffic]] = {kind.encode(): kind for kind in TRAFFIC_KINDS}
+_LONGEST: Final = max(len(kind) for kind in _KNOWN)
 
 
 def traffic_of(value: bytes) -> Traffic:
     """The kind a header value marks: a known word (any case), else ``other``."""
-    # One dict lookup on a value lowered in C: no parsing of what a caller sent.
+    # One dict lookup on a value lowered in C, and a long value is not even lowered: the
+    # work is bounded whatever a caller sends.
+    if len(value) > _LONGEST:
+        return "other"
     return _KNOWN.get(value.lower(), "other")
 
 
