@@ -154,7 +154,7 @@
     $("workers-note").textContent = w > 1
       ? "This server runs " + w + " workers; each keeps its own ring, so the list, the percentiles and " +
         "the chart are this worker's (" + pidText(data.server) + "). \"All workers\" is summed from /metrics, synthetic requests included."
-      : "One worker (" + pidText(data.server) + "): the list and the numbers cover every request to the predict routes.";
+      : "One worker (" + pidText(data.server) + "): the list covers every request to the predict routes; the numbers leave out synthetic ones (X-Servepath-Traffic).";
     drawSpark(s.per_second);
   }
 
