@@ -124,6 +124,20 @@ def test_stats_count_the_window_and_the_errors_by_class() -> None:
     assert sum(e for _, e in stats.per_second) == 3
 
 
+def test_marked_requests_stay_in_the_list_but_out_of_the_numbers() -> None:
+    ring = SeenRing()
+    _note(ring, rid="real")
+    ring.note(503, 0.5, "/decisions", "probe", PEER, [(b"x-servepath-traffic", b"load")], [],
+              "load")  # fmt: skip
+    stats = ring.stats()
+    assert stats.requests == 1 and stats.errors_5xx == 0 and stats.synthetic == 1
+    assert stats.to_json()["synthetic_left_out"] == 1
+    assert [(e["request_id"], e["traffic"]) for e in ring.entries(TrustedProxies())] == [
+        ("probe", "load"),
+        ("real", None),
+    ]
+
+
 def test_the_last_second_holds_the_newest_requests() -> None:
     now = 500.9
     stats = stats_of([(500.2, 200, 0.001), (500.5, 500, 0.001), (499.5, 200, 0.001)], now)

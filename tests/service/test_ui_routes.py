@@ -97,6 +97,37 @@ async def test_the_data_lists_each_prediction_request_newest_first_with_its_call
     assert data["totals"] == {"requests": 4, "errors": 1, "by_status": {"200": 3, "422": 1}}
 
 
+async def test_marked_traffic_is_listed_with_its_kind_but_left_out_of_the_numbers(
+    ui_app: httpx.AsyncClient,
+) -> None:
+    for i in range(2):
+        r = await ui_app.post(
+            "/decisions", json=EXAMPLE_APPLICANT, headers={"X-Request-ID": f"real-{i}"}
+        )
+        assert r.status_code == 200
+    marks = ["doctor", "load", "DOCTOR", "a monitor of my own"]
+    for i, mark in enumerate(marks):
+        r = await ui_app.post(
+            "/decisions",
+            json={"nope": 1} if i == 0 else EXAMPLE_APPLICANT,  # the doctor's probe refused
+            headers={"X-Request-ID": f"synthetic-{i}", "X-Servepath-Traffic": mark},
+        )
+        assert r.status_code == (422 if i == 0 else 200)
+    data = (await ui_app.get("/_ui/data")).json()
+    stats = data["stats"]
+    assert stats["requests"] == 2 and stats["errors_4xx"] == 0 and stats["error_rate"] == 0
+    assert stats["synthetic_left_out"] == 4
+    assert sum(b["requests"] for b in stats["per_second"]) == 2
+    assert [r["traffic"] for r in data["requests"]] == [
+        "other",
+        "doctor",
+        "load",
+        "doctor",
+        None,
+        None,
+    ]
+
+
 async def test_the_data_is_never_cached(ui_app: httpx.AsyncClient) -> None:
     r = await ui_app.get("/_ui/data")
     assert r.headers["cache-control"] == "no-store"

@@ -28,7 +28,7 @@ def test_sqlite_migration_runs_once_however_often_it_is_called(tmp_path: Path) -
     requests = [row[1] for row in conn.execute("PRAGMA table_info(requests)")]
     assert requests == [
         "record_id", "request_id", "ts", "route", "model_name", "model_version", "latency_ms",
-        "client_addr", "client_ip", "forwarded", "api_key", "truncated",
+        "client_addr", "client_ip", "forwarded", "api_key", "truncated", "traffic",
     ]  # fmt: skip
     columns = [row[1] for row in conn.execute("PRAGMA table_info(predictions)")]
     assert columns == ["record_id", "idx", "instance", "output", "cache_hit", "truncated"]

@@ -57,6 +57,15 @@ def test_a_torn_last_line_is_dropped_and_the_rest_kept() -> None:
     assert ids(decode(data)) == ids(records)
 
 
+def test_a_spooled_request_keeps_its_traffic_mark_and_an_older_line_reads_as_ordinary() -> None:
+    marked = [make_record("by-load", i, traffic="load") for i in range(2)]
+    assert [r.traffic for r in decode(encode(marked))] == ["load", "load"]
+    # A line of a servepath before the mark has no such field.
+    old = encode([make_record("before")]).replace(b',"traffic":null', b"")
+    assert b"traffic" not in old
+    assert [r.traffic for r in decode(old)] == [None]
+
+
 def test_a_file_another_process_holds_is_left_alone(tmp_path: Path) -> None:
     other = Spool(tmp_path)
     other.append([make_record()])  # other's file is open and locked while it appends

@@ -13,6 +13,7 @@ from servepath.render.text_log import (
     render_records,
     render_stats,
 )
+from servepath.traffic import TrafficFilter
 
 if TYPE_CHECKING:
     from servepath.store.reader import LogReader
@@ -20,7 +21,9 @@ if TYPE_CHECKING:
 
 log_app = typer.Typer(
     name="log",
-    help="Read the prediction log back.\n\nRecent predictions (the default), or `log stats`.",
+    help="Read the prediction log back.\n\nRecent predictions (the default), or `log stats`. "
+    "Requests marked as synthetic (X-Servepath-Traffic: doctor, load, monitor, test, other) "
+    "are listed with their kind, and left out of `log stats` unless --traffic asks for them.",
     invoke_without_command=True,
     no_args_is_help=False,
     rich_markup_mode=None,
@@ -47,6 +50,10 @@ SinceOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+_TRAFFIC_HELP = (
+    "ordinary (requests not marked X-Servepath-Traffic), synthetic (every marked one), all, "
+    "or one kind: doctor, load, monitor, test, other."
+)
 
 
 @log_app.callback(invoke_without_command=True)
@@ -68,6 +75,10 @@ def log_recent(
             show_default=False,
         ),
     ] = None,
+    traffic: Annotated[
+        TrafficFilter,
+        typer.Option("--traffic", metavar="KIND", help="Only this traffic: " + _TRAFFIC_HELP),
+    ] = "all",
     json_: JsonOpt = False,
 ) -> None:
     """Recent predictions, oldest first, from the prediction log."""
@@ -76,13 +87,14 @@ def log_recent(
     out = get_output()
     since_ts = _since(since)
     with _reader(store) as reader:
-        records = reader.recent(limit=limit, since=since_ts, request_id=request_id)
+        records = reader.recent(limit=limit, since=since_ts, request_id=request_id, traffic=traffic)
         target = reader.target
     if json_:
         out.json(records)
         return
     if not records:
         which = "" if request_id is None else f" with request id {request_id}"
+        which += "" if traffic == "all" else f" of {traffic} traffic"
         out.print(f"no predictions{which} in {target}" + (f" since {since}" if since else ""))
         return
     title = f"{len(records)} most recent in {target}"
@@ -91,12 +103,30 @@ def log_recent(
 
 
 @log_app.command("stats")
-def log_stats(store: StoreOpt = None, since: SinceOpt = None, json_: JsonOpt = False) -> None:
-    """Counts by decision, cache hit rate and latency percentiles, per model version."""
+def log_stats(
+    store: StoreOpt = None,
+    since: SinceOpt = None,
+    traffic: Annotated[
+        TrafficFilter,
+        typer.Option(
+            "--traffic",
+            metavar="KIND",
+            help="Which traffic to count [default: ordinary; what is left out is counted "
+            "apart]: " + _TRAFFIC_HELP,
+            show_default=False,
+        ),
+    ] = "ordinary",
+    json_: JsonOpt = False,
+) -> None:
+    """Counts by decision, cache hit rate and latency percentiles, per model version.
+
+    Synthetic traffic (the doctor's and load's requests, and any marked X-Servepath-Traffic)
+    is left out unless --traffic asks for it; the output says how much was left out.
+    """
     out = get_output()
     since_ts = _since(since)
     with _reader(store) as reader:
-        stats = reader.stats(since=since_ts)
+        stats = reader.stats(since=since_ts, traffic=traffic)
     if json_:
         out.json(stats)
         return

@@ -198,7 +198,7 @@ class ServepathUser(HttpUser):
         with self.client.post(
             PREDICT_PATH,
             data=body,
-            headers={{"Content-Type": "application/json"}},
+            headers={{"Content-Type": "application/json", "X-Servepath-Traffic": "load"}},
             name=PREDICT_PATH,
             timeout=TIMEOUT,
             allow_redirects=False,

@@ -35,6 +35,7 @@ from servepath.load.sampling import InstanceSpace, instance_schema
 from servepath.load.schedule import DEFAULT_MAX_INFLIGHT
 from servepath.net.proxy import choose_proxy
 from servepath.output import percent
+from servepath.traffic import header_for
 
 __all__ = [
     "LoadReport",
@@ -171,7 +172,9 @@ def prepare(request: LoadRequest) -> LoadPlan:
             f"the load generator goes through http:// forward proxies only; {choice.proxy} "
             f"({choice.reason}) is not one"
         )
-    headers = auth_headers(request.api_key)
+    # Every request of the run, the document's included, says it is load, so that the server
+    # leaves it out of the numbers of real traffic.
+    headers = {**auth_headers(request.api_key), **header_for("load")}
     target, instances, space = _target_and_instances(request, headers)
     choice = choose_proxy(target, request.proxy_env, request.proxy)
     rate, levels = request.rate, request.concurrency

@@ -59,6 +59,10 @@ def render_records(records: list[PredictionRecord], *, title: str, compact: bool
     columns += ["version", "output", "cache", Column("ms", "right")]
     if not compact:
         columns.append("client")
+    # Only a listing that holds marked requests spends a column on them.
+    marked = any(r.traffic for r in records)
+    if marked:
+        columns.append("traffic")
     grid = Grid(columns, title=f"{title}\n{first} … {last}", box="simple")
     for r in records:
         cells = [_clock(r.ts), short_id(r.request_id) if compact else r.request_id, str(r.index)]
@@ -73,6 +77,8 @@ def render_records(records: list[PredictionRecord], *, title: str, compact: bool
         if not compact:
             # The client the server believed: the peer, unless a trusted proxy vouched.
             cells.append(r.client_ip or r.client_addr or "-")
+        if marked:
+            cells.append(r.traffic or "")
         grid.add_row(*cells)
     return grid
 
@@ -82,7 +88,9 @@ def render_stats(out: Output, stats: LogStats, *, since_text: str | None) -> Non
 
     window = f" since {since_text}" if since_text else ""
     if not stats.versions:
-        out.print(f"no predictions in {stats.store}{window}")
+        which = "" if stats.traffic == "all" else f" of {stats.traffic} traffic"
+        out.print(f"no predictions{which} in {stats.store}{window}")
+        _left_out(out, stats)
         return
     first = min(v.first_ts for v in stats.versions)
     last = max(v.last_ts for v in stats.versions)
@@ -111,6 +119,22 @@ def render_stats(out: Output, stats: LogStats, *, since_text: str | None) -> Non
             decisions.add_row(v.model_name, v.model_version, label, f"{count:,}", percent(share))
     out.table(table)
     out.table(decisions)
+    _left_out(out, stats)
+
+
+def _left_out(out: Output, stats: LogStats) -> None:
+    """Say what the numbers do not count, and how to count it."""
+    from servepath.output import plural
+
+    if not stats.left_out:
+        return
+    kinds = ", ".join(f"{x.traffic} {x.predictions:,}" for x in stats.left_out)
+    counted = "synthetic" if stats.traffic == "ordinary" else "other"
+    out.print(
+        f"left out: {plural(stats.left_out_predictions, 'prediction')} in "
+        f"{plural(stats.left_out_requests, 'request')} of {counted} traffic ({kinds}); "
+        "--traffic all counts them"
+    )
 
 
 def _ms(value: float | None) -> str:

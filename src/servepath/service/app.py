@@ -205,7 +205,7 @@ class ServepathApp:
         if ui is not None and template in self.ui_templates:
             client = scope.get("client")
             ui.note(response.status, elapsed, template, ctx.request_id, client,
-                    scope["headers"], ctx.timings)  # fmt: skip
+                    scope["headers"], ctx.timings, head.traffic)  # fmt: skip
         if self.settings.access_log:
             self._access(scope, ctx, response, elapsed)
 

@@ -203,6 +203,7 @@ class PredictPipeline:
                     model_label=self.label,
                     role="shadow",
                     shadow_of=meta.record_id or None,
+                    traffic=meta.traffic,
                 )
             )
         self.store.record(records)
@@ -256,6 +257,7 @@ class PredictPipeline:
                     client_ip=meta.client_ip,
                     truncated=truncated or None,
                     api_key=meta.api_key,
+                    traffic=meta.traffic,
                     model_label=self.label,
                     role=None if self.role == "primary" else self.role,
                 )

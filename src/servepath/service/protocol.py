@@ -85,7 +85,8 @@ _too_many = RateLimitedWarning(log, "connection limit reached, refusing new conn
 #: Headers the protocol reads as they arrive (the rest it only keeps for the app).
 _NOTED = frozenset(
     {b"host", b"content-length", b"x-request-id", b"x-request-timeout",
-     b"x-envoy-expected-rq-timeout-ms", b"forwarded", b"x-forwarded-for"}
+     b"x-envoy-expected-rq-timeout-ms", b"forwarded", b"x-forwarded-for",
+     b"x-servepath-traffic"}
 )  # fmt: skip
 _DEFAULT_LIMITS = HttpLimits()
 

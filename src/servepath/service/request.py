@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from servepath.traffic import TRAFFIC_HEADER_KEY, Traffic, traffic_of
+
 if TYPE_CHECKING:
     from servepath.net.forwarded import ClientView
     from servepath.service.admission import Ticket
@@ -60,6 +62,9 @@ class Head:
     #: Every ``Forwarded`` / ``X-Forwarded-For`` value, in order (None: the header is absent).
     forwarded: list[str] | None = None
     x_forwarded_for: list[str] | None = None
+    #: What synthetic traffic the request says it is (``X-Servepath-Traffic``, first value,
+    #: read into the closed vocabulary of :mod:`servepath.traffic`); None: ordinary.
+    traffic: Traffic | None = None
 
     def note(self, name: bytes, value: bytes) -> None:
         """Take one header (``name`` in lower case) if it is one the service acts on."""
@@ -85,6 +90,8 @@ class Head:
             if self.forwarded is None:
                 self.forwarded = []
             self.forwarded.append(value.decode("latin-1"))
+        elif name == TRAFFIC_HEADER_KEY and self.traffic is None:
+            self.traffic = traffic_of(value)
 
     @classmethod
     def of(cls, headers: Iterable[tuple[bytes, bytes]]) -> Head:
@@ -167,6 +174,8 @@ class RequestMeta:
     truncated: tuple[str, ...] = ()
     #: The name of the API key the request carried; None when the route needs none.
     api_key: str | None = None
+    #: The synthetic traffic the request was marked as; None for an ordinary request.
+    traffic: Traffic | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -177,6 +186,7 @@ class RequestMeta:
             "forwarded": self.forwarded,
             "truncated": list(self.truncated),
             "api_key": self.api_key,
+            "traffic": self.traffic,
             "deadline_in_s": None
             if self.deadline is None
             else round(self.deadline - time.perf_counter(), 6),

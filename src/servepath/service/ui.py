@@ -8,6 +8,10 @@ forwarded headers, through :func:`~servepath.service.pathecho.meta_for_log`, and
 request's ``Server-Timing`` entries), so the page and the log cannot disagree. Each worker
 process keeps its own ring.
 
+Synthetic traffic (requests marked ``X-Servepath-Traffic``: the doctor's, load's, a monitor's)
+stays in the list, tagged, but out of the numbers and the chart, which count only what real
+callers sent and say how many marked requests they left out.
+
 Any caller can fill the ring with long forwarded chains, so rendering is bounded twice: an
 entry is rendered once in its life (the ring remembers what it made of each entry it still
 holds), and only the last :data:`RENDER_CHAIN_CHARS` of each forwarded header are read.
@@ -61,6 +65,8 @@ class Stats:
     p99_ms: float | None
     #: Requests and errors (4xx and 5xx) per second, oldest first, the last SERIES_S seconds.
     per_second: tuple[tuple[int, int], ...]
+    #: Marked (synthetic) requests in the window, which none of the numbers above count.
+    synthetic: int = 0
 
     @property
     def error_rate(self) -> float:
@@ -78,6 +84,7 @@ class Stats:
             "p50_ms": self.p50_ms,
             "p99_ms": self.p99_ms,
             "per_second": [{"requests": n, "errors": e} for n, e in self.per_second],
+            "synthetic_left_out": self.synthetic,
         }
 
 
@@ -95,8 +102,10 @@ def stats_of(
     *,
     window: float = WINDOW_S,
     series: int = SERIES_S,
+    synthetic: Iterable[float] = (),
 ) -> Stats:
-    """Aggregate ``(unix time, status, seconds)`` samples of the last ``window`` seconds."""
+    """Aggregate ``(unix time, status, seconds)`` samples of the last ``window`` seconds;
+    ``synthetic``: the times of marked requests, only counted as left out."""
     since = now - window
     recent = [s for s in samples if since < s[0] <= now]
     latencies = sorted(s[2] * 1000 for s in recent)
@@ -122,6 +131,7 @@ def stats_of(
         p50_ms=None if p50 is None else round(p50, 3),
         p99_ms=None if p99 is None else round(p99, 3),
         per_second=tuple((n, e) for n, e in buckets),
+        synthetic=sum(1 for t in synthetic if since < t <= now),
     )
 
 
@@ -174,6 +184,7 @@ def entry_json(entry: Entry, trusted: TrustedProxies) -> dict[str, Any]:
         "client_addr": meta.client,
         "forwarded": forwarded,
         "proxies": list(view.proxies),
+        "traffic": head.traffic,
         **split_of(timings, seconds * 1000),
     }
 
@@ -182,12 +193,16 @@ class SeenRing:
     """The last :data:`RING_SIZE` prediction requests of this process, and the samples the
     statistics are made of."""
 
-    __slots__ = ("_recent", "_rendered", "_rendered_for", "_samples", "capacity", "renders")
+    __slots__ = (
+        "_recent", "_rendered", "_rendered_for", "_samples", "_synthetic", "capacity", "renders",
+    )  # fmt: skip
 
     def __init__(self, capacity: int = RING_SIZE, max_samples: int = MAX_SAMPLES) -> None:
         self.capacity = capacity
         self._recent: deque[Entry] = deque(maxlen=capacity)
         self._samples: deque[tuple[float, int, float]] = deque(maxlen=max_samples)
+        #: When each marked (synthetic) request came: counted apart, never in the numbers.
+        self._synthetic: deque[float] = deque(maxlen=max_samples)
         #: What each entry still in the ring was rendered as, by the entry's id (the entry
         #: is kept beside it, so that an id is never mistaken for a later entry's).
         self._rendered: dict[int, tuple[Entry, dict[str, Any]]] = {}
@@ -204,11 +219,16 @@ class SeenRing:
         client: Any,
         headers: list[tuple[bytes, bytes]],
         timings: list[Any],
+        traffic: str | None = None,
     ) -> None:
-        """Keep one answered request (the hot path: two tuple appends)."""
+        """Keep one answered request (the hot path: two appends); ``traffic``: the kind of
+        synthetic traffic it was marked as, None for an ordinary request."""
         now = time.time()
         self._recent.append((now, status, seconds, route, request_id, client, headers, timings))
-        self._samples.append((now, status, seconds))
+        if traffic is None:
+            self._samples.append((now, status, seconds))
+        else:
+            self._synthetic.append(now)
 
     def __len__(self) -> int:
         return len(self._recent)
@@ -231,7 +251,12 @@ class SeenRing:
         return [rendered for _, rendered in now.values()]
 
     def stats(self, now: float | None = None, window: float = WINDOW_S) -> Stats:
-        return stats_of(list(self._samples), time.time() if now is None else now, window=window)
+        return stats_of(
+            list(self._samples),
+            time.time() if now is None else now,
+            window=window,
+            synthetic=list(self._synthetic),
+        )
 
 
 def latest_from(entries: Sequence[dict[str, Any]], client_ip: str | None) -> dict[str, Any] | None:

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from servepath.traffic import Traffic
+
 Route = Literal["decisions", "vertex", "v2"]
 
 
@@ -45,6 +47,9 @@ class PredictionRecord:
     truncated: str | None = None
     #: The name of the API key the request carried (never the key); None without keys.
     api_key: str | None = None
+    #: The synthetic traffic the request was marked as (``X-Servepath-Traffic``, one word of
+    #: :data:`~servepath.traffic.TRAFFIC_KINDS`); None for ordinary traffic.
+    traffic: Traffic | None = None
     #: The label of the version that answered (a repository folder; else its 12-hex version).
     model_label: str | None = None
     #: Which role the version had: None for the primary, "candidate", or "shadow" (a copy
@@ -76,6 +81,7 @@ class PredictionRecord:
             "client_ip": self.client_ip,
             "truncated": self.truncated,
             "api_key": self.api_key,
+            "traffic": self.traffic,
         }
 
 

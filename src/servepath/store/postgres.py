@@ -17,6 +17,7 @@ from servepath.net.endpoints import host_port
 from servepath.store.base import PredictionRecord
 from servepath.store.rows import first_of_each_request, split_truncated
 from servepath.store.schema import migrate_postgres
+from servepath.traffic import traffic_kind
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
 #: A batch that takes longer than this is treated as a lost connection (spool and retry).
@@ -27,11 +28,13 @@ DEFAULT_WRITE_TIMEOUT = 5.0
 # table, then one row per instance; the columns travel as arrays.
 INSERT_REQUEST = """
 INSERT INTO requests (record_id, request_id, ts, route, model_name, model_version,
-                      latency_ms, client_addr, client_ip, forwarded, api_key, truncated)
-SELECT k, r, to_timestamp(t), ro, mn, mv, l, ca, ci, fw, ak, tr
+                      latency_ms, client_addr, client_ip, forwarded, api_key, truncated,
+                      traffic)
+SELECT k, r, to_timestamp(t), ro, mn, mv, l, ca, ci, fw, ak, tr, tf
 FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[],
-            %s::float8[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
-     AS u(k, r, t, ro, mn, mv, l, ca, ci, fw, ak, tr)
+            %s::float8[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+            %s::text[])
+     AS u(k, r, t, ro, mn, mv, l, ca, ci, fw, ak, tr, tf)
 ON CONFLICT (record_id) DO NOTHING
 """
 INSERT = """
@@ -59,6 +62,7 @@ def request_params(records: Sequence[PredictionRecord]) -> tuple[list[Any], ...]
         [r.forwarded for r in firsts],
         [r.api_key for r in firsts],
         [split_truncated(r.truncated)[0] for r in firsts],
+        [traffic_kind(r.traffic) for r in firsts],
     )
 
 

@@ -3,11 +3,17 @@
 Latency percentiles are over requests, not instances: a request's latency is stored once,
 and only its first instance (``idx = 0``) counts it (a batch of 100 must not weigh 100
 times). Cache hit rate and decision counts are over instances. A log still at schema
-version 1 (not yet migrated by a server start) is read as it is.
+version 1 or 2 (not yet migrated by a server start) is read as it is: all its traffic is
+ordinary.
+
+Synthetic traffic (requests marked ``X-Servepath-Traffic``, see :mod:`servepath.traffic`)
+is left out of the statistics by default, and the statistics say how much was left out; a
+listing shows every request unless asked for one kind of traffic.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import sqlite3
@@ -23,6 +29,7 @@ import orjson
 from servepath.errors import ConfigError, StoreUnavailable
 from servepath.store.base import PredictionRecord
 from servepath.store.rows import join_truncated
+from servepath.traffic import TrafficFilter, traffic_kind
 
 NO_DECISION = "(none)"
 PERCENTILES = (0.5, 0.9, 0.99)
@@ -101,10 +108,26 @@ class VersionStats:
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """Requests of one kind of traffic the statistics did not count."""
+
+    traffic: str  # a kind of synthetic traffic, or "ordinary"
+    requests: int
+    predictions: int  # instances
+
+    def to_json(self) -> dict[str, int]:
+        return {"requests": self.requests, "predictions": self.predictions}
+
+
+@dataclass(frozen=True)
 class LogStats:
     store: str
     since: float | None
     versions: tuple[VersionStats, ...]
+    #: Which traffic the statistics count (``ordinary`` unless asked otherwise).
+    traffic: TrafficFilter = "ordinary"
+    #: What they did not count, by kind of traffic, largest first.
+    left_out: tuple[LeftOut, ...] = ()
 
     @property
     def predictions(self) -> int:
@@ -119,13 +142,27 @@ class LogStats:
         total = self.predictions
         return sum(v.cache_hits for v in self.versions) / total if total else 0.0
 
+    @property
+    def left_out_predictions(self) -> int:
+        return sum(x.predictions for x in self.left_out)
+
+    @property
+    def left_out_requests(self) -> int:
+        return sum(x.requests for x in self.left_out)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "store": self.store,
             "since": self.since,
+            "traffic": self.traffic,
             "predictions": self.predictions,
             "requests": self.requests,
             "cache_hit_rate": self.cache_hit_rate,
+            "left_out": {
+                "predictions": self.left_out_predictions,
+                "requests": self.left_out_requests,
+                "by_traffic": {x.traffic: x.to_json() for x in self.left_out},
+            },
             "versions": [v.to_json() for v in self.versions],
         }
 
@@ -134,12 +171,19 @@ class LogReader(Protocol):
     target: str
 
     def recent(
-        self, *, limit: int, since: float | None = None, request_id: str | None = None
+        self,
+        *,
+        limit: int,
+        since: float | None = None,
+        request_id: str | None = None,
+        traffic: TrafficFilter = "all",
     ) -> list[PredictionRecord]:
         """The newest ``limit`` records (at or after ``since``; of requests whose caller's
-        request id or whose record id is ``request_id``), oldest first."""
+        request id or whose record id is ``request_id``; of ``traffic``), oldest first."""
 
-    def stats(self, *, since: float | None = None) -> LogStats: ...
+    def stats(self, *, since: float | None = None, traffic: TrafficFilter = "ordinary") -> LogStats:
+        """Per-version statistics of ``traffic`` at or after ``since``, and how many
+        requests of other traffic they leave out."""
 
     def close(self) -> None: ...
 
@@ -159,10 +203,13 @@ def build_stats(
     groups: Iterable[tuple[str, str, int, int, int, float, float]],
     decisions: Iterable[tuple[str, str, Any, int]],
     latencies: dict[tuple[str, str], Latency],
+    traffic: TrafficFilter = "all",
+    left_out: Iterable[tuple[str | None, int, int]] = (),
 ) -> LogStats:
     """Assemble :class:`LogStats` from per-version rows ``(name, version, predictions,
-    cache_hits, requests, first_ts, last_ts)`` and decision rows ``(name, version, decision,
-    count)``, whatever database produced them."""
+    cache_hits, requests, first_ts, last_ts)``, decision rows ``(name, version, decision,
+    count)`` and the rows left out ``(traffic, predictions, requests)``, whatever database
+    produced them."""
     by_version: dict[tuple[str, str], dict[str, int]] = {}
     for name, version, decision, count in decisions:
         label = NO_DECISION if decision is None else str(decision)
@@ -185,7 +232,15 @@ def build_stats(
         for name, version, predictions, hits, requests, first, last in groups
     ]
     versions.sort(key=lambda v: (v.first_ts, v.model_name, v.model_version))
-    return LogStats(store=target, since=since, versions=tuple(versions))
+    out = [
+        LeftOut(traffic_kind(kind) or "ordinary", int(requests or 0), int(predictions))
+        for kind, predictions, requests in left_out
+        if predictions
+    ]
+    out.sort(key=lambda x: (-x.predictions, x.traffic))
+    return LogStats(
+        store=target, since=since, versions=tuple(versions), traffic=traffic, left_out=tuple(out)
+    )
 
 
 def _record(row: Sequence[Any]) -> PredictionRecord:
@@ -206,6 +261,7 @@ def _record(row: Sequence[Any]) -> PredictionRecord:
         client_ip=row[13],
         truncated=join_truncated(row[14], row[15]),
         api_key=row[16],
+        traffic=traffic_kind(row[17]),
     )
 
 
@@ -220,13 +276,14 @@ class _Layout:
     request_truncated: str
     instance_truncated: str
     api_key: str = "NULL"
+    traffic: str = "NULL"  # before version 3 every request was ordinary
 
     def columns(self, ts: str, instance: str, output: str) -> str:
         return (
             f"r.request_id, p.idx, {ts}, r.route, r.model_name, r.model_version, {instance}, "
             f"{output}, r.latency_ms, p.cache_hit, r.client_addr, r.forwarded, "
             f"{self.record_id}, {self.client_ip}, {self.request_truncated}, "
-            f"{self.instance_truncated}, {self.api_key}"
+            f"{self.instance_truncated}, {self.api_key}, {self.traffic}"
         )
 
 
@@ -238,6 +295,7 @@ _V2 = _Layout(
     "p.truncated",
     "r.api_key",
 )
+_V3 = dataclasses.replace(_V2, traffic="r.traffic")
 # Version 1's rows carry their request's fields themselves: one table under both names.
 _V1 = _Layout("predictions p JOIN predictions r ON r.request_id = p.request_id AND r.idx = p.idx",
               "r.request_id", "NULL", "NULL", "NULL")  # fmt: skip
@@ -275,15 +333,23 @@ class SQLiteReader(_ReaderBase):
             has_requests = self._conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'requests'"
             ).fetchall()
+            has_traffic = self._conn.execute(
+                "SELECT 1 FROM pragma_table_info('requests') WHERE name = 'traffic'"
+            ).fetchall()
         except sqlite3.Error as exc:
             raise StoreUnavailable(self.target, str(exc)) from exc
-        self._layout = _V2 if has_requests else _V1
+        self._layout = (_V3 if has_traffic else _V2) if has_requests else _V1
 
     def recent(
-        self, *, limit: int, since: float | None = None, request_id: str | None = None
+        self,
+        *,
+        limit: int,
+        since: float | None = None,
+        request_id: str | None = None,
+        traffic: TrafficFilter = "all",
     ) -> list[PredictionRecord]:
         lay = self._layout
-        where, params = _where(since, request_id, lay, "?", "?")
+        where, params = _where(since, request_id, lay, "?", "?", traffic)
         rows = self._query(
             f"SELECT {lay.columns('r.ts', 'p.instance', 'p.output')} FROM {lay.tables} {where} "
             f"ORDER BY r.ts DESC, {lay.record_id} DESC, p.idx DESC LIMIT ?",
@@ -291,9 +357,9 @@ class SQLiteReader(_ReaderBase):
         )
         return [_record(row) for row in reversed(rows)]
 
-    def stats(self, *, since: float | None = None) -> LogStats:
+    def stats(self, *, since: float | None = None, traffic: TrafficFilter = "ordinary") -> LogStats:
         lay = self._layout
-        where, params = _where(since, None, lay, "?", "?")
+        where, params = _where(since, None, lay, "?", "?", traffic)
         groups = self._query(
             "SELECT r.model_name, r.model_version, count(*), sum(p.cache_hit), "
             f"sum(p.idx = 0), min(r.ts), max(r.ts) FROM {lay.tables} {where} GROUP BY 1, 2",
@@ -312,6 +378,14 @@ class SQLiteReader(_ReaderBase):
             params,
         ):
             latencies.setdefault((name, version), []).append(float(latency))
+        left_out: list[Any] = []
+        if traffic != "all":
+            other, other_params = _where(since, None, lay, "?", "?", traffic, leave_out=True)
+            left_out = self._query(
+                f"SELECT {lay.traffic}, count(*), sum(p.idx = 0) FROM {lay.tables} {other} "
+                "GROUP BY 1",
+                other_params,
+            )
         return build_stats(
             self.target,
             since,
@@ -321,6 +395,8 @@ class SQLiteReader(_ReaderBase):
                 key: Latency(*(percentile(values, q) for q in PERCENTILES))
                 for key, values in latencies.items()
             },
+            traffic,
+            left_out,
         )
 
     def close(self) -> None:
@@ -335,9 +411,17 @@ class SQLiteReader(_ReaderBase):
 
 
 def _where(
-    since: float | None, request_id: str | None, layout: _Layout, mark: str, ts_mark: str
+    since: float | None,
+    request_id: str | None,
+    layout: _Layout,
+    mark: str,
+    ts_mark: str,
+    traffic: TrafficFilter = "all",
+    *,
+    leave_out: bool = False,
 ) -> tuple[str, tuple[Any, ...]]:
-    """The WHERE clause for ``since`` and a request id (the caller's or the record's)."""
+    """The WHERE clause for ``since``, a request id (the caller's or the record's) and a
+    kind of traffic (with ``leave_out``: every other kind)."""
     conditions: list[str] = []
     params: list[Any] = []
     if since is not None:
@@ -346,6 +430,17 @@ def _where(
     if request_id is not None:
         conditions.append(f"(r.request_id = {mark} OR {layout.record_id} = {mark})")
         params += [request_id, request_id]
+    column = layout.traffic
+    if traffic == "ordinary":
+        conditions.append(f"{column} IS {'NOT ' if leave_out else ''}NULL")
+    elif traffic == "synthetic":
+        conditions.append(f"{column} IS {'' if leave_out else 'NOT '}NULL")
+    elif traffic != "all":
+        # coalesce: NULL (ordinary) is another kind, not an unknown one.
+        conditions.append(f"coalesce({column}, '') {'<>' if leave_out else '='} {mark}")
+        params.append(traffic)
+    elif leave_out:
+        conditions.append("false")
     return ("WHERE " + " AND ".join(conditions) if conditions else ""), tuple(params)
 
 
@@ -359,16 +454,26 @@ class PostgresReader(_ReaderBase):
         self.target = describe_conninfo(conninfo)
         try:
             self._conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=connect_timeout)
-            found = self._conn.execute("SELECT to_regclass('requests') IS NOT NULL").fetchone()
+            found = self._conn.execute(
+                "SELECT to_regclass('requests') IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute "
+                "WHERE attrelid = to_regclass('requests') AND attname = 'traffic' "
+                "AND NOT attisdropped)"
+            ).fetchone()
         except psycopg.Error as exc:
             raise StoreUnavailable(self.target, " ".join(str(exc).split())) from exc
-        self._layout = _V2 if found and found[0] else _V1
+        has_requests, has_traffic = found or (False, False)
+        self._layout = (_V3 if has_traffic else _V2) if has_requests else _V1
 
     def recent(
-        self, *, limit: int, since: float | None = None, request_id: str | None = None
+        self,
+        *,
+        limit: int,
+        since: float | None = None,
+        request_id: str | None = None,
+        traffic: TrafficFilter = "all",
     ) -> list[PredictionRecord]:
         lay = self._layout
-        where, params = _where(since, request_id, lay, "%s", "to_timestamp(%s)")
+        where, params = _where(since, request_id, lay, "%s", "to_timestamp(%s)", traffic)
         columns = lay.columns("extract(epoch FROM r.ts)::float8", "p.instance::text",
                               "p.output::text")  # fmt: skip
         rows = self._query(
@@ -378,9 +483,9 @@ class PostgresReader(_ReaderBase):
         )
         return [_record(row) for row in reversed(rows)]
 
-    def stats(self, *, since: float | None = None) -> LogStats:
+    def stats(self, *, since: float | None = None, traffic: TrafficFilter = "ordinary") -> LogStats:
         lay = self._layout
-        where, params = _where(since, None, lay, "%s", "to_timestamp(%s)")
+        where, params = _where(since, None, lay, "%s", "to_timestamp(%s)", traffic)
         rows = self._query(
             "SELECT r.model_name, r.model_version, count(*), "
             "count(*) FILTER (WHERE p.cache_hit), "
@@ -396,8 +501,24 @@ class PostgresReader(_ReaderBase):
             params,
         )
         latencies = {(row[0], row[1]): Latency(*(row[7] or (None, None, None))) for row in rows}
+        left_out: list[Any] = []
+        if traffic != "all":
+            other, other_params = _where(
+                since, None, lay, "%s", "to_timestamp(%s)", traffic, leave_out=True
+            )
+            left_out = self._query(
+                f"SELECT {lay.traffic}::text, count(*), count(*) FILTER (WHERE p.idx = 0) "
+                f"FROM {lay.tables} {other} GROUP BY 1",
+                other_params,
+            )
         return build_stats(
-            self.target, since, [tuple(row[:7]) for row in rows], decisions, latencies
+            self.target,
+            since,
+            [tuple(row[:7]) for row in rows],
+            decisions,
+            latencies,
+            traffic,
+            left_out,
         )
 
     def close(self) -> None:

@@ -14,6 +14,11 @@ Version 2 splits version 1's ``predictions`` (one row per instance, keyed by the
 ``(request_id, idx)``) into ``requests`` (one row per request, keyed by the server's
 ``record_id``, the caller's ``request_id`` beside it) and ``predictions`` (one row per
 instance, keyed by ``(record_id, idx)``), copying the rows over.
+
+Version 3 adds ``requests.traffic``: the synthetic traffic a request was marked as
+(``X-Servepath-Traffic``: ``doctor``, ``load``, ``monitor``, ``test``, ``other``), NULL for
+ordinary traffic, so every row written before it reads as ordinary. Adding a nullable
+column with no default rewrites no row in either database.
 """
 
 from __future__ import annotations
@@ -180,6 +185,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX requests_ts ON requests (ts)",
             "CREATE INDEX requests_request_id ON requests (request_id)",
         ),
+    ),
+    Migration(
+        version=3,
+        description="requests.traffic: synthetic traffic marked by its sender",
+        sqlite=("ALTER TABLE requests ADD COLUMN traffic TEXT",),
+        postgres=("ALTER TABLE requests ADD COLUMN traffic text",),
     ),
 )
 

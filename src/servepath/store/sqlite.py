@@ -14,6 +14,7 @@ import orjson
 from servepath.store.base import PredictionRecord
 from servepath.store.rows import first_of_each_request, split_truncated
 from servepath.store.schema import migrate_sqlite
+from servepath.traffic import traffic_kind
 
 T = TypeVar("T")
 
@@ -23,8 +24,9 @@ DEFAULT_BUSY_TIMEOUT = 5.0
 
 INSERT_REQUEST = """
 INSERT INTO requests (record_id, request_id, ts, route, model_name, model_version,
-                      latency_ms, client_addr, client_ip, forwarded, api_key, truncated)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      latency_ms, client_addr, client_ip, forwarded, api_key, truncated,
+                      traffic)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (record_id) DO NOTHING
 """
 INSERT = """
@@ -48,6 +50,7 @@ def sqlite_request_row(r: PredictionRecord) -> tuple[Any, ...]:
         r.forwarded,
         r.api_key,
         split_truncated(r.truncated)[0],
+        traffic_kind(r.traffic),
     )
 
 

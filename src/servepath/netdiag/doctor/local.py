@@ -13,6 +13,7 @@ from servepath.net.listeners import PortListenReport, inspect_port
 from servepath.netdiag.doctor.causes import Cause
 from servepath.netdiag.doctor.report import DoctorReport, Stage, StageStatus, Verdict
 from servepath.netdiag.http import probe_http
+from servepath.traffic import header_for
 
 
 def _health_url(report: PortListenReport, port: int) -> str:
@@ -125,7 +126,7 @@ def run_local_doctor(port: int, *, timeout: float = 2.0) -> DoctorReport:
     health: tuple[int | None, str] = (None, "not asked")
     if listen.listening:
         url = _health_url(listen, port)
-        report = probe_http(url, timeout=timeout)
+        report = probe_http(url, timeout=timeout, headers=list(header_for("doctor").items()))
         if report.error is None and report.status is not None:
             health = (report.status, f"GET {url} -> {report.status}")
         else:

@@ -67,6 +67,11 @@ from servepath.netdiag.http import HttpReport, probe_http, probe_http_series
 from servepath.netdiag.ports import PortResult, scan_ports
 from servepath.netdiag.tls import probe_tls
 from servepath.netdiag.trace import trace
+from servepath.traffic import header_for
+
+#: Every request of the walk says it is the doctor's, so that the server leaves it out of
+#: the numbers of real traffic (its prediction log's statistics, the live page).
+DOCTOR_MARK: tuple[tuple[str, str], ...] = tuple(header_for("doctor").items())
 
 _BODY_LIMIT = 2_000_000  # the OpenAPI document and the path echo are read whole, to this
 
@@ -287,7 +292,9 @@ def _services_on_other_ports(
     def check(port: int) -> tuple[int, str] | None:
         for scheme in ("https", "http") if port in (443, 8443) else ("http",):
             url = f"{scheme}://{host_port(address, port)}/"
-            report = probe_http(url, timeout=timeout, verify=False, keep_body=4096)
+            report = probe_http(
+                url, timeout=timeout, verify=False, keep_body=4096, headers=DOCTOR_MARK
+            )
             answered = report.error is None and report.status is not None and report.status < 500
             if answered and (from_servepath(report) or _health_body(report)):
                 return port, url
@@ -325,7 +332,7 @@ def _request_settings(obs: Observations, step: HttpStep) -> dict[str, Any]:
         # the address the transport probed, not whichever family the resolver lists first:
         # a silent AAAA would cost every request its timeout (the dial-every step names it)
         pins = {(target.host.lower(), target.port): obs.address}
-    headers = plan.headers()
+    headers = [*plan.headers(), *DOCTOR_MARK]
     if step.content is not None:
         headers.append(("content-type", "application/json"))
     if options.api_key:
@@ -426,7 +433,7 @@ def _try_names(obs: Observations, step: TryNames) -> None:
         report = probe_http(
             step.url,
             timeout=options.timeout,
-            headers=[("host", host_port(name, step.port))],
+            headers=[("host", host_port(name, step.port)), *DOCTOR_MARK],
             verify=False,
             keep_body=4096,
         )

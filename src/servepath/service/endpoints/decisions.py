@@ -112,6 +112,7 @@ def request_meta(plane: DataPlane, scope: Scope, ctx: RequestContext) -> Request
     if plane.store.enabled:
         meta_for_log(meta, scope, ctx, settings.trusted_proxies)
     meta.api_key = ctx.caller
+    meta.traffic = ctx.head.traffic
     return meta
 
 

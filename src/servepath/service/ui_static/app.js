@@ -140,7 +140,8 @@
     $("p99").textContent = ms(s.p99_ms);
     var covered = Math.round(s.covered_s);
     $("stats-window").textContent = "· " + s.requests + " prediction requests over the last " +
-      (covered >= 120 ? Math.round(covered / 60) + " min" : covered + " s") + ", this worker";
+      (covered >= 120 ? Math.round(covered / 60) + " min" : covered + " s") + ", this worker" +
+      (s.synthetic_left_out ? " (" + s.synthetic_left_out + " synthetic left out: doctor, load, monitors)" : "");
     var t = data.totals;
     var rate = "";
     if (previousTotals && data.generated > previousTotals.at) {
@@ -152,8 +153,8 @@
     var w = data.server.workers;
     $("workers-note").textContent = w > 1
       ? "This server runs " + w + " workers; each keeps its own ring, so the list, the percentiles and " +
-        "the chart are this worker's (" + pidText(data.server) + "). \"All workers\" is summed from /metrics."
-      : "One worker (" + pidText(data.server) + "): the list and the numbers cover every request to the predict routes.";
+        "the chart are this worker's (" + pidText(data.server) + "). \"All workers\" is summed from /metrics, synthetic requests included."
+      : "One worker (" + pidText(data.server) + "): the list covers every request to the predict routes; the numbers leave out synthetic ones (X-Servepath-Traffic).";
     drawSpark(s.per_second);
   }
 
@@ -280,7 +281,9 @@
         idCell(r),
         callerCell(r),
         el("td", { "class": "chain", "data-label": "chain", text: r.withheld ? "withheld" : chainOf(r) }),
-        el("td", { "data-label": "route", text: r.route }),
+        el("td", { "data-label": "route" }, r.traffic
+          ? [document.createTextNode(r.route + " "), el("span", { "class": "traffic", "title": "marked X-Servepath-Traffic: left out of the numbers", text: r.traffic })]
+          : [document.createTextNode(r.route)]),
         el("td", { "class": "cache-cell", "data-label": "cache", text: r.cache || "–" }),
         splitBar(r)
       ]));
