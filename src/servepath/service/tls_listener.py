@@ -39,8 +39,9 @@ from uvicorn.server import ServerState
 from servepath.service.gate import Gate, HttpLimits
 from servepath.service.heap import HeapTrim
 
-# One limiter for both ports: a flood of either is one line per interval.
-from servepath.service.protocol import _too_many
+# One limiter for both ports (a flood of either is one line per interval), and the same
+# look at a socket's unread bytes the HTTP protocol drains by.
+from servepath.service.protocol import _pending_bytes, _too_many
 
 #: Makes the HTTP protocol for a connection whose handshake completed.
 MakeProtocol = Callable[[], asyncio.Protocol]
@@ -183,12 +184,13 @@ class Handshake(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """The server stops: a connection that has sent nothing is closed; a handshake under
-        way may complete (its deadline still bounds it), and the request that follows is
-        answered with ``Connection: close``."""
+        way (or a ClientHello waiting unread) may complete, its deadline still bounding it,
+        and the request that follows is answered with ``Connection: close``."""
         self.listener.begin_drain()
-        if self.tls is None and self.transport is not None:
+        transport = self.transport
+        if self.tls is None and transport is not None and _pending_bytes(transport) == 0:
             self._cancel()
-            self.transport.close()
+            transport.close()
 
 
 class _Handoff(asyncio.Protocol):
