@@ -22,6 +22,8 @@ import logging.config
 import os
 import signal
 import socket
+import ssl
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,10 +34,11 @@ from uvicorn.supervisors import multiprocess
 from servepath.config import Settings, serialized_env
 from servepath.net.endpoints import host_port
 from servepath.service import tls
-from servepath.service.gate import Gate
+from servepath.service.gate import Gate, HttpLimits
 from servepath.service.protocol import ServepathConfig, ServepathHttpProtocol
 from servepath.service.security import SERVER_HEADERS
 from servepath.service.state import listen_samples
+from servepath.service.tls_listener import TlsListener
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +187,14 @@ def uvicorn_config(
 
 class ServepathServer(uvicorn.Server):
     """uvicorn's Server, draining the listen backlog before it stops accepting, and
-    reloading its TLS certificate (and, through the gate, the API keys) on SIGHUP."""
+    reloading its TLS certificate (and, through the gate, the API keys) on SIGHUP.
+
+    With TLS it listens through :class:`~servepath.service.tls_listener.TlsListener`
+    (connections counted and given a handshake deadline from accept), not through the
+    loop's own TLS server."""
 
     config: ServepathConfig
+    tls_listener: TlsListener | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         if self.config.ssl is not None:
@@ -200,7 +208,35 @@ class ServepathServer(uvicorn.Server):
         if sockets and gate is not None:
             fd, backlog = sockets[0].fileno(), self.config.backlog
             gate.metrics.watch(lambda: listen_samples(fd, backlog))
-        await super().startup(sockets)
+        if self.config.ssl is not None and sockets:
+            await self._start_tls(self.config.ssl, sockets)
+        else:
+            await super().startup(sockets)
+
+    async def _start_tls(self, context: ssl.SSLContext, sockets: list[socket.socket]) -> None:
+        """uvicorn's startup for listening sockets, with TLS done by the listener."""
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            sys.exit(STARTUP_FAILED)  # uvicorn exits 3 too
+        loop = asyncio.get_running_loop()
+        config = self.config
+
+        def make_protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+                _loop=loop,
+            )
+
+        limits = config.gate.limits if config.gate is not None else HttpLimits()
+        listener = TlsListener(context, make_protocol, self.server_state, limits, config.gate, loop)
+        self.tls_listener = listener
+        self.servers = [
+            await loop.create_server(listener.accept, sock=sock, backlog=config.backlog)
+            for sock in sockets
+        ]
+        self.started = True
 
     def _fail(self, reason: str) -> None:
         log.error("stopping: the model did not load (--on-model-failure stay keeps serving): %s",
@@ -224,6 +260,8 @@ class ServepathServer(uvicorn.Server):
             gate.begin_drain()
         await self._accept_backlog()
         await super().shutdown(sockets)
+        if self.tls_listener is not None:
+            self.tls_listener.heap.close()
 
     async def _accept_backlog(self) -> None:
         """Take the connections waiting for accept(): their requests are on the way."""
@@ -240,6 +278,10 @@ class ServepathServer(uvicorn.Server):
             proto.begin_drain()
             return proto
 
+        if self.tls_listener is not None:
+            # TLS: the same accept path as ever, told that the server drains.
+            self.tls_listener.begin_drain()
+            protocol = self.tls_listener.accept
         taken = 0
         for server in getattr(self, "servers", []):
             for listener in server.sockets or ():
