@@ -99,3 +99,32 @@ def test_info_reads_a_model_at_a_url_as_serve_does(dropped: Served, tmp_path: Pa
     data = json.loads(done.stdout)
     assert data["name"] == "dropped_column"
     assert data["version"] == dropped.model.version
+
+
+def test_info_says_which_schema_source_it_used_and_names_a_misnamed_file(
+    dropped: Served, tmp_path: Path
+) -> None:
+    import shutil
+
+    path = tmp_path / "credit.joblib"
+    shutil.copy(dropped.path, path)
+    (tmp_path / "credit.schema.json").write_text("[]")
+    done = _info(path, tmp_path / "data")
+    assert done.returncode == 0, done.stderr
+    assert "inputs (schema: read from the model" in done.stdout
+    assert (
+        "found credit.schema.json; the schema file for credit.joblib is named "
+        "credit.joblib.schema.json" in done.stdout
+    )
+    data = json.loads(_info(path, tmp_path / "data", "--json").stdout)
+    source = data["schema_source"]
+    assert source["kind"] == "model" and source["path"] is None
+    assert source["expected_file"] == str(tmp_path / "credit.joblib.schema.json")
+    assert source["misnamed"] == [str(tmp_path / "credit.schema.json")]
+    # the file under the rule's name is read, and named as the source
+    inputs = data["inputs"]
+    (tmp_path / "credit.joblib.schema.json").write_text(json.dumps(inputs))
+    data = json.loads(_info(path, tmp_path / "data", "--json").stdout)
+    assert data["schema_source"]["kind"] == "file"
+    assert data["schema_source"]["path"] == str(tmp_path / "credit.joblib.schema.json")
+    assert data["schema_source"]["misnamed"] == []

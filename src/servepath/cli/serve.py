@@ -50,7 +50,8 @@ def serve(
         Path | None,
         typer.Option(
             help="JSON schema of the inputs, winning over what the model says (env "
-            "SERVEPATH_MODEL_SCHEMA) [default: MODEL.schema.json when it exists]"
+            "SERVEPATH_MODEL_SCHEMA) [default: the artifact's file name + .schema.json, "
+            "beside it, when it exists: numeric.onnx reads numeric.onnx.schema.json]"
         ),
     ] = None,
     probabilities: Annotated[

@@ -14,7 +14,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +43,7 @@ from servepath.model.race import (
     verify,
 )
 from servepath.model.schema import Feature, InputSchema, Value
+from servepath.model.schema_file import SchemaSource, near_misses, schema_file_for
 from servepath.model.source import artifact_name, unpickling_failure
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,8 @@ class LoadedModel:
     #: the model answers fast enough to run on the event loop rather than the model thread
     inline: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: Where the input schema came from (a file, the ONNX metadata or graph, the model).
+    schema_source: SchemaSource = field(default_factory=lambda: SchemaSource("model"))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -192,8 +195,9 @@ def load_model(
 
     ``cache_dir``: where conversions are kept between runs (the data directory's
     ``engines/``); None converts at every load. ``schema_path``: a JSON schema for the inputs
-    (``InputSchema.to_json()``), which wins over what the model says; without one, a
-    ``<artifact>.schema.json`` beside the artifact is read when present. ``probabilities``:
+    (``InputSchema.to_json()``), which wins over what the model says; without one, the
+    artifact's file name + ``.schema.json`` beside it is read when present
+    (:mod:`servepath.model.schema_file`). ``probabilities``:
     every answer also carries ``probabilities``, one per class.
     """
     start = time.perf_counter()
@@ -204,41 +208,54 @@ def load_model(
     model_name = name or _name_from_path(path)
     digest = file_digest(path)
     version = digest[:12]
-    schema_json = _read_schema_file(path, schema_path)
-    if path.suffix.lower() == ".onnx":
-        model = _load_onnx(path, model_name, version, schema_json, probabilities)
-    else:
-        model = _load_sklearn(
-            path,
-            model_name,
-            version,
-            digest,
-            cache_dir,
-            schema_json,
-            probabilities,
-            race_budget_s,
-            start,
-        )
+    schema_json, schema_file = _read_schema_file(path, schema_path)
+    misses = near_misses(path) if schema_file is None else ()
+    try:
+        if path.suffix.lower() == ".onnx":
+            model = _load_onnx(path, model_name, version, schema_json, probabilities)
+        else:
+            model = _load_sklearn(
+                path,
+                model_name,
+                version,
+                digest,
+                cache_dir,
+                schema_json,
+                probabilities,
+                race_budget_s,
+                start,
+            )
+    except ModelLoadError as exc:
+        note = SchemaSource("model", misnamed=misses).note(path)
+        if note is None:
+            raise
+        # A load that failed for want of a schema may have had one under another name.
+        raise ModelLoadError(exc.path, f"{exc.reason} ({note})") from exc
+    if schema_file is not None:
+        model = replace(model, schema_source=SchemaSource("file", schema_file))
+    elif misses:
+        model = replace(model, schema_source=replace(model.schema_source, misnamed=misses))
     _smoke_test(model)
+    note = model.schema_source.note(path)
+    if note is not None:
+        log.warning("model %s: %s", model.name, note)
     for line in model.report.lines() if model.report else [model.engine_note]:
         log.info("model %s: %s", model.name, line)
     return model
 
 
-def _read_schema_file(path: Path, given: Path | None) -> Any:
+def _read_schema_file(path: Path, given: Path | None) -> tuple[Any, Path | None]:
+    """The schema file's JSON and its path: ``given``, else the artifact's own schema file
+    when it exists; (None, None) when there is none."""
     import orjson
 
-    candidates = [given] if given is not None else [path.with_name(f"{path.name}.schema.json")]
-    for candidate in candidates:
-        if candidate is None or (given is None and not candidate.is_file()):
-            continue
-        try:
-            return orjson.loads(candidate.read_bytes())
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise ModelLoadError(
-                str(path), f"cannot read the schema file {candidate}: {exc}"
-            ) from exc
-    return None
+    candidate = given if given is not None else schema_file_for(path)
+    if given is None and not candidate.is_file():
+        return None, None
+    try:
+        return orjson.loads(candidate.read_bytes()), candidate
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ModelLoadError(str(path), f"cannot read the schema file {candidate}: {exc}") from exc
 
 
 def _name_from_path(path: Path) -> str:
@@ -693,6 +710,9 @@ def _load_onnx(
         tuple(classes),
         inline=batch is not None and batch < INLINE_BATCH_MS,
         extra={"schema_source": facts.schema_source},
+        schema_source=SchemaSource("graph" if facts.schema_source == "graph" else "metadata")
+        if facts.schema_source != "schema file"
+        else SchemaSource("file"),
     )
 
 
