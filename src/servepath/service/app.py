@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -59,6 +60,7 @@ from servepath.service.session import cookie_of, wants_html
 from servepath.service.session import verify as verify_session
 from servepath.service.ui import SeenRing
 from servepath.service.ui_assets import subroutes as ui_subroutes
+from servepath.service.ui_share import RingShare, shared_directory
 from servepath.store.base import PredictionLog
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,7 @@ class ServepathApp:
             gate.seen = self.ui.note  # refusals on the head reach the page too
             page = LivePage(settings, plane, ops, self.ui, settings.ui_route)
             page.templates = tuple(sorted(self.ui_templates))
+            page.share = ring_share(settings, self.ui)
             exact.update(page.routes())
             self.page = page
         #: The pages a person reads, which a login's session cookie opens (never a prediction).
@@ -125,8 +128,12 @@ class ServepathApp:
 
     async def startup(self) -> None:
         await self.plane.startup()
+        if self.page is not None and self.page.share is not None:
+            self.page.share.start()
 
     async def shutdown(self) -> None:
+        if self.page is not None and self.page.share is not None:
+            await self.page.share.stop()
         await self.plane.shutdown()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -317,6 +324,13 @@ def access_policy(settings: Settings) -> AccessPolicy:
         # Opening the live page opens its script, stylesheet and data with it.
         opened |= frozenset(ui_subroutes(settings.ui_route).values())
     return AccessPolicy(keys, settings.protect_health, opened, login_routes(settings))
+
+
+def ring_share(settings: Settings, ring: SeenRing) -> RingShare | None:
+    """With several workers, the live page's list shared through the directory the
+    supervisor made for the workers' metrics (it puts it in each worker's environment)."""
+    directory = shared_directory(settings.workers, os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    return RingShare(directory, ring, settings.trusted_proxies) if directory else None
 
 
 def create_app(

@@ -151,8 +151,9 @@
     $("totals").textContent = t.requests + " served, " + t.errors + " errors" + rate;
     var w = data.server.workers;
     $("workers-note").textContent = w > 1
-      ? "This server runs " + w + " workers; each keeps its own ring, so the list, the percentiles and " +
-        "the chart are this worker's (" + pidText(data.server) + "). \"All workers\" is summed from /metrics."
+      ? "This server runs " + w + " workers: the list merges every worker's last requests (each row " +
+        "names its worker's pid); the percentiles and the chart are this worker's (" + pidText(data.server) +
+        "). \"All workers\" is summed from /metrics."
       : "One worker (" + pidText(data.server) + "): the list and the numbers cover every request to the predict routes.";
     drawSpark(s.per_second);
   }
