@@ -165,3 +165,24 @@ def test_a_cached_race_whose_engine_cannot_serve_now_is_run_again(
     assert again.predict_rows([again.schema.example()])
     # and the race run again is what the cache keeps now
     assert load_model(dropped.path, cache_dir=tmp_path, race_budget_s=0.1).report.from_cache  # type: ignore[union-attr]
+
+
+def test_serve_says_at_start_the_misnamed_schema_file_and_reuses_the_race(
+    example_model_path: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from tests.support import serve
+
+    path = tmp_path / "credit.joblib"
+    shutil.copy(example_model_path, path)
+    (tmp_path / "credit.schema.json").write_text("[]")
+    env = {"SERVEPATH_DATA_DIR": str(tmp_path / "data")}
+    logs = []
+    for _ in range(2):
+        with serve(tmp_path, model=path, args=["--store", "off"], env=env) as server:
+            logs.append(server.log())
+    note = "found credit.schema.json; the schema file for credit.joblib is named"
+    assert note in logs[0] and note in logs[1]
+    assert "engine race: run now" in logs[0]
+    assert "engine race: cached (from " in logs[1]

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from servepath.cli._app import app, base_settings, failure_context, get_output
+from servepath.model.schema_file import RULE as SCHEMA_RULE
 
 model_app = typer.Typer(
     help="Train the example model, or inspect a model artifact.",
@@ -51,8 +52,7 @@ def info(
             "--schema",
             metavar="FILE",
             help="JSON list of input features; wins over what the model says "
-            "(default: the artifact's file name + .schema.json, beside it, when it exists: "
-            "numeric.onnx reads numeric.onnx.schema.json).",
+            f"(default, when it exists: {SCHEMA_RULE}).",
         ),
     ] = None,
     probabilities: Annotated[

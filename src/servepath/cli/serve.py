@@ -11,6 +11,7 @@ import typer
 from servepath.cli._app import app, base_settings, get_output
 from servepath.config import model_location, parse_auto
 from servepath.errors import ConfigError
+from servepath.model.schema_file import RULE as SCHEMA_RULE
 
 
 def _auto(text: str | None, name: str, kind: type[float] | type[int]) -> Any:
@@ -50,8 +51,7 @@ def serve(
         Path | None,
         typer.Option(
             help="JSON schema of the inputs, winning over what the model says (env "
-            "SERVEPATH_MODEL_SCHEMA) [default: the artifact's file name + .schema.json, "
-            "beside it, when it exists: numeric.onnx reads numeric.onnx.schema.json]"
+            f"SERVEPATH_MODEL_SCHEMA) [default, when it exists: {SCHEMA_RULE}]"
         ),
     ] = None,
     probabilities: Annotated[

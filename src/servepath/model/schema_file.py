@@ -18,6 +18,11 @@ from typing import Any, Literal
 
 #: What follows the artifact's file name in its schema file's name.
 SUFFIX = ".schema.json"
+#: The rule, in the words README.md, docs/models.md and ``--help`` all use.
+RULE = (
+    "the artifact's whole file name + .schema.json, beside it: "
+    "numeric.onnx reads numeric.onnx.schema.json"
+)
 
 SourceKind = Literal["file", "metadata", "graph", "model"]
 
