@@ -57,6 +57,8 @@ def test_without_a_cookie_an_api_client_gets_401_json_and_a_browser_the_login_pa
     assert 'name="key"' in form.text and 'value="/docs"' in form.text
     csp = form.headers["content-security-policy"]
     assert "form-action 'self'" in csp and "script-src 'none'" in csp
+    # under no-referrer a browser posts the form with Origin: null, which is refused
+    assert form.headers["referrer-policy"] == "same-origin"
     # nothing on the page comes from elsewhere: it works offline
     assert "http://" not in form.text and "https://" not in form.text
 
@@ -124,8 +126,9 @@ def test_a_tampered_or_expired_cookie_is_refused(keyed: ServerProcess) -> None:
 
 def test_a_login_posted_from_another_site_is_refused(keyed: ServerProcess) -> None:
     with _client(keyed) as c:
-        refused = _login(c, KEY, Origin="http://attacker.example")
-        assert refused.status_code == 403 and "set-cookie" not in refused.headers
+        for origin in ("http://attacker.example", "null"):
+            refused = _login(c, KEY, Origin=origin)
+            assert refused.status_code == 403 and "set-cookie" not in refused.headers
         host = keyed.url.removeprefix("http://")
         assert _login(c, KEY, Origin=f"http://{host}").status_code == 303
 

@@ -61,9 +61,13 @@ def csp_for_html(html: str, *, form_action: str = "'none'") -> str:
     )
 
 
-def html_headers(html: str, *, form_action: str = "'none'") -> list[tuple[bytes, bytes]]:
-    """The headers an HTML page is served with (beyond :data:`SERVER_HEADERS`)."""
+def html_headers(
+    html: str, *, form_action: str = "'none'", referrer: bytes = b"no-referrer"
+) -> list[tuple[bytes, bytes]]:
+    """The headers an HTML page is served with (beyond :data:`SERVER_HEADERS`). A page with a
+    form posts with ``referrer=b"same-origin"``: under ``no-referrer`` a browser sends
+    ``Origin: null``, and the server could not tell its own form from another site's."""
     return [
         (b"content-security-policy", csp_for_html(html, form_action=form_action).encode()),
-        (b"referrer-policy", b"no-referrer"),
+        (b"referrer-policy", referrer),
     ]

@@ -120,7 +120,7 @@ class Login:
     ) -> Response:
         page = login_page(self.login, self.logout, back, error=error, signed_in=signed_in)
         headers = [
-            *html_headers(page, form_action="'self'"),
+            *html_headers(page, form_action="'self'", referrer=b"same-origin"),
             (b"cache-control", b"no-store"),
         ]
         return Response(status, page.encode(), b"text/html; charset=utf-8", headers)
