@@ -100,3 +100,20 @@ def test_an_unknown_command_suggests_the_nearest() -> None:
     result = runner.invoke(app, ["pots", "127.0.0.1"])
     assert result.exit_code == 2
     assert "Did you mean 'ports'?" in result.output
+
+
+def test_the_schema_files_name_is_one_rule_said_alike_in_the_readme_the_docs_and_help() -> None:
+    from pathlib import Path
+
+    from servepath.model.schema_file import RULE, schema_file_for
+
+    def plain(text: str) -> str:
+        return " ".join(text.replace("`", "").split())
+
+    root = Path(__file__).resolve().parents[2]
+    for doc in ("README.md", "docs/models.md"):
+        assert RULE in plain((root / doc).read_text()), doc
+    for command in (["model", "info"], ["serve"]):
+        assert RULE in plain(help_of(*command)), command
+    # and the rule is what the loader reads
+    assert schema_file_for(Path("m/numeric.onnx")) == Path("m/numeric.onnx.schema.json")

@@ -99,3 +99,90 @@ def test_info_reads_a_model_at_a_url_as_serve_does(dropped: Served, tmp_path: Pa
     data = json.loads(done.stdout)
     assert data["name"] == "dropped_column"
     assert data["version"] == dropped.model.version
+
+
+def test_info_says_which_schema_source_it_used_and_names_a_misnamed_file(
+    dropped: Served, tmp_path: Path
+) -> None:
+    import shutil
+
+    path = tmp_path / "credit.joblib"
+    shutil.copy(dropped.path, path)
+    (tmp_path / "credit.schema.json").write_text("[]")
+    done = _info(path, tmp_path / "data")
+    assert done.returncode == 0, done.stderr
+    assert "inputs (schema: read from the model" in done.stdout
+    assert (
+        "found credit.schema.json; the schema file for credit.joblib is named "
+        "credit.joblib.schema.json" in done.stdout
+    )
+    data = json.loads(_info(path, tmp_path / "data", "--json").stdout)
+    source = data["schema_source"]
+    assert source["kind"] == "model" and source["path"] is None
+    assert source["expected_file"] == str(tmp_path / "credit.joblib.schema.json")
+    assert source["misnamed"] == [str(tmp_path / "credit.schema.json")]
+    # the file under the rule's name is read, and named as the source
+    inputs = data["inputs"]
+    (tmp_path / "credit.joblib.schema.json").write_text(json.dumps(inputs))
+    data = json.loads(_info(path, tmp_path / "data", "--json").stdout)
+    assert data["schema_source"]["kind"] == "file"
+    assert data["schema_source"]["path"] == str(tmp_path / "credit.joblib.schema.json")
+    assert data["schema_source"]["misnamed"] == []
+
+
+def test_a_second_info_reads_the_engine_race_from_the_cache(
+    dropped: Served, tmp_path: Path
+) -> None:
+    first = _info(dropped.path, tmp_path, "--json")
+    assert first.returncode == 0, first.stderr
+    race = json.loads(first.stdout)["engines"]["race"]
+    assert race["cached"] is False and race["raced_at"]
+    again = _info(dropped.path, tmp_path, "--json")
+    assert again.returncode == 0, again.stderr
+    engines = json.loads(again.stdout)["engines"]
+    assert engines["race"] == {"cached": True, "raced_at": race["raced_at"]}
+    assert engines["choice"] == json.loads(first.stdout)["engines"]["choice"]
+    text = _info(dropped.path, tmp_path).stdout
+    assert f"engine race: cached (from {race['raced_at'][:10]}" in text
+
+
+def test_a_cached_race_whose_engine_cannot_serve_now_is_run_again(
+    dropped: Served, tmp_path: Path
+) -> None:
+    from servepath.model.loaded import load_model
+
+    first = load_model(dropped.path, cache_dir=tmp_path, race_budget_s=0.1)
+    assert first.report is not None and not first.report.from_cache
+    assert load_model(dropped.path, cache_dir=tmp_path, race_budget_s=0.1).report.from_cache  # type: ignore[union-attr]
+    # The kept file names an engine that this installation does not build (a library gone).
+    (kept,) = tmp_path.rglob("race-*.json")
+    data = json.loads(kept.read_text())
+    data["choice"]["small"] = data["choice"]["large"] = "an-engine-not-installed"
+    kept.write_text(json.dumps(data))
+    again = load_model(dropped.path, cache_dir=tmp_path, race_budget_s=0.1)
+    assert again.report is not None and not again.report.from_cache
+    assert again.report.choice.small != "an-engine-not-installed"
+    assert again.predict_rows([again.schema.example()])
+    # and the race run again is what the cache keeps now
+    assert load_model(dropped.path, cache_dir=tmp_path, race_budget_s=0.1).report.from_cache  # type: ignore[union-attr]
+
+
+def test_serve_says_at_start_the_misnamed_schema_file_and_reuses_the_race(
+    example_model_path: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from tests.support import serve
+
+    path = tmp_path / "credit.joblib"
+    shutil.copy(example_model_path, path)
+    (tmp_path / "credit.schema.json").write_text("[]")
+    env = {"SERVEPATH_DATA_DIR": str(tmp_path / "data")}
+    logs = []
+    for _ in range(2):
+        with serve(tmp_path, model=path, args=["--store", "off"], env=env) as server:
+            logs.append(server.log())
+    note = "found credit.schema.json; the schema file for credit.joblib is named"
+    assert note in logs[0] and note in logs[1]
+    assert "engine race: run now" in logs[0]
+    assert "engine race: cached (from " in logs[1]

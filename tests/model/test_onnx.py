@@ -240,3 +240,41 @@ def test_a_schema_missing_a_named_input_says_which(
     schema.write_text(json.dumps([{"name": first, "kind": "number"}]))
     with pytest.raises(ModelLoadError, match="does not name the model's input"):
         load_model(path, schema_path=schema)
+
+
+def test_the_schema_source_is_named_the_file_the_metadata_or_the_graph(tmp_path: Path) -> None:
+    path = tmp_path / "note.onnx"
+    _string_input_model(path)
+    schema = [
+        {"name": "x", "kind": "number", "example": 3.0},
+        {"name": "note", "kind": "category", "categories": ["a", "b"], "closed": False},
+    ]
+    beside = tmp_path / "note.onnx.schema.json"
+    beside.write_text(json.dumps(schema))
+    source = load_model(path).schema_source
+    assert source.kind == "file" and source.path == beside
+    assert source.describe() == f"the schema file {beside}"
+    linear = tmp_path / "linear.onnx"
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LinearRegression
+
+    x = np.random.default_rng(0).normal(size=(50, 2))
+    reg = LinearRegression().fit(x, x @ [1.0, 2.0])
+    linear.write_bytes(to_onnx(reg, x[:1].astype(np.float32)).SerializeToString())
+    assert load_model(linear).schema_source.describe() == "inferred from the ONNX graph"
+
+
+def test_a_schema_file_named_after_the_stem_is_not_read_and_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "note.onnx"
+    _string_input_model(path)
+    schema = [
+        {"name": "x", "kind": "number", "example": 3.0},
+        {"name": "note", "kind": "category", "categories": ["a", "b"], "closed": False},
+    ]
+    (tmp_path / "note.schema.json").write_text(json.dumps(schema))
+    with pytest.raises(ModelLoadError) as caught:
+        load_model(path)
+    assert (
+        "found note.schema.json; the schema file for note.onnx is named note.onnx.schema.json"
+        in str(caught.value)
+    )

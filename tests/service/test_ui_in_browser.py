@@ -229,3 +229,49 @@ def test_a_stranger_finds_their_own_request_by_its_id_and_no_one_elses_caller(
         assert socket_sub in ("in a container", "not in a container"), socket_sub
         assert "null" not in text and "undefined" not in text
     record.assert_clean()
+
+
+def test_a_person_signs_in_with_a_key_and_the_page_opens(
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
+    example_model_path: Path,
+) -> None:
+    """Without --open-routes: the page sends the browser to the login form, a wrong key is
+    told so, the right one opens the page with its list, and signing out closes it."""
+    keys = tmp_path / "keys.txt"
+    keys.write_text(f"person:{KEY}\n")
+    keys.chmod(0o600)
+    args = ["--api-key-file", str(keys), "--store", "off"]
+    with serve(tmp_path, model=example_model_path, args=args) as server:
+        assert _send(server.url, "127.0.0.1", "signed-in-0").status_code == 200
+        origin = origin_of(server.url)
+        with browser.tab(server.url + "/_ui", allowed_origin=origin) as (page, record):
+            assert page.url == server.url + "/_ui/login?next=%2F_ui"
+            page.screenshot(path=str(tmp_path / "login.png"))
+            page.fill("#key", "not-the-key-0123456789abcdef")
+            page.click("button[type=submit]")
+            page.wait_for_selector(".error")
+            assert "not one this server knows" in page.inner_text(".error")
+            page.fill("#key", KEY)
+            page.click("button[type=submit]")
+            page.wait_for_url(server.url + "/_ui")
+            page.wait_for_selector("#recent-rows tr.row", timeout=15_000)
+            ids = page.eval_on_selector_all(
+                "#recent-rows tr", "rows => rows.map(r => r.getAttribute('data-request-id'))"
+            )
+            assert "signed-in-0" in ids
+            cookies = page.context.cookies()
+            assert [(c["name"], c["httpOnly"], c["sameSite"]) for c in cookies] == [
+                ("servepath_session", True, "Strict")
+            ]
+            page.goto(server.url + "/docs")
+            page.wait_for_selector(".swagger-ui", timeout=15_000)
+            page.goto(server.url + "/_ui/login")
+            page.click("button[type=submit]")  # sign out
+            page.wait_for_url(server.url + "/_ui/login")
+            page.goto(server.url + "/_ui")
+            assert page.url.startswith(server.url + "/_ui/login")
+            # the login page's own console errors: the 401s of the wrong key and of a page
+            # opened after signing out are what they say, nothing else may be there
+            record.console_errors = [m for m in record.console_errors if "401" not in m]
+            record.assert_clean()

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from servepath.cli._app import app, base_settings, failure_context, get_output
+from servepath.model.schema_file import RULE as SCHEMA_RULE
 
 model_app = typer.Typer(
     help="Train the example model, or inspect a model artifact.",
@@ -51,7 +52,7 @@ def info(
             "--schema",
             metavar="FILE",
             help="JSON list of input features; wins over what the model says "
-            "(default: PATH.schema.json when it exists).",
+            f"(default, when it exists: {SCHEMA_RULE}).",
         ),
     ] = None,
     probabilities: Annotated[
@@ -109,6 +110,7 @@ def info(
         "classes": list(model.classes),
         "outputs": list(model.outputs),
         "inputs": model.schema.to_json(),
+        "schema_source": model.schema_source.to_json(local),
         "example": model.schema.example(),
         "engines": model.report.to_json() if model.report else None,
         "runs_code": runs_code(local),
@@ -122,7 +124,10 @@ def info(
     )
     if model.classes:
         out.print(f"classes: {', '.join(str(c) for c in model.classes)}")
-    out.print("inputs:")
+    out.print(f"inputs (schema: {model.schema_source.describe()}):")
+    note = model.schema_source.note(local)
+    if note is not None:
+        out.print(f"  note: {note}")
     for f in model.schema.features:
         if f.kind == "any":
             out.print(f"  {f.name:<24} {'any':<9} not used by the model (optional)")

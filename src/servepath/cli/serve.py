@@ -11,6 +11,7 @@ import typer
 from servepath.cli._app import app, base_settings, get_output
 from servepath.config import model_location, parse_auto
 from servepath.errors import ConfigError
+from servepath.model.schema_file import RULE as SCHEMA_RULE
 from servepath.service.deployments import DEFAULT_CANDIDATE_WEIGHT, DEFAULT_SHADOW_SHARE
 
 
@@ -52,7 +53,7 @@ def serve(
         Path | None,
         typer.Option(
             help="JSON schema of the inputs, winning over what the model says (env "
-            "SERVEPATH_MODEL_SCHEMA) [default: MODEL.schema.json when it exists]"
+            f"SERVEPATH_MODEL_SCHEMA) [default, when it exists: {SCHEMA_RULE}]"
         ),
     ] = None,
     probabilities: Annotated[

@@ -14,13 +14,14 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from servepath.errors import ModelLoadError
+from servepath.model import race_cache
 from servepath.model.convert import file_digest
 from servepath.model.engines import (
     Answers,
@@ -35,6 +36,7 @@ from servepath.model.engines import (
 )
 from servepath.model.race import (
     BATCH,
+    PROBE_ROWS,
     Choice,
     Trial,
     choose,
@@ -43,6 +45,7 @@ from servepath.model.race import (
     verify,
 )
 from servepath.model.schema import Feature, InputSchema, Value
+from servepath.model.schema_file import SchemaSource, near_misses, schema_file_for
 from servepath.model.source import artifact_name, unpickling_failure
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,19 @@ class EngineReport:
     trials: tuple[Trial, ...]
     reference: str
     load_seconds: float = 0.0
+    #: When the race was run (unix time); None: no race (an ONNX artifact).
+    raced_at: float | None = None
+    #: The race's outcome was read from the cache (:mod:`servepath.model.race_cache`).
+    from_cache: bool = False
+
+    def race_line(self) -> str | None:
+        """Whether the race ran now or was read from the cache, and when it ran."""
+        if self.raced_at is None:
+            return None
+        if not self.from_cache:
+            return "engine race: run now (kept in the cache for the next load)"
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.raced_at))
+        return f"engine race: cached (from {when})"
 
     @property
     def serving(self) -> Trial | None:
@@ -109,6 +125,9 @@ class EngineReport:
         """The summary, then one line per engine with its verdict."""
         took = f"; loaded in {self.load_seconds:.2f} s" if self.load_seconds else ""
         out = [f"served by {self.summary()}{took}"]
+        race = self.race_line()
+        if race is not None:
+            out.append(race)
         for t in self.trials:
             cost = ""
             if t.one_row_ms is not None and t.batch_ms is not None:
@@ -131,6 +150,12 @@ class EngineReport:
             "reference": self.reference,
             "largest_difference": self.largest_difference,
             "load_seconds": round(self.load_seconds, 3),
+            "race": {
+                "cached": self.from_cache,
+                "raced_at": None
+                if self.raced_at is None
+                else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.raced_at)),
+            },
             "trials": [t.to_json() for t in self.trials],
         }
 
@@ -154,6 +179,8 @@ class LoadedModel:
     #: the model answers fast enough to run on the event loop rather than the model thread
     inline: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: Where the input schema came from (a file, the ONNX metadata or graph, the model).
+    schema_source: SchemaSource = field(default_factory=lambda: SchemaSource("model"))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -192,8 +219,9 @@ def load_model(
 
     ``cache_dir``: where conversions are kept between runs (the data directory's
     ``engines/``); None converts at every load. ``schema_path``: a JSON schema for the inputs
-    (``InputSchema.to_json()``), which wins over what the model says; without one, a
-    ``<artifact>.schema.json`` beside the artifact is read when present. ``probabilities``:
+    (``InputSchema.to_json()``), which wins over what the model says; without one, the
+    artifact's file name + ``.schema.json`` beside it is read when present
+    (:mod:`servepath.model.schema_file`). ``probabilities``:
     every answer also carries ``probabilities``, one per class.
     """
     start = time.perf_counter()
@@ -204,41 +232,54 @@ def load_model(
     model_name = name or _name_from_path(path)
     digest = file_digest(path)
     version = digest[:12]
-    schema_json = _read_schema_file(path, schema_path)
-    if path.suffix.lower() == ".onnx":
-        model = _load_onnx(path, model_name, version, schema_json, probabilities)
-    else:
-        model = _load_sklearn(
-            path,
-            model_name,
-            version,
-            digest,
-            cache_dir,
-            schema_json,
-            probabilities,
-            race_budget_s,
-            start,
-        )
+    schema_json, schema_file = _read_schema_file(path, schema_path)
+    misses = near_misses(path) if schema_file is None else ()
+    try:
+        if path.suffix.lower() == ".onnx":
+            model = _load_onnx(path, model_name, version, schema_json, probabilities)
+        else:
+            model = _load_sklearn(
+                path,
+                model_name,
+                version,
+                digest,
+                cache_dir,
+                schema_json,
+                probabilities,
+                race_budget_s,
+                start,
+            )
+    except ModelLoadError as exc:
+        note = SchemaSource("model", misnamed=misses).note(path)
+        if note is None:
+            raise
+        # A load that failed for want of a schema may have had one under another name.
+        raise ModelLoadError(exc.path, f"{exc.reason} ({note})") from exc
+    if schema_file is not None:
+        model = replace(model, schema_source=SchemaSource("file", schema_file))
+    elif misses:
+        model = replace(model, schema_source=replace(model.schema_source, misnamed=misses))
     _smoke_test(model)
+    note = model.schema_source.note(path)
+    if note is not None:
+        log.warning("model %s: %s", model.name, note)
     for line in model.report.lines() if model.report else [model.engine_note]:
         log.info("model %s: %s", model.name, line)
     return model
 
 
-def _read_schema_file(path: Path, given: Path | None) -> Any:
+def _read_schema_file(path: Path, given: Path | None) -> tuple[Any, Path | None]:
+    """The schema file's JSON and its path: ``given``, else the artifact's own schema file
+    when it exists; (None, None) when there is none."""
     import orjson
 
-    candidates = [given] if given is not None else [path.with_name(f"{path.name}.schema.json")]
-    for candidate in candidates:
-        if candidate is None or (given is None and not candidate.is_file()):
-            continue
-        try:
-            return orjson.loads(candidate.read_bytes())
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise ModelLoadError(
-                str(path), f"cannot read the schema file {candidate}: {exc}"
-            ) from exc
-    return None
+    candidate = given if given is not None else schema_file_for(path)
+    if given is None and not candidate.is_file():
+        return None, None
+    try:
+        return orjson.loads(candidate.read_bytes()), candidate
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ModelLoadError(str(path), f"cannot read the schema file {candidate}: {exc}") from exc
 
 
 def _name_from_path(path: Path) -> str:
@@ -422,35 +463,54 @@ def _race_sklearn(
     start: float,
 ) -> LoadedModel:
     schema = _find_nullable(estimator, schema, frame, task)
-    try:
-        rows, want, argmax_is_predict = _probe(
-            estimator, schema, frame, task, classes, plan.positive
+
+    def build(argmax_is_predict: bool) -> list[Candidate]:
+        reference = Candidate(
+            "sklearn",
+            f"{type(estimator).__name__}.{'predict_proba' if task == 'proba' else 'predict'} "
+            "on a DataFrame",
+            sklearn_engine(estimator, plan, task, classes, argmax_is_predict),
         )
-    except Exception as exc:
-        raise ModelLoadError(
-            str(path),
-            f"the model cannot predict its own example instance: {type(exc).__name__}: {exc}",
-        ) from exc
-    reference = Candidate(
-        "sklearn",
-        f"{type(estimator).__name__}.{'predict_proba' if task == 'proba' else 'predict'} "
-        "on a DataFrame",
-        sklearn_engine(estimator, plan, task, classes, argmax_is_predict),
-    )
-    candidates = [
-        reference,
-        *sklearn_candidates(
-            estimator,
-            schema,
-            plan,
-            task,
-            classes,
-            digest=digest,
-            cache_dir=cache_dir,
-            argmax_is_predict=argmax_is_predict,
-        ),
-    ]
-    report, engines = _race(candidates, want, rows, "scikit-learn", race_budget_s, start)
+        return [
+            reference,
+            *sklearn_candidates(
+                estimator,
+                schema,
+                plan,
+                task,
+                classes,
+                digest=digest,
+                cache_dir=cache_dir,
+                argmax_is_predict=argmax_is_predict,
+            ),
+        ]
+
+    def probe(count: int) -> tuple[list[Row], Answers, bool]:
+        try:
+            return _probe(estimator, schema, frame, task, classes, plan.positive, count)
+        except Exception as exc:
+            raise ModelLoadError(
+                str(path),
+                f"the model cannot predict its own example instance: {type(exc).__name__}: {exc}",
+            ) from exc
+
+    key = race_cache.race_key(digest, schema.to_json(), {"task": task})
+    kept = race_cache.read(cache_dir, digest, key)
+    found = None
+    if kept is not None:
+        # The kept race is checked on a few probe rows, not all of them: the rows' reference
+        # answers are what a full probe costs most.
+        rows, want, _ = probe(race_cache.CHECK_ROWS)
+        found = _reuse_race(kept, build(kept.argmax_is_predict), want, rows, start)
+    if found is not None:
+        report, engines = found
+    else:
+        rows, want, argmax_is_predict = probe(PROBE_ROWS)
+        candidates = build(argmax_is_predict)
+        report, engines = _race(candidates, want, rows, "scikit-learn", race_budget_s, start)
+        raced_at = report.raced_at or time.time()
+        race = race_cache.CachedRace(report.choice, report.trials, raced_at, argmax_is_predict)
+        race_cache.write(cache_dir, digest, key, race)
     fmt = formatter(task, classes, probabilities or _asks_probabilities(estimator))
     predict_rows = _dispatch(engines, report.choice, fmt)
     outputs = output_names(task, probabilities or _asks_probabilities(estimator))
@@ -487,10 +547,12 @@ def _probe(
     task: Task,
     classes: list[Any],
     positive: frozenset[str] = frozenset(),
+    count: int = PROBE_ROWS,
 ) -> tuple[list[Row], Answers, bool]:
-    """Probe rows and the model's own answers for them. Rows the model itself refuses (a
-    value its FunctionTransformer cannot take, say) are left out; the example must pass."""
-    rows = probe_rows(schema, positive=positive)
+    """``count`` probe rows and the model's own answers for them. Rows the model itself
+    refuses (a value its FunctionTransformer cannot take, say) are left out; the example must
+    pass."""
+    rows = probe_rows(schema, count, positive=positive)
     try:
         want, argmax = _reference_answers(estimator, frame(rows), task, classes)
         return rows, want, argmax
@@ -600,8 +662,54 @@ def _race(
         for t in trials
     )
     choice = choose(timed, candidates[0].name)
-    report = EngineReport(choice, timed, reference_label, time.perf_counter() - start)
+    report = EngineReport(
+        choice, timed, reference_label, time.perf_counter() - start, raced_at=time.time()
+    )
     return report, agreeing
+
+
+def _reuse_race(
+    kept: race_cache.CachedRace,
+    candidates: list[Candidate],
+    want: Answers,
+    rows: list[Row],
+    start: float,
+) -> tuple[EngineReport, dict[str, EngineFn]] | None:
+    """The kept race's report and engines, once the engines it chose reproduce the model's
+    own answers again on the probe rows; None (race again) when one does not, or is gone."""
+    built = {c.name: c for c in candidates}
+    serving = {kept.choice.small, kept.choice.large}
+    reference = candidates[0].name
+    for name in serving - {reference}:
+        candidate = built.get(name)
+        if candidate is None or candidate.predict is None:
+            return None
+        if not verify(candidate, want, rows).agrees:
+            log.info("the cached engine race chose %s, which no longer agrees: racing again", name)
+            return None
+    engines = {
+        t.name: fn
+        for t in kept.trials
+        if t.agrees and t.name in built and (fn := built[t.name].predict) is not None
+    }
+    if not serving <= set(engines):
+        return None
+    # The verdicts and costs are the kept race's; how each conversion was had is this load's.
+    trials = tuple(
+        replace(t, convert_seconds=c.convert_seconds, cached=c.cached)
+        if (c := built.get(t.name)) is not None
+        else t
+        for t in kept.trials
+    )
+    report = EngineReport(
+        kept.choice,
+        trials,
+        "scikit-learn",
+        time.perf_counter() - start,
+        raced_at=kept.raced_at,
+        from_cache=True,
+    )
+    return report, engines
 
 
 # --- ONNX ---------------------------------------------------------------------------
@@ -693,6 +801,9 @@ def _load_onnx(
         tuple(classes),
         inline=batch is not None and batch < INLINE_BATCH_MS,
         extra={"schema_source": facts.schema_source},
+        schema_source=SchemaSource("graph" if facts.schema_source == "graph" else "metadata")
+        if facts.schema_source != "schema file"
+        else SchemaSource("file"),
     )
 
 

@@ -170,7 +170,9 @@ def _schema_from_graph(graph: Any, inputs: list[Any]) -> InputSchema:
         elif elem == TensorProto.STRING:
             raise ValueError(
                 f"input {inp.name!r} is a string, and the model does not say which values it "
-                f"takes: state the schema in the {SCHEMA_KEY!r} metadata or give --schema FILE"
+                f"takes: state the schema in the {SCHEMA_KEY!r} metadata, give --schema FILE, "
+                "or put it beside the model, named after the model's whole file name "
+                "(model.onnx.schema.json)"
             )
         elif elem == TensorProto.BOOL:
             features.append(Feature(inp.name, "boolean", None, False))

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 
 from servepath.cache.base import Cache
 from servepath.config import Settings
-from servepath.contract import DEFAULT_PREDICT_ROUTE
+from servepath.contract import DEFAULT_PREDICT_ROUTE, OPENAPI_ROUTE
 from servepath.errors import ConfigError
 from servepath.model.loaded import LoadedModel
 from servepath.net.addresses import classify_address
@@ -34,6 +35,7 @@ from servepath.service.asgi import (
 )
 from servepath.service.auth import (
     AccessPolicy,
+    Identity,
     challenge,
     load_key_file,
     parse_open_routes,
@@ -41,7 +43,11 @@ from servepath.service.auth import (
 )
 from servepath.service.control import Coordinator
 from servepath.service.dataplane import DataPlane
+from servepath.service.docs_assets import ASSET_ROUTES as DOCS_ASSET_ROUTES
+from servepath.service.docs_assets import INIT_ROUTE as DOCS_INIT_ROUTE
 from servepath.service.endpoints.decisions import Decisions
+from servepath.service.endpoints.login import Login, login_url
+from servepath.service.endpoints.login import routes_of as login_routes
 from servepath.service.endpoints.ops import Ops
 from servepath.service.endpoints.page import LivePage
 from servepath.service.endpoints.repository import Repository
@@ -53,8 +59,11 @@ from servepath.service.metrics import Metrics
 from servepath.service.pathecho import caller_view
 from servepath.service.request import Head, RequestContext, request_id_for
 from servepath.service.routes import LIVE_ROUTE, V2_INFER, Router
+from servepath.service.session import cookie_of, wants_html
+from servepath.service.session import verify as verify_session
 from servepath.service.ui import SeenRing
 from servepath.service.ui_assets import subroutes as ui_subroutes
+from servepath.service.ui_share import RingShare, shared_directory
 from servepath.store.base import PredictionLog
 
 log = logging.getLogger(__name__)
@@ -101,8 +110,15 @@ class ServepathApp:
             gate.seen = self.ui.note  # refusals on the head reach the page too
             page = LivePage(settings, plane, ops, self.ui, settings.ui_route)
             page.templates = tuple(sorted(self.ui_templates))
+            page.share = ring_share(settings, self.ui)
             exact.update(page.routes())
             self.page = page
+        #: The pages a person reads, which a login's session cookie opens (never a prediction).
+        docs = ("/docs", *DOCS_ASSET_ROUTES, DOCS_INIT_ROUTE, OPENAPI_ROUTE)
+        ui = ui_subroutes(settings.ui_route).values() if settings.ui_route else ()
+        self.session_routes = frozenset({*docs, *ui})
+        login = Login(settings, self.metrics, lambda: self.access.keys, self.session_routes)
+        exact.update(login.routes())
         #: Model control (--model-control explicit): the repository routes and the workers'
         #: agreement on what serves; None without it.
         self.coordinator: Coordinator | None = None
@@ -126,10 +142,14 @@ class ServepathApp:
 
     async def startup(self) -> None:
         await self.plane.startup()
+        if self.page is not None and self.page.share is not None:
+            self.page.share.start()
         if self.coordinator is not None:
             self._watch = asyncio.create_task(self.coordinator.watch(), name="servepath-control")
 
     async def shutdown(self) -> None:
+        if self.page is not None and self.page.share is not None:
+            await self.page.share.stop()
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -181,7 +201,8 @@ class ServepathApp:
             if handler is None:
                 response = self.router.not_found(method, scope["path"], allowed)
             elif self.access.needs_key(template, health=template in self.health_routes):
-                response = self._authorized(scope, ctx) or await handler(scope, receive, ctx)
+                refused = self._authorized(scope, ctx, template)
+                response = refused or await handler(scope, receive, ctx)
             else:
                 response = await handler(scope, receive, ctx)
         except Exception as exc:
@@ -209,17 +230,28 @@ class ServepathApp:
         if self.settings.access_log:
             self._access(scope, ctx, response, elapsed)
 
-    def _authorized(self, scope: Scope, ctx: RequestContext) -> Response | None:
-        """None when the request carries a known key (its name goes on ``ctx``), else the
-        401 to answer instead; the body is never read for a caller without a key."""
+    def _authorized(self, scope: Scope, ctx: RequestContext, template: str) -> Response | None:
+        """None when the request carries a known key (its name goes on ``ctx``) — or, on a
+        page a person reads, a valid session cookie — else the 401 to answer instead (a 303
+        to the login page for a browser opening such a page); the body is never read for a
+        caller without a key."""
         keys = self.access.keys
         assert keys is not None
-        identity = keys.identify(presented_key(scope["headers"]))
+        headers = scope["headers"]
+        identity = keys.identify(presented_key(headers))
+        page = template in self.session_routes
+        if not identity.ok and page:
+            name = verify_session(keys, cookie_of(headers))
+            if name is not None:
+                identity = Identity(name)
         if identity.ok:
             ctx.caller = identity.name
             self.metrics.count_caller(identity.name or "", "accepted")
             return None
         self.metrics.count_caller("", identity.problem or "invalid")
+        if page and scope["method"] == "GET" and wants_html(headers):
+            location = login_url(self.settings, scope["path"]).encode()
+            return Response(303, b"", b"text/plain; charset=utf-8", [(b"location", location)])
         message = (
             "this route needs an API key: send Authorization: Bearer KEY or X-API-Key: KEY"
             if identity.problem == "missing"
@@ -313,7 +345,14 @@ def access_policy(settings: Settings) -> AccessPolicy:
     if settings.ui_route and settings.ui_route in opened:
         # Opening the live page opens its script, stylesheet and data with it.
         opened |= frozenset(ui_subroutes(settings.ui_route).values())
-    return AccessPolicy(keys, settings.protect_health, opened)
+    return AccessPolicy(keys, settings.protect_health, opened, login_routes(settings))
+
+
+def ring_share(settings: Settings, ring: SeenRing) -> RingShare | None:
+    """With several workers, the live page's list shared through the directory the
+    supervisor made for the workers' metrics (it puts it in each worker's environment)."""
+    directory = shared_directory(settings.workers, os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    return RingShare(directory, ring, settings.trusted_proxies) if directory else None
 
 
 def create_app(

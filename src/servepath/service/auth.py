@@ -12,7 +12,10 @@ Which routes need a key, once a key file is given:
   echo, ``/docs`` and ``/openapi.json``: a key, unless opened with ``--open-routes``;
 * health (``/``, the configured health route, ``/v2/health/*``, ``/v2``, a model's
   ``…/ready``): open, unless
-  ``--protect-health``; an orchestrator's probe carries no key.
+  ``--protect-health``; an orchestrator's probe carries no key;
+* the login page (``/_ui/login``): open; it is where a person presents a key and gets a
+  session cookie (:mod:`servepath.service.session`), which opens the live page, ``/docs`` and
+  ``/openapi.json`` — never a prediction route.
 """
 
 from __future__ import annotations
@@ -203,9 +206,11 @@ class AccessPolicy:
     keys: KeyRing | None
     protect_health: bool = False
     open_routes: frozenset[str] = frozenset()
+    #: Routes that never need a key: the login page, where a person presents one.
+    public: frozenset[str] = frozenset()
 
     def needs_key(self, path: str, *, health: bool) -> bool:
-        if self.keys is None or path in self.open_routes:
+        if self.keys is None or path in self.open_routes or path in self.public:
             return False
         return self.protect_health or not health
 

@@ -36,9 +36,10 @@ def _hash(script: str) -> str:
     return f"'sha256-{base64.b64encode(digest).decode()}'"
 
 
-def csp_for_html(html: str) -> str:
+def csp_for_html(html: str, *, form_action: str = "'none'") -> str:
     """A Content-Security-Policy that lets ``html``'s own scripts and stylesheets load and
-    nothing else: no other script, no framing, no plugins, fetches only to this server."""
+    nothing else: no other script, no framing, no plugins, fetches only to this server.
+    ``form_action``: where the page's forms may post (the login page: ``'self'``)."""
     scripts = sorted({_source(u) for u in _SCRIPT_SRC.findall(html)})
     scripts += [_hash(body) for body in _INLINE_SCRIPT.findall(html) if body.strip()]
     styles = sorted({_source(u) for u in _STYLESHEET.findall(html)} | {"'self'"})
@@ -54,15 +55,19 @@ def csp_for_html(html: str) -> str:
             "font-src 'self' data:",
             "connect-src 'self'",
             "base-uri 'none'",
-            "form-action 'none'",
+            f"form-action {form_action}",
             "frame-ancestors 'none'",
         ]
     )
 
 
-def html_headers(html: str) -> list[tuple[bytes, bytes]]:
-    """The headers an HTML page is served with (beyond :data:`SERVER_HEADERS`)."""
+def html_headers(
+    html: str, *, form_action: str = "'none'", referrer: bytes = b"no-referrer"
+) -> list[tuple[bytes, bytes]]:
+    """The headers an HTML page is served with (beyond :data:`SERVER_HEADERS`). A page with a
+    form posts with ``referrer=b"same-origin"``: under ``no-referrer`` a browser sends
+    ``Origin: null``, and the server could not tell its own form from another site's."""
     return [
-        (b"content-security-policy", csp_for_html(html).encode()),
-        (b"referrer-policy", b"no-referrer"),
+        (b"content-security-policy", csp_for_html(html, form_action=form_action).encode()),
+        (b"referrer-policy", referrer),
     ]

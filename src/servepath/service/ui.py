@@ -6,7 +6,8 @@ work â€” who the caller was, the forwarded chain, the cache and the time split â
 the page asks, from the very inputs the prediction log's record is made of (the TCP peer, the
 forwarded headers, through :func:`~servepath.service.pathecho.meta_for_log`, and the
 request's ``Server-Timing`` entries), so the page and the log cannot disagree. Each worker
-process keeps its own ring.
+process keeps its own ring; with several, the page merges them
+(:mod:`servepath.service.ui_share`).
 
 Synthetic traffic (requests marked ``X-Servepath-Traffic``: the doctor's, load's, a monitor's)
 stays in the list, tagged, but out of the numbers and the chart, which count only what real
@@ -232,6 +233,10 @@ class SeenRing:
 
     def __len__(self) -> int:
         return len(self._recent)
+
+    def newest(self) -> Entry | None:
+        """The last request kept (its identity says whether the ring changed)."""
+        return self._recent[-1] if self._recent else None
 
     def entries(self, trusted: TrustedProxies, limit: int | None = None) -> list[dict[str, Any]]:
         """The kept requests, newest first, as the page shows them (the dicts are shared

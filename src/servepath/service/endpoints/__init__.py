@@ -1,9 +1,10 @@
 """The service's endpoint families, each a module that owns its route list.
 
 ``decisions`` (``POST /decisions`` and the Vertex AI form), ``v2`` (the Open Inference
-Protocol), ``ops`` (health, metrics, the OpenAPI document and its docs page, the path echo)
-and ``page`` (the live page). Each family is a small class over the data plane whose
-``routes()`` the ASGI shell (:mod:`servepath.service.app`) assembles into one router; a
+Protocol), ``ops`` (health, metrics, the OpenAPI document and its docs page, the path echo),
+``page`` (the live page), ``login`` (a person's way in when the server takes keys) and
+``repository`` (model control: load, unload, promote, rollback). Each family is a small
+class over the data plane whose ``routes()`` the ASGI shell (:mod:`servepath.service.app`) assembles into one router; a
 handler is a thin delegate: read the request, call the data plane, shape the answer.
 """
 

@@ -32,6 +32,7 @@ from servepath.service.ui import SeenRing, latest_from, request_totals
 from servepath.service.ui_assets import ASSETS, DATA_SUFFIX
 from servepath.service.ui_assets import asset as ui_asset
 from servepath.service.ui_assets import page as ui_page
+from servepath.service.ui_share import RingShare
 
 #: Seconds the shared part of the data (the list, the numbers, the model) is served for
 #: once computed: a poll of any number of viewers costs one computation a window.
@@ -44,6 +45,7 @@ WITHHELD_ROW: dict[str, Any] = {
     "client_addr": None,
     "forwarded": None,
     "proxies": [],
+    "pid": None,
     "withheld": True,
 }
 
@@ -82,6 +84,8 @@ class LivePage:
         self.root = root
         self.clock = clock
         self.templates: tuple[str, ...] = ()
+        #: With several workers: the list merged from every worker's ring (None: this one's).
+        self.share: RingShare | None = None
         self._shared: Shared | None = None
         #: Times the shared part was computed.
         self.computed = 0
@@ -132,7 +136,8 @@ class LivePage:
         self.computed += 1
         s = self.settings
         ring = self.ring
-        entries = ring.entries(s.trusted_proxies)
+        share = self.share
+        entries = share.merged(ring.capacity) if share else ring.entries(s.trusted_proxies)
         model = self.plane.model
         common: dict[str, Any] = {
             "generated": round(time.time(), 3),
@@ -150,7 +155,11 @@ class LivePage:
                 "hostname": hostname,
                 "workers": s.workers,
                 "predict_route": s.predict_route,
-                "ring": {"capacity": ring.capacity, "size": len(entries), "scope": "worker"},
+                "ring": {
+                    "capacity": ring.capacity,
+                    "size": len(entries),
+                    "scope": "all workers" if share else "worker",
+                },
             }
 
         mine: dict[str, list[dict[str, Any]]] = {}

@@ -152,8 +152,9 @@
     $("totals").textContent = t.requests + " served, " + t.errors + " errors" + rate;
     var w = data.server.workers;
     $("workers-note").textContent = w > 1
-      ? "This server runs " + w + " workers; each keeps its own ring, so the list, the percentiles and " +
-        "the chart are this worker's (" + pidText(data.server) + "). \"All workers\" is summed from /metrics, synthetic requests included."
+      ? "This server runs " + w + " workers: the list merges every worker's last requests (each row " +
+        "names its worker's pid); the percentiles and the chart are this worker's (" + pidText(data.server) +
+        "). \"All workers\" is summed from /metrics, synthetic requests included."
       : "One worker (" + pidText(data.server) + "): the list covers every request to the predict routes; the numbers leave out synthetic ones (X-Servepath-Traffic).";
     drawSpark(s.per_second);
   }
