@@ -4,8 +4,9 @@
 Protocol), ``ops`` (health, metrics, the OpenAPI document and its docs page, the path echo),
 ``page`` (the live page), ``login`` (a person's way in when the server takes keys) and
 ``repository`` (model control: load, unload, promote, rollback). Each family is a small
-class over the data plane whose ``routes()`` the ASGI shell (:mod:`servepath.service.app`) assembles into one router; a
-handler is a thin delegate: read the request, call the data plane, shape the answer.
+class over the data plane whose ``routes()`` the ASGI shell (:mod:`servepath.service.app`)
+assembles into one router; a handler is a thin delegate: read the request, call the data
+plane, shape the answer.
 """
 
 from __future__ import annotations
