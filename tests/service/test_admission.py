@@ -12,6 +12,9 @@ from servepath.service.admission import (
     Admission,
     AdmissionLimits,
     CallFit,
+    Diagnostics,
+    RateBudget,
+    RateLimits,
 )
 
 
@@ -218,3 +221,32 @@ def test_a_loop_that_stalls_again_and_again_is_shed_on_its_standing_lag() -> Non
         adm.observe_lag(0.2)
     decision = adm.decide(0.0)
     assert not decision.admitted and decision.expected_wait >= 0.2
+
+
+def test_a_rate_budget_gives_its_burst_then_one_a_period_and_says_when() -> None:
+    budget = RateBudget(RateLimits(rate=2.0, burst=3))
+    assert [budget.take(0.0) for _ in range(4)] == [0, 0, 0, 1]
+    assert budget.take(0.5) == 0  # a token every half second
+    assert budget.take(0.5) == 1
+    slow = RateBudget(RateLimits(rate=0.1, burst=1))
+    assert slow.take(0.0) == 0
+    assert slow.take(0.0) == 10  # a token in ten seconds
+
+
+def test_diagnostic_routes_give_way_to_saturated_predictions() -> None:
+    adm = calibrated(0.0, 0.000001, max_wait=0.05)
+    diagnostics = Diagnostics(adm)
+    assert diagnostics.decide(0.0).admitted
+    adm.enter(0.0)
+    for _ in range(LAG_WINDOW):
+        adm.observe_lag(0.2)  # predictions are past their bound
+    refused = diagnostics.decide(0.0)
+    assert not refused.admitted and refused.reason == "overloaded" and refused.retry_after >= 1
+
+
+def test_past_its_budget_a_flood_of_diagnostic_requests_is_refused() -> None:
+    diagnostics = Diagnostics(Admission(), RateLimits(rate=1.0, burst=2))
+    decisions = [diagnostics.decide(0.0) for _ in range(100)]
+    assert sum(d.admitted for d in decisions) == 2
+    assert {d.reason for d in decisions[2:]} == {"rate"}
+    assert diagnostics.decide(1.0).admitted  # a token a second

@@ -443,3 +443,93 @@ class Admission:
             refused=dict(self.refused),
             saturated=wait > self.max_wait or self.in_flight >= self.limits.max_in_flight,
         )
+
+
+# --- the diagnostic routes ----------------------------------------------------------------
+
+DiagnosticRefusal = Literal["overloaded", "rate"]
+
+
+@dataclass(frozen=True)
+class DiagnosticDecision:
+    """Admitted, or refused with why, when to come back and the words for it."""
+
+    admitted: bool
+    reason: DiagnosticRefusal | None = None
+    retry_after: int = 0
+    detail: str = ""
+
+
+DIAGNOSTIC_ADMIT = DiagnosticDecision(True)
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """A token bucket: ``rate`` requests a second sustained, ``burst`` at once."""
+
+    rate: float
+    burst: int
+
+
+#: The live page's data and the path echo, per worker: a viewer polls once a second, so
+#: twenty viewers a worker, with room for a page load's burst.
+DIAGNOSTIC_LIMITS = RateLimits(rate=20.0, burst=40)
+
+
+class RateBudget:
+    """A token bucket, pure: :meth:`take` with the time, and it says when to come back."""
+
+    def __init__(self, limits: RateLimits) -> None:
+        self.limits = limits
+        self.tokens = float(limits.burst)
+        self._at: float | None = None
+
+    def take(self, now: float) -> int:
+        """0 when a token was taken; else the whole seconds until one is there (at least 1)."""
+        limits = self.limits
+        if self._at is not None:
+            self.tokens = min(float(limits.burst), self.tokens + (now - self._at) * limits.rate)
+        self._at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0
+        return max(1, math.ceil((1.0 - self.tokens) / limits.rate))
+
+
+class Diagnostics:
+    """Admission of the routes that serve people and tools rather than predictions.
+
+    The live page's data and the path echo are optional work: none is taken on while the
+    predictions' building is saturated (:class:`Admission`'s own bound), and past their
+    budget they are refused at once, so that a flood of them is turned away cheaply and
+    never counts against predictions. The handlers answer without awaiting anything, so a
+    count of those in flight would say nothing; what a flood costs is its rate.
+
+    ``/metrics`` is not admitted here at all: the operator's scraper must see an overload
+    when there is one, and any budget a flood of page polls (or of scrapes) could spend is
+    one the scraper would lose. A scrape costs what its fixed label set costs, like health,
+    and a flood of them is bounded by the connection limits like a flood of 404s.
+    """
+
+    def __init__(self, admission: Admission, limits: RateLimits = DIAGNOSTIC_LIMITS) -> None:
+        self.admission = admission
+        self.budget = RateBudget(limits)
+
+    def decide(self, now: float) -> DiagnosticDecision:
+        adm = self.admission
+        wait = adm.expected_wait(now)
+        if adm.in_flight and (wait > adm.max_wait or adm.in_flight >= adm.limits.max_in_flight):
+            # Predictions come first: diagnostic work waits until they are under their bound.
+            return _refused_diagnostic(
+                "overloaded", adm.retry_after(now), "predictions are at their bound"
+            )
+        retry = self.budget.take(now)
+        if retry:
+            return _refused_diagnostic("rate", retry, "diagnostic requests past their budget")
+        return DIAGNOSTIC_ADMIT
+
+
+def _refused_diagnostic(
+    reason: DiagnosticRefusal, retry_after: int, detail: str
+) -> DiagnosticDecision:
+    return DiagnosticDecision(False, reason, retry_after, detail)
