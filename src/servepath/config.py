@@ -136,6 +136,9 @@ class Settings:
     cache_prefix: str = "servepath"
     cache_timeout: float = 0.05
     store_url: str = "sqlite"
+    #: Seconds a PostgreSQL write may wait before the log counts the database as hung and
+    #: spools (a durable request waits at most about this long on a stalled database).
+    store_write_timeout: float = 5.0
     durable: bool = False
     #: Seconds a request may take from its first byte to its answer; past it, it is dropped
     #: before the model runs (503). A caller's own deadline header may shorten it.
@@ -280,6 +283,7 @@ class Settings:
             "body_timeout",
             "keepalive_timeout",
             "send_timeout",
+            "store_write_timeout",
         ):
             value = getattr(self, name)
             if not value > 0:
@@ -397,6 +401,7 @@ class Settings:
         _str(values, env, "cache_prefix", "SERVEPATH_CACHE_PREFIX")
         _float(values, env, "cache_timeout", "SERVEPATH_CACHE_TIMEOUT")
         _str(values, env, "store_url", "SERVEPATH_STORE_URL")
+        _float(values, env, "store_write_timeout", "SERVEPATH_STORE_WRITE_TIMEOUT")
         if env.get("SERVEPATH_DURABLE"):
             values["durable"] = _truthy(env["SERVEPATH_DURABLE"])
         _str(values, env, "log_level", "SERVEPATH_LOG_LEVEL")

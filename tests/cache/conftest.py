@@ -51,6 +51,8 @@ class OwnRedis:
     port: int
     directory: Path
     process: subprocess.Popen[bytes] | None = field(default=None)
+    #: More redis-server options (``--maxmemory 2mb``…).
+    options: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -65,6 +67,7 @@ class OwnRedis:
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", str(self.directory),
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -83,4 +83,5 @@ async def test_redis_killed_mid_burst_costs_no_5xx_and_is_used_again_after_resta
         "backend": "redis",
         "healthy": True,
         "detail": f"127.0.0.1:{own_redis.port} db 0",
+        "writable": True,
     }

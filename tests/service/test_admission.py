@@ -12,6 +12,9 @@ from servepath.service.admission import (
     Admission,
     AdmissionLimits,
     CallFit,
+    Diagnostics,
+    RateBudget,
+    RateLimits,
 )
 
 
@@ -182,3 +185,68 @@ def test_a_building_where_nothing_is_answered_for_an_interval_is_saturated() -> 
     assert adm.decide(0.05).admitted
     decision = adm.decide(0.5)  # nothing answered for 0.5 s with two in flight
     assert not decision.admitted and decision.expected_wait >= 0.49
+
+
+@pytest.mark.parametrize("loop_stalled", [True, False])
+def test_a_stall_of_the_event_loop_is_not_taken_for_a_standing_queue(loop_stalled: bool) -> None:
+    # Requests answered within 2 ms, one every 10 ms, then 300 ms in which nothing moves. If
+    # the event loop stood still (a collection, a thread holding the interpreter), every
+    # request waited it out alike and the next ones find the building as it was; if the loop
+    # ran and the requests in flight still were not answered, they queue behind something.
+    adm = Admission(AdmissionLimits(max_wait=0.05))
+    now = 0.0
+    for step in range(20):
+        now = step * 0.01
+        adm.observe_lag(0.0005)  # the lag sampler, every 10 ms
+        adm.leave(now + 0.002, adm.enter(now))
+    held = adm.enter(now + 0.005)
+    now += 0.305
+    if loop_stalled:
+        adm.observe_lag(0.3)  # the lag sampler's timer ran 300 ms late
+    decision = adm.decide(now)
+    adm.leave(now + 0.001, held)  # the held request is answered at once
+    after = adm.decide(now + 0.002)
+    if loop_stalled:
+        assert decision.admitted and after.admitted, (decision, after)
+        assert adm.expected_wait(now + 0.002) < 0.05
+    else:
+        assert not decision.admitted and decision.reason == "wait"
+        assert adm.expected_wait(now + 0.002) >= 0.3  # the last answer waited 300 ms
+
+
+def test_a_loop_that_stalls_again_and_again_is_shed_on_its_standing_lag() -> None:
+    adm = Admission(AdmissionLimits(max_wait=0.05))
+    adm.enter(0.0)
+    for _ in range(LAG_WINDOW):
+        adm.observe_lag(0.2)
+    decision = adm.decide(0.0)
+    assert not decision.admitted and decision.expected_wait >= 0.2
+
+
+def test_a_rate_budget_gives_its_burst_then_one_a_period_and_says_when() -> None:
+    budget = RateBudget(RateLimits(rate=2.0, burst=3))
+    assert [budget.take(0.0) for _ in range(4)] == [0, 0, 0, 1]
+    assert budget.take(0.5) == 0  # a token every half second
+    assert budget.take(0.5) == 1
+    slow = RateBudget(RateLimits(rate=0.1, burst=1))
+    assert slow.take(0.0) == 0
+    assert slow.take(0.0) == 10  # a token in ten seconds
+
+
+def test_diagnostic_routes_give_way_to_saturated_predictions() -> None:
+    adm = calibrated(0.0, 0.000001, max_wait=0.05)
+    diagnostics = Diagnostics(adm)
+    assert diagnostics.decide(0.0).admitted
+    adm.enter(0.0)
+    for _ in range(LAG_WINDOW):
+        adm.observe_lag(0.2)  # predictions are past their bound
+    refused = diagnostics.decide(0.0)
+    assert not refused.admitted and refused.reason == "overloaded" and refused.retry_after >= 1
+
+
+def test_past_its_budget_a_flood_of_diagnostic_requests_is_refused() -> None:
+    diagnostics = Diagnostics(Admission(), RateLimits(rate=1.0, burst=2))
+    decisions = [diagnostics.decide(0.0) for _ in range(100)]
+    assert sum(d.admitted for d in decisions) == 2
+    assert {d.reason for d in decisions[2:]} == {"rate"}
+    assert diagnostics.decide(1.0).admitted  # a token a second

@@ -19,9 +19,16 @@ class CacheStatus:
     backend: str  # "memory", "redis", "off"
     healthy: bool
     detail: str = ""
+    #: False while the cache answers lookups but refuses to store (a full Redis).
+    writable: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        return {"backend": self.backend, "healthy": self.healthy, "detail": self.detail}
+        return {
+            "backend": self.backend,
+            "healthy": self.healthy,
+            "detail": self.detail,
+            "writable": self.writable,
+        }
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,13 @@ Under load, two things made a healthy Redis look dead and halve the service's ca
   gathered into one ``MGET`` (and one pipeline of stores): at saturation, tens of requests
   share a round trip, and the client library's per-call cost is paid once for them.
 
+A **full** Redis (``maxmemory`` reached with the ``noeviction`` policy) refuses writes with
+``OOM`` and still answers reads: that is not an outage, and it opens no breaker for lookups,
+which go on being served as hits. Writes alone are skipped for a growing back-off
+(:data:`WRITE_BACKOFF_MIN` doubling to :data:`WRITE_BACKOFF_MAX`: keys expire, memory may
+free), each skipped store counted as a store error; the health body says ``writes refused:
+redis full``, and a warning is logged at most every 10 s.
+
 Failures are logged at most every 10 s, with a count.
 """
 
@@ -33,6 +40,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 
 from servepath.cache.base import CacheStats, CacheStatus, StoreErrorHook
 from servepath.errors import CacheUnavailable, ConfigError
@@ -51,6 +59,9 @@ PROBE_INTERVAL = 1.0
 MAX_LAG_ALLOWANCE = 0.5
 #: Keys in one gathered MGET, at most (a larger gathering is split).
 MAX_KEYS_PER_CALL = 4096
+#: Writes are skipped this long after Redis refused one for memory; doubles per refusal.
+WRITE_BACKOFF_MIN = 1.0
+WRITE_BACKOFF_MAX = 30.0
 
 
 class RedisCache:
@@ -96,6 +107,11 @@ class RedisCache:
         self._open_until = 0.0
         self._probe: asyncio.Task[None] | None = None
         self._degraded_log = RateLimitedWarning(log, "redis cache degraded")
+        # Writes refused for memory in a row, and until when writes are skipped.
+        self._full = 0
+        self._full_since = 0.0
+        self._writes_open_until = 0.0
+        self._full_log = RateLimitedWarning(log, "redis cache full, writes refused")
         # Lookups and stores waiting for this loop iteration's round trip.
         self._gets: list[tuple[Sequence[str], asyncio.Future[list[bytes | None]]]] = []
         self._sets: list[tuple[Sequence[tuple[str, bytes]], float, StoreErrorHook | None]] = []
@@ -152,7 +168,7 @@ class RedisCache:
         px = max(1, round(ttl * 1000)) if ttl > 0 else None
         for key, value in items:
             pipe.set(key, value, px=px)
-        await self._call(pipe.execute())
+        await self._call(pipe.execute(), write=True)
 
     def store_later(
         self,
@@ -226,13 +242,13 @@ class RedisCache:
                 pipe.set(key, value, px=px)
                 count += 1
         try:
-            await self._call(pipe.execute())
+            await self._call(pipe.execute(), write=True)
         except Exception as exc:
             for items, _, on_error in sets:
                 if on_error is not None:
                     on_error(len(items), repr(exc))
 
-    async def _call(self, op: Any) -> Any:
+    async def _call(self, op: Any, *, write: bool = False) -> Any:
         # ``op`` is an un-awaited coroutine; close it when the breaker refuses the call.
         now = self._clock()
         if now < self._open_until:
@@ -240,6 +256,11 @@ class RedisCache:
             raise CacheUnavailable(
                 "redis",
                 f"{self._last_error}; retrying in {self._open_until - now:.2f}s",
+            )
+        if write and now < self._writes_open_until:
+            op.close()
+            raise CacheUnavailable(
+                "redis", f"{self._full_detail()}; retrying in {self._writes_open_until - now:.2f}s"
             )
         loop = asyncio.get_running_loop()
         task = loop.create_task(op)
@@ -256,13 +277,39 @@ class RedisCache:
             task.cancel()
             self._failed(f"call to {self.target} cancelled by its caller")
             raise
+        except OutOfMemoryError as exc:
+            # Redis answered: it is full, not away. Reads go on; writes wait (see the module
+            # docstring). The message is Redis's own, without the pipeline's key and value.
+            self._refused_write()
+            raise CacheUnavailable("redis", self._full_detail()) from exc
         except (aioredis.RedisError, OSError) as exc:
             self._failed(f"{self.target}: {str(exc).rstrip('.')}")
             raise CacheUnavailable("redis", self._last_error) from exc
         if self._failures:
             log.info("redis cache at %s answers again", self.target)
         self._failures = 0
+        if write and self._full:
+            log.info("redis cache at %s takes writes again", self.target)
+            self._full = 0
         return result
+
+    def _refused_write(self) -> None:
+        # An answer, so not a failure of Redis: the breaker for reads stays as it was.
+        if self._failures:
+            log.info("redis cache at %s answers again", self.target)
+        self._failures = 0
+        if not self._full:
+            self._full_since = self._clock()
+        self._full += 1
+        backoff = min(WRITE_BACKOFF_MIN * 2 ** (self._full - 1), WRITE_BACKOFF_MAX)
+        self._writes_open_until = self._clock() + backoff
+        self._full_log.note(
+            f"{self.target} is full (maxmemory with the noeviction policy): responses are "
+            f"not cached, lookups still served; next write in {backoff:g} s"
+        )
+
+    def _full_detail(self) -> str:
+        return f"writes refused: redis full at {self.target} (OOM, maxmemory reached)"
 
     def _failed(self, reason: str) -> None:
         self._failures += 1
@@ -278,6 +325,14 @@ class RedisCache:
                 backend="redis",
                 healthy=False,
                 detail=f"{self._last_error} ({self._failures} consecutive failures)",
+            )
+        if self._full:
+            since = self._clock() - self._full_since
+            return CacheStatus(
+                backend="redis",
+                healthy=False,
+                detail=f"degraded: {self._full_detail()} for {since:.0f} s; lookups served",
+                writable=False,
             )
         return CacheStatus(backend="redis", healthy=True, detail=self.target)
 

@@ -33,6 +33,14 @@ A request may come in when both hold:
     and one for each admitted request still on its way there: a burst read in one loop
     iteration is decided request by request, not all at once against an empty queue.
 
+  A *stall* of the loop (one lag sample of at least :data:`STALL`: a garbage collection, a
+  thread holding the interpreter, the machine's other work) is left to the standing lag to
+  judge, and the two sojourn clocks do not count it: every request in the building waits
+  out a stall alike, so that right after one, the least sojourn of an interval and "nothing
+  answered for an interval" would both read a queue that is not there, and shed everything
+  that arrives in the next moments. A loop that stalls again and again keeps its standing
+  lag high, and is shed on that.
+
   (Little's law, in-flight count over the drain rate, is not one of them: when the loop is
   saturated by requests being shed, the admitted few drain slowly, the rate estimate falls,
   and the bound would shrink the building further, a spiral down to nothing.)
@@ -70,6 +78,8 @@ _FORGET = 0.98
 LAG_WINDOW = 10
 #: The interval over which the least sojourn is the standing one, seconds (CoDel's 100 ms).
 INTERVAL = 0.1
+#: A loop-lag sample this long is a stall, which the sojourn clocks leave out, seconds.
+STALL = INTERVAL / 2
 #: The drain rate is sampled over windows of at least this much busy time, seconds.
 _RATE_WINDOW = 0.25
 
@@ -213,6 +223,8 @@ class Admission:
         self.body_bytes = 0
         self.loop_lag = 0.0
         self._lags: deque[float] = deque(maxlen=LAG_WINDOW)
+        # Seconds the event loop stood still in stalls: the sojourn clocks run without them.
+        self._stalled = 0.0
         self.fit = CallFit()
         self.admitted = 0
         self.refused: dict[str, int] = {}
@@ -240,8 +252,11 @@ class Admission:
 
     def observe_lag(self, lag: float) -> None:
         """How late the event loop ran a timer (seconds, >= 0)."""
-        self._lags.append(max(0.0, lag))
+        lag = max(0.0, lag)
+        self._lags.append(lag)
         self.loop_lag = min(self._lags)
+        if lag >= STALL:
+            self._stalled += lag
 
     def observe_call(self, rows: int, seconds: float) -> None:
         """A model call of ``rows`` rows took ``seconds``."""
@@ -266,6 +281,7 @@ class Admission:
 
     def enter(self, now: float, body_bytes: int = 0) -> Ticket:
         """A request was admitted; hand the ticket back to :meth:`leave`."""
+        now -= self._stalled
         alone = self.in_flight == 0
         if alone:
             self._busy_since = now
@@ -278,10 +294,11 @@ class Admission:
     def leave(self, now: float, ticket: Ticket) -> None:
         """The request ``ticket`` was answered."""
         started, body_bytes, alone_seq = ticket
+        now -= self._stalled
         self.in_flight = max(0, self.in_flight - 1)
         self.body_bytes = max(0, self.body_bytes - body_bytes)
         self._completions += 1
-        sojourn = now - started
+        sojourn = max(0.0, now - started)
         if now >= self._interval_end:
             # The interval that just ended says what stands; one that ended long ago (the
             # building was idle since) says nothing any more.
@@ -327,11 +344,12 @@ class Admission:
     def expected_wait(self, now: float, rows: int = 1) -> float:
         """The wait a new request of ``rows`` rows can expect (see the module docstring)."""
         # Measured over the last interval, or it is stale (answers stopped, or the building
-        # went idle).
-        standing = self.standing if now - self._interval_end < INTERVAL else 0.0
+        # went idle); on the clock without the loop's stalls, as enter and leave keep it.
+        running = now - self._stalled
+        standing = self.standing if running - self._interval_end < INTERVAL else 0.0
         if self.in_flight:
             # Nothing answered for a whole interval while requests wait: it has stood so long.
-            stood = now - max(self._last_answer, self._nonempty_since)
+            stood = running - max(self._last_answer, self._nonempty_since)
             if stood > INTERVAL:
                 standing = max(standing, stood)
         return max(standing, self.loop_lag, self.model_wait(now, rows))
@@ -425,3 +443,93 @@ class Admission:
             refused=dict(self.refused),
             saturated=wait > self.max_wait or self.in_flight >= self.limits.max_in_flight,
         )
+
+
+# --- the diagnostic routes ----------------------------------------------------------------
+
+DiagnosticRefusal = Literal["overloaded", "rate"]
+
+
+@dataclass(frozen=True)
+class DiagnosticDecision:
+    """Admitted, or refused with why, when to come back and the words for it."""
+
+    admitted: bool
+    reason: DiagnosticRefusal | None = None
+    retry_after: int = 0
+    detail: str = ""
+
+
+DIAGNOSTIC_ADMIT = DiagnosticDecision(True)
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """A token bucket: ``rate`` requests a second sustained, ``burst`` at once."""
+
+    rate: float
+    burst: int
+
+
+#: The live page's data and the path echo, per worker: a viewer polls once a second, so
+#: twenty viewers a worker, with room for a page load's burst.
+DIAGNOSTIC_LIMITS = RateLimits(rate=20.0, burst=40)
+
+
+class RateBudget:
+    """A token bucket, pure: :meth:`take` with the time, and it says when to come back."""
+
+    def __init__(self, limits: RateLimits) -> None:
+        self.limits = limits
+        self.tokens = float(limits.burst)
+        self._at: float | None = None
+
+    def take(self, now: float) -> int:
+        """0 when a token was taken; else the whole seconds until one is there (at least 1)."""
+        limits = self.limits
+        if self._at is not None:
+            self.tokens = min(float(limits.burst), self.tokens + (now - self._at) * limits.rate)
+        self._at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0
+        return max(1, math.ceil((1.0 - self.tokens) / limits.rate))
+
+
+class Diagnostics:
+    """Admission of the routes that serve people and tools rather than predictions.
+
+    The live page's data and the path echo are optional work: none is taken on while the
+    predictions' building is saturated (:class:`Admission`'s own bound), and past their
+    budget they are refused at once, so that a flood of them is turned away cheaply and
+    never counts against predictions. The handlers answer without awaiting anything, so a
+    count of those in flight would say nothing; what a flood costs is its rate.
+
+    ``/metrics`` is not admitted here at all: the operator's scraper must see an overload
+    when there is one, and any budget a flood of page polls (or of scrapes) could spend is
+    one the scraper would lose. A scrape costs what its fixed label set costs, like health,
+    and a flood of them is bounded by the connection limits like a flood of 404s.
+    """
+
+    def __init__(self, admission: Admission, limits: RateLimits = DIAGNOSTIC_LIMITS) -> None:
+        self.admission = admission
+        self.budget = RateBudget(limits)
+
+    def decide(self, now: float) -> DiagnosticDecision:
+        adm = self.admission
+        wait = adm.expected_wait(now)
+        if adm.in_flight and (wait > adm.max_wait or adm.in_flight >= adm.limits.max_in_flight):
+            # Predictions come first: diagnostic work waits until they are under their bound.
+            return _refused_diagnostic(
+                "overloaded", adm.retry_after(now), "predictions are at their bound"
+            )
+        retry = self.budget.take(now)
+        if retry:
+            return _refused_diagnostic("rate", retry, "diagnostic requests past their budget")
+        return DIAGNOSTIC_ADMIT
+
+
+def _refused_diagnostic(
+    reason: DiagnosticRefusal, retry_after: int, detail: str
+) -> DiagnosticDecision:
+    return DiagnosticDecision(False, reason, retry_after, detail)

@@ -45,6 +45,7 @@ from servepath.service.admission import (
     AdmissionLimits,
     AdmissionSnapshot,
     Decision,
+    Diagnostics,
     Ticket,
 )
 from servepath.service.deployments import (
@@ -102,6 +103,8 @@ class DataPlane:
             ),
             max_batch=settings.max_batch,
         )
+        #: The live page's data and the path echo: a budget of their own.
+        self.diagnostics = Diagnostics(self.admission)
         self._loader = model_loader or (lambda: load_configured_model(settings))
         self.repository = repository_of(settings)
         #: The versions in service, by role (see :mod:`servepath.service.deployments`).
@@ -663,6 +666,15 @@ class DataPlane:
 
     def leave(self, ticket: Ticket) -> None:
         self.admission.leave(time.perf_counter(), ticket)
+
+    def admit_diagnostic(self, route: str) -> None:
+        """Let one request to a diagnostic route in, or raise :class:`Overloaded` (503 with
+        Retry-After) and count it."""
+        self._observe_model()
+        decision = self.diagnostics.decide(time.perf_counter())
+        if not decision.admitted:
+            self.metrics.count_diagnostic_refused(route, decision.reason or "rate")
+            raise Overloaded(decision.detail, decision.retry_after)
 
     # --- prediction ----------------------------------------------------------------------
 

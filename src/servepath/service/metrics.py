@@ -176,6 +176,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.diagnostic_refused = Counter(
+            "servepath_diagnostic_refused_total",
+            "Requests to the live page's data or the path echo answered 503 at once: "
+            "overloaded (predictions at their bound) or rate (past the route's budget).",
+            ["route", "reason"],
+            registry=r,
+        )
         self.dropped = Counter(
             "servepath_requests_dropped_total",
             "Prediction requests dropped before the model ran them: their deadline passed, or "
@@ -259,6 +266,9 @@ class Metrics:
 
     def count_dropped(self, reason: str) -> None:
         self._inc(("d", reason))
+
+    def count_diagnostic_refused(self, route: str, reason: str) -> None:
+        self._inc(("g", route, reason))
 
     def count_rejected(self, reason: str) -> None:
         self._inc(("x", reason))
@@ -372,6 +382,7 @@ class Metrics:
                 "c": self.cache,
                 "s": self.shed,
                 "d": self.dropped,
+                "g": self.diagnostic_refused,
                 "x": self.rejected,
                 "k": self.callers,
                 "sh": self.shadow,

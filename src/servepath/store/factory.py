@@ -86,7 +86,8 @@ def open_log(settings: Settings) -> PredictionLog:
         return BatchedLog(SQLiteSink(target.sqlite_path, durable=settings.durable), spool=spool)
     from servepath.store.postgres import PostgresSink
 
-    return BatchedLog(PostgresSink(target.location), spool=spool)
+    sink = PostgresSink(target.location, write_timeout=settings.store_write_timeout)
+    return BatchedLog(sink, spool=spool)
 
 
 def open_reader(settings: Settings) -> LogReader:

@@ -469,18 +469,20 @@ class BatchedLog:
                 claimed = await asyncio.to_thread(self.spool.claim_next)
             if claimed is None:
                 return
-            records = claimed.records
-            start = 0
-            while start < len(records):
-                chunk = records[start : start + self.batch_size]
-                remaining = await self._commit(chunk)
-                if remaining:
-                    await asyncio.to_thread(claimed.release)
-                    return
-                self._replayed += len(chunk)
-                start += len(chunk)
+            replayed = 0
+            # Decoded a batch at a time, here on the loop between commits: a whole file at
+            # once would hold the interpreter long enough for requests in flight to queue.
+            for records in claimed.batches(self.batch_size):
+                for start in range(0, len(records), self.batch_size):
+                    chunk = records[start : start + self.batch_size]
+                    remaining = await self._commit(chunk)
+                    if remaining:
+                        await asyncio.to_thread(claimed.release)
+                        return
+                    self._replayed += len(chunk)
+                    replayed += len(chunk)
             await asyncio.to_thread(claimed.done)
-            log.info("replayed %d prediction records from %s", len(records), claimed.path.name)
+            log.info("replayed %d prediction records from %s", replayed, claimed.path.name)
 
     async def _ensure_open(self) -> bool:
         if self._open:

@@ -81,6 +81,7 @@ class Ops:
                                b"public, max-age=86400")  # fmt: skip
 
     async def path_echo(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
+        self.plane.admit_diagnostic(self.settings.path_echo_route or "")
         return json_response(200, self.echo(scope, ctx))
 
     def echo(self, scope: Scope, ctx: RequestContext) -> dict[str, Any]:

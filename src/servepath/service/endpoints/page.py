@@ -110,6 +110,7 @@ class LivePage:
         return static_response(scope, found.body, found.content_type, found.etag, b"no-cache")
 
     async def data(self, scope: Scope, receive: Receive, ctx: RequestContext) -> Response:
+        self.plane.admit_diagnostic(self.root + DATA_SUFFIX)
         viewer = self.ops.echo(scope, ctx)
         insider = self.ops.insider(scope, ctx)
         shared = self.shared()
