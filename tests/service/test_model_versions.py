@@ -22,7 +22,9 @@ from servepath.errors import ConfigError
 from servepath.service.app import ServepathApp
 from servepath.service.deployments import BUCKETS, bucket, in_share
 from servepath.service.shadow import agrees
+from servepath.store import open_log
 from servepath.store.base import NoLog
+from servepath.store.reader import SQLiteReader
 from tests.service.versions_support import admin, build_repository, user, write_keys
 
 pytestmark = pytest.mark.anyio
@@ -54,8 +56,8 @@ def _settings(repository: Path, tmp_path: Path, **changes: Any) -> Settings:
     return Settings(**values)
 
 
-async def _started(settings: Settings, cache: Any = None) -> ServepathApp:
-    app = ServepathApp(settings, cache=cache or NoCache(), store=NoLog())
+async def _started(settings: Settings, cache: Any = None, store: Any = None) -> ServepathApp:
+    app = ServepathApp(settings, cache=cache or NoCache(), store=store or NoLog())
     await app.startup()
     for _ in range(2000):
         if app.plane.state != "loading" and not app.plane._loading:
@@ -345,7 +347,7 @@ async def test_a_canary_answers_its_share_of_callers_and_each_caller_always_the_
 
 
 async def test_a_shadow_sees_copies_after_the_answers_and_counts_agreement(
-    repository: Path, engines: Path
+    repository: Path, engines: Path, tmp_path: Path
 ) -> None:
     settings = Settings(
         model_repository=str(repository),
@@ -353,8 +355,9 @@ async def test_a_shadow_sees_copies_after_the_answers_and_counts_agreement(
         shadow="3",
         shadow_share=1.0,
         data_dir=engines,
+        store_url=f"sqlite:///{tmp_path / 'log.sqlite3'}",
     )
-    app = await _started(settings)
+    app = await _started(settings, store=open_log(settings))
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -380,6 +383,17 @@ async def test_a_shadow_sees_copies_after_the_answers_and_counts_agreement(
             assert 'servepath_shadow_total{outcome="disagree",version="3"}' in text
     finally:
         await app.shutdown()
+    # Every copy is in the log, linked to the record of the request it copied.
+    with SQLiteReader(tmp_path / "log.sqlite3") as reader:
+        records = reader.recent(limit=1000)
+        comparison = reader.compare()
+    shadows = [r for r in records if r.role == "shadow"]
+    answered = {r.record_id: r for r in records if r.role is None}
+    assert len(shadows) == len(answered) == len(rows)
+    assert all(r.shadow_of in answered and r.model_label == "3" for r in shadows)
+    assert {r.model_label for r in answered.values()} == {"1"}
+    [pair] = comparison.pairs
+    assert pair.requests == len(rows) and 0 < pair.agreement < 1
 
 
 def _shadow_total(text: str) -> float:

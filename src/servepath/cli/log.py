@@ -10,6 +10,7 @@ import typer
 from servepath.cli._app import app, base_settings, get_output
 from servepath.render.text_log import (
     WIDE,
+    render_comparison,
     render_records,
     render_stats,
 )
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
 log_app = typer.Typer(
     name="log",
-    help="Read the prediction log back.\n\nRecent predictions (the default), or `log stats`. "
+    help="Read the prediction log back.\n\nRecent predictions (the default), `log stats`, or "
+    "`log compare` (versions side by side: shadow against primary, and the live split). "
     "Requests marked as synthetic (X-Servepath-Traffic: doctor, load, monitor, test, other) "
     "are listed with their kind, and left out of `log stats` unless --traffic asks for them.",
     invoke_without_command=True,
@@ -131,6 +133,37 @@ def log_stats(
         out.json(stats)
         return
     render_stats(out, stats, since_text=since)
+
+
+@log_app.command("compare")
+def log_compare(
+    store: StoreOpt = None,
+    since: SinceOpt = None,
+    traffic: Annotated[
+        TrafficFilter,
+        typer.Option(
+            "--traffic",
+            metavar="KIND",
+            help="Which traffic to compare [default: ordinary]: " + _TRAFFIC_HELP,
+            show_default=False,
+        ),
+    ] = "ordinary",
+    json_: JsonOpt = False,
+) -> None:
+    """Versions side by side: each shadow against the primary it copied, and the live split.
+
+    Per pair of versions: requests compared, agreement (for a classifier, with the confusion
+    table; for numbers, the mean and p99 absolute difference) and each one's latency; then
+    how many requests each version answered (primary, candidate), and how fast.
+    """
+    out = get_output()
+    since_ts = _since(since)
+    with _reader(store) as reader:
+        comparison = reader.compare(since=since_ts, traffic=traffic)
+    if json_:
+        out.json(comparison)
+        return
+    render_comparison(out, comparison, since_text=since)
 
 
 def _since(text: str | None) -> float | None:

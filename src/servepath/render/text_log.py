@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from servepath.output import Grid, Output
     from servepath.store.base import PredictionRecord
+    from servepath.store.compare import Comparison
     from servepath.store.reader import LogStats
 
 
@@ -139,3 +140,54 @@ def _left_out(out: Output, stats: LogStats) -> None:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def render_comparison(out: Output, comparison: Comparison, *, since_text: str | None) -> None:
+    """``log compare``: each shadow against its primary, then the live split."""
+    from servepath.output import Column, Grid, percent, plural
+
+    window = f" since {since_text}" if since_text else ""
+    if not comparison.pairs and not comparison.live:
+        out.print(f"no predictions in {comparison.store}{window}")
+        return
+    for pair in comparison.pairs:
+        out.print(
+            f"shadow {pair.shadow} against primary {pair.primary}: "
+            f"{plural(pair.requests, 'request')}, {plural(pair.instances, 'instance')} "
+            f"compared; agreement {percent(pair.agreement)}"
+        )
+        if pair.mean_abs_difference is not None:
+            out.print(
+                f"  |difference| mean {pair.mean_abs_difference:.3g}, "
+                f"p99 {pair.p99_abs_difference:.3g}"
+            )
+        if pair.confusion:
+            shadow_labels = sorted({s for row in pair.confusion.values() for s in row})
+            grid = Grid(
+                ["primary \\ shadow", *(Column(s, "right") for s in shadow_labels)],
+                box="simple",
+            )
+            for label, row in sorted(pair.confusion.items()):
+                grid.add_row(label, *(f"{row.get(s, 0):,}" for s in shadow_labels))
+            out.table(grid)
+        latency = Grid(["version", Column("p50 ms", "right"), Column("p99 ms", "right")],
+                       box="simple")  # fmt: skip
+        for version, numbers in pair.latency_ms.items():
+            latency.add_row(version, _ms(numbers["p50"]), _ms(numbers["p99"]))
+        out.table(latency)
+    if not comparison.pairs:
+        out.print(f"no shadow answers in {comparison.store}{window}")
+    if comparison.live:
+        live = Grid(
+            [
+                "version",
+                "role",
+                *(Column(c, "right") for c in ("requests", "share", "p50 ms", "p99 ms")),
+            ],
+            box="simple",
+        )
+        for share in comparison.live:
+            live.add_row(share.version, share.role, f"{share.requests:,}", percent(share.share),
+                         _ms(share.p50_ms), _ms(share.p99_ms))  # fmt: skip
+        out.print(f"live traffic{window}, by the version that answered:")
+        out.table(live)

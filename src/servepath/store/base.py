@@ -82,6 +82,9 @@ class PredictionRecord:
             "truncated": self.truncated,
             "api_key": self.api_key,
             "traffic": self.traffic,
+            "model_label": self.model_label,
+            "role": self.role,
+            "shadow_of": self.shadow_of,
         }
 
 

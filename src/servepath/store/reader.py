@@ -28,6 +28,7 @@ import orjson
 
 from servepath.errors import ConfigError, StoreUnavailable
 from servepath.store.base import PredictionRecord
+from servepath.store.compare import MAX_PAIRS, Comparison, compare
 from servepath.store.rows import join_truncated
 from servepath.traffic import TrafficFilter, traffic_kind
 
@@ -185,6 +186,12 @@ class LogReader(Protocol):
         """Per-version statistics of ``traffic`` at or after ``since``, and how many
         requests of other traffic they leave out."""
 
+    def compare(
+        self, *, since: float | None = None, traffic: TrafficFilter = "ordinary"
+    ) -> Comparison:
+        """Shadows against the primaries whose requests they copied, and the live split of
+        requests between versions, of ``traffic`` at or after ``since``."""
+
     def close(self) -> None: ...
 
     def __enter__(self) -> LogReader: ...
@@ -262,6 +269,9 @@ def _record(row: Sequence[Any]) -> PredictionRecord:
         truncated=join_truncated(row[14], row[15]),
         api_key=row[16],
         traffic=traffic_kind(row[17]),
+        model_label=row[18],
+        role=row[19],
+        shadow_of=row[20],
     )
 
 
@@ -277,13 +287,14 @@ class _Layout:
     instance_truncated: str
     api_key: str = "NULL"
     traffic: str = "NULL"  # before version 3 every request was ordinary
+    versions: str = "NULL, NULL, NULL"  # before version 4: the primary, under no label
 
     def columns(self, ts: str, instance: str, output: str) -> str:
         return (
             f"r.request_id, p.idx, {ts}, r.route, r.model_name, r.model_version, {instance}, "
             f"{output}, r.latency_ms, p.cache_hit, r.client_addr, r.forwarded, "
             f"{self.record_id}, {self.client_ip}, {self.request_truncated}, "
-            f"{self.instance_truncated}, {self.api_key}, {self.traffic}"
+            f"{self.instance_truncated}, {self.api_key}, {self.traffic}, {self.versions}"
         )
 
 
@@ -296,9 +307,39 @@ _V2 = _Layout(
     "r.api_key",
 )
 _V3 = dataclasses.replace(_V2, traffic="r.traffic")
+_V4 = dataclasses.replace(_V3, versions="r.model_label, r.role, r.shadow_of")
 # Version 1's rows carry their request's fields themselves: one table under both names.
 _V1 = _Layout("predictions p JOIN predictions r ON r.request_id = p.request_id AND r.idx = p.idx",
               "r.request_id", "NULL", "NULL", "NULL")  # fmt: skip
+
+
+#: A shadow's rows and the rows of the request it copied, instance by instance (the shadow's
+#: request is ``r``, so that the usual filters apply to it).
+_PAIRS = (
+    "SELECT pr.model_label, pr.model_version, r.model_label, r.model_version, pr.record_id, "
+    "sp.idx, pp.output, sp.output, pr.latency_ms, r.latency_ms "
+    "FROM requests r JOIN predictions sp ON sp.record_id = r.record_id "
+    "JOIN requests pr ON pr.record_id = r.shadow_of "
+    "JOIN predictions pp ON pp.record_id = pr.record_id AND pp.idx = sp.idx "
+)
+
+
+#: The shadows' requests, and the requests a caller was answered by.
+SHADOWS = "r.role = 'shadow'"
+ANSWERED = "coalesce(r.role, '') <> 'shadow'"
+
+
+def _and(where: str, condition: str) -> str:
+    return f"{where} AND {condition}" if where else f"WHERE {condition}"
+
+
+def _layout(has_requests: bool, has_traffic: bool, has_versions: bool) -> _Layout:
+    """The layout of a log at whichever schema version it is."""
+    if not has_requests:
+        return _V1
+    if has_versions:
+        return _V4
+    return _V3 if has_traffic else _V2
 
 
 class _ReaderBase:
@@ -336,9 +377,12 @@ class SQLiteReader(_ReaderBase):
             has_traffic = self._conn.execute(
                 "SELECT 1 FROM pragma_table_info('requests') WHERE name = 'traffic'"
             ).fetchall()
+            has_versions = self._conn.execute(
+                "SELECT 1 FROM pragma_table_info('requests') WHERE name = 'model_label'"
+            ).fetchall()
         except sqlite3.Error as exc:
             raise StoreUnavailable(self.target, str(exc)) from exc
-        self._layout = (_V3 if has_traffic else _V2) if has_requests else _V1
+        self._layout = _layout(bool(has_requests), bool(has_traffic), bool(has_versions))
 
     def recent(
         self,
@@ -360,6 +404,8 @@ class SQLiteReader(_ReaderBase):
     def stats(self, *, since: float | None = None, traffic: TrafficFilter = "ordinary") -> LogStats:
         lay = self._layout
         where, params = _where(since, None, lay, "?", "?", traffic)
+        if lay is _V4:  # a shadow's answers reached no caller: `log compare` reads them
+            where = _and(where, ANSWERED)
         groups = self._query(
             "SELECT r.model_name, r.model_version, count(*), sum(p.cache_hit), "
             f"sum(p.idx = 0), min(r.ts), max(r.ts) FROM {lay.tables} {where} GROUP BY 1, 2",
@@ -398,6 +444,24 @@ class SQLiteReader(_ReaderBase):
             traffic,
             left_out,
         )
+
+    def compare(
+        self, *, since: float | None = None, traffic: TrafficFilter = "ordinary"
+    ) -> Comparison:
+        lay = self._layout
+        where, params = _where(since, None, lay, "?", "?", traffic)
+        if lay is not _V4:
+            return compare(self.target, since, [], [])
+        pairs = self._query(
+            f"{_PAIRS}{_and(where, SHADOWS)} ORDER BY r.ts DESC LIMIT ?",
+            (*params, MAX_PAIRS),
+        )
+        live = self._query(
+            "SELECT r.model_label, r.model_version, r.role, r.latency_ms FROM requests r "
+            f"{_and(where, ANSWERED)} ORDER BY r.ts DESC LIMIT ?",
+            (*params, MAX_PAIRS),
+        )
+        return compare(self.target, since, pairs, live)
 
     def close(self) -> None:
         self._conn.close()
@@ -457,12 +521,14 @@ class PostgresReader(_ReaderBase):
             found = self._conn.execute(
                 "SELECT to_regclass('requests') IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute "
                 "WHERE attrelid = to_regclass('requests') AND attname = 'traffic' "
+                "AND NOT attisdropped), EXISTS (SELECT 1 FROM pg_attribute "
+                "WHERE attrelid = to_regclass('requests') AND attname = 'model_label' "
                 "AND NOT attisdropped)"
             ).fetchone()
         except psycopg.Error as exc:
             raise StoreUnavailable(self.target, " ".join(str(exc).split())) from exc
-        has_requests, has_traffic = found or (False, False)
-        self._layout = (_V3 if has_traffic else _V2) if has_requests else _V1
+        has_requests, has_traffic, has_versions = found or (False, False, False)
+        self._layout = _layout(has_requests, has_traffic, has_versions)
 
     def recent(
         self,
@@ -486,6 +552,8 @@ class PostgresReader(_ReaderBase):
     def stats(self, *, since: float | None = None, traffic: TrafficFilter = "ordinary") -> LogStats:
         lay = self._layout
         where, params = _where(since, None, lay, "%s", "to_timestamp(%s)", traffic)
+        if lay is _V4:  # a shadow's answers reached no caller: `log compare` reads them
+            where = _and(where, ANSWERED)
         rows = self._query(
             "SELECT r.model_name, r.model_version, count(*), "
             "count(*) FILTER (WHERE p.cache_hit), "
@@ -520,6 +588,24 @@ class PostgresReader(_ReaderBase):
             traffic,
             left_out,
         )
+
+    def compare(
+        self, *, since: float | None = None, traffic: TrafficFilter = "ordinary"
+    ) -> Comparison:
+        lay = self._layout
+        where, params = _where(since, None, lay, "%s", "to_timestamp(%s)", traffic)
+        if lay is not _V4:
+            return compare(self.target, since, [], [])
+        pairs = self._query(
+            f"{_PAIRS}{_and(where, SHADOWS)} ORDER BY r.ts DESC LIMIT %s",
+            (*params, MAX_PAIRS),
+        )
+        live = self._query(
+            "SELECT r.model_label, r.model_version, r.role, r.latency_ms FROM requests r "
+            f"{_and(where, ANSWERED)} ORDER BY r.ts DESC LIMIT %s",
+            (*params, MAX_PAIRS),
+        )
+        return compare(self.target, since, pairs, live)
 
     def close(self) -> None:
         self._conn.close()

@@ -19,6 +19,11 @@ Version 3 adds ``requests.traffic``: the synthetic traffic a request was marked 
 (``X-Servepath-Traffic``: ``doctor``, ``load``, ``monitor``, ``test``, ``other``), NULL for
 ordinary traffic, so every row written before it reads as ordinary. Adding a nullable
 column with no default rewrites no row in either database.
+
+Version 4 adds ``requests.model_label`` (the version's label: a repository folder, or its
+content version), ``requests.role`` (NULL for the primary, ``candidate`` or ``shadow``) and
+``requests.shadow_of`` (a shadow's record names the ``record_id`` of the request it copies).
+Rows written before it answered as the primary, under no label.
 """
 
 from __future__ import annotations
@@ -191,6 +196,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         description="requests.traffic: synthetic traffic marked by its sender",
         sqlite=("ALTER TABLE requests ADD COLUMN traffic TEXT",),
         postgres=("ALTER TABLE requests ADD COLUMN traffic text",),
+    ),
+    Migration(
+        version=4,
+        description="requests.model_label, role, shadow_of: which version answered, in which "
+        "role, and which request a shadow's answers copy",
+        sqlite=(
+            "ALTER TABLE requests ADD COLUMN model_label TEXT",
+            "ALTER TABLE requests ADD COLUMN role TEXT",
+            "ALTER TABLE requests ADD COLUMN shadow_of TEXT",
+            "CREATE INDEX requests_shadow_of ON requests (shadow_of)",
+        ),
+        postgres=(
+            "ALTER TABLE requests ADD COLUMN model_label text",
+            "ALTER TABLE requests ADD COLUMN role text",
+            "ALTER TABLE requests ADD COLUMN shadow_of text",
+            "CREATE INDEX requests_shadow_of ON requests (shadow_of)",
+        ),
     ),
 )
 

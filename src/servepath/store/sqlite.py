@@ -25,8 +25,8 @@ DEFAULT_BUSY_TIMEOUT = 5.0
 INSERT_REQUEST = """
 INSERT INTO requests (record_id, request_id, ts, route, model_name, model_version,
                       latency_ms, client_addr, client_ip, forwarded, api_key, truncated,
-                      traffic)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      traffic, model_label, role, shadow_of)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (record_id) DO NOTHING
 """
 INSERT = """
@@ -51,6 +51,9 @@ def sqlite_request_row(r: PredictionRecord) -> tuple[Any, ...]:
         r.api_key,
         split_truncated(r.truncated)[0],
         traffic_kind(r.traffic),
+        r.model_label,
+        r.role,
+        r.shadow_of,
     )
 
 
