@@ -325,8 +325,15 @@ async def test_a_canary_answers_its_share_of_callers_and_each_caller_always_the_
                     assert response.status_code == 200
                     per_caller.setdefault(caller, set()).add(response.headers["x-model-version"])
             assert all(len(v) == 1 for v in per_caller.values()), "a caller changed sides"
-            share = Counter(next(iter(v)) for v in per_caller.values())["3"] / 10
+            callers_on_3 = Counter(next(iter(v)) for v in per_caller.values())["3"]
+            share = callers_on_3 / 10
             assert 16 <= share <= 24
+            # The live page shows the split beside the versions.
+            page = (await client.get("/_ui/data")).json()
+            split = {v["label"]: v for v in page["versions"]}
+            assert split["3"]["role"] == "candidate" and split["3"]["weight"] == 20.0
+            assert split["1"]["answered"] + split["3"]["answered"] == 2000
+            assert split["3"]["answered"] == 2 * callers_on_3
             # A caller may ask for a version by name; one not in service is a 404.
             asked = await client.post("/decisions", json=row, headers={"X-Model-Version": "3"})
             assert asked.headers["x-model-version"] == "3"
@@ -379,10 +386,12 @@ async def test_a_shadow_sees_copies_after_the_answers_and_counts_agreement(
                 await asyncio.sleep(0.01)
             text = metrics.render().decode()
             assert _shadow_total(text) == len(rows)
+            page_shadow = (await client.get("/_ui/data")).json()["shadow"]
             assert 'servepath_shadow_total{outcome="agree",version="3"}' in text
             assert 'servepath_shadow_total{outcome="disagree",version="3"}' in text
     finally:
         await app.shutdown()
+    assert page_shadow["agree"] + page_shadow["disagree"] == len(rows)
     # Every copy is in the log, linked to the record of the request it copied.
     with SQLiteReader(tmp_path / "log.sqlite3") as reader:
         records = reader.recent(limit=1000)

@@ -226,6 +226,19 @@ class DataPlane:
         loop = asyncio.get_running_loop()
         loop.call_soon(refreeze_heap)
 
+    def version_split(self) -> list[dict[str, Any]]:
+        """The versions in service, with how many answers each gave (this process)."""
+        return [
+            {
+                "label": d.label,
+                "version": d.version,
+                "role": d.role,
+                "answered": d.answered,
+                "weight": self.candidate_weight if d.role == "candidate" else None,
+            }
+            for d in self.serving_versions()
+        ]
+
     def serving_versions(self) -> list[Deployment]:
         """The deployments in service: primary, candidate, shadow (those that exist)."""
         return [d for d in (self.primary, self.candidate, self.shadow) if d is not None]
@@ -701,6 +714,7 @@ class DataPlane:
             prediction = await deployment.pipeline.run(rows, route, meta)
         finally:
             deployment.leave()
+        deployment.answered += 1
         if self.shadow is not None and self.shadow_share > 0:
             self.shadows.offer(rows, prediction, meta, deployment, route)
         return prediction

@@ -80,6 +80,8 @@ class Deployment:
     role: Role = "primary"
     #: Requests routed to this version whose answers are not made yet.
     in_flight: int = 0
+    #: Requests this version answered (in this process).
+    answered: int = 0
     #: Taken out of service: closed when the last request in flight leaves.
     retired: bool = False
     closed: bool = False

@@ -64,6 +64,16 @@ class ShadowRunner:
         self.plane = plane
         #: Rows of shadow work in progress.
         self.rows = 0
+        #: Instances by outcome, in this process (the page shows them; metrics count too).
+        self.outcomes = {"agree": 0, "disagree": 0, "error": 0, "skipped": 0}
+
+    def counts(self) -> dict[str, int] | None:
+        """The outcomes so far, or None when there is no shadow."""
+        return dict(self.outcomes) if self.plane.shadow is not None else None
+
+    def _count(self, version: str, outcome: str, n: int) -> None:
+        self.outcomes[outcome] += n
+        self.plane.metrics.count_shadow(version, outcome, n)
 
     def room(self) -> bool:
         """Whether the server can spare the shadow's work now."""
@@ -91,7 +101,7 @@ class ShadowRunner:
         if not in_share(meta.record_id or meta.request_id, plane.shadow_share * 100):
             return
         if not self.room():
-            plane.metrics.count_shadow(shadow.label, "skipped", len(rows))
+            self._count(shadow.label, "skipped", len(rows))
             return
         shadow.enter()
         self.rows += len(rows)
@@ -113,15 +123,15 @@ class ShadowRunner:
             try:
                 outputs, model_ms = await shadow.batcher.predict(rows)
             except Exception as exc:
-                metrics.count_shadow(shadow.label, "error", len(rows))
+                self._count(shadow.label, "error", len(rows))
                 log.debug("shadow %s failed on a copy: %s", shadow.label, exc)
                 return
             elapsed_ms = (time.perf_counter() - started) * 1000
             agreed = sum(agrees(p, s) for p, s in zip(prediction.outputs, outputs, strict=True))
             if agreed:
-                metrics.count_shadow(shadow.label, "agree", agreed)
+                self._count(shadow.label, "agree", agreed)
             if agreed < len(rows):
-                metrics.count_shadow(shadow.label, "disagree", len(rows) - agreed)
+                self._count(shadow.label, "disagree", len(rows) - agreed)
             if prediction.model_ms is not None:
                 metrics.add_shadow_seconds(prediction.model_ms / 1000, model_ms / 1000)
             if shadow.pipeline.store.enabled:

@@ -144,6 +144,8 @@ class LivePage:
             "generated": round(time.time(), 3),
             "model": model.describe() if model else None,
             "model_state": self.plane.state,
+            "versions": self.plane.version_split(),
+            "shadow": self.plane.shadows.counts(),
             "stats": ring.stats().to_json(),
             # Summed over every worker (the metrics' shared files when there are several).
             "totals": request_totals(self.plane.metrics.request_families(), self.templates),

@@ -295,6 +295,25 @@
 
   // --- the loop --------------------------------------------------------------------------
 
+  // The versions in service and the share of this worker's answers each gave; the shadow's
+  // agreement with the answers callers got.
+  function versionsText(versions, shadow) {
+    var total = 0;
+    versions.forEach(function (v) { total += v.answered || 0; });
+    var parts = versions.map(function (v) {
+      var text = v.role + " " + v.label;
+      if (v.role === "shadow") {
+        var compared = shadow ? shadow.agree + shadow.disagree : 0;
+        return text + (compared ? ": agrees on " + (100 * shadow.agree / compared).toFixed(1) +
+          "% of " + compared + (shadow.skipped ? ", " + shadow.skipped + " skipped" : "") : "");
+      }
+      var share = total ? (100 * (v.answered || 0) / total).toFixed(1) + "% of answers" : "";
+      var weight = v.role === "candidate" ? " (weight " + v.weight + "%)" : "";
+      return text + weight + (share ? ": " + share : "");
+    });
+    return parts.length > 1 ? parts.join(" · ") : "one";
+  }
+
   function pidText(server) {
     return server.pid === null || server.pid === undefined ? "pid withheld" : "pid " + server.pid;
   }
@@ -303,7 +322,9 @@
     last = data;
     var model = data.model || {};
     $("model-name").textContent = model.name || "loading";
-    $("model-version").textContent = model.version || "–";
+    $("model-version").textContent = model.label && model.label !== model.version
+      ? model.label + " (" + model.version + ")" : (model.version || "–");
+    $("model-versions").textContent = versionsText(data.versions || [], data.shadow);
     $("model-engine").textContent = model.engine || "–";
     var workers = data.server.workers;
     $("worker").textContent = pidText(data.server) +
