@@ -217,14 +217,7 @@ class DataPlane:
             self.versions[label] = VersionStatus(
                 "UNAVAILABLE", version=deployment.version, reason="unloaded"
             )
-        deployment.on_closed = self._freed
         deployment.retire()
-
-    def _freed(self, deployment: Deployment) -> None:
-        # The old model's objects were frozen out of the collector's sight after its load
-        # (settle_heap): let a collection see them again, then hide what lives on.
-        loop = asyncio.get_running_loop()
-        loop.call_soon(refreeze_heap)
 
     def version_split(self) -> list[dict[str, Any]]:
         """The versions in service, with how many answers each gave (this process)."""
@@ -825,14 +818,6 @@ def refusal_of(exc: Exception) -> tuple[str, str]:
     if isinstance(exc, MemoryError):
         return "out_of_memory", "the process ran out of memory loading it"
     return "load_failed", f"{type(exc).__name__}: {exc}"
-
-
-def refreeze_heap() -> None:
-    """Let the collector see every object again, collect, and hide what lives on: run once a
-    retired version has let go, so that what it held (cycles included) is freed."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
 
 
 def load_configured_model(settings: Settings) -> LoadedModel:

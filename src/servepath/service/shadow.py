@@ -39,6 +39,8 @@ __all__ = ["AGREE_TOLERANCE", "MAX_SHADOW_ROWS", "ShadowRunner", "agrees"]
 AGREE_TOLERANCE = 1e-6
 #: Rows of shadow work waiting or running at once, past which copies are skipped.
 MAX_SHADOW_ROWS = 256
+#: The event loop running this late (seconds) means no room for a copy.
+MAX_LAG_S = 0.002
 
 
 def _value(output: Output) -> Any:
@@ -76,15 +78,17 @@ class ShadowRunner:
         self.plane.metrics.count_shadow(version, outcome, n)
 
     def room(self) -> bool:
-        """Whether the server can spare the shadow's work now."""
-        admission = self.plane.admission
-        now = time.perf_counter()
-        return (
-            self.rows < MAX_SHADOW_ROWS
-            and admission.turned_away(now) == 0
-            and admission.in_flight * 2 <= admission.limits.max_in_flight
-            and admission.expected_wait(now) * 2 <= admission.max_wait
-        )
+        """Whether the server can spare the shadow's work now: nothing refused in the last
+        second, nobody waiting for a model call, the event loop on time, and no other copy
+        in progress — so a copy delays a caller by at most one call of the shadow's."""
+        plane = self.plane
+        admission = plane.admission
+        if self.rows or admission.turned_away(time.perf_counter()):
+            return False
+        if admission.loop_lag > MAX_LAG_S:
+            return False
+        return all(d.batcher.queued_rows == 0 for d in (plane.primary, plane.candidate)
+                   if d is not None)  # fmt: skip
 
     def offer(
         self,
@@ -100,7 +104,7 @@ class ShadowRunner:
             return
         if not in_share(meta.record_id or meta.request_id, plane.shadow_share * 100):
             return
-        if not self.room():
+        if len(rows) > MAX_SHADOW_ROWS or not self.room():
             self._count(shadow.label, "skipped", len(rows))
             return
         shadow.enter()
