@@ -222,25 +222,19 @@ class ServepathServer(uvicorn.Server):
         gate = self.config.gate
         if gate is not None:
             gate.begin_drain()
-        await self._accept_backlog()
+        waiting = self._take_backlog()
+        # The listeners close at once, with no await after the last accept(): a connection
+        # completed in between would sit in the backlog and be reset with its request.
+        for server in getattr(self, "servers", []):
+            server.close()
+        for sock in sockets or ():
+            sock.close()
+        await self._serve_taken(waiting)
         await super().shutdown(sockets)
 
-    async def _accept_backlog(self) -> None:
-        """Take the connections waiting for accept(): their requests are on the way."""
-        loop = asyncio.get_running_loop()
-        config = self.config
-
-        def protocol() -> asyncio.Protocol:
-            proto = ServepathHttpProtocol(
-                config=config,
-                server_state=self.server_state,
-                app_state=self.lifespan.state,
-                _loop=loop,
-            )
-            proto.begin_drain()
-            return proto
-
-        taken = 0
+    def _take_backlog(self) -> list[socket.socket]:
+        """The connections waiting for accept(): their requests are on the way."""
+        taken = []
         for server in getattr(self, "servers", []):
             for listener in server.sockets or ():
                 try:
@@ -255,14 +249,34 @@ class ServepathServer(uvicorn.Server):
                         except OSError:
                             break
                         conn.setblocking(False)
-                        try:
-                            await loop.connect_accepted_socket(protocol, conn)
-                        except OSError:
-                            conn.close()
-                            continue
-                        taken += 1
-        if taken:
-            log.info("draining: took %d connections waiting in the listen backlog", taken)
+                        taken.append(conn)
+        return taken
+
+    async def _serve_taken(self, taken: list[socket.socket]) -> None:
+        """Serve the connections taken from the backlog, each answered with Connection: close."""
+        loop = asyncio.get_running_loop()
+        config = self.config
+
+        def protocol() -> asyncio.Protocol:
+            proto = ServepathHttpProtocol(
+                config=config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+                _loop=loop,
+            )
+            proto.begin_drain()
+            return proto
+
+        served = 0
+        for conn in taken:
+            try:
+                await loop.connect_accepted_socket(protocol, conn)
+            except OSError:
+                conn.close()
+                continue
+            served += 1
+        if served:
+            log.info("draining: took %d connections waiting in the listen backlog", served)
 
 
 class _WorkerProcess(multiprocess.Process):
