@@ -22,14 +22,23 @@ stop at ``limit_concurrency`` and ``timeout_keep_alive``):
   stops reading its response for ``send_timeout`` is cut off.
 * **count**: past ``max_connections`` open connections a new one is answered 503 and closed
   (logged at most every 10 s with a count); at most :data:`MAX_PIPELINE` pipelined requests
-  wait behind the one in progress, past which the connection closes once they are answered.
+  are parsed ahead of the one in progress: past them the connection stops reading (what was
+  read waits unparsed) and reads on as answers go out, as nginx does, so every request is
+  answered in order while one connection holds a bounded amount, whatever its caller sends.
 * **fast paths**, answered from the parser's callback with no ASGI task: liveness
   (``/v2/health/live``), which therefore never waits behind predictions, and a prediction
   request the app would shed (503 + ``Retry-After``), which then costs a few microseconds
   instead of a request's worth.
 * **draining**: on shutdown, a connection whose next request already sits unread in the
   socket keeps it and is answered (with ``Connection: close``); pipelined requests already
-  received are answered too.
+  parsed are answered too; an idle keep-alive connection answers a request that comes within
+  :data:`DRAIN_IDLE_GRACE` (its caller may be sending it as the drain begins).
+* **closing**: a connection its caller may still be sending on (idle at the keep-alive timeout
+  or the drain, or answered with input unread behind the answer) is closed as nginx's
+  lingering close does: FIN, then what still arrives is read and dropped until the caller
+  closes too. Closing a socket with unread input makes the kernel send RST, which discards
+  what of the answer is still unsent and fails the caller's read; FIN tells a caller whose
+  request got no answer that it went unread, safe to send again.
 
 The protocol never sees the app it serves: it consults the :class:`~servepath.service.gate.Gate`
 the server put on its config (:class:`ServepathConfig`); under a plain uvicorn ``Config`` only

@@ -7,7 +7,9 @@ this process or in ``settings.workers`` worker processes that share it.
 Draining (SIGTERM/SIGINT): the server stops accepting, but first takes every connection
 already waiting in the listen backlog (a client that connected has sent, or is sending, its
 request); connections whose next request waits unread are read and answered; pipelined
-requests already received are answered; every response then says ``Connection: close``.
+requests already parsed are answered; an idle keep-alive connection answers a request that
+comes within a second; every response then says ``Connection: close``, and every connection
+ends with FIN, never a reset (:meth:`ServepathHttpProtocol.shutdown`).
 Readiness answers 503 "draining" meanwhile. What is not done within ``grace_period`` is
 cancelled, then the prediction log is flushed.
 """
