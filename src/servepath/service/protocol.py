@@ -587,6 +587,11 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if self._unparsed is not None:
             self._release()
+        elif self._draining and self.timeout_keep_alive_task is not None:
+            # Answered with keep-alive (its body was still arriving at the drain): idle now,
+            # it closes as the drain closes idle connections, not at the keep-alive timeout.
+            self._unset_keepalive_if_required()
+            self._arm("drain", DRAIN_IDLE_GRACE)
 
     def begin_drain(self) -> None:
         """Answer what comes on this connection with ``Connection: close``."""
