@@ -18,6 +18,10 @@ import pytest
 from tests.helpers.slowmodel import write_slow_model
 from tests.support import TESTS_DIR, serve
 
+#: The server runs this checkout's servepath (whichever the environment has installed), and
+#: finds the tests' slow model class.
+THIS_CHECKOUT = [TESTS_DIR.parent / "src", TESTS_DIR.parent]
+
 
 @pytest.fixture(scope="module")
 def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -102,7 +106,7 @@ def test_sigterm_finishes_every_in_flight_request(tmp_path: Path, slow_model: Pa
         tmp_path,
         model=slow_model,
         args=["--store", "off", "--cache", "off", "--grace-period", "15"],
-        extra_pythonpath=[TESTS_DIR.parent],
+        extra_pythonpath=THIS_CHECKOUT,
     ) as s:
         from tests.service.live import post, read_until_closed, status_of
 
@@ -144,7 +148,7 @@ def test_new_connections_are_refused_once_draining(tmp_path: Path, slow_model: P
         tmp_path,
         model=slow_model,
         args=["--store", "off", "--cache", "off"],
-        extra_pythonpath=[TESTS_DIR.parent],
+        extra_pythonpath=THIS_CHECKOUT,
     ) as s:
         from tests.service.live import post, read_until_closed
 
@@ -285,7 +289,7 @@ def test_sigterm_under_overload_answers_every_request_already_sent(
         args=["--store", "off", "--cache", "off", "--max-queue-wait", "0.5",
               "--grace-period", "10"],
         env={"SERVEPATH_MAX_BATCH": "1"},
-        extra_pythonpath=[TESTS_DIR.parent],
+        extra_pythonpath=THIS_CHECKOUT,
     ) as s:  # fmt: skip
         outcomes: list[bytes] = []
         lock = threading.Lock()

@@ -22,14 +22,23 @@ stop at ``limit_concurrency`` and ``timeout_keep_alive``):
   stops reading its response for ``send_timeout`` is cut off.
 * **count**: past ``max_connections`` open connections a new one is answered 503 and closed
   (logged at most every 10 s with a count); at most :data:`MAX_PIPELINE` pipelined requests
-  wait behind the one in progress, past which the connection closes once they are answered.
+  are parsed ahead of the one in progress: past them the connection stops reading (what was
+  read waits unparsed) and reads on as answers go out, as nginx does, so every request is
+  answered in order while one connection holds a bounded amount, whatever its caller sends.
 * **fast paths**, answered from the parser's callback with no ASGI task: liveness
   (``/v2/health/live``), which therefore never waits behind predictions, and a prediction
   request the app would shed (503 + ``Retry-After``), which then costs a few microseconds
   instead of a request's worth.
 * **draining**: on shutdown, a connection whose next request already sits unread in the
   socket keeps it and is answered (with ``Connection: close``); pipelined requests already
-  received are answered too.
+  parsed are answered too; an idle keep-alive connection answers a request that comes within
+  :data:`DRAIN_IDLE_GRACE` (its caller may be sending it as the drain begins).
+* **closing**: a connection its caller may still be sending on (idle at the keep-alive timeout
+  or the drain, or answered with input unread behind the answer) is closed as nginx's
+  lingering close does: FIN, then what still arrives is read and dropped until the caller
+  closes too. Closing a socket with unread input makes the kernel send RST, which discards
+  what of the answer is still unsent and fails the caller's read; FIN tells a caller whose
+  request got no answer that it went unread, safe to send again.
 
 The protocol never sees the app it serves: it consults the :class:`~servepath.service.gate.Gate`
 the server put on its config (:class:`ServepathConfig`); under a plain uvicorn ``Config`` only
@@ -52,6 +61,7 @@ from typing import Any
 import httptools
 import orjson
 from uvicorn.config import Config
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -67,10 +77,17 @@ from servepath.service.routes import LIVE_BODY
 
 log = logging.getLogger(__name__)
 
-#: Pipelined requests that may wait behind the one in progress on one connection.
+#: Pipelined requests parsed ahead of the one in progress on one connection; past them the
+#: connection reads no more until answers go out (the rest waits in the socket).
 MAX_PIPELINE = 32
+#: A read holding more than this is parsed this much at a time, so that a read full of
+#: small pipelined requests builds at most this many bytes' worth past MAX_PIPELINE.
+PIPELINE_SLICE = 4096
 #: On shutdown, a head still arriving gets at most this long to complete.
 DRAIN_HEAD_GRACE = 1.0
+#: On shutdown, an idle keep-alive connection stays open this long for a request already on
+#: its way (its caller has just had an answer), answered with ``Connection: close``.
+DRAIN_IDLE_GRACE = 1.0
 #: After an error answer, input is read and dropped for this long (or this many bytes)
 #: before the close, so that the answer is not lost to a reset.
 LINGER_TIME = 2.0
@@ -107,8 +124,30 @@ class _Reject(Exception):
         self.message = message
 
 
-class _PipelineFull(Exception):
-    """Raised from a parser callback: too many pipelined requests wait already."""
+class _Flow(FlowControl):
+    """uvicorn's flow control, except that reading stays paused while ``held``: requests
+    read ahead wait unparsed behind a full pipeline (uvicorn resumes reading after every
+    answer and in every ``receive``, which would read a flood in without bound)."""
+
+    held = False
+
+    def resume_reading(self) -> None:
+        if self.read_paused and not self.held:
+            self.read_paused = False
+            self._transport.resume_reading()
+
+
+class _CycleTransport:
+    """The transport as a request cycle sees it: writes go straight to it; its close goes
+    through the protocol, which closes without a reset when input may be unread."""
+
+    __slots__ = ("close", "get_extra_info", "is_closing", "write")
+
+    def __init__(self, transport: asyncio.Transport, close: Any) -> None:
+        self.write = transport.write
+        self.is_closing = transport.is_closing
+        self.get_extra_info = transport.get_extra_info
+        self.close = close
 
 
 class Cycle(RequestResponseCycle):
@@ -212,6 +251,8 @@ def _pending_bytes(transport: asyncio.Transport) -> int:
 class ServepathHttpProtocol(HttpToolsProtocol):
     """See the module docstring."""
 
+    flow: _Flow
+
     def __init__(
         self,
         config: Config,
@@ -243,11 +284,16 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         self._draining = False
         self._requests = 0
         self._lingering = 0  # bytes still dropped while lingering before the close
+        # Bytes read but not yet parsed: they wait for room in a full pipeline.
+        self._unparsed: memoryview | None = None
+        self._cycle_transport: Any = None
 
     # --- the connection ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = _Flow(transport)
+        self._cycle_transport = _CycleTransport(transport, self._close_after_response)
         limit = self.limits.max_connections
         if len(self.connections) > limit:
             self._stopped = True
@@ -286,26 +332,66 @@ class ServepathHttpProtocol(HttpToolsProtocol):
                 if self._lingering <= 0:
                     self.transport.close()
             return
+        if self._unparsed is not None or len(self.pipeline) >= MAX_PIPELINE:
+            self._hold(memoryview(data))
+            return
         self._unset_keepalive_if_required()
         if self._timer is not None and self._timer_kind != "head":
             self._cancel()
+        if len(data) > PIPELINE_SLICE:
+            self._feed_slices(memoryview(data))
+        elif self._feed(data):
+            self._arm_after_read()
+
+    def _feed_slices(self, data: memoryview) -> None:
+        """Parse ``data`` a slice at a time, holding the rest once the pipeline is full."""
+        for start in range(0, len(data), PIPELINE_SLICE):
+            if len(self.pipeline) >= MAX_PIPELINE:
+                self._hold(data[start:])
+                return
+            if not self._feed(data[start : start + PIPELINE_SLICE]):
+                return
+        self._arm_after_read()
+
+    def _hold(self, data: memoryview) -> None:
+        """Keep ``data`` unparsed, and read no more, until the pipeline has room."""
+        if self._unparsed is not None:
+            data = memoryview(bytes(self._unparsed) + bytes(data))
+        self._unparsed = data
+        self.flow.held = True
+        self.flow.pause_reading()
+        # The caller has sent what it waits for: no head or body timer runs meanwhile.
+        self._cancel()
+
+    def _release(self) -> None:
+        """An answer went out: parse what was held, while the pipeline has room."""
+        held = self._unparsed
+        if held is None or len(self.pipeline) >= MAX_PIPELINE or self._stopped:
+            return
+        self._unparsed = None
+        self.flow.held = False
+        self._unset_keepalive_if_required()
+        self._feed_slices(held)
+        if self._unparsed is None and not self._stopped:
+            self.flow.resume_reading()
+
+    def _feed(self, data: bytes | memoryview) -> bool:
+        """Parse ``data``; False when the connection is done with (answered and closing)."""
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _Reject):
                 self._reject(cause.status, cause.reason, cause.message)
-            elif isinstance(cause, _PipelineFull):
-                self._stop_after_pipeline()
             else:
                 self._reject(400, "bad_request", "invalid HTTP request")
-            return
+            return False
         except httptools.HttpParserError:
             self._reject(400, "bad_request", "invalid HTTP request")
-            return
+            return False
         except httptools.HttpParserUpgrade:
             self._after_upgrade()
-            return
+            return False
         if self._in_head:
             self._head_bytes += len(data)
             if self._head_bytes > self._max_head:
@@ -313,9 +399,16 @@ class ServepathHttpProtocol(HttpToolsProtocol):
                     self._reject(414, "uri_too_long", "the request line is too long")
                 else:
                     self._reject(431, "headers_too_large", "the request head is too large")
-                return
+                return False
+        return True
+
+    def _arm_after_read(self) -> None:
+        """A read is parsed: time the head or the body still arriving."""
+        if self._in_head:
             if self._timer is None:
                 remaining = self._arrived_loop + self.limits.header_timeout - self.loop.time()
+                if self._draining:
+                    remaining = min(remaining, DRAIN_HEAD_GRACE)
                 self._arm("head", remaining)
         elif self._discard or (
             self.cycle is not None and self.cycle.more_body and not self.cycle.disconnected
@@ -347,6 +440,10 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         if kind == "first":
             self._count_rejected("idle_timeout")
             self.transport.close()
+        elif kind == "drain":
+            if _pending_bytes(self.transport) > 0:
+                return  # a request has just arrived: it is read next, and answered
+            self._close_softly()
         elif kind == "head":
             self._reject(408, "header_timeout", "the request head did not arrive in time")
         elif kind == "body":
@@ -372,7 +469,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         elif self.cycle is not None and not self.cycle.response_complete:
             self.cycle.keep_alive = False
         elif not self.transport.is_closing():
-            self.transport.close()  # answered already (a fast path): written, then closed
+            self._close_softly()  # answered already (a fast path): written, then closed
 
     def _declares_body(self) -> bool:
         for name, value in self.headers:
@@ -404,14 +501,19 @@ class ServepathHttpProtocol(HttpToolsProtocol):
             self._linger()
 
     def _linger(self) -> None:
-        """Close after an error answer without resetting it away.
+        """Close after an answer without resetting it away.
 
-        Closing a socket with unread input makes the kernel send RST, and a client still
-        sending (an endless header) may lose the answer before it reads it. As nginx's
-        lingering close: send FIN, read and drop what still comes for a moment, then close.
+        Closing a socket with unread input makes the kernel send RST, which discards what
+        of the answer is still unsent and makes the caller's read fail, so a client still
+        sending (an endless header, pipelined requests, a request sent as the connection
+        closed) may lose the answer before it reads it. As nginx's lingering close: send
+        FIN, read and drop what still comes until the caller closes too (or for a moment),
+        then close.
         """
         transport = self.transport
+        self._stopped = True
         self._lingering = LINGER_BYTES
+        self._unparsed = None
         if transport.can_write_eof():
             try:
                 transport.write_eof()
@@ -419,23 +521,39 @@ class ServepathHttpProtocol(HttpToolsProtocol):
                 transport.close()
                 return
             self._cancel()
+            self._unset_keepalive_if_required()
             self._timer_kind = "linger"
             self._timer = self.loop.call_later(LINGER_TIME, transport.close)
+            self.flow.held = False
+            self.flow.resume_reading()
         else:
             transport.close()
+
+    def _close_softly(self) -> None:
+        """Close a connection the caller may be sending on: no request of its can have been
+        read (an idle one), but one may be arriving; it gets FIN, never RST."""
+        if not self.transport.is_closing() and not self._lingering:
+            self._linger()
+
+    def _close_after_response(self) -> None:
+        """A response said ``Connection: close``: close, lingering if input waits unread
+        (pipelined requests past the answered one), which would otherwise reset it away."""
+        transport = self.transport
+        if transport.is_closing() or self._lingering:
+            return
+        if self.flow.read_paused or self._unparsed is not None or _pending_bytes(transport):
+            self._linger()
+        else:
+            self._stopped = True
+            transport.close()
+
+    def timeout_keep_alive_handler(self) -> None:
+        self.timeout_keep_alive_task = None
+        self._close_softly()
 
     def _count_rejected(self, reason: str) -> None:
         if self.gate is not None:
             self.gate.metrics.count_rejected(reason)
-
-    def _stop_after_pipeline(self) -> None:
-        self._stopped = True
-        self._count_rejected("pipeline")
-        self.flow.pause_reading()
-        if self.pipeline:
-            self.pipeline[0][0].keep_alive = False
-        elif self.cycle is not None:
-            self.cycle.keep_alive = False
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -459,13 +577,22 @@ class ServepathHttpProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         if self._stopped:
             self.server_state.total_requests += 1
+            if self._lingering or self.transport.is_closing():
+                return
             if self.pipeline:
                 cycle, app = self.pipeline.pop()
                 self._start_asgi_task(cycle, app)
-            elif not self.transport.is_closing():
-                self.transport.close()
+            else:
+                self._close_softly()
             return
         super().on_response_complete()
+        if self._unparsed is not None:
+            self._release()
+        elif self._draining and self.timeout_keep_alive_task is not None:
+            # Answered with keep-alive (its body was still arriving at the drain): idle now,
+            # it closes as the drain closes idle connections, not at the keep-alive timeout.
+            self._unset_keepalive_if_required()
+            self._arm("drain", DRAIN_IDLE_GRACE)
 
     def begin_drain(self) -> None:
         """Answer what comes on this connection with ``Connection: close``."""
@@ -474,24 +601,32 @@ class ServepathHttpProtocol(HttpToolsProtocol):
     def shutdown(self) -> None:
         """The server is stopping: answer what was received, then close."""
         self._draining = True
+        if self._stopped or self.transport.is_closing():
+            return  # closing already, once its answers are out
+        if self.pipeline:
+            last = self.pipeline[0][0]
+            # The last request queued ends the answers, unless its body is still to come
+            # (held, or on the way): then it is read and answered, and the next ends them.
+            if not last.more_body:
+                last.keep_alive = False
+            return
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
-            if self.pipeline:
-                self.pipeline[0][0].keep_alive = False
-            else:
-                cycle.keep_alive = False
-            return
-        if self.pipeline:
-            self.pipeline[0][0].keep_alive = False
+            cycle.keep_alive = False
             return
         if self._in_head:
             # Part of a request has arrived: give the rest a moment, not a full timeout.
             left = self._arrived_loop + self.limits.header_timeout - self.loop.time()
             self._arm("head", min(left, DRAIN_HEAD_GRACE))
             return
-        if _pending_bytes(self.transport) > 0:
-            return  # a request waits unread: read it, answer it, then close
-        self.transport.close()
+        if self._discard or _pending_bytes(self.transport) > 0:
+            return  # a request waits unread (or a body to drop): read it, answer it, close
+        # Idle. Its caller may be sending the next request this very moment (it has just
+        # had an answer): that request is answered with Connection: close if it comes
+        # within the grace; then FIN, and what comes after it is read and dropped, not
+        # reset (a caller that sees FIN before any answer knows its request went unread).
+        self._unset_keepalive_if_required()
+        self._arm("drain", DRAIN_IDLE_GRACE)
 
     # --- parser callbacks ----------------------------------------------------------------
 
@@ -579,7 +714,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
 
         cycle = Cycle(
             scope=self.scope,
-            transport=self.transport,
+            transport=self._cycle_transport,
             flow=self.flow,
             logger=self.logger,
             access_logger=self.access_logger,
@@ -598,8 +733,6 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         if idle:
             self._start_asgi_task(cycle, self.app)
         else:
-            if len(self.pipeline) >= MAX_PIPELINE:
-                raise _PipelineFull()
             self.flow.pause_reading()
             self.pipeline.appendleft((cycle, self.app))
 
@@ -664,9 +797,10 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         if self._discard:
             self._discard = False
             self._cancel()
-            if not self._discard_keep_alive or self._draining:
-                self._stopped = True
-                self.transport.close()
+            if not self._discard_keep_alive:
+                self._close_after_response()
+            elif self._draining:
+                self._close_softly()  # the answer said keep-alive: the caller may send on
             elif not self.transport.is_closing():
                 self.timeout_keep_alive_task = self.loop.call_later(
                     self.timeout_keep_alive, self.timeout_keep_alive_handler

@@ -7,7 +7,9 @@ this process or in ``settings.workers`` worker processes that share it.
 Draining (SIGTERM/SIGINT): the server stops accepting, but first takes every connection
 already waiting in the listen backlog (a client that connected has sent, or is sending, its
 request); connections whose next request waits unread are read and answered; pipelined
-requests already received are answered; every response then says ``Connection: close``.
+requests already parsed are answered; an idle keep-alive connection answers a request that
+comes within a second; every response then says ``Connection: close``, and every connection
+ends with FIN, never a reset (:meth:`ServepathHttpProtocol.shutdown`).
 Readiness answers 503 "draining" meanwhile. What is not done within ``grace_period`` is
 cancelled, then the prediction log is flushed.
 """
@@ -258,13 +260,40 @@ class ServepathServer(uvicorn.Server):
         gate = self.config.gate
         if gate is not None:
             gate.begin_drain()
-        await self._accept_backlog()
+        waiting = self._take_backlog()
+        # The listeners close at once, with no await after the last accept(): a connection
+        # completed in between would sit in the backlog and be reset with its request.
+        for server in getattr(self, "servers", []):
+            server.close()
+        for sock in sockets or ():
+            sock.close()
+        await self._serve_taken(waiting)
         await super().shutdown(sockets)
         if self.tls_listener is not None:
             self.tls_listener.heap.close()
 
-    async def _accept_backlog(self) -> None:
-        """Take the connections waiting for accept(): their requests are on the way."""
+    def _take_backlog(self) -> list[socket.socket]:
+        """The connections waiting for accept(): their requests are on the way."""
+        taken = []
+        for server in getattr(self, "servers", []):
+            for listener in server.sockets or ():
+                try:
+                    sock = socket.socket(fileno=os.dup(listener.fileno()))
+                except OSError:
+                    continue
+                with contextlib.closing(sock):
+                    sock.setblocking(False)
+                    while True:
+                        try:
+                            conn, _ = sock.accept()
+                        except OSError:
+                            break
+                        conn.setblocking(False)
+                        taken.append(conn)
+        return taken
+
+    async def _serve_taken(self, taken: list[socket.socket]) -> None:
+        """Serve the connections taken from the backlog, each answered with Connection: close."""
         loop = asyncio.get_running_loop()
         config = self.config
 
@@ -282,29 +311,16 @@ class ServepathServer(uvicorn.Server):
             # TLS: the same accept path as ever, told that the server drains.
             self.tls_listener.begin_drain()
             protocol = self.tls_listener.accept
-        taken = 0
-        for server in getattr(self, "servers", []):
-            for listener in server.sockets or ():
-                try:
-                    sock = socket.socket(fileno=os.dup(listener.fileno()))
-                except OSError:
-                    continue
-                with contextlib.closing(sock):
-                    sock.setblocking(False)
-                    while True:
-                        try:
-                            conn, _ = sock.accept()
-                        except OSError:
-                            break
-                        conn.setblocking(False)
-                        try:
-                            await loop.connect_accepted_socket(protocol, conn)
-                        except OSError:
-                            conn.close()
-                            continue
-                        taken += 1
-        if taken:
-            log.info("draining: took %d connections waiting in the listen backlog", taken)
+        served = 0
+        for conn in taken:
+            try:
+                await loop.connect_accepted_socket(protocol, conn)
+            except OSError:
+                conn.close()
+                continue
+            served += 1
+        if served:
+            log.info("draining: took %d connections waiting in the listen backlog", served)
 
 
 class _WorkerProcess(multiprocess.Process):
