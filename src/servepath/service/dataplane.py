@@ -38,6 +38,7 @@ from servepath.errors import (
 from servepath.model.batcher import MicroBatcher
 from servepath.model.convert import file_digest
 from servepath.model.loaded import LoadedModel, Row, engines_dir, load_model
+from servepath.model.prepare import prepare_elsewhere
 from servepath.model.repository import LABEL_RULE, ModelRepository, check_label
 from servepath.model.source import ModelSource
 from servepath.service.admission import (
@@ -308,7 +309,7 @@ class DataPlane:
                 chosen = label
 
                 def spec_loader() -> LoadedModel:
-                    return load_version(settings, repository, chosen)
+                    return load_version(settings, repository, chosen, prepare=True)
 
             else:
                 label = primary.label
@@ -341,7 +342,7 @@ class DataPlane:
         if repository is not None and is_label(spec):
             return await self.load_label(spec, role)
         return await self._load_beside(
-            spec, role, lambda: load_path(self.settings, spec), labelled=False
+            spec, role, lambda: load_path(self.settings, spec, prepare=True), labelled=False
         )
 
     async def load_label(self, label: str, role: Role = "primary") -> Deployment:
@@ -354,7 +355,7 @@ class DataPlane:
         if not is_label(label):
             raise UnknownVersion(label, f"a version label is {LABEL_RULE}")
         return await self._load_beside(
-            label, role, lambda: load_version(self.settings, repository, label)
+            label, role, lambda: load_version(self.settings, repository, label, prepare=True)
         )
 
     async def _load_beside(
@@ -751,25 +752,31 @@ def is_label(text: str) -> bool:
     return True
 
 
-def load_version(settings: Settings, repository: ModelRepository, label: str) -> LoadedModel:
-    """Version ``label`` of ``repository``, fetched, loaded and verified (in a thread)."""
+def load_version(
+    settings: Settings, repository: ModelRepository, label: str, *, prepare: bool = False
+) -> LoadedModel:
+    """Version ``label`` of ``repository``, fetched, loaded and verified (in a thread);
+    ``prepare``: converted and raced in a child process first (see :mod:`~servepath.model.
+    prepare`), as a version swapped in while the server answers requests is."""
     try:
         source = repository.source(label)
     except ModelLoadError as exc:
         if "no version" in exc.reason:
             raise UnknownVersion(label, exc.reason) from exc
         raise
-    return load_source(settings, source, settings.model_name or repository.name)
+    return load_source(settings, source, settings.model_name or repository.name, prepare=prepare)
 
 
-def load_path(settings: Settings, spec: str) -> LoadedModel:
+def load_path(settings: Settings, spec: str, *, prepare: bool = False) -> LoadedModel:
     """A version named by its path or URI (``--candidate``, ``--shadow`` without a
     repository), under the primary's name."""
     source = ModelSource.parse(spec)
-    return load_source(settings, source, settings.model_name or source.name)
+    return load_source(settings, source, settings.model_name or source.name, prepare=prepare)
 
 
-def load_source(settings: Settings, source: ModelSource, name: str | None) -> LoadedModel:
+def load_source(
+    settings: Settings, source: ModelSource, name: str | None, *, prepare: bool = False
+) -> LoadedModel:
     """Fetch, bound, load and verify one artifact: what a version must pass to serve."""
     path = source.local_path(
         settings.data_dir,
@@ -782,6 +789,8 @@ def load_source(settings: Settings, source: ModelSource, name: str | None) -> Lo
         size = path.stat().st_size
         if size > limit:
             raise ModelTooLarge(str(path), size, limit)
+    if prepare:
+        prepare_elsewhere(path, settings.data_dir, probabilities=settings.probabilities)
     model = load_model(
         path, name, cache_dir=engines_dir(settings.data_dir), probabilities=settings.probabilities
     )

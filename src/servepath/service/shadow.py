@@ -40,7 +40,7 @@ AGREE_TOLERANCE = 1e-6
 #: Rows of shadow work waiting or running at once, past which copies are skipped.
 MAX_SHADOW_ROWS = 256
 #: The event loop running this late (seconds) means no room for a copy.
-MAX_LAG_S = 0.002
+MAX_LAG_S = 0.01
 
 
 def _value(output: Output) -> Any:
