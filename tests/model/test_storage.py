@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from servepath.errors import ModelLoadError
+from servepath.model.repository import ModelRepository
 from servepath.model.storage import (
     ModelUri,
     RemoteObject,
@@ -317,3 +318,32 @@ def test_serve_with_a_missing_object_stays_unready_and_says_why(gcs: str, tmp_pa
         assert "no object gs://no-such-bucket/m/model.joblib (404)" in server.log()
         health = httpx.get(server.url + "/", timeout=5)
         assert health.status_code == 503  # a load balancer sends it nothing; the log says why
+
+
+def test_a_gcs_model_repository_lists_its_version_folders(gcs: str, tmp_path: Path) -> None:
+    bucket = _gcs_client(gcs).create_bucket(f"r{os.getpid()}")
+    for key in ("fraud/1/model.joblib", "fraud/10/model.joblib", "fraud/2/model.onnx",
+                "fraud/notes.txt", "other/3/model.joblib"):  # fmt: skip
+        bucket.blob(key).upload_from_string(b"x")
+    repo = ModelRepository(f"gs://{bucket.name}/fraud", gcs_endpoint=gcs)
+    assert repo.labels() == ["1", "2", "10"]
+    assert repo.source("2").location == f"gs://{bucket.name}/fraud/2/"
+    fetched = fetch_model(repo.source("2").location, tmp_path, gcs_endpoint=gcs)
+    assert fetched.path.name == "model.onnx"
+    with pytest.raises(ModelLoadError, match="no versions"):
+        ModelRepository(f"gs://{bucket.name}/empty", gcs_endpoint=gcs).labels()
+
+
+def test_an_s3_model_repository_lists_its_version_folders(
+    s3: str, aws_env: None, tmp_path: Path
+) -> None:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3)
+    client.create_bucket(Bucket="repo")
+    for key in ("churn/2024-05/model.joblib", "churn/2024-06/model.joblib", "churn/x.txt"):
+        client.put_object(Bucket="repo", Key=key, Body=b"x")
+    repo = ModelRepository("s3://repo/churn/", s3_endpoint=s3)
+    assert repo.labels() == ["2024-05", "2024-06"]
+    assert repo.latest() == "2024-06"
+    assert repo.name == "churn"
