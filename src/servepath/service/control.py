@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from servepath.service.dataplane import DataPlane
+from servepath.service.metrics import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class Coordinator:
         states: dict[str, str] = {}
         for path in self.directory.glob("applied-*.json"):
             pid = path.stem.removeprefix("applied-")
-            if not pid.isdigit() or not _alive(int(pid)):
+            if not pid.isdigit() or not process_alive(int(pid)):
                 continue
             try:
                 data = orjson.loads(path.read_bytes())
@@ -230,13 +231,3 @@ class Coordinator:
 def _unlock(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

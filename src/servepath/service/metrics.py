@@ -96,7 +96,7 @@ def forget_dead_workers(directory: str | None) -> list[int]:
             continue
         pid = int(match.group(1))
         if pid not in gone:
-            gone[pid] = not _alive(pid)
+            gone[pid] = not process_alive(pid)
         if not gone[pid]:
             continue
         if _LIVE_FILE.match(name):
@@ -113,7 +113,8 @@ def forget_dead_workers(directory: str | None) -> list[int]:
     return sorted(dead)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (this machine's; anyone's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

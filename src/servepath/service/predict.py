@@ -174,63 +174,37 @@ class PredictPipeline:
     ) -> None:
         """Record a shadow's answers to a copy of a request, linked to the request's own
         record (never durable: a shadow's record is worth no caller's wait)."""
-        model = self.model
-        now = time.time()
-        record_id = new_record_id()
-        records = []
-        for i, (row, out) in enumerate(zip(rows, outputs, strict=True)):
-            instance, cut_instance = bounded_json(row, MAX_INSTANCE_BYTES)
-            output, cut_output = bounded_json(out, MAX_OUTPUT_BYTES)
-            cut = ("instance",) * cut_instance + ("output",) * cut_output
-            records.append(
-                PredictionRecord(
-                    request_id=meta.request_id,
-                    index=i,
-                    ts=now,
-                    route=route,
-                    model_name=model.name,
-                    model_version=model.version,
-                    instance=instance,
-                    output=output,
-                    latency_ms=round(latency_ms, 3),
-                    cache_hit=False,
-                    client_addr=meta.client,
-                    forwarded=None,
-                    record_id=record_id,
-                    client_ip=meta.client_ip,
-                    truncated=",".join(cut) or None,
-                    api_key=meta.api_key,
-                    model_label=self.label,
-                    role="shadow",
-                    shadow_of=meta.record_id or None,
-                    traffic=meta.traffic,
-                )
-            )
+        records = self._records(
+            route, rows, outputs, meta, record_id=new_record_id(), latency_ms=latency_ms
+        )
+        for record in records:
+            record.role = "shadow"
+            record.shadow_of = meta.record_id or None
+            record.forwarded = None
         self.store.record(records)
 
     def _store_error(self, entries: int, reason: str) -> None:
         self._store_failed.note(reason)
         self.metrics.count_cache("store_error", entries)
 
-    async def _log(
+    def _records(
         self,
         route: Route,
         rows: Sequence[Row],
         outputs: Sequence[Output],
-        miss: set[int],
         meta: RequestMeta,
-    ) -> None:
+        *,
+        record_id: str,
+        latency_ms: float,
+        miss: set[int] | None = None,
+    ) -> list[PredictionRecord]:
+        """One record per instance, within the log's bounds (``miss``: the rows the model
+        computed; None: all of them)."""
         model = self.model
         now = time.time()
-        latency = round((time.perf_counter() - meta.start) * 1000, 3)
-        # The server owns the record's identity: a caller's X-Request-ID is stored beside
-        # it, never used as a key, so reusing one cannot merge or suppress records.
-        record_id = meta.record_id
-        if not record_id:
-            # Drawn here when nobody drew one; kept on the request so that a shadow's
-            # records can name the record they copy.
-            record_id = meta.record_id = new_record_id()
         request_truncated = ",".join(meta.truncated)
+        label = self.label
+        role = None if self.role == "primary" else self.role
         records = []
         for i, (row, out) in enumerate(zip(rows, outputs, strict=True)):
             instance, cut_instance = bounded_json(row, MAX_INSTANCE_BYTES)
@@ -249,8 +223,8 @@ class PredictPipeline:
                     model_version=model.version,
                     instance=instance,
                     output=output,
-                    latency_ms=latency,
-                    cache_hit=i not in miss,
+                    latency_ms=round(latency_ms, 3),
+                    cache_hit=miss is not None and i not in miss,
                     client_addr=meta.client,
                     forwarded=meta.forwarded,
                     record_id=record_id,
@@ -258,10 +232,31 @@ class PredictPipeline:
                     truncated=truncated or None,
                     api_key=meta.api_key,
                     traffic=meta.traffic,
-                    model_label=self.label,
-                    role=None if self.role == "primary" else self.role,
+                    model_label=label,
+                    role=role,
                 )
             )
+        return records
+
+    async def _log(
+        self,
+        route: Route,
+        rows: Sequence[Row],
+        outputs: Sequence[Output],
+        miss: set[int],
+        meta: RequestMeta,
+    ) -> None:
+        latency = (time.perf_counter() - meta.start) * 1000
+        # The server owns the record's identity: a caller's X-Request-ID is stored beside
+        # it, never used as a key, so reusing one cannot merge or suppress records.
+        record_id = meta.record_id
+        if not record_id:
+            # Drawn here when nobody drew one; kept on the request so that a shadow's
+            # records can name the record they copy.
+            record_id = meta.record_id = new_record_id()
+        records = self._records(
+            route, rows, outputs, meta, record_id=record_id, latency_ms=latency, miss=miss
+        )
         if self.durable:
             await self.store.record_durable(records)
         else:

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from servepath.net.forwarded import TrustedProxies
+from servepath.service.metrics import process_alive
 from servepath.service.ui import Entry, SeenRing
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class RingShare:
             match = _SNAPSHOT.match(name)
             if match is None or int(match.group(1)) == self.pid:
                 continue
-            if not _alive(int(match.group(1))):
+            if not process_alive(int(match.group(1))):
                 continue
             rows = _read(self.directory / name)
             if rows is not None:
@@ -149,13 +150,3 @@ def _read(path: Path) -> list[dict[str, Any]] | None:
     if not isinstance(rows, list):
         return None
     return [r for r in rows if isinstance(r, dict)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True

@@ -344,6 +344,32 @@ def _layout(has_requests: bool, has_traffic: bool, has_versions: bool) -> _Layou
 
 class _ReaderBase:
     target: str
+    _layout: _Layout
+    #: How a query marks a parameter, and a timestamp parameter (unix seconds).
+    _mark = "?"
+    _ts_mark = "?"
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def compare(
+        self, *, since: float | None = None, traffic: TrafficFilter = "ordinary"
+    ) -> Comparison:
+        lay = self._layout
+        mark = self._mark
+        where, params = _where(since, None, lay, mark, self._ts_mark, traffic)
+        if lay is not _V4:
+            return compare(self.target, since, [], [])
+        pairs = self._query(
+            f"{_PAIRS}{_and(where, SHADOWS)} ORDER BY r.ts DESC LIMIT {mark}",
+            (*params, MAX_PAIRS),
+        )
+        live = self._query(
+            "SELECT r.model_label, r.model_version, r.role, r.latency_ms FROM requests r "
+            f"{_and(where, ANSWERED)} ORDER BY r.ts DESC LIMIT {mark}",
+            (*params, MAX_PAIRS),
+        )
+        return compare(self.target, since, pairs, live)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -445,24 +471,6 @@ class SQLiteReader(_ReaderBase):
             left_out,
         )
 
-    def compare(
-        self, *, since: float | None = None, traffic: TrafficFilter = "ordinary"
-    ) -> Comparison:
-        lay = self._layout
-        where, params = _where(since, None, lay, "?", "?", traffic)
-        if lay is not _V4:
-            return compare(self.target, since, [], [])
-        pairs = self._query(
-            f"{_PAIRS}{_and(where, SHADOWS)} ORDER BY r.ts DESC LIMIT ?",
-            (*params, MAX_PAIRS),
-        )
-        live = self._query(
-            "SELECT r.model_label, r.model_version, r.role, r.latency_ms FROM requests r "
-            f"{_and(where, ANSWERED)} ORDER BY r.ts DESC LIMIT ?",
-            (*params, MAX_PAIRS),
-        )
-        return compare(self.target, since, pairs, live)
-
     def close(self) -> None:
         self._conn.close()
 
@@ -509,6 +517,9 @@ def _where(
 
 
 class PostgresReader(_ReaderBase):
+    _mark = "%s"
+    _ts_mark = "to_timestamp(%s)"
+
     def __init__(self, conninfo: str, *, connect_timeout: int = 5) -> None:
         # psycopg is imported where PostgreSQL is used, so that other commands start faster.
         import psycopg
@@ -588,24 +599,6 @@ class PostgresReader(_ReaderBase):
             traffic,
             left_out,
         )
-
-    def compare(
-        self, *, since: float | None = None, traffic: TrafficFilter = "ordinary"
-    ) -> Comparison:
-        lay = self._layout
-        where, params = _where(since, None, lay, "%s", "to_timestamp(%s)", traffic)
-        if lay is not _V4:
-            return compare(self.target, since, [], [])
-        pairs = self._query(
-            f"{_PAIRS}{_and(where, SHADOWS)} ORDER BY r.ts DESC LIMIT %s",
-            (*params, MAX_PAIRS),
-        )
-        live = self._query(
-            "SELECT r.model_label, r.model_version, r.role, r.latency_ms FROM requests r "
-            f"{_and(where, ANSWERED)} ORDER BY r.ts DESC LIMIT %s",
-            (*params, MAX_PAIRS),
-        )
-        return compare(self.target, since, pairs, live)
 
     def close(self) -> None:
         self._conn.close()
