@@ -81,6 +81,12 @@ class ProxyEnv:
         )
 
 
+#: A candidate loaded without a weight answers this percent of callers.
+DEFAULT_CANDIDATE_WEIGHT = 10.0
+#: A shadow loaded without a share sees this fraction of requests.
+DEFAULT_SHADOW_SHARE = 1.0
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything `servepath serve` and the client tools are configured by."""

@@ -9,10 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from servepath.cli._app import app, base_settings, get_output
-from servepath.config import model_location, parse_auto
+from servepath.config import (
+    DEFAULT_CANDIDATE_WEIGHT,
+    DEFAULT_SHADOW_SHARE,
+    model_location,
+    parse_auto,
+)
 from servepath.errors import ConfigError
 from servepath.model.schema_file import RULE as SCHEMA_RULE
-from servepath.service.deployments import DEFAULT_CANDIDATE_WEIGHT, DEFAULT_SHADOW_SHARE
 
 
 def _auto(text: str | None, name: str, kind: type[float] | type[int]) -> Any:

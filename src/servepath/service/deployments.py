@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from servepath.config import DEFAULT_CANDIDATE_WEIGHT, DEFAULT_SHADOW_SHARE
 from servepath.model.batcher import MicroBatcher
 from servepath.model.loaded import LoadedModel
 from servepath.service.predict import PredictPipeline
@@ -46,10 +47,6 @@ __all__ = [
 Role = Literal["primary", "candidate", "shadow"]
 #: A version's state as the model repository extension names it.
 VersionState = Literal["READY", "LOADING", "UNAVAILABLE"]
-#: A candidate loaded without a weight answers this percent of callers.
-DEFAULT_CANDIDATE_WEIGHT = 10.0
-#: A shadow loaded without a share sees this fraction of requests.
-DEFAULT_SHADOW_SHARE = 1.0
 #: Callers are spread over this many buckets: shares are set in hundredths of a percent.
 BUCKETS = 10_000
 
