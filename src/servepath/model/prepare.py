@@ -11,9 +11,9 @@ about a tenth of the time and without the long stalls.
 The child is also a fence: an artifact that crashes its unpickler, or exhausts memory,
 takes down the child and is refused, while the server serves on.
 
-Run as ``python -m servepath.model.prepare PATH DATA_DIR [--probabilities]``: exit 0 when
-the model loaded and answered its own example; otherwise 1 and one line on stderr saying
-why.
+Run as ``python -m servepath.model.prepare PATH DATA_DIR [--probabilities] [--schema FILE]``:
+exit 0 when the model loaded and answered its own example; otherwise 1 and one line on
+stderr saying why.
 """
 
 from __future__ import annotations
@@ -33,13 +33,20 @@ PREPARE_TIMEOUT = 600.0
 
 
 def prepare_elsewhere(
-    path: Path, data_dir: Path, *, probabilities: bool = False, timeout: float = PREPARE_TIMEOUT
+    path: Path,
+    data_dir: Path,
+    *,
+    probabilities: bool = False,
+    schema: Path | None = None,
+    timeout: float = PREPARE_TIMEOUT,
 ) -> None:
     """Load ``path`` in a child process so that its conversions and engine race are cached
     in ``data_dir``; raise :class:`ModelLoadError` with the child's reason when it fails."""
     command = [sys.executable, "-m", "servepath.model.prepare", str(path), str(data_dir)]
     if probabilities:
         command.append("--probabilities")
+    if schema is not None:
+        command += ["--schema", str(schema)]
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=timeout, check=False,
@@ -60,9 +67,13 @@ def main(argv: list[str]) -> int:
     from servepath.model.loaded import engines_dir, load_model
 
     path, data_dir = Path(argv[0]), Path(argv[1])
+    schema = Path(argv[argv.index("--schema") + 1]) if "--schema" in argv else None
     try:
         model = load_model(
-            path, cache_dir=engines_dir(data_dir), probabilities="--probabilities" in argv
+            path,
+            cache_dir=engines_dir(data_dir),
+            schema_path=schema,
+            probabilities="--probabilities" in argv,
         )
         model.predict_rows([model.schema.example()])
     except ModelLoadError as exc:

@@ -107,6 +107,7 @@ class DataPlane:
         #: The live page's data and the path echo: a budget of their own.
         self.diagnostics = Diagnostics(self.admission)
         self._loader = model_loader or (lambda: load_configured_model(settings))
+        self._loader_is_configured = model_loader is None
         self.repository = repository_of(settings)
         #: The versions in service, by role (see :mod:`servepath.service.deployments`).
         self.primary: Deployment | None = None
@@ -313,7 +314,13 @@ class DataPlane:
 
             else:
                 label = primary.label
-                spec_loader = self._loader
+                if self._loader_is_configured:
+
+                    def spec_loader() -> LoadedModel:
+                        return load_configured_model(settings, prepare=True)
+
+                else:
+                    spec_loader = self._loader
             changed = await asyncio.to_thread(self._artifact_changed, primary)
             if changed:
                 await self._load_beside(
@@ -829,8 +836,9 @@ def refusal_of(exc: Exception) -> tuple[str, str]:
     return "load_failed", f"{type(exc).__name__}: {exc}"
 
 
-def load_configured_model(settings: Settings) -> LoadedModel:
-    """The model the settings name (see :mod:`servepath.model.source`), loaded and verified."""
+def load_configured_model(settings: Settings, *, prepare: bool = False) -> LoadedModel:
+    """The model the settings name (see :mod:`servepath.model.source`), loaded and verified;
+    ``prepare``: converted and raced in a child process first (a reload while serving)."""
     path = settings.model_source.local_path(
         settings.data_dir,
         gcs_endpoint=settings.gcs_endpoint,
@@ -838,6 +846,13 @@ def load_configured_model(settings: Settings) -> LoadedModel:
         sha256=settings.model_sha256,
         allow_http=settings.allow_http_model,
     )
+    if prepare:
+        prepare_elsewhere(
+            path,
+            settings.data_dir,
+            probabilities=settings.probabilities,
+            schema=settings.model_schema,
+        )
     return load_model(
         path,
         settings.model_name,
