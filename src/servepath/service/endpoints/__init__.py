@@ -2,9 +2,10 @@
 
 ``decisions`` (``POST /decisions`` and the Vertex AI form), ``v2`` (the Open Inference
 Protocol), ``ops`` (health, metrics, the OpenAPI document and its docs page, the path echo),
-``page`` (the live page) and ``login`` (a person's way in when the server takes keys). Each family is a small class over the data plane whose
-``routes()`` the ASGI shell (:mod:`servepath.service.app`) assembles into one router; a
-handler is a thin delegate: read the request, call the data plane, shape the answer.
+``page`` (the live page) and ``login`` (a person's way in when the server takes keys). Each
+family is a small class over the data plane whose ``routes()`` the ASGI shell
+(:mod:`servepath.service.app`) assembles into one router; a handler is a thin delegate: read
+the request, call the data plane, shape the answer.
 """
 
 from __future__ import annotations
