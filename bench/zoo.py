@@ -8,7 +8,8 @@ categorical columns; nothing is downloaded) and served by every stack in turn, p
 core while wrk loads it from the other: cache misses (every request a new applicant) at
 concurrency 1 and 64, and for servepath the cache-hit path too. Before it is loaded, each
 stack's answers to 32 fresh applicants are checked against the model's own library.
-servepath's load is timed in-process twice: converting, and from its conversion cache.
+servepath's load is timed in-process twice: converting and racing, and from its cache (the
+conversions and the race's outcome).
 Throughput counts answered requests (2xx) only; servepath runs with its default settings
 except ``--max-queue-wait 30``, so that like the peers it queues rather than sheds.
 
@@ -425,7 +426,8 @@ class Startup:
 
 
 def time_loads(model: Prepared, cache: Path) -> Startup:
-    """servepath's model load in-process: first converting, then from the conversion cache."""
+    """servepath's model load in-process: first converting and racing, then from the cache
+    (the conversions and the race's outcome)."""
     from servepath.model.loaded import load_model
 
     started = time.perf_counter()

@@ -101,7 +101,8 @@ def test_the_serving_engine_reproduced_the_model_and_the_others_say_why_not(
         assert trial.verdict  # agrees, or the reason it is not used
     lines = report.lines()
     assert lines[0].startswith("served by ") and "max |Δ|" in lines[0]
-    assert len(lines) == 1 + len(report.trials)
+    assert lines[1].startswith("engine race: ")  # run now, or read from the cache
+    assert len(lines) == 2 + len(report.trials)
 
 
 @pytest.mark.parametrize("name", NAMES)
