@@ -87,7 +87,11 @@ PIPELINE_SLICE = 4096
 DRAIN_HEAD_GRACE = 1.0
 #: On shutdown, an idle keep-alive connection stays open this long for a request already on
 #: its way (its caller has just had an answer), answered with ``Connection: close``.
-DRAIN_IDLE_GRACE = 1.0
+DRAIN_IDLE_GRACE = 0.5
+#: After that grace, an idle connection's FIN waits this long for the caller's own close
+#: before the close: no request of its was read, so there is no answer to protect, only a
+#: request that may cross the FIN (it is read and dropped rather than reset).
+DRAIN_IDLE_LINGER = 0.2
 #: After an error answer, input is read and dropped for this long (or this many bytes)
 #: before the close, so that the answer is not lost to a reset.
 LINGER_TIME = 2.0
@@ -443,7 +447,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         elif kind == "drain":
             if _pending_bytes(self.transport) > 0:
                 return  # a request has just arrived: it is read next, and answered
-            self._close_softly()
+            self._close_softly(DRAIN_IDLE_LINGER)
         elif kind == "head":
             self._reject(408, "header_timeout", "the request head did not arrive in time")
         elif kind == "body":
@@ -500,7 +504,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
             )
             self._linger()
 
-    def _linger(self) -> None:
+    def _linger(self, seconds: float = LINGER_TIME) -> None:
         """Close after an answer without resetting it away.
 
         Closing a socket with unread input makes the kernel send RST, which discards what
@@ -523,17 +527,17 @@ class ServepathHttpProtocol(HttpToolsProtocol):
             self._cancel()
             self._unset_keepalive_if_required()
             self._timer_kind = "linger"
-            self._timer = self.loop.call_later(LINGER_TIME, transport.close)
+            self._timer = self.loop.call_later(seconds, transport.close)
             self.flow.held = False
             self.flow.resume_reading()
         else:
             transport.close()
 
-    def _close_softly(self) -> None:
+    def _close_softly(self, linger: float = LINGER_TIME) -> None:
         """Close a connection the caller may be sending on: no request of its can have been
         read (an idle one), but one may be arriving; it gets FIN, never RST."""
         if not self.transport.is_closing() and not self._lingering:
-            self._linger()
+            self._linger(linger)
 
     def _close_after_response(self) -> None:
         """A response said ``Connection: close``: close, lingering if input waits unread
