@@ -169,11 +169,15 @@ def test_new_connections_are_refused_once_draining(tmp_path: Path, slow_model: P
 def test_several_workers_report_every_worker_in_every_scrape_and_log_every_start(
     tmp_path: Path, example_model_path: Path
 ) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
     with serve(
         tmp_path,
         model=example_model_path,
         args=["--workers", "2", "--store", "off", "--access-log"],
+        env={"TMPDIR": str(scratch)},
     ) as s:
+        assert list(scratch.glob("servepath-metrics-*")), "the workers share a directory"
         # serve() returned on the first healthy answer. A worker still loading its model does
         # not accept from the shared socket, so from here on no request may see 503 "loading".
         pids = set()
@@ -195,6 +199,8 @@ def test_several_workers_report_every_worker_in_every_scrape_and_log_every_start
                 scrapes.append(c.get(s.url + "/metrics").text)
         log = s.log()
     assert len(pids) == 2, "the kernel spreads connections over both workers"
+    # The workers' shared directory went with the server.
+    assert not list(scratch.glob("servepath-metrics-*"))
     for text in scrapes:
         match = re.search(
             r'servepath_http_requests_total\{method="POST",route="/decisions",status="200"\} (\S+)',

@@ -22,6 +22,7 @@ import errno
 import logging
 import logging.config
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -425,9 +426,14 @@ def _run(settings: Settings, sock: socket.socket) -> int:
     # uvicorn 0.54's supervisor makes its workers from this module-level name: each worker
     # then runs ServepathServer (pinned version; the name is read only in this process).
     multiprocess.Process = _WorkerProcess  # type: ignore[misc]
-    multiprocess.Multiprocess(config, sockets=[sock]).run()
-    failed = Path(metrics_dir, MODEL_FAILED_MARK)
-    if failed.exists():
-        log.error("stopped: a worker's model did not load: %s", failed.read_text())
-        return MODEL_FAILED
-    return 0
+    try:
+        multiprocess.Multiprocess(config, sockets=[sock]).run()
+        failed = Path(metrics_dir, MODEL_FAILED_MARK)
+        if failed.exists():
+            log.error("stopped: a worker's model did not load: %s", failed.read_text())
+            return MODEL_FAILED
+        return 0
+    finally:
+        # The workers' shared files (metrics, the live page's lists, model control) are
+        # this run's alone: a stopped server leaves none behind.
+        shutil.rmtree(metrics_dir, ignore_errors=True)
