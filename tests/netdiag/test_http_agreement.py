@@ -131,6 +131,8 @@ def test_a_slow_connect_first_byte_and_total_agree_with_curl(
     assert abs(ours["connect"] - curl_connect) < 20, (ours, curl)
     # the connect, then the server's 100 ms
     assert curl["starttransfer"] >= curl_connect + 100 and ours["starttransfer"] >= 1000
-    assert abs(ours["starttransfer"] - curl["starttransfer"]) < 25, (ours, curl)
-    assert abs(ours["total"] - curl["total"]) < 25, (ours, curl)
+    # The errors this guards against are a second wide (the retransmitted SYN counted twice,
+    # or not at all); a machine busy with other work delays either process by tens of ms.
+    assert abs(ours["starttransfer"] - curl["starttransfer"]) < 80, (ours, curl)
+    assert abs(ours["total"] - curl["total"]) < 80, (ours, curl)
     assert all(o["sum"] == pytest.approx(o["total"], abs=0.01) for o, _ in samples)

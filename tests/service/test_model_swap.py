@@ -63,6 +63,16 @@ class Caller(threading.Thread):
             time.sleep(0.01)
         assert len(self.statuses) >= count, "the caller stopped making progress"
 
+    def answered_after(self, when: float, count: int) -> list[str]:
+        """The versions of the first ``count`` answers received after ``when`` (waits for them)."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.is_alive():
+            later = [v for t, v in self.answers if t > when]
+            if len(later) >= count:
+                return later
+            time.sleep(0.01)
+        raise AssertionError(f"the caller stopped making progress after {when}")
+
     def finish(self) -> None:
         self.stop.set()
         self.join(30)
@@ -115,10 +125,10 @@ def test_swaps_under_load_lose_no_request_and_the_new_version_answers_at_once(
                 assert body["serving"]["primary"]["label"] == version
                 assert len(body["workers"]) == workers
                 assert set(body["workers"].values()) == {"applied"}
-                seen = len(caller.statuses)
-                caller.wait_for(seen + 50 * (n + 1))
-                later = [v for t, v in caller.answers if t > done + 0.05]
-                assert later and set(later) == {version}, (version, set(later))
+                # Answers received 50 ms after the swap was acknowledged come from the new
+                # version; wait for enough of them, however fast or slow the machine is.
+                later = caller.answered_after(done + 0.05, 50)
+                assert set(later) == {version}, (version, set(later))
         finally:
             caller.finish()
     assert caller.errors == []
