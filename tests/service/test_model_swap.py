@@ -117,7 +117,7 @@ def test_swaps_under_load_lose_no_request_and_the_new_version_answers_at_once(
             caller.wait_for(50)
             # v1 → v2 → v1 (→ v2 with one worker): there and back, on every worker.
             swaps = ["2", "1", "2"] if workers == 1 else ["2", "1"]
-            for n, version in enumerate(swaps):
+            for version in swaps:
                 response = _load(server.url, version)
                 assert response.status_code == 200, response.text
                 done = time.monotonic()
