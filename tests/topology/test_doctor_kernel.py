@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from servepath.net.kernel import listen_queues
+from servepath.net.kernel import listen_queues, parse_netstat
 from tests.support import TESTS_DIR
 from tests.topology.conftest import BuildNetwork
 from tests.topology.topology import Network, Topology
@@ -98,12 +98,66 @@ def test_a_listener_that_never_accepts_is_named_by_its_own_full_queue(net: Netwo
     assert "servepath serve --backlog" in " ".join(report["fix"])
 
 
-def test_a_healthy_listener_has_room_and_no_drop_is_blamed_on_it(net: Network) -> None:
-    with net.listen("srv", "0.0.0.0", [18071]):
+# Another listener of the namespace, never accepting, that keeps receiving new connects: the
+# namespace's ListenOverflows grows all the while (bounded: 20 s, 4,000 sockets).
+_OVERFLOWING = """
+import socket, sys, time
+port = int(sys.argv[1])
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", port)); listener.listen(1)
+clients = []
+end = time.monotonic() + 20
+while time.monotonic() < end and len(clients) < 4000:
+    c = socket.socket(); c.setblocking(False); c.connect_ex(("127.0.0.1", port))
+    clients.append(c)
+    time.sleep(0.005)
+"""
+
+
+# A server whose health route answers 200, with the usual backlog.
+_HEALTHY = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1024)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    c.recv(4096)
+    c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\n{}")
+    c.close()
+"""
+
+
+def _overflows(net: Network, node: str) -> int:
+    text = net.run(node, ["cat", "/proc/net/netstat"]).stdout
+    return parse_netstat(text)["TcpExt"]["ListenOverflows"]
+
+
+def test_drops_at_another_listener_are_not_blamed_on_a_healthy_port(net: Network) -> None:
+    flood = net.spawn("srv", [sys.executable, "-c", _OVERFLOWING, "18073"])
+    server = net.spawn(
+        "srv", [sys.executable, "-c", _HEALTHY, "18071"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        start = _overflows(net, "srv")
+        deadline = time.monotonic() + 10
+        while _overflows(net, "srv") == start:  # the other queue overflows already
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
         report = local_doctor(net, "srv", 18071, "--timeout", "0.5")
+    finally:
+        net.stop(server)
+        net.stop(flood)
+    assert report["ok"], report["explanation"]
     stage = next(s for s in report["stages"] if s["name"] == "accept queue")
-    assert stage["status"] == "ok", stage
+    assert stage["status"] == "warn", stage
+    assert "another listener's" in stage["summary"]
     assert stage["data"]["queues"][0]["backlog"] == 1024
+    (warning,) = [w for w in report["warnings"] if w["stage"] == "accept queue"]
+    assert "whole network namespace" in warning["explanation"]
     assert report["elapsed_s"] < 2.0
 
 

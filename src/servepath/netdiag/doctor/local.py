@@ -153,6 +153,7 @@ def diagnose_local(
             detail,
             None,
             "http_error",
+            who=", ".join(listen.processes) or "the process on the port",
             status=status or "no answer",
             route="/",
             detail=detail,
