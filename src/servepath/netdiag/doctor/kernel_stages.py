@@ -185,11 +185,11 @@ def conntrack_stage(port: int, k: KernelReadings, in_container: bool) -> StageVe
         if table
         else "its size unread"
     )
-    maximum = table.maximum if table else 262144
     ctx: dict[str, Any] = {
         "port": port,
         "fill_text": fill_text,
-        "suggested_max": maximum * 2,
+        # twice the maximum: room for the peak that filled it, at ~300 bytes an entry
+        "suggested_max": table.maximum * 2 if table else "<twice the current maximum>",
         "container": in_container,
     }
     dropped = (drop or 0) + (early or 0)
