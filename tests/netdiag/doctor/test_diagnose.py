@@ -1352,6 +1352,7 @@ def test_the_ports_own_full_queue_is_accept_queue_overflow_with_backlog_and_soma
     assert "37 dropped handshakes" in e.meaning and "python3 (pid 42)" in e.meaning
     fix = " ".join(e.fix)
     assert "servepath serve --backlog 4096" in fix and "--workers" in fix
+    assert "ss -ltnp" not in fix  # the port's own queue: no other listener to look for
     assert "net.core.somaxconn (now 128)" in fix
 
 
@@ -1371,6 +1372,8 @@ def test_drops_counted_in_the_namespace_while_the_ports_queue_has_room_only_warn
     (warning,) = report.warnings
     assert warning.cause == "accept_queue_overflow"
     assert "whole network namespace" in warning.explanation.meaning
+    assert "or another listener" in warning.explanation.meaning
+    assert "ss -ltnp" in " ".join(warning.explanation.fix)
 
 
 def test_a_nearly_full_table_is_conntrack_full_for_the_network_admin() -> None:

@@ -735,8 +735,7 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
     ),
     "accept_queue_overflow": (
         "{queue_text}: the kernel drops new connections ({dropped_text}) and callers wait "
-        "for their SYN to be sent again (1 s, 3 s, 7 s ...): {process} takes connections "
-        "slower than they arrive",
+        "for their SYN to be sent again (1 s, 3 s, 7 s ...): {slow_text}",
         "server operator",
         (
             "take connections faster: more worker processes (servepath serve --workers N, one "
@@ -749,6 +748,8 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
             "of /etc/sysctl.d/",
             "a queue that stays full while the CPU idles is a server that stopped calling "
             "accept(): look at its threads (py-spy dump --pid PID)",
+            "?elsewhere:find the listener whose Recv-Q reaches its Send-Q: ss -ltnp (run it "
+            "while the drops happen)",
             "watch it: ss -ltn 'sport = :{port}' (Recv-Q against Send-Q), nstat -az "
             "TcpExtListenOverflows",
         ),

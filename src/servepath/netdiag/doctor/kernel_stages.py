@@ -139,6 +139,7 @@ def accept_queue_stage(port: int, k: KernelReadings, process: str) -> StageVerdi
             if dropped
             else "every handshake past the queue's bound"
         )
+        ctx["slow_text"] = f"{process} takes connections slower than they arrive"
         return Stage("accept queue", "fail", summary, data), "accept_queue_overflow", ctx
     if dropped:
         summary = (
@@ -154,6 +155,11 @@ def accept_queue_stage(port: int, k: KernelReadings, process: str) -> StageVerdi
             f"{_plural(dropped, 'handshake')} in {window}, counted for the whole network "
             "namespace (ListenOverflows): if no other listener here is busy, it is this one"
         )
+        ctx["slow_text"] = (
+            f"a server here takes connections slower than they arrive ({process} on port "
+            f"{port} between two reads, or another listener)"
+        )
+        ctx["elsewhere"] = True
         return Stage("accept queue", "warn", summary, data), "accept_queue_overflow", ctx
     if worst.backlog and worst.queued >= _QUEUE_WARN_FILL * worst.backlog:
         summary = f"nearly full: {queue_text}; a burst overflows it"
