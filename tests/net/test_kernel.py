@@ -105,3 +105,62 @@ def test_this_namespace_has_listen_counters() -> None:
     counters = listen_counters()
     assert counters is not None
     assert counters.overflows >= 0 and counters.drops >= 0
+
+
+def test_a_sock_diag_answer_gives_each_listeners_queue_and_backlog() -> None:
+    import struct
+
+    from servepath.net.kernel import inet_diag_request, parse_inet_diag
+
+    request = inet_diag_request(socket.AF_INET, seq=7)
+    length, kind, flags, seq, _ = struct.unpack_from("=IHHII", request)
+    assert (length, kind, flags, seq) == (len(request), 20, 0x301, 7)
+
+    def message(family: int, state: int, port: int, address: bytes, rq: int, wq: int) -> bytes:
+        body = struct.pack("=BBBB", family, state, 0, 0)
+        body += port.to_bytes(2, "big") + bytes(2) + address.ljust(16, b"\0") + bytes(16)
+        body += struct.pack("=IIIIIIII", 0, 0, 0, 0, rq, wq, 0, 4242)
+        return struct.pack("=IHHII", 16 + len(body), 20, 2, 1, 0) + body
+
+    data = message(socket.AF_INET, 10, 8080, bytes([10, 0, 0, 5]), 129, 128)
+    data += message(socket.AF_INET6, 10, 8080, socket.inet_pton(socket.AF_INET6, "::1"), 0, 4096)
+    data += message(socket.AF_INET, 1, 8080, bytes(4), 9, 9)  # an established socket
+    queues, done = parse_inet_diag(data)
+    assert not done
+    assert [(q.address, q.queued, q.backlog, q.full) for q in queues] == [
+        ("10.0.0.5", 129, 128, True),
+        ("::1", 0, 4096, False),
+    ]
+    assert parse_inet_diag(struct.pack("=IHHII", 20, 3, 2, 1, 0) + bytes(4)) == ([], True)
+    assert parse_inet_diag(data[:30]) == ([], False)  # truncated: nothing, no exception
+
+
+def test_listen_queues_reads_the_backlog_and_queue_of_a_real_listener() -> None:
+    from servepath.net.kernel import listen_queues
+
+    listener = socket.socket()
+    clients: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(5)
+        port = listener.getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+        deadline = time.monotonic() + 10
+        while True:
+            found = listen_queues(port)
+            assert found is not None
+            (queue,) = found
+            if queue.queued == 2:
+                break
+            assert time.monotonic() < deadline, queue
+            time.sleep(0.01)
+        assert (queue.address, queue.port, queue.backlog, queue.full) == (
+            "127.0.0.1",
+            port,
+            5,
+            False,
+        )
+    finally:
+        for c in clients:
+            c.close()
+        listener.close()

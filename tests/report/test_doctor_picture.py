@@ -174,3 +174,32 @@ def test_the_tls_nodes_cipher_stays_inside_its_box() -> None:
     assert all(text_px(line) <= FACT_WIDTH for line in node.lines), node.lines
     assert "".join(node.lines).startswith("TLSv1.3TLS_AES_256_GCM")
     assert fit_lines("GET / -> 200 in 2.0 ms", FACT_WIDTH, 2) == ["GET / -> 200 in 2.0 ms"]
+
+
+def test_the_kernels_verdict_and_a_warnings_cause_are_drawn_and_printed() -> None:
+    from servepath.render.text_doctor import doctor_lines
+    from tests.netdiag.doctor.test_diagnose import (
+        _UFW_DENY,
+        _docker_publish,
+        _kernel_readings,
+        _local_report,
+    )
+
+    published = _docker_publish()
+    kernel = _kernel_readings(queued=3, backlog=2, input_rules=_UFW_DENY, mappings=(published,))
+    report: DoctorReport = _local_report(kernel, mappings=(published,))
+    assert report.cause == "accept_queue_overflow"
+    assert [w.cause for w in report.warnings] == ["published_past_firewall"]
+    svg = ET.fromstring(standalone_svg(report).encode())
+    broken = [n for n in _nodes(svg) if "BROKEN HERE" in _texts(n)]
+    assert len(broken) == 1 and "accept queue" in " ".join(_texts(broken[0]))
+    drawn = " ".join(_texts(svg))
+    assert "! warning at firewall — cause: published_past_firewall" in drawn
+    page = doctor_html(report)
+    assert_self_contained(page)
+    assert 'aria-label="warning: published_past_firewall"' in page
+    assert esc("docker run -p 127.0.0.1:8080:80") in page
+    text = "\n".join(line.plain for line in doctor_lines(report))
+    assert "cause: accept_queue_overflow" in text
+    assert "warning at: firewall   cause: published_past_firewall" in text
+    assert report.to_json()["warnings"][0]["owner"] == "server operator"

@@ -332,7 +332,7 @@ def _verdict_lines(report: DoctorReport, chars: int) -> list[tuple[str, str]]:
         warned = [s.name for s in report.stages if s.status == "warn"]
         if warned:
             lines.append(("vt", f"! warnings in: {', '.join(warned)}"))
-        return lines
+        return lines + _warning_lines(report, chars)
     lines = [
         ("vh fail", f"✘ broken at {report.failed_stage} — cause: {report.cause}"),
         ("vt", f"who fixes it: {e.owner}"),
@@ -344,6 +344,19 @@ def _verdict_lines(report: DoctorReport, chars: int) -> list[tuple[str, str]]:
             indent = len(fix) - len(fix.lstrip())
             for j, line in enumerate(wrap(fix, chars - 4 - indent)):
                 lines.append(("mono", " " * (2 + indent + (2 if j else 0)) + line))
+    return lines + _warning_lines(report, chars)
+
+
+def _warning_lines(report: DoctorReport, chars: int) -> list[tuple[str, str]]:
+    """The causes that warning stages name, under the verdict: what, who, the fix."""
+    lines: list[tuple[str, str]] = []
+    for w in report.warnings:
+        lines.append(("vt b", f"! warning at {w.stage} — cause: {w.cause}"))
+        lines.append(("vt", f"who fixes it: {w.explanation.owner}"))
+        lines += [("vt", line) for line in wrap(f"what it means: {w.explanation.meaning}", chars)]
+        for fix in w.explanation.fix:
+            for j, line in enumerate(wrap(fix, chars - 4)):
+                lines.append(("mono", " " * (2 + (2 if j else 0)) + line))
     return lines
 
 
@@ -521,7 +534,37 @@ def _time_split(report: DoctorReport) -> str:
     )
 
 
+def _warnings_html(report: DoctorReport) -> str:
+    """One section per cause that a warning stage names."""
+    parts = []
+    for w in report.warnings:
+        items = [
+            ("warning at", w.stage),
+            ("cause", w.cause),
+            ("what it means", w.explanation.meaning),
+            ("who fixes it", w.explanation.owner),
+        ]
+        dl = el("dl", *(text_el("dt", k) + text_el("dd", v) for k, v in items))
+        fix = w.explanation.fix
+        body = (text_el("h3", "Fix") + text_el("pre", "\n".join(fix), class_="fix")) if fix else ""
+        parts.append(
+            el(
+                "section",
+                text_el("h2", f"! Warning at {w.stage}: {w.cause}"),
+                dl,
+                body,
+                class_="verdict warn",
+                aria_label=f"warning: {w.cause}",
+            )
+        )
+    return "".join(parts)
+
+
 def _verdict_html(report: DoctorReport) -> str:
+    return _verdict_only_html(report) + _warnings_html(report)
+
+
+def _verdict_only_html(report: DoctorReport) -> str:
     e = report.explanation
     if report.ok:
         warned = [s.name for s in report.stages if s.status == "warn"]

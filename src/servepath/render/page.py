@@ -36,7 +36,7 @@ p.lead { color:var(--muted); margin:4px 0 12px; }
 .card .d { font-size:12px; color:var(--muted); }
 .verdict { border:1px solid var(--line); border-left:6px solid var(--ok); border-radius:8px;
   padding:12px 16px; background:var(--panel); margin:16px 0; }
-.verdict.fail { border-left-color:var(--fail); }
+.verdict.fail { border-left-color:var(--fail); } .verdict.warn { border-left-color:var(--warn); }
 .verdict h2 { margin:0 0 6px; }
 .verdict dl { display:grid; grid-template-columns:max-content 1fr; gap:4px 14px; margin:8px 0; }
 .verdict dt { color:var(--muted); } .verdict dd { margin:0; overflow-wrap:anywhere; }

@@ -42,7 +42,7 @@ def doctor_lines(report: DoctorReport) -> list[Text]:
         warnings = [s.name for s in report.stages if s.status == "warn"]
         if warnings:
             lines.append(Text(f"warnings in: {', '.join(warnings)}", style="yellow"))
-        return lines
+        return lines + _warning_lines(report)
     lines.append(
         Text(f"broken at: {report.failed_stage}   cause: {report.cause}", style="bold red")
     )
@@ -52,4 +52,20 @@ def doctor_lines(report: DoctorReport) -> list[Text]:
         lines.append(Text("fix:"))
         lines.extend(Text(f"  {line}") for line in e.fix)
     lines.append(Text(f"({report.elapsed_s:.2f}s)", style="dim"))
+    return lines + _warning_lines(report)
+
+
+def _warning_lines(report: DoctorReport) -> list[Text]:
+    """The causes the warning stages name, each with its owner and fix."""
+    from rich.text import Text
+
+    lines: list[Text] = []
+    for w in report.warnings:
+        lines.append(Text())
+        lines.append(Text(f"warning at: {w.stage}   cause: {w.cause}", style="bold yellow"))
+        lines.append(Text(f"what it means: {w.explanation.meaning}"))
+        lines.append(Text(f"who fixes it: {w.explanation.owner}"))
+        if w.explanation.fix:
+            lines.append(Text("fix:"))
+            lines.extend(Text(f"  {line}") for line in w.explanation.fix)
     return lines

@@ -447,7 +447,13 @@ CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "slow_network": (case_slow_network, "latency"),
     "container_not_listening": (case_container_not_listening, "http"),
 }
-LOCAL_CAUSES = {"not_listening", "bound_to_loopback"}
+LOCAL_CAUSES = {
+    "not_listening",
+    "bound_to_loopback",
+    "conntrack_full",
+    "accept_queue_overflow",
+    "published_past_firewall",
+}
 
 
 def test_every_cause_of_the_vocabulary_has_a_case() -> None:
@@ -1247,3 +1253,211 @@ def test_a_trusted_certificate_about_to_expire_warns_at_the_threshold_serve_and_
         tls = next(s for s in report.stages if s.name == "tls")
         assert tls.status == status, tls
         assert report.ok, report.cause  # a warning, not a broken path
+
+
+# --- doctor --local: what the kernel says ---------------------------------------------------------
+
+
+def _kernel_readings(
+    *,
+    queued: int = 0,
+    backlog: int = 4096,
+    overflows: int = 0,
+    count: int = 900,
+    maximum: int = 262144,
+    drop: int = 0,
+    insert_failed: int = 0,
+    logged: int | None = 0,
+    input_rules: str | None = None,
+    mappings: tuple[Any, ...] = (),
+    somaxconn: int = 4096,
+) -> Any:
+    from servepath.net.conntrack import ConntrackTable
+    from servepath.net.firewall import input_verdict, parse_iptables_save, published_past_firewall
+    from servepath.net.kernel import ListenCounters, ListenQueue
+    from servepath.netdiag.doctor.kernel_stages import KernelReadings, KernelSample
+
+    before = KernelSample(10.0, ListenCounters(100, 100), {"drop": 5, "insert_failed": 1,
+                                                           "early_drop": 0})  # fmt: skip
+    after = KernelSample(
+        10.5,
+        ListenCounters(100 + overflows, 100 + overflows),
+        {"drop": 5 + drop, "insert_failed": 1 + insert_failed, "early_drop": 0},
+    )
+    rules = parse_iptables_save(input_rules) if input_rules is not None else None
+    return KernelReadings(
+        before=before,
+        after=after,
+        queues=(ListenQueue("0.0.0.0", 8080, queued, backlog, 77),),
+        somaxconn=somaxconn,
+        table=ConntrackTable(count, maximum),
+        table_full_logged=logged,
+        input=input_verdict(rules, 8080) if rules is not None else None,
+        bypasses=tuple(published_past_firewall(rules, mappings, 8080)) if rules else (),
+        firewall_note=None if rules is not None else "the firewall's rules need root to read",
+    )
+
+
+def _local_report(kernel: Any, *, listening: bool = True, mappings: tuple[Any, ...] = ()) -> Any:
+    from servepath.net.listeners import Listener
+
+    app = Listener("tcp", "0.0.0.0", 8080, "unspecified", 42, "app", "python3")  # type: ignore[arg-type]
+    listen = PortListenReport(8080, (app,) if listening else (), mappings)
+    health = (200, "GET http://127.0.0.1:8080/ -> 200") if listening else (None, "not asked")
+    return diagnose_local(8080, listen, {"in_container": False}, health, 0.01, kernel,
+                          strict=True)  # fmt: skip
+
+
+_UFW_DENY = """*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER-USER - [0:0]
+:ufw-before-input - [0:0]
+:ufw-user-input - [0:0]
+-A INPUT -j ufw-before-input
+-A INPUT -j ufw-user-input
+-A DOCKER-USER -j RETURN
+-A ufw-before-input -i lo -j ACCEPT
+-A ufw-before-input -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A ufw-before-input -p icmp -m icmp --icmp-type 8 -j ACCEPT
+-A ufw-user-input -p tcp -m tcp --dport 22 -j ACCEPT
+-A ufw-user-input -p tcp -m tcp --dport 8080 -j DROP
+COMMIT
+"""
+
+
+def _docker_publish(host_ip: str | None = None) -> Any:
+    from servepath.net.listeners import PortMapping
+
+    return PortMapping("docker-proxy", "tcp", 8080, 80, host_ip, "172.17.0.2")  # type: ignore[arg-type]
+
+
+def test_a_healthy_kernel_adds_three_ok_stages_and_no_warning() -> None:
+    report = _local_report(_kernel_readings(input_rules="*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n"))
+    assert report.ok and report.warnings == ()
+    for name in ("conntrack", "firewall", "accept queue"):
+        stage = report.stage(name)
+        assert stage is not None and stage.status == "ok", stage
+    names = [s.name for s in report.stages]
+    assert names.index("conntrack") < names.index("accept queue") < names.index("health")
+
+
+def test_the_ports_own_full_queue_is_accept_queue_overflow_with_backlog_and_somaxconn() -> None:
+    report = _local_report(_kernel_readings(queued=128, backlog=128, overflows=37, somaxconn=128))
+    assert (report.failed_stage, report.cause) == ("accept queue", "accept_queue_overflow")
+    e = report.explanation
+    assert e.owner == "server operator"
+    assert "128 of 128 connections wait for accept()" in e.meaning
+    assert "37 dropped handshakes" in e.meaning and "python3 (pid 42)" in e.meaning
+    fix = " ".join(e.fix)
+    assert "servepath serve --backlog 4096" in fix and "--workers" in fix
+    assert "ss -ltnp" not in fix  # the port's own queue: no other listener to look for
+    assert "net.core.somaxconn (now 128)" in fix
+
+
+def test_a_full_queue_is_named_even_before_a_drop_is_counted() -> None:
+    report = _local_report(_kernel_readings(queued=2, backlog=1))
+    assert report.cause == "accept_queue_overflow"
+    # a backlog far under the kernel's cap: raising somaxconn is not part of the fix
+    assert "somaxconn" not in " ".join(report.explanation.fix)
+
+
+def test_drops_counted_in_the_namespace_while_the_ports_queue_has_room_only_warn() -> None:
+    report = _local_report(_kernel_readings(queued=0, backlog=4096, overflows=12))
+    assert report.ok
+    stage = report.stage("accept queue")
+    assert stage is not None and stage.status == "warn"
+    assert "another listener's" in stage.summary
+    (warning,) = report.warnings
+    assert warning.cause == "accept_queue_overflow"
+    assert "whole network namespace" in warning.explanation.meaning
+    assert "or another listener" in warning.explanation.meaning
+    assert "ss -ltnp" in " ".join(warning.explanation.fix)
+
+
+def test_a_nearly_full_table_is_conntrack_full_for_the_network_admin() -> None:
+    report = _local_report(_kernel_readings(count=240000, maximum=262144, queued=2, backlog=1))
+    # the table comes before the socket on a packet's way: it is the verdict
+    assert (report.failed_stage, report.cause) == ("conntrack", "conntrack_full")
+    e = report.explanation
+    assert e.owner == "network admin"
+    assert "240000 of 262144 entries (92%)" in e.meaning
+    assert "nf_conntrack_max=524288" in " ".join(e.fix)
+    assert "on the host" not in " ".join(e.fix)
+
+
+def test_drops_in_the_window_are_conntrack_full_below_the_threshold() -> None:
+    report = _local_report(_kernel_readings(count=1000, drop=3))
+    assert report.cause == "conntrack_full"
+    assert "3 new connections dropped in 0.5 s" in report.explanation.meaning
+
+
+def test_the_kernels_log_alone_warns_and_says_it_is_the_machines() -> None:
+    report = _local_report(_kernel_readings(logged=4))
+    assert report.ok
+    (warning,) = report.warnings
+    assert warning.cause == "conntrack_full"
+    assert "some network namespace of this machine" in warning.explanation.meaning
+
+
+def test_failed_insertions_alone_are_not_a_full_table() -> None:
+    report = _local_report(_kernel_readings(insert_failed=5))
+    assert report.ok and report.warnings == ()
+    stage = report.stage("conntrack")
+    assert stage is not None and stage.status == "warn" and "not a full table" in stage.summary
+
+
+def test_docker_publishing_a_port_ufw_denies_warns_with_the_docker_user_fix() -> None:
+    published = _docker_publish()
+    report = _local_report(
+        _kernel_readings(input_rules=_UFW_DENY, mappings=(published,)), mappings=(published,)
+    )
+    assert report.ok  # the path works: the firewall's rule is what is wrong
+    (warning,) = report.warnings
+    assert (warning.stage, warning.cause) == ("firewall", "published_past_firewall")
+    e = warning.explanation
+    assert "--dport 8080 -j DROP" in e.meaning
+    fix = " ".join(e.fix)
+    assert "docker run -p 127.0.0.1:8080:80" in fix
+    assert "DOCKER-USER" in fix and "--ctorigdstport 8080" in fix
+    assert "ufw route deny proto tcp from any to any port 80" in fix
+
+
+def test_a_port_published_on_loopback_or_closed_in_docker_user_is_no_bypass() -> None:
+    loopback = _docker_publish("127.0.0.1")
+    assert (
+        _local_report(_kernel_readings(input_rules=_UFW_DENY, mappings=(loopback,))).warnings == ()
+    )
+    closed = _UFW_DENY.replace(
+        "-A DOCKER-USER -j RETURN",
+        "-A DOCKER-USER -p tcp -m conntrack --ctorigdstport 8080 -j DROP\n-A DOCKER-USER -j RETURN",
+    )
+    published = _docker_publish()
+    report = _local_report(_kernel_readings(input_rules=closed, mappings=(published,)))
+    assert report.warnings == ()
+    firewall = report.stage("firewall")
+    assert firewall is not None and "drops new connections to tcp:8080" in firewall.summary
+
+
+def test_nothing_listening_outranks_the_kernels_findings() -> None:
+    report = _local_report(_kernel_readings(count=250000), listening=False)
+    assert report.cause == "not_listening"
+    stage = report.stage("accept queue")
+    assert stage is not None and stage.status == "skip"
+
+
+def test_unread_rules_skip_the_firewall_stage_and_say_why() -> None:
+    stage = _local_report(_kernel_readings()).stage("firewall")
+    assert stage is not None and stage.status == "skip" and "root" in stage.summary
+
+
+def test_the_local_evidence_table_is_in_the_docs_in_its_order() -> None:
+    from servepath.netdiag.doctor.causes import LOCAL_EVIDENCE
+    from tests.support import TESTS_DIR
+
+    page = (TESTS_DIR.parent / "docs" / "doctor.md").read_text()
+    rows = [f"| {e} | `{c}` | {w} |" for e, c, w in LOCAL_EVIDENCE]
+    positions = [page.index(row) for row in rows]
+    assert positions == sorted(positions)
+    assert all(c in CAUSES for _, c, _ in LOCAL_EVIDENCE)

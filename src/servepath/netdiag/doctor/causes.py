@@ -61,6 +61,9 @@ Cause = Literal[
     "not_listening",
     "bound_to_loopback",
     "container_not_listening",
+    "conntrack_full",
+    "accept_queue_overflow",
+    "published_past_firewall",
 ]
 
 CAUSES: tuple[Cause, ...] = Cause.__args__  # type: ignore[attr-defined]
@@ -225,6 +228,44 @@ HTTP_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
         "small requests pass, a large one stalls",
         "mtu_blackhole",
         "found only after the small request passed",
+    ),
+)
+
+#: What ``doctor --local`` reads on the server's machine, strongest first: the stages run in
+#: the order a caller's packet meets them, and the first that fails is the verdict; a
+#: warning (the last row, and a drop the namespace counted elsewhere) never outranks one.
+LOCAL_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
+    (
+        "no socket listens on the port",
+        "not_listening",
+        "nothing else on the machine can matter",
+    ),
+    (
+        "every socket on the port is bound to a loopback address",
+        "bound_to_loopback",
+        "other hosts are refused whatever the kernel's tables hold",
+    ),
+    (
+        "the connection-tracking table of this namespace is at 90% of its maximum or more, or "
+        "dropped new connections while the doctor watched",
+        "conntrack_full",
+        "netfilter drops the first packet before any socket sees it",
+    ),
+    (
+        "the port's own listening socket has as many connections waiting as its backlog",
+        "accept_queue_overflow",
+        "the kernel drops handshakes at that socket: the port's own evidence, not a counter "
+        "of the namespace",
+    ),
+    (
+        "the health route does not answer 200",
+        "http_error",
+        "the packet reached the process, which answered badly or not at all",
+    ),
+    (
+        "Docker publishes the port on every address while the INPUT chain closes it (a warning)",
+        "published_past_firewall",
+        "the path works; the firewall's rules say something that is not true",
     ),
 )
 
@@ -668,6 +709,66 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
             "run -p {port}:{container_port} ... (the service inside needs no change)",
             "?serve_fix:bind every interface: servepath serve --host 0.0.0.0 --port {port} "
             "(--host :: for IPv6 too; for uvicorn: --host 0.0.0.0)",
+        ),
+    ),
+    "conntrack_full": (
+        "the connection-tracking table {where} is full ({evidence}): the kernel drops the "
+        "first packet of new connections before any server sees it; callers' connects time "
+        "out and pass on a retry, and no server logs a thing",
+        "network admin",
+        (
+            "raise the limit: sysctl -w net.netfilter.nf_conntrack_max={suggested_max}, kept "
+            "in a file of /etc/sysctl.d/ (the hash table grows with it: "
+            "/sys/module/nf_conntrack/parameters/hashsize, a quarter of the maximum or more)",
+            "?container:the limit is the host's (read-only inside a container's namespace): "
+            "set it on the host",
+            "or keep fewer entries: shorter timeouts for finished connections "
+            "(sysctl -w net.netfilter.nf_conntrack_tcp_timeout_time_wait=30), and callers "
+            "that keep their connections alive instead of opening one per request",
+            "or leave the service's port untracked where nothing NATs it: iptables -t raw -A "
+            "PREROUTING -p tcp --dport {port} -j NOTRACK; iptables -t raw -A OUTPUT -p tcp "
+            "--sport {port} -j NOTRACK (rules that accept by --ctstate must then accept "
+            "UNTRACKED too)",
+            "watch it: conntrack -S (drop, insert_failed), or cat "
+            "/proc/sys/net/netfilter/nf_conntrack_count",
+        ),
+    ),
+    "accept_queue_overflow": (
+        "{queue_text}: the kernel drops new connections ({dropped_text}) and callers wait "
+        "for their SYN to be sent again (1 s, 3 s, 7 s ...): {slow_text}",
+        "server operator",
+        (
+            "take connections faster: more worker processes (servepath serve --workers N, one "
+            "per core; uvicorn --workers, gunicorn -w), or more replicas behind the load "
+            "balancer; servepath load URL --find-max says what one replica bears",
+            "a longer queue absorbs bursts, not a lasting excess: servepath serve --backlog "
+            "{suggested_backlog} (uvicorn --backlog, gunicorn --backlog; now {backlog})",
+            "?capped:the kernel caps every backlog at net.core.somaxconn (now {somaxconn}): "
+            "raise it too, sysctl -w net.core.somaxconn={suggested_backlog}, kept in a file "
+            "of /etc/sysctl.d/",
+            "a queue that stays full while the CPU idles is a server that stopped calling "
+            "accept(): look at its threads (py-spy dump --pid PID)",
+            "?elsewhere:find the listener whose Recv-Q reaches its Send-Q: ss -ltnp (run it "
+            "while the drops happen)",
+            "watch it: ss -ltn 'sport = :{port}' (Recv-Q against Send-Q), nstat -az "
+            "TcpExtListenOverflows",
+        ),
+    ),
+    "published_past_firewall": (
+        "Docker publishes port {port} on every address ({mapping_text}), but this machine's "
+        "firewall closes it ({decision}: {rule}): Docker's DNAT rewrites the packets before "
+        "the INPUT chain sees them, so other hosts reach the container whatever the rule says",
+        "server operator",
+        (
+            "if only this machine should reach it, publish on loopback: docker run -p "
+            '127.0.0.1:{port}:{container_port} ... (compose: "127.0.0.1:{port}:{container_port}")',
+            "if some hosts should reach it, filter where Docker's packets pass, the "
+            "DOCKER-USER chain: iptables -I DOCKER-USER -p tcp -m conntrack --ctorigdstport "
+            "{port} ! -s <allowed range> -j DROP",
+            "?ufw:ufw's rules (ufw deny {port}) filter INPUT only; ufw route deny proto tcp "
+            "from any to any port {container_port} filters Docker's forwarded packets",
+            "if the port is meant to be open, allow it in the firewall too, so that its rules "
+            "say what is true",
         ),
     ),
 }

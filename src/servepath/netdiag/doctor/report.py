@@ -44,6 +44,25 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class StageWarning:
+    """A cause found on a stage that only warns: the path works, and something about it is
+    not what its owner thinks (a port the firewall claims to close is open)."""
+
+    stage: str
+    cause: Cause
+    explanation: Explanation
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "cause": self.cause,
+            "explanation": self.explanation.meaning,
+            "owner": self.explanation.owner,
+            "fix": list(self.explanation.fix),
+        }
+
+
+@dataclass(frozen=True)
 class DoctorReport:
     url: str
     stages: tuple[Stage, ...]
@@ -51,6 +70,7 @@ class DoctorReport:
     cause: Cause
     explanation: Explanation
     elapsed_s: float
+    warnings: tuple[StageWarning, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -70,6 +90,7 @@ class DoctorReport:
             "owner": self.explanation.owner,
             "fix": list(self.explanation.fix),
             "elapsed_s": round(self.elapsed_s, 3),
+            "warnings": [w.to_json() for w in self.warnings],
         }
 
 
@@ -79,6 +100,7 @@ class Verdict:
 
     stages: list[Stage] = field(default_factory=list)
     failed: tuple[str, Cause, dict[str, Any]] | None = None
+    warned: list[tuple[str, Cause, dict[str, Any]]] = field(default_factory=list)
 
     def add(self, stage: Stage, cause: Cause | None = None, **context: Any) -> None:
         """Add ``stage``; a failed one with a ``cause`` is the verdict unless one came first.
@@ -88,6 +110,11 @@ class Verdict:
         self.stages.append(stage)
         if stage.status == "fail" and self.failed is None and cause is not None:
             self.failed = (stage.name, cause, context)
+
+    def add_warning(self, stage: Stage, cause: Cause, **context: Any) -> None:
+        """Add a stage that warns of ``cause``: explained beside the verdict, never as it."""
+        self.stages.append(stage)
+        self.warned.append((stage.name, cause, context))
 
     @property
     def broken(self) -> str | None:
@@ -110,4 +137,8 @@ class Verdict:
         if self.failed is not None:
             name, cause, extra = self.failed
         explanation = explain(cause, {**context, **extra}, strict=strict)
-        return DoctorReport(url, tuple(self.stages), name, cause, explanation, elapsed_s)
+        warnings = tuple(
+            StageWarning(stage, warned, explain(warned, {**context, **facts}, strict=strict))
+            for stage, warned, facts in self.warned
+        )
+        return DoctorReport(url, tuple(self.stages), name, cause, explanation, elapsed_s, warnings)
