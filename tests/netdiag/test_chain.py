@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from servepath.netdiag.chain import (
-    _certificates,
     check_chain,
     issuer_urls,
     missing_issuer,
@@ -76,18 +75,10 @@ def test_the_missing_issuer_is_found_walking_up_from_the_leaf() -> None:
     assert issuer_urls(inter[0]) == ()
 
 
-def test_the_certificate_message_is_read_from_handshake_bytes() -> None:
-    certs = [b"\x30\x01a", b"\x30\x02bc"]
-    body = b"".join(len(c).to_bytes(3, "big") + c for c in certs)
-    body = len(body).to_bytes(3, "big") + body
-    message = b"\x02\x00\x00\x01\x00" + b"\x0b" + len(body).to_bytes(3, "big") + body
-    assert _certificates(message) == (tuple(certs), True)
-    assert _certificates(message[:-2]) == (None, False)  # the rest is still on its way
-
-
-@pytest.fixture
-def incomplete(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """A TLS server on loopback sending its leaf only; the intermediate at its AIA URL."""
+@pytest.fixture(params=[ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls1.2", "tls1.3"])
+def incomplete(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[int, Path]]:
+    """A TLS server on loopback sending its leaf only, speaking TLS 1.2 at most or TLS 1.3
+    only (where the chain travels encrypted); the intermediate at its AIA URL."""
     root = issue("Servepath Test Root", None, ca=True)
     inter = issue("Servepath Test Intermediate", root, ca=True)
     der = inter[0].public_bytes(serialization.Encoding.DER)
@@ -111,7 +102,9 @@ def incomplete(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     (tmp_path / "leaf.key").write_bytes(key)
     (tmp_path / "root.pem").write_bytes(pem(root[0]))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = context.maximum_version = request.param
     context.load_cert_chain(tmp_path / "leaf.pem", tmp_path / "leaf.key")
+    (tmp_path / "full.pem").write_bytes(pem(leaf[0]) + pem(inter[0]))
     server = ThreadingHTTPServer(("127.0.0.1", 0), Aia)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (aia, server)]
@@ -137,3 +130,45 @@ def test_a_server_sending_its_leaf_alone_is_caught_and_its_issuer_fetched(
     assert check.issuer_trusted is True
     other = check_chain("127.0.0.1", port, "127.0.0.1", cafile=None, timeout=2.0)
     assert other is not None and other.issuer_trusted is False  # the system store: not its root
+
+
+def test_a_full_chain_is_read_leaf_first_over_tls_1_3(incomplete: tuple[int, Path]) -> None:
+    folder = incomplete[1].parent
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.load_cert_chain(folder / "full.pem", folder / "leaf.key")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        chain = [
+            x509.load_der_x509_certificate(d)
+            for d in presented_chain("127.0.0.1", port, "127.0.0.1", 2.0)
+        ]
+        assert [c.subject.rfc4514_string() for c in chain] == [
+            "CN=127.0.0.1",
+            "CN=Servepath Test Intermediate",
+        ]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_port_that_speaks_no_tls_presents_no_chain() -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def answer_plain() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        thread = threading.Thread(target=answer_plain, daemon=True)
+        thread.start()
+        assert presented_chain("127.0.0.1", port, "127.0.0.1", 2.0) == ()
+        thread.join(5)

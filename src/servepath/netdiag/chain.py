@@ -3,10 +3,10 @@
 "Works in the browser, fails in curl": a server that sends its leaf without the intermediate
 that issued it. Browsers fill the gap from their cache or the certificate's AIA URL; other
 clients do not, and their error (unable to get the local issuer) reads like an untrusted
-private CA. Python's ssl module before 3.13 shows only the leaf, so :func:`presented_chain`
-reads the chain from a TLS 1.2 handshake, where the Certificate message travels in the
-clear; :func:`missing_issuer` (pure) finds the gap; :func:`check_chain` fetches the missing
-issuer from the AIA URL and asks whether the trust store vouches for it.
+private CA. :func:`presented_chain` reads the chain as the server sent it, in TLS 1.2 or
+1.3, from OpenSSL's unverified peer chain; :func:`missing_issuer` (pure) finds the gap;
+:func:`check_chain` fetches the missing issuer from the AIA URL and asks whether the trust
+store vouches for it.
 """
 
 from __future__ import annotations
@@ -28,10 +28,6 @@ from cryptography.x509.oid import AuthorityInformationAccessOID
 from servepath.net.endpoints import is_ip_literal
 
 __all__ = ["ChainCheck", "check_chain", "issuer_urls", "missing_issuer", "presented_chain"]
-
-_HANDSHAKE, _ALERT = 22, 21
-_CERTIFICATE, _SERVER_HELLO_DONE = 11, 14
-_READ_LIMIT = 256_000
 
 
 @dataclass(frozen=True)
@@ -84,70 +80,39 @@ def missing_issuer(chain: Sequence[x509.Certificate]) -> x509.Certificate | None
     return None
 
 
-def _records(data: bytes) -> tuple[bytes, bool]:
-    """The handshake bytes of the TLS records in ``data``, and whether an alert came."""
-    out, alert, i = bytearray(), False, 0
-    while i + 5 <= len(data):
-        kind, length = data[i], int.from_bytes(data[i + 3 : i + 5], "big")
-        if i + 5 + length > len(data):
-            break
-        if kind == _HANDSHAKE:
-            out += data[i + 5 : i + 5 + length]
-        elif kind == _ALERT:
-            alert = True
-        i += 5 + length
-    return bytes(out), alert
-
-
-def _certificates(handshake: bytes) -> tuple[tuple[bytes, ...] | None, bool]:
-    """The DER certificates of the Certificate message, and whether the server is done."""
-    i = 0
-    while i + 4 <= len(handshake):
-        kind, length = handshake[i], int.from_bytes(handshake[i + 1 : i + 4], "big")
-        body = handshake[i + 4 : i + 4 + length]
-        if len(body) < length:
-            return None, False
-        if kind == _CERTIFICATE:
-            certs, j = [], 3
-            while j + 3 <= len(body):
-                size = int.from_bytes(body[j : j + 3], "big")
-                certs.append(body[j + 3 : j + 3 + size])
-                j += 3 + size
-            return tuple(certs), True
-        if kind == _SERVER_HELLO_DONE:
-            return (), True
-        i += 4 + length
-    return None, False
-
-
 def presented_chain(address: str, port: int, servername: str, timeout: float) -> tuple[bytes, ...]:
-    """The certificates the server sends in a TLS 1.2 handshake, leaf first (DER); () when
-    it speaks only TLS 1.3 or the handshake fails."""
+    """The certificates the server presents, leaf first (DER), in whatever TLS version it
+    speaks (1.3 encrypts them: they are read after the handshake, not off the wire); () when
+    the handshake fails."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.maximum_version = ssl.TLSVersion.TLSv1_2
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    context.verify_mode = ssl.CERT_NONE  # the chain as sent, trusted or not, is the point
     sni = None if is_ip_literal(servername) else servername
-    tls = context.wrap_bio(incoming, outgoing, server_hostname=sni)
-    with contextlib.suppress(ssl.SSLWantReadError):  # it waits for the ServerHello
-        tls.do_handshake()
-    data = b""
     try:
-        with socket.create_connection((address, port), timeout) as sock:
-            sock.sendall(outgoing.read())
-            while len(data) < _READ_LIMIT:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-                handshake, alert = _records(data)
-                certs, done = _certificates(handshake)
-                if done or alert:
-                    return certs or ()
-    except OSError:
-        pass
-    return ()
+        with (
+            socket.create_connection((address, port), timeout) as raw,
+            context.wrap_socket(raw, server_hostname=sni) as tls,
+        ):
+            return tuple(_der(cert) for cert in _unverified_chain(tls))
+    except (OSError, ValueError):
+        return ()
+
+
+def _unverified_chain(tls: ssl.SSLSocket) -> list[Any]:
+    """OpenSSL's peer chain as sent. Public from Python 3.13; 3.10 to 3.12 have it on the
+    socket's private SSL object, under the same name."""
+    public = getattr(tls, "get_unverified_chain", None)
+    if public is not None:
+        return list(public() or [])
+    private = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
+    return list(private() or []) if private is not None else []
+
+
+def _der(cert: Any) -> bytes:
+    # 3.13 returns DER bytes; 3.10 to 3.12 return _ssl.Certificate objects
+    if isinstance(cert, bytes):
+        return cert
+    return bytes(cert.public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]
 
 
 def _store_certificates(cafile: str | None) -> list[x509.Certificate]:
@@ -191,7 +156,7 @@ def check_chain(
     address: str, port: int, servername: str, *, cafile: str | None, timeout: float
 ) -> ChainCheck | None:
     """The server's chain and its gap; the missing issuer fetched from the AIA URL and
-    checked against the trust store. None when the chain cannot be read (TLS 1.3 only)."""
+    checked against the trust store. None when the chain cannot be read."""
     ders = presented_chain(address, port, servername, timeout)
     chain = []
     for der in ders:
