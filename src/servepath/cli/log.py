@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -58,6 +58,13 @@ _TRAFFIC_HELP = (
 )
 
 
+def _traffic_option(what: str) -> Any:
+    """``--traffic KIND``: the same flag on every log command, with its own first words."""
+    return typer.Option(
+        "--traffic", metavar="KIND", help=f"{what}: {_TRAFFIC_HELP}", show_default=False
+    )
+
+
 @log_app.callback(invoke_without_command=True)
 def log_recent(
     ctx: typer.Context,
@@ -77,10 +84,7 @@ def log_recent(
             show_default=False,
         ),
     ] = None,
-    traffic: Annotated[
-        TrafficFilter,
-        typer.Option("--traffic", metavar="KIND", help="Only this traffic: " + _TRAFFIC_HELP),
-    ] = "all",
+    traffic: Annotated[TrafficFilter, _traffic_option("Only this traffic [default: all]")] = "all",
     json_: JsonOpt = False,
 ) -> None:
     """Recent predictions, oldest first, from the prediction log."""
@@ -110,12 +114,8 @@ def log_stats(
     since: SinceOpt = None,
     traffic: Annotated[
         TrafficFilter,
-        typer.Option(
-            "--traffic",
-            metavar="KIND",
-            help="Which traffic to count [default: ordinary; what is left out is counted "
-            "apart]: " + _TRAFFIC_HELP,
-            show_default=False,
+        _traffic_option(
+            "Which traffic to count [default: ordinary; what is left out is counted apart]"
         ),
     ] = "ordinary",
     json_: JsonOpt = False,
@@ -140,13 +140,7 @@ def log_compare(
     store: StoreOpt = None,
     since: SinceOpt = None,
     traffic: Annotated[
-        TrafficFilter,
-        typer.Option(
-            "--traffic",
-            metavar="KIND",
-            help="Which traffic to compare [default: ordinary]: " + _TRAFFIC_HELP,
-            show_default=False,
-        ),
+        TrafficFilter, _traffic_option("Which traffic to compare [default: ordinary]")
     ] = "ordinary",
     json_: JsonOpt = False,
 ) -> None:

@@ -100,7 +100,9 @@ LINGER_BYTES = 1 << 20
 #: A Host header's value: RFC 3986 reg-name, IPv4 or bracketed IPv6, and a port (or empty).
 _HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=%:\[\]]*")
 
-_too_many = RateLimitedWarning(log, "connection limit reached, refusing new connections")
+CONNECTION_LIMIT_WARNING = RateLimitedWarning(
+    log, "connection limit reached, refusing new connections"
+)
 
 
 #: Headers the protocol reads as they arrive (the rest it only keeps for the app).
@@ -241,7 +243,7 @@ def canned_response(
     return b"".join(lines)
 
 
-def _pending_bytes(transport: asyncio.Transport) -> int:
+def pending_bytes(transport: asyncio.Transport) -> int:
     """Bytes waiting unread in the connection's socket (FIONREAD); 0 when unknowable."""
     sock = transport.get_extra_info("socket")
     try:
@@ -301,7 +303,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         limit = self.limits.max_connections
         if len(self.connections) > limit:
             self._stopped = True
-            _too_many.note(f"{len(self.connections) - 1} open, the limit is {limit}")
+            CONNECTION_LIMIT_WARNING.note(f"{len(self.connections) - 1} open, the limit is {limit}")
             self._count_rejected("connections")
             transport.write(
                 canned_response(
@@ -445,7 +447,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
             self._count_rejected("idle_timeout")
             self.transport.close()
         elif kind == "drain":
-            if _pending_bytes(self.transport) > 0:
+            if pending_bytes(self.transport) > 0:
                 return  # a request has just arrived: it is read next, and answered
             self._close_softly(DRAIN_IDLE_LINGER)
         elif kind == "head":
@@ -545,7 +547,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         transport = self.transport
         if transport.is_closing() or self._lingering:
             return
-        if self.flow.read_paused or self._unparsed is not None or _pending_bytes(transport):
+        if self.flow.read_paused or self._unparsed is not None or pending_bytes(transport):
             self._linger()
         else:
             self._stopped = True
@@ -623,7 +625,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
             left = self._arrived_loop + self.limits.header_timeout - self.loop.time()
             self._arm("head", min(left, DRAIN_HEAD_GRACE))
             return
-        if self._discard or _pending_bytes(self.transport) > 0:
+        if self._discard or pending_bytes(self.transport) > 0:
             return  # a request waits unread (or a body to drop): read it, answer it, close
         # Idle. Its caller may be sending the next request this very moment (it has just
         # had an answer): that request is answered with Connection: close if it comes

@@ -41,7 +41,7 @@ from servepath.service.heap import HeapTrim
 
 # One limiter for both ports (a flood of either is one line per interval), and the same
 # look at a socket's unread bytes the HTTP protocol drains by.
-from servepath.service.protocol import _pending_bytes, _too_many
+from servepath.service.protocol import CONNECTION_LIMIT_WARNING, pending_bytes
 
 #: Makes the HTTP protocol for a connection whose handshake completed.
 MakeProtocol = Callable[[], asyncio.Protocol]
@@ -113,7 +113,7 @@ class Handshake(asyncio.Protocol):
         limit = listener.limits.max_connections
         if len(connections) > limit:
             connections.discard(self)
-            _too_many.note(f"{len(connections)} open, the limit is {limit}")
+            CONNECTION_LIMIT_WARNING.note(f"{len(connections)} open, the limit is {limit}")
             listener.count_rejected("connections")
             transport.close()
             return
@@ -188,7 +188,7 @@ class Handshake(asyncio.Protocol):
         and the request that follows is answered with ``Connection: close``."""
         self.listener.begin_drain()
         transport = self.transport
-        if self.tls is None and transport is not None and _pending_bytes(transport) == 0:
+        if self.tls is None and transport is not None and pending_bytes(transport) == 0:
             self._cancel()
             transport.close()
 
