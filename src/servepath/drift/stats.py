@@ -37,6 +37,7 @@ __all__ = [
     "ks",
     "psi",
     "shares",
+    "wasserstein",
     "wasserstein_norm",
     "z_test",
 ]
@@ -104,10 +105,21 @@ def ks(reference: Floats, current: Floats) -> float:
 
 def wasserstein_norm(reference: Floats, current: Floats) -> float:
     """First Wasserstein distance over the reference's standard deviation (population)."""
-    from scipy.stats import wasserstein_distance
-
     scale = max(float(np.std(reference)), _MIN_STD)
-    return float(wasserstein_distance(reference, current)) / scale
+    return wasserstein(reference, current) / scale
+
+
+def wasserstein(u: Floats, v: Floats) -> float:
+    """First Wasserstein distance of two samples: the area between their distribution
+    functions. scipy's formula, on sorted copies rather than argsorts (a third of its time
+    at a million values)."""
+    u, v = np.sort(u), np.sort(v)
+    values = np.concatenate([u, v])
+    values.sort(kind="mergesort")  # two sorted runs: merged, not re-sorted
+    deltas = np.diff(values)
+    u_cdf = np.searchsorted(u, values[:-1], side="right") / u.size
+    v_cdf = np.searchsorted(v, values[:-1], side="right") / v.size
+    return float(np.sum(np.abs(u_cdf - v_cdf) * deltas))
 
 
 def chi_square(reference: Counts, current: Counts) -> float:
