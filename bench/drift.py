@@ -159,8 +159,9 @@ def main() -> None:
             "command_cpu_s": round(command_cpu, 2),
             "exit_code": code,
             **{k: round(v, 2) for k, v in parts.items()},
-            "drifted": [f["name"] for v in report["versions"] for f in v["features"]
-                        if f["drifted"]],  # fmt: skip
+            "drifted": [
+                f["name"] for v in report["versions"] for f in v["features"] if f["drifted"]
+            ],  # fmt: skip
             "tests": sorted({f["test"] for v in report["versions"] for f in v["features"]}),
         }
         if args.json:
