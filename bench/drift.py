@@ -141,10 +141,7 @@ def main() -> None:
     store = directory / "predictions.sqlite3"
     reference = directory / "train.csv"
     try:
-        if not store.exists():
-            wrote = write_log(store, args.rows)
-        else:
-            wrote = 0.0
+        wrote = write_log(store, args.rows) if not store.exists() else 0.0
         generate_applicants(20_000).to_csv(reference, index=False)
         argv = [sys.executable, "-m", "servepath", "drift", "--store", f"sqlite://{store}",
                 "--reference", str(reference), "--json"]  # fmt: skip
@@ -161,7 +158,7 @@ def main() -> None:
             **{k: round(v, 2) for k, v in parts.items()},
             "drifted": [
                 f["name"] for v in report["versions"] for f in v["features"] if f["drifted"]
-            ],  # fmt: skip
+            ],
             "tests": sorted({f["test"] for v in report["versions"] for f in v["features"]}),
         }
         if args.json:
