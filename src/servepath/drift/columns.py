@@ -78,7 +78,10 @@ class ColumnBuilder:
     """Collects one feature's values chunk by chunk; :meth:`sample` gives the :class:`Sample`.
 
     ``kind`` is the feature's kind when known (from the schema or the reference); otherwise
-    each chunk of numbers is kept as numbers, and :meth:`sample` decides.
+    each chunk of numbers is kept as numbers, and :meth:`sample` decides. A numeric
+    feature's chunk goes to numpy as it is, so a boolean or a numeric string in it (which
+    the server's validation refuses before anything is logged) reads as its number; any
+    other value of the wrong type counts as missing.
     """
 
     def __init__(self, kind: Kind | None = None) -> None:
@@ -99,6 +102,13 @@ class ColumnBuilder:
                 self._numbers.append(values.astype(np.float64, copy=False))
                 self._whole = self._whole and bool(np.all(np.isnan(values) | (values % 1 == 0)))
             return
+        if self.kind == "numeric":
+            try:  # the usual chunk: numbers and nulls, converted in C without a look first
+                self._numbers.append(np.array(values, dtype=np.float64))
+                self._whole = False
+                return
+            except (TypeError, ValueError):
+                pass
         types = set(map(type, values))
         if self.kind != "categorical" and types <= _NUMBER_TYPES:
             self._numbers.append(np.array(values, dtype=np.float64))
