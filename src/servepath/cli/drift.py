@@ -144,7 +144,7 @@ def drift(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Drift of the prediction log: per feature, the current window against a reference.
+    """Drift of the prediction log against a reference, per feature and version.
 
     Per model version, each feature is tested as Evidently does by default: up to 1,000
     reference values, Kolmogorov–Smirnov (numeric) or chi-squared (categorical; a z-test for

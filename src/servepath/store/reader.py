@@ -663,10 +663,17 @@ class PostgresReader(_ReaderBase):
     def _stream(self, sql: str, params: Sequence[Any], chunk: int) -> Iterator[list[Any]]:
         import psycopg
 
+        # A server-side cursor (it lives in a transaction): a client-side one would hold the
+        # whole window in memory before the first row is read.
         try:
-            cursor = self._conn.execute(sql, params)
-            while rows := cursor.fetchmany(chunk):
-                yield rows
+            with (
+                self._conn.transaction(),
+                self._conn.cursor(name="servepath_instances") as cursor,
+            ):
+                cursor.itersize = chunk
+                cursor.execute(sql, params)
+                while rows := cursor.fetchmany(chunk):
+                    yield rows
         except psycopg.Error as exc:
             raise StoreUnavailable(self.target, " ".join(str(exc).split())) from exc
 
