@@ -25,7 +25,9 @@ counts as they come (:class:`servepath.drift.columns.ColumnBuilder`).
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -340,39 +342,47 @@ def _read_log(
     is read as that kind."""
     sides: dict[tuple[str, str], _Side] = {}
     output_names: list[str] | None = None
-    for chunk in reader.instances(since=since, until=until, traffic=traffic):
-        for key, instances, outputs in _grouped(chunk, model_version, pooled):
-            if feature_names is None:
-                feature_names = _keys(instances)
-            if output_names is None:
-                output_names = _keys(outputs, scalar_only=True)
-            side = sides.get(key)
-            if side is None:
-                side = sides[key] = _Side(
-                    {n: ColumnBuilder(kinds.get(n)) for n in feature_names},
-                    {n: ColumnBuilder(kinds.get(n)) for n in output_names},
-                )
-            side.rows += len(instances)
-            for builder, values in zip(
-                side.features.values(), _columns(instances, feature_names), strict=True
-            ):
-                builder.add(values)
-            for builder, values in zip(
-                side.outputs.values(), _columns(outputs, output_names), strict=True
-            ):
-                builder.add(values)
+    with _cyclic_gc_paused():
+        for chunk in reader.instances(since=since, until=until, traffic=traffic):
+            for key, instances, outputs in _grouped(chunk, model_version, pooled):
+                if feature_names is None:
+                    feature_names = _keys(instances)
+                if output_names is None:
+                    output_names = _keys(outputs, scalar_only=True)
+                side = sides.get(key)
+                if side is None:
+                    side = sides[key] = _Side(
+                        {n: ColumnBuilder(kinds.get(n)) for n in feature_names},
+                        {n: ColumnBuilder(kinds.get(n)) for n in output_names},
+                    )
+                side.rows += len(instances)
+                for builders, rows in ((side.features, instances), (side.outputs, outputs)):
+                    for builder, values in zip(
+                        builders.values(), _columns(rows, list(builders)), strict=True
+                    ):
+                        builder.add(values)
     return sides
 
 
-def _columns(rows: list[dict[str, Any]], names: Sequence[str]) -> list[Sequence[Any]]:
-    """The rows' values per name (None where a row lacks it), transposed in C when every
-    row has every name."""
-    if not names:
-        return []
-    if len(names) == 1:
-        return [[row.get(names[0]) for row in rows]]
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Parsing a million instances makes a million dicts, and every few hundred of them
+    wake the cyclic collector, which walks the live objects: a quarter of the read's time.
+    None of them is in a cycle (reference counting frees them), so it sleeps meanwhile."""
+    was = gc.isenabled()
+    gc.disable()
     try:
-        return list(zip(*map(itemgetter(*names), rows), strict=True))
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _columns(rows: list[dict[str, Any]], names: Sequence[str]) -> list[Sequence[Any]]:
+    """The rows' values per name (None where a row lacks it): one pass in C per name when
+    every row has it (a tenth of the cost of transposing the rows as tuples)."""
+    try:
+        return [list(map(itemgetter(name), rows)) for name in names]
     except KeyError:
         return [[row.get(name) for row in rows] for name in names]
 
