@@ -232,6 +232,11 @@ def test_the_page_puts_the_drifted_features_first_with_both_distributions(logs: 
     figures = v1[: v1.index("</section>")].count("<figure")
     assert figures == len(FEATURES) + 2
     assert v1.count("reference and current") >= figures
+    # a page that cannot be written is bad usage; the report itself was still printed
+    result = runner.invoke(app, ["drift", *_window_args(logs.sqlite), "--html",
+                                 str(logs.directory / "no-such-dir" / "x.html")])  # fmt: skip
+    assert result.exit_code == 2 and "cannot write" in result.output
+    assert "DRIFT" in result.output
 
 
 def test_a_drift_needs_a_reference_and_a_current_window_with_predictions(logs: Logs) -> None:
