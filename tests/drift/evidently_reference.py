@@ -18,14 +18,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pytest
+
+from tests.support import need
 
 
 def _load() -> Any:
     if "evidently" not in sys.modules:
         spec = importlib.util.find_spec("evidently")
-        if spec is None or spec.submodule_search_locations is None:
-            pytest.skip("evidently is not installed (pip install -e '.[dev]')")
+        need(
+            spec is not None and spec.submodule_search_locations is not None,
+            "evidently is not installed (pip install -e '.[dev]')",
+        )
+        assert spec is not None and spec.submodule_search_locations is not None
         package = types.ModuleType("evidently")
         package.__path__ = list(spec.submodule_search_locations)
         sys.modules["evidently"] = package
