@@ -242,6 +242,8 @@ def test_the_page_puts_the_drifted_features_first_with_both_distributions(logs: 
 def test_a_drift_needs_a_reference_and_a_current_window_with_predictions(logs: Logs) -> None:
     result = runner.invoke(app, ["drift", "--store", logs.sqlite, "--json"])
     assert result.exit_code == 2
-    code, report = _drift("--store", logs.sqlite, "--reference-since", "2h", "--since", "1m",
-                          "--until", "30s")  # fmt: skip
+    overlapping = ["--store", logs.sqlite, "--reference-since", "2h", "--reference-until", "1h"]
+    result = runner.invoke(app, ["drift", *overlapping, "--since", "90m"])
+    assert result.exit_code == 2 and "overlap" in result.output
+    code, report = _drift(*overlapping, "--since", "1m", "--until", "30s")
     assert code == 1 and report["failure"] == "no_data"

@@ -174,8 +174,17 @@ def drift(
 
     ref_until = at(reference_until)
     since_ts = at(since)
-    if since_ts is None and reference is None:
-        since_ts = ref_until  # the current window follows the reference window
+    if reference is None:
+        # Two windows of one log: the reference must end before the current one begins.
+        if ref_until is None:
+            raise ConfigError(
+                "--reference-until is needed with a window of the log as the reference: "
+                "the current window starts where it ends (or at --since)"
+            )
+        if since_ts is None:
+            since_ts = ref_until
+        elif since_ts < ref_until:
+            raise ConfigError("--since is before --reference-until: the windows overlap")
     request = DriftRequest(
         settings=base_settings().with_values(store_url=store),
         since=since_ts,
