@@ -58,7 +58,7 @@ def _records() -> list[PredictionRecord]:
             decision = row.pop("decision")
             fields = {"model_version": "v1", **changes}
             if fields.get("model_version") == "v1" and "role" not in changes and i >= 1200:
-                fields["model_version"] = "v2"
+                fields.update(model_version="v2", model_label="2")
             records.append(
                 make_record(
                     ts=start + i * step,
@@ -158,6 +158,10 @@ def test_a_window_of_the_log_against_an_earlier_one_per_feature_and_version(logs
     # fewer than half the features drifted: no dataset drift, exit 0
     assert v1["drifted_share"] < 0.5 and not v1["drifted"]
     assert code == 0 and report["ok"]
+    # a version is named by its label as well
+    assert versions["v2"]["model_label"] == "2" and versions["v1"]["model_label"] is None
+    _, only = _drift(*_window_args(logs.sqlite), "--model-version", "2")
+    assert [(v["model_version"], v["rows"]) for v in only["versions"]] == [("v2", 300)]
 
 
 def test_the_exit_code_says_whether_the_share_of_drifted_features_reached_fail_share(

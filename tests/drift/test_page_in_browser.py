@@ -51,7 +51,7 @@ def _report() -> DriftReport:
                         "categorical"), _sample(["approve"] * 1500 + ["decline"] * 500,
                         "categorical")),
     )  # fmt: skip
-    version = VersionDrift("credit", "v7", 2000, features, prediction, 0.5)
+    version = VersionDrift("credit", "3f2a9c01e7b4", "7", 2000, features, prediction, 0.5)
     return DriftReport(
         store=str(Settings().data_dir / "predictions.sqlite3"),
         reference_kind="file",
@@ -88,7 +88,7 @@ def test_the_drift_page_draws_each_distribution_and_fits_both_screens(
         assert page.locator("script, img").count() == 0  # the hostile name is text
         first = page.locator("tbody tr").first.inner_text()
         assert "DRIFT" in first
-        assert page.get_by_role("heading", name="credit v7").is_visible()
+        assert page.get_by_role("heading", name="credit 7 (3f2a9c01e7b4)").is_visible()
 
     records = browser.visit(path.as_uri(), tmp_path / "shots", name="drift", check=check)
     for record in records.values():

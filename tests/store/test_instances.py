@@ -22,7 +22,13 @@ async def test_instances_of_a_window_come_in_chunks_without_shadows_or_synthetic
 ) -> None:
     log = await started(backend.log())
     records = [
-        make_record(ts=NOW + i, instance={"x": i}, output={"decision": "a"}, model_version="v1")
+        make_record(
+            ts=NOW + i,
+            instance={"x": i},
+            output={"decision": "a"},
+            model_version="v1",
+            model_label="1",
+        )
         for i in range(250)
     ]
     records += [
@@ -36,9 +42,9 @@ async def test_instances_of_a_window_come_in_chunks_without_shadows_or_synthetic
         everything = [row for c in reader.instances(traffic="all") for row in c]
     assert [len(c) for c in chunks] == [40, 40, 40, 30]
     rows = [row for c in chunks for row in c]
-    assert {(name, version) for name, version, _, _ in rows} == {("decision", "v1")}
-    xs = sorted(orjson.loads(instance)["x"] for _, _, instance, _ in rows)
+    assert {row[:3] for row in rows} == {("decision", "v1", "1")}
+    xs = sorted(orjson.loads(row[3])["x"] for row in rows)
     assert xs == list(range(50, 200))  # since included, until excluded
-    assert orjson.loads(rows[0][3]) == {"decision": "a"}
+    assert orjson.loads(rows[0][4]) == {"decision": "a"}
     # all traffic takes the load test's request in; a shadow's copy is never an answer
-    assert sorted(orjson.loads(r[2])["x"] for r in everything)[:2] == [-1, 0]
+    assert sorted(orjson.loads(r[3])["x"] for r in everything)[:2] == [-1, 0]

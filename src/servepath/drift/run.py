@@ -74,7 +74,8 @@ class DriftRequest:
     schema: InputSchema | None = None
     traffic: TrafficFilter = "ordinary"
     fail_share: float = DEFAULT_FAIL_SHARE
-    #: Only this model version (the log's ``model_version``), else every version in turn.
+    #: Only this model version (the log's ``model_version``, or its label), else every
+    #: version in turn.
     model_version: str | None = None
 
 
@@ -84,6 +85,8 @@ class VersionDrift:
 
     model_name: str
     model_version: str
+    #: The version's label (a repository folder), when the log has one.
+    model_label: str | None
     rows: int
     features: tuple[FeatureDrift, ...]
     prediction: tuple[FeatureDrift, ...]
@@ -102,6 +105,7 @@ class VersionDrift:
         return {
             "model_name": self.model_name,
             "model_version": self.model_version,
+            "model_label": self.model_label,
             "rows": self.rows,
             "drifted": self.drifted,
             "drifted_features": sum(f.drifted for f in self.features),
@@ -153,6 +157,10 @@ class DriftReport:
         }
 
 
+#: A model version as the log names it: model name, version, label.
+_Key = tuple[str, str, str | None]
+
+
 @dataclass
 class _Side:
     """One side being read: a builder per feature and per prediction field."""
@@ -197,7 +205,7 @@ def run(request: DriftRequest) -> DriftReport:
             hints=("widen the window (--since, --until), or check --traffic and --store",),
         )
     versions = []
-    for (name, version), side in current.items():
+    for (name, version, label), side in current.items():
         features = _kept(reference.features, side, schema_kinds, notes)
         outputs = {
             n: b.sample()
@@ -208,6 +216,7 @@ def run(request: DriftRequest) -> DriftReport:
             VersionDrift(
                 model_name=name,
                 model_version=version,
+                model_label=label,
                 rows=side.rows,
                 features=tuple(
                     compare_feature(n, "feature", reference.features[n], s)
@@ -335,12 +344,12 @@ def _read_log(
     model_version: str | None,
     *,
     pooled: bool = False,
-) -> dict[tuple[str, str], _Side]:
+) -> dict[_Key, _Side]:
     """Each model version's side of ``[since, until)`` (or one side for every version,
     ``pooled``). The features are those named, else the keys of the first instances read;
     the output fields are the scalar keys of the first outputs read; a name in ``kinds``
     is read as that kind."""
-    sides: dict[tuple[str, str], _Side] = {}
+    sides: dict[_Key, _Side] = {}
     output_names: list[str] | None = None
     with _cyclic_gc_paused():
         for chunk in reader.instances(since=since, until=until, traffic=traffic):
@@ -389,22 +398,23 @@ def _columns(rows: list[dict[str, Any]], names: Sequence[str]) -> list[Sequence[
 
 def _grouped(
     chunk: Sequence[InstanceRow], model_version: str | None, pooled: bool
-) -> Iterator[tuple[tuple[str, str], list[dict[str, Any]], list[dict[str, Any]]]]:
-    """The chunk's instances and outputs parsed, per model version."""
-    names, versions, instances, outputs = zip(*chunk, strict=True)
-    keys = set(zip(names, versions, strict=True))
+) -> Iterator[tuple[_Key, list[dict[str, Any]], list[dict[str, Any]]]]:
+    """The chunk's instances and outputs parsed, per model version (``model_version`` keeps
+    the rows whose version or label it names)."""
+    names, versions, labels, instances, outputs = zip(*chunk, strict=True)
+    keys = set(zip(names, versions, labels, strict=True))
     if pooled or (len(keys) == 1 and model_version is None):
         # One version in the chunk (the usual case): no row-by-row grouping.
-        key = ("*", "*") if pooled else next(iter(keys))
+        key = ("*", "*", None) if pooled else next(iter(keys))
         yield key, _parsed(instances), _parsed(outputs)
         return
-    texts: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
-    for name, version, instance, output in chunk:
-        if model_version is not None and version != model_version:
+    texts: dict[_Key, tuple[list[str], list[str]]] = {}
+    for name, version, label, instance, output in chunk:
+        if model_version is not None and model_version not in (version, label):
             continue
-        group = texts.get((name, version))
+        group = texts.get((name, version, label))
         if group is None:
-            group = texts[(name, version)] = ([], [])
+            group = texts[(name, version, label)] = ([], [])
         group[0].append(instance)
         group[1].append(output)
     for key, (group_instances, group_outputs) in texts.items():

@@ -14,7 +14,15 @@ from servepath.render.charts import PALETTE, Axes, Scale, Series, hbars, legend,
 from servepath.render.charts import nice_ticks as _nice
 from servepath.render.markup import el, esc, table, text_el
 from servepath.render.page import page
-from servepath.render.text_drift import TEST_LABELS, moved, number, ordered, share, window
+from servepath.render.text_drift import (
+    TEST_LABELS,
+    moved,
+    number,
+    ordered,
+    share,
+    version_name,
+    window,
+)
 
 __all__ = ["drift_html"]
 
@@ -160,7 +168,7 @@ def _version(v: VersionDrift, fail_share: float) -> str:
         role="group",
         aria_label="headline numbers",
     )
-    parts = [text_el("h2", f"{v.model_name} {v.model_version}"), cards]
+    parts = [text_el("h2", version_name(v)), cards]
     if v.features:
         parts.append(_features_table(v.features, "features, drifted first"))
     if v.prediction:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from servepath.drift import DriftReport, FeatureDrift
+    from servepath.drift import DriftReport, FeatureDrift, VersionDrift
     from servepath.output import Grid, Output
 
 #: How each test's statistic is named in a table.
@@ -60,6 +60,13 @@ def window(since: float | None, until: float | None) -> str:
     return f"{at(since, 'the start')} … {at(until, 'now')}"
 
 
+def version_name(v: VersionDrift) -> str:
+    """A version as people name it: its label first when it has one (a repository folder)."""
+    if v.model_label and v.model_label != v.model_version:
+        return f"{v.model_name} {v.model_label} ({v.model_version})"
+    return f"{v.model_name} {v.model_version}"
+
+
 def _grid(features: Sequence[FeatureDrift], title: str) -> Grid:
     from servepath.output import Column, Grid
 
@@ -108,7 +115,7 @@ def render_drift(out: Output, report: DriftReport) -> None:
         count = sum(f.drifted for f in v.features)
         verdict = ("DATASET DRIFT", "bold red") if v.drifted else ("no dataset drift", "bold green")
         out.print(
-            f"{v.model_name} {v.model_version}: {plural(v.rows, 'prediction')}, "
+            f"{version_name(v)}: {plural(v.rows, 'prediction')}, "
             f"{count} of {plural(len(v.features), 'feature')} drifted "
             f"({percent(v.drifted_share)}; fails at {percent(report.fail_share)}) — ",
             verdict,

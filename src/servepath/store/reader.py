@@ -38,8 +38,8 @@ NO_DECISION = "(none)"
 INSTANCE_CHUNK = 50_000
 
 #: One instance as :meth:`LogReader.instances` reads it: model name, model version, the
-#: instance and the output as JSON text.
-InstanceRow = tuple[str, str, str, str]
+#: version's label (None before schema version 4), the instance and the output as JSON text.
+InstanceRow = tuple[str, str, str | None, str, str]
 PERCENTILES = (0.5, 0.9, 0.99)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
@@ -308,6 +308,11 @@ class _Layout:
     traffic: str = "NULL"  # before version 3 every request was ordinary
     versions: str = "NULL, NULL, NULL"  # before version 4: the primary, under no label
 
+    @property
+    def label(self) -> str:
+        """The version's label column (NULL before schema version 4)."""
+        return self.versions.split(",")[0]
+
     def columns(self, ts: str, instance: str, output: str) -> str:
         return (
             f"r.request_id, p.idx, {ts}, r.route, r.model_name, r.model_version, {instance}, "
@@ -404,7 +409,7 @@ class _ReaderBase:
             where = _and(where, ANSWERED)
         # No ORDER BY: the window is read in whatever order the index gives, once.
         return self._stream(
-            f"SELECT r.model_name, r.model_version, {self._text('p.instance')}, "
+            f"SELECT r.model_name, r.model_version, {lay.label}, {self._text('p.instance')}, "
             f"{self._text('p.output')} FROM {lay.tables} {where}",
             params,
             chunk,
