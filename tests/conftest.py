@@ -46,6 +46,7 @@ _PURE = (
     "regions/test_catalogue.py",
     "regions/test_model.py",
     "regions/test_place.py",
+    "drift/test_stats.py",
     "load/test_capacity.py",
     "load/test_histogram.py",
     "load/test_payloads.py",

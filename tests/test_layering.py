@@ -15,6 +15,8 @@ RULES = [
     (("service", "client.py", "load"), ("servepath.netdiag",)),
     (("cache", "store", "model", "net"), ("servepath.service", "servepath.cli")),
     (("net",), ("servepath.netdiag",)),
+    # Drift reads the log and a schema; it knows nothing of the service or its pictures.
+    (("drift",), ("servepath.service", "servepath.cli", "servepath.render", "servepath.netdiag")),
     # The connection consults the gate the server hands it, never the app behind it; the
     # data plane and the request module know nothing of ASGI's shell or the endpoints.
     (

@@ -411,6 +411,16 @@ class StoreUnavailable(ProblemFound):
         return {"store": self.target}
 
 
+class NothingToCompare(ProblemFound):
+    """A drift's window of the prediction log (current or reference) holds no prediction."""
+
+    failure = "no_data"
+
+    def __init__(self, message: str, hints: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.hints = tuple(hints)
+
+
 class ExampleUnavailable(ProblemFound):
     """The server's OpenAPI document has no example for the route (or there is no document)."""
 

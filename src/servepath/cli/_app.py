@@ -112,6 +112,9 @@ COMMANDS: dict[str, CommandEntry] = {
     "load": CommandEntry("load", "Load a service: honest latency percentiles, errors, capacity."),
     "regions": CommandEntry("regions", "Cloud regions: catalogue, latency, placement, RTT."),
     "log": CommandEntry("log", "Read the prediction log back."),
+    "drift": CommandEntry(
+        "drift", "Drift of the prediction log against a reference, per feature and version."
+    ),
     "model": CommandEntry("model", "Train the example model, or inspect a model artifact."),
 }
 

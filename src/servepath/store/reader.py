@@ -17,7 +17,7 @@ import dataclasses
 import math
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +33,13 @@ from servepath.store.rows import join_truncated
 from servepath.traffic import TrafficFilter, traffic_kind
 
 NO_DECISION = "(none)"
+#: Rows of instances read at a time: large enough that fetching costs little per row, small
+#: enough that a window of millions never sits in memory as text at once.
+INSTANCE_CHUNK = 50_000
+
+#: One instance as :meth:`LogReader.instances` reads it: model name, model version, the
+#: version's label (None before schema version 4), the instance and the output as JSON text.
+InstanceRow = tuple[str, str, str | None, str, str]
 PERCENTILES = (0.5, 0.9, 0.99)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
@@ -192,6 +199,18 @@ class LogReader(Protocol):
         """Shadows against the primaries whose requests they copied, and the live split of
         requests between versions, of ``traffic`` at or after ``since``."""
 
+    def instances(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        traffic: TrafficFilter = "ordinary",
+        chunk: int = INSTANCE_CHUNK,
+    ) -> Iterator[list[InstanceRow]]:
+        """The instances and outputs answered in ``[since, until)`` of ``traffic`` (a
+        shadow's copies left out), in chunks of at most ``chunk`` rows, as stored (JSON
+        text): only the columns a drift needs are read."""
+
     def close(self) -> None: ...
 
     def __enter__(self) -> LogReader: ...
@@ -289,6 +308,11 @@ class _Layout:
     traffic: str = "NULL"  # before version 3 every request was ordinary
     versions: str = "NULL, NULL, NULL"  # before version 4: the primary, under no label
 
+    @property
+    def label(self) -> str:
+        """The version's label column (NULL before schema version 4)."""
+        return self.versions.split(",")[0]
+
     def columns(self, ts: str, instance: str, output: str) -> str:
         return (
             f"r.request_id, p.idx, {ts}, r.route, r.model_name, r.model_version, {instance}, "
@@ -370,6 +394,32 @@ class _ReaderBase:
             (*params, MAX_PAIRS),
         )
         return compare(self.target, since, pairs, live)
+
+    def instances(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        traffic: TrafficFilter = "ordinary",
+        chunk: int = INSTANCE_CHUNK,
+    ) -> Iterator[list[InstanceRow]]:
+        lay = self._layout
+        where, params = _where(since, None, lay, self._mark, self._ts_mark, traffic, until=until)
+        if lay is _V4:  # a shadow's answers reached no caller
+            where = _and(where, ANSWERED)
+        # No ORDER BY: the window is read in whatever order the index gives, once.
+        return self._stream(
+            f"SELECT r.model_name, r.model_version, {lay.label}, {self._text('p.instance')}, "
+            f"{self._text('p.output')} FROM {lay.tables} {where}",
+            params,
+            chunk,
+        )
+
+    def _text(self, column: str) -> str:
+        return column
+
+    def _stream(self, sql: str, params: Sequence[Any], chunk: int) -> Iterator[list[Any]]:
+        raise NotImplementedError
 
     def close(self) -> None:
         raise NotImplementedError
@@ -481,6 +531,14 @@ class SQLiteReader(_ReaderBase):
         except sqlite3.Error as exc:
             raise StoreUnavailable(self.target, str(exc)) from exc
 
+    def _stream(self, sql: str, params: Sequence[Any], chunk: int) -> Iterator[list[Any]]:
+        try:
+            cursor = self._conn.execute(sql, params)
+            while rows := cursor.fetchmany(chunk):
+                yield rows
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(self.target, str(exc)) from exc
+
 
 def _where(
     since: float | None,
@@ -491,14 +549,18 @@ def _where(
     traffic: TrafficFilter = "all",
     *,
     leave_out: bool = False,
+    until: float | None = None,
 ) -> tuple[str, tuple[Any, ...]]:
-    """The WHERE clause for ``since``, a request id (the caller's or the record's) and a
-    kind of traffic (with ``leave_out``: every other kind)."""
+    """The WHERE clause for ``since`` (and before ``until``), a request id (the caller's or
+    the record's) and a kind of traffic (with ``leave_out``: every other kind)."""
     conditions: list[str] = []
     params: list[Any] = []
     if since is not None:
         conditions.append(f"r.ts >= {ts_mark}")
         params.append(since)
+    if until is not None:
+        conditions.append(f"r.ts < {ts_mark}")
+        params.append(until)
     if request_id is not None:
         conditions.append(f"(r.request_id = {mark} OR {layout.record_id} = {mark})")
         params += [request_id, request_id]
@@ -599,6 +661,26 @@ class PostgresReader(_ReaderBase):
             traffic,
             left_out,
         )
+
+    def _text(self, column: str) -> str:
+        return f"{column}::text"  # jsonb's text, parsed once on this side
+
+    def _stream(self, sql: str, params: Sequence[Any], chunk: int) -> Iterator[list[Any]]:
+        import psycopg
+
+        # A server-side cursor (it lives in a transaction): a client-side one would hold the
+        # whole window in memory before the first row is read.
+        try:
+            with (
+                self._conn.transaction(),
+                self._conn.cursor(name="servepath_instances") as cursor,
+            ):
+                cursor.itersize = chunk
+                cursor.execute(sql, params)
+                while rows := cursor.fetchmany(chunk):
+                    yield rows
+        except psycopg.Error as exc:
+            raise StoreUnavailable(self.target, " ".join(str(exc).split())) from exc
 
     def close(self) -> None:
         self._conn.close()
