@@ -195,6 +195,8 @@ class Settings:
     trust_forwarded: bool = False
     log_level: str = "info"
     in_kubernetes: bool = False
+    #: Vertex AI's variables (AIP_*) are set: a prediction container behind Google's front ends.
+    on_vertex: bool = False
     proxy: ProxyEnv = field(default_factory=ProxyEnv)
     #: The CA bundle clients trust instead of the system store (SSL_CERT_FILE), as OpenSSL,
     #: curl and Python's ssl module read it; a --cafile flag wins over it.
@@ -428,7 +430,8 @@ class Settings:
         _auto_int(values, env, "max_connections", "SERVEPATH_MAX_CONNECTIONS")
         _float(values, env, "header_timeout", "SERVEPATH_HEADER_TIMEOUT")
         _float(values, env, "body_timeout", "SERVEPATH_BODY_TIMEOUT")
-        if on_vertex(env):
+        values["on_vertex"] = on_vertex(env)
+        if values["on_vertex"]:
             values["keepalive_timeout"] = VERTEX_KEEPALIVE_TIMEOUT
         _float(values, env, "keepalive_timeout", "SERVEPATH_KEEPALIVE_TIMEOUT")
         _int(values, env, "shed_status", "SERVEPATH_SHED_STATUS")

@@ -600,6 +600,8 @@ class DataPlane:
             "cache": told(self.cache.status().to_json(), full),
             "store": told(self.store.status().to_json(), full),
             "load": self.load_snapshot().to_json(),
+            # What a proxy in front must stay below (`servepath doctor --local` compares).
+            "keepalive_timeout_s": self.settings.keepalive_timeout,
             "version": __version__,
         }
 
