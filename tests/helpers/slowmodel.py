@@ -46,7 +46,7 @@ def write_slow_model(path, delay: float) -> None:  # type: ignore[no-untyped-def
 HOLD_X = 1000.0
 #: Milliseconds of every call: above the time under which a model runs on the event loop
 #: (model/loaded.py's INLINE_BATCH_MS), so that a held call holds the model thread only.
-_BASE_DELAY = 0.003
+_BASE_DELAY = 0.0015
 
 
 class HoldingClassifier(SlowClassifier):

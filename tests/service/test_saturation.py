@@ -20,6 +20,7 @@ from servepath.config import Settings
 from servepath.model.loaded import load_model
 from servepath.service.app import create_app
 from tests.helpers.slowmodel import HOLD_X, write_holding_model
+from tests.service.live import connect, live_server, read_response, read_until_closed, status_of
 from tests.support import TESTS_DIR, ServerProcess, serve
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -178,3 +179,21 @@ async def test_the_apps_own_refusal_answers_the_shed_status_with_retry_after(
     assert refused.json()["reason"] == "overloaded"
     # Shedding is not readiness: a busy server stays ready.
     assert health.status_code == 200
+
+
+def test_past_the_connection_limit_a_new_connection_gets_the_shed_status(tmp_path: Path) -> None:
+    held = holding_model(tmp_path)
+    settings = Settings(store_url="off", cache_url="off", max_connections=2, shed_status=429)
+    with live_server(settings, load_model(held.model)) as live:
+        first, second = connect(live.port), connect(live.port)
+        try:
+            for s in (first, second):  # each answered (keep-alive): both stay open
+                s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert read_response(s)[0] == 200
+            with connect(live.port) as extra:
+                data = read_until_closed(extra)
+        finally:
+            first.close()
+            second.close()
+    assert status_of(data) == 429, data
+    assert b"retry-after: 1" in data
