@@ -178,14 +178,15 @@ class Metrics:
         )
         self.shed = Counter(
             "servepath_requests_shed_total",
-            "Prediction requests answered 503 at once because the work in the building was at "
-            "its bound: in_flight (count), body_bytes, or wait (expected queueing).",
+            "Prediction requests answered 503 (or 429, --shed-status) at once because the work "
+            "in the building was at its bound: in_flight (count), body_bytes, or wait "
+            "(expected queueing).",
             ["reason"],
             registry=r,
         )
         self.diagnostic_refused = Counter(
             "servepath_diagnostic_refused_total",
-            "Requests to the live page's data or the path echo answered 503 at once: "
+            "Requests to the live page's data or the path echo answered 503 (or 429) at once: "
             "overloaded (predictions at their bound) or rate (past the route's budget).",
             ["route", "reason"],
             registry=r,
