@@ -1,7 +1,6 @@
-"""deploy/k8s/autoscaling and the keep-alive the manifests set: the KEDA ScaledObject and the
-saturation HPA are valid for their schemas (strict: a misspelt field is an error) and scale
-the Deployment on the metric the server exports; the server keeps idle connections longer
-than the ingress controller in front of it.
+"""deploy/k8s/autoscaling: the KEDA ScaledObject and the saturation HPA are valid for their
+schemas (strict: a misspelt field is an error) and scale the Deployment on the metric the
+server exports.
 
 The ScaledObject's schema is KEDA's own CRD schema, vendored in tests/deploy/schemas (its
 ``$comment`` names the upstream file and commit), so that nothing is downloaded at test time.
@@ -20,10 +19,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from servepath.config import Settings
 from servepath.service.metrics import Metrics
 from tests.deploy.artifacts import K8S, load_manifests, only
-from tests.deploy.test_k8s import KUBERNETES_VERSION, pod_env
+from tests.deploy.test_k8s import KUBERNETES_VERSION
 
 SCALING = K8S / "autoscaling"
 KEDA_SCHEMA = Path(__file__).parent / "schemas" / "keda_scaledobject_v1alpha1.json"
@@ -158,20 +156,3 @@ def test_the_variants_replace_the_cpu_hpa_and_keep_its_floor(
     # Both are offered, commented, where the kustomization lists its parts.
     text = (K8S / "kustomization.yaml").read_text()
     assert "#   - autoscaling/keda" in text and "#   - autoscaling/saturation-hpa" in text
-
-
-def test_the_server_keeps_idle_connections_longer_than_the_ingress_controller() -> None:
-    controller = one(K8S / "ingress-nginx" / "controller-configmap.yaml")["data"]
-    upstream = float(controller["upstream-keepalive-timeout"])
-    settings = Settings.from_env(pod_env(load_manifests()))
-    assert settings.keepalive_timeout > upstream
-
-
-def test_on_vertex_ai_the_server_outlasts_googles_load_balancers() -> None:
-    google = 600.0
-    assert Settings.from_env({}).keepalive_timeout < google  # elsewhere: the 5 s default
-    vertex = {"AIP_HTTP_PORT": "8080", "AIP_HEALTH_ROUTE": "/health", "AIP_MODE": "PREDICTION"}
-    assert Settings.from_env(vertex).keepalive_timeout > google
-    # An explicit setting wins, as everywhere.
-    chosen = {**vertex, "SERVEPATH_KEEPALIVE_TIMEOUT": "700"}
-    assert Settings.from_env(chosen).keepalive_timeout == 700.0
