@@ -123,13 +123,15 @@ async def test_two_workers_shed_429_and_the_signal_is_their_maximum_on_every_scr
     # More than both buildings hold: each worker admits IN_FLIGHT and sheds the rest on the
     # head (the HTTP layer's fast refusal); the admitted ones hold it until released.
     burst = [asyncio.ensure_future(exchange(server.port, PREDICT)) for _ in range(12)]
-    for answer in asyncio.as_completed(burst):
-        first = await answer
-        if first[0] != 200:
-            break  # shedding has started
-    # Every scrape, whichever worker answers it, reads the busiest worker's 1.
-    readings = [await asyncio.to_thread(saturation, server.url) for _ in range(6)]
-    held.release.touch()
+    try:
+        for answer in asyncio.as_completed(burst):
+            first = await answer
+            if first[0] != 200:
+                break  # shedding has started
+        # Every scrape, whichever worker answers it, reads the busiest worker's 1.
+        readings = [await asyncio.to_thread(saturation, server.url) for _ in range(6)]
+    finally:
+        held.release.touch()  # the admitted requests are answered, whatever happened above
     results = await asyncio.gather(*burst)
     assert first[0] == 429, first
     assert readings == [1.0] * 6, readings
@@ -164,12 +166,14 @@ async def test_the_apps_own_refusal_answers_the_shed_status_with_retry_after(
         ) as client:
             body = {"x": HOLD_X, "y": 2.0}
             first = asyncio.ensure_future(client.post("/decisions", json=body))
-            deadline = time.monotonic() + 30
-            while app.plane.admission.in_flight == 0:
-                assert time.monotonic() < deadline and not first.done()
-                await asyncio.sleep(0.01)
-            refused = await client.post("/decisions", json=body)
-            held.release.touch()
+            try:
+                deadline = time.monotonic() + 30
+                while app.plane.admission.in_flight == 0:
+                    assert time.monotonic() < deadline and not first.done()
+                    await asyncio.sleep(0.01)
+                refused = await client.post("/decisions", json=body)
+            finally:
+                held.release.touch()
             assert (await first).status_code == 200
             health = await client.get("/")
     finally:

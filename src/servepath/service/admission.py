@@ -48,9 +48,12 @@ A request may come in when both hold:
 ``max_wait`` is set by default from the measured service time: ten times what the model
 takes for one row (from the fit above: the model's own time, which a busy event loop does
 not inflate), and at least ``min_wait``. A request finding the building empty is always
-admitted. Past the bound the answer is ``503`` at once, with ``Retry-After`` the time the
-building needs, at the rate it has been draining, to drain what it holds and what it turned
-away in the last second (whole seconds, 1 to 60).
+admitted. Past the bound the answer is ``503`` (or ``429``: ``--shed-status``) at once, with
+``Retry-After`` the time the building needs, at the rate it has been draining, to drain what
+it holds and what it turned away in the last second (whole seconds, 1 to 60).
+
+:meth:`Admission.saturation` is the same rule as a number: the expected wait over its bound,
+0 to 1, and 1 exactly when a request arriving now would be shed (the scaling signal).
 """
 
 from __future__ import annotations
