@@ -36,6 +36,13 @@ DEFAULT_MAX_IN_FLIGHT = 512
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 10.0
 DEFAULT_KEEPALIVE_TIMEOUT = 5.0
+#: On Vertex AI (AIP_* set): Google's load balancers keep idle upstream connections 600 s,
+#: and a server that closes one first races the next request sent on it (a 502 the server
+#: never logs). The server must outlast the proxy in front.
+VERTEX_KEEPALIVE_TIMEOUT = 620.0
+#: What a request shed for the load is answered with: 503 (the default) or 429, which proxies
+#: that eject a backend after consecutive 5xx (Envoy's outlier detection) do not count.
+SHED_STATUSES = (429, 503)
 #: Connections the kernel may hold for accept(); past it, handshakes are dropped (clients retry).
 DEFAULT_BACKLOG = 4096
 DEFAULT_SEND_TIMEOUT = 30.0
@@ -158,6 +165,8 @@ class Settings:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    #: The status of a request shed for the load (admission, the connection limit): 503 or 429.
+    shed_status: int = 503
     backlog: int = DEFAULT_BACKLOG
     #: A model that does not load: "exit" stops the server non-zero; "stay" keeps it up and
     #: unready (health 503), for orchestrators that prefer a live-but-unready process.
@@ -186,6 +195,8 @@ class Settings:
     trust_forwarded: bool = False
     log_level: str = "info"
     in_kubernetes: bool = False
+    #: Vertex AI's variables (AIP_*) are set: a prediction container behind Google's front ends.
+    on_vertex: bool = False
     proxy: ProxyEnv = field(default_factory=ProxyEnv)
     #: The CA bundle clients trust instead of the system store (SSL_CERT_FILE), as OpenSSL,
     #: curl and Python's ssl module read it; a --cafile flag wins over it.
@@ -298,6 +309,8 @@ class Settings:
             raise ConfigError("max_queue_wait must be positive seconds, or auto")
         if self.max_in_flight < 1:
             raise ConfigError("max_in_flight must be at least 1")
+        if self.shed_status not in SHED_STATUSES:
+            raise ConfigError(f"shed status is 429 or 503, not {self.shed_status}")
         if self.on_model_failure not in ("exit", "stay"):
             raise ConfigError(f"on_model_failure is exit or stay, not {self.on_model_failure!r}")
         if not 1 <= self.backlog <= 65535:
@@ -417,7 +430,11 @@ class Settings:
         _auto_int(values, env, "max_connections", "SERVEPATH_MAX_CONNECTIONS")
         _float(values, env, "header_timeout", "SERVEPATH_HEADER_TIMEOUT")
         _float(values, env, "body_timeout", "SERVEPATH_BODY_TIMEOUT")
+        values["on_vertex"] = on_vertex(env)
+        if values["on_vertex"]:
+            values["keepalive_timeout"] = VERTEX_KEEPALIVE_TIMEOUT
         _float(values, env, "keepalive_timeout", "SERVEPATH_KEEPALIVE_TIMEOUT")
+        _int(values, env, "shed_status", "SERVEPATH_SHED_STATUS")
         _int(values, env, "backlog", "SERVEPATH_BACKLOG")
         _str(values, env, "on_model_failure", "SERVEPATH_ON_MODEL_FAILURE")
         _float(values, env, "send_timeout", "SERVEPATH_SEND_TIMEOUT")
@@ -444,6 +461,22 @@ class Settings:
         values["ssl_cert_file"] = env.get("SSL_CERT_FILE") or None
         values["api_key"] = env.get("SERVEPATH_API_KEY", "").strip() or None
         return cls(**values)
+
+
+#: Variables Vertex AI sets in a custom container (its contract); any one of them says so.
+VERTEX_VARIABLES = (
+    "AIP_HTTP_PORT",
+    "AIP_HEALTH_ROUTE",
+    "AIP_PREDICT_ROUTE",
+    "AIP_STORAGE_URI",
+    "AIP_MODE",
+    "AIP_DEPLOYED_MODEL_ID",
+)
+
+
+def on_vertex(env: Mapping[str, str]) -> bool:
+    """Whether the environment is a Vertex AI prediction container's."""
+    return any(env.get(name) for name in VERTEX_VARIABLES)
 
 
 def serialized_env(settings: Settings) -> dict[str, str]:

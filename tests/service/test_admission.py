@@ -250,3 +250,50 @@ def test_past_its_budget_a_flood_of_diagnostic_requests_is_refused() -> None:
     assert sum(d.admitted for d in decisions) == 2
     assert {d.reason for d in decisions[2:]} == {"rate"}
     assert diagnostics.decide(1.0).admitted  # a token a second
+
+
+# --- the scaling signal --------------------------------------------------------------------
+
+
+def test_saturation_is_0_when_idle_and_reaches_1_exactly_when_shedding_starts() -> None:
+    # 10 ms a row, a bound of 50 ms: each admitted request adds a row's 10 ms to the wait.
+    adm = calibrated(0.0, 0.010, max_wait=0.05)
+    assert adm.saturation(0.0) == 0.0
+    readings = []
+    while adm.decide(0.0).admitted:
+        readings.append(adm.saturation(0.0))
+        assert readings[-1] < 1.0, "1 before anything was shed"
+        adm.enter(0.0)
+    # The request refused now is refused for its wait, and the signal says so.
+    assert adm.saturation(0.0) == 1.0
+    assert readings == sorted(readings) and readings[-1] >= 0.5, readings
+
+
+def test_saturation_is_1_at_the_count_bound_whatever_the_wait() -> None:
+    adm = Admission(AdmissionLimits(max_in_flight=2, max_wait=100.0))
+    adm.enter(0.0)
+    assert adm.saturation(0.0) == 0.0
+    adm.enter(0.0)
+    assert not adm.decide(0.0).admitted and adm.saturation(0.0) == 1.0
+
+
+def test_an_empty_building_reads_below_1_whatever_the_loop_lag() -> None:
+    # An empty building admits the next request whatever the wait: the signal never says
+    # "shedding" then, though it says the loop is slow.
+    adm = calibrated(0.0, 0.000001, max_wait=0.05)
+    for _ in range(LAG_WINDOW):
+        adm.observe_lag(0.2)
+    assert adm.decide(0.0).admitted
+    assert 0.9 <= adm.saturation(0.0) < 1.0
+
+
+def test_saturation_falls_back_to_0_once_the_building_empties() -> None:
+    adm = calibrated(0.0, 0.010, max_wait=0.05)
+    tickets = [adm.enter(0.0) for _ in range(8)]
+    assert adm.saturation(0.0) == 1.0
+    for i, ticket in enumerate(tickets):
+        adm.leave(0.01 * (i + 1), ticket)
+    for _ in range(LAG_WINDOW):
+        adm.observe_lag(0.00002)  # an idle loop: twenty microseconds late
+    # Past an interval the standing sojourn of the last answers is stale: nothing waits.
+    assert adm.saturation(1.0) == 0.0

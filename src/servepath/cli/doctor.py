@@ -73,7 +73,7 @@ def doctor(
     """Walk the path to URL stage by stage and name the broken link, who broke it, the fix."""
     out = get_output()
     if local is not None:
-        from servepath.netdiag.doctor.local import run_local_doctor
+        from servepath.netdiag.doctor.local import proxy_in_front, run_local_doctor
 
         if url is not None:
             raise UsageError(
@@ -82,7 +82,9 @@ def doctor(
             )
         if not 0 < local < 65536:
             raise UsageError(f"--local {local} is not a port")
-        report = run_local_doctor(local, timeout=timeout)
+        settings = base_settings()
+        front = proxy_in_front(on_vertex=settings.on_vertex, in_kubernetes=settings.in_kubernetes)
+        report = run_local_doctor(local, timeout=timeout, front=front)
     else:
         from servepath.netdiag.dns import parse_nameserver
         from servepath.netdiag.doctor import DoctorOptions, parse_pin, run_doctor

@@ -102,7 +102,21 @@ def serve(
         float | None, typer.Option(help="Seconds a request body may stall [10]")
     ] = None,
     keepalive_timeout: Annotated[
-        float | None, typer.Option(help="Seconds an idle keep-alive connection stays [5]")
+        float | None,
+        typer.Option(
+            help="Seconds an idle keep-alive connection stays; above the proxy's in front "
+            "(env SERVEPATH_KEEPALIVE_TIMEOUT) [5; on Vertex AI 620]"
+        ),
+    ] = None,
+    shed_status: Annotated[
+        int | None,
+        typer.Option(
+            metavar="429|503",
+            help="Status of a request shed for the load, with Retry-After either way; 429 "
+            "keeps proxies that eject backends after 5xx from ejecting a busy replica "
+            "(env SERVEPATH_SHED_STATUS) [503]",
+            show_default=False,
+        ),
     ] = None,
     on_model_failure: Annotated[
         str | None,
@@ -310,6 +324,7 @@ def serve(
         header_timeout=header_timeout,
         body_timeout=body_timeout,
         keepalive_timeout=keepalive_timeout,
+        shed_status=shed_status,
         backlog=backlog,
         on_model_failure=on_model_failure,
         send_timeout=send_timeout,

@@ -48,9 +48,12 @@ A request may come in when both hold:
 ``max_wait`` is set by default from the measured service time: ten times what the model
 takes for one row (from the fit above: the model's own time, which a busy event loop does
 not inflate), and at least ``min_wait``. A request finding the building empty is always
-admitted. Past the bound the answer is ``503`` at once, with ``Retry-After`` the time the
-building needs, at the rate it has been draining, to drain what it holds and what it turned
-away in the last second (whole seconds, 1 to 60).
+admitted. Past the bound the answer is ``503`` (or ``429``: ``--shed-status``) at once, with
+``Retry-After`` the time the building needs, at the rate it has been draining, to drain what
+it holds and what it turned away in the last second (whole seconds, 1 to 60).
+
+:meth:`Admission.saturation` is the same rule as a number: the expected wait over its bound,
+0 to 1, and 1 exactly when a request arriving now would be shed (the scaling signal).
 """
 
 from __future__ import annotations
@@ -82,6 +85,9 @@ INTERVAL = 0.1
 STALL = INTERVAL / 2
 #: The drain rate is sampled over windows of at least this much busy time, seconds.
 _RATE_WINDOW = 0.25
+#: The saturation of an empty building whose expected wait is past the bound (a lagging
+#: loop): the next request is admitted all the same, so it stays below the shedding mark.
+_EMPTY_CEILING = 0.99
 
 
 @dataclass(frozen=True)
@@ -377,6 +383,19 @@ class Admission:
             if rest:
                 wait += fit.predict(rest + rows) - fit.predict(rows)
         return wait
+
+    def saturation(self, now: float) -> float:
+        """The expected wait over its bound, 0 to 1: the scaling signal. 1 exactly when a
+        request arriving now would be shed for its wait or for the count (the rule of
+        :meth:`decide`); an empty building never sheds, so it reads below 1 whatever the loop
+        lag says. In hundredths, rounded down: an idle loop's lag (tens of microseconds
+        against a bound of tens of milliseconds) reads 0, and nothing short of the bound 1."""
+        if self.in_flight >= self.limits.max_in_flight:
+            return 1.0
+        ratio = self.expected_wait(now) / self.max_wait
+        if ratio >= 1.0:
+            return 1.0 if ratio > 1.0 and self.in_flight > 0 else _EMPTY_CEILING
+        return math.floor(ratio * 100) / 100
 
     def decide(self, now: float, *, body_bytes: int = 0, rows: int = 1) -> Decision:
         """Whether a request may come in now (it is not counted until :meth:`enter`)."""

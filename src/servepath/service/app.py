@@ -206,7 +206,9 @@ class ServepathApp:
             else:
                 response = await handler(scope, receive, ctx)
         except Exception as exc:
-            response = error_response(exc, v2=template.startswith("/v2"))
+            response = error_response(
+                exc, v2=template.startswith("/v2"), shed_status=self.settings.shed_status
+            )
         finally:
             if ctx.ticket is not None:
                 self.plane.leave(ctx.ticket)

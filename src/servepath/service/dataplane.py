@@ -562,6 +562,9 @@ class DataPlane:
             due = loop.time() + LAG_INTERVAL
             await asyncio.sleep(LAG_INTERVAL)
             observe(loop.time() - due)
+            # The scaling signal follows the building between decisions too: when requests
+            # stop coming, nobody else would bring it back to 0.
+            self._note_saturation()
 
     async def _publish_state(self) -> None:
         while True:
@@ -597,6 +600,8 @@ class DataPlane:
             "cache": told(self.cache.status().to_json(), full),
             "store": told(self.store.status().to_json(), full),
             "load": self.load_snapshot().to_json(),
+            # What a proxy in front must stay below (`servepath doctor --local` compares).
+            "keepalive_timeout_s": self.settings.keepalive_timeout,
             "version": __version__,
         }
 
@@ -644,6 +649,12 @@ class DataPlane:
             min(since) if since else None,
         )
 
+    def _note_saturation(self) -> None:
+        if self.primary is None:
+            return
+        self._observe_model()
+        self.metrics.set_saturation(self.admission.saturation(time.perf_counter()))
+
     def load_snapshot(self) -> AdmissionSnapshot:
         self._observe_model()
         return self.admission.snapshot(time.perf_counter())
@@ -662,7 +673,7 @@ class DataPlane:
             raise PayloadTooLarge(limit, body_bytes)
         now, decision = self._decide(body_bytes)
         if not decision.admitted:
-            self.metrics.count_shed(decision.reason or "overloaded")
+            self._count_shed(decision)
             raise Overloaded(decision.detail, decision.retry_after)
         return self.admission.enter(now, body_bytes)
 
@@ -675,8 +686,14 @@ class DataPlane:
         now, decision = self._decide(body_bytes)
         if decision.admitted:
             return self.admission.enter(now, body_bytes)
-        self.metrics.count_shed(decision.reason or "overloaded")
+        self._count_shed(decision)
         return decision
+
+    def _count_shed(self, decision: Decision) -> None:
+        metrics = self.metrics
+        metrics.count_shed(decision.reason or "overloaded")
+        # Shedding is saturation by definition: 1 at once, not at the next tick.
+        metrics.set_saturation(1.0)
 
     def leave(self, ticket: Ticket) -> None:
         self.admission.leave(time.perf_counter(), ticket)

@@ -12,6 +12,7 @@ from servepath.errors import (
     InvalidInput,
     MalformedJSON,
     ModelNotReady,
+    Overloaded,
     PayloadTooLarge,
     PredictionFailed,
     RequestError,
@@ -41,9 +42,12 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
 )
 
 
-def error_response(exc: Exception, *, v2: bool = False) -> Response:
-    """A JSON error for ``exc``. V2 routes answer bad input with 400, as the protocol says."""
+def error_response(exc: Exception, *, v2: bool = False, shed_status: int = 503) -> Response:
+    """A JSON error for ``exc``. V2 routes answer bad input with 400, as the protocol says;
+    a request shed for the load gets ``shed_status`` (``--shed-status``: 503 or 429)."""
     status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+    if isinstance(exc, Overloaded):
+        status = shed_status
     body: dict[str, Any]
     if isinstance(exc, InvalidInput):
         body = {"error": exc.summary(), "detail": [e.to_json() for e in exc.errors]}
@@ -63,7 +67,7 @@ def error_response(exc: Exception, *, v2: bool = False) -> Response:
     else:
         body = {"error": str(exc)}
     headers: list[tuple[bytes, bytes]] = []
-    if status == 503:
+    if status in (429, 503):
         retry = exc.retry_after if isinstance(exc, ServiceUnavailable) else 1
         headers.append((b"retry-after", str(retry).encode()))
     try:

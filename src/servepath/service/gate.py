@@ -84,7 +84,8 @@ def auto_max_connections() -> int:
 
 
 def refusal(decision: Decision) -> tuple[dict[str, Any], tuple[tuple[bytes, bytes], ...]]:
-    """The 503 body and headers for a request shed on its head (the app's words for it)."""
+    """The body and headers for a request shed on its head (the app's words for it); the
+    status is the gate's :attr:`Gate.shed_status`."""
     retry_after = decision.retry_after
     return (
         {
@@ -106,6 +107,8 @@ class Gate:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.limits = HttpLimits.from_settings(settings)
         self.metrics = metrics
+        #: What a request shed for the load is answered with (``--shed-status``: 503 or 429).
+        self.shed_status = settings.shed_status
         #: Paths whose POST runs the model: shed on the head when the building is full.
         self.predict_paths = frozenset({DEFAULT_PREDICT_ROUTE, settings.predict_route})
         #: The liveness route the HTTP layer answers itself ("" while it needs an API key).

@@ -6,6 +6,12 @@ worker's state (its prediction log, cache, admission) labelled with its ``pid``.
 State is read from its owner when it is needed: with one process, at every scrape; with
 workers, each worker writes its own to the shared files every second and when it is scraped
 (a worker cannot ask its siblings), so a scrape shows the others' state at most a second old.
+
+The scaling signal, ``servepath_saturation``, is the exception: one series, not one per
+worker, and the maximum over the living workers exactly, whichever worker answers the scrape.
+Each worker writes its own value into its shared file as it changes (a ``livemax`` gauge),
+rather than at scrape time: a value computed by the worker that answers would be that
+worker's, not the maximum.
 """
 
 from __future__ import annotations
@@ -172,14 +178,15 @@ class Metrics:
         )
         self.shed = Counter(
             "servepath_requests_shed_total",
-            "Prediction requests answered 503 at once because the work in the building was at "
-            "its bound: in_flight (count), body_bytes, or wait (expected queueing).",
+            "Prediction requests answered 503 (or 429, --shed-status) at once because the work "
+            "in the building was at its bound: in_flight (count), body_bytes, or wait "
+            "(expected queueing).",
             ["reason"],
             registry=r,
         )
         self.diagnostic_refused = Counter(
             "servepath_diagnostic_refused_total",
-            "Requests to the live page's data or the path echo answered 503 at once: "
+            "Requests to the live page's data or the path echo answered 503 (or 429) at once: "
             "overloaded (predictions at their bound) or rate (past the route's budget).",
             ["route", "reason"],
             registry=r,
@@ -215,6 +222,14 @@ class Metrics:
             ["role"],
             registry=r,
         )
+        self.saturation = Gauge(
+            "servepath_saturation",
+            "The expected wait of a new prediction over the bound past which it is shed, 0 to "
+            "1 (1: shedding); with workers, the busiest worker's. The signal to scale on.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self._saturation = 0.0
         self.callers = Counter(
             "servepath_api_key_requests_total",
             "Requests to routes that need an API key, by the key's name (never the key) and "
@@ -278,6 +293,13 @@ class Metrics:
         """One request to a protected route: which key (by name) and whether it passed.
         The label set is bounded by the key file and three outcomes."""
         self._inc(("k", key_name, outcome))
+
+    def set_saturation(self, value: float) -> None:
+        """The scaling signal now (0 to 1); written only when it changes (with workers, each
+        write goes to the shared file)."""
+        if value != self._saturation and not self._forgotten:
+            self._saturation = value
+            self.saturation.set(value)
 
     def observe_model_call(self, model: str, seconds: float, rows: int) -> None:
         # Called once per model call, from the model's thread as often as not: written at once.

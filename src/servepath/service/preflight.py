@@ -186,6 +186,7 @@ def start_report(settings: Settings) -> dict[str, Any]:
             "max_in_flight": settings.max_in_flight,
             "max_queue_wait_s": settings.max_queue_wait,
             "keepalive_timeout_s": settings.keepalive_timeout,
+            "shed_status": settings.shed_status,
             "backlog": settings.backlog,
             "max_body_bytes": settings.max_body_bytes,
             "max_instances": settings.max_instances,
@@ -236,7 +237,8 @@ def banner_lines(settings: Settings) -> list[str]:
         f"  limits: {limits['max_in_flight']} requests in flight, queue wait "
         f"{'auto' if wait is None else f'{wait:g} s'}, {limits['max_connections']} connections, "
         f"request timeout {limits['request_timeout_s']:g} s, header timeout "
-        f"{limits['header_timeout_s']:g} s"
+        f"{limits['header_timeout_s']:g} s, idle keep-alive {limits['keepalive_timeout_s']:g} s, "
+        f"shed with {limits['shed_status']}"
     )
     return lines
 

@@ -20,14 +20,15 @@ stop at ``limit_concurrency`` and ``timeout_keep_alive``):
   ``body_timeout`` (or is still arriving ``request_timeout`` after the head) → 408 and
   close; an idle keep-alive connection closes after ``keepalive_timeout``; a caller that
   stops reading its response for ``send_timeout`` is cut off.
-* **count**: past ``max_connections`` open connections a new one is answered 503 and closed
+* **count**: past ``max_connections`` open connections a new one is answered 503 (or the
+  ``--shed-status``, 429) and closed
   (logged at most every 10 s with a count); at most :data:`MAX_PIPELINE` pipelined requests
   are parsed ahead of the one in progress: past them the connection stops reading (what was
   read waits unparsed) and reads on as answers go out, as nginx does, so every request is
   answered in order while one connection holds a bounded amount, whatever its caller sends.
 * **fast paths**, answered from the parser's callback with no ASGI task: liveness
   (``/v2/health/live``), which therefore never waits behind predictions, and a prediction
-  request the app would shed (503 + ``Retry-After``), which then costs a few microseconds
+  request the app would shed (503 or 429 + ``Retry-After``), which then costs a few microseconds
   instead of a request's worth.
 * **draining**: on shutdown, a connection whose next request already sits unread in the
   socket keeps it and is answered (with ``Connection: close``); pipelined requests already
@@ -305,9 +306,10 @@ class ServepathHttpProtocol(HttpToolsProtocol):
             self._stopped = True
             CONNECTION_LIMIT_WARNING.note(f"{len(self.connections) - 1} open, the limit is {limit}")
             self._count_rejected("connections")
+            gate = self.gate
             transport.write(
                 canned_response(
-                    503,
+                    gate.shed_status if gate is not None else 503,
                     {
                         "error": f"the server holds {limit} connections, its limit; "
                         "retry shortly, or reuse a keep-alive connection",
@@ -759,7 +761,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         if not isinstance(decision, Decision):
             return False, decision  # admitted (a ticket for the app), or not decided here
         payload, extra = refusal(decision)
-        self._answer(gate, 503, payload, template, method, keep_alive, extra)
+        self._answer(gate, gate.shed_status, payload, template, method, keep_alive, extra)
         return True, None
 
     def _answer(

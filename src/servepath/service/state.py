@@ -108,7 +108,7 @@ def state_samples(
         ),
         Sample(
             "servepath_admission_max_wait_seconds",
-            "The expected wait past which requests are shed with 503.",
+            "The expected wait past which requests are shed (503, or 429 with --shed-status).",
             "gauge",
             (),
             snap.max_wait,

@@ -2,12 +2,24 @@
 container. Is anything listening on PORT, on which addresses, which process, inside a
 container or not, which host ports map to it, what the kernel says (the connection-tracking
 table, the firewall against Docker's published ports, the port's accept queue: counters
-sampled twice, a short window apart) and does the local health route answer?"""
+sampled twice, a short window apart), does the local health route answer, and does the server
+keep idle connections longer than the proxy in front of it, when that proxy is known?
+
+The proxy in front is known from where the doctor runs, which is where the server runs: Vertex
+AI's variables (``AIP_*``) mean Google's front ends, which keep idle connections to the container
+600 s; Kubernetes (``KUBERNETES_SERVICE_HOST``) means an ingress controller, taken to be
+ingress-nginx with its default ``upstream-keepalive-timeout`` of 60 s (the controller's own
+setting cannot be read from a pod). Anywhere else nothing is assumed: an nginx, ALB or Envoy
+in front is configured where the doctor cannot see it. The server's own idle timeout is what
+its health document says."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from servepath.net import conntrack, firewall, kernel
 from servepath.net.container import detect_container
@@ -31,6 +43,48 @@ from servepath.traffic import header_for
 KERNEL_WINDOW_S = 0.5
 #: How far back the kernel's log of a full conntrack table counts.
 LOG_HORIZON_S = 300.0
+
+
+@dataclass(frozen=True)
+class ProxyInFront:
+    """The proxy that reuses idle connections to the server, as far as the doctor can tell."""
+
+    name: str
+    #: How long it keeps an idle connection to the server for its next request, seconds.
+    idle_timeout_s: float
+    #: How the doctor knows.
+    known_from: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "idle_timeout_s": self.idle_timeout_s,
+            "known_from": self.known_from,
+        }
+
+
+def proxy_in_front(*, on_vertex: bool, in_kubernetes: bool) -> ProxyInFront | None:
+    """The proxy in front of a server on this machine, from its deploy target; None: unknown."""
+    if on_vertex:
+        return ProxyInFront(
+            "Google's front ends (Vertex AI)", 600.0, "AIP_* variables: a Vertex AI container"
+        )
+    if in_kubernetes:
+        return ProxyInFront(
+            "ingress-nginx",
+            60.0,
+            "KUBERNETES_SERVICE_HOST: a pod; ingress-nginx's default upstream-keepalive-timeout",
+        )
+    return None
+
+
+def server_keepalive(body: bytes | None) -> float | None:
+    """The idle timeout a servepath health document states; None when it states none."""
+    try:
+        value = orjson.loads(body or b"").get("keepalive_timeout_s")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _health_url(report: PortListenReport, port: int) -> str:
@@ -68,11 +122,15 @@ def diagnose_local(
     elapsed_s: float,
     kernel: KernelReadings | None = None,
     *,
+    keepalive_s: float | None = None,
+    front: ProxyInFront | None = None,
     strict: bool = False,
 ) -> DoctorReport:
     """Stages and verdict from what was read locally: no I/O.
 
     :param kernel: what the kernel said; None leaves its stages out.
+    :param keepalive_s: the server's idle timeout, as its health document says it.
+    :param front: the proxy in front, when it is known (:func:`proxy_in_front`).
     :param strict: raise when an explanation needs a fact the run lacks (the tests).
     """
     verdict = Verdict()
@@ -159,6 +217,8 @@ def diagnose_local(
             detail=detail,
             no_request_id=True,
         )
+    name, state, summary, facts = keepalive_stage(keepalive_s, front)
+    add(name, state, summary, facts)
     return verdict.report(f"local:{port}", base, elapsed_s, strict=strict)
 
 
@@ -216,17 +276,55 @@ def read_kernel(
     )
 
 
-def run_local_doctor(port: int, *, timeout: float = 2.0) -> DoctorReport:
+def keepalive_stage(
+    keepalive_s: float | None, front: ProxyInFront | None
+) -> tuple[str, StageStatus, str, dict[str, Any]]:
+    """Whether the server keeps idle connections longer than the proxy in front (a warning
+    when not: the cause of rare 502s the server never logs)."""
+    data: dict[str, Any] = {
+        "server_idle_timeout_s": keepalive_s,
+        "proxy": front.to_json() if front is not None else None,
+    }
+    if front is None:
+        return "keep-alive", "skip", "the proxy in front is not known here", data
+    if keepalive_s is None:
+        return "keep-alive", "skip", "the server did not say its idle timeout", data
+    if keepalive_s <= front.idle_timeout_s:
+        return (
+            "keep-alive",
+            "warn",
+            f"the server closes idle connections after {keepalive_s:g} s, before "
+            f"{front.name} ({front.idle_timeout_s:g} s): a request it sends on a connection "
+            "the server is closing fails with a 502 the server never logs; serve with "
+            f"--keepalive-timeout {front.idle_timeout_s + 15:g}",
+            data,
+        )
+    return (
+        "keep-alive",
+        "ok",
+        f"the server keeps idle connections {keepalive_s:g} s, longer than {front.name} "
+        f"({front.idle_timeout_s:g} s)",
+        data,
+    )
+
+
+def run_local_doctor(
+    port: int, *, timeout: float = 2.0, front: ProxyInFront | None = None
+) -> DoctorReport:
     started = time.perf_counter()
     before = sample_kernel()
     queues = kernel.listen_queues(port)
     listen = inspect_port(port, udp=False)
     health: tuple[int | None, str] = (None, "not asked")
+    keepalive_s = None
     if listen.listening:
         url = _health_url(listen, port)
-        report = probe_http(url, timeout=timeout, headers=list(header_for("doctor").items()))
+        report = probe_http(
+            url, timeout=timeout, headers=list(header_for("doctor").items()), keep_body=65536
+        )
         if report.error is None and report.status is not None:
             health = (report.status, f"GET {url} -> {report.status}")
+            keepalive_s = server_keepalive(report.final.body)
         else:
             health = (None, f"GET {url} failed: {report.error.message if report.error else '?'}")
     readings = read_kernel(port, listen, before, queues)
@@ -237,4 +335,6 @@ def run_local_doctor(port: int, *, timeout: float = 2.0) -> DoctorReport:
         health,
         time.perf_counter() - started,
         readings,
+        keepalive_s=keepalive_s,
+        front=front,
     )
