@@ -370,9 +370,11 @@ def test_measured_rtt_moves_with_a_real_delay_on_the_path(far: Network) -> None:
     near, delayed = report.targets
     assert near.status == delayed.status == "ok"
     assert ms(near.stats.median_ms) < 5
-    # The handshake cannot beat the delay, and should not add much to it either.
-    assert ms(delayed.stats.min_ms) >= 19.5
-    assert 19.5 <= ms(delayed.stats.median_ms) <= 35
+    # The handshake cannot beat the delay, and counts it once: two round trips would be 40 ms
+    # at the least. The best sample is the one a busy machine delays least (the delay is a
+    # user-space relay, scheduled like everything else).
+    assert 19.5 <= ms(delayed.stats.min_ms) < 38
+    assert ms(delayed.stats.median_ms) >= 19.5
     assert ms(delayed.stats.median_ms) - ms(near.stats.median_ms) >= 18
 
 
@@ -390,8 +392,10 @@ def test_the_cli_inside_a_namespace_sets_a_warsaw_belgium_sized_delay_beside_the
     data = json.loads(proc.stdout)
     delayed, closed = data["targets"]
     assert delayed["status"] == "ok" and delayed["estimate_ms"] == 20.0
-    # The link is as slow as the model says Warsaw to Belgium is.
-    assert 0.95 <= delayed["vs_estimate"] <= 1.75
+    # The link is as slow as the model says Warsaw to Belgium is: never faster, and its best
+    # sample within one round trip of it however busy the machine (see above).
+    assert delayed["vs_estimate"] >= 0.95
+    assert 19.5 <= delayed["min_ms"] < 38
     assert closed["status"] == "refused"
 
 
