@@ -14,7 +14,8 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 from servepath.cache.base import Cache
 from servepath.config import Settings
@@ -61,10 +62,16 @@ from servepath.service.request import Head, RequestContext, request_id_for
 from servepath.service.routes import LIVE_ROUTE, V2_INFER, Router
 from servepath.service.session import cookie_of, wants_html
 from servepath.service.session import verify as verify_session
-from servepath.service.ui import SeenRing
+from servepath.service.tracecontext import TRACEPARENT
+from servepath.service.tracecontext import begin as begin_trace
+from servepath.service.tracecontext import current as current_trace
+from servepath.service.ui import SeenRing, TracedRing
 from servepath.service.ui_assets import subroutes as ui_subroutes
 from servepath.service.ui_share import RingShare, shared_directory
 from servepath.store.base import PredictionLog
+
+if TYPE_CHECKING:
+    from servepath.service.tracing import Tracer
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("servepath.access")
@@ -106,7 +113,7 @@ class ServepathApp:
         #: The route templates whose answers the ring keeps: the predict routes.
         self.ui_templates = frozenset({DEFAULT_PREDICT_ROUTE, settings.predict_route, V2_INFER})
         if settings.ui_route:
-            self.ui = SeenRing()
+            self.ui = SeenRing() if settings.otlp_endpoint is None else TracedRing()
             gate.seen = self.ui.note  # refusals on the head reach the page too
             page = LivePage(settings, plane, ops, self.ui, settings.ui_route)
             page.templates = tuple(sorted(self.ui_templates))
@@ -137,10 +144,20 @@ class ServepathApp:
         #: Key-file reloads under way (kept so that a task is not collected mid-read).
         self._reloads: set[asyncio.Task[None]] = set()
         gate.on_reload(self.reload_keys)
+        #: Traces (--otlp-endpoint): the exporter, and the traced variant of the request
+        #: path, chosen here so that without tracing a request pays nothing for it.
+        self.tracer: Tracer | None = None
+        if settings.otlp_endpoint is not None:
+            from servepath.service.tracing import Tracer
+
+            self.tracer = Tracer(settings, self.metrics)
+            self._http = self._http_traced  # type: ignore[method-assign]
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def startup(self) -> None:
+        if self.tracer is not None:  # here, not in __init__: a worker starts its own thread
+            self.tracer.start()
         await self.plane.startup()
         if self.page is not None and self.page.share is not None:
             self.page.share.start()
@@ -157,6 +174,8 @@ class ServepathApp:
             assert self.coordinator is not None
             self.coordinator.forget()
         await self.plane.shutdown()
+        if self.tracer is not None:
+            await asyncio.to_thread(self.tracer.stop)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -229,6 +248,58 @@ class ServepathApp:
                     scope["headers"], ctx.timings, head.traffic)  # fmt: skip
         if self.settings.access_log:
             self._access(scope, ctx, response, elapsed)
+
+    async def _http_traced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """:meth:`_http` for a prediction route, traced: the caller's ``traceparent``
+        continued (or a new trace begun), the answer's ``traceparent`` naming the request's
+        span, and once the answer is out, a sampled request's spans queued for export."""
+        method = scope["method"]
+        _, template, _ = self.router.resolve(method, scope["path"])
+        if template not in self.ui_templates:
+            await ServepathApp._http(self, scope, receive, send)
+            return
+        tracer = self.tracer
+        assert tracer is not None
+        hooks = scope.get("extensions", {}).get(EXTENSION)
+        start = hooks.arrived if hooks is not None else time.perf_counter()
+        trace = begin_trace(scope["headers"], tracer.bound, start)
+        trace.method, trace.route = method, template
+        if hooks is not None:
+            if hooks.ticket is not None:
+                trace.admitted = min(max(hooks.ticket[0], start), time.perf_counter())
+            respond = hooks.respond
+
+            async def respond_traced(
+                status: int, headers: list[tuple[bytes, bytes]], body: bytes, head: bool
+            ) -> None:
+                trace.status = status
+                if trace.sampled:
+                    trace.request_id = request_id_in(headers)
+                headers.append((TRACEPARENT, trace.traceparent()))
+                await respond(status, headers, body, head)
+
+            hooks.respond = respond_traced
+        else:
+            inner = send
+
+            async def send_traced(message: MutableMapping[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    trace.status = message["status"]
+                    headers = list(message.get("headers", ()))
+                    if trace.sampled:
+                        trace.request_id = request_id_in(headers)
+                    message["headers"] = [*headers, (TRACEPARENT, trace.traceparent())]
+                await inner(message)
+
+            send = send_traced
+        token = current_trace.set(trace)
+        try:
+            await ServepathApp._http(self, scope, receive, send)
+        finally:
+            current_trace.reset(token)
+            trace.end = time.perf_counter()
+        if trace.sampled:
+            tracer.submit(trace)
 
     def _authorized(self, scope: Scope, ctx: RequestContext, template: str) -> Response | None:
         """None when the request carries a known key (its name goes on ``ctx``) — or, on a
@@ -346,6 +417,14 @@ def access_policy(settings: Settings) -> AccessPolicy:
         # Opening the live page opens its script, stylesheet and data with it.
         opened |= frozenset(ui_subroutes(settings.ui_route).values())
     return AccessPolicy(keys, settings.protect_health, opened, login_routes(settings))
+
+
+def request_id_in(headers: list[tuple[bytes, bytes]]) -> str:
+    """The ``X-Request-ID`` among an answer's headers ("" when there is none)."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            return value.decode("latin-1")
+    return ""
 
 
 def ring_share(settings: Settings, ring: SeenRing) -> RingShare | None:

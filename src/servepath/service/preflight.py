@@ -191,6 +191,9 @@ def start_report(settings: Settings) -> dict[str, Any]:
             "max_instances": settings.max_instances,
             "grace_period_s": settings.grace_period,
         },
+        "traces": None
+        if settings.otlp_endpoint is None
+        else {"otlp_endpoint": settings.otlp_endpoint, "sample": settings.trace_sample},
     }
 
 
@@ -238,6 +241,12 @@ def banner_lines(settings: Settings) -> list[str]:
         f"request timeout {limits['request_timeout_s']:g} s, header timeout "
         f"{limits['header_timeout_s']:g} s"
     )
+    traces = report["traces"]
+    if traces is not None:
+        lines.append(
+            f"  traces: OTLP/HTTP to {traces['otlp_endpoint']}, {traces['sample']:.0%} of new "
+            "traces sampled (a caller's sampled traceparent always is)"
+        )
     return lines
 
 
