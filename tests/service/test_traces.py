@@ -119,15 +119,15 @@ def test_a_sampled_traceparent_gets_the_request_spans_under_that_trace_and_paren
     assert "servepath_trace_spans_exported_total" in metrics
 
 
-def test_an_unsampled_traceparent_is_answered_in_its_trace_and_exports_nothing(
+def test_an_unsampled_traceparent_is_served_as_without_tracing(
     traced: LiveServer, receiver: OTLPReceiver
 ) -> None:
     quiet, parent = new_ids()
     response = httpx.post(
         f"{traced.url}/decisions", json=ROW, headers=traceparent(quiet, parent, "00")
     )
-    assert response.headers["traceparent"].startswith(f"00-{quiet}-")
-    assert response.headers["traceparent"].endswith("-00")
+    # Served as if tracing were off: no span, no traceparent, no trace id in the log.
+    assert response.status_code == 200 and "traceparent" not in response.headers
     # A sampled request after it: once its spans are in, the quiet one's would be too.
     loud, parent = new_ids()
     httpx.post(f"{traced.url}/decisions", json=ROW, headers=traceparent(loud, parent))
@@ -135,8 +135,7 @@ def test_an_unsampled_traceparent_is_answered_in_its_trace_and_exports_nothing(
     assert receiver.of_trace(quiet) == []
     # Nor does a request without a traceparent, at a sampling fraction of 0.
     plain = httpx.post(f"{traced.url}/decisions", json=ROW)
-    root = parse_traceparent(plain.headers["traceparent"].encode())
-    assert root is not None and not root.sampled
+    assert plain.status_code == 200 and "traceparent" not in plain.headers
 
 
 async def test_an_invalid_traceparent_starts_a_new_trace(

@@ -62,8 +62,7 @@ from servepath.service.request import Head, RequestContext, request_id_for
 from servepath.service.routes import LIVE_ROUTE, V2_INFER, Router
 from servepath.service.session import cookie_of, wants_html
 from servepath.service.session import verify as verify_session
-from servepath.service.tracecontext import TRACEPARENT
-from servepath.service.tracecontext import begin as begin_trace
+from servepath.service.tracecontext import TRACEPARENT, sampled_trace
 from servepath.service.tracecontext import current as current_trace
 from servepath.service.ui import SeenRing, TracedRing
 from servepath.service.ui_assets import subroutes as ui_subroutes
@@ -250,19 +249,21 @@ class ServepathApp:
             self._access(scope, ctx, response, elapsed)
 
     async def _http_traced(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """:meth:`_http` for a prediction route, traced: the caller's ``traceparent``
-        continued (or a new trace begun), the answer's ``traceparent`` naming the request's
-        span, and once the answer is out, a sampled request's spans queued for export."""
+        """:meth:`_http` with tracing on: a sampled prediction request continues the
+        caller's trace (or begins one), its answer carries a ``traceparent`` naming the
+        request's span, and once the answer is out its spans are queued for export. Any
+        other request is :meth:`_http`'s alone."""
+        hooks = scope.get("extensions", {}).get(EXTENSION)
+        start = hooks.arrived if hooks is not None else time.perf_counter()
+        trace = sampled_trace(scope["headers"], self.settings.trace_sample, start)
+        if trace is None:
+            await ServepathApp._http(self, scope, receive, send)
+            return
         method = scope["method"]
         _, template, _ = self.router.resolve(method, scope["path"])
         if template not in self.ui_templates:
             await ServepathApp._http(self, scope, receive, send)
             return
-        tracer = self.tracer
-        assert tracer is not None
-        hooks = scope.get("extensions", {}).get(EXTENSION)
-        start = hooks.arrived if hooks is not None else time.perf_counter()
-        trace = begin_trace(scope["headers"], tracer.bound, start)
         trace.method, trace.route = method, template
         if hooks is not None:
             if hooks.ticket is not None:
@@ -273,8 +274,7 @@ class ServepathApp:
                 status: int, headers: list[tuple[bytes, bytes]], body: bytes, head: bool
             ) -> None:
                 trace.status = status
-                if trace.sampled:
-                    trace.request_id = request_id_in(headers)
+                trace.request_id = request_id_in(headers)
                 headers.append((TRACEPARENT, trace.traceparent()))
                 await respond(status, headers, body, head)
 
@@ -286,8 +286,7 @@ class ServepathApp:
                 if message["type"] == "http.response.start":
                     trace.status = message["status"]
                     headers = list(message.get("headers", ()))
-                    if trace.sampled:
-                        trace.request_id = request_id_in(headers)
+                    trace.request_id = request_id_in(headers)
                     message["headers"] = [*headers, (TRACEPARENT, trace.traceparent())]
                 await inner(message)
 
@@ -298,8 +297,9 @@ class ServepathApp:
         finally:
             current_trace.reset(token)
             trace.end = time.perf_counter()
-        if trace.sampled:
-            tracer.submit(trace)
+        tracer = self.tracer
+        assert tracer is not None
+        tracer.submit(trace)
 
     def _authorized(self, scope: Scope, ctx: RequestContext, template: str) -> Response | None:
         """None when the request carries a known key (its name goes on ``ctx``) — or, on a

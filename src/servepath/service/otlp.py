@@ -42,6 +42,15 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
+def _length(n: int) -> bytes:
+    """A length as its varint (the common one- and two-byte cases without a loop)."""
+    if n < 0x80:
+        return bytes((n,))
+    if n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    return varint(n)
+
+
 def field(number: int, data: bytes) -> bytes:
     """A length-delimited field (bytes, string, sub-message)."""
     return varint(number << 3 | 2) + varint(len(data)) + data
@@ -70,6 +79,8 @@ _CACHE = _named("cache", _KIND_INTERNAL)
 _QUEUE = _named("queue", _KIND_INTERNAL)
 _MODEL = _named("model", _KIND_INTERNAL)
 _LOG = _named("log write", _KIND_INTERNAL)
+#: The key of the request id attribute (its value differs for every request).
+_REQUEST_ID_NAME = field(1, b"servepath.request_id")
 _ERROR = field(15, b"\x18" + bytes((_STATUS_ERROR,)))
 
 
@@ -108,62 +119,62 @@ class SpanEncoder:
         the server's request span, then admission, cache, queue, model and log write for
         the stages it passed through. ``wall_offset_ns`` turns ``perf_counter`` seconds
         into Unix nanoseconds."""
+        # Written out rather than through field(): this runs for every traced request.
+        off = wall_offset_ns
+        pack = _TIMES.pack
         trace_field = b"\x0a\x10" + trace.trace_id.to_bytes(16, "big")
         server_id = trace.span_id.to_bytes(8, "big")
-        child_parent = b"\x22\x08" + server_id
         ids = random.getrandbits(64 * 5).to_bytes(40, "big")
-        pack = _TIMES.pack
-
-        def ns(t: float) -> int:
-            return int(t * 1e9) + wall_offset_ns
-
         model_attrs = b""
         if trace.model is not None:
             model_attrs = self._models.get(trace.model) or self._model_attrs(trace.model)
-        head = trace_field + b"\x12\x08" + server_id
-        if trace.state:
-            head += field(3, trace.state)
-        if trace.parent_id:
-            head += b"\x22\x08" + trace.parent_id.to_bytes(8, "big")
         server = self._servers.get((trace.method, trace.route)) or self._server(
             trace.method, trace.route
         )
-        body = (
-            head
-            + server
-            + pack(0x39, ns(trace.start), 0x41, ns(trace.end))
-            + self._int("http.response.status_code", trace.status)
-            + string_attr("servepath.request_id", trace.request_id)
-            + model_attrs
-        )
+        rid = trace.request_id.encode()
+        value = b"\x0a" + _length(len(rid)) + rid  # AnyValue.string_value
+        request_kv = _REQUEST_ID_NAME + b"\x12" + _length(len(value)) + value
+        body = [
+            trace_field,
+            b"\x12\x08",
+            server_id,
+            server,
+            pack(0x39, int(trace.start * 1e9) + off, 0x41, int(trace.end * 1e9) + off),
+            self._int("http.response.status_code", trace.status),
+            b"\x4a",
+            _length(len(request_kv)),
+            request_kv,
+            model_attrs,
+        ]
+        if trace.state:
+            body.append(field(3, trace.state))
+        if trace.parent_id:
+            body += (b"\x22\x08", trace.parent_id.to_bytes(8, "big"))
         if trace.status >= 500:
-            body += _ERROR
-        out = [field(2, body)]
-
-        def child(i: int, named: bytes, start: float, end: float, attrs: bytes = b"") -> None:
-            span = (
-                trace_field
-                + b"\x12\x08"
-                + ids[i * 8 : i * 8 + 8]
-                + child_parent
-                + named
-                + pack(0x39, ns(start), 0x41, ns(max(start, end)))
-                + attrs
-            )
-            out.append(field(2, span))
-
+            body.append(_ERROR)
+        encoded = b"".join(body)
+        out = [b"\x12" + _length(len(encoded)) + encoded]
+        head = trace_field + b"\x22\x08" + server_id + b"\x12\x08"
+        start = trace.start
+        cache_end = trace.cache_end
+        stages: list[tuple[bytes, float, float, bytes]] = []
         if trace.admitted:
-            child(0, _ADMISSION, trace.start, trace.admitted)
-        if trace.cache_end:
+            stages.append((_ADMISSION, start, trace.admitted, b""))
+        if cache_end:
             attrs = self._int("servepath.cache.hits", trace.hits)
-            child(1, _CACHE, trace.cache_start, trace.cache_end,
-                  attrs + self._int("servepath.rows", trace.rows))  # fmt: skip
+            attrs += self._int("servepath.rows", trace.rows)
+            stages.append((_CACHE, trace.cache_start, cache_end, attrs))
         if trace.model_ms >= 0:
             called = trace.batch_end - trace.model_ms / 1000
-            child(2, _QUEUE, trace.cache_end or trace.start, called)
-            child(3, _MODEL, called, trace.batch_end, model_attrs)
+            stages.append((_QUEUE, cache_end or trace.cache_start or start, called, b""))
+            stages.append((_MODEL, called, trace.batch_end, model_attrs))
         if trace.log_end:
-            child(4, _LOG, trace.log_start, trace.log_end)
+            stages.append((_LOG, trace.log_start, trace.log_end, b""))
+        for i, (named, begin, end, attrs) in enumerate(stages):
+            begin_ns = int(begin * 1e9) + off
+            times = pack(0x39, begin_ns, 0x41, max(begin_ns, int(end * 1e9) + off))
+            span = b"".join((head, ids[i * 8 : i * 8 + 8], named, times, attrs))
+            out.append(b"\x12" + _length(len(span)) + span)
         return out
 
     def _server(self, method: str, route: str) -> bytes:

@@ -270,12 +270,18 @@ class TracedPipeline(PredictPipeline):
     (and its id on the log's records). A variant chosen when the version is deployed, so
     that without tracing the request path pays nothing for it; keep the two in step."""
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        model = self.model
+        #: The version's attributes on its spans, made once.
+        self.traced_as = (model.name, model.version, self.label, model.engine)
+
     async def run(self, rows: Sequence[Row], route: Route, meta: RequestMeta) -> Prediction:
         trace = current_trace.get()
-        if trace is None:  # a shadow's copy, or a request the app does not trace
+        if trace is None:  # not sampled, a shadow's copy, or a route the app does not trace
             return await super().run(rows, route, meta)
         model = self.model
-        trace.model = (model.name, model.version, self.label, model.engine)
+        trace.model = self.traced_as
         n = len(rows)
         cache = self.cache
         keys: list[str] = []
