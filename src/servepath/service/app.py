@@ -274,7 +274,6 @@ class ServepathApp:
                 status: int, headers: list[tuple[bytes, bytes]], body: bytes, head: bool
             ) -> None:
                 trace.status = status
-                trace.request_id = request_id_in(headers)
                 headers.append((TRACEPARENT, trace.traceparent()))
                 await respond(status, headers, body, head)
 
@@ -285,8 +284,7 @@ class ServepathApp:
             async def send_traced(message: MutableMapping[str, Any]) -> None:
                 if message["type"] == "http.response.start":
                     trace.status = message["status"]
-                    headers = list(message.get("headers", ()))
-                    trace.request_id = request_id_in(headers)
+                    headers = message.get("headers", ())
                     message["headers"] = [*headers, (TRACEPARENT, trace.traceparent())]
                 await inner(message)
 
@@ -417,14 +415,6 @@ def access_policy(settings: Settings) -> AccessPolicy:
         # Opening the live page opens its script, stylesheet and data with it.
         opened |= frozenset(ui_subroutes(settings.ui_route).values())
     return AccessPolicy(keys, settings.protect_health, opened, login_routes(settings))
-
-
-def request_id_in(headers: list[tuple[bytes, bytes]]) -> str:
-    """The ``X-Request-ID`` among an answer's headers ("" when there is none)."""
-    for name, value in headers:
-        if name == b"x-request-id":
-            return value.decode("latin-1")
-    return ""
 
 
 def ring_share(settings: Settings, ring: SeenRing) -> RingShare | None:

@@ -16,6 +16,7 @@ Span names and attributes follow the OpenTelemetry semantic conventions for HTTP
 
 from __future__ import annotations
 
+import functools
 import random
 import struct
 import time
@@ -79,6 +80,21 @@ _CACHE = _named("cache", _KIND_INTERNAL)
 _QUEUE = _named("queue", _KIND_INTERNAL)
 _MODEL = _named("model", _KIND_INTERNAL)
 _LOG = _named("log write", _KIND_INTERNAL)
+#: A child span's bytes before its own: ids (trace 18, parent 10, its span's tag 2 and id 8)
+#: and times (18) are fixed-width, so its length is its name's and attributes' plus 56.
+_CHILD_FIXED = 56
+
+
+@functools.cache
+def _child_prefix(named: bytes, attrs_len: int) -> bytes:
+    """A child span's tag (``ScopeSpans.spans``) and length."""
+    return b"\x12" + _length(_CHILD_FIXED + len(named) + attrs_len)
+
+
+_ADMISSION_PREFIX = _child_prefix(_ADMISSION, 0)
+_QUEUE_PREFIX = _child_prefix(_QUEUE, 0)
+_LOG_PREFIX = _child_prefix(_LOG, 0)
+
 #: The key of the request id attribute (its value differs for every request).
 _REQUEST_ID_NAME = field(1, b"servepath.request_id")
 _ERROR = field(15, b"\x18" + bytes((_STATUS_ERROR,)))
@@ -108,18 +124,19 @@ class SpanEncoder:
         self._models: dict[tuple[str, str, str, str], bytes] = {}
         self._ints: dict[tuple[str, int], bytes] = {}
 
-    def request(self, spans: Iterable[bytes]) -> bytes:
-        """The ``ExportTraceServiceRequest`` holding ``spans`` (each an encoded ``Span``)."""
-        scope_spans = self._scope + b"".join(spans)
+    def request(self, pieces: Iterable[bytes]) -> bytes:
+        """The ``ExportTraceServiceRequest`` holding the spans :meth:`spans` wrote."""
+        scope_spans = self._scope + b"".join(pieces)
         resource_spans = self._resource + field(2, scope_spans)
         return field(1, resource_spans)
 
-    def spans(self, trace: Trace, wall_offset_ns: int) -> list[bytes]:
-        """The spans of one request (each as field 2 of ``ScopeSpans``, ready to join):
-        the server's request span, then admission, cache, queue, model and log write for
-        the stages it passed through. ``wall_offset_ns`` turns ``perf_counter`` seconds
-        into Unix nanoseconds."""
-        # Written out rather than through field(): this runs for every traced request.
+    def spans(self, trace: Trace, wall_offset_ns: int, out: list[bytes]) -> int:
+        """Write the spans of one request onto ``out`` (pieces of ``ScopeSpans``' field 2,
+        for :meth:`request` to join) and say how many: the server's request span, then
+        admission, cache, queue, model and log write for the stages it passed through.
+        ``wall_offset_ns`` turns ``perf_counter`` seconds into Unix nanoseconds."""
+        # Written out rather than through field(): this runs for every traced request, and
+        # a child span's length is known before its bytes are (see _child_prefix).
         off = wall_offset_ns
         pack = _TIMES.pack
         trace_field = b"\x0a\x10" + trace.trace_id.to_bytes(16, "big")
@@ -131,9 +148,6 @@ class SpanEncoder:
         server = self._servers.get((trace.method, trace.route)) or self._server(
             trace.method, trace.route
         )
-        rid = trace.request_id.encode()
-        value = b"\x0a" + _length(len(rid)) + rid  # AnyValue.string_value
-        request_kv = _REQUEST_ID_NAME + b"\x12" + _length(len(value)) + value
         body = [
             trace_field,
             b"\x12\x08",
@@ -141,11 +155,13 @@ class SpanEncoder:
             server,
             pack(0x39, int(trace.start * 1e9) + off, 0x41, int(trace.end * 1e9) + off),
             self._int("http.response.status_code", trace.status),
-            b"\x4a",
-            _length(len(request_kv)),
-            request_kv,
             model_attrs,
         ]
+        if trace.request_id:
+            rid = trace.request_id.encode()
+            value = b"\x0a" + _length(len(rid)) + rid  # AnyValue.string_value
+            kv = _REQUEST_ID_NAME + b"\x12" + _length(len(value)) + value
+            body += (b"\x4a", _length(len(kv)), kv)
         if trace.state:
             body.append(field(3, trace.state))
         if trace.parent_id:
@@ -153,29 +169,39 @@ class SpanEncoder:
         if trace.status >= 500:
             body.append(_ERROR)
         encoded = b"".join(body)
-        out = [b"\x12" + _length(len(encoded)) + encoded]
+        out += (b"\x12", _length(len(encoded)), encoded)
+        count = 1
         head = trace_field + b"\x22\x08" + server_id + b"\x12\x08"
         start = trace.start
         cache_end = trace.cache_end
-        stages: list[tuple[bytes, float, float, bytes]] = []
         if trace.admitted:
-            stages.append((_ADMISSION, start, trace.admitted, b""))
+            t0 = int(start * 1e9) + off
+            t1 = max(t0, int(trace.admitted * 1e9) + off)
+            out += (_ADMISSION_PREFIX, head, ids[0:8], _ADMISSION, pack(0x39, t0, 0x41, t1))
+            count += 1
         if cache_end:
             attrs = self._int("servepath.cache.hits", trace.hits)
             attrs += self._int("servepath.rows", trace.rows)
-            stages.append((_CACHE, trace.cache_start, cache_end, attrs))
+            t0 = int(trace.cache_start * 1e9) + off
+            t1 = max(t0, int(cache_end * 1e9) + off)
+            out += (_child_prefix(_CACHE, len(attrs)), head, ids[8:16], _CACHE,
+                    pack(0x39, t0, 0x41, t1), attrs)  # fmt: skip
+            count += 1
         if trace.model_ms >= 0:
             called = trace.batch_end - trace.model_ms / 1000
-            stages.append((_QUEUE, cache_end or trace.cache_start or start, called, b""))
-            stages.append((_MODEL, called, trace.batch_end, model_attrs))
+            t0 = int((cache_end or trace.cache_start or start) * 1e9) + off
+            t1 = max(t0, int(called * 1e9) + off)
+            t2 = max(t1, int(trace.batch_end * 1e9) + off)
+            out += (_QUEUE_PREFIX, head, ids[16:24], _QUEUE, pack(0x39, t0, 0x41, t1),
+                    _child_prefix(_MODEL, len(model_attrs)), head, ids[24:32], _MODEL,
+                    pack(0x39, t1, 0x41, t2), model_attrs)  # fmt: skip
+            count += 2
         if trace.log_end:
-            stages.append((_LOG, trace.log_start, trace.log_end, b""))
-        for i, (named, begin, end, attrs) in enumerate(stages):
-            begin_ns = int(begin * 1e9) + off
-            times = pack(0x39, begin_ns, 0x41, max(begin_ns, int(end * 1e9) + off))
-            span = b"".join((head, ids[i * 8 : i * 8 + 8], named, times, attrs))
-            out.append(b"\x12" + _length(len(span)) + span)
-        return out
+            t0 = int(trace.log_start * 1e9) + off
+            t1 = max(t0, int(trace.log_end * 1e9) + off)
+            out += (_LOG_PREFIX, head, ids[32:40], _LOG, pack(0x39, t0, 0x41, t1))
+            count += 1
+        return count
 
     def _server(self, method: str, route: str) -> bytes:
         # Protobuf fields may come in any order: the name, kind and HTTP attributes of a
@@ -227,7 +253,8 @@ def spans_in(trace: Trace) -> int:
 def encode_all(encoder: SpanEncoder, traces: Sequence[Trace]) -> tuple[bytes, int]:
     """The export request for ``traces`` and how many spans it holds."""
     offset = wall_offset_ns()
-    spans: list[bytes] = []
+    pieces: list[bytes] = []
+    count = 0
     for trace in traces:
-        spans += encoder.spans(trace, offset)
-    return encoder.request(spans), len(spans)
+        count += encoder.spans(trace, offset, pieces)
+    return encoder.request(pieces), count

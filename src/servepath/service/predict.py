@@ -282,6 +282,7 @@ class TracedPipeline(PredictPipeline):
             return await super().run(rows, route, meta)
         model = self.model
         trace.model = self.traced_as
+        trace.request_id = meta.request_id
         n = len(rows)
         cache = self.cache
         keys: list[str] = []

@@ -206,12 +206,13 @@ class Tracer:
         up to the interpreter's 5 ms switch interval)."""
         encoder = self._encoder
         offset = wall_offset_ns()
-        spans: list[bytes] = []
+        pieces: list[bytes] = []
+        count = 0
         for i in range(0, len(batch), ENCODE_CHUNK):
             for trace in batch[i : i + ENCODE_CHUNK]:
-                spans += encoder.spans(trace, offset)
+                count += encoder.spans(trace, offset, pieces)
             time.sleep(0)
-        return encoder.request(spans), len(spans)
+        return encoder.request(pieces), count
 
     def to_json(self) -> dict[str, Any]:
         return {

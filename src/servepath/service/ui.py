@@ -325,5 +325,6 @@ class TracedRing(SeenRing):
     ) -> None:
         trace = current_trace.get()
         if trace is not None:
+            trace.request_id = request_id
             headers = [*headers, (TRACE_ID_KEY, trace.trace_hex.encode())]
         super().note(status, seconds, route, request_id, client, headers, timings, traffic)
