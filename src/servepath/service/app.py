@@ -62,7 +62,7 @@ from servepath.service.request import Head, RequestContext, request_id_for
 from servepath.service.routes import LIVE_ROUTE, V2_INFER, Router
 from servepath.service.session import cookie_of, wants_html
 from servepath.service.session import verify as verify_session
-from servepath.service.tracecontext import TRACEPARENT, sampled_trace
+from servepath.service.tracecontext import TRACEPARENT, Trace, sampled_trace
 from servepath.service.tracecontext import current as current_trace
 from servepath.service.ui import SeenRing, TracedRing
 from servepath.service.ui_assets import subroutes as ui_subroutes
@@ -143,14 +143,13 @@ class ServepathApp:
         #: Key-file reloads under way (kept so that a task is not collected mid-read).
         self._reloads: set[asyncio.Task[None]] = set()
         gate.on_reload(self.reload_keys)
-        #: Traces (--otlp-endpoint): the exporter, and the traced variant of the request
-        #: path, chosen here so that without tracing a request pays nothing for it.
+        #: Traces (--otlp-endpoint): the exporter (the request path that traces is
+        #: :class:`TracedApp`'s, which create_app chooses).
         self.tracer: Tracer | None = None
         if settings.otlp_endpoint is not None:
             from servepath.service.tracing import Tracer
 
             self.tracer = Tracer(settings, self.metrics)
-            self._http = self._http_traced  # type: ignore[method-assign]
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -247,57 +246,6 @@ class ServepathApp:
                     scope["headers"], ctx.timings, head.traffic)  # fmt: skip
         if self.settings.access_log:
             self._access(scope, ctx, response, elapsed)
-
-    async def _http_traced(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """:meth:`_http` with tracing on: a sampled prediction request continues the
-        caller's trace (or begins one), its answer carries a ``traceparent`` naming the
-        request's span, and once the answer is out its spans are queued for export. Any
-        other request is :meth:`_http`'s alone."""
-        hooks = scope.get("extensions", {}).get(EXTENSION)
-        start = hooks.arrived if hooks is not None else time.perf_counter()
-        trace = sampled_trace(scope["headers"], self.settings.trace_sample, start)
-        if trace is None:
-            await ServepathApp._http(self, scope, receive, send)
-            return
-        method = scope["method"]
-        _, template, _ = self.router.resolve(method, scope["path"])
-        if template not in self.ui_templates:
-            await ServepathApp._http(self, scope, receive, send)
-            return
-        trace.method, trace.route = method, template
-        if hooks is not None:
-            if hooks.ticket is not None:
-                trace.admitted = min(max(hooks.ticket[0], start), time.perf_counter())
-            respond = hooks.respond
-
-            async def respond_traced(
-                status: int, headers: list[tuple[bytes, bytes]], body: bytes, head: bool
-            ) -> None:
-                trace.status = status
-                headers.append((TRACEPARENT, trace.traceparent()))
-                await respond(status, headers, body, head)
-
-            hooks.respond = respond_traced
-        else:
-            inner = send
-
-            async def send_traced(message: MutableMapping[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    trace.status = message["status"]
-                    headers = message.get("headers", ())
-                    message["headers"] = [*headers, (TRACEPARENT, trace.traceparent())]
-                await inner(message)
-
-            send = send_traced
-        token = current_trace.set(trace)
-        try:
-            await ServepathApp._http(self, scope, receive, send)
-        finally:
-            current_trace.reset(token)
-            trace.end = time.perf_counter()
-        tracer = self.tracer
-        assert tracer is not None
-        tracer.submit(trace)
 
     def _authorized(self, scope: Scope, ctx: RequestContext, template: str) -> Response | None:
         """None when the request carries a known key (its name goes on ``ctx``) — or, on a
@@ -407,6 +355,82 @@ class ServepathApp:
             return False
 
 
+class TracedApp(ServepathApp):
+    """The app with tracing on (``--otlp-endpoint``), chosen by :func:`create_app`: the
+    sampling decision comes first, and a request that is not sampled goes the untraced way
+    with no more than that decision's cost (a pass over its header names, a random number).
+    """
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__(settings, **options)
+        assert self.tracer is not None
+        self.fraction = settings.trace_sample
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        hooks = scope.get("extensions", {}).get(EXTENSION)
+        start = hooks.arrived if hooks is not None else time.perf_counter()
+        trace = sampled_trace(scope["headers"], self.fraction, start)
+        if trace is None:
+            await self._http(scope, receive, send)
+        else:
+            await self._traced(trace, hooks, scope, receive, send)
+
+    async def _traced(
+        self, trace: Trace, hooks: Any, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """:meth:`_http` for a sampled request: a prediction continues the caller's trace
+        (or begins one), its answer carries a ``traceparent`` naming the request's span,
+        and once the answer is out its spans are queued for export. Any other request is
+        :meth:`_http`'s alone."""
+        start = trace.start
+        method = scope["method"]
+        _, template, _ = self.router.resolve(method, scope["path"])
+        if template not in self.ui_templates:
+            await self._http(scope, receive, send)
+            return
+        trace.method, trace.route = method, template
+        if hooks is not None:
+            if hooks.ticket is not None:
+                trace.admitted = min(max(hooks.ticket[0], start), time.perf_counter())
+            respond = hooks.respond
+
+            async def respond_traced(
+                status: int, headers: list[tuple[bytes, bytes]], body: bytes, head: bool
+            ) -> None:
+                trace.status = status
+                headers.append((TRACEPARENT, trace.traceparent()))
+                await respond(status, headers, body, head)
+                trace.end = time.perf_counter()  # written: the request's span ends here
+
+            hooks.respond = respond_traced
+        else:
+            inner = send
+
+            async def send_traced(message: MutableMapping[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    trace.status = message["status"]
+                    headers = message.get("headers", ())
+                    message["headers"] = [*headers, (TRACEPARENT, trace.traceparent())]
+                await inner(message)
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    trace.end = time.perf_counter()
+
+            send = send_traced
+        token = current_trace.set(trace)
+        try:
+            await self._http(scope, receive, send)
+        finally:
+            current_trace.reset(token)
+            if not trace.end:  # no answer went out (the caller left)
+                trace.end = time.perf_counter()
+        tracer = self.tracer
+        assert tracer is not None
+        tracer.submit(trace)
+
+
 def access_policy(settings: Settings) -> AccessPolicy:
     """Who may call what, from the settings (the key file read now)."""
     keys = load_key_file(settings.api_key_file) if settings.api_key_file else None
@@ -444,6 +468,5 @@ def create_app(
         from servepath.store import open_log
 
         store = open_log(settings)
-    return ServepathApp(
-        settings, gate=gate, model=model, cache=cache, store=store, shared_dir=shared_dir
-    )
+    kind = ServepathApp if settings.otlp_endpoint is None else TracedApp
+    return kind(settings, gate=gate, model=model, cache=cache, store=store, shared_dir=shared_dir)

@@ -23,6 +23,7 @@ from servepath.model.loaded import LoadedModel, Output, Row
 from servepath.ratelog import RateLimitedWarning
 from servepath.service.metrics import Metrics
 from servepath.service.request import RequestMeta
+from servepath.service.tracecontext import UNTRACED
 from servepath.service.tracecontext import current as current_trace
 from servepath.store.base import PredictionLog, PredictionRecord, Route
 from servepath.store.bounds import (
@@ -277,9 +278,9 @@ class TracedPipeline(PredictPipeline):
         self.traced_as = (model.name, model.version, self.label, model.engine)
 
     async def run(self, rows: Sequence[Row], route: Route, meta: RequestMeta) -> Prediction:
-        trace = current_trace.get()
-        if trace is None:  # not sampled, a shadow's copy, or a route the app does not trace
-            return await super().run(rows, route, meta)
+        # A request not sampled (or a shadow's copy) notes its moments where nobody reads
+        # them: cheaper than a branch at each, or than a second coroutine for the plain run.
+        trace = current_trace.get() or UNTRACED
         model = self.model
         trace.model = self.traced_as
         trace.request_id = meta.request_id

@@ -30,9 +30,11 @@ from servepath.service.tracecontext import Trace
 log = logging.getLogger(__name__)
 
 #: Seconds between exports when fewer than a batch's worth of requests are queued.
-EXPORT_INTERVAL = 0.5
-#: Traced requests per export request (about five spans each).
-EXPORT_BATCH = 256
+EXPORT_INTERVAL = 1.0
+#: Traced requests per export request (about six spans each, some 350 KB). One export costs
+#: the exporter's HTTP client about a millisecond of CPU whatever its size: fewer, larger
+#: ones are what keeps tracing every request cheap.
+EXPORT_BATCH = 512
 #: Traced requests encoded between two releases of the GIL (about 0.2 ms of work).
 ENCODE_CHUNK = 32
 #: Seconds one export may take, retries included, before its spans count as dropped.
@@ -117,6 +119,8 @@ class Tracer:
         self.dropped = 0
         #: The last export failed (or one is retrying after a failure).
         self._failing = False
+        #: Traced requests taken off the queue and not yet exported or dropped.
+        self._exporting = 0
 
     def start(self) -> None:
         """Start the export thread (in the lifespan: after a worker's fork)."""
@@ -159,6 +163,10 @@ class Tracer:
         if len(queue) == self._batch:
             self._wake.set()
 
+    def flush(self) -> None:
+        """Have the thread export what is queued now rather than at its next interval."""
+        self._wake.set()
+
     def _drop(self, spans: int, reason: str) -> None:
         self.dropped += spans
         self.metrics.count_trace_spans("dropped", reason, spans)
@@ -170,8 +178,11 @@ class Tracer:
             self._wake.clear()
             stopping = self._stopping
             while queue:
-                batch = [queue.popleft() for _ in range(min(self._batch, len(queue)))]
+                # Counted before taken, so that queued + exporting never reads 0 between.
+                self._exporting = n = min(self._batch, len(queue))
+                batch = [queue.popleft() for _ in range(n)]
                 self._export(batch)
+                self._exporting = 0
                 if not stopping and len(queue) < self._batch:
                     break
             if stopping:
@@ -218,7 +229,7 @@ class Tracer:
         return {
             "endpoint": self.settings.otlp_endpoint,
             "sample": self.settings.trace_sample,
-            "queued": len(self._queue),
+            "queued": len(self._queue) + self._exporting,
             "max_queue": self.max_queue,
             "exported_spans": self.exported,
             "dropped_spans": self.dropped,

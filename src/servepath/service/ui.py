@@ -327,4 +327,10 @@ class TracedRing(SeenRing):
         if trace is not None:
             trace.request_id = request_id
             headers = [*headers, (TRACE_ID_KEY, trace.trace_hex.encode())]
-        super().note(status, seconds, route, request_id, client, headers, timings, traffic)
+        # SeenRing.note's two appends, written out: no second call per request.
+        now = time.time()
+        self._recent.append((now, status, seconds, route, request_id, client, headers, timings))
+        if traffic is None:
+            self._samples.append((now, status, seconds))
+        else:
+            self._synthetic.append(now)
