@@ -78,6 +78,10 @@ class OTLPSender:
                 sender.failing = not response.ok
                 return response
 
+        session = Session()
+        # Nor requests' (proxy variables, .netrc): looked up at every export, they were half
+        # of its cost, and the receiver is reached directly.
+        session.trust_env = False
         # Every option given, so that the exporter's own environment variables do not
         # override what the settings say (config.py reads the environment).
         self.exporter = OTLPSpanExporter(
@@ -85,7 +89,7 @@ class OTLPSender:
             timeout=timeout,
             compression=Compression.NoCompression,
             headers={},
-            session=Session(),
+            session=session,
         )
 
     def send(self, data: bytes) -> bool:
