@@ -89,12 +89,14 @@ def test_a_requests_spans_decode_as_otlp_with_its_stages_in_order() -> None:
     trace.rows, trace.hits, trace.batch_end, trace.model_ms = 2, 1, 10.0009, 0.4
     trace.log_start, trace.log_end, trace.end = 10.00091, 10.00095, 10.001
     trace.model = ("decision", "c12599beb720", "2", "treelite")
-    data, count = encode_all(SpanEncoder("svc", "9.9"), [trace, trace])
+    data, count = encode_all(SpanEncoder("svc", "9.9", 4242), [trace, trace])
     message = ExportTraceServiceRequest()
     message.ParseFromString(data)
     [resource_spans] = message.resource_spans
-    resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-    assert resource["service.name"] == "svc" and resource["service.version"] == "9.9"
+    resource = {a.key: a.value for a in resource_spans.resource.attributes}
+    assert resource["service.name"].string_value == "svc"
+    assert resource["service.version"].string_value == "9.9"
+    assert resource["process.pid"].int_value == 4242
     spans = resource_spans.scope_spans[0].spans
     assert count == len(spans) == 2 * spans_in(trace) == 12
     server, *stages = spans[:6]

@@ -6,6 +6,7 @@ the live page. Without tracing the request path is untouched."""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -87,6 +88,7 @@ def test_a_sampled_traceparent_gets_the_request_spans_under_that_trace_and_paren
     assert server.attributes["http.response.status_code"] == 200
     assert server.attributes["servepath.request_id"] == "t-1"
     assert server.resource["service.name"] == "servepath"
+    assert server.resource["process.pid"] == os.getpid()  # the in-process server's
     # Every stage is the request span's child, inside it, in the order the request went.
     for name in names - {"POST /decisions"}:
         span = spans[name]

@@ -104,19 +104,19 @@ class SpanEncoder:
     """Encodes traced requests; keeps what never changes between them (the names of the
     routes, each model version's attributes) as bytes."""
 
-    def __init__(self, service_name: str, service_version: str) -> None:
-        resource = field(
-            1,
-            b"".join(
-                field(1, field(1, key.encode()) + field(2, field(1, value.encode())))
-                for key, value in (
-                    ("service.name", service_name),
-                    ("service.version", service_version),
-                    ("telemetry.sdk.language", "python"),
-                    ("telemetry.sdk.name", "servepath"),
-                )
-            ),
+    def __init__(self, service_name: str, service_version: str, pid: int) -> None:
+        """``pid``: the process the spans come from (each worker exports its own)."""
+        strings = b"".join(
+            field(1, field(1, key.encode()) + field(2, field(1, value.encode())))
+            for key, value in (
+                ("service.name", service_name),
+                ("service.version", service_version),
+                ("telemetry.sdk.language", "python"),
+                ("telemetry.sdk.name", "servepath"),
+            )
         )
+        pid_value = field(2, b"\x18" + varint(pid))  # AnyValue.int_value
+        resource = field(1, strings + field(1, field(1, b"process.pid") + pid_value))
         scope = field(1, field(1, SCOPE_NAME.encode()) + field(2, service_version.encode()))
         self._resource = resource
         self._scope = scope

@@ -16,6 +16,7 @@ server without tracing loads none of it. The thread starts in the app's lifespan
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -117,7 +118,7 @@ class Tracer:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._sender = sender
-        self._encoder = SpanEncoder(settings.trace_service_name, __version__)
+        self._encoder = SpanEncoder(settings.trace_service_name, __version__, os.getpid())
         #: Spans handed to the receiver, and dropped (queue full, or the export failed).
         self.exported = 0
         self.dropped = 0
@@ -131,6 +132,8 @@ class Tracer:
         if self._sender is None:
             assert self.settings.otlp_endpoint is not None
             self._sender = OTLPSender(self.settings.otlp_endpoint)
+        # The process that exports: a worker's own, after the fork.
+        self._encoder = SpanEncoder(self.settings.trace_service_name, __version__, os.getpid())
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="servepath-traces", daemon=True)
         self._thread.start()
