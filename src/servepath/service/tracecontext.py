@@ -9,11 +9,11 @@ start like one) is ignored: the request starts a new trace, as the recommendatio
 the size the recommendation lets a receiver drop it past) and exported with the request
 span.
 
-A sampled request's answer carries a ``traceparent`` naming the server's request span: the
-W3C draft calls that response header ``traceresponse``, but what the servers a model API sits
-beside answer with (Triton among them) and what the tools read is ``traceparent``, so that is
-the name used (see docs/serving.md, "Traces"). A request that is not sampled is served as if
-tracing were off: no header, no trace id in the log, nothing exported.
+A sampled request's answer carries a ``traceparent`` naming the server's request span. The
+W3C Trace Context Level 2 draft calls that response header ``traceresponse``; it is a draft,
+while ``traceparent`` (the same format) is the header every tracing library already parses,
+so that is the name used (see docs/serving.md, "Traces"). A request that is not sampled is
+served as if tracing were off: no header, no trace id in the log, nothing exported.
 
 Nothing here knows the OpenTelemetry SDK. A request that is not sampled costs one pass over
 its header names and a random number.

@@ -5,8 +5,9 @@ The request path only appends a finished :class:`~servepath.service.tracecontext
 to a deque (or, when the queue is full, counts its spans as dropped): it never waits for
 the exporter, the network or a lock. The thread wakes every :data:`EXPORT_INTERVAL` (or
 when a batch's worth has queued), encodes the requests' spans (:mod:`servepath.service.otlp`)
-and hands the bytes to ``OTLPSpanExporter``'s HTTP client, with its retries, compression
-and TLS. Spans it could not deliver are counted as dropped too.
+and hands the bytes to ``OTLPSpanExporter``'s HTTP client, with its retries and TLS
+(uncompressed: gzip would cost the process more CPU than the bytes cost the network). Spans
+it could not deliver are counted as dropped too.
 
 The SDK is imported here, and this module only when ``--otlp-endpoint`` is set, so a
 server without tracing loads none of it. The thread starts in the app's lifespan: with
