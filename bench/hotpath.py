@@ -13,6 +13,12 @@ own cost, the yardstick every figure is divided by. ``--tree`` (repeatable) name
     git worktree add /tmp/before HEAD~3
     .venv/bin/python bench/hotpath.py --tree before=/tmp/before/src --tree after=src
 
+``--traces`` also serves this checkout's own tree with tracing on, sampling 1% and 100% of
+the requests, to an OTLP/HTTP receiver that accepts and discards (on the client's core, as a
+collector would be elsewhere): the cost of tracing, side by side with tracing off:
+
+    .venv/bin/python bench/hotpath.py --tree before=/tmp/before/src --tree after=src --traces
+
 Prints a table and writes nothing; the medians over rounds are the figures to quote.
 """
 
@@ -62,6 +68,25 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="h
 """
 
 
+#: An OTLP/HTTP receiver that takes every export and keeps nothing (HTTP/1.1 keep-alive,
+#: as the exporter's session expects).
+RECEIVER = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
 @dataclass
 class Point:
     rps: float
@@ -76,7 +101,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(label: str, src: Path | None, data_dir: Path) -> Iterator[tuple[str, psutil.Process]]:
+def server(
+    label: str, src: Path | None, data_dir: Path, extra: tuple[str, ...] = ()
+) -> Iterator[tuple[str, psutil.Process]]:
     port = free_port()
     env = {**os.environ, "SERVEPATH_DATA_DIR": str(data_dir)}
     if src is None:
@@ -85,7 +112,7 @@ def server(label: str, src: Path | None, data_dir: Path) -> Iterator[tuple[str, 
     else:
         env["PYTHONPATH"] = str(src)
         argv = [sys.executable, "-m", "servepath", "serve", "--host", "127.0.0.1",
-                "--port", str(port)]  # fmt: skip
+                "--port", str(port), *extra]  # fmt: skip
         health = f"http://127.0.0.1:{port}/"
     proc = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, *argv],
@@ -149,20 +176,56 @@ def main() -> int:
     parser.add_argument("--tree", action="append", default=[], help="LABEL=SRC_DIR")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument(
+        "--traces",
+        action="store_true",
+        help="also serve this checkout's tree tracing 1%% and 100%% to a discarding receiver",
+    )
     args = parser.parse_args()
     trees = [(t.split("=", 1)[0], Path(t.split("=", 1)[1]).resolve()) for t in args.tree]
     if not trees:
         trees = [("servepath", ROOT / "src")]
-    servers: list[tuple[str, Path | None]] = [*trees, ("trivial", None)]
+    servers: list[tuple[str, Path | None, tuple[str, ...]]] = []
+    receiver_port = free_port()
+    endpoint = f"http://127.0.0.1:{receiver_port}"
+    for label, src in trees:
+        servers.append((label, src, ()))
+        if args.traces and src == (ROOT / "src").resolve():
+            for share in ("0.01", "1"):
+                traced = ("--otlp-endpoint", endpoint, "--trace-sample", share)
+                servers.append((f"{label} traced {float(share):.0%}", src, traced))
+    servers.append(("trivial", None, ()))
     results: dict[tuple[str, str], list[Point]] = {}
+    with contextlib.ExitStack() as stack:
+        if args.traces:
+            stack.enter_context(receiver(receiver_port))
+        return run(args, servers, results)
+
+
+@contextlib.contextmanager
+def receiver(port: int) -> Iterator[None]:
+    proc = subprocess.Popen(["taskset", "-c", CLIENT_CORE, sys.executable, "-c", RECEIVER,
+                             str(port)])  # fmt: skip
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def run(
+    args: argparse.Namespace,
+    servers: list[tuple[str, Path | None, tuple[str, ...]]],
+    results: dict[tuple[str, str], list[Point]],
+) -> int:
     with tempfile.TemporaryDirectory(prefix="servepath-hotpath-") as tmp:
         work = Path(tmp)
         body = work / "body.json"
         offset = 0
         for round_ in range(args.rounds):
-            for label, src in servers:
+            for label, src, extra in servers:
                 data_dir = work / "data"  # shared: the example model is trained once
-                with server(label, src, data_dir) as (url, proc):
+                with server(label, src, data_dir, extra) as (url, proc):
                     if not body.exists():
                         spec = httpx.get(url + "/openapi.json", timeout=10).json()
                         example = spec["paths"]["/decisions"]["post"]["requestBody"]["content"][
@@ -174,7 +237,7 @@ def main() -> int:
                         offset += 1_000_000
                         point = measure(url, proc, body, mode == "miss", offset, args.seconds)
                         results.setdefault((label, mode), []).append(point)
-                        print(f"round {round_ + 1} {label:>12} {mode}: {point.rps:8.0f} req/s "
+                        print(f"round {round_ + 1} {label:>20} {mode}: {point.rps:8.0f} req/s "
                               f"{point.cpu_us:6.1f} µs CPU/req  errors {point.errors}",
                               flush=True)  # fmt: skip
     print()
@@ -185,7 +248,7 @@ def main() -> int:
         base = results[("trivial", mode)]
         base_cpu = statistics.median(p.cpu_us for p in base)
         base_rps = statistics.median(p.rps for p in base)
-        for label, _ in servers:
+        for label, _, _ in servers:
             pts = results[(label, mode)]
             rps = statistics.median(p.rps for p in pts)
             cpu = statistics.median(p.cpu_us for p in pts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +194,15 @@ class Settings:
     #: Also read RFC 7239 ``Forwarded`` from those proxies (preferred over X-Forwarded-For);
     #: only for a proxy that writes it and drops the caller's own. Off: it is only claimed.
     trust_forwarded: bool = False
+    #: Send traces to this OTLP/HTTP receiver (``http://collector:4318``: the traces path
+    #: ``/v1/traces`` is added to a URL without a path); None: no tracing at all.
+    otlp_endpoint: str | None = None
+    #: The fraction of new traces sampled (a caller's sampled ``traceparent`` always is).
+    trace_sample: float = 1.0
+    #: Traced requests waiting for export past which new ones' spans are dropped (counted).
+    trace_queue: int = 2048
+    #: The ``service.name`` the spans are reported under.
+    trace_service_name: str = "servepath"
     log_level: str = "info"
     in_kubernetes: bool = False
     #: Vertex AI's variables (AIP_*) are set: a prediction container behind Google's front ends.
@@ -235,6 +245,7 @@ class Settings:
                     f"than the HTTPS port {self.port}"
                 )
         self.trusted_proxies  # noqa: B018 -- parse once, so that a bad entry fails here
+        self._check_traces()
         self._check_model_source()
         self._check_versions()
 
@@ -269,6 +280,14 @@ class Settings:
             raise ConfigError("--shadow-share needs --shadow VERSION|PATH")
         if self.max_model_bytes is not None and self.max_model_bytes < 1:
             raise ConfigError("max_model_bytes must be at least 1 byte")
+
+    def _check_traces(self) -> None:
+        if not 0 <= self.trace_sample <= 1:
+            raise ConfigError(f"--trace-sample is a fraction 0 to 1, not {self.trace_sample}")
+        if self.trace_queue < 1:
+            raise ConfigError(f"--trace-queue must be at least 1, not {self.trace_queue}")
+        if self.otlp_endpoint is not None:
+            object.__setattr__(self, "otlp_endpoint", traces_url(self.otlp_endpoint))
 
     @property
     def model_label(self) -> str | None:
@@ -456,6 +475,17 @@ class Settings:
         if env.get("SERVEPATH_PROTECT_HEALTH"):
             values["protect_health"] = _truthy(env["SERVEPATH_PROTECT_HEALTH"])
         _str(values, env, "open_routes", "SERVEPATH_OPEN_ROUTES")
+        # OpenTelemetry's own variables too (what an operator injects into every pod): the
+        # signal's URL as it is, the general one as a base that the traces path goes under.
+        _str(values, env, "otlp_endpoint", "SERVEPATH_OTLP_ENDPOINT",
+             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")  # fmt: skip
+        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+        if "otlp_endpoint" not in values and base:
+            values["otlp_endpoint"] = base.rstrip("/") + OTLP_TRACES_PATH
+        _float(values, env, "trace_sample", "SERVEPATH_TRACE_SAMPLE")
+        _int(values, env, "trace_queue", "SERVEPATH_TRACE_QUEUE")
+        _str(values, env, "trace_service_name", "SERVEPATH_TRACE_SERVICE_NAME",
+             "OTEL_SERVICE_NAME")  # fmt: skip
         values["in_kubernetes"] = bool(env.get("KUBERNETES_SERVICE_HOST"))
         values["proxy"] = ProxyEnv.from_env(env)
         values["ssl_cert_file"] = env.get("SSL_CERT_FILE") or None
@@ -477,6 +507,21 @@ VERTEX_VARIABLES = (
 def on_vertex(env: Mapping[str, str]) -> bool:
     """Whether the environment is a Vertex AI prediction container's."""
     return any(env.get(name) for name in VERTEX_VARIABLES)
+
+
+#: Where an OTLP/HTTP receiver takes traces.
+OTLP_TRACES_PATH = "/v1/traces"
+
+
+def traces_url(text: str) -> str:
+    """An OTLP/HTTP traces URL: ``text`` with the traces path added when it has no path."""
+    text = text.strip()
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--otlp-endpoint {text!r} is not an http:// or https:// URL")
+    if parts.path in ("", "/"):
+        return urllib.parse.urlunsplit(parts._replace(path=OTLP_TRACES_PATH))
+    return text
 
 
 def serialized_env(settings: Settings) -> dict[str, str]:

@@ -29,7 +29,7 @@ def test_sqlite_migration_runs_once_however_often_it_is_called(tmp_path: Path) -
     assert requests == [
         "record_id", "request_id", "ts", "route", "model_name", "model_version", "latency_ms",
         "client_addr", "client_ip", "forwarded", "api_key", "truncated", "traffic",
-        "model_label", "role", "shadow_of",
+        "model_label", "role", "shadow_of", "trace_id",
     ]  # fmt: skip
     columns = [row[1] for row in conn.execute("PRAGMA table_info(predictions)")]
     assert columns == ["record_id", "idx", "instance", "output", "cache_hit", "truncated"]

@@ -299,6 +299,34 @@ def serve(
             "(env SERVEPATH_OPEN_ROUTES)",
         ),
     ] = None,
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Send traces (OTLP over HTTP/protobuf) to this receiver, e.g. "
+            "http://collector:4318 (env SERVEPATH_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT) "
+            "[default: no tracing]",
+            show_default=False,
+        ),
+    ] = None,
+    trace_sample: Annotated[
+        float | None,
+        typer.Option(
+            metavar="FRACTION",
+            help="Fraction of new traces sampled, 0 to 1; a caller's sampled traceparent is "
+            "always honoured (env SERVEPATH_TRACE_SAMPLE) [default: 1]",
+            show_default=False,
+        ),
+    ] = None,
+    trace_queue: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Traced requests waiting for export past which spans are dropped and counted "
+            "(env SERVEPATH_TRACE_QUEUE) [default: 2048]",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the start report as JSON, not as a table")
     ] = False,
@@ -352,6 +380,9 @@ def serve(
             "shadow": shadow,
             "shadow_share": shadow_share,
             "max_model_bytes": max_model_bytes,
+            "otlp_endpoint": otlp_endpoint,
+            "trace_sample": trace_sample,
+            "trace_queue": trace_queue,
         }.items()
         if v is not None
     }

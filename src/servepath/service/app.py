@@ -14,7 +14,8 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 from servepath.cache.base import Cache
 from servepath.config import Settings
@@ -61,10 +62,15 @@ from servepath.service.request import Head, RequestContext, request_id_for
 from servepath.service.routes import LIVE_ROUTE, V2_INFER, Router
 from servepath.service.session import cookie_of, wants_html
 from servepath.service.session import verify as verify_session
-from servepath.service.ui import SeenRing
+from servepath.service.tracecontext import TRACEPARENT, Trace, sampled_trace
+from servepath.service.tracecontext import current as current_trace
+from servepath.service.ui import SeenRing, TracedRing
 from servepath.service.ui_assets import subroutes as ui_subroutes
 from servepath.service.ui_share import RingShare, shared_directory
 from servepath.store.base import PredictionLog
+
+if TYPE_CHECKING:
+    from servepath.service.tracing import Tracer
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("servepath.access")
@@ -106,7 +112,7 @@ class ServepathApp:
         #: The route templates whose answers the ring keeps: the predict routes.
         self.ui_templates = frozenset({DEFAULT_PREDICT_ROUTE, settings.predict_route, V2_INFER})
         if settings.ui_route:
-            self.ui = SeenRing()
+            self.ui = SeenRing() if settings.otlp_endpoint is None else TracedRing()
             gate.seen = self.ui.note  # refusals on the head reach the page too
             page = LivePage(settings, plane, ops, self.ui, settings.ui_route)
             page.templates = tuple(sorted(self.ui_templates))
@@ -137,10 +143,19 @@ class ServepathApp:
         #: Key-file reloads under way (kept so that a task is not collected mid-read).
         self._reloads: set[asyncio.Task[None]] = set()
         gate.on_reload(self.reload_keys)
+        #: Traces (--otlp-endpoint): the exporter (the request path that traces is
+        #: :class:`TracedApp`'s, which create_app chooses).
+        self.tracer: Tracer | None = None
+        if settings.otlp_endpoint is not None:
+            from servepath.service.tracing import Tracer
+
+            self.tracer = Tracer(settings, self.metrics)
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def startup(self) -> None:
+        if self.tracer is not None:  # here, not in __init__: a worker starts its own thread
+            self.tracer.start()
         await self.plane.startup()
         if self.page is not None and self.page.share is not None:
             self.page.share.start()
@@ -157,6 +172,8 @@ class ServepathApp:
             assert self.coordinator is not None
             self.coordinator.forget()
         await self.plane.shutdown()
+        if self.tracer is not None:
+            await asyncio.to_thread(self.tracer.stop)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -340,6 +357,82 @@ class ServepathApp:
             return False
 
 
+class TracedApp(ServepathApp):
+    """The app with tracing on (``--otlp-endpoint``), chosen by :func:`create_app`: the
+    sampling decision comes first, and a request that is not sampled goes the untraced way
+    with no more than that decision's cost (a pass over its header names, a random number).
+    """
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__(settings, **options)
+        assert self.tracer is not None
+        self.fraction = settings.trace_sample
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        hooks = scope.get("extensions", {}).get(EXTENSION)
+        start = hooks.arrived if hooks is not None else time.perf_counter()
+        trace = sampled_trace(scope["headers"], self.fraction, start)
+        if trace is None:
+            await self._http(scope, receive, send)
+        else:
+            await self._traced(trace, hooks, scope, receive, send)
+
+    async def _traced(
+        self, trace: Trace, hooks: Any, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """:meth:`_http` for a sampled request: a prediction continues the caller's trace
+        (or begins one), its answer carries a ``traceparent`` naming the request's span,
+        and once the answer is out its spans are queued for export. Any other request is
+        :meth:`_http`'s alone."""
+        start = trace.start
+        method = scope["method"]
+        _, template, _ = self.router.resolve(method, scope["path"])
+        if template not in self.ui_templates:
+            await self._http(scope, receive, send)
+            return
+        trace.method, trace.route = method, template
+        if hooks is not None:
+            if hooks.ticket is not None:
+                trace.admitted = min(max(hooks.ticket[0], start), time.perf_counter())
+            respond = hooks.respond
+
+            async def respond_traced(
+                status: int, headers: list[tuple[bytes, bytes]], body: bytes, head: bool
+            ) -> None:
+                trace.status = status
+                headers.append((TRACEPARENT, trace.traceparent()))
+                await respond(status, headers, body, head)
+                trace.end = time.perf_counter()  # written: the request's span ends here
+
+            hooks.respond = respond_traced
+        else:
+            inner = send
+
+            async def send_traced(message: MutableMapping[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    trace.status = message["status"]
+                    headers = message.get("headers", ())
+                    message["headers"] = [*headers, (TRACEPARENT, trace.traceparent())]
+                await inner(message)
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    trace.end = time.perf_counter()
+
+            send = send_traced
+        token = current_trace.set(trace)
+        try:
+            await self._http(scope, receive, send)
+        finally:
+            current_trace.reset(token)
+            if not trace.end:  # no answer went out (the caller left)
+                trace.end = time.perf_counter()
+        tracer = self.tracer
+        assert tracer is not None
+        tracer.submit(trace)
+
+
 def access_policy(settings: Settings) -> AccessPolicy:
     """Who may call what, from the settings (the key file read now)."""
     keys = load_key_file(settings.api_key_file) if settings.api_key_file else None
@@ -377,6 +470,5 @@ def create_app(
         from servepath.store import open_log
 
         store = open_log(settings)
-    return ServepathApp(
-        settings, gate=gate, model=model, cache=cache, store=store, shared_dir=shared_dir
-    )
+    kind = ServepathApp if settings.otlp_endpoint is None else TracedApp
+    return kind(settings, gate=gate, model=model, cache=cache, store=store, shared_dir=shared_dir)

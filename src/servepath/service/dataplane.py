@@ -59,7 +59,7 @@ from servepath.service.deployments import (
 )
 from servepath.service.gate import Gate
 from servepath.service.metrics import Metrics, Sample
-from servepath.service.predict import Prediction, PredictPipeline
+from servepath.service.predict import Prediction, PredictPipeline, TracedPipeline
 from servepath.service.request import RequestMeta
 from servepath.service.shadow import ShadowRunner
 from servepath.service.state import state_samples
@@ -197,7 +197,10 @@ class DataPlane:
             on_drop=lambda reason, rows: metrics.count_dropped(reason),
             inline=model.inline,
         )
-        pipeline = PredictPipeline(
+        # With tracing, a variant that notes each step on the request's trace; without it,
+        # the request path is the plain pipeline's.
+        kind = PredictPipeline if s.otlp_endpoint is None else TracedPipeline
+        pipeline = kind(
             model=model,
             batcher=batcher,
             cache=self.cache,

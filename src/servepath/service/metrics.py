@@ -237,6 +237,19 @@ class Metrics:
             ["key", "outcome"],
             registry=r,
         )
+        self.trace_spans_exported = Counter(
+            "servepath_trace_spans_exported_total",
+            "Trace spans the OTLP receiver (--otlp-endpoint) took.",
+            registry=r,
+        )
+        self.trace_spans_dropped = Counter(
+            "servepath_trace_spans_dropped_total",
+            "Trace spans never sent: queue_full (the export queue was at its bound, the request "
+            "did not wait), export_failed (the receiver refused them or could not be reached "
+            "in time), encode_failed.",
+            ["reason"],
+            registry=r,
+        )
 
         # labels() hashes and locks on every call; the children in use are kept by key.
         self._children: dict[tuple[str, ...], Any] = {}
@@ -305,6 +318,14 @@ class Metrics:
         # Called once per model call, from the model's thread as often as not: written at once.
         self._child(("ml", model)).observe(seconds)
         self._child(("mb", model)).observe(rows)
+
+    def count_trace_spans(self, outcome: str, reason: str, n: int) -> None:
+        """Spans exported, or dropped for ``reason``: called from the export thread (and
+        from the request path when the queue is full), so written at once."""
+        if outcome == "exported":
+            self.trace_spans_exported.inc(n)
+        else:
+            self._child(("td", reason)).inc(n)
 
     def fold(self) -> None:
         """Bring the Prometheus objects up to date with what the request path noted."""
@@ -412,6 +433,7 @@ class Metrics:
                 "ss": self.shadow_seconds,
                 "ml": self.model_latency,
                 "mb": self.batch_size,
+                "td": self.trace_spans_dropped,
             }[kind]
             child = self._children[key] = metric.labels(*labels)
         return child

@@ -23,6 +23,8 @@ from servepath.model.loaded import LoadedModel, Output, Row
 from servepath.ratelog import RateLimitedWarning
 from servepath.service.metrics import Metrics
 from servepath.service.request import RequestMeta
+from servepath.service.tracecontext import UNTRACED
+from servepath.service.tracecontext import current as current_trace
 from servepath.store.base import PredictionLog, PredictionRecord, Route
 from servepath.store.bounds import (
     MAX_INSTANCE_BYTES,
@@ -261,3 +263,90 @@ class PredictPipeline:
             await self.store.record_durable(records)
         else:
             self.store.record(records)
+
+
+class TracedPipeline(PredictPipeline):
+    """The pipeline when tracing is on: the same steps as :meth:`PredictPipeline.run`, each
+    one's moments noted on the request's :class:`~servepath.service.tracecontext.Trace`
+    (and its id on the log's records). A variant chosen when the version is deployed, so
+    that without tracing the request path pays nothing for it; keep the two in step."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        model = self.model
+        #: The version's attributes on its spans, made once.
+        self.traced_as = (model.name, model.version, self.label, model.engine)
+
+    async def run(self, rows: Sequence[Row], route: Route, meta: RequestMeta) -> Prediction:
+        # A request not sampled (or a shadow's copy) notes its moments where nobody reads
+        # them: cheaper than a branch at each, or than a second coroutine for the plain run.
+        trace = current_trace.get() or UNTRACED
+        model = self.model
+        trace.model = self.traced_as
+        trace.request_id = meta.request_id
+        n = len(rows)
+        cache = self.cache
+        keys: list[str] = []
+        outputs: list[Output | None]
+        t0 = trace.cache_start = time.perf_counter()
+        if cache.enabled:
+            prefix, name, version = self.cache_prefix, model.name, model.version
+            keys = [cache_key(prefix, name, version, row) for row in rows]
+            cached = await self._cache_get(keys)
+            outputs = [orjson.loads(value) if value is not None else None for value in cached]
+        else:
+            outputs = [None] * n
+        t1 = time.perf_counter()
+        cache_ms = (t1 - t0) * 1000
+        if cache.enabled:
+            trace.cache_end = t1
+        missing = [i for i, out in enumerate(outputs) if out is None]
+        hits = n - len(missing)
+        trace.rows, trace.hits = n, hits
+        model_ms: float | None = None
+        if missing:
+            computed, model_ms = await self.batcher.predict(
+                [rows[i] for i in missing], deadline=meta.deadline, gone=meta.gone
+            )
+            trace.batch_end = time.perf_counter()
+            trace.model_ms = model_ms
+            for i, out in zip(missing, computed, strict=True):
+                outputs[i] = out
+            if cache.enabled:
+                items = [
+                    (keys[i], orjson.dumps(out)) for i, out in zip(missing, computed, strict=True)
+                ]
+                cache.store_later(items, self.cache_ttl, self._store_error)
+        done: list[Output] = [out for out in outputs if out is not None]
+        miss = set(missing)
+        count = self.metrics.count_prediction
+        label = self.label
+        for i, out in enumerate(done):
+            count(model.name, label, str(out.get("decision", "value")),
+                  "miss" if i in miss else "hit")  # fmt: skip
+        if self.store.enabled:
+            trace.log_start = time.perf_counter()
+            await self._log(route, rows, done, miss, meta)
+            trace.log_end = time.perf_counter()
+        return Prediction(done, hits, cache_ms, model_ms)
+
+    def _records(
+        self,
+        route: Route,
+        rows: Sequence[Row],
+        outputs: Sequence[Output],
+        meta: RequestMeta,
+        *,
+        record_id: str,
+        latency_ms: float,
+        miss: set[int] | None = None,
+    ) -> list[PredictionRecord]:
+        records = super()._records(
+            route, rows, outputs, meta, record_id=record_id, latency_ms=latency_ms, miss=miss
+        )
+        trace = current_trace.get()
+        if trace is not None:
+            trace_id = trace.trace_hex
+            for record in records:
+                record.trace_id = trace_id
+        return records

@@ -192,6 +192,9 @@ def start_report(settings: Settings) -> dict[str, Any]:
             "max_instances": settings.max_instances,
             "grace_period_s": settings.grace_period,
         },
+        "traces": None
+        if settings.otlp_endpoint is None
+        else {"otlp_endpoint": settings.otlp_endpoint, "sample": settings.trace_sample},
     }
 
 
@@ -240,6 +243,12 @@ def banner_lines(settings: Settings) -> list[str]:
         f"{limits['header_timeout_s']:g} s, idle keep-alive {limits['keepalive_timeout_s']:g} s, "
         f"shed with {limits['shed_status']}"
     )
+    traces = report["traces"]
+    if traces is not None:
+        lines.append(
+            f"  traces: OTLP/HTTP to {traces['otlp_endpoint']}, {traces['sample']:.0%} of new "
+            "traces sampled (a caller's sampled traceparent always is)"
+        )
     return lines
 
 

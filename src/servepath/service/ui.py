@@ -29,6 +29,7 @@ from typing import Any
 from servepath.net.forwarded import MAX_CLAIMED_BYTES, TrustedProxies
 from servepath.service.pathecho import client_view, meta_for_log
 from servepath.service.request import Head, RequestContext, RequestMeta
+from servepath.service.tracecontext import current as current_trace
 
 #: Requests the page lists (the newest).
 RING_SIZE = 200
@@ -186,8 +187,22 @@ def entry_json(entry: Entry, trusted: TrustedProxies) -> dict[str, Any]:
         "forwarded": forwarded,
         "proxies": list(view.proxies),
         "traffic": head.traffic,
+        "trace_id": trace_id_of(headers),
         **split_of(timings, seconds * 1000),
     }
+
+
+#: Where a traced request's entry keeps its trace id: among its request headers, under a
+#: name no HTTP/1.1 request can carry (a colon is not a token character), so no caller can
+#: put one there.
+TRACE_ID_KEY = b":trace-id"
+
+
+def trace_id_of(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The trace id a traced request's entry was kept with (see :class:`TracedRing`)."""
+    if headers and headers[-1][0] == TRACE_ID_KEY:
+        return headers[-1][1].decode()
+    return None
 
 
 class SeenRing:
@@ -288,3 +303,34 @@ def request_totals(families: Iterable[Any], routes: Iterable[str]) -> dict[str, 
     total = sum(by_status.values())
     errors = sum(n for status, n in by_status.items() if status[:1] in ("4", "5"))
     return {"requests": total, "errors": errors, "by_status": dict(sorted(by_status.items()))}
+
+
+class TracedRing(SeenRing):
+    """The ring when tracing is on: each entry also keeps its request's trace id, which
+    the page shows beside the request id (chosen when the app is built: without tracing
+    the request path is the plain ring's)."""
+
+    __slots__ = ()
+
+    def note(
+        self,
+        status: int,
+        seconds: float,
+        route: str,
+        request_id: str,
+        client: Any,
+        headers: list[tuple[bytes, bytes]],
+        timings: list[Any],
+        traffic: str | None = None,
+    ) -> None:
+        trace = current_trace.get()
+        if trace is not None:
+            trace.request_id = request_id
+            headers = [*headers, (TRACE_ID_KEY, trace.trace_hex.encode())]
+        # SeenRing.note's two appends, written out: no second call per request.
+        now = time.time()
+        self._recent.append((now, status, seconds, route, request_id, client, headers, timings))
+        if traffic is None:
+            self._samples.append((now, status, seconds))
+        else:
+            self._synthetic.append(now)

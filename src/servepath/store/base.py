@@ -57,6 +57,8 @@ class PredictionRecord:
     role: str | None = None
     #: For a shadow's record: the ``record_id`` of the request it copies.
     shadow_of: str | None = None
+    #: The W3C trace id (32 hex digits) of the request's trace, when the server traced it.
+    trace_id: str | None = None
 
     @property
     def key(self) -> str:
@@ -85,6 +87,7 @@ class PredictionRecord:
             "model_label": self.model_label,
             "role": self.role,
             "shadow_of": self.shadow_of,
+            "trace_id": self.trace_id,
         }
 
 

@@ -33,11 +33,11 @@ DEFAULT_WRITE_TIMEOUT = 5.0
 INSERT_REQUEST = """
 INSERT INTO requests (record_id, request_id, ts, route, model_name, model_version,
                       latency_ms, client_addr, client_ip, forwarded, api_key, truncated,
-                      traffic, model_label, role, shadow_of)
-SELECT k, r, to_timestamp(t), ro, mn, mv, l, ca, ci, fw, ak, tr, tf, lb, rl, so
+                      traffic, model_label, role, shadow_of, trace_id)
+SELECT k, r, to_timestamp(t), ro, mn, mv, l, ca, ci, fw, ak, tr, tf, lb, rl, so, ti
 FROM json_to_recordset(%s::json)
      AS u(k text, r text, t float8, ro text, mn text, mv text, l float8, ca text, ci text,
-          fw text, ak text, tr text, tf text, lb text, rl text, so text)
+          fw text, ak text, tr text, tf text, lb text, rl text, so text, ti text)
 ON CONFLICT (record_id) DO NOTHING
 """
 INSERT = """
@@ -70,6 +70,7 @@ def request_document(records: Sequence[PredictionRecord]) -> str:
                 "lb": r.model_label,
                 "rl": r.role,
                 "so": r.shadow_of,
+                "ti": r.trace_id,
             }
             for r in first_of_each_request(records)
         ]

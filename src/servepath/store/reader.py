@@ -291,6 +291,7 @@ def _record(row: Sequence[Any]) -> PredictionRecord:
         model_label=row[18],
         role=row[19],
         shadow_of=row[20],
+        trace_id=row[21],
     )
 
 
@@ -307,6 +308,12 @@ class _Layout:
     api_key: str = "NULL"
     traffic: str = "NULL"  # before version 3 every request was ordinary
     versions: str = "NULL, NULL, NULL"  # before version 4: the primary, under no label
+    trace_id: str = "NULL"  # before version 5: no request was traced
+
+    @property
+    def has_roles(self) -> bool:
+        """Whether the log keeps the versions' roles (version 4 on): shadows apart."""
+        return self.versions != _Layout.versions
 
     @property
     def label(self) -> str:
@@ -318,7 +325,8 @@ class _Layout:
             f"r.request_id, p.idx, {ts}, r.route, r.model_name, r.model_version, {instance}, "
             f"{output}, r.latency_ms, p.cache_hit, r.client_addr, r.forwarded, "
             f"{self.record_id}, {self.client_ip}, {self.request_truncated}, "
-            f"{self.instance_truncated}, {self.api_key}, {self.traffic}, {self.versions}"
+            f"{self.instance_truncated}, {self.api_key}, {self.traffic}, {self.versions}, "
+            f"{self.trace_id}"
         )
 
 
@@ -332,6 +340,7 @@ _V2 = _Layout(
 )
 _V3 = dataclasses.replace(_V2, traffic="r.traffic")
 _V4 = dataclasses.replace(_V3, versions="r.model_label, r.role, r.shadow_of")
+_V5 = dataclasses.replace(_V4, trace_id="r.trace_id")
 # Version 1's rows carry their request's fields themselves: one table under both names.
 _V1 = _Layout("predictions p JOIN predictions r ON r.request_id = p.request_id AND r.idx = p.idx",
               "r.request_id", "NULL", "NULL", "NULL")  # fmt: skip
@@ -357,10 +366,14 @@ def _and(where: str, condition: str) -> str:
     return f"{where} AND {condition}" if where else f"WHERE {condition}"
 
 
-def _layout(has_requests: bool, has_traffic: bool, has_versions: bool) -> _Layout:
+def _layout(
+    has_requests: bool, has_traffic: bool, has_versions: bool, has_trace: bool = False
+) -> _Layout:
     """The layout of a log at whichever schema version it is."""
     if not has_requests:
         return _V1
+    if has_trace:
+        return _V5
     if has_versions:
         return _V4
     return _V3 if has_traffic else _V2
@@ -382,7 +395,7 @@ class _ReaderBase:
         lay = self._layout
         mark = self._mark
         where, params = _where(since, None, lay, mark, self._ts_mark, traffic)
-        if lay is not _V4:
+        if not lay.has_roles:
             return compare(self.target, since, [], [])
         pairs = self._query(
             f"{_PAIRS}{_and(where, SHADOWS)} ORDER BY r.ts DESC LIMIT {mark}",
@@ -456,9 +469,14 @@ class SQLiteReader(_ReaderBase):
             has_versions = self._conn.execute(
                 "SELECT 1 FROM pragma_table_info('requests') WHERE name = 'model_label'"
             ).fetchall()
+            has_trace = self._conn.execute(
+                "SELECT 1 FROM pragma_table_info('requests') WHERE name = 'trace_id'"
+            ).fetchall()
         except sqlite3.Error as exc:
             raise StoreUnavailable(self.target, str(exc)) from exc
-        self._layout = _layout(bool(has_requests), bool(has_traffic), bool(has_versions))
+        self._layout = _layout(
+            bool(has_requests), bool(has_traffic), bool(has_versions), bool(has_trace)
+        )
 
     def recent(
         self,
@@ -480,7 +498,7 @@ class SQLiteReader(_ReaderBase):
     def stats(self, *, since: float | None = None, traffic: TrafficFilter = "ordinary") -> LogStats:
         lay = self._layout
         where, params = _where(since, None, lay, "?", "?", traffic)
-        if lay is _V4:  # a shadow's answers reached no caller: `log compare` reads them
+        if lay.has_roles:  # a shadow's answers reached no caller: `log compare` reads them
             where = _and(where, ANSWERED)
         groups = self._query(
             "SELECT r.model_name, r.model_version, count(*), sum(p.cache_hit), "
@@ -596,12 +614,14 @@ class PostgresReader(_ReaderBase):
                 "WHERE attrelid = to_regclass('requests') AND attname = 'traffic' "
                 "AND NOT attisdropped), EXISTS (SELECT 1 FROM pg_attribute "
                 "WHERE attrelid = to_regclass('requests') AND attname = 'model_label' "
+                "AND NOT attisdropped), EXISTS (SELECT 1 FROM pg_attribute "
+                "WHERE attrelid = to_regclass('requests') AND attname = 'trace_id' "
                 "AND NOT attisdropped)"
             ).fetchone()
         except psycopg.Error as exc:
             raise StoreUnavailable(self.target, " ".join(str(exc).split())) from exc
-        has_requests, has_traffic, has_versions = found or (False, False, False)
-        self._layout = _layout(has_requests, has_traffic, has_versions)
+        has_requests, has_traffic, has_versions, has_trace = found or (False,) * 4
+        self._layout = _layout(has_requests, has_traffic, has_versions, has_trace)
 
     def recent(
         self,
@@ -625,7 +645,7 @@ class PostgresReader(_ReaderBase):
     def stats(self, *, since: float | None = None, traffic: TrafficFilter = "ordinary") -> LogStats:
         lay = self._layout
         where, params = _where(since, None, lay, "%s", "to_timestamp(%s)", traffic)
-        if lay is _V4:  # a shadow's answers reached no caller: `log compare` reads them
+        if lay.has_roles:  # a shadow's answers reached no caller: `log compare` reads them
             where = _and(where, ANSWERED)
         rows = self._query(
             "SELECT r.model_name, r.model_version, count(*), "

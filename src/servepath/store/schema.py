@@ -24,6 +24,9 @@ Version 4 adds ``requests.model_label`` (the version's label: a repository folde
 content version), ``requests.role`` (NULL for the primary, ``candidate`` or ``shadow``) and
 ``requests.shadow_of`` (a shadow's record names the ``record_id`` of the request it copies).
 Rows written before it answered as the primary, under no label.
+
+Version 5 adds ``requests.trace_id``: the W3C trace id of the request's trace when the server
+traced it (``--otlp-endpoint``), NULL otherwise, so a record leads to its spans and back.
 """
 
 from __future__ import annotations
@@ -213,6 +216,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE requests ADD COLUMN shadow_of text",
             "CREATE INDEX requests_shadow_of ON requests (shadow_of)",
         ),
+    ),
+    Migration(
+        version=5,
+        description="requests.trace_id: the request's W3C trace, when it was traced",
+        sqlite=("ALTER TABLE requests ADD COLUMN trace_id TEXT",),
+        postgres=("ALTER TABLE requests ADD COLUMN trace_id text",),
     ),
 )
 

@@ -25,8 +25,8 @@ DEFAULT_BUSY_TIMEOUT = 5.0
 INSERT_REQUEST = """
 INSERT INTO requests (record_id, request_id, ts, route, model_name, model_version,
                       latency_ms, client_addr, client_ip, forwarded, api_key, truncated,
-                      traffic, model_label, role, shadow_of)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      traffic, model_label, role, shadow_of, trace_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (record_id) DO NOTHING
 """
 INSERT = """
@@ -54,6 +54,7 @@ def sqlite_request_row(r: PredictionRecord) -> tuple[Any, ...]:
         r.model_label,
         r.role,
         r.shadow_of,
+        r.trace_id,
     )
 
 

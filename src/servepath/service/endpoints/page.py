@@ -41,6 +41,7 @@ SHARED_TTL_S = 1.0
 #: when, what and how long, never who, through what, or the id that names it.
 WITHHELD_ROW: dict[str, Any] = {
     "request_id": None,
+    "trace_id": None,
     "client_ip": None,
     "client_addr": None,
     "forwarded": None,

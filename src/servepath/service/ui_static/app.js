@@ -239,9 +239,12 @@
     }
     var id = r.request_id || "";
     var short = id.length > ID_SHOWN ? id.slice(0, ID_SHOWN) + "…" : id;
-    return el("td", { "class": "rid", "data-label": "request id", "title": id }, [
-      el("code", { text: short })
-    ]);
+    var parts = [el("code", { text: short })];
+    if (r.trace_id) {  // traced (--otlp-endpoint): the id to look the request up by in traces
+      parts.push(el("span", { "class": "trace", "title": "trace " + r.trace_id,
+        text: "trace " + r.trace_id.slice(0, ID_SHOWN) + "…" }));
+    }
+    return el("td", { "class": "rid", "data-label": "request id", "title": id }, parts);
   }
 
   function callerCell(r) {
@@ -271,7 +274,7 @@
       if (wantStatus && String(r.status).charAt(0) !== wantStatus) return;
       var caller = (r.client_ip || "") + " " + (r.client_addr || "");
       if (wantCaller && caller.toLowerCase().indexOf(wantCaller) < 0) return;
-      if (wantId && (r.request_id || "").toLowerCase().indexOf(wantId) < 0) return;
+      if (wantId && ((r.request_id || "") + " " + (r.trace_id || "")).toLowerCase().indexOf(wantId) < 0) return;
       shown += 1;
       var cls = r.status >= 500 ? "s5" : r.status >= 400 ? "s4" : "s2";
       var attrs = { "class": "row " + cls };
