@@ -125,3 +125,12 @@ def test_psi_and_js_are_zero_for_the_same_distribution_and_grow_with_the_differe
     assert 0 < psi([40, 35, 25], ref) < psi([10, 30, 60], ref)
     assert js_distance([0, 0, 100], [1.0, 0.0, 0.0]) == pytest.approx(1.0)
     assert psi([], []) == 0.0
+
+
+def test_a_profile_of_numbers_only_or_categories_only_counts_its_rows() -> None:
+    frame = pd.DataFrame(_rows(1_000, seed=12))
+    for kept in (["income"], ["purpose", "first"]):
+        schema = InputSchema(tuple(f for f in SCHEMA.features if f.name in kept))
+        profile = build_profile(schema, frame[kept], model_name="m", model_version="v")
+        sketch = _sketch(profile, [{k: r[k] for k in kept} for r in _rows(300, seed=13)])
+        assert sketch.report().rows == 300 and sketch.report().drifted == ()

@@ -297,6 +297,8 @@ class Sketch:
 def _getter(names: list[str]) -> Any:
     """A callable that reads ``names`` of a row as a tuple (itemgetter of one name returns
     the value alone)."""
+    if not names:
+        return lambda row: ()  # never called: the sketch counts no feature of this sort
     if len(names) == 1:
         name = names[0]
         return lambda row: (row[name],)
