@@ -22,9 +22,10 @@ missing bins; a categorical one's values, other and missing):
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -218,9 +219,17 @@ class Sketch:
             i for i, f in enumerate(profile.features) if not isinstance(f, NumericProfile)
         ]
         names = [f.name for f in profile.features]
-        # One call reads every numeric feature of a row (a tuple), every categorical one too.
+        # One call reads every numeric feature of a row, as a tuple.
         self._numbers_of = _getter([names[i] for i in self._numeric])
-        self._values_of = _getter([names[i] for i in self._values])
+        self._value_getters = [itemgetter(names[i]) for i in self._values]
+        self._edges: list[np.ndarray[Any, Any]] = []
+        for i in self._numeric:
+            edges = self.binners[i].edges
+            assert edges is not None
+            self._edges.append(edges)
+        sizes = [self.binners[i].bins for i in self._numeric]
+        self._offsets = [sum(sizes[:j]) for j in range(len(sizes))]
+        self._numeric_bins = sum(sizes)
         self._pending: list[Sequence[Any]] = []
         self._pending_rows = 0
         self._current = self._zeros()
@@ -244,32 +253,60 @@ class Sketch:
         """Count the rows noted so far."""
         if not self._pending:
             return
-        pending, self._pending, self._pending_rows = self._pending, [], 0
-        rows = [row for batch in pending for row in batch]
-        start = 0
-        while start < len(rows):
-            # Never more than what is left of the epoch: the window's bound holds exactly.
-            room = self._epoch - self._current_rows
-            chunk = rows[start : start + room]
-            self._count(chunk)
-            start += len(chunk)
-            self._current_rows += len(chunk)
-            if self._current_rows >= self._epoch:
-                self._previous, self._previous_rows = self._current, self._current_rows
-                self._current, self._current_rows = self._zeros(), 0
-        self.total += len(rows)
+        pending, n = self._pending, self._pending_rows
+        self._pending, self._pending_rows = [], 0
+        if n <= self._epoch - self._current_rows:
+            self._count(pending, n)
+            self._advance(n)
+        else:
+            # Never past what is left of the epoch: the window's bound holds exactly.
+            rows = [row for batch in pending for row in batch]
+            start = 0
+            while start < n:
+                chunk = rows[start : start + self._epoch - self._current_rows]
+                self._count([chunk], len(chunk))
+                start += len(chunk)
+                self._advance(len(chunk))
+        self.total += n
 
-    def _count(self, rows: Sequence[Any]) -> None:
+    def _advance(self, n: int) -> None:
+        self._current_rows += n
+        if self._current_rows >= self._epoch:
+            self._previous, self._previous_rows = self._current, self._current_rows
+            self._current, self._current_rows = self._zeros(), 0
+
+    def _count(self, batches: Sequence[Sequence[Any]], n: int) -> None:
         current = self._current
-        binners = self.binners
         if self._numeric:
-            matrix = np.array(list(map(self._numbers_of, rows)), dtype=float)
-            for j, i in enumerate(self._numeric):
-                current[i] += binners[i].count_numbers(matrix[:, j])
-        if self._values:
-            columns = list(zip(*map(self._values_of, rows), strict=True))
-            for j, i in enumerate(self._values):
-                current[i] += binners[i].count_values(columns[j])
+            numbers_of = self._numbers_of
+            k = len(self._numeric)
+            try:
+                flat = chain.from_iterable(map(numbers_of, chain.from_iterable(batches)))
+                matrix = np.fromiter(flat, dtype=float, count=n * k)
+            except TypeError:  # a missing value (None): the slower way reads it as NaN
+                rows = chain.from_iterable(batches)
+                matrix = np.array(list(map(numbers_of, rows)), dtype=float).ravel()
+            columns = matrix.reshape(n, k).T
+            # One bincount for every numeric feature: each feature's bins at its offset.
+            found = np.bincount(
+                np.concatenate(
+                    [
+                        np.searchsorted(edges, column, side="right") + offset
+                        for edges, column, offset in zip(
+                            self._edges, columns, self._offsets, strict=True
+                        )
+                    ]
+                ),
+                minlength=self._numeric_bins,
+            )
+            for i, offset in zip(self._numeric, self._offsets, strict=True):
+                current[i] += found[offset : offset + len(current[i])]
+        for i, value_of in zip(self._values, self._value_getters, strict=True):
+            binner = self.binners[i]
+            index, other, counts = binner.index, binner.other, current[i]
+            # A few distinct values: count them at C speed, then place each once.
+            for value, times in Counter(map(value_of, chain.from_iterable(batches))).items():
+                counts[index.get(value, other)] += times
 
     @property
     def rows(self) -> int:
