@@ -6,14 +6,18 @@ Two measurements, in process (no sockets, so that nothing but the work itself is
 the example model and a profile of its training data (10 features: 8 numbers, 2 categories):
 
 * the sketch alone: ``Sketch.note()`` for every request plus the folds it sets off, per row,
-  for requests of 1 row and of 64 rows (the counting is done a chunk of rows at a time, so
-  the per-row cost hardly depends on the request's size);
+  for requests of 1 row and of 64 rows, on rows parsed and validated one by one beforehand
+  (the counting is done a chunk of rows at a time, so the per-row cost hardly depends on the
+  request's size);
 * one whole ``POST /decisions`` of one row through the ASGI app — answered from the memory
   cache, the cheapest prediction there is, so drift's share is as large as it gets — with
   the profile and without it, in alternating rounds; the median of the rounds and their
-  ratio. The heap is frozen first, as the server freezes it once its model has loaded.
-  Compare the difference with the spread of the rounds: two identical apps differ by a few
-  µs from round to round.
+  ratio, and the median of each round's difference with the round beside it. The heap is
+  frozen first, as the server freezes it once its model has loaded.
+
+Times are the thread's CPU time, not the wall clock: on a machine shared with other work the
+wall clock counts the waits for a core too. Compare the difference with the spread of the
+rounds: two identical apps differ by a few µs from round to round.
 """
 
 from __future__ import annotations
@@ -49,22 +53,21 @@ from servepath.store.base import NoLog
 
 
 def sketch_ns_per_row(profile: Profile, model: LoadedModel, rows: int, per_request: int) -> float:
-    """Nanoseconds per row of noting ``rows`` rows in requests of ``per_request``."""
+    """CPU nanoseconds per row of noting ``rows`` fresh rows (each parsed and validated on
+    its own beforehand, as the server's are: objects spread over the heap, not one hot row
+    again and again) in requests of ``per_request``, the folds they set off included."""
     frame = generate_applicants(4_096, seed=5)[list(NUMERIC_FEATURES + CATEGORICAL_FEATURES)]
-    validated = [model.schema.validate_one(r) for r in frame.to_dict("records")]
-    requests = [
-        validated[i : i + per_request] for i in range(0, len(validated) - per_request, per_request)
-    ]
+    bodies = [orjson.dumps(r) for r in frame.to_dict("records")]
+    validate = model.schema.validate_one
+    fresh = [validate(orjson.loads(bodies[i % len(bodies)])) for i in range(rows)]
+    requests = [fresh[i : i + per_request] for i in range(0, rows, per_request)]
     sketch = Sketch(profile)
     note = sketch.note
-    done = 0
-    started = time.perf_counter()
-    while done < rows:
-        for request in requests:
-            note(request)
-        done += len(requests) * per_request
+    started = time.thread_time()
+    for request in requests:
+        note(request)
     sketch.fold()
-    return (time.perf_counter() - started) / done * 1e9
+    return (time.thread_time() - started) / rows * 1e9
 
 
 async def _requests(app: ServepathApp, n: int) -> float:
@@ -97,10 +100,10 @@ async def _requests(app: ServepathApp, n: int) -> float:
 
     for _ in range(200):  # warm: fill the cache, settle the allocator
         await app(scope(), receive, send)
-    started = time.perf_counter()
+    started = time.thread_time()
     for _ in range(n):
         await app(scope(), receive, send)
-    return (time.perf_counter() - started) / n * 1e6
+    return (time.thread_time() - started) / n * 1e6
 
 
 async def _app(model: LoadedModel, profile: Path | None) -> ServepathApp:
@@ -126,12 +129,15 @@ async def request_us(model: LoadedModel, profile: Path, n: int, rounds: int) -> 
         for app in apps.values():
             await app.shutdown()
     on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
+    # Paired: each round's on minus the off run beside it, so that a slower minute of a
+    # shared machine weighs on both.
+    paired = statistics.median(a - b for a, b in zip(runs["on"], runs["off"], strict=True))
     return {
         "requests_per_round": n,
         "rounds": rounds,
         "us_per_request_drift_on": round(on, 2),
         "us_per_request_drift_off": round(off, 2),
-        "us_difference": round(on - off, 2),
+        "us_difference_paired": round(paired, 2),
         "ratio_on_off": round(on / off, 4),
         "us_min_drift_on": round(min(runs["on"]), 2),
         "us_min_drift_off": round(min(runs["off"]), 2),
@@ -143,8 +149,8 @@ async def request_us(model: LoadedModel, profile: Path, n: int, rounds: int) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=2_000, help="per round")
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,10 +168,10 @@ def main() -> int:
         result = {
             "features": len(profile.features),
             "sketch_ns_per_row_1_row_requests": round(
-                sketch_ns_per_row(profile, model, 200_000, 1), 1
+                sketch_ns_per_row(profile, model, 100_000, 1), 1
             ),
             "sketch_ns_per_row_64_row_requests": round(
-                sketch_ns_per_row(profile, model, 200_000, 64), 1
+                sketch_ns_per_row(profile, model, 100_000, 64), 1
             ),
             **asyncio.run(request_us(model, profile_path, args.requests, args.rounds)),
         }
@@ -182,7 +188,8 @@ def main() -> int:
             f"POST /decisions of one row (cache hit, in process): "
             f"{result['us_per_request_drift_off']:.2f} µs without a profile, "
             f"{result['us_per_request_drift_on']:.2f} µs with one: "
-            f"{result['us_difference']:+.2f} µs, ratio {result['ratio_on_off']:.4f} "
+            f"{result['us_difference_paired']:+.2f} µs (paired rounds), ratio "
+            f"{result['ratio_on_off']:.4f} "
             f"(rounds without spread over {result['spread_us_off']:.2f} µs)"
         )
         print(

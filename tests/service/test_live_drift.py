@@ -4,6 +4,7 @@ inputs refused, and the workers' counts merged through their shared directory.""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -161,6 +162,22 @@ async def test_a_profile_of_another_version_serves_with_a_warning_on_the_page(
     )
     panel = app.plane.drift.panel() if app.plane.drift else {}
     assert "built for" in panel["note"] and "0123456789ab" in panel["note"]
+
+
+async def test_a_version_of_other_inputs_swapped_in_pauses_drift_until_one_it_describes(
+    drift_app: tuple[ServepathApp, httpx.AsyncClient], example_model: LoadedModel
+) -> None:
+    app, client = drift_app
+    schema = InputSchema(tuple(f for f in example_model.schema.features if f.name != "age"))
+    other = dataclasses.replace(example_model, schema=schema, version="0123456789ab")
+    app.plane.install(other)
+    assert app.plane.primary is not None and app.plane.primary.sketch is None
+    panel = (await client.get("/_ui/data")).json()["drift"]
+    assert "'age'" in panel["paused"]
+    assert "servepath_feature_drift{" not in (await client.get("/metrics")).text
+    app.plane.install(example_model)
+    assert app.plane.primary.sketch is not None and app.plane.drift is not None
+    assert app.plane.drift.paused is None
 
 
 def test_workers_counts_are_summed_into_one_statistic(

@@ -134,3 +134,14 @@ def test_a_profile_of_numbers_only_or_categories_only_counts_its_rows() -> None:
         profile = build_profile(schema, frame[kept], model_name="m", model_version="v")
         sketch = _sketch(profile, [{k: r[k] for k in kept} for r in _rows(300, seed=13)])
         assert sketch.report().rows == 300 and sketch.report().drifted == ()
+
+
+def test_a_missing_number_among_others_leaves_the_rows_in_step() -> None:
+    schema = InputSchema((Feature("a", "number"), Feature("b", "number", nullable=True)))
+    frame = pd.DataFrame({"a": np.arange(1_000.0), "b": np.arange(1_000.0)})
+    profile = build_profile(schema, frame, model_name="m", model_version="v")
+    sketch = Sketch(profile)
+    sketch.note([{"a": 5.0, "b": None}, {"a": 995.0, "b": 995.0}] * 150)
+    a, b = sketch.counts()
+    assert a[1] == 150 and a[-3] == 150  # the first bin, the last: nothing shifted
+    assert b[-1] == 150 and b[-3] == 150  # missing, the last bin

@@ -1,10 +1,12 @@
 """Live drift: per feature, counts of the recent rows in the reference profile's bins
 (:mod:`servepath.model.profile`), and how far they are from the profile's shares. Pure.
 
-The request path pays one list append per request (:meth:`Sketch.note`). The rows are
-counted later, :data:`FOLD_AT` at a time (or when the counts are read), with one
-``searchsorted`` per numeric feature over the whole chunk and one dict lookup per categorical
-value: counting a request's rows as they come would pay numpy's per-call overhead on every
+The request path pays for reading the profiled values of the request's rows into two flat
+lists, while the rows are still in the processor's cache (:meth:`Sketch.note`); the rows
+themselves are not kept. The rows are counted later, :data:`FOLD_AT` at a time (or when the
+counts are read): one ``fromiter``, one ``searchsorted`` per numeric feature and one
+``bincount`` for all of them over the whole chunk, and a ``Counter`` per categorical feature.
+Counting each request's rows as they come would pay numpy's per-call overhead on every
 request, tens of microseconds for a lone row.
 
 The counts cover the recent traffic, not all history: two epochs of up to ``window / 2``
@@ -219,9 +221,9 @@ class Sketch:
             i for i, f in enumerate(profile.features) if not isinstance(f, NumericProfile)
         ]
         names = [f.name for f in profile.features]
-        # One call reads every numeric feature of a row, as a tuple.
+        # One call reads every numeric feature of a row as a tuple, another every category.
         self._numbers_of = _getter([names[i] for i in self._numeric])
-        self._value_getters = [itemgetter(names[i]) for i in self._values]
+        self._labels_of = _getter([names[i] for i in self._values])
         self._edges: list[np.ndarray[Any, Any]] = []
         for i in self._numeric:
             edges = self.binners[i].edges
@@ -230,7 +232,10 @@ class Sketch:
         sizes = [self.binners[i].bins for i in self._numeric]
         self._offsets = [sum(sizes[:j]) for j in range(len(sizes))]
         self._numeric_bins = sum(sizes)
-        self._pending: list[Sequence[Any]] = []
+        #: The rows noted and not counted yet, row after row: their numbers (None for a
+        #: missing one) and their categories, never the rows themselves.
+        self._numbers: list[float | None] = []
+        self._labels: list[Any] = []
         self._pending_rows = 0
         self._current = self._zeros()
         self._previous = self._zeros()
@@ -243,30 +248,39 @@ class Sketch:
         return [np.zeros(b.bins, dtype=np.int64) for b in self.binners]
 
     def note(self, rows: Sequence[Any]) -> None:
-        """Keep one request's validated rows to be counted (the request path)."""
-        self._pending.append(rows)
+        """Keep one request's validated rows, to be counted (the request path: read now,
+        while the rows are in the processor's cache)."""
+        if len(rows) == 1:
+            row = rows[0]
+            self._numbers.extend(self._numbers_of(row))
+            self._labels.extend(self._labels_of(row))
+        else:
+            self._numbers.extend(chain.from_iterable(map(self._numbers_of, rows)))
+            self._labels.extend(chain.from_iterable(map(self._labels_of, rows)))
         self._pending_rows += len(rows)
         if self._pending_rows >= self._fold_at:
             self.fold()
 
     def fold(self) -> None:
         """Count the rows noted so far."""
-        if not self._pending:
+        n = self._pending_rows
+        if not n:
             return
-        pending, n = self._pending, self._pending_rows
-        self._pending, self._pending_rows = [], 0
-        if n <= self._epoch - self._current_rows:
-            self._count(pending, n)
-            self._advance(n)
-        else:
+        try:
+            flat = np.fromiter(self._numbers, dtype=float, count=len(self._numbers))
+        except TypeError:  # a missing value (None): the slower way reads it as NaN
+            flat = np.array(self._numbers, dtype=float)
+        numbers = flat.reshape(n, len(self._numeric))
+        labels, kc = self._labels, len(self._values)
+        start = 0
+        while start < n:
             # Never past what is left of the epoch: the window's bound holds exactly.
-            rows = [row for batch in pending for row in batch]
-            start = 0
-            while start < n:
-                chunk = rows[start : start + self._epoch - self._current_rows]
-                self._count([chunk], len(chunk))
-                start += len(chunk)
-                self._advance(len(chunk))
+            take = min(n - start, self._epoch - self._current_rows)
+            chunk = labels[start * kc : (start + take) * kc] if take < n else labels
+            self._count(numbers[start : start + take], chunk)
+            start += take
+            self._advance(take)
+        self._numbers, self._labels, self._pending_rows = [], [], 0
         self.total += n
 
     def _advance(self, n: int) -> None:
@@ -275,25 +289,18 @@ class Sketch:
             self._previous, self._previous_rows = self._current, self._current_rows
             self._current, self._current_rows = self._zeros(), 0
 
-    def _count(self, batches: Sequence[Sequence[Any]], n: int) -> None:
+    def _count(self, numbers: np.ndarray[Any, Any], labels: list[Any]) -> None:
+        """Count a chunk of rows: a row of numbers each, and their categories, row after
+        row."""
         current = self._current
         if self._numeric:
-            numbers_of = self._numbers_of
-            k = len(self._numeric)
-            try:
-                flat = chain.from_iterable(map(numbers_of, chain.from_iterable(batches)))
-                matrix = np.fromiter(flat, dtype=float, count=n * k)
-            except TypeError:  # a missing value (None): the slower way reads it as NaN
-                rows = chain.from_iterable(batches)
-                matrix = np.array(list(map(numbers_of, rows)), dtype=float).ravel()
-            columns = matrix.reshape(n, k).T
             # One bincount for every numeric feature: each feature's bins at its offset.
             found = np.bincount(
                 np.concatenate(
                     [
                         np.searchsorted(edges, column, side="right") + offset
                         for edges, column, offset in zip(
-                            self._edges, columns, self._offsets, strict=True
+                            self._edges, numbers.T, self._offsets, strict=True
                         )
                     ]
                 ),
@@ -301,11 +308,12 @@ class Sketch:
             )
             for i, offset in zip(self._numeric, self._offsets, strict=True):
                 current[i] += found[offset : offset + len(current[i])]
-        for i, value_of in zip(self._values, self._value_getters, strict=True):
+        kc = len(self._values)
+        for j, i in enumerate(self._values):
             binner = self.binners[i]
             index, other, counts = binner.index, binner.other, current[i]
             # A few distinct values: count them at C speed, then place each once.
-            for value, times in Counter(map(value_of, chain.from_iterable(batches))).items():
+            for value, times in Counter(labels[j::kc]).items():
                 counts[index.get(value, other)] += times
 
     @property
