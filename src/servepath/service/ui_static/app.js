@@ -212,6 +212,7 @@
     if (!d.enough) notes.push("Too few rows yet: the statistics start at " + d.min_rows + " rows.");
     else notes.push(d.drifted.length ? "Drifted: " + d.drifted.join(", ") + "." : "No feature has drifted.");
     $("drift-note").textContent = notes.join(" ");
+    $("drift-table").hidden = !d.features.length;
     var body = $("drift-rows");
     clear(body);
     d.features.forEach(function (f) {
