@@ -13,15 +13,15 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from typer.testing import CliRunner
 
 from servepath.cache.base import NoCache
-from servepath.cli import app as cli_app
 from servepath.config import Settings
+from servepath.errors import UsageError
 from servepath.model.example import NUMERIC_FEATURES, generate_applicants
 from servepath.model.loaded import LoadedModel
 from servepath.model.profile import (
     Profile,
+    ProfileError,
     ProfileMismatch,
     build_profile,
     write_profile,
@@ -29,6 +29,7 @@ from servepath.model.profile import (
 from servepath.model.schema import InputSchema
 from servepath.service.app import ServepathApp
 from servepath.service.livedrift import DriftMonitor
+from servepath.service.preflight import check_settings
 from servepath.store.base import NoLog
 
 pytestmark = pytest.mark.anyio
@@ -207,8 +208,6 @@ def test_workers_counts_are_summed_into_one_statistic(
 def test_serve_refuses_a_file_that_is_no_profile_before_it_binds(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "something-else"}')
-    result = CliRunner().invoke(
-        cli_app, ["serve", "--reference-profile", str(bad), "--port", "1", "--host", "127.0.0.1"]
-    )
-    assert result.exit_code == 2, result.output
-    assert "is not a profile" in result.output
+    with pytest.raises(ProfileError, match="is not a profile") as refused:
+        check_settings(Settings(reference_profile=bad, data_dir=tmp_path))
+    assert isinstance(refused.value, UsageError)  # exit status 2

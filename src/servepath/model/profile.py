@@ -393,8 +393,9 @@ def version_note(profile: Profile, model_name: str, model_version: str) -> str |
     """What to warn of when the profile was built for another version of the model."""
     if not profile.model_version or profile.model_version == model_version:
         return None
+    # No path: the live page shows this line to callers who may not see the server's files.
     return (
-        f"reference profile {profile.path or ''} was built for {profile.model_name or 'a model'} "
-        f"version {profile.model_version}, not the {model_name} version {model_version} that "
-        "serves: drift is measured against that version's training data"
+        f"the reference profile was built for {profile.model_name or 'a model'} version "
+        f"{profile.model_version}, not the {model_name} version {model_version} that serves: "
+        "drift is measured against that version's training data"
     )

@@ -94,14 +94,18 @@ class DriftMonitor:
         except ProfileMismatch as exc:
             log.error("live drift leaves out the %s version %s: %s", role, model.version, exc)
             if role == "primary":
-                self.paused = f"the version that serves does not match the profile: {exc}"
+                # Without the profile's path: the live page shows it to any caller.
+                self.paused = (
+                    f"Paused: version {model.version} does not match the reference profile: "
+                    f"feature {exc.feature!r} {exc.reason}."
+                )
             return None
         if role == "primary":
             self.paused = None
             self.served = {"name": model.name, "version": model.version}
             self.note = version_note(self.profile, model.name, model.version)
             if self.note:
-                log.warning("%s", self.note)
+                log.warning("%s (%s)", self.note, self.profile.path or "built in memory")
         return self.sketch
 
     # --- the statistics --------------------------------------------------------------------
