@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from servepath.model.profile import Profile, build_profile
+from servepath.model.profile import NumericProfile, Profile, build_profile
 from servepath.model.schema import Feature, InputSchema
 from servepath.service.sketch import (
     MIN_ROWS,
@@ -92,21 +92,24 @@ def test_too_few_rows_report_no_statistic(profile: Profile) -> None:
 
 def test_out_of_range_and_missing_values_have_bins_of_their_own(profile: Profile) -> None:
     income = profile.features[0]
-    binner = Binner(income)
-    assert income.kind == "number"
-    low, high = income.min, income.max  # type: ignore[union-attr]
-    column = np.array([low - 1, low, high, high + 1, np.nan])
-    counts = binner.count_numbers(column)
+    assert isinstance(income, NumericProfile)
+    low, high = income.min, income.max
+    sketch = Sketch(profile)
+    for value in (low - 1, low, high, high + 1, None):
+        sketch.note([{"income": value, "purpose": "car", "first": False}])
+    counts = sketch.counts()[0]
     assert counts[0] == 1 and counts[1] == 1  # below min; min is the first bin's
     assert counts[-3] == 1 and counts[-2] == 1 and counts[-1] == 1  # max; above; missing
-    assert len(reference_shares(income)) == binner.bins
+    assert len(reference_shares(income)) == len(counts) == Binner(income).bins
     sketch = _sketch(profile, [{**r, "income": None} for r in _rows(400, seed=8)])
     assert next(f for f in sketch.report().features if f.name == "income").psi > 5
 
 
 def test_an_unseen_category_counts_as_other(profile: Profile) -> None:
-    purpose = Binner(profile.features[1])
-    counts = purpose.count_values(["car", "yacht", None, "boat"])
+    sketch = Sketch(profile)
+    for value in ("car", "yacht", None, "boat"):
+        sketch.note([{"income": 50_000.0, "purpose": value, "first": True}])
+    counts = sketch.counts()[1]
     assert counts.tolist()[-2:] == [1, 1] and counts.sum() == 4
 
 

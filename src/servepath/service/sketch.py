@@ -27,7 +27,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -89,7 +89,7 @@ def reference_shares(feature: NumericProfile | CategoryProfile) -> list[float]:
 
 
 class Binner:
-    """The bin of each value of one feature.
+    """The bins of one feature, and what finds a value's bin (edges to search, or an index).
 
     Numeric: bin 0 is below ``min``, 1 … k the profile's bins, k + 1 above ``max``, k + 2
     missing. Categorical: one bin per profiled value, then other, then missing.
@@ -113,14 +113,6 @@ class Binner:
             self.missing = self.other + 1
             self.index[None] = self.missing
             self.bins = len(feature.categories) + 2
-
-    def count_numbers(self, column: np.ndarray[Any, Any]) -> Counts:
-        assert self.edges is not None
-        return np.bincount(np.searchsorted(self.edges, column, side="right"), minlength=self.bins)
-
-    def count_values(self, column: Sequence[Any]) -> Counts:
-        found = list(map(self.index.get, column, repeat(self.other, len(column))))
-        return np.bincount(np.array(found, dtype=np.intp), minlength=self.bins)
 
 
 @dataclass(frozen=True, slots=True)
