@@ -93,6 +93,8 @@ class ProxyEnv:
 DEFAULT_CANDIDATE_WEIGHT = 10.0
 #: A shadow loaded without a share sees this fraction of requests.
 DEFAULT_SHADOW_SHARE = 1.0
+#: Rows live drift covers at most, per worker (the latest; at least half as many).
+DEFAULT_DRIFT_WINDOW = 10_000
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,11 @@ class Settings:
     shadow_share: float = 0.0
     #: Artifacts larger than this are refused before they load (bytes); None: no bound.
     max_model_bytes: int | None = None
+    #: The model's reference profile (``servepath model profile``): live drift of the inputs
+    #: against it on /metrics and the live page; None: no drift measured.
+    reference_profile: Path | None = None
+    #: Rows live drift covers at most, per worker.
+    drift_window: int = DEFAULT_DRIFT_WINDOW
     data_dir: Path = field(default_factory=lambda: default_data_dir(os.environ))
     health_route: str = DEFAULT_HEALTH_ROUTE
     predict_route: str = DEFAULT_PREDICT_ROUTE
@@ -280,6 +287,8 @@ class Settings:
             raise ConfigError("--shadow-share needs --shadow VERSION|PATH")
         if self.max_model_bytes is not None and self.max_model_bytes < 1:
             raise ConfigError("max_model_bytes must be at least 1 byte")
+        if self.drift_window < 100:
+            raise ConfigError(f"--drift-window is at least 100 rows, not {self.drift_window}")
 
     def _check_traces(self) -> None:
         if not 0 <= self.trace_sample <= 1:
@@ -381,6 +390,7 @@ class Settings:
             "tls_cert",
             "tls_key",
             "api_key_file",
+            "reference_profile",
         ):
             if data.get(key) is not None:
                 data[key] = Path(data[key])
@@ -420,6 +430,9 @@ class Settings:
             values["allow_http_model"] = _truthy(env["SERVEPATH_ALLOW_HTTP_MODEL"])
         if env.get("SERVEPATH_MODEL_SCHEMA"):
             values["model_schema"] = Path(env["SERVEPATH_MODEL_SCHEMA"])
+        if env.get("SERVEPATH_REFERENCE_PROFILE"):
+            values["reference_profile"] = Path(env["SERVEPATH_REFERENCE_PROFILE"])
+        _int(values, env, "drift_window", "SERVEPATH_DRIFT_WINDOW")
         if env.get("SERVEPATH_PROBABILITIES"):
             values["probabilities"] = _truthy(env["SERVEPATH_PROBABILITIES"])
         echo = env.get("SERVEPATH_PATH_ECHO")

@@ -20,7 +20,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from servepath.model.example import EXAMPLE_APPLICANT
+from servepath.model.example import EXAMPLE_APPLICANT, generate_applicants
+from servepath.model.loaded import LoadedModel
+from servepath.model.profile import build_profile, write_profile
 from servepath.store.reader import SQLiteReader
 from tests.helpers.browser import VIEWPORTS, Browser, browser, origin_of  # noqa: F401
 from tests.helpers.nginx import nginx_in_front
@@ -54,13 +56,22 @@ def _send(base: str, address: str, request_id: str, **headers: str) -> httpx.Res
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, example_model_path: Path) -> Iterator[Site]:
+def site(
+    tmp_path_factory: pytest.TempPathFactory, example_model_path: Path, example_model: LoadedModel
+) -> Iterator[Site]:
     tmp_path = tmp_path_factory.mktemp("ui")
     log = tmp_path / "log.sqlite3"
     keys = tmp_path / "keys.txt"
     keys.write_text(f"browser:{KEY}\n")
+    profile = tmp_path / "profile.json"
+    frame = generate_applicants(2_000, seed=3)
+    built = build_profile(
+        example_model.schema, frame, model_name="decision", model_version=example_model.version
+    )
+    write_profile(built, profile)
     args = ["--forwarded-allow-ips", "127.0.0.1", "--store", f"sqlite://{log}", "--durable"]
     args += ["--api-key-file", str(keys), "--open-routes", "/_ui"]
+    args += ["--reference-profile", str(profile)]
     with (
         serve(tmp_path, model=example_model_path, args=args) as server,
         nginx_in_front(tmp_path, server.port) as url,
@@ -181,6 +192,11 @@ def test_the_page_shows_every_request_with_its_caller_and_chain(
         assert len(_rows(page)) == sent
         assert page.text_content("#worker").startswith("pid ")
         assert "withheld" not in page.text_content("#worker")
+
+        # Input drift: the panel is there, and says it waits for enough rows.
+        assert page.is_visible("#drift")
+        assert "Too few rows yet" in page.text_content("#drift-note")
+        assert "training data of decision" in page.text_content("#drift-window")
 
         width = VIEWPORTS[size][0]
         assert page.evaluate("document.documentElement.scrollWidth") <= width, size

@@ -1,4 +1,4 @@
-"""`servepath model`: the example model, and inspecting an artifact."""
+"""`servepath model`: the example model, inspecting an artifact, and its reference profile."""
 
 from __future__ import annotations
 
@@ -142,3 +142,87 @@ def info(
         out.print("engines:")
         for line in model.report.lines():
             out.print(f"  {line}")
+
+
+@model_app.command("profile")
+def profile(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            metavar="TRAIN.csv",
+            help="The training data: a CSV with a header, a column per input (others ignored).",
+        ),
+    ],
+    out_path: Annotated[
+        Path, typer.Option("--out", metavar="FILE", help="Where to write the profile (JSON).")
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PATH",
+            help="The model the profile is for (as serve --model takes it) [default: the "
+            "example model]",
+        ),
+    ] = None,
+    schema: Annotated[
+        Path | None,
+        typer.Option(
+            "--schema",
+            metavar="FILE",
+            help=f"JSON list of input features, as serve --schema (default: {SCHEMA_RULE}).",
+        ),
+    ] = None,
+    bins: Annotated[
+        int, typer.Option(metavar="N", help="Bins per numeric feature (its quantiles).")
+    ] = 10,
+    threshold: Annotated[
+        float,
+        typer.Option(metavar="PSI", help="Stability index past which a feature has drifted."),
+    ] = 0.2,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Profile the training data of a model: per input, fixed bins and the share of rows in
+    each, for serve --reference-profile to measure live drift against. Loading a
+    joblib/pickle model runs the code it holds: profile only models you trust."""
+    from servepath.config import model_location
+    from servepath.model.loaded import engines_dir, load_model
+    from servepath.model.profile import build_profile, read_csv, write_profile
+    from servepath.render.text_profile import render_profile
+
+    out = get_output()
+    failure_context(path=str(data))
+    if bins < 2:
+        raise typer.BadParameter("must be at least 2", param_hint="--bins")
+    if not threshold > 0:
+        raise typer.BadParameter("must be positive", param_hint="--threshold")
+    settings = base_settings()
+    if model is not None:
+        settings = settings.with_values(**model_location(model))
+    source = settings.model_source
+    local = source.local_path(
+        settings.data_dir,
+        gcs_endpoint=settings.gcs_endpoint,
+        s3_endpoint=settings.s3_endpoint,
+        allow_http=settings.allow_http_model,
+    )
+    loaded = load_model(
+        local,
+        name=source.name if source.kind == "remote" else None,
+        cache_dir=engines_dir(settings.data_dir),
+        schema_path=schema or settings.model_schema,
+    )
+    frame = read_csv(data, loaded.schema)
+    built = build_profile(
+        loaded.schema,
+        frame,
+        model_name=loaded.name,
+        model_version=loaded.version,
+        bins=bins,
+        threshold=threshold,
+        source=data.name,
+    )
+    write_profile(built, out_path)
+    if json_out:
+        out.json({"out": str(out_path), **built.to_json()})
+        return
+    out.table(render_profile(built, str(out_path)))

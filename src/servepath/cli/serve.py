@@ -223,6 +223,23 @@ def serve(
             help="Fraction of requests copied to the shadow, 0 to 1 (env SERVEPATH_SHADOW_SHARE)",
         ),
     ] = None,
+    reference_profile: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="The model's reference profile (servepath model profile): live drift of the "
+            "inputs on /metrics (servepath_feature_drift) and the live page; refused when its "
+            "features are not the model's (env SERVEPATH_REFERENCE_PROFILE)",
+        ),
+    ] = None,
+    drift_window: Annotated[
+        int | None,
+        typer.Option(
+            metavar="ROWS",
+            help="Latest rows live drift covers, per worker (env SERVEPATH_DRIFT_WINDOW) "
+            "[default: 10000]",
+        ),
+    ] = None,
     max_model_bytes: Annotated[
         int | None,
         typer.Option(
@@ -383,6 +400,8 @@ def serve(
             "otlp_endpoint": otlp_endpoint,
             "trace_sample": trace_sample,
             "trace_queue": trace_queue,
+            "reference_profile": reference_profile,
+            "drift_window": drift_window,
         }.items()
         if v is not None
     }

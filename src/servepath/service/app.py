@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, MutableMapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from servepath.cache.base import Cache
@@ -22,6 +23,7 @@ from servepath.config import Settings
 from servepath.contract import DEFAULT_PREDICT_ROUTE, OPENAPI_ROUTE
 from servepath.errors import ConfigError
 from servepath.model.loaded import LoadedModel
+from servepath.model.profile import read_profile
 from servepath.net.addresses import classify_address
 from servepath.net.endpoints import host_port
 from servepath.service.accesslog import escaped, request_target
@@ -56,6 +58,7 @@ from servepath.service.endpoints.v2 import HEALTH_ROUTES as V2_HEALTH_ROUTES
 from servepath.service.endpoints.v2 import V2
 from servepath.service.errors import error_response
 from servepath.service.gate import Gate
+from servepath.service.livedrift import DriftMonitor
 from servepath.service.metrics import Metrics
 from servepath.service.pathecho import caller_view
 from servepath.service.request import Head, RequestContext, request_id_for
@@ -99,7 +102,13 @@ class ServepathApp:
         self.gate = gate
         self.metrics = gate.metrics
         self.plane = plane = DataPlane(
-            settings, gate=gate, cache=cache, store=store, model=model, model_loader=model_loader
+            settings,
+            gate=gate,
+            cache=cache,
+            store=store,
+            model=model,
+            model_loader=model_loader,
+            drift=drift_monitor(settings, shared_dir),
         )
         self.access = access_policy(settings)
         ops = Ops(settings, plane, self.insider)
@@ -441,6 +450,16 @@ def access_policy(settings: Settings) -> AccessPolicy:
         # Opening the live page opens its script, stylesheet and data with it.
         opened |= frozenset(ui_subroutes(settings.ui_route).values())
     return AccessPolicy(keys, settings.protect_health, opened, login_routes(settings))
+
+
+def drift_monitor(settings: Settings, shared_dir: str | None) -> DriftMonitor | None:
+    """Live drift against ``--reference-profile`` (None without one); with workers, their
+    counts are merged through the directory they share."""
+    if settings.reference_profile is None:
+        return None
+    profile = read_profile(settings.reference_profile)
+    shared = Path(shared_dir) if shared_dir and settings.workers > 1 else None
+    return DriftMonitor(profile, window=settings.drift_window, shared=shared)
 
 
 def ring_share(settings: Settings, ring: SeenRing) -> RingShare | None:

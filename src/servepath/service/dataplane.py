@@ -58,6 +58,7 @@ from servepath.service.deployments import (
     in_share,
 )
 from servepath.service.gate import Gate
+from servepath.service.livedrift import DriftMonitor
 from servepath.service.metrics import Metrics, Sample
 from servepath.service.predict import Prediction, PredictPipeline, TracedPipeline
 from servepath.service.request import RequestMeta
@@ -89,13 +90,18 @@ class DataPlane:
         store: PredictionLog,
         model: LoadedModel | None = None,
         model_loader: Callable[[], LoadedModel] | None = None,
+        drift: DriftMonitor | None = None,
     ) -> None:
         self.settings = settings
+        #: Live drift against the reference profile (None: no profile given).
+        self.drift = drift
         self.gate = gate
         self.cache = cache
         self.store = store
         self.metrics: Metrics = gate.metrics
         self.metrics.watch(self._samples)
+        if drift is not None:
+            self.metrics.watch_whole(drift.samples)
         self.admission = Admission(
             AdmissionLimits(
                 max_in_flight=settings.max_in_flight,
@@ -127,6 +133,8 @@ class DataPlane:
         self.on_install: list[Callable[[LoadedModel], None]] = []
         self.shadows = ShadowRunner(self)
         if model is not None:
+            if drift is not None:
+                drift.check(model)
             self.install(model)
         gate.install(self.admit_early)
         gate.on_reload(self.reload_model)
@@ -214,7 +222,10 @@ class DataPlane:
             label=label,
             role=role,
         )
-        return Deployment(label, model, batcher, pipeline, role=role)
+        deployment = Deployment(label, model, batcher, pipeline, role=role)
+        if self.drift is not None and serving:  # a shadow's rows are copies, already noted
+            deployment.sketch = self.drift.sketch_for(model, role)
+        return deployment
 
     def _retire(self, deployment: Deployment) -> None:
         label = deployment.label
@@ -246,6 +257,9 @@ class DataPlane:
         crash."""
         try:
             label, model = await asyncio.to_thread(self._load_primary)
+            if self.drift is not None:
+                # A profile of other inputs is refused as a model that does not load is.
+                self.drift.check(model)
         except Exception as exc:
             self.state = "failed"
             self.load_error = str(exc)
@@ -520,6 +534,8 @@ class DataPlane:
         await self.cache.start()
         await self.store.start()
         self._watchers.append(asyncio.create_task(self._watch_lag(), name="servepath-lag"))
+        if self.drift is not None:
+            self.drift.start()
         if self.metrics.multiprocess:
             self._watchers.append(
                 asyncio.create_task(self._publish_state(), name="servepath-publish")
@@ -540,6 +556,8 @@ class DataPlane:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.store.close()
         await self.cache.close()
+        if self.drift is not None:
+            await self.drift.stop()
         for task in self._watchers:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -730,6 +748,9 @@ class DataPlane:
             deployment = self.primary
             if deployment is None:
                 raise ModelNotReady(self.state if self.state != "failed" else "failed to load")
+        sketch = deployment.sketch
+        if sketch is not None:
+            sketch.note(rows)
         deployment.enter()
         try:
             prediction = await deployment.pipeline.run(rows, route, meta)

@@ -30,6 +30,7 @@ from servepath.config import DEFAULT_CANDIDATE_WEIGHT, DEFAULT_SHADOW_SHARE
 from servepath.model.batcher import MicroBatcher
 from servepath.model.loaded import LoadedModel
 from servepath.service.predict import PredictPipeline
+from servepath.service.sketch import Sketch
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ class Deployment:
     closed: bool = False
     #: Called once, after the batcher closed (the data plane frees what the model held).
     on_closed: Callable[[Deployment], None] | None = None
+    #: Where this version's callers' rows are noted for live drift (None: nowhere).
+    sketch: Sketch | None = None
 
     @property
     def version(self) -> str:

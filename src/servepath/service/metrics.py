@@ -262,6 +262,8 @@ class Metrics:
         self._counts: dict[tuple[str, ...], float] = {}
         self._observed: list[tuple[tuple[str, ...], float]] = []
         self._samplers: list[Sampler] = []
+        #: Samplers of the whole server's state, reported by the worker scraped (see watch_whole).
+        self._whole: list[Sampler] = []
         if not multiprocess:
             self.registry.register(_StateCollector(self._samplers))
         # Multiprocess: the Gauge/Counter each published sample goes to, and the value each
@@ -340,6 +342,15 @@ class Metrics:
         """Report what ``sampler`` returns at every scrape (see the module docstring)."""
         self._samplers.append(sampler)
 
+    def watch_whole(self, sampler: Sampler) -> None:
+        """Report what ``sampler`` returns at every scrape, as the whole server's value: with
+        workers it is asked by the worker scraped (it merges every worker's state itself) and
+        never written to the shared files, so each series is one value, not one per pid."""
+        if self.multiprocess:
+            self._whole.append(sampler)
+        else:
+            self._samplers.append(sampler)
+
     def publish(self) -> None:
         """Multiprocess: write this worker's state where every worker's scrape reads it."""
         if not self.multiprocess or self._forgotten:
@@ -393,6 +404,8 @@ class Metrics:
             registry = CollectorRegistry()
             collector = multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             forget_dead_workers(getattr(collector, "_path", None))
+            if self._whole:
+                registry.register(_StateCollector(self._whole))
             return bytes(generate_latest(registry))
         self.fold()
         return bytes(generate_latest(self.registry))

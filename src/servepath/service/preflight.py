@@ -57,6 +57,12 @@ def check_settings(settings: Settings) -> AccessPolicy:
 
     open_cache(settings)
     parse_store_url(settings.store_url, settings.data_dir)
+    if settings.reference_profile is not None:
+        from servepath.model.profile import read_profile
+
+        # Read now so that a file that is no profile fails before the port is bound; whether
+        # its features are the model's is known once the model has loaded.
+        read_profile(settings.reference_profile)
     if settings.model_repository is not None:
         check_repository(settings)
         return access_policy(settings)

@@ -147,6 +147,8 @@ class LivePage:
             "model_state": self.plane.state,
             "versions": self.plane.version_split(),
             "shadow": self.plane.shadows.counts(),
+            # Live drift of the inputs (None: no --reference-profile); every worker's rows.
+            "drift": self.plane.drift.panel() if self.plane.drift is not None else None,
             "stats": ring.stats().to_json(),
             # Summed over every worker (the metrics' shared files when there are several).
             "totals": request_totals(self.plane.metrics.request_families(), self.templates),

@@ -195,6 +195,39 @@
     $("spark-caption").textContent = "requests per second, last " + series.length + " s (peak " + peak + "/s; errors in red)";
   }
 
+  // --- (d) input drift against the reference profile ----------------------------------------
+
+  function drawDrift(data) {
+    var d = data.drift;
+    var section = $("drift");
+    if (!d) { section.hidden = true; return; }
+    section.hidden = false;
+    var p = d.profile || {};
+    $("drift-window").textContent = "· the latest " + d.rows + " rows" +
+      (d.scope === "all workers" ? " of every worker" : "") + " against the training data of " +
+      (p.model || "the model") + " " + (p.version || "");
+    var notes = [];
+    if (d.paused) notes.push(d.paused);
+    if (d.note) notes.push(d.note);
+    if (!d.enough) notes.push("Too few rows yet: the statistics start at " + d.min_rows + " rows.");
+    else notes.push(d.drifted.length ? "Drifted: " + d.drifted.join(", ") + "." : "No feature has drifted.");
+    $("drift-note").textContent = notes.join(" ");
+    $("drift-table").hidden = !d.features.length;
+    var body = $("drift-rows");
+    clear(body);
+    d.features.forEach(function (f) {
+      var cls = f.drifted ? "row drifted" : "row";
+      body.appendChild(el("tr", { "class": cls, "data-feature": f.name }, [
+        el("td", { "data-label": "feature", text: f.name }),
+        el("td", { "data-label": "kind", text: f.kind }),
+        el("td", { "class": "num", "data-label": "PSI", text: f.psi.toFixed(3) }),
+        el("td", { "class": "num", "data-label": "threshold", text: String(f.threshold) }),
+        el("td", { "data-label": "drifted" }, [el("span", { "class": "badge " + (f.drifted ? "s5" : "s2"), text: f.drifted ? "drifted" : "stable" })]),
+        el("td", { "class": "num", "data-label": "JS distance", text: f.js.toFixed(3) })
+      ]));
+    });
+  }
+
   // --- (b) the last requests -------------------------------------------------------------
 
   function chainOf(r) {
@@ -334,6 +367,7 @@
       (workers > 1 ? ", one of " + workers + " workers" : ", the only worker");
     drawPath(data);
     drawStats(data);
+    drawDrift(data);
     drawRows();
     $("status").textContent = "live · updated " + clock(data.generated);
     $("status").className = "status ok";
