@@ -404,6 +404,38 @@ def case_slow_network() -> Observations:
     return obs
 
 
+HOP2 = "10.20.2.1"
+
+
+def _lossy_path(missed: int = 27, *, hop2_lost: int = 2, state: str = "open") -> Any:
+    """client -> ROUTER -> HOP2 -> VM, 5 probes a hop; ``missed`` of 80 burst probes lost
+    their first try, and HOP2 lost ``hop2_lost`` of its 5 (ROUTER none)."""
+    from servepath.netdiag.quality import Burst
+    from servepath.netdiag.trace import Hop, Trace
+
+    hops = (
+        Hop(1, ROUTER, (0.4,) * 5, 0),
+        Hop(2, HOP2, (0.8,) * (5 - hop2_lost), hop2_lost),
+        Hop(3, VM, (1.1,) * 4, 1),
+    )
+    trace = Trace(VM, VM, 8080, "tcp", "tcp-connect", True, hops, "reached", "open")
+    answered = 80 - missed
+    opened, closed = (answered, 0) if state == "open" else (0, answered)
+    burst = Burst(VM, 8080, 80, opened, closed, 0, missed // 3, missed - missed // 3,
+                  (1.1,) * answered)  # fmt: skip
+    return trace, burst
+
+
+def _lossy(obs: Observations, **kw: Any) -> None:
+    obs.trace, obs.burst = _lossy_path(**kw)
+
+
+def case_packet_loss() -> Observations:
+    obs = healthy()
+    _lossy(obs)
+    return obs
+
+
 CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "ok": (case_ok, None),
     "dns_nxdomain": (case_dns_nxdomain, "dns"),
@@ -443,6 +475,7 @@ CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "redirected": (case_redirected, "app"),
     "intermittent": (case_intermittent, "repeat"),
     "mtu_blackhole": (case_mtu_blackhole, "large request"),
+    "packet_loss": (case_packet_loss, "transport"),
     "slow_server": (case_slow_server, "latency"),
     "slow_network": (case_slow_network, "latency"),
     "container_not_listening": (case_container_not_listening, "http"),
@@ -948,6 +981,7 @@ _PORT_FINDINGS: dict[str, tuple[Callable[[], Any], Callable[[Observations], None
         lambda: port(8080, "filtered"),
         _private_via_default,
     ),
+    "many connections opened at once": (lambda: port(8080), _lossy),
     "no answer at all": (lambda: port(8080, "filtered"), None),
     "the target itself resets (RST), and the service answers": (
         lambda: port(8080, "closed"),
@@ -972,9 +1006,11 @@ def test_every_row_of_the_port_evidence_table_has_a_finding() -> None:
 
 def _can_hold_together(stronger: int, weaker: int) -> bool:
     """Whether two rows' findings can be true of one path at once: another port answering
-    proves the address reachable, so it is never also a private one behind the gateway."""
+    (or to some of the burst's connections) proves the address reachable, so it is never also
+    a private one behind the gateway."""
     pair = {_finding(PORT_EVIDENCE[stronger][0])[1], _finding(PORT_EVIDENCE[weaker][0])[1]}
-    return pair != {_private_via_default, _another_port_answers}
+    # an answer to the burst proves it as well
+    return not (_private_via_default in pair and ({_another_port_answers, _lossy} & pair))
 
 
 @pytest.mark.parametrize(

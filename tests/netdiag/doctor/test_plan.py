@@ -452,10 +452,31 @@ def test_a_stalled_large_request_is_narrowed_then_its_hop_located() -> None:
     assert next_step(obs).kind == "echo"  # type: ignore[union-attr]
 
 
-def test_a_stall_over_https_is_not_narrowed() -> None:
+def test_a_stall_over_https_is_narrowed_over_tls_with_the_name_in_sni() -> None:
     obs = _stalled(f"https://{VM}:8443/decisions")
     step = next_step(obs)
+    assert isinstance(step, NarrowMtu) and (step.address, step.port) == (VM, 8443)
+    assert step.tls_name == VM
+    assert step.request.startswith(f"POST /decisions HTTP/1.1\r\nHost: {VM}:8443\r\n".encode())
+
+
+def test_a_stall_over_plain_http_is_narrowed_without_tls() -> None:
+    step = next_step(_stalled())
+    assert isinstance(step, NarrowMtu) and step.tls_name is None
+
+
+def test_on_a_lossy_path_neither_the_repetition_nor_the_large_request_is_sent() -> None:
+    from servepath.netdiag.quality import Burst
+
+    obs = walk_to_app_plan(_after_health(), SPEC)
+    obs.done.add("predict")
+    obs.app = reply(200, method="POST")
+    obs.burst = Burst(VM, 8080, 80, 53, 0, 0, 9, 18, (1.0,) * 53)
+    step = next_step(obs)
     assert isinstance(step, HttpStep) and step.what == "echo"
+    obs.burst = Burst(VM, 8080, 80, 76, 0, 0, 2, 2, (1.0,) * 76)  # 5 %: below the threshold
+    step = next_step(obs)
+    assert step is not None and step.kind == "repeat"
 
 
 # --- the pure helpers of the follow-ups -------------------------------------------------------
