@@ -174,3 +174,11 @@ def test_the_tls_nodes_cipher_stays_inside_its_box() -> None:
     assert all(text_px(line) <= FACT_WIDTH for line in node.lines), node.lines
     assert "".join(node.lines).startswith("TLSv1.3TLS_AES_256_GCM")
     assert fit_lines("GET / -> 200 in 2.0 ms", FACT_WIDTH, 2) == ["GET / -> 200 in 2.0 ms"]
+
+
+def test_a_lossy_path_lists_each_hops_loss_and_marks_where_it_starts() -> None:
+    page = doctor_html(doctor_case("packet_loss"))
+    text = " ".join(parse(page).text)
+    assert "Route: the hops on the way, their loss and round trips" in text
+    assert "2 of 5 (40.0%)" in text and "27 of 80 (33.8%)" in text
+    assert "loss starts here" in text

@@ -1283,3 +1283,59 @@ def test_a_trusted_certificate_about_to_expire_warns_at_the_threshold_serve_and_
         tls = next(s for s in report.stages if s.name == "tls")
         assert tls.status == status, tls
         assert report.ok, report.cause  # a warning, not a broken path
+
+
+# --- the path's quality -----------------------------------------------------------------------
+
+
+def test_packet_loss_names_the_hop_where_it_starts_and_the_share_lost() -> None:
+    report = diagnose(case_packet_loss(), strict=True)
+    assert "27 of 80 connections" in report.explanation.meaning
+    assert f"starting at hop 2 ({HOP2})" in report.explanation.meaning
+    assert report.explanation.owner == "network admin"
+    assert any(f"hop 2 ({HOP2})" in line for line in report.explanation.fix)
+    route = report.stage("route")
+    assert route is not None and f"from hop 2 ({HOP2})" in route.summary
+
+
+def test_a_lost_syn_on_a_private_address_is_packet_loss_not_private_or_filtered() -> None:
+    from servepath.net.routes import RouteLookup
+
+    obs = healthy()
+    obs.route = RouteLookup(VM, "via-default", obs.gateway)  # private, behind the gateway
+    obs.ports = scan(VM, port(8080, "filtered"), port(80, "filtered"))  # its one SYN lost
+    _lossy(obs)
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("transport", "packet_loss")
+    transport = report.stage("transport")
+    assert transport is not None and "open" in transport.summary
+
+
+def test_a_lost_syn_on_a_path_that_loses_little_is_no_finding_at_all() -> None:
+    obs = healthy()
+    obs.ports = scan(VM, port(8080, "filtered"), port(80, "closed"))
+    obs.trace, obs.burst = _lossy_path(4, hop2_lost=0)  # 5 % of first tries
+    report = diagnose(obs, strict=True)
+    assert report.ok, (report.cause, report.explanation.meaning)
+
+
+def test_a_closed_port_on_a_lossy_path_is_the_loss_first() -> None:
+    obs = nothing_after_transport(healthy())
+    obs.ports = scan(VM, port(8080, "closed"))
+    _lossy(obs, state="closed")
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("transport", "packet_loss")
+
+
+def test_a_slow_network_names_the_hop_where_the_time_jumps() -> None:
+    from servepath.netdiag.trace import Hop, Trace
+
+    obs = case_slow_network()
+    hops = (Hop(1, ROUTER, (0.5,) * 5, 0), Hop(2, HOP2, (160.0,) * 5, 0), Hop(3, VM, (161.0,), 0))
+    obs.trace = Trace(VM, VM, 8080, "tcp", "tcp-connect", True, hops, "reached", "open")
+    report = diagnose(obs, strict=True)
+    assert report.cause == "slow_network"
+    jump = f"the time jumps at hop 2 ({HOP2}): +159.5 ms over hop 1 ({ROUTER})"
+    assert jump in report.explanation.fix
+    latency = report.stage("latency")
+    assert latency is not None and jump in latency.summary
