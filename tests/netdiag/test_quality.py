@@ -65,6 +65,8 @@ def test_silent_hops_are_passed_over_and_a_clean_last_router_puts_the_start_at_t
     at_target = assess(clean, burst(27))
     assert at_target is not None and at_target.start is not None
     assert at_target.start.target and at_target.start.address == VM
+    # and so it is not the path's loss: a full accept queue drops SYNs just the same
+    assert not at_target.lossy and at_target.at_target
 
 
 def test_a_port_that_never_answers_is_silence_not_loss() -> None:

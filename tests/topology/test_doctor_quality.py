@@ -45,12 +45,15 @@ def every_nth(n: int, *match: str) -> Rule:
     return Rule("FORWARD", (*match, *nth), ("-j", "DROP"))
 
 
-# One packet in three lost on the r1 -> r2 link, towards the vm only. The trace's probes that
-# die at r2 (TTL 1 once r1 has forwarded them) have a counter of their own, so that five of
-# them in a row always lose one or two, whatever else crosses r1 at the same moment.
+# One packet in three lost on the r1 -> r2 link, towards the vm only. Each kind of packet
+# has a counter of its own, so that the rate holds for each whatever else crosses r1 at the
+# same moment: the trace's probes that die at r2 (TTL 1 once r1 has forwarded them: five in
+# a row always lose one or two), the SYNs of connections (one counter for all would fall in
+# step with each connection's SYN, ACK and RST and drop the same kind every time), the rest.
 LOSS_FROM_HOP_2 = (
     every_nth(3, "-s", CLIENT, "-m", "ttl", "--ttl-eq", "1"),
-    every_nth(3, "-s", CLIENT, "-m", "ttl", "--ttl-gt", "1"),
+    every_nth(3, "-s", CLIENT, "-p", "tcp", "--syn", "-m", "ttl", "--ttl-gt", "1"),
+    every_nth(3, "-s", CLIENT, "-p", "tcp", "!", "--syn", "-m", "ttl", "--ttl-gt", "1"),
 )
 # One packet in 33 (3 %) lost each way: a healthy path by the doctor's measure.
 LIGHT_LOSS = (every_nth(33, "-s", CLIENT), every_nth(33, "-d", CLIENT))

@@ -71,6 +71,11 @@ JUMP_MS = 20.0
 _PATIENCE_FLOOR_S = 0.5
 _PATIENCE_FACTOR = 4.0
 
+#: Time between two of the burst's connections (80 take 80 ms): a server that accepts in a
+#: loop keeps its accept queue short, where 80 SYNs in the same instant would overflow a
+#: small backlog (Python's http.server listens with 5) and read as loss.
+SPACING_S = 0.001
+
 
 # ---- pure part ----------------------------------------------------------------------------
 
@@ -177,6 +182,9 @@ class PathQuality:
     jump: HopQuality | None  # the hop whose round trip rises most over the one before
     jump_ms: float = 0.0
     before_jump: HopQuality | None = None
+    #: the burst lost as much, but no router before the target loses: the target's accept
+    #: queue, or its last link
+    at_target: bool = False
 
     @property
     def loss_pct(self) -> float:
@@ -187,6 +195,7 @@ class PathQuality:
             "hops": [h.to_json() for h in self.hops],
             "burst": self.burst.to_json() if self.burst is not None else None,
             "lossy": self.lossy,
+            "at_target": self.at_target,
             "loss_pct": self.loss_pct,
             "start": self.start.to_json() if self.start is not None else None,
             "jump": self.jump.to_json() if self.jump is not None else None,
@@ -224,10 +233,11 @@ def assess(trace: Trace | None, burst: Burst | None) -> PathQuality | None:
     """The path's quality from the trace's hops and the burst; None when neither ran.
 
     The loss matters when the burst missed :data:`LOSS_SIGNIFICANT` first tries and the port
-    still answered some: silence alone is a filter, not loss. It starts at the first hop of
-    the unbroken run of lossy hops that ends at the target, as mtr is read: a hop that loses
-    while the hops after it do not only rations its ICMP answers, and silent hops (``*``,
-    routers that never answer) say nothing either way.
+    still answered some (silence alone is a filter, not loss), and a router before the
+    target loses too. It starts at the first hop of the unbroken run of lossy hops that ends
+    at the target, as mtr is read: a hop that loses while the hops after it do not only
+    rations its ICMP answers, and silent hops (``*``, routers that never answer) say nothing
+    either way.
     """
     if trace is None and burst is None:
         return None
@@ -238,19 +248,25 @@ def assess(trace: Trace | None, burst: Burst | None) -> PathQuality | None:
             rows[-1] = _target_row(end_ttl, burst)
         else:
             rows.append(_target_row((rows[-1].ttl + 1) if rows else 1, burst))
-    lossy = (
+    significant = (
         burst is not None and burst.missed >= LOSS_SIGNIFICANT and (burst.answered + burst.late) > 0
     )
     start: HopQuality | None = None
-    if lossy:
+    if significant:
         answering = [r for r in rows if r.address is not None]
         start = answering[-1] if answering else None
         for row in reversed(answering[:-1]):
             if row.lost == 0:
                 break
             start = row
+    # Loss that only the target shows may be the target's own doing: a SYN that finds the
+    # accept queue full is dropped there exactly as on a lossy link (a small listen backlog,
+    # a stuck server). Only loss that routers before it show as well is the path's.
+    lossy = significant and start is not None and not start.target
     jump, before, rise = _jump(rows)
-    return PathQuality(tuple(rows), burst, lossy, start, jump, rise, before)
+    return PathQuality(
+        tuple(rows), burst, lossy, start, jump, rise, before, at_target=significant and not lossy
+    )
 
 
 def _jump(rows: list[HopQuality]) -> tuple[HopQuality | None, HopQuality | None, float]:
@@ -314,14 +330,21 @@ def _reset(sock: socket.socket) -> None:
 
 
 def probe_burst(
-    address: str, port: int, *, count: int = BURST_PROBES, timeout: float = 2.0
+    address: str,
+    port: int,
+    *,
+    count: int = BURST_PROBES,
+    timeout: float = 2.0,
+    spacing_s: float = SPACING_S,
 ) -> Burst:
-    """Open ``count`` connections to ``address``:``port`` at once and count which were
-    answered at the first try, which only after a retransmission, and which not at all.
+    """Open ``count`` connections to ``address``:``port``, ``spacing_s`` apart, and count
+    which were answered at the first try, which only after a retransmission, and which not
+    at all.
 
-    Ends as soon as every connection is settled; once some were answered, the others get
-    four times the median round trip (at least half a second) before they count as lost, so
-    a lossy path costs well under a second and a silent port one ``timeout``.
+    Ends as soon as every connection is settled; once some were answered, each other one
+    gets four times the median round trip (at least half a second) from its own sending
+    before it counts as lost, so a lossy path costs well under a second and a silent port
+    one ``timeout``.
     """
     if timeout <= 0:
         raise ValueError("timeout must be positive")
@@ -332,50 +355,70 @@ def probe_burst(
     pending: dict[socket.socket, float] = {}
     tally = {"open": 0, "closed": 0, "unreachable": 0, "late": 0}
     rtts: list[float] = []
+    unsent = count
+    next_send = started
+
+    def patience() -> float:
+        if not rtts:
+            return timeout
+        median_s = statistics.median(rtts) / 1000
+        return min(timeout, max(_PATIENCE_FLOOR_S, _PATIENCE_FACTOR * median_s))
+
+    def send() -> None:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        enable_recverr(sock)
+        code = sock.connect_ex(sockaddr)
+        if code not in (0, errno.EINPROGRESS):
+            _reset(sock)
+            tally["closed" if code == errno.ECONNREFUSED else "unreachable"] += 1
+            return
+        selector.register(sock, selectors.EVENT_WRITE)
+        pending[sock] = time.monotonic()
+
+    def settle(sock: socket.socket) -> None:
+        sent = pending.pop(sock)
+        selector.unregister(sock)
+        elapsed_ms = (time.monotonic() - sent) * 1000
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        icmp = read_errqueue(sock)
+        if _retransmitted(sock):
+            tally["late"] += 1
+        elif code == 0:
+            tally["open"] += 1
+            # the kernel's sample where it has one: this loop's own clock may be late
+            rtts.append(round(tcp_rtt_ms(sock) or elapsed_ms, 3))
+        elif code == errno.ECONNREFUSED and not icmp:
+            tally["closed"] += 1
+            rtts.append(round(elapsed_ms, 3))
+        else:
+            tally["unreachable"] += 1
+        _reset(sock)
+
+    lost = 0
     with selectors.DefaultSelector() as selector:
         try:
-            for _ in range(count):
-                sock = socket.socket(family, socket.SOCK_STREAM)
-                sock.setblocking(False)
-                enable_recverr(sock)
-                code = sock.connect_ex(sockaddr)
-                sent = time.monotonic()
-                if code not in (0, errno.EINPROGRESS):
-                    _reset(sock)
-                    tally["closed" if code == errno.ECONNREFUSED else "unreachable"] += 1
-                    continue
-                selector.register(sock, selectors.EVENT_WRITE)
-                pending[sock] = sent
-            while pending:
+            while unsent or pending:
                 now = time.monotonic()
-                patience = timeout
-                if rtts:
-                    median_s = statistics.median(rtts) / 1000
-                    patience = min(timeout, max(_PATIENCE_FLOOR_S, _PATIENCE_FACTOR * median_s))
-                wait = started + patience - now
-                if wait <= 0:
-                    break
-                for key, _mask in selector.select(wait):
-                    sock = key.fileobj  # type: ignore[assignment]
-                    assert isinstance(sock, socket.socket)
-                    sent = pending.pop(sock)
+                while unsent and now >= next_send:
+                    send()
+                    unsent -= 1
+                    next_send += spacing_s
+                wait_for = patience()
+                for sock in [s for s, sent in pending.items() if now - sent >= wait_for]:
+                    del pending[sock]  # waited its turn: lost
                     selector.unregister(sock)
-                    elapsed_ms = (time.monotonic() - sent) * 1000
-                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                    icmp = read_errqueue(sock)
-                    if _retransmitted(sock):
-                        tally["late"] += 1
-                    elif code == 0:
-                        tally["open"] += 1
-                        # the kernel's sample where it has one: eighty sockets at once make
-                        # this loop's own clock late
-                        rtts.append(round(tcp_rtt_ms(sock) or elapsed_ms, 3))
-                    elif code == errno.ECONNREFUSED and not icmp:
-                        tally["closed"] += 1
-                        rtts.append(round(elapsed_ms, 3))
-                    else:
-                        tally["unreachable"] += 1
                     _reset(sock)
+                    lost += 1
+                wake = min(pending.values(), default=now) + wait_for
+                if unsent:
+                    wake = min(wake, next_send)
+                if not pending and not unsent:
+                    break
+                for key, _mask in selector.select(max(0.0, wake - time.monotonic())):
+                    ready = key.fileobj
+                    assert isinstance(ready, socket.socket)
+                    settle(ready)
         finally:
             for sock in pending:
                 with contextlib.suppress(KeyError, ValueError):
@@ -389,7 +432,7 @@ def probe_burst(
         closed=tally["closed"],
         unreachable=tally["unreachable"],
         late=tally["late"],
-        lost=len(pending),
+        lost=lost,
         rtt_ms=tuple(rtts),
         elapsed_s=round(time.monotonic() - started, 3),
         timeout=timeout,

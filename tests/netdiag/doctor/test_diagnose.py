@@ -1319,6 +1319,15 @@ def test_a_lost_syn_on_a_path_that_loses_little_is_no_finding_at_all() -> None:
     assert report.ok, (report.cause, report.explanation.meaning)
 
 
+def test_connections_the_target_alone_leaves_unanswered_are_a_warning_not_packet_loss() -> None:
+    obs = healthy()
+    obs.trace, obs.burst = _lossy_path(60, hop2_lost=0)  # a full accept queue looks the same
+    report = diagnose(obs, strict=True)
+    assert report.ok, (report.cause, report.explanation.meaning)
+    route = report.stage("route")
+    assert route is not None and route.status == "warn" and "accept queue" in route.summary
+
+
 def test_a_closed_port_on_a_lossy_path_is_the_loss_first() -> None:
     obs = nothing_after_transport(healthy())
     obs.ports = scan(VM, port(8080, "closed"))

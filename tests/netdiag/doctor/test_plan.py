@@ -467,10 +467,13 @@ def test_a_stall_over_plain_http_is_narrowed_without_tls() -> None:
 
 def test_on_a_lossy_path_neither_the_repetition_nor_the_large_request_is_sent() -> None:
     from servepath.netdiag.quality import Burst
+    from servepath.netdiag.trace import Hop, Trace
 
     obs = walk_to_app_plan(_after_health(), SPEC)
     obs.done.add("predict")
     obs.app = reply(200, method="POST")
+    hops = (Hop(1, "10.20.1.1", (0.5,) * 3, 2), Hop(2, VM, (1.0,) * 4, 1))
+    obs.trace = Trace(VM, VM, 8080, "tcp", "tcp-connect", True, hops, "reached", "open")
     obs.burst = Burst(VM, 8080, 80, 53, 0, 0, 9, 18, (1.0,) * 53)
     step = next_step(obs)
     assert isinstance(step, HttpStep) and step.what == "echo"

@@ -190,7 +190,8 @@ def _stage_route(obs: Observations, v: Verdict) -> None:
         data["quality"] = quality.to_json()
         told = _quality_text(quality)
     if t.reached:
-        v.add(Stage("route", "ok", f"{t.detail} ({t.method}){told}", data))
+        status: StageStatus = "warn" if quality is not None and quality.at_target else "ok"
+        v.add(Stage("route", status, f"{t.detail} ({t.method}){told}", data))
         return
     last = f"; last answering hop {answered[-1].ttl}: {answered[-1].address}" if answered else ""
     v.add(Stage("route", "warn", f"{t.detail}{last}{told}", data))
@@ -199,7 +200,13 @@ def _stage_route(obs: Observations, v: Verdict) -> None:
 def _quality_text(quality: PathQuality) -> str:
     """The path's loss and its time jump, as a clause of the route stage's summary."""
     parts: list[str] = []
-    if quality.burst is not None and quality.burst.missed:
+    if quality.at_target:
+        parts.append(
+            f"{quality.loss_pct:g}% of connections to the service unanswered at the first "
+            "try while no router before it loses: its accept queue overflows (a small listen "
+            "backlog, or a busy server), or its last link loses packets"
+        )
+    elif quality.burst is not None and quality.burst.missed:
         start = f" from {quality.start.label}" if quality.lossy and quality.start else ""
         parts.append(f"{quality.loss_pct:g}% of first packets lost{start}")
     if quality.jump is not None:

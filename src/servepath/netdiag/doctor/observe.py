@@ -233,16 +233,18 @@ def _probe_transport(obs: Observations, step: Transport) -> None:
         except (ServepathError, OSError) as exc:
             obs.ports_error = str(exc)
 
-    def run_burst() -> None:
-        # many connections at once: a lost SYN is not a filter, and the share lost is the
-        # path's loss (netdiag/quality.py)
+    def run_trace_then_burst() -> None:
+        run_trace()
+        # many connections: a lost SYN is not a filter, and the share lost is the path's
+        # loss (netdiag/quality.py). After the trace, whose probes past the target's hop
+        # all reach its accept queue in the same instant.
         try:
             obs.burst = probe_burst(step.address, step.port, timeout=options.timeout)
         except (ServepathError, OSError, ValueError):
             obs.burst = None
 
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        for future in [pool.submit(run_trace), pool.submit(run_ports), pool.submit(run_burst)]:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for future in [pool.submit(run_trace_then_burst), pool.submit(run_ports)]:
             future.result()
 
 
