@@ -5,9 +5,10 @@ Two probes feed it, both run while the port scan runs:
 
 - the trace, with :data:`QUERIES_PER_HOP` probes per TTL, gives each hop's losses and round
   trips (a router's ICMP answers, so they say where, but a router may also ration them);
-- :func:`probe_burst` opens :data:`BURST_PROBES` connections to the service's port at once
-  and counts those answered at the first try. Nothing rations a SYN-ACK or a reset, so the
-  burst alone decides whether the loss matters; the hops only say where it starts.
+- :func:`probe_burst` opens :data:`BURST_PROBES` connections to the service's port, a
+  millisecond apart, and counts those answered at the first try. Nothing rations a SYN-ACK
+  or a reset, so the burst decides how much is lost; the hops say where it starts, and
+  whether it is the path's at all (a full accept queue at the target drops SYNs too).
 
 :func:`assess` and :func:`settle_port` are pure; :func:`probe_burst` owns the sockets.
 """
@@ -82,7 +83,7 @@ SPACING_S = 0.001
 
 @dataclass(frozen=True)
 class Burst:
-    """What :data:`BURST_PROBES` connections to one port, opened at once, got."""
+    """What :data:`BURST_PROBES` connections to one port, opened in a burst, got."""
 
     address: str
     port: int
@@ -299,7 +300,7 @@ def settle_port(result: PortResult, burst: Burst | None) -> PortResult:
         rtt_ms=rtt,
         detail=(
             f"the scan's connection got no answer, but {got} of {burst.sent} connections "
-            f"opened at once were answered ({burst.state}): the path lost a packet, no "
+            f"opened in a burst were answered ({burst.state}): the path lost a packet, no "
             "firewall drops the port"
         ),
     )

@@ -981,7 +981,7 @@ _PORT_FINDINGS: dict[str, tuple[Callable[[], Any], Callable[[Observations], None
         lambda: port(8080, "filtered"),
         _private_via_default,
     ),
-    "many connections opened at once": (lambda: port(8080), _lossy),
+    "many connections opened in a burst": (lambda: port(8080), _lossy),
     "no answer at all": (lambda: port(8080, "filtered"), None),
     "the target itself resets (RST), and the service answers": (
         lambda: port(8080, "closed"),

@@ -123,8 +123,8 @@ PORT_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
         "the packets cannot get there at all",
     ),
     (
-        "many connections opened at once: some are answered, and a share of them lose their "
-        "first packet",
+        "many connections opened in a burst: some are answered, a share of them lose their "
+        "first packet, and so do routers before the target",
         "packet_loss",
         "the port answers when its packets get through: a lost SYN is retried before the port "
         "is called filtered, and the loss outranks the slowness and failures it causes",
@@ -631,7 +631,7 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
         ),
     ),
     "packet_loss": (
-        "the path to {endpoint} loses packets: {missed} of {sent} connections opened at once "
+        "the path to {endpoint} loses packets: {missed} of {sent} connections opened in a burst "
         "lost their first packet ({loss_pct}%){start_text}; each lost packet costs a "
         "retransmission (a second for a SYN), so requests are slow, time out, and come and go",
         "network admin",

@@ -176,7 +176,7 @@ def loss_context(quality: PathQuality) -> dict[str, Any]:
         "loss_pct": f"{burst.loss_pct:g}",
         "start_hop": start_hop,
         "start_text": start_text,
-        "summary": f"but {burst.missed} of {burst.sent} connections opened at once lost their "
+        "summary": f"but {burst.missed} of {burst.sent} connections opened in a burst lost their "
         f"first packet ({burst.loss_pct:g}%){start_text}",
     }
 
