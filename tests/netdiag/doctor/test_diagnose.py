@@ -433,6 +433,9 @@ def _lossy(obs: Observations, **kw: Any) -> None:
 def case_packet_loss() -> Observations:
     obs = healthy()
     _lossy(obs)
+    # the walk ends once the health route answered through the loss
+    obs.app = obs.large = obs.echo = obs.spec = None
+    obs.app_plan = None
     return obs
 
 

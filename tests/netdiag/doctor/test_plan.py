@@ -465,21 +465,18 @@ def test_a_stall_over_plain_http_is_narrowed_without_tls() -> None:
     assert isinstance(step, NarrowMtu) and step.tls_name is None
 
 
-def test_on_a_lossy_path_neither_the_repetition_nor_the_large_request_is_sent() -> None:
+def test_on_a_lossy_path_the_walk_ends_once_the_health_route_answered() -> None:
     from servepath.netdiag.quality import Burst
     from servepath.netdiag.trace import Hop, Trace
 
-    obs = walk_to_app_plan(_after_health(), SPEC)
-    obs.done.add("predict")
-    obs.app = reply(200, method="POST")
+    obs = _after_health()
     hops = (Hop(1, "10.20.1.1", (0.5,) * 3, 2), Hop(2, VM, (1.0,) * 4, 1))
     obs.trace = Trace(VM, VM, 8080, "tcp", "tcp-connect", True, hops, "reached", "open")
     obs.burst = Burst(VM, 8080, 80, 53, 0, 0, 9, 18, (1.0,) * 53)
-    step = next_step(obs)
-    assert isinstance(step, HttpStep) and step.what == "echo"
+    assert next_step(obs) is None
     obs.burst = Burst(VM, 8080, 80, 76, 0, 0, 2, 2, (1.0,) * 76)  # 5 %: below the threshold
     step = next_step(obs)
-    assert step is not None and step.kind == "repeat"
+    assert isinstance(step, HttpStep) and step.what == "openapi"
 
 
 # --- the pure helpers of the follow-ups -------------------------------------------------------

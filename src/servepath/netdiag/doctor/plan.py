@@ -402,6 +402,10 @@ def _ask_http(obs: Observations) -> Step | None:
         return _what_speaks_there(obs)
     if health.error is not None or health.status is None:
         return None
+    if path_lossy(obs):
+        # the transport names the loss, and the health request shows the service answers
+        # through it; every further request would only wait out more retransmissions
+        return None
     return _ask_app(obs)
 
 
@@ -507,10 +511,6 @@ def _predict(obs: Observations, app: AppPlan) -> Step | None:
         # as a client that follows would: the chain names the target, a loop, another host
         if "redirect" not in done:
             return HttpStep("redirect", url, "POST", app.payload, keep_body=4096)
-        return None
-    if path_lossy(obs):
-        # the transport already names the loss; repeated and large requests on a lossy path
-        # would only wait out retransmissions, and a stall there is no MTU finding
         return None
     step = _repeat(obs, app)
     if step is not None:
