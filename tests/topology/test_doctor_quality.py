@@ -112,10 +112,9 @@ def servers(
         net.spawn("vm", [*serve, "--port", "8443", "--model", str(example_model_path),
                          "--tls-cert", str(chain), "--tls-key", str(key)], env=env, **quiet),
     ]  # fmt: skip
-    wait_until_answers(
-        f"http://{VM}:8080/", timeout=60, run=lambda get: net.call("client", get), interval=0.1
-    )
-    net.wait_for_socket("vm", 8443)
+    for url in (f"http://{VM}:8080/", f"https://{VM}:8443/"):
+        wait_until_answers(url, timeout=60, verify=False, interval=0.1,
+                           run=lambda get: net.call("client", get))  # fmt: skip
     yield
     for proc in procs:
         net.stop(proc)
@@ -221,3 +220,19 @@ def test_an_mtu_black_hole_is_found_and_sized_over_tls_and_on_ipv6(
     assert mtu["path_mtu"] == 1400, mtu  # the candidates include 1400 itself
     assert mtu["largest_passing_mss"] == 1400 - header
     assert report["owner"] == "network admin"
+
+
+def test_the_narrowing_speaks_tls_on_ipv6_too(
+    net: Network, servers: None, black_hole: None
+) -> None:
+    from servepath.netdiag.mtu import narrow_mtu
+
+    # a body past every candidate segment; any answer (a 4xx to this body) proves its size
+    body = b"x" * 4000
+    request = (
+        f"POST /decisions HTTP/1.1\r\nHost: [{VM6}]:8443\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
+    result = net.call("client", narrow_mtu, VM6, 8443, request, timeout=1.0, tls_server_name=VM6)
+    assert result.verdict == "blackhole", result.to_json()
+    assert (result.version, result.path_mtu) == (6, 1400)
