@@ -19,6 +19,7 @@ __all__ = [
     "container_silent",
     "is_outside_private",
     "not_tried",
+    "packet_loss",
     "stage_transport",
     "transport_verdict",
 ]
@@ -159,16 +160,14 @@ def packet_loss(obs: Observations) -> dict[str, Any] | None:
     quality = assess(obs.trace, obs.burst)
     if quality is None or not quality.lossy or quality.burst is None:
         return None
-    return loss_context(quality)
+    return _loss_context(quality)
 
 
-def loss_context(quality: PathQuality) -> dict[str, Any]:
+def _loss_context(quality: PathQuality) -> dict[str, Any]:
     burst = quality.burst
     assert burst is not None
-    start = quality.start
-    start_hop = start.label if start is not None and not start.target else None
-    if start is not None and start.target:
-        start_hop = f"the target itself (hop {start.ttl})"
+    # lossy means a router before the target loses: the start is that router
+    start_hop = quality.start.label if quality.start is not None else None
     start_text = f", starting at {start_hop}" if start_hop else ""
     return {
         "missed": burst.missed,
