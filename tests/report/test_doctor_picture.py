@@ -203,3 +203,11 @@ def test_the_kernels_verdict_and_a_warnings_cause_are_drawn_and_printed() -> Non
     assert "cause: accept_queue_overflow" in text
     assert "warning at: firewall   cause: published_past_firewall" in text
     assert report.to_json()["warnings"][0]["owner"] == "server operator"
+
+
+def test_a_lossy_path_lists_each_hops_loss_and_marks_where_it_starts() -> None:
+    page = doctor_html(doctor_case("packet_loss"))
+    text = " ".join(parse(page).text)
+    assert "Route: the hops on the way, their loss and round trips" in text
+    assert "2 of 5 (40.0%)" in text and "27 of 80 (33.8%)" in text
+    assert "loss starts here" in text

@@ -22,6 +22,7 @@ import ipaddress
 import os
 import selectors
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Mapping, Sequence
@@ -310,21 +311,36 @@ def _reset(sock: socket.socket) -> None:
 class _Connection:
     """One candidate's connection: connect, write the request, wait for a first byte."""
 
-    def __init__(self, family: int, mss: int, request: bytes, started: float) -> None:
+    def __init__(
+        self,
+        family: int,
+        mss: int,
+        request: bytes,
+        started: float,
+        tls: tuple[ssl.SSLContext, str] | None = None,
+    ) -> None:
         self.mss = mss
         self.request = memoryview(request)
         self.written = 0
         self.connected = False
         self.started = started
         self.outcome: MssOutcome | None = None
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        raw = socket.socket(family, socket.SOCK_STREAM)
         try:
-            self.sock.setblocking(False)
+            raw.setblocking(False)
             # Caps both the segments we send and the MSS we advertise, so answers fit too.
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
+            # TLS over the capped connection: the handshake and the request's records travel
+            # in segments of this size, as a client's https request would
+            self.sock: socket.socket = (
+                tls[0].wrap_socket(raw, server_hostname=tls[1], do_handshake_on_connect=False)
+                if tls is not None
+                else raw
+            )
         except OSError:
-            self.sock.close()
+            raw.close()
             raise
+        self.handshaken = tls is None
 
     def start(self, sockaddr: tuple[str, int] | tuple[str, int, int, int]) -> int:
         """Begin connecting; the events to wait for (0 when it failed at once)."""
@@ -340,17 +356,32 @@ class _Connection:
             if code:
                 return self._fail(f"connect: {os.strerror(code)}")
             self.connected = True
+        if not self.handshaken:
+            assert isinstance(self.sock, ssl.SSLSocket)
+            try:
+                self.sock.do_handshake()
+            except ssl.SSLWantReadError:
+                return selectors.EVENT_READ
+            except ssl.SSLWantWriteError:
+                return selectors.EVENT_WRITE
+            except OSError as exc:  # ssl.SSLError included
+                return self._fail(f"tls: {exc}")
+            self.handshaken = True
         if self.written < len(self.request):
             try:
                 self.written += self.sock.send(self.request[self.written :])
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
                 pass
+            except ssl.SSLWantReadError:
+                return selectors.EVENT_READ
             except OSError as exc:
                 return self._fail(f"send: {exc.strerror or exc}")
         if mask & selectors.EVENT_READ:
             try:
                 data = self.sock.recv(1)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                data = None  # a TLS session ticket, not the answer
+            except ssl.SSLWantWriteError:
                 data = None
             except OSError as exc:
                 return self._fail(f"recv: {exc.strerror or exc}")
@@ -370,6 +401,10 @@ class _Connection:
             return self.outcome
         if not self.connected:
             self._fail(f"no handshake within {timeout}s")
+        elif not self.handshaken:
+            # the server's certificates come in full segments too: a stall like any other
+            note = f"no TLS handshake within {timeout}s over the capped connection"
+            self.outcome = MssOutcome(self.mss, "stalled", _sent_mss(self.sock, self.mss), note)
         else:
             note = f"no answer within {timeout}s; {self.written} of {len(self.request)} bytes "
             self.outcome = MssOutcome(
@@ -384,6 +419,14 @@ class _Connection:
         return 0
 
 
+def _tls_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
 def narrow_mtu(
     address: str,
     port: int,
@@ -391,12 +434,15 @@ def narrow_mtu(
     *,
     timeout: float = 1.0,
     candidates: Sequence[int] | None = None,
+    tls_server_name: str | None = None,
 ) -> MtuNarrowing:
     """Send ``request`` once per candidate MSS, all at once, and see which sizes get answers.
 
     ``request``: a complete request (e.g. a large HTTP/1.1 POST with ``Connection: close``),
     longer than every candidate so that each probe sends full-sized segments.
     ``candidates``: MSS values to try; default ``DEFAULT_MSS`` for the address's family.
+    ``tls_server_name``: speak TLS on each connection, with this name in SNI (a TLS port:
+    nothing there answers plain HTTP). The certificate is not judged here; sizes are.
     The whole narrowing costs at most one ``timeout``.
     """
     if timeout <= 0:
@@ -411,13 +457,14 @@ def narrow_mtu(
             f"a {len(request)}-byte request never fills a {max(sizes)}-byte segment; "
             "send a larger one"
         )
+    tls = (_tls_context(), tls_server_name) if tls_server_name is not None else None
     started = time.monotonic()
     deadline = started + timeout
     connections: list[_Connection] = []
     with selectors.DefaultSelector() as selector:
         try:
             for mss in sizes:
-                connection = _Connection(family, mss, request, started)
+                connection = _Connection(family, mss, request, started, tls)
                 connections.append(connection)
                 events = connection.start(sockaddr)
                 if events:

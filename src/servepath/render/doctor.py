@@ -621,6 +621,9 @@ def _stage_table(report: DoctorReport) -> str:
 def _hops(report: DoctorReport) -> str:
     stage = report.stage("route")
     hops = stage.data.get("hops") if stage is not None else None
+    quality = stage.data.get("quality") if stage is not None else None
+    if isinstance(quality, Mapping) and quality.get("hops"):
+        return _quality_hops(quality)
     if not hops:
         return ""
     rows = [
@@ -637,6 +640,38 @@ def _hops(report: DoctorReport) -> str:
         "section",
         text_el("h2", "Route: the hops on the way"),
         table(("TTL", "address", "name", "round trips"), rows, numeric=(0,)),
+    )
+
+
+def _quality_hops(quality: Mapping[str, Any]) -> str:
+    """The hops as mtr shows them: sent, lost, best and median round trip; the hop where
+    the loss starts and the one where the time jumps are named in a column of their own."""
+    start = quality.get("start") if quality.get("lossy") else None
+    jump = quality.get("jump")
+    rows = []
+    for h in quality.get("hops") or ():
+        if not isinstance(h, Mapping):
+            continue
+        notes = []
+        if isinstance(start, Mapping) and start.get("ttl") == h.get("ttl"):
+            notes.append("loss starts here")
+        if isinstance(jump, Mapping) and jump.get("ttl") == h.get("ttl"):
+            notes.append(f"time jumps +{ms(_num(quality.get('jump_ms')))}")
+        who = h.get("address") or "* (no answer)"
+        rows.append(
+            (
+                h.get("ttl"),
+                f"{who} (the service: {h.get('sent')} connections)" if h.get("target") else who,
+                f"{h.get('lost')} of {h.get('sent')} ({h.get('loss_pct')}%)",
+                ms(_num(h.get("best_ms"))) if h.get("best_ms") is not None else "",
+                ms(_num(h.get("median_ms"))) if h.get("median_ms") is not None else "",
+                "; ".join(notes),
+            )
+        )
+    return el(
+        "section",
+        text_el("h2", "Route: the hops on the way, their loss and round trips"),
+        table(("TTL", "address", "lost", "best", "median", "note"), rows, numeric=(0,)),
     )
 
 

@@ -404,6 +404,41 @@ def case_slow_network() -> Observations:
     return obs
 
 
+HOP2 = "10.20.2.1"
+
+
+def _lossy_path(missed: int = 27, *, hop2_lost: int = 2, state: str = "open") -> Any:
+    """client -> ROUTER -> HOP2 -> VM, 5 probes a hop; ``missed`` of 80 burst probes lost
+    their first try, and HOP2 lost ``hop2_lost`` of its 5 (ROUTER none)."""
+    from servepath.netdiag.quality import Burst
+    from servepath.netdiag.trace import Hop, Trace
+
+    hops = (
+        Hop(1, ROUTER, (0.4,) * 5, 0),
+        Hop(2, HOP2, (0.8,) * (5 - hop2_lost), hop2_lost),
+        Hop(3, VM, (1.1,) * 4, 1),
+    )
+    trace = Trace(VM, VM, 8080, "tcp", "tcp-connect", True, hops, "reached", "open")
+    answered = 80 - missed
+    opened, closed = (answered, 0) if state == "open" else (0, answered)
+    burst = Burst(VM, 8080, 80, opened, closed, 0, missed // 3, missed - missed // 3,
+                  (1.1,) * answered)  # fmt: skip
+    return trace, burst
+
+
+def _lossy(obs: Observations, **kw: Any) -> None:
+    obs.trace, obs.burst = _lossy_path(**kw)
+
+
+def case_packet_loss() -> Observations:
+    obs = healthy()
+    _lossy(obs)
+    # the walk ends once the health route answered through the loss
+    obs.app = obs.large = obs.echo = obs.spec = None
+    obs.app_plan = None
+    return obs
+
+
 CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "ok": (case_ok, None),
     "dns_nxdomain": (case_dns_nxdomain, "dns"),
@@ -443,6 +478,7 @@ CASES: dict[str, tuple[Callable[[], Observations], str | None]] = {
     "redirected": (case_redirected, "app"),
     "intermittent": (case_intermittent, "repeat"),
     "mtu_blackhole": (case_mtu_blackhole, "large request"),
+    "packet_loss": (case_packet_loss, "transport"),
     "slow_server": (case_slow_server, "latency"),
     "slow_network": (case_slow_network, "latency"),
     "container_not_listening": (case_container_not_listening, "http"),
@@ -954,6 +990,7 @@ _PORT_FINDINGS: dict[str, tuple[Callable[[], Any], Callable[[Observations], None
         lambda: port(8080, "filtered"),
         _private_via_default,
     ),
+    "many connections opened in a burst": (lambda: port(8080), _lossy),
     "no answer at all": (lambda: port(8080, "filtered"), None),
     "the target itself resets (RST), and the service answers": (
         lambda: port(8080, "closed"),
@@ -978,9 +1015,11 @@ def test_every_row_of_the_port_evidence_table_has_a_finding() -> None:
 
 def _can_hold_together(stronger: int, weaker: int) -> bool:
     """Whether two rows' findings can be true of one path at once: another port answering
-    proves the address reachable, so it is never also a private one behind the gateway."""
+    (or to some of the burst's connections) proves the address reachable, so it is never also
+    a private one behind the gateway."""
     pair = {_finding(PORT_EVIDENCE[stronger][0])[1], _finding(PORT_EVIDENCE[weaker][0])[1]}
-    return pair != {_private_via_default, _another_port_answers}
+    # an answer to the burst proves it as well
+    return not (_private_via_default in pair and ({_another_port_answers, _lossy} & pair))
 
 
 @pytest.mark.parametrize(
@@ -1461,3 +1500,68 @@ def test_the_local_evidence_table_is_in_the_docs_in_its_order() -> None:
     positions = [page.index(row) for row in rows]
     assert positions == sorted(positions)
     assert all(c in CAUSES for _, c, _ in LOCAL_EVIDENCE)
+
+
+# --- the path's quality -----------------------------------------------------------------------
+
+
+def test_packet_loss_names_the_hop_where_it_starts_and_the_share_lost() -> None:
+    report = diagnose(case_packet_loss(), strict=True)
+    assert "27 of 80 connections" in report.explanation.meaning
+    assert f"starting at hop 2 ({HOP2})" in report.explanation.meaning
+    assert report.explanation.owner == "network admin"
+    assert any(f"hop 2 ({HOP2})" in line for line in report.explanation.fix)
+    route = report.stage("route")
+    assert route is not None and f"from hop 2 ({HOP2})" in route.summary
+
+
+def test_a_lost_syn_on_a_private_address_is_packet_loss_not_private_or_filtered() -> None:
+    from servepath.net.routes import RouteLookup
+
+    obs = healthy()
+    obs.route = RouteLookup(VM, "via-default", obs.gateway)  # private, behind the gateway
+    obs.ports = scan(VM, port(8080, "filtered"), port(80, "filtered"))  # its one SYN lost
+    _lossy(obs)
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("transport", "packet_loss")
+    transport = report.stage("transport")
+    assert transport is not None and "open" in transport.summary
+
+
+def test_a_lost_syn_on_a_path_that_loses_little_is_no_finding_at_all() -> None:
+    obs = healthy()
+    obs.ports = scan(VM, port(8080, "filtered"), port(80, "closed"))
+    obs.trace, obs.burst = _lossy_path(4, hop2_lost=0)  # 5 % of first tries
+    report = diagnose(obs, strict=True)
+    assert report.ok, (report.cause, report.explanation.meaning)
+
+
+def test_connections_the_target_alone_leaves_unanswered_are_a_warning_not_packet_loss() -> None:
+    obs = healthy()
+    obs.trace, obs.burst = _lossy_path(60, hop2_lost=0)  # a full accept queue looks the same
+    report = diagnose(obs, strict=True)
+    assert report.ok, (report.cause, report.explanation.meaning)
+    route = report.stage("route")
+    assert route is not None and route.status == "warn" and "accept queue" in route.summary
+
+
+def test_a_closed_port_on_a_lossy_path_is_the_loss_first() -> None:
+    obs = nothing_after_transport(healthy())
+    obs.ports = scan(VM, port(8080, "closed"))
+    _lossy(obs, state="closed")
+    report = diagnose(obs, strict=True)
+    assert (report.failed_stage, report.cause) == ("transport", "packet_loss")
+
+
+def test_a_slow_network_names_the_hop_where_the_time_jumps() -> None:
+    from servepath.netdiag.trace import Hop, Trace
+
+    obs = case_slow_network()
+    hops = (Hop(1, ROUTER, (0.5,) * 5, 0), Hop(2, HOP2, (160.0,) * 5, 0), Hop(3, VM, (161.0,), 0))
+    obs.trace = Trace(VM, VM, 8080, "tcp", "tcp-connect", True, hops, "reached", "open")
+    report = diagnose(obs, strict=True)
+    assert report.cause == "slow_network"
+    jump = f"the time jumps at hop 2 ({HOP2}): +159.5 ms over hop 1 ({ROUTER})"
+    assert jump in report.explanation.fix
+    latency = report.stage("latency")
+    assert latency is not None and jump in latency.summary

@@ -452,10 +452,31 @@ def test_a_stalled_large_request_is_narrowed_then_its_hop_located() -> None:
     assert next_step(obs).kind == "echo"  # type: ignore[union-attr]
 
 
-def test_a_stall_over_https_is_not_narrowed() -> None:
+def test_a_stall_over_https_is_narrowed_over_tls_with_the_name_in_sni() -> None:
     obs = _stalled(f"https://{VM}:8443/decisions")
     step = next_step(obs)
-    assert isinstance(step, HttpStep) and step.what == "echo"
+    assert isinstance(step, NarrowMtu) and (step.address, step.port) == (VM, 8443)
+    assert step.tls_name == VM
+    assert step.request.startswith(f"POST /decisions HTTP/1.1\r\nHost: {VM}:8443\r\n".encode())
+
+
+def test_a_stall_over_plain_http_is_narrowed_without_tls() -> None:
+    step = next_step(_stalled())
+    assert isinstance(step, NarrowMtu) and step.tls_name is None
+
+
+def test_on_a_lossy_path_the_walk_ends_once_the_health_route_answered() -> None:
+    from servepath.netdiag.quality import Burst
+    from servepath.netdiag.trace import Hop, Trace
+
+    obs = _after_health()
+    hops = (Hop(1, "10.20.1.1", (0.5,) * 3, 2), Hop(2, VM, (1.0,) * 4, 1))
+    obs.trace = Trace(VM, VM, 8080, "tcp", "tcp-connect", True, hops, "reached", "open")
+    obs.burst = Burst(VM, 8080, 80, 53, 0, 0, 9, 18, (1.0,) * 53)
+    assert next_step(obs) is None
+    obs.burst = Burst(VM, 8080, 80, 76, 0, 0, 2, 2, (1.0,) * 76)  # 5 %: below the threshold
+    step = next_step(obs)
+    assert isinstance(step, HttpStep) and step.what == "openapi"
 
 
 # --- the pure helpers of the follow-ups -------------------------------------------------------

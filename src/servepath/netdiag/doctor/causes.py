@@ -56,6 +56,7 @@ Cause = Literal[
     "redirected",
     "intermittent",
     "mtu_blackhole",
+    "packet_loss",
     "slow_server",
     "slow_network",
     "not_listening",
@@ -123,6 +124,13 @@ PORT_EVIDENCE: tuple[tuple[str, Cause, str], ...] = (
         "a router says there is no route (ICMP host/net unreachable from a hop)",
         "no_route",
         "the packets cannot get there at all",
+    ),
+    (
+        "many connections opened in a burst: some are answered, a share of them lose their "
+        "first packet, and so do routers before the target",
+        "packet_loss",
+        "the port answers when its packets get through: a lost SYN is retried before the port "
+        "is called filtered, and the loss outranks the slowness and failures it causes",
     ),
     (
         "no answer at all (DROP)",
@@ -663,6 +671,21 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
             "set dev IFACE mtu {mtu}",
         ),
     ),
+    "packet_loss": (
+        "the path to {endpoint} loses packets: {missed} of {sent} connections opened in a burst "
+        "lost their first packet ({loss_pct}%){start_text}; each lost packet costs a "
+        "retransmission (a second for a SYN), so requests are slow, time out, and come and go",
+        "network admin",
+        (
+            "?start_hop:the loss starts at {start_hop}: the link into it, or that router, drops "
+            "packets (a saturated or faulty link, a policer); its owner can read the drop and "
+            "error counters there (ip -s link, ethtool -S IFACE)",
+            "watch it over time from this machine: mtr -T -P {port} {address} (or servepath "
+            "trace {address} --port {port} --queries 10)",
+            "if the loss is on this machine's own side (Wi-Fi, a VPN), compare from another "
+            "network",
+        ),
+    ),
     "slow_server": (
         "the request took {total_ms} ms and the server spent {server_ms} ms of it "
         "({server_share}%): the model or the app is slow",
@@ -679,6 +702,7 @@ _TEXT: dict[Cause, tuple[str, Owner, tuple[str, ...]]] = {
         (
             "place the service nearer its callers (servepath regions place --callers ...), "
             "or find the slow hop: servepath trace {host} --port {port}",
+            "?jump:{jump}",
         ),
     ),
     "container_not_listening": (

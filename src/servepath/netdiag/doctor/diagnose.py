@@ -41,6 +41,7 @@ from servepath.netdiag.doctor.transport import (
     stage_transport,
 )
 from servepath.netdiag.http import HttpReport
+from servepath.netdiag.quality import PathQuality, assess
 
 __all__ = ["diagnose"]
 
@@ -183,11 +184,40 @@ def _stage_route(obs: Observations, v: Verdict) -> None:
     t = obs.trace
     answered = [h for h in t.hops if h.address is not None]
     data = t.to_json()
+    quality = assess(t, obs.burst)
+    told = ""
+    if quality is not None:
+        data["quality"] = quality.to_json()
+        told = _quality_text(quality)
     if t.reached:
-        v.add(Stage("route", "ok", f"{t.detail} ({t.method})", data))
+        status: StageStatus = "warn" if quality is not None and quality.at_target else "ok"
+        v.add(Stage("route", status, f"{t.detail} ({t.method}){told}", data))
         return
     last = f"; last answering hop {answered[-1].ttl}: {answered[-1].address}" if answered else ""
-    v.add(Stage("route", "warn", f"{t.detail}{last}", data))
+    v.add(Stage("route", "warn", f"{t.detail}{last}{told}", data))
+
+
+def _quality_text(quality: PathQuality) -> str:
+    """The path's loss and its time jump, as a clause of the route stage's summary."""
+    parts: list[str] = []
+    if quality.at_target:
+        parts.append(
+            f"{quality.loss_pct:g}% of connections to the service unanswered at the first "
+            "try while no router before it loses: its accept queue overflows (a small listen "
+            "backlog, or a busy server), or its last link loses packets"
+        )
+    elif quality.burst is not None and quality.burst.missed:
+        start = f" from {quality.start.label}" if quality.lossy and quality.start else ""
+        parts.append(f"{quality.loss_pct:g}% of first packets lost{start}")
+    if quality.jump is not None:
+        parts.append(_jump_text(quality))
+    return "; " + "; ".join(parts) if parts else ""
+
+
+def _jump_text(quality: PathQuality) -> str:
+    assert quality.jump is not None
+    before = quality.before_jump.label if quality.before_jump is not None else "this machine"
+    return f"the time jumps at {quality.jump.label}: +{quality.jump_ms:g} ms over {before}"
 
 
 # --- HTTP answers -----------------------------------------------------------------------------
@@ -736,7 +766,16 @@ def _stage_latency(obs: Observations, v: Verdict) -> None:
         f"total {total:.1f} ms = dns {dns_ms:.1f} + connect {connect:.1f} + tls {tls:.1f} + "
         f"server {server:.1f} + rest {rest:.1f}; {dominant} dominates"
     )
+    quality = assess(obs.trace, obs.burst)
+    jump = _jump_text(quality) if quality is not None and quality.jump is not None else None
+    if jump is not None:
+        summary += f"; {jump}"
+        data["jump"] = {
+            "hop": quality.jump.to_json() if quality and quality.jump else None,
+            "rise_ms": quality.jump_ms if quality else None,
+        }
     ctx_extra = {
+        "jump": jump,
         "total_ms": round(total, 1),
         "server_ms": round(server, 1),
         "server_share": round(100 * server / total) if total else 0,

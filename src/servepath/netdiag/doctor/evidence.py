@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from servepath.netdiag.mtu import MtuHop, MtuNarrowing
     from servepath.netdiag.netns import NamespaceListeners
     from servepath.netdiag.protocols import ProtocolGuess
+    from servepath.netdiag.quality import Burst
 
 
 @dataclass
@@ -142,6 +143,9 @@ class Observations:
     trace_error: str | None = None
     ports: PortScan | None = None
     ports_error: str | None = None
+    #: many connections to the asked port at once: the path's loss, and a lost SYN told
+    #: apart from a filter (netdiag/quality.py)
+    burst: Burst | None = None
     other_services: dict[int, str] = field(default_factory=dict)  # port -> URL that answered
     tls: TlsReport | None = None
     tls_on_plain: TlsReport | None = None

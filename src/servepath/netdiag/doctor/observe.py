@@ -65,6 +65,7 @@ from servepath.netdiag.doctor.steps import (
 )
 from servepath.netdiag.http import HttpReport, probe_http, probe_http_series
 from servepath.netdiag.ports import PortResult, scan_ports
+from servepath.netdiag.quality import QUERIES_PER_HOP, probe_burst
 from servepath.netdiag.tls import probe_tls
 from servepath.netdiag.trace import trace
 from servepath.traffic import header_for
@@ -152,10 +153,10 @@ def _run(step: Step, obs: Observations, routes: list[Route]) -> None:
             obs.app_plan = app
         case TryNames():
             _try_names(obs, step)
-        case NarrowMtu(address, port, request, wait):
+        case NarrowMtu(address, port, request, wait, tls_name):
             from servepath.netdiag.mtu import narrow_mtu
 
-            obs.mtu = narrow_mtu(address, port, request, timeout=wait)
+            obs.mtu = narrow_mtu(address, port, request, timeout=wait, tls_server_name=tls_name)
         case Repeat():
             obs.repeats = _repeat(obs, step)
         case LocateMtuHop(address, size):
@@ -219,7 +220,7 @@ def _probe_transport(obs: Observations, step: Transport) -> None:
                 protocol="tcp",
                 port=step.port,
                 max_hops=options.max_hops,
-                queries=1,
+                queries=QUERIES_PER_HOP,  # a hop's loss and round trips, as mtr shows them
                 timeout=options.timeout,
                 resolve_names=False,
             )
@@ -232,8 +233,18 @@ def _probe_transport(obs: Observations, step: Transport) -> None:
         except (ServepathError, OSError) as exc:
             obs.ports_error = str(exc)
 
+    def run_trace_then_burst() -> None:
+        run_trace()
+        # many connections: a lost SYN is not a filter, and the share lost is the path's
+        # loss (netdiag/quality.py). After the trace, whose probes past the target's hop
+        # all reach its accept queue in the same instant.
+        try:
+            obs.burst = probe_burst(step.address, step.port, timeout=options.timeout)
+        except (ServepathError, OSError, ValueError):
+            obs.burst = None
+
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for future in [pool.submit(run_trace), pool.submit(run_ports)]:
+        for future in [pool.submit(run_trace_then_burst), pool.submit(run_ports)]:
             future.result()
 
 

@@ -56,6 +56,7 @@ from servepath.netdiag.doctor.steps import (
     TryNames,
 )
 from servepath.netdiag.http import HttpReport
+from servepath.netdiag.quality import assess, settle_port
 from servepath.netdiag.tls import TlsReport
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ __all__ = [
     "next_step",
     "parse_pin",
     "parse_url",
+    "path_lossy",
     "plan_app",
     "raw_request",
     "serves_someone_else",
@@ -400,6 +402,10 @@ def _ask_http(obs: Observations) -> Step | None:
         return _what_speaks_there(obs)
     if health.error is not None or health.status is None:
         return None
+    if path_lossy(obs):
+        # the transport names the loss, and the health request shows the service answers
+        # through it; every further request would only wait out more retransmissions
+        return None
     return _ask_app(obs)
 
 
@@ -540,13 +546,15 @@ def _narrow(obs: Observations, app: AppPlan) -> Step | None:
     assert obs.large is not None
     error = obs.large.error
     stalled = error is not None and error.kind in ("read_timeout", "write_timeout")
-    # the narrowing speaks plain HTTP on raw sockets, straight to the address
-    narrowable = plan.direct and obs.address is not None and plan.target.scheme == "http"
+    # the narrowing speaks HTTP/1.1 on its own sockets, straight to the address: over TLS on
+    # an https:// URL (nothing on a TLS port answers plain HTTP)
+    narrowable = plan.direct and obs.address is not None
     if not stalled or not narrowable or app.narrowing is None or obs.address is None:
         return None
     if "mtu narrowing" not in done:
         request = raw_request(plan, app.route, app.narrowing)
-        return NarrowMtu(obs.address, plan.target.port, request, large_wait(obs))
+        tls_name = plan.target.host if plan.tls else None
+        return NarrowMtu(obs.address, plan.target.port, request, large_wait(obs), tls_name)
     mtu = obs.mtu
     if mtu is None or mtu.largest_passing_mss is None or mtu.smallest_stalling_mss is None:
         return None
@@ -582,7 +590,17 @@ def asked_port_open(obs: Observations) -> bool:
     """The port scan found the asked port (or the forward proxy's) open."""
     if obs.ports is None or obs.probe_target is None:
         return False
-    return any(r.port == obs.probe_target[1] and r.state == "open" for r in obs.ports.results)
+    port = obs.probe_target[1]
+    # a lost SYN is not a filter: the burst's answers count (netdiag/quality.py)
+    return any(
+        r.port == port and settle_port(r, obs.burst).state == "open" for r in obs.ports.results
+    )
+
+
+def path_lossy(obs: Observations) -> bool:
+    """The burst lost enough of its first tries to matter (netdiag/quality.py)."""
+    quality = assess(obs.trace, obs.burst)
+    return quality is not None and quality.lossy
 
 
 def answers_tls(report: TlsReport) -> bool:

@@ -200,6 +200,7 @@ class NarrowMtu:
     port: int
     request: bytes
     wait: float
+    tls_name: str | None = None  # an https:// URL: TLS on each connection, this name in SNI
     kind: str = "mtu narrowing"
 
 

@@ -12,12 +12,14 @@ from servepath.netdiag.doctor.causes import Cause
 from servepath.netdiag.doctor.evidence import Observations
 from servepath.netdiag.doctor.report import Stage, Verdict
 from servepath.netdiag.ports import PortResult
+from servepath.netdiag.quality import PathQuality, assess, settle_port
 
 __all__ = [
     "asked_port",
     "container_silent",
     "is_outside_private",
     "not_tried",
+    "packet_loss",
     "stage_transport",
     "transport_verdict",
 ]
@@ -42,7 +44,9 @@ def is_outside_private(obs: Observations) -> bool:
 def asked_port(obs: Observations) -> PortResult | None:
     if obs.ports is None or obs.probe_target is None:
         return None
-    return next((r for r in obs.ports.results if r.port == obs.probe_target[1]), None)
+    found = next((r for r in obs.ports.results if r.port == obs.probe_target[1]), None)
+    # a port that answered some of the burst's connections lost a SYN; it is not filtered
+    return settle_port(found, obs.burst) if found is not None else None
 
 
 def stage_transport(obs: Observations, v: Verdict) -> None:
@@ -77,6 +81,11 @@ def stage_transport(obs: Observations, v: Verdict) -> None:
         data["every_address"] = {a: r.to_json() for a, r in obs.dialled.items()}
     if asked.state == "open":
         rtt = f" in {asked.rtt_ms:.2f} ms" if asked.rtt_ms is not None else ""
+        loss = packet_loss(obs)
+        if loss is not None:
+            v.add(Stage("transport", "fail", f"{where} open{rtt}, {loss['summary']}", data),
+                  "packet_loss", **loss)  # fmt: skip
+            return
         gap = family_gap(obs, asked)
         if gap is not None:
             cause, context = gap
@@ -129,6 +138,9 @@ def transport_verdict(obs: Observations, asked: PortResult) -> tuple[Cause, dict
         if is_outside_private(obs) and not hint:
             return "private_address", {}
         return "no_route", {"offender": offender, "detail": asked.detail, **hint}
+    loss = packet_loss(obs)
+    if loss is not None:  # the target answers when its packets get through (PORT_EVIDENCE)
+        return "packet_loss", loss
     if asked.state == "filtered":
         if is_outside_private(obs) and not hint:
             return "private_address", {}
@@ -141,6 +153,31 @@ def transport_verdict(obs: Observations, asked: PortResult) -> tuple[Cause, dict
             **unpublished_hint(obs),
         }
     return "port_closed", unpublished_hint(obs)
+
+
+def packet_loss(obs: Observations) -> dict[str, Any] | None:
+    """The facts of ``packet_loss`` when the burst lost enough to matter, else None."""
+    quality = assess(obs.trace, obs.burst)
+    if quality is None or not quality.lossy or quality.burst is None:
+        return None
+    return _loss_context(quality)
+
+
+def _loss_context(quality: PathQuality) -> dict[str, Any]:
+    burst = quality.burst
+    assert burst is not None
+    # lossy means a router before the target loses: the start is that router
+    start_hop = quality.start.label if quality.start is not None else None
+    start_text = f", starting at {start_hop}" if start_hop else ""
+    return {
+        "missed": burst.missed,
+        "sent": burst.sent,
+        "loss_pct": f"{burst.loss_pct:g}",
+        "start_hop": start_hop,
+        "start_text": start_text,
+        "summary": f"but {burst.missed} of {burst.sent} connections opened in a burst lost their "
+        f"first packet ({burst.loss_pct:g}%){start_text}",
+    }
 
 
 def family_gap(obs: Observations, asked: PortResult) -> tuple[Cause, dict[str, Any]] | None:
