@@ -17,13 +17,15 @@ The statistics, per feature, over its bins (a numeric one's below-min, profile, 
 missing bins; a categorical one's values, other and missing):
 
 * the population stability index, ``Σ (p - q) ln(p / q)`` with ``p`` the live share and ``q``
-  the reference share, both floored at :data:`EPSILON` (an empty bin would make it infinite);
-* the Jensen–Shannon distance (base 2: 0 identical, 1 disjoint), which needs no floor.
+  the reference share, an empty bin given a small share (an empty bin would make it infinite);
+* the Jensen–Shannon distance (natural logarithm, as Evidently's).
+
+Both are :mod:`servepath.drift.stats`'s, so the live gauge and ``servepath drift`` read the
+same numbers off the same bins.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from servepath.config import DEFAULT_DRIFT_WINDOW
+from servepath.drift import stats
 from servepath.model.profile import CategoryProfile, NumericProfile, Profile
 
 #: Rows the statistics cover at most (the latest); at least half of it once that many came.
@@ -43,42 +46,7 @@ FOLD_AT = 512
 #: Below this many rows in the window the statistics are not reported: with 10 bins, a few
 #: dozen rows of unchanged traffic read as drifted by chance.
 MIN_ROWS = 200
-#: The floor of a share in the stability index.
-EPSILON = 1e-4
-
 Counts = np.ndarray[Any, np.dtype[np.int64]]
-
-
-def psi(counts: Sequence[float] | np.ndarray[Any, Any], reference: Sequence[float]) -> float:
-    """The population stability index of ``counts`` against the ``reference`` shares."""
-    observed = np.asarray(counts, dtype=float)
-    total = observed.sum()
-    if total <= 0:
-        return 0.0
-    p = np.maximum(observed / total, EPSILON)
-    q = np.maximum(np.asarray(reference, dtype=float), EPSILON)
-    return float(np.sum((p - q) * np.log(p / q)))
-
-
-def js_distance(
-    counts: Sequence[float] | np.ndarray[Any, Any], reference: Sequence[float]
-) -> float:
-    """The Jensen–Shannon distance (base 2) between ``counts`` and the ``reference`` shares."""
-    observed = np.asarray(counts, dtype=float)
-    total = observed.sum()
-    q = np.asarray(reference, dtype=float)
-    q_total = q.sum()
-    if total <= 0 or q_total <= 0:
-        return 0.0
-    p = observed / total
-    q = q / q_total
-    m = (p + q) / 2
-
-    def kl(a: np.ndarray[Any, Any]) -> float:
-        nz = a > 0
-        return float(np.sum(a[nz] * np.log2(a[nz] / m[nz])))
-
-    return math.sqrt(max(0.0, (kl(p) + kl(q)) / 2))
 
 
 def reference_shares(feature: NumericProfile | CategoryProfile) -> list[float]:
@@ -183,13 +151,13 @@ def drift_of(
     found: list[FeatureDrift] = []
     if rows >= min_rows:
         for feature, observed in zip(profile.features, counts, strict=True):
-            reference = reference_shares(feature)
+            reference = np.asarray(reference_shares(feature), dtype=np.float64)
             found.append(
                 FeatureDrift(
                     feature.name,
                     feature.kind,
-                    psi(observed, reference),
-                    js_distance(observed, reference),
+                    stats.psi(reference, observed),
+                    stats.jensen_shannon(reference, observed),
                     profile.threshold,
                 )
             )
