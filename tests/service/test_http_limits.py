@@ -368,7 +368,7 @@ def capped(example_model: LoadedModel) -> Iterator[LiveServer]:
 
 
 def test_past_the_connection_cap_new_connections_get_503_and_a_log_line(
-    capped: LiveServer, caplog: pytest.LogCaptureFixture
+    capped: LiveServer, caplog: pytest.LogCaptureFixture, connection_limit_warning: None
 ) -> None:
     held = [connect(capped.port) for _ in range(20)]
     try:

@@ -183,7 +183,10 @@ def _wait_until_served(port: int, cafile: Path) -> None:
 
 
 def test_handshaking_connections_count_against_the_cap_and_past_it_new_ones_are_closed(
-    capped: LiveServer, files: tuple[Path, Path, Path], caplog: pytest.LogCaptureFixture
+    capped: LiveServer,
+    files: tuple[Path, Path, Path],
+    caplog: pytest.LogCaptureFixture,
+    connection_limit_warning: None,
 ) -> None:
     cafile = files[2]
     # One place left: a request is served, and its connection is counted once (after its
