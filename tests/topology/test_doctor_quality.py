@@ -191,6 +191,26 @@ def test_three_percent_loss_each_way_is_no_alarm(net: Network, servers: None) ->
     assert not stage(report, "route")["data"]["quality"]["lossy"]
 
 
+# A second way from the client to the vm: a point-to-point link whose packets all wait 75 ms
+# each way in a relay (this kernel has no netem), handshakes included.
+FAR_CLIENT, FAR_VM = "10.32.9.1", "10.32.9.2"
+
+
+def test_150_ms_of_added_latency_is_no_alarm_and_the_time_is_where_it_was_added(
+    net: Network, servers: None
+) -> None:
+    from tests.regions.delayline import delay_link
+
+    with delay_link(net, "client", FAR_CLIENT, "vm", FAR_VM, rtt_ms=150):
+        report = doctor(net, f"http://{FAR_VM}:8080/decisions")
+    assert report["ok"], (report["cause"], report["explanation"])
+    quality = stage(report, "route")["data"]["quality"]
+    assert not quality["lossy"] and quality["burst"]["lost"] == 0, quality["burst"]
+    (hop,) = quality["hops"]  # one link: the vm is the first hop
+    assert hop["address"] == FAR_VM and hop["best_ms"] >= 150, hop
+    assert quality["burst"]["best_ms"] >= 150, quality["burst"]
+
+
 # --- MTU black holes on TLS and IPv6 --------------------------------------------------------------
 
 
