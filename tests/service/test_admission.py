@@ -187,6 +187,45 @@ def test_a_building_where_nothing_is_answered_for_an_interval_is_saturated() -> 
     assert not decision.admitted and decision.expected_wait >= 0.49
 
 
+def test_a_request_whose_body_is_still_arriving_holds_no_one_back() -> None:
+    # One caller's upload stalls for seconds: it waits on its caller, not on the server, and
+    # the requests behind it are admitted (each answered at once).
+    adm = Admission(AdmissionLimits(max_wait=0.1))
+    stalled = adm.enter(0.0, body_bytes=48_000, receiving=True)
+    for i in range(1, 50):
+        now = i * 0.1
+        assert adm.decide(now).admitted, adm.decide(now).detail
+        ticket = adm.received(now, adm.enter(now, receiving=True))
+        adm.leave(now + 0.001, ticket)
+    assert adm.in_flight == 1 and adm.receiving == 1
+    # Its body arrives at last: from then on it is the server's, timed from that moment.
+    ready = adm.received(5.0, stalled)
+    assert ready[0] == 5.0 and adm.receiving == 0
+    assert adm.decide(5.05).admitted
+    assert not adm.decide(5.5).admitted  # now it is the server that has not answered it
+    adm.leave(5.5, ready)
+    assert adm.in_flight == 0 and adm.body_bytes == 0
+
+
+def test_a_request_answered_before_its_body_arrived_leaves_the_count_right() -> None:
+    adm = Admission()
+    ticket = adm.enter(0.0, body_bytes=10, receiving=True)  # then refused: bad content type
+    adm.leave(0.001, ticket)
+    assert (adm.in_flight, adm.receiving, adm.body_bytes) == (0, 0, 0)
+    assert adm.received(0.002, adm.received(0.001, adm.enter(0.0, receiving=True)))[3] is False
+    assert adm.receiving == 0
+
+
+def test_a_request_timed_out_on_its_callers_body_is_no_measure_of_the_queue() -> None:
+    adm = Admission(AdmissionLimits(max_wait=0.05))
+    dripping = adm.enter(0.0, receiving=True)
+    adm.leave(3.0, dripping)  # 408 at the request timeout: 3 s waiting on the caller
+    held = adm.enter(3.01, receiving=True)  # the next one, still reading its body
+    assert adm.decide(3.02).admitted, adm.decide(3.02).detail
+    adm.leave(3.03, adm.received(3.021, held))
+    assert adm.standing < 0.05
+
+
 @pytest.mark.parametrize("loop_stalled", [True, False])
 def test_a_stall_of_the_event_loop_is_not_taken_for_a_standing_queue(loop_stalled: bool) -> None:
     # Requests answered within 2 ms, one every 10 ms, then 300 ms in which nothing moves. If

@@ -179,6 +179,30 @@ def test_a_body_that_drips_forever_is_cut_off_at_the_request_timeout(
     assert took < 3.0 + SLACK + 0.6  # the request timeout, not 100 x 0.5 s
 
 
+def test_an_upload_that_drips_holds_no_other_caller_back(server: LiveServer) -> None:
+    """A caller sends its body a byte at a time (a stalled upload, a slow link): it waits on
+    itself. The predictions that come meanwhile, each after more than admission's interval
+    in which nothing was answered, are answered, not shed."""
+    from servepath.model.example import EXAMPLE_APPLICANT
+
+    statuses, bodies = [], []
+    with connect(server.port) as slow:
+        slow.sendall(
+            b"POST /decisions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 48000\r\n\r\n["
+        )
+        for i in range(8):
+            with contextlib.suppress(OSError):
+                slow.sendall(b" ")  # under the body timeout: the upload stays open
+            time.sleep(0.15)
+            with connect(server.port) as s:
+                s.sendall(post("/decisions", {**EXAMPLE_APPLICANT, "age": 20 + i}))
+                status, _, body = read_response(s)
+                statuses.append(status)
+                bodies.append(body)
+    assert statuses == [200] * 8, (statuses, bodies)
+
+
 def test_an_idle_keep_alive_connection_closes_after_the_keepalive_timeout(
     server: LiveServer,
 ) -> None:

@@ -17,7 +17,9 @@ A request may come in when both hold:
     A building in which nothing has been answered for an interval, with requests in it,
     has stood that long. This is what admitted requests experience, whatever makes them
     wait: the event loop (a fast model, where HTTP, JSON and validation dominate), the
-    model, a backend.
+    model, a backend. A request admitted on its head waits on its caller until its body has
+    all arrived (:meth:`Admission.received`); its time in the building counts from then, so
+    that a slow or stalled upload is never read as the server's queue.
 
   - *the event loop*: its standing lag, about what a request waits to be read at all,
     behind everything else that is ready: the queue still unread in the sockets, which the
@@ -64,8 +66,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Refusal = Literal["in_flight", "body_bytes", "wait"]
-#: What :meth:`Admission.enter` hands out: (admitted at, body bytes, sequence if alone).
-Ticket = tuple[float, int, int]
+#: What :meth:`Admission.enter` hands out: (admitted at, or when its body was all read; body
+#: bytes; sequence if alone; whether its body is still arriving).
+Ticket = tuple[float, int, int, bool]
 
 #: Default floor of the automatic wait bound, seconds.
 DEFAULT_MIN_WAIT = 0.05
@@ -226,6 +229,9 @@ class Admission:
         self.limits = limits or AdmissionLimits()
         self.max_batch = max(1, max_batch)
         self.in_flight = 0
+        # Of those, admitted on their heads with their bodies still arriving: they wait on
+        # their callers, not on the server.
+        self.receiving = 0
         self.body_bytes = 0
         self.loop_lag = 0.0
         self._lags: deque[float] = deque(maxlen=LAG_WINDOW)
@@ -244,7 +250,7 @@ class Admission:
         self._interval_min = math.inf
         self.standing = 0.0
         self._last_answer = 0.0
-        self._nonempty_since = 0.0
+        self._ready_since = 0.0
         # Refusals in the last second, in tenths of a second: (tenth, count) per slot.
         self._tenths = [(-1, 0)] * 10
         # What the model queue holds, as the batcher last said.
@@ -285,47 +291,70 @@ class Admission:
         self._call_requests = call_requests
         self._call_started = call_started
 
-    def enter(self, now: float, body_bytes: int = 0) -> Ticket:
-        """A request was admitted; hand the ticket back to :meth:`leave`."""
+    def enter(self, now: float, body_bytes: int = 0, *, receiving: bool = False) -> Ticket:
+        """A request was admitted; hand the ticket back to :meth:`leave`. ``receiving``: its
+        body is still to be read (hand the ticket to :meth:`received` once it is)."""
         now -= self._stalled
         alone = self.in_flight == 0
         if alone:
             self._busy_since = now
-            self._nonempty_since = now
+        if receiving:
+            self.receiving += 1
+        elif self.in_flight == self.receiving:
+            self._ready_since = now
         self.in_flight += 1
         self.body_bytes += body_bytes
         self.admitted += 1
-        return (now, body_bytes, self.admitted if alone else -1)
+        return (now, body_bytes, self.admitted if alone else -1, receiving)
+
+    def received(self, now: float, ticket: Ticket) -> Ticket:
+        """The body of the request ``ticket`` has all arrived: from now on it waits on the
+        server. The new ticket times its sojourn from here: a caller that takes its time to
+        send (a slow link, a stalled upload) neither reads as a queue nor holds others back."""
+        started, body_bytes, alone_seq, receiving = ticket
+        if not receiving:
+            return ticket
+        now -= self._stalled
+        self.receiving = max(0, self.receiving - 1)
+        if self.in_flight - self.receiving == 1:
+            self._ready_since = now
+        return (max(started, now), body_bytes, alone_seq, False)
 
     def leave(self, now: float, ticket: Ticket) -> None:
         """The request ``ticket`` was answered."""
-        started, body_bytes, alone_seq = ticket
+        started, body_bytes, alone_seq, receiving = ticket
         now -= self._stalled
+        if receiving:
+            self.receiving = max(0, self.receiving - 1)
         self.in_flight = max(0, self.in_flight - 1)
         self.body_bytes = max(0, self.body_bytes - body_bytes)
-        self._completions += 1
-        sojourn = max(0.0, now - started)
-        if now >= self._interval_end:
-            # The interval that just ended says what stands; one that ended long ago (the
-            # building was idle since) says nothing any more.
-            recent = now - self._interval_end < INTERVAL
-            self.standing = self._interval_min if recent else sojourn
-            self._interval_end = now + INTERVAL
-            self._interval_min = sojourn
-        elif sojourn < self._interval_min:
-            self._interval_min = sojourn
-        self._last_answer = now
-        # Alone all along: nothing was in flight when it came in, and nothing came in since.
-        if alone_seq == self.admitted and self.in_flight == 0:
-            took = max(0.0, now - started)
-            lone = self._lone
-            if lone is None:
-                self._lone = took
-            else:
-                # Falls at once, rises slowly: a lone request that waited out a stall (a
-                # collection, a neighbour's burst) says little about the service time.
-                weight = _ALPHA if took < lone else _ALPHA / 10
-                self._lone = lone + weight * (took - lone)
+        if not receiving:
+            # (A request answered before its body all arrived, refused or timed out on its
+            # caller, spent its time waiting on the caller: it says nothing of the server's
+            # queue or service time.)
+            self._completions += 1
+            sojourn = max(0.0, now - started)
+            if now >= self._interval_end:
+                # The interval that just ended says what stands; one that ended long ago (the
+                # building was idle since) says nothing any more.
+                recent = now - self._interval_end < INTERVAL
+                self.standing = self._interval_min if recent else sojourn
+                self._interval_end = now + INTERVAL
+                self._interval_min = sojourn
+            elif sojourn < self._interval_min:
+                self._interval_min = sojourn
+            self._last_answer = now
+            # Alone all along: nothing was in flight when it came in, and nothing came in since.
+            if alone_seq == self.admitted and self.in_flight == 0:
+                took = max(0.0, now - started)
+                lone = self._lone
+                if lone is None:
+                    self._lone = took
+                else:
+                    # Falls at once, rises slowly: a lone request that waited out a stall (a
+                    # collection, a neighbour's burst) says little about the service time.
+                    weight = _ALPHA if took < lone else _ALPHA / 10
+                    self._lone = lone + weight * (took - lone)
         if self._busy_since is not None:
             self._busy += now - self._busy_since
             self._busy_since = now if self.in_flight else None
@@ -353,9 +382,10 @@ class Admission:
         # went idle); on the clock without the loop's stalls, as enter and leave keep it.
         running = now - self._stalled
         standing = self.standing if running - self._interval_end < INTERVAL else 0.0
-        if self.in_flight:
-            # Nothing answered for a whole interval while requests wait: it has stood so long.
-            stood = running - max(self._last_answer, self._nonempty_since)
+        if self.in_flight > self.receiving:
+            # Nothing answered for a whole interval while requests wait on the server (not on
+            # their callers' bodies): it has stood so long.
+            stood = running - max(self._last_answer, self._ready_since)
             if stood > INTERVAL:
                 standing = max(standing, stood)
         return max(standing, self.loop_lag, self.model_wait(now, rows))

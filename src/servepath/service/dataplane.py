@@ -696,7 +696,7 @@ class DataPlane:
         if not decision.admitted:
             self._count_shed(decision)
             raise Overloaded(decision.detail, decision.retry_after)
-        return self.admission.enter(now, body_bytes)
+        return self.admission.enter(now, body_bytes, receiving=True)
 
     def admit_early(self, body_bytes: int = 0) -> Ticket | Decision | None:
         """For the HTTP layer, as soon as a prediction request's head has arrived: a ticket
@@ -706,7 +706,7 @@ class DataPlane:
             return None  # the app answers (503 loading, 413 too large)
         now, decision = self._decide(body_bytes)
         if decision.admitted:
-            return self.admission.enter(now, body_bytes)
+            return self.admission.enter(now, body_bytes, receiving=True)
         self._count_shed(decision)
         return decision
 
@@ -715,6 +715,10 @@ class DataPlane:
         metrics.count_shed(decision.reason or "overloaded")
         # Shedding is saturation by definition: 1 at once, not at the next tick.
         metrics.set_saturation(1.0)
+
+    def received(self, ticket: Ticket) -> Ticket:
+        """The admitted request's body has all arrived (see :meth:`Admission.received`)."""
+        return self.admission.received(time.perf_counter(), ticket)
 
     def leave(self, ticket: Ticket) -> None:
         self.admission.leave(time.perf_counter(), ticket)

@@ -54,7 +54,9 @@ class Decisions:
         if ctx.ticket is None:  # not admitted on its head by the HTTP layer
             ctx.ticket = plane.admit(ctx.head.declared_length)
         check_content_type(scope)
-        body = parse_json(await read_body(scope, receive, self.settings.max_body_bytes))
+        raw = await read_body(scope, receive, self.settings.max_body_bytes)
+        ctx.ticket = plane.received(ctx.ticket)
+        body = parse_json(raw)
         if isinstance(body, dict) and "instances" in body:
             instances = body["instances"]
             if not isinstance(instances, list):

@@ -119,6 +119,7 @@ class V2:
             # JSON, or (with the binary tensor extension) raw bytes after a JSON header.
             check_content_type(scope)
         raw = await read_body(scope, receive, self.settings.max_body_bytes)
+        ctx.ticket = plane.received(ctx.ticket)
         body = codec.parse_request(raw, binary_length)
         instances = codec.instances_from_request(body, model)
         plane.check_count(len(instances))
