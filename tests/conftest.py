@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,42 @@ def example_model(example_model_path: Path) -> LoadedModel:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+#: The loggers `serve` configures (service/server.py's logging_config), and the root.
+_CONFIGURED_LOGGERS = ("", "servepath", "servepath.access", "uvicorn", "uvicorn.error",
+                       "uvicorn.access")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _loggers_kept() -> Iterator[None]:
+    saved = [
+        (lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled)
+        for lg in map(logging.getLogger, _CONFIGURED_LOGGERS)
+    ]
+    try:
+        yield
+    finally:
+        for lg, handlers, level, propagate, disabled in saved:
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate, lg.disabled = propagate, disabled
+
+
+# A test (or a module's fixture) that runs `serve` in the test process configures logging to
+# whatever ``sys.stderr`` was then (a CliRunner's stream, closed when it returns): every
+# logger is put back after each test and after each module, so that what runs next in the
+# process does not log into a closed stream.
+@pytest.fixture(autouse=True, scope="module")
+def _loggers_kept_per_module() -> Iterator[None]:
+    with _loggers_kept():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _loggers_kept_per_test() -> Iterator[None]:
+    with _loggers_kept():
+        yield
 
 
 # --- markers by place -------------------------------------------------------------------------

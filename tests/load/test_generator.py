@@ -107,8 +107,11 @@ def test_a_stall_shows_in_open_loop_percentiles_but_hides_from_a_closed_loop() -
     assert open_run.latency.p90_ms >= 300
     stall_second = max(open_run.timeseries, key=lambda r: r.max_ms)
     assert stall_second.max_ms >= 900
-    # The service time from the actual send also sees the stall; the generator was on time.
-    assert not any("could not keep" in p for p in open_run.problems), open_run.problems
+    # The service time from the actual send also sees the stall; the generator was not held
+    # by it: a generator blocked for the stalled second would send a quarter of its requests
+    # up to a second late; a machine busy with other work makes tens of milliseconds.
+    lag = open_run.generator.sched_lag
+    assert lag is not None and lag.p90_ms < 300, lag
     # Closed loop: four workers each held one request through the stall and sent nothing
     # else, so the stall is four slow samples among thousands: p99 does not show it, and
     # no request is counted twice or invented for the stalled second.
