@@ -128,12 +128,19 @@ def test_find_max_converges_on_a_server_of_known_capacity() -> None:
     capacity = slots / (service_ms / 1000)  # 200 req/s
     slo = SLO(99.0, 100.0, error_budget=0.001)
     with known_server("limited", "--slots", str(slots), "--service-ms", str(service_ms)) as base:
-        result = find_max(
-            LoadPlan(url=base + "/decisions", instances=(INSTANCE,), rate=100.0, duration=1.5),
-            slo,
-            tolerance=0.1,
-            cooldown=0.3,
-        )
+        # A search the generator itself cut short (it could not keep a step's rate: a busy
+        # machine starved it, and it says so) measured nothing of the server: search again,
+        # a few times at most. A search that ran is judged as it came out.
+        for _ in range(3):
+            result = find_max(
+                LoadPlan(url=base + "/decisions", instances=(INSTANCE,), rate=100.0, duration=1.5),
+                slo,
+                tolerance=0.1,
+                cooldown=0.3,
+            )
+            if not any("could not keep" in p for p in result.problems):
+                break
+    assert not any("could not keep" in p for p in result.problems), result.problems
     assert result.max_rate is not None, result.steps
     # Below capacity the queue stays empty (arrivals are evenly spaced); above it the queue
     # grows by (r - C) per second, and a 1.5 s step stays within p99 100 ms until r is
