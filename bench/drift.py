@@ -69,7 +69,7 @@ def write_log(path: Path, rows: int) -> float:
             output = {"decision": labels[i], "probability": 0.5}
             requests.append((record_id, record_id, now - 7200 + i * step, "decisions", "credit",
                              "v1", 0.3, None, "127.0.0.1", None, None, None, None, None,
-                             None, None))  # fmt: skip
+                             None, None, None))  # fmt: skip
             predictions.append(
                 (record_id, 0, orjson.dumps(instance).decode(), orjson.dumps(output).decode(),
                  0, None)
