@@ -128,7 +128,8 @@ def test_a_slow_connect_first_byte_and_total_agree_with_curl(
     ours, curl = _best([o for o, _ in samples]), _best([c for _, c in samples])
     curl_connect = curl["connect"] - curl["namelookup"]
     assert 900 <= curl_connect < 1500 and 900 <= ours["connect"] < 1500, (ours, curl)
-    assert abs(ours["connect"] - curl_connect) < 20, (ours, curl)
+    # (as below: the errors this guards against are a second wide)
+    assert abs(ours["connect"] - curl_connect) < 80, (ours, curl)
     # the connect, then the server's 100 ms
     assert curl["starttransfer"] >= curl_connect + 100 and ours["starttransfer"] >= 1000
     # The errors this guards against are a second wide (the retransmitted SYN counted twice,
