@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from servepath.config import Settings
 from servepath.errors import ConfigError
-from servepath.service.otlp import SpanEncoder, encode_all, spans_in
+from servepath.service.otlp import SpanEncoder, spans_in
 from servepath.service.tracecontext import (
     Parent,
+    Trace,
     format_traceparent,
     parse_traceparent,
     sampled_trace,
@@ -89,7 +93,7 @@ def test_a_requests_spans_decode_as_otlp_with_its_stages_in_order() -> None:
     trace.rows, trace.hits, trace.batch_end, trace.model_ms = 2, 1, 10.0009, 0.4
     trace.log_start, trace.log_end, trace.end = 10.00091, 10.00095, 10.001
     trace.model = ("decision", "c12599beb720", "2", "treelite")
-    data, count = encode_all(SpanEncoder("svc", "9.9", 4242), [trace, trace])
+    data, count = SpanEncoder("svc", "9.9", 4242).encode([trace, trace])
     message = ExportTraceServiceRequest()
     message.ParseFromString(data)
     [resource_spans] = message.resource_spans
@@ -137,3 +141,128 @@ def test_trace_settings_from_flags_and_the_environment() -> None:
     for bad in ({"trace_sample": 1.5}, {"trace_queue": 0}, {"otlp_endpoint": "collector:4318"}):
         with pytest.raises(ConfigError):
             Settings(**bad)  # type: ignore[arg-type]
+
+
+def _expected(trace: Trace, offset: int) -> list[dict[str, object]]:
+    """What a request's spans say, worked out from its moments without the encoder: name,
+    parent, times, attributes and status, server span first."""
+
+    def ns(seconds: float) -> int:
+        return int(seconds * 1e9) + offset
+
+    server: dict[str, object] = {
+        "name": f"{trace.method} {trace.route}",
+        "parent": trace.parent_id,
+        "times": (ns(trace.start), max(ns(trace.start), ns(trace.end))),
+        "attrs": {"http.request.method": trace.method, "http.route": trace.route,
+                  "http.response.status_code": trace.status},
+        "error": trace.status >= 500,
+        "state": (trace.state or b"").decode(),
+    }  # fmt: skip
+    model_attrs: dict[str, object] = {}
+    if trace.model is not None:
+        keys = ("name", "version", "label", "engine")
+        model_attrs = {f"servepath.model.{k}": v for k, v in zip(keys, trace.model, strict=True)}
+    server["attrs"].update(model_attrs)  # type: ignore[attr-defined]
+    if trace.request_id:
+        server["attrs"]["servepath.request_id"] = trace.request_id  # type: ignore[index]
+    spans = [server]
+
+    def child(name: str, t0: int, t1: int, attrs: dict[str, object]) -> None:
+        spans.append({"name": name, "parent": trace.span_id, "times": (t0, max(t0, t1)),
+                      "attrs": attrs, "error": False, "state": ""})  # fmt: skip
+
+    if trace.admitted:
+        child("admission", ns(trace.start), ns(trace.admitted), {})
+    if trace.cache_end:
+        child("cache", ns(trace.cache_start), ns(trace.cache_end),
+              {"servepath.cache.hits": trace.hits, "servepath.rows": trace.rows})  # fmt: skip
+    if trace.model_ms >= 0:
+        queued = ns(trace.cache_end or trace.cache_start or trace.start)
+        called = max(queued, ns(trace.batch_end - trace.model_ms / 1000))
+        child("queue", queued, called, {})
+        child("model", called, ns(trace.batch_end), model_attrs)
+    if trace.log_end:
+        child("log write", ns(trace.log_start), ns(trace.log_end), {})
+    return spans
+
+
+def _decoded(span: Any) -> dict[str, object]:
+    def value(v: Any) -> object:
+        return getattr(v, v.WhichOneof("value"))
+
+    return {
+        "name": span.name,
+        "parent": int.from_bytes(span.parent_span_id, "big"),
+        "times": (span.start_time_unix_nano, span.end_time_unix_nano),
+        "attrs": {a.key: value(a.value) for a in span.attributes},
+        "error": span.status.code == 2,
+        "state": span.trace_state,
+    }
+
+
+def _traces(seed: int = 7) -> list[Trace]:
+    """Requests of many shapes: with and without a caller's parent and its tracestate,
+    hits (no model call) and misses, no cache, no log, 2xx/4xx/5xx, batches, request ids
+    of other lengths and outside ASCII, another route, another model version, and the
+    same shape repeated (one layout, many rows)."""
+    rng = random.Random(seed)
+    out: list[Trace] = []
+    for i in range(60):
+        start = 1000.0 + i * 0.01 + rng.random() / 1000
+        trace = Trace(rng.getrandbits(128) or 1, rng.getrandbits(64) or 1,
+                      rng.getrandbits(64) if i % 3 == 0 else 0, start)  # fmt: skip
+        trace.method, trace.route = ("POST", "/decisions") if i % 7 else (
+            "POST", "/v2/models/{name}/infer")  # fmt: skip
+        trace.status = (200, 200, 200, 422, 503)[i % 5]
+        trace.request_id = ("0123456789abcdef" * 2, "short", "", "r-é-ü" * (i % 4), "x" * 200)[
+            i % 5]  # fmt: skip
+        if i % 11 == 0:
+            trace.state = b"vendor=a1,other=b2"
+        trace.model = (("decision", "c12599beb720", "2", "treelite"),
+                       ("decision", "0a1b2c3d4e5f", "3", "onnxruntime"), None)[i % 3]  # fmt: skip
+        moment = start
+        if i % 4:
+            moment += rng.random() / 1e4
+            trace.admitted = moment
+        if i % 6:
+            trace.cache_start, trace.cache_end = moment + 1e-5, moment + 3e-5
+            trace.rows, trace.hits = 1 + i % 3, (i % 2) * (1 + i % 3)
+            moment += 3e-5
+        if i % 2 == 0:
+            trace.model_ms = rng.random() / 10
+            trace.batch_end = moment + 2e-4
+            moment += 2e-4
+        if i % 5 != 1:
+            trace.log_start, trace.log_end = moment + 1e-5, moment + 5e-5
+            moment += 5e-5
+        # Now and then a clock that seems to go back: spans never end before they start.
+        trace.end = moment + 1e-4 if i % 13 else start - 1e-3
+        out.append(trace)
+    return out
+
+
+def test_requests_of_every_shape_decode_to_the_spans_their_moments_say() -> None:
+    encoder = SpanEncoder("svc", "9.9", 1)
+    offset = 1_700_000_000_000_000_000
+    # The same shapes again, other ids and times, fewer of them: what one batch wrote
+    # must not show through the next (the encoder reuses its rows).
+    for traces in (_traces(7), _traces(8)[::-1], _traces(9)[:13]):
+        data, count = encoder.encode(traces, offset)
+        message = ExportTraceServiceRequest()
+        message.ParseFromString(data)
+        [resource_spans] = message.resource_spans
+        [scope_spans] = resource_spans.scope_spans
+        assert scope_spans.scope.name == "servepath"
+        spans = list(scope_spans.spans)
+        assert count == len(spans) == sum(spans_in(t) for t in traces)
+        by_trace: dict[int, list[Any]] = {}
+        for span in spans:
+            by_trace.setdefault(int.from_bytes(span.trace_id, "big"), []).append(span)
+        assert len({s.span_id for s in spans}) == len(spans)  # every span its own id
+        for trace in traces:
+            got = by_trace.pop(trace.trace_id)
+            server = got[0]
+            assert int.from_bytes(server.span_id, "big") == trace.span_id
+            assert [_decoded(s) for s in got] == _expected(trace, offset), trace.request_id
+        assert not by_trace

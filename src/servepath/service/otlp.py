@@ -5,8 +5,12 @@ through protobuf message objects: about 3 µs and 18 µs per span here, so a req
 spans would cost more than the request itself. These spans are all alike (the same names,
 the same attributes but for a few numbers), so each is written as the bytes of its message
 directly: fixed-width ids and times behind constant prefixes, attributes that never change
-for a model version encoded once. What comes out is the ``ExportTraceServiceRequest`` the
-standard exporter would have sent (the tests decode it with ``opentelemetry-proto``).
+for a model version encoded once. Requests of one shape differ only in their ids, times and
+request id, so a batch of them is written at once: a NumPy record array laid over copies of
+the shape's template, its id and time fields filled column by column (about 1.4 µs per
+request, against 7 written span by span in Python). What comes out is the
+``ExportTraceServiceRequest`` the standard exporter would have sent (the tests decode it
+with ``opentelemetry-proto``).
 
 Span names and attributes follow the OpenTelemetry semantic conventions for HTTP servers
 (``{method} {route}``, ``http.request.method``, ``http.route``,
@@ -16,11 +20,12 @@ Span names and attributes follow the OpenTelemetry semantic conventions for HTTP
 
 from __future__ import annotations
 
-import functools
-import random
-import struct
+import operator
+import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+
+import numpy as np
 
 from servepath.service.tracecontext import Trace
 
@@ -30,8 +35,6 @@ SCOPE_NAME = "servepath"
 _KIND_INTERNAL = 1
 _KIND_SERVER = 2
 _STATUS_ERROR = 2
-
-_TIMES = struct.Struct("<BQBQ")  # start_time_unix_nano (7), end_time_unix_nano (8): fixed64
 
 
 def varint(n: int) -> bytes:
@@ -80,29 +83,15 @@ _CACHE = _named("cache", _KIND_INTERNAL)
 _QUEUE = _named("queue", _KIND_INTERNAL)
 _MODEL = _named("model", _KIND_INTERNAL)
 _LOG = _named("log write", _KIND_INTERNAL)
-#: A child span's bytes before its own: ids (trace 18, parent 10, its span's tag 2 and id 8)
-#: and times (18) are fixed-width, so its length is its name's and attributes' plus 56.
-_CHILD_FIXED = 56
-
-
-@functools.cache
-def _child_prefix(named: bytes, attrs_len: int) -> bytes:
-    """A child span's tag (``ScopeSpans.spans``) and length."""
-    return b"\x12" + _length(_CHILD_FIXED + len(named) + attrs_len)
-
-
-_ADMISSION_PREFIX = _child_prefix(_ADMISSION, 0)
-_QUEUE_PREFIX = _child_prefix(_QUEUE, 0)
-_LOG_PREFIX = _child_prefix(_LOG, 0)
-
 #: The key of the request id attribute (its value differs for every request).
 _REQUEST_ID_NAME = field(1, b"servepath.request_id")
 _ERROR = field(15, b"\x18" + bytes((_STATUS_ERROR,)))
 
 
 class SpanEncoder:
-    """Encodes traced requests; keeps what never changes between them (the names of the
-    routes, each model version's attributes) as bytes."""
+    """Encodes traced requests into one ``ExportTraceServiceRequest``; keeps what never
+    changes between them (the names of the routes, each model version's attributes, the
+    layout of each shape of request) ready made."""
 
     def __init__(self, service_name: str, service_version: str, pid: int) -> None:
         """``pid``: the process the spans come from (each worker exports its own)."""
@@ -120,118 +109,216 @@ class SpanEncoder:
         scope = field(1, field(1, SCOPE_NAME.encode()) + field(2, service_version.encode()))
         self._resource = resource
         self._scope = scope
-        self._servers: dict[tuple[str, str], bytes] = {}
-        self._models: dict[tuple[str, str, str, str], bytes] = {}
-        self._ints: dict[tuple[str, int], bytes] = {}
+        self._layouts: dict[tuple[object, ...], _Layout] = {}
 
-    def request(self, pieces: Iterable[bytes]) -> bytes:
+    def encode(self, traces: Sequence[Trace], offset_ns: int | None = None) -> tuple[bytes, int]:
+        """The export request for ``traces`` and how many spans it holds (see
+        :meth:`spans`)."""
+        data, count = self.spans(traces, wall_offset_ns() if offset_ns is None else offset_ns)
+        return self.request([data]), count
+
+    def request(self, pieces: Sequence[bytes]) -> bytes:
         """The ``ExportTraceServiceRequest`` holding the spans :meth:`spans` wrote."""
         scope_spans = self._scope + b"".join(pieces)
-        resource_spans = self._resource + field(2, scope_spans)
-        return field(1, resource_spans)
+        return field(1, self._resource + field(2, scope_spans))
 
-    def spans(self, trace: Trace, wall_offset_ns: int, out: list[bytes]) -> int:
-        """Write the spans of one request onto ``out`` (pieces of ``ScopeSpans``' field 2,
-        for :meth:`request` to join) and say how many: the server's request span, then
-        admission, cache, queue, model and log write for the stages it passed through.
-        ``wall_offset_ns`` turns ``perf_counter`` seconds into Unix nanoseconds."""
-        # Written out rather than through field(): this runs for every traced request, and
-        # a child span's length is known before its bytes are (see _child_prefix).
-        off = wall_offset_ns
-        pack = _TIMES.pack
-        trace_field = b"\x0a\x10" + trace.trace_id.to_bytes(16, "big")
-        server_id = trace.span_id.to_bytes(8, "big")
-        ids = random.getrandbits(64 * 5).to_bytes(40, "big")
+    def spans(self, traces: Sequence[Trace], offset_ns: int) -> tuple[bytes, int]:
+        """The spans of ``traces`` (``ScopeSpans.spans`` fields, for :meth:`request` to
+        wrap) and how many: per request the server's request span, then admission, cache,
+        queue, model and log write for the stages it passed through. ``offset_ns`` turns
+        ``perf_counter`` seconds into Unix nanoseconds (:func:`wall_offset_ns`).
+
+        Requests of one shape (route, status, model version, the stages they passed
+        through, the lengths of their strings) make spans of the same layout, byte for byte
+        but for ids, times and the request id: each shape's requests are written at once,
+        as the rows of a NumPy record array over copies of that layout's template."""
+        groups: dict[tuple[object, ...], list[Trace]] = {}
+        for trace in traces:
+            key: tuple[object, ...] = (
+                trace.method, trace.route, trace.status, trace.model,
+                len(trace.request_id.encode()), trace.state, trace.parent_id != 0,
+                trace.admitted > 0, trace.cache_end > 0, trace.hits, trace.rows,
+                trace.model_ms >= 0, trace.log_end > 0,
+            )  # fmt: skip
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [trace]
+            else:
+                group.append(trace)
+        pieces = []
+        count = 0
+        for shape, group in groups.items():
+            layout = self._layouts.get(shape)
+            if layout is None:
+                if len(self._layouts) >= MAX_LAYOUTS:  # shapes repeat; bound the odd ones
+                    self._layouts.clear()
+                layout = self._layouts[shape] = _Layout(group[0])
+            pieces.append(layout.write(group, offset_ns))
+            count += layout.spans * len(group)
+        return b"".join(pieces), count
+
+
+#: Shapes of request whose layouts are kept (a server sees a few: hits and misses, with and
+#: without a caller's parent; each distinct status, batch size or request id length is one).
+MAX_LAYOUTS = 256
+
+_TIMES_OF = operator.attrgetter(
+    "start", "end", "admitted", "cache_start", "cache_end", "batch_end", "model_ms",
+    "log_start", "log_end",
+)  # fmt: skip
+_START, _END, _ADMITTED, _CACHE_START, _CACHE_END, _BATCH_END, _MODEL_MS = range(7)
+_LOG_START, _LOG_END = 7, 8
+
+
+class _Layout:
+    """The bytes of one shape of request's spans: a template holding every constant byte,
+    and where in it each id, time and string goes (NumPy record fields at those offsets)."""
+
+    def __init__(self, trace: Trace) -> None:
+        self._template = bytearray()
+        self._names: list[str] = []
+        self._formats: list[object] = []
+        self._offsets: list[int] = []
+        #: The time fields and what each holds: (field, first stage, later stage) where the
+        #: time is the later stage's clamped to be no earlier than the first's.
+        self.times: list[tuple[str, str]] = []
+        self.spans = 0
+        server = [
+            (b"\x0a\x10", "trace", ">u8", 2),
+            (b"\x12\x08", "server", ">u8", 1),
+            (_named(f"{trace.method} {trace.route}", _KIND_SERVER)
+             + string_attr("http.request.method", trace.method)
+             + string_attr("http.route", trace.route) + b"\x39", "start", "<u8", 1),
+            (b"\x41", "end", "<u8", 1),
+        ]  # fmt: skip
+        tail = int_attr("http.response.status_code", trace.status)
         model_attrs = b""
         if trace.model is not None:
-            model_attrs = self._models.get(trace.model) or self._model_attrs(trace.model)
-        server = self._servers.get((trace.method, trace.route)) or self._server(
-            trace.method, trace.route
-        )
-        body = [
-            trace_field,
-            b"\x12\x08",
-            server_id,
-            server,
-            pack(0x39, int(trace.start * 1e9) + off, 0x41, int(trace.end * 1e9) + off),
-            self._int("http.response.status_code", trace.status),
-            model_attrs,
-        ]
+            name, version, label, engine = trace.model
+            model_attrs = (
+                string_attr("servepath.model.name", name)
+                + string_attr("servepath.model.version", version)
+                + string_attr("servepath.model.label", label)
+                + string_attr("servepath.model.engine", engine)
+            )
+        tail += model_attrs
         if trace.request_id:
-            rid = trace.request_id.encode()
-            value = b"\x0a" + _length(len(rid)) + rid  # AnyValue.string_value
-            kv = _REQUEST_ID_NAME + b"\x12" + _length(len(value)) + value
-            body += (b"\x4a", _length(len(kv)), kv)
+            n = len(trace.request_id.encode())
+            value_len = 1 + len(_length(n)) + n  # AnyValue.string_value
+            kv_len = len(_REQUEST_ID_NAME) + 1 + len(_length(value_len)) + value_len
+            head = (b"\x4a" + _length(kv_len) + _REQUEST_ID_NAME + b"\x12" + _length(value_len)
+                    + b"\x0a" + _length(n))  # fmt: skip
+            server.append((tail + head, "request_id", "u1", n))
+            tail = b""
         if trace.state:
-            body.append(field(3, trace.state))
+            tail += field(3, trace.state)
         if trace.parent_id:
-            body += (b"\x22\x08", trace.parent_id.to_bytes(8, "big"))
+            server.append((tail + b"\x22\x08", "parent", ">u8", 1))
+            tail = b""
         if trace.status >= 500:
-            body.append(_ERROR)
-        encoded = b"".join(body)
-        out += (b"\x12", _length(len(encoded)), encoded)
-        count = 1
-        head = trace_field + b"\x22\x08" + server_id + b"\x12\x08"
-        start = trace.start
-        cache_end = trace.cache_end
-        if trace.admitted:
-            t0 = int(start * 1e9) + off
-            t1 = max(t0, int(trace.admitted * 1e9) + off)
-            out += (_ADMISSION_PREFIX, head, ids[0:8], _ADMISSION, pack(0x39, t0, 0x41, t1))
-            count += 1
-        if cache_end:
-            attrs = self._int("servepath.cache.hits", trace.hits)
-            attrs += self._int("servepath.rows", trace.rows)
-            t0 = int(trace.cache_start * 1e9) + off
-            t1 = max(t0, int(cache_end * 1e9) + off)
-            out += (_child_prefix(_CACHE, len(attrs)), head, ids[8:16], _CACHE,
-                    pack(0x39, t0, 0x41, t1), attrs)  # fmt: skip
-            count += 1
+            tail += _ERROR
+        self._span(server, tail)
+        child = [(b"\x0a\x10", "trace", ">u8", 2), (b"\x22\x08", "server", ">u8", 1)]
+        stages: list[tuple[bytes, bytes, str, str]] = []
+        if trace.admitted > 0:
+            stages.append((_ADMISSION, b"", "start", "admitted"))
+        if trace.cache_end > 0:
+            attrs = int_attr("servepath.cache.hits", trace.hits)
+            attrs += int_attr("servepath.rows", trace.rows)
+            stages.append((_CACHE, attrs, "cache_start", "cache_end"))
         if trace.model_ms >= 0:
-            called = trace.batch_end - trace.model_ms / 1000
-            t0 = int((cache_end or trace.cache_start or start) * 1e9) + off
-            t1 = max(t0, int(called * 1e9) + off)
-            t2 = max(t1, int(trace.batch_end * 1e9) + off)
-            out += (_QUEUE_PREFIX, head, ids[16:24], _QUEUE, pack(0x39, t0, 0x41, t1),
-                    _child_prefix(_MODEL, len(model_attrs)), head, ids[24:32], _MODEL,
-                    pack(0x39, t1, 0x41, t2), model_attrs)  # fmt: skip
-            count += 2
-        if trace.log_end:
-            t0 = int(trace.log_start * 1e9) + off
-            t1 = max(t0, int(trace.log_end * 1e9) + off)
-            out += (_LOG_PREFIX, head, ids[32:40], _LOG, pack(0x39, t0, 0x41, t1))
-            count += 1
-        return count
+            stages.append((_QUEUE, b"", "queued", "called"))
+            stages.append((_MODEL, model_attrs, "called", "batch_end"))
+        if trace.log_end > 0:
+            stages.append((_LOG, b"", "log_start", "log_end"))
+        for i, (named, attrs, begin, end) in enumerate(stages):
+            self._span(
+                [*child, (b"\x12\x08", f"id{i}", ">u8", 1),
+                 (named + b"\x39", f"{begin}.{i}", "<u8", 1), (b"\x41", f"{end}.{i}", "<u8", 1)],
+                attrs,
+            )  # fmt: skip
+            self.times.append((begin, end))
+        self.stages = len(stages)
+        self.dtype = np.dtype(
+            {"names": self._names, "formats": self._formats, "offsets": self._offsets,
+             "itemsize": len(self._template)}
+        )  # fmt: skip
+        self.template = bytes(self._template)
+        self._rows = np.frombuffer(bytearray(), dtype=self.dtype)
+        self.has_parent = bool(trace.parent_id)
+        self.request_id_len = len(trace.request_id.encode())
 
-    def _server(self, method: str, route: str) -> bytes:
-        # Protobuf fields may come in any order: the name, kind and HTTP attributes of a
-        # route's request span are one constant, the times and the rest follow.
-        encoded = (
-            _named(f"{method} {route}", _KIND_SERVER)
-            + string_attr("http.request.method", method)
-            + string_attr("http.route", route)
-        )
-        self._servers[(method, route)] = encoded
-        return encoded
+    def _span(self, parts: list[tuple[bytes, str, str, int]], tail: bytes) -> None:
+        """Append one span (``ScopeSpans.spans``, field 2): each part a constant, then a
+        field of ``count`` values of ``fmt`` named ``name`` (numbered when it repeats)."""
+        size = sum(len(const) + (8 * count if fmt != "u1" else count)
+                   for const, _, fmt, count in parts) + len(tail)  # fmt: skip
+        self._template += b"\x12" + _length(size)
+        for const, name, fmt, count in parts:
+            self._template += const
+            unique = name if name not in self._names else f"{name}#{len(self._names)}"
+            self._names.append(unique)
+            self._formats.append((fmt, (count,)) if count > 1 or fmt == "u1" else fmt)
+            self._offsets.append(len(self._template))
+            self._template += bytes(8 * count if fmt != "u1" else count)
+        self._template += tail
+        self.spans += 1
 
-    def _int(self, key: str, value: int) -> bytes:
-        found = self._ints.get((key, value))
-        if found is None:
-            found = int_attr(key, value)
-            if len(self._ints) < 4096:  # statuses and small counts repeat; bound the rest
-                self._ints[(key, value)] = found
-        return found
+    def write(self, traces: list[Trace], off: int) -> bytes:
+        """The spans of ``traces`` (all of this shape), as bytes."""
+        n = len(traces)
+        if n > len(self._rows):
+            # Every field that is not the template's is written below, for every request:
+            # the rows are reused from one batch to the next, constants and all.
+            self._rows = np.frombuffer(bytearray(self.template * n), dtype=self.dtype)
+        records = self._rows[:n]
+        ids = [(t.trace_id >> 64, t.trace_id & _LOW64, t.span_id) for t in traces]
+        id_array = np.array(ids, dtype=np.uint64)
+        names = self.dtype.names
+        assert names is not None
+        for name in names:
+            base = name.split("#")[0]
+            if base == "trace":
+                records[name] = id_array[:, :2]
+            elif base == "server":
+                records[name] = id_array[:, 2]
+        if self.has_parent:
+            records["parent"] = np.array([t.parent_id for t in traces], dtype=np.uint64)
+        if self.request_id_len:
+            # Every one of this shape encodes to the same length (the shape says so).
+            joined = "".join([t.request_id for t in traces]).encode()
+            records["request_id"] = np.frombuffer(joined, np.uint8).reshape(n, -1)
+        seconds = np.array([_TIMES_OF(t) for t in traces], dtype=np.float64)
+        ns = (seconds * 1e9).astype(np.int64) + off
+        at = {
+            "start": ns[:, _START], "end": np.maximum(ns[:, _END], ns[:, _START]),
+            "admitted": ns[:, _ADMITTED], "cache_start": ns[:, _CACHE_START],
+            "cache_end": ns[:, _CACHE_END], "log_start": ns[:, _LOG_START],
+            "log_end": ns[:, _LOG_END],
+        }  # fmt: skip
+        if any(begin == "queued" for begin, _ in self.times):
+            # The queue: from the cache's end (or start, or the request's) to the model call.
+            queued = np.where(seconds[:, _CACHE_END] > 0, ns[:, _CACHE_END],
+                              np.where(seconds[:, _CACHE_START] > 0, ns[:, _CACHE_START],
+                                       ns[:, _START]))  # fmt: skip
+            called_s = seconds[:, _BATCH_END] - seconds[:, _MODEL_MS] / 1000
+            called = np.maximum(queued, (called_s * 1e9).astype(np.int64) + off)
+            at["queued"], at["called"] = queued, called
+            at["batch_end"] = np.maximum(called, ns[:, _BATCH_END])
+        records["start"] = at["start"]
+        records["end"] = at["end"]
+        for i, (begin, end) in enumerate(self.times):
+            first = at[begin]
+            records[f"{begin}.{i}"] = first
+            records[f"{end}.{i}"] = np.maximum(first, at[end])
+        stage_ids = np.frombuffer(os.urandom(8 * n * max(1, self.stages)), np.uint64)
+        stage_ids = np.where(stage_ids == 0, 1, stage_ids).reshape(n, -1)
+        for i in range(self.stages):
+            records[f"id{i}"] = stage_ids[:, i]
+        return records.tobytes()
 
-    def _model_attrs(self, model: tuple[str, str, str, str]) -> bytes:
-        name, version, label, engine = model
-        encoded = (
-            string_attr("servepath.model.name", name)
-            + string_attr("servepath.model.version", version)
-            + string_attr("servepath.model.label", label)
-            + string_attr("servepath.model.engine", engine)
-        )
-        self._models[model] = encoded
-        return encoded
+
+_LOW64 = (1 << 64) - 1
 
 
 def wall_offset_ns() -> int:
@@ -248,13 +335,3 @@ def spans_in(trace: Trace) -> int:
         + 2 * (trace.model_ms >= 0)
         + (trace.log_end > 0)
     )
-
-
-def encode_all(encoder: SpanEncoder, traces: Sequence[Trace]) -> tuple[bytes, int]:
-    """The export request for ``traces`` and how many spans it holds."""
-    offset = wall_offset_ns()
-    pieces: list[bytes] = []
-    count = 0
-    for trace in traces:
-        count += encoder.spans(trace, offset, pieces)
-    return encoder.request(pieces), count
