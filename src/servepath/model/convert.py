@@ -19,6 +19,7 @@ Two details make a conversion reproduce the library's own answers:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Iterator
@@ -46,9 +47,12 @@ class Conversion:
     seconds: float
 
 
+@functools.cache
 def converter_versions() -> str:
     # From the installed metadata: importing the converters costs a second or more, which a
-    # load that finds its conversion in the cache should not pay.
+    # load that finds its conversion in the cache should not pay. Read once per process: a
+    # package's metadata is parsed on each call, on the GIL, while a swap loads beside
+    # requests being answered.
     from importlib.metadata import version
 
     return f"skl2onnx{version('skl2onnx')}-onnxmltools{version('onnxmltools')}-r{REVISION}"

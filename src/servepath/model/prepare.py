@@ -11,6 +11,11 @@ about a tenth of the time and without the long stalls.
 The child is also a fence: an artifact that crashes its unpickler, or exhausts memory,
 takes down the child and is refused, while the server serves on.
 
+The child runs at idle priority (``SCHED_IDLE``, else ``nice 19``): on a machine whose cores
+the server keeps busy it takes only the time the server leaves, so preparing a version
+never slows the requests of the one serving. A server saturated for the whole of
+:data:`PREPARE_TIMEOUT` refuses the version instead (``load_failed``: not loaded in time).
+
 Run as ``python -m servepath.model.prepare PATH DATA_DIR [--probabilities] [--schema FILE]``:
 exit 0 when the model loaded and answered its own example; otherwise 1 and one line on
 stderr saying why.
@@ -18,6 +23,7 @@ stderr saying why.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -63,7 +69,18 @@ def prepare_elsewhere(
     raise ModelLoadError(str(path), lines[-1] if lines else f"exit status {done.returncode}")
 
 
+def yield_the_cpu() -> None:
+    """Run this process only on the CPU time others leave (Linux ``SCHED_IDLE``; elsewhere,
+    or where it is not allowed, the lowest ``nice``)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(19)
+
+
 def main(argv: list[str]) -> int:
+    yield_the_cpu()  # first: the imports below are most of the work
     from servepath.model.loaded import engines_dir, load_model
 
     path, data_dir = Path(argv[0]), Path(argv[1])

@@ -16,6 +16,7 @@ read a whole file or none.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -51,6 +52,12 @@ LIBRARIES = (
 
 def library_versions() -> dict[str, str]:
     """The installed version of each of :data:`LIBRARIES` ("-" when absent)."""
+    return dict(_library_versions())
+
+
+@functools.cache
+def _library_versions() -> dict[str, str]:
+    # Read once per process (each call parses the packages' metadata, on the GIL).
     found: dict[str, str] = {}
     for name in LIBRARIES:
         try:

@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -403,7 +404,8 @@ class DataPlane:
         previous = self.versions.get(label)
         self.versions[label] = VersionStatus("LOADING")
         try:
-            model = await asyncio.to_thread(loader)
+            with brief_turns():
+                model = await asyncio.to_thread(loader)
         except UnknownVersion:
             self._restore(label, previous)
             raise
@@ -415,7 +417,8 @@ class DataPlane:
         finally:
             self._loading = None
         if role == "primary":
-            await asyncio.to_thread(calibrate_admission, self.admission, model)
+            with brief_turns():
+                await asyncio.to_thread(calibrate_admission, self.admission, model)
         if role == "candidate" and self.candidate_weight <= 0:
             self.candidate_weight = self.settings.candidate_weight or DEFAULT_CANDIDATE_WEIGHT
         if role == "shadow" and self.shadow_share <= 0:
@@ -423,7 +426,7 @@ class DataPlane:
         # A version loaded by its path or URI is known by its content version.
         named = label if labelled and is_label(label) else None
         deployment = self.install(model, calibrate=False, label=named, role=role)
-        settle_heap()
+        settle_heap(full=False)
         log.info("version %s (%s) now serves as %s", deployment.label, model.version, role)
         return deployment
 
@@ -920,7 +923,7 @@ def calibrate_admission(admission: Admission, model: LoadedModel, batch: int = 8
         log.debug("could not time the model on its example: %s", exc)
 
 
-def settle_heap() -> None:
+def settle_heap(*, full: bool = True) -> None:
     """Hide what is alive once the model has loaded from the cyclic garbage collector.
 
     The model, its libraries and their modules are a few hundred thousand objects that live
@@ -929,9 +932,37 @@ def settle_heap() -> None:
     response cache keep enough objects alive long enough to set one off every few seconds
     under load. Frozen objects are skipped by every collection (refcounting still frees
     them), so a full collection then costs well under a millisecond.
+
+    ``full=False`` (a version loaded while requests are answered): collect the young
+    generations only before freezing. A full collection would walk every object of the
+    version just loaded, on the event loop (about 10 ms here); what it could free is the
+    load's own cyclic garbage that already reached the old generation, little and once.
     """
-    gc.collect()
+    gc.collect() if full else gc.collect(1)
     gc.freeze()
+
+
+#: The interpreter's switch interval while a version loads beside requests (seconds).
+LOADING_SWITCH_INTERVAL = 0.0005
+
+
+@contextlib.contextmanager
+def brief_turns() -> Iterator[None]:
+    """Shorten the interpreter's switch interval (5 ms by default) while a thread loads a
+    version beside the event loop.
+
+    Loading runs Python on the GIL for tens of milliseconds (unpickling, building the
+    engines, verifying): each time the event loop gives up the GIL to wait for its
+    sockets, the loader keeps it for up to a whole switch interval, and every request in
+    flight waits that out. With turns of half a millisecond the loop gets the GIL back
+    ten times sooner; the load takes a little longer.
+    """
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, LOADING_SWITCH_INTERVAL))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def told(status: dict[str, Any], full: bool) -> dict[str, Any]:
