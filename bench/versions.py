@@ -11,9 +11,16 @@ same fitted pipeline written twice, so the versions differ in bytes and not in c
 3. shadow: a server with the other version as shadow at share 1.0, the same half-capacity
    run (p99 against no shadow), then twice capacity: requests shed, and copies made.
 
-Usage: ``.venv/bin/python bench/versions.py [--swaps 10] [--seconds 20]``. Prints a table and
-writes nothing else; results worth keeping go to ``bench/results/versions.md`` by hand.
-Numbers need a quiet machine: run nothing else beside it.
+Each server runs pinned to core 1 and each client to core 0 (as ``bench/hotpath.py`` does), so
+that what is measured is the server's own core: a version being prepared (a child process
+of the server's, on the server's core) competes with the requests it must not slow. The
+runs with and without swaps (and with and without a shadow) alternate ``--pairs`` times;
+the ratio reported is the median of the pairs' ratios, so that a machine whose speed drifts
+during the run lands on both sides of each pair alike.
+
+Usage: ``.venv/bin/python bench/versions.py [--swaps 10] [--seconds 20] [--pairs 3]``. Prints
+a table and writes nothing else; results worth keeping go to ``bench/results/versions.md``
+by hand. Numbers need a quiet machine: run nothing else beside it.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +44,14 @@ from typing import Any
 import httpx
 
 PYTHON = sys.executable
+SERVER_CORE, CLIENT_CORE = "1", "0"
+PIN = shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+
+
+def pinned(core: str, command: list[str]) -> list[str]:
+    return ["taskset", "-c", core, *command] if PIN else command
+
+
 ADMIN = "a" * 24
 USER = "u" * 24
 
@@ -73,7 +89,9 @@ class Server:
             "--api-key-file", str(keys), "--admin-keys", "admin", *args,
         ]  # fmt: skip
         self.log = open(root / f"server-{self.port}.log", "w")  # noqa: SIM115
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen(
+            pinned(SERVER_CORE, command), stdout=self.log, stderr=subprocess.STDOUT, env=env
+        )
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             try:
@@ -107,7 +125,10 @@ class Server:
 
 def load(url: str, *args: str) -> dict[str, Any]:
     out = subprocess.run(
-        [PYTHON, "-m", "servepath", "load", url, "--api-key", USER, "--json", *args],
+        pinned(
+            CLIENT_CORE,
+            [PYTHON, "-m", "servepath", "load", url, "--api-key", USER, "--json", *args],
+        ),
         capture_output=True,
         text=True,
         check=False,
@@ -137,88 +158,112 @@ def late_answers(data: Path, swaps: list[tuple[str, float]], end: float) -> int:
     return wrong
 
 
+def swapping_run(server: Server, rate: str, seconds: float, swaps: int) -> dict[str, Any]:
+    """One open-loop run at ``rate`` while versions 2 and 1 are swapped in turn: the load's
+    report, plus the control's statuses, the swaps' moments and the RSS after each."""
+    result: dict[str, Any] = {}
+    runner = threading.Thread(
+        target=lambda: result.update(load(server.url, "--rate", rate, "--duration", f"{seconds}s"))
+    )
+    runner.start()
+    time.sleep(1.0)
+    gap = max(0.5, (seconds - 3) / swaps)
+    statuses, moments, rss = [], [], []
+    for n in range(swaps):
+        version = "2" if n % 2 == 0 else "1"
+        status, at = swap(server.url, version)
+        statuses.append(status)
+        moments.append((version, at))
+        rss.append(server.rss_mb())
+        time.sleep(gap)
+    runner.join()
+    result["_swaps"] = (statuses, moments, rss)
+    return result
+
+
+def p99(run: dict[str, Any]) -> float:
+    return float(run["latency"]["p99_ms"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--swaps", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--pairs", type=int, default=3)
     options = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="servepath-versions-"))
+    rows: list[tuple[str, dict[str, Any]]] = []
     try:
         repo = build_repository(root)
         seconds = f"{options.seconds}s"
         server = Server(root, repo)
+        swap_ratios: list[float] = []
+        wrong = 0
+        statuses: list[int] = []
+        rss: list[float] = []
         try:
             capacity = load(server.url, "--concurrency", "16", "--duration", "8s",
                             "--warmup", "2s")["achieved_rate"]  # fmt: skip
             half = f"{capacity / 2:.0f}"
-            quiet = load(server.url, "--rate", half, "--duration", seconds)
-            swaps: list[tuple[str, float]] = []
-            rss: list[float] = []
-            result: dict[str, Any] = {}
-            runner = threading.Thread(
-                target=lambda: result.update(
-                    load(server.url, "--rate", half, "--duration", seconds)
-                )
-            )
-            runner.start()
-            time.sleep(1.0)
-            gap = max(0.5, (options.seconds - 3) / options.swaps)
-            statuses = []
-            for n in range(options.swaps):
-                version = "2" if n % 2 == 0 else "1"
-                status, at = swap(server.url, version)
-                statuses.append(status)
-                swaps.append((version, at))
-                rss.append(server.rss_mb())
-                time.sleep(gap)
-            runner.join()
-            wrong = late_answers(server.data, swaps, time.time())
+            for pair in range(options.pairs):
+                quiet = load(server.url, "--rate", half, "--duration", seconds)
+                result = swapping_run(server, half, options.seconds, options.swaps)
+                pair_statuses, moments, pair_rss = result.pop("_swaps")
+                statuses += pair_statuses
+                rss += pair_rss
+                wrong += late_answers(server.data, moments, time.time())
+                swap_ratios.append(p99(result) / p99(quiet))
+                label = f"pair {pair + 1}"
+                rows += [(f"{label}: half capacity, no swap", quiet),
+                         (f"{label}: same, with {options.swaps} swaps", result)]  # fmt: skip
         finally:
             server.stop()
 
         shadowed = Server(root, repo, "--shadow", "2", "--shadow-share", "1.0")
+        plain = Server(root, repo)
+        shadow_ratios: list[float] = []
         try:
-            plain_run = load(shadowed.url, "--rate", half, "--duration", seconds,
-                             "--warmup", "2s")  # fmt: skip
+            for pair in range(options.pairs):
+                with_shadow = load(shadowed.url, "--rate", half, "--duration", seconds,
+                                   "--warmup", "2s")  # fmt: skip
+                without = load(plain.url, "--rate", half, "--duration", seconds, "--warmup", "2s")
+                shadow_ratios.append(p99(with_shadow) / p99(without))
+                rows += [(f"pair {pair + 1}: half capacity, shadow 1.0", with_shadow),
+                         (f"pair {pair + 1}: half capacity, no shadow", without)]  # fmt: skip
+            plain.stop()
             before = shadowed.metric("servepath_shadow_total")
             overload = load(shadowed.url, "--rate", f"{capacity * 2:.0f}", "--duration", seconds)
             after = shadowed.metric("servepath_shadow_total")
             shed = sum(shadowed.metric("servepath_requests_shed_total").values())
+            rows.append(("2x capacity, shadow 1.0", overload))
         finally:
             shadowed.stop()
-        plain = Server(root, repo)
-        try:
-            unshadowed = load(plain.url, "--rate", half, "--duration", seconds, "--warmup", "2s")
-        finally:
-            plain.stop()
-
-        def p99(run: dict[str, Any]) -> float:
-            return float(run["latency"]["p99_ms"])
-
-        def non_2xx(run: dict[str, Any]) -> int:
-            return int(run["failed"])
+            if plain.process.poll() is None:
+                plain.stop()
 
         calls = {
             k.split("outcome=")[1].split(",")[0].strip('"}'): after[k] - before.get(k, 0)
             for k in after
         }
-        print(f"capacity (closed loop, c=16): {capacity:,.0f} req/s; half: {half} req/s")
-        print(f"swaps: {options.swaps}, control answers {sorted(set(statuses))}")
+        print(f"capacity (closed loop, c=16): {capacity:,.0f} req/s; half: {half} req/s"
+              f"{'' if PIN else ' (not pinned: taskset or a second core is missing)'}")  # fmt: skip
+        print(f"swaps: {options.swaps} per pair, control answers {sorted(set(statuses))}")
         print("| run | sent | failed | connection errors | p50 ms | p99 ms |")
         print("|---|---|---|---|---|---|")
-        for name, run in (("half capacity, no swap", quiet), ("same, with swaps", result),
-                          ("half capacity, shadow 1.0", plain_run),
-                          ("half capacity, no shadow", unshadowed),
-                          ("2x capacity, shadow 1.0", overload)):  # fmt: skip
+        for name, run in rows:
             errors = run["errors"]
-            print(f"| {name} | {run['sent']} | {non_2xx(run)} | {errors['connect']} | "
+            print(f"| {name} | {run['sent']} | {run['failed']} | {errors['connect']} | "
                   f"{run['latency']['p50_ms']} | {p99(run)} |")  # fmt: skip
-        print(f"p99 with swaps / without: {p99(result) / p99(quiet):.2f}")
-        print(f"p99 with shadow / without: {p99(plain_run) / p99(unshadowed):.2f}")
+        print("p99 with swaps / without, per pair: "
+              + ", ".join(f"{r:.2f}" for r in swap_ratios)
+              + f"; median {statistics.median(swap_ratios):.2f}")  # fmt: skip
+        print("p99 with shadow / without, per pair: "
+              + ", ".join(f"{r:.2f}" for r in shadow_ratios)
+              + f"; median {statistics.median(shadow_ratios):.2f}")  # fmt: skip
         print(f"answers >1 s after a swap's 200 with the old version: {wrong}")
         print("RSS after each swap, MB: " + ", ".join(f"{r:.0f}" for r in rss))
-        print(f"RSS after swap {len(rss)} - after swap 1: {rss[-1] - rss[0]:+.0f} MB")
-        print(f"at 2x capacity: {shed:.0f} requests shed, shadow copies: {calls}")
+        print(f"RSS after the last swap - after the first: {rss[-1] - rss[0]:+.0f} MB")
+        print(f"at 2x capacity: {shed:.0f} requests shed (all runs), shadow copies: {calls}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
