@@ -189,6 +189,9 @@ class Settings:
     tls_key: Path | None = None
     #: A plain-HTTP port answered with 308 redirects to the HTTPS port; None: no such port.
     http_redirect_port: int | None = None
+    #: A port of its own for health, readiness and metrics (plain HTTP, its own accept queue
+    #: and connection bound): probes never wait behind predictions. None: no such port.
+    health_port: int | None = None
     #: API keys, one NAME:KEY per line; None: every route is open (service/auth.py).
     api_key_file: Path | None = None
     #: With keys: health and readiness need a key too (they are open by default).
@@ -251,6 +254,16 @@ class Settings:
                     f"--http-redirect-port {self.http_redirect_port} must be a port other "
                     f"than the HTTPS port {self.port}"
                 )
+        if self.health_port is not None and (
+            not 0 < self.health_port < 65536
+            or self.health_port in (self.port, self.http_redirect_port)
+        ):
+            raise ConfigError(
+                f"--health-port {self.health_port} must be a port of its own, not the "
+                f"server's {self.port}"
+                + (f" or the redirect's {self.http_redirect_port}"
+                   if self.http_redirect_port else "")
+            )  # fmt: skip
         self.trusted_proxies  # noqa: B018 -- parse once, so that a bad entry fails here
         self._check_traces()
         self._check_model_source()
@@ -483,6 +496,7 @@ class Settings:
             if env.get(name):
                 values[key] = Path(env[name])
         _int(values, env, "http_redirect_port", "SERVEPATH_HTTP_REDIRECT_PORT")
+        _int(values, env, "health_port", "SERVEPATH_HEALTH_PORT")
         if env.get("SERVEPATH_API_KEY_FILE"):
             values["api_key_file"] = Path(env["SERVEPATH_API_KEY_FILE"])
         if env.get("SERVEPATH_PROTECT_HEALTH"):

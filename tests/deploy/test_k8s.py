@@ -179,8 +179,10 @@ def test_secret_holds_placeholders_only(manifests: Manifests) -> None:
 def test_container_matches_the_image(manifests: Manifests) -> None:
     image = read_image()
     spec = only(manifests, "Deployment")["spec"]["template"]["spec"]
-    ports = [p["containerPort"] for p in container(manifests)["ports"]]
-    assert ports == image.expose
+    ports = {p["name"]: p["containerPort"] for p in container(manifests)["ports"]}
+    # The serving port is the image's; the health port is the one the pod's settings name.
+    assert [ports.pop("http")] == image.expose
+    assert ports == {"health": Settings.from_env(pod_env(manifests)).health_port}
     assert image.user is not None
     assert spec["securityContext"]["runAsUser"] == int(image.user.split(":")[0])
     assert spec["securityContext"]["runAsNonRoot"] is True
@@ -196,7 +198,16 @@ def test_probes_use_the_named_port_that_servepath_listens_on(manifests: Manifest
     ports = {p["name"]: p["containerPort"] for p in container(manifests)["ports"]}
     for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
         port = probe(manifests, kind)["port"]
-        assert ports.get(port, port) == settings.port, kind
+        # The health port when the pod has one (probes never queue with the callers).
+        assert ports.get(port, port) == (settings.health_port or settings.port), kind
+    annotations = only(manifests, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert int(annotations["prometheus.io/port"]) == (settings.health_port or settings.port)
+
+
+def test_the_service_does_not_expose_the_health_port(manifests: Manifests) -> None:
+    health = Settings.from_env(pod_env(manifests)).health_port
+    for port in only(manifests, "Service")["spec"]["ports"]:
+        assert port["targetPort"] not in (health, "health")
 
 
 def test_termination_grace_outlasts_prestop_plus_drain(manifests: Manifests) -> None:

@@ -292,6 +292,14 @@ def serve(
             "SERVEPATH_HTTP_REDIRECT_PORT)"
         ),
     ] = None,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Also answer health, readiness and /metrics (plain HTTP) on this port, with "
+            "its own accept queue: probes never wait behind predictions (env "
+            "SERVEPATH_HEALTH_PORT)"
+        ),
+    ] = None,
     api_key_file: Annotated[
         Path | None,
         typer.Option(
@@ -380,6 +388,7 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         http_redirect_port=http_redirect_port,
+        health_port=health_port,
         api_key_file=api_key_file,
         protect_health=protect_health,
         open_routes=open_routes,
@@ -453,6 +462,6 @@ def serve(
                 "  note: every caller that reaches this port can predict and read /metrics and "
                 "/_path; --api-key-file FILE locks them (docs/security.md)"
             )
-    code = server.run(settings, listeners.main, listeners.redirect)
+    code = server.run(settings, listeners.main, listeners.redirect, listeners.health)
     if code:
         raise typer.Exit(code)

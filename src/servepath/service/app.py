@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from servepath.cache.base import Cache
 from servepath.config import Settings
 from servepath.contract import DEFAULT_PREDICT_ROUTE, OPENAPI_ROUTE
-from servepath.errors import ConfigError
+from servepath.errors import ConfigError, clip
 from servepath.model.loaded import LoadedModel
 from servepath.model.profile import read_profile
 from servepath.net.addresses import classify_address
@@ -147,6 +147,9 @@ class ServepathApp:
         self.router = Router(exact, v2.model_routes(), repository_routes)
         #: Routes an orchestrator probes: open unless --protect-health.
         self.health_routes = frozenset({*ops.health_routes(), *V2_HEALTH_ROUTES})
+        #: ``--health-port``: what a connection to it may ask for (health, and metrics).
+        self.health_port = settings.health_port
+        self.health_port_routes = self.health_routes | {"/metrics"}
         # The HTTP layer answers liveness itself only while it needs no key.
         gate.live_path = "" if self.access.needs_key(LIVE_ROUTE, health=True) else LIVE_ROUTE
         #: Key-file reloads under way (kept so that a task is not collected mid-read).
@@ -224,7 +227,9 @@ class ServepathApp:
         method = scope["method"]
         handler, template, allowed = self.router.resolve(method, scope["path"])
         try:
-            if handler is None:
+            if self.health_port is not None and self._off_the_health_port(scope, template):
+                response = self._health_port_only(method, scope["path"])
+            elif handler is None:
                 response = self.router.not_found(method, scope["path"], allowed)
             elif self.access.needs_key(template, health=template in self.health_routes):
                 refused = self._authorized(scope, ctx, template)
@@ -257,6 +262,28 @@ class ServepathApp:
                     scope["headers"], ctx.timings, head.traffic)  # fmt: skip
         if self.settings.access_log:
             self._access(scope, ctx, response, elapsed)
+
+    def _off_the_health_port(self, scope: Scope, template: str) -> bool:
+        """The request came to ``--health-port`` for a route that port does not answer."""
+        server = scope.get("server")
+        return (
+            server is not None
+            and server[1] == self.health_port
+            and template not in self.health_port_routes
+        )
+
+    def _health_port_only(self, method: str, path: str) -> Response:
+        routes = sorted(self.health_port_routes)
+        return json_response(
+            404,
+            {
+                "error": f"port {self.health_port} answers health checks and /metrics only, "
+                f"not {method} {clip(path)}: predictions and the other routes are on port "
+                f"{self.settings.port}",
+                "reason": "health_port",
+                "routes": routes,
+            },
+        )
 
     def _authorized(self, scope: Scope, ctx: RequestContext, template: str) -> Response | None:
         """None when the request carries a known key (its name goes on ``ctx``) — or, on a

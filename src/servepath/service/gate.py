@@ -113,6 +113,10 @@ class Gate:
         self.predict_paths = frozenset({DEFAULT_PREDICT_ROUTE, settings.predict_route})
         #: The liveness route the HTTP layer answers itself ("" while it needs an API key).
         self.live_path = LIVE_ROUTE
+        #: ``--health-port``: connections to it run no predictions and are bounded apart.
+        self.health_port = settings.health_port
+        #: The health port's open connections (not counted against ``max_connections``).
+        self.health_connections: set[object] = set()
         self.draining = False
         #: Why the server cannot serve at all (the model did not load), once it says so.
         self.failed: str | None = None

@@ -43,6 +43,7 @@ class Listeners:
 
     main: socket.socket
     redirect: socket.socket | None = None
+    health: socket.socket | None = None
 
 
 def check_settings(settings: Settings) -> AccessPolicy:
@@ -113,15 +114,19 @@ def check_tls(settings: Settings) -> Certificate | None:
 def bind(settings: Settings) -> Listeners:
     """Bind the server's port (and the redirect's) now, before any model loads: a taken port
     fails at once, naming who holds it, not after a minute of training."""
-    main = _bind_one(settings.host, settings.port)
-    redirect = None
-    if settings.http_redirect_port is not None:
-        try:
-            redirect = _bind_one(settings.host, settings.http_redirect_port)
-        except BindFailed:  # the main port is not kept half-bound
-            main.close()
-            raise
-    return Listeners(main, redirect)
+    bound: list[socket.socket] = []
+    try:
+        for port in (settings.port, settings.http_redirect_port, settings.health_port):
+            if port is not None:
+                bound.append(_bind_one(settings.host, port))
+    except BindFailed:  # no port is kept half-bound
+        for sock in bound:
+            sock.close()
+        raise
+    main, *rest = bound
+    redirect = rest.pop(0) if settings.http_redirect_port is not None else None
+    health = rest.pop(0) if settings.health_port is not None else None
+    return Listeners(main, redirect, health)
 
 
 def _bind_one(host: str, port: int) -> socket.socket:
@@ -186,6 +191,7 @@ def start_report(settings: Settings) -> dict[str, Any]:
             "docs": "/docs",
             "metrics": "/metrics",
         },
+        "health_port": settings.health_port,
         "workers": settings.workers,
         "limits": {
             **HttpLimits.from_settings(settings).to_json(),
@@ -240,6 +246,11 @@ def banner_lines(settings: Settings) -> list[str]:
         f"  predict: POST {settings.predict_route}   health: GET {settings.health_route}   "
         "live: GET /v2/health/live   docs: /docs   metrics: /metrics"
     )
+    if settings.health_port is not None:
+        lines.append(
+            f"  health port: {host_port(settings.host, settings.health_port)} (plain HTTP) "
+            f"answers health, readiness and /metrics only, with its own accept queue"
+        )
     limits = report["limits"]
     wait = limits["max_queue_wait_s"]
     lines.append(

@@ -81,6 +81,8 @@ log = logging.getLogger(__name__)
 #: Pipelined requests parsed ahead of the one in progress on one connection; past them the
 #: connection reads no more until answers go out (the rest waits in the socket).
 MAX_PIPELINE = 32
+#: Connections the health port (``--health-port``) holds at once: a few probers at a time.
+HEALTH_CONNECTIONS = 64
 #: A read holding more than this is parsed this much at a time, so that a read full of
 #: small pipelined requests builds at most this many bytes' worth past MAX_PIPELINE.
 PIPELINE_SLICE = 4096
@@ -289,6 +291,7 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         self._discard_keep_alive = True
         self._stopped = False  # no more requests are read on this connection
         self._draining = False
+        self._health_only = False  # a connection to --health-port: no predictions
         self._requests = 0
         self._lingering = 0  # bytes still dropped while lingering before the close
         # Bytes read but not yet parsed: they wait for room in a full pipeline.
@@ -301,12 +304,25 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self.flow = _Flow(transport)
         self._cycle_transport = _CycleTransport(transport, self._close_after_response)
-        limit = self.limits.max_connections
-        if len(self.connections) > limit:
+        gate = self.gate
+        health: set[object] = set()
+        if gate is not None and gate.health_port is not None:
+            health = gate.health_connections
+            self._health_only = self.server is not None and self.server[1] == gate.health_port
+        if self._health_only:
+            # The health port's connections have their own bound, so that a flood of the
+            # main port never refuses a probe (and probes never take a caller's place).
+            limit = HEALTH_CONNECTIONS
+            over = len(health) >= limit
+            if not over:
+                health.add(self)
+        else:
+            limit = self.limits.max_connections
+            over = len(self.connections) - len(health) > limit
+        if over:
             self._stopped = True
             CONNECTION_LIMIT_WARNING.note(f"{len(self.connections) - 1} open, the limit is {limit}")
             self._count_rejected("connections")
-            gate = self.gate
             transport.write(
                 canned_response(
                     gate.shed_status if gate is not None else 503,
@@ -327,6 +343,8 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         self._arm("first", self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._health_only and self.gate is not None:
+            self.gate.health_connections.discard(self)
         self._cancel()
         if self._send_timer is not None:
             self._send_timer.cancel()
@@ -754,6 +772,8 @@ class ServepathHttpProtocol(HttpToolsProtocol):
         if path == gate.live_path and method in ("GET", "HEAD"):
             self._answer(gate, 200, LIVE_BODY, path, method, keep_alive, ())
             return True, None
+        if self._health_only:  # no prediction here: the app says where they go
+            return False, None
         template = gate.predict_template(method, path)
         if template is None:
             return False, None

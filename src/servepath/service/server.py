@@ -28,8 +28,9 @@ import socket
 import ssl
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.supervisors import multiprocess
@@ -188,6 +189,10 @@ def uvicorn_config(
     return config
 
 
+#: The health port's accept queue: a few probers, never a crowd.
+HEALTH_BACKLOG = 64
+
+
 class ServepathServer(uvicorn.Server):
     """uvicorn's Server, draining the listen backlog before it stops accepting, and
     reloading its TLS certificate (and, through the gate, the API keys) on SIGHUP.
@@ -198,6 +203,9 @@ class ServepathServer(uvicorn.Server):
 
     config: ServepathConfig
     tls_listener: TlsListener | None = None
+    #: The health port's listeners (``--health-port``): plain HTTP, served by the same
+    #: app, their connections told apart by the port they came to.
+    health_servers: Sequence[asyncio.AbstractServer] = ()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         if self.config.ssl is not None:
@@ -208,6 +216,9 @@ class ServepathServer(uvicorn.Server):
         gate = self.config.gate
         if gate is not None:
             gate.on_fail(self._fail)
+        health_port = gate.health_port if gate is not None else None
+        health = [s for s in sockets or () if s.getsockname()[1] == health_port]
+        sockets = [s for s in sockets or () if s not in health] or None
         if sockets and gate is not None:
             fd, backlog = sockets[0].fileno(), self.config.backlog
             gate.metrics.watch(lambda: listen_samples(fd, backlog))
@@ -215,6 +226,23 @@ class ServepathServer(uvicorn.Server):
             await self._start_tls(self.config.ssl, sockets)
         else:
             await super().startup(sockets)
+        if health and self.started:
+            loop = asyncio.get_running_loop()
+            self.health_servers = [
+                await loop.create_server(self._plain_protocol, sock=sock, backlog=HEALTH_BACKLOG)
+                for sock in health
+            ]
+            # uvicorn closes what is in its list at shutdown (the loop's Server, typed apart)
+            self.servers = [*self.servers, *cast(list[Any], self.health_servers)]
+
+    def _plain_protocol(self) -> asyncio.Protocol:
+        """One plain-HTTP connection's protocol (the health port's, whatever the main's)."""
+        return self.config.http_protocol_class(  # type: ignore[call-arg]
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.lifespan.state,
+            _loop=asyncio.get_running_loop(),
+        )
 
     async def _start_tls(self, context: ssl.SSLContext, sockets: list[socket.socket]) -> None:
         """uvicorn's startup for listening sockets, with TLS done by the listener."""
@@ -224,16 +252,10 @@ class ServepathServer(uvicorn.Server):
         loop = asyncio.get_running_loop()
         config = self.config
 
-        def make_protocol() -> asyncio.Protocol:
-            return config.http_protocol_class(  # type: ignore[call-arg]
-                config=config,
-                server_state=self.server_state,
-                app_state=self.lifespan.state,
-                _loop=loop,
-            )
-
         limits = config.gate.limits if config.gate is not None else HttpLimits()
-        listener = TlsListener(context, make_protocol, self.server_state, limits, config.gate, loop)
+        listener = TlsListener(
+            context, self._plain_protocol, self.server_state, limits, config.gate, loop
+        )
         self.tls_listener = listener
         self.servers = [
             await loop.create_server(listener.accept, sock=sock, backlog=config.backlog)
@@ -277,6 +299,8 @@ class ServepathServer(uvicorn.Server):
         """The connections waiting for accept(): their requests are on the way."""
         taken = []
         for server in getattr(self, "servers", []):
+            if server in self.health_servers:  # probes during a drain are answered no more
+                continue
             for listener in server.sockets or ():
                 try:
                     sock = socket.socket(fileno=os.dup(listener.fileno()))
@@ -386,23 +410,29 @@ def build_app(settings: Settings) -> tuple[Any, Gate]:
     return create_app(settings, gate=gate, shared_dir=shared), gate
 
 
-def run(settings: Settings, sock: socket.socket, redirect_sock: socket.socket | None = None) -> int:
+def run(
+    settings: Settings,
+    sock: socket.socket,
+    redirect_sock: socket.socket | None = None,
+    health_sock: socket.socket | None = None,
+) -> int:
     """Serve until SIGTERM/SIGINT; 0 after a clean drain, 3 when startup failed.
 
-    ``redirect_sock``: a plain-HTTP listener answered with redirects to HTTPS meanwhile."""
+    ``redirect_sock``: a plain-HTTP listener answered with redirects to HTTPS meanwhile;
+    ``health_sock``: the health port's listener (``--health-port``)."""
     redirect = None
     if redirect_sock is not None:
         fallback = settings.host if settings.host not in ("0.0.0.0", "::") else "localhost"
         redirect = tls.RedirectServer(redirect_sock, settings.port, fallback)
         redirect.start()
     try:
-        return _run(settings, sock)
+        return _run(settings, [sock] if health_sock is None else [sock, health_sock])
     finally:
         if redirect is not None:
             redirect.stop()
 
 
-def _run(settings: Settings, sock: socket.socket) -> int:
+def _run(settings: Settings, sockets: list[socket.socket]) -> int:
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was in
     # place before it started; a no-op handler here turns a clean drain into exit status 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -411,7 +441,7 @@ def _run(settings: Settings, sock: socket.socket) -> int:
         app, gate = build_app(settings)
         config = uvicorn_config(settings, app, gate)
         server = ServepathServer(config)
-        server.run(sockets=[sock])
+        server.run(sockets=sockets)
         if gate.failed is not None:
             return MODEL_FAILED
         return 0 if server.started else STARTUP_FAILED
@@ -427,7 +457,7 @@ def _run(settings: Settings, sock: socket.socket) -> int:
     # then runs ServepathServer (pinned version; the name is read only in this process).
     multiprocess.Process = _WorkerProcess  # type: ignore[misc]
     try:
-        multiprocess.Multiprocess(config, sockets=[sock]).run()
+        multiprocess.Multiprocess(config, sockets=sockets).run()
         failed = Path(metrics_dir, MODEL_FAILED_MARK)
         if failed.exists():
             log.error("stopped: a worker's model did not load: %s", failed.read_text())
