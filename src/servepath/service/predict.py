@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -23,7 +23,6 @@ from servepath.model.loaded import LoadedModel, Output, Row
 from servepath.ratelog import RateLimitedWarning
 from servepath.service.metrics import Metrics
 from servepath.service.request import RequestMeta
-from servepath.service.tracecontext import UNTRACED
 from servepath.service.tracecontext import current as current_trace
 from servepath.store.base import PredictionLog, PredictionRecord, Route
 from servepath.store.bounds import (
@@ -38,6 +37,18 @@ log = logging.getLogger(__name__)
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
 
+class Batcher(Protocol):
+    """What the pipeline asks of its batcher (:class:`MicroBatcher`, or one that wraps it)."""
+
+    async def predict(
+        self,
+        rows: Sequence[Row],
+        *,
+        deadline: float | None = None,
+        gone: Callable[[], bool] | None = None,
+    ) -> tuple[list[Output], float]: ...
+
+
 @dataclass(slots=True)
 class Prediction:
     """The answers for one request's rows, in order, and where they came from."""
@@ -46,6 +57,7 @@ class Prediction:
     hits: int  # rows answered by the cache
     cache_ms: float  # time spent looking the rows up
     model_ms: float | None  # the model call the other rows were in; None if there was none
+    started: float = 0.0  # when the cache lookup began (perf_counter seconds)
 
     @property
     def cache_desc(self) -> str:
@@ -85,7 +97,7 @@ class PredictPipeline:
         role: str = "primary",
     ) -> None:
         self.model = model
-        self.batcher = batcher
+        self.batcher: Batcher = batcher
         self.cache = cache
         self.store = store
         self.metrics = metrics
@@ -143,7 +155,7 @@ class PredictPipeline:
                   "miss" if i in miss else "hit")  # fmt: skip
         if self.store.enabled:
             await self._log(route, rows, done, miss, meta)
-        return Prediction(done, hits, cache_ms, model_ms)
+        return Prediction(done, hits, cache_ms, model_ms, t0)
 
     async def _cache_get(self, keys: list[str]) -> list[bytes | None]:
         cache = self.cache
@@ -266,69 +278,50 @@ class PredictPipeline:
 
 
 class TracedPipeline(PredictPipeline):
-    """The pipeline when tracing is on: the same steps as :meth:`PredictPipeline.run`, each
-    one's moments noted on the request's :class:`~servepath.service.tracecontext.Trace`
-    (and its id on the log's records). A variant chosen when the version is deployed, so
-    that without tracing the request path pays nothing for it; keep the two in step."""
+    """The pipeline when tracing is on: :meth:`PredictPipeline.run`, with each step's moments
+    noted on a sampled request's :class:`~servepath.service.tracecontext.Trace` (and its id
+    on the log's records). A variant chosen when the version is deployed, so that without
+    tracing the request path pays nothing for it; a request not sampled runs the plain
+    steps. The moments come from what the plain run measures anyway (the lookup's start
+    and duration, the model call's), plus the batcher's and the log's ends, timed here."""
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         model = self.model
         #: The version's attributes on its spans, made once.
         self.traced_as = (model.name, model.version, self.label, model.engine)
+        self.batcher = _TimedBatcher(self.batcher)
 
     async def run(self, rows: Sequence[Row], route: Route, meta: RequestMeta) -> Prediction:
-        # A request not sampled (or a shadow's copy) notes its moments where nobody reads
-        # them: cheaper than a branch at each, or than a second coroutine for the plain run.
-        trace = current_trace.get() or UNTRACED
-        model = self.model
+        trace = current_trace.get()
+        if trace is None:
+            return await super().run(rows, route, meta)
         trace.model = self.traced_as
         trace.request_id = meta.request_id
-        n = len(rows)
-        cache = self.cache
-        keys: list[str] = []
-        outputs: list[Output | None]
-        t0 = trace.cache_start = time.perf_counter()
-        if cache.enabled:
-            prefix, name, version = self.cache_prefix, model.name, model.version
-            keys = [cache_key(prefix, name, version, row) for row in rows]
-            cached = await self._cache_get(keys)
-            outputs = [orjson.loads(value) if value is not None else None for value in cached]
-        else:
-            outputs = [None] * n
-        t1 = time.perf_counter()
-        cache_ms = (t1 - t0) * 1000
-        if cache.enabled:
-            trace.cache_end = t1
-        missing = [i for i, out in enumerate(outputs) if out is None]
-        hits = n - len(missing)
-        trace.rows, trace.hits = n, hits
-        model_ms: float | None = None
-        if missing:
-            computed, model_ms = await self.batcher.predict(
-                [rows[i] for i in missing], deadline=meta.deadline, gone=meta.gone
-            )
-            trace.batch_end = time.perf_counter()
-            trace.model_ms = model_ms
-            for i, out in zip(missing, computed, strict=True):
-                outputs[i] = out
-            if cache.enabled:
-                items = [
-                    (keys[i], orjson.dumps(out)) for i, out in zip(missing, computed, strict=True)
-                ]
-                cache.store_later(items, self.cache_ttl, self._store_error)
-        done: list[Output] = [out for out in outputs if out is not None]
-        miss = set(missing)
-        count = self.metrics.count_prediction
-        label = self.label
-        for i, out in enumerate(done):
-            count(model.name, label, str(out.get("decision", "value")),
-                  "miss" if i in miss else "hit")  # fmt: skip
-        if self.store.enabled:
-            trace.log_start = time.perf_counter()
-            await self._log(route, rows, done, miss, meta)
-            trace.log_end = time.perf_counter()
-        return Prediction(done, hits, cache_ms, model_ms)
+        prediction = await super().run(rows, route, meta)
+        trace.cache_start = prediction.started
+        if self.cache.enabled:
+            trace.cache_end = prediction.started + prediction.cache_ms / 1000
+        trace.rows, trace.hits = len(prediction.outputs), prediction.hits
+        if prediction.model_ms is not None:
+            trace.model_ms = prediction.model_ms
+        return prediction
+
+    async def _log(
+        self,
+        route: Route,
+        rows: Sequence[Row],
+        outputs: Sequence[Output],
+        miss: set[int],
+        meta: RequestMeta,
+    ) -> None:
+        trace = current_trace.get()
+        if trace is None:
+            await super()._log(route, rows, outputs, miss, meta)
+            return
+        trace.log_start = time.perf_counter()
+        await super()._log(route, rows, outputs, miss, meta)
+        trace.log_end = time.perf_counter()
 
     def _records(
         self,
@@ -350,3 +343,24 @@ class TracedPipeline(PredictPipeline):
             for record in records:
                 record.trace_id = trace_id
         return records
+
+
+class _TimedBatcher:
+    """A batcher whose answers note, on a traced request, when they came (the end of the
+    request's queue and model spans)."""
+
+    def __init__(self, batcher: Batcher) -> None:
+        self._batcher = batcher
+
+    async def predict(
+        self,
+        rows: Sequence[Row],
+        *,
+        deadline: float | None = None,
+        gone: Callable[[], bool] | None = None,
+    ) -> tuple[list[Output], float]:
+        answer = await self._batcher.predict(rows, deadline=deadline, gone=gone)
+        trace = current_trace.get()
+        if trace is not None:
+            trace.batch_end = time.perf_counter()
+        return answer

@@ -176,9 +176,6 @@ def _span_id() -> int:
     return random.getrandbits(64) or 1
 
 
-#: Where the moments of a request that is not traced go (never read, never exported).
-UNTRACED = Trace(0, 0, 0, 0.0)
-
 #: The request being traced, for the layers that note its moments (the predict pipeline,
 #: the live page's ring). Set only by the traced app: without tracing nothing touches it.
 current: ContextVar[Trace | None] = ContextVar("servepath_trace", default=None)
