@@ -16,6 +16,17 @@ from servepath.service.dataplane import LOADING_SWITCH_INTERVAL, brief_turns
 CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
 
+def idle_in_child(probe: str) -> bool:
+    """Run ``probe`` in a child Python, which prints its scheduling policy and nice value:
+    whether it ran at idle priority (Linux: SCHED_IDLE; where that is refused, the lowest
+    nice instead)."""
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=CHILD_ENV
+    )
+    policy, nice = map(int, out.stdout.split())
+    return policy == os.SCHED_IDLE or nice == 19
+
+
 def test_the_preparing_child_runs_at_idle_priority() -> None:
     probe = (
         "import os\n"
@@ -23,12 +34,7 @@ def test_the_preparing_child_runs_at_idle_priority() -> None:
         "yield_the_cpu()\n"
         "print(os.sched_getscheduler(0), os.nice(0))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=CHILD_ENV
-    )
-    policy, nice = map(int, out.stdout.split())
-    # Linux: SCHED_IDLE; where that is refused, the lowest nice instead.
-    assert policy == os.SCHED_IDLE or nice == 19
+    assert idle_in_child(probe)
 
 
 def test_the_preparing_child_yields_before_it_imports_the_model_libraries(tmp_path: Path) -> None:
@@ -51,11 +57,7 @@ def test_the_preparing_child_yields_before_it_imports_the_model_libraries(tmp_pa
         "    pass\n"
         "print(*seen[0])\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=CHILD_ENV
-    )
-    policy, nice = map(int, out.stdout.split())
-    assert policy == os.SCHED_IDLE or nice == 19
+    assert idle_in_child(probe)
 
 
 def test_brief_turns_shortens_the_switch_interval_and_puts_it_back() -> None:
