@@ -11,10 +11,10 @@ about a tenth of the time and without the long stalls.
 The child is also a fence: an artifact that crashes its unpickler, or exhausts memory,
 takes down the child and is refused, while the server serves on.
 
-The child runs at idle priority (``SCHED_IDLE``, else ``nice 19``): on a machine whose cores
-the server keeps busy it takes only the time the server leaves, so preparing a version
-never slows the requests of the one serving. A server saturated for the whole of
-:data:`PREPARE_TIMEOUT` refuses the version instead (``load_failed``: not loaded in time).
+The child runs at a background priority (``nice`` :data:`PREPARE_NICE`): where the server
+and the child share a core, the server's requests come first, and the child still makes
+progress on a host that is busy for other reasons (at idle priority, ``SCHED_IDLE``, a host
+kept busy by anything else starved it for minutes). It dies with the server.
 
 Run as ``python -m servepath.model.prepare PATH DATA_DIR [--probabilities] [--schema FILE]``:
 exit 0 when the model loaded and answered its own example; otherwise 1 and one line on
@@ -31,11 +31,15 @@ import sys
 from pathlib import Path
 
 from servepath.errors import ModelLoadError
+from servepath.process import die_with_parent
 
 __all__ = ["PREPARE_TIMEOUT", "prepare_elsewhere"]
 
 #: Seconds a child may take to prepare a model before it is stopped and the model refused.
 PREPARE_TIMEOUT = 600.0
+#: The child's nice value: a tenth of the server's share of a contended core (CFS weights
+#: 110 against 1024), never none.
+PREPARE_NICE = 10
 
 
 def prepare_elsewhere(
@@ -70,16 +74,13 @@ def prepare_elsewhere(
 
 
 def yield_the_cpu() -> None:
-    """Run this process only on the CPU time others leave (Linux ``SCHED_IDLE``; elsewhere,
-    or where it is not allowed, the lowest ``nice``)."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        with contextlib.suppress(OSError):
-            os.nice(19)
+    """Lower this process's priority to :data:`PREPARE_NICE` (where it is higher)."""
+    with contextlib.suppress(OSError):
+        os.nice(max(0, PREPARE_NICE - os.nice(0)))
 
 
 def main(argv: list[str]) -> int:
+    die_with_parent()  # a server gone, however it went, wants no version prepared
     yield_the_cpu()  # first: the imports below are most of the work
     from servepath.model.loaded import engines_dir, load_model
 

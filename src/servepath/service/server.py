@@ -37,6 +37,7 @@ from uvicorn.supervisors import multiprocess
 
 from servepath.config import Settings, serialized_env
 from servepath.net.endpoints import host_port
+from servepath.process import die_with_parent
 from servepath.service import tls
 from servepath.service.gate import Gate, HttpLimits
 from servepath.service.protocol import ServepathConfig, ServepathHttpProtocol
@@ -366,7 +367,7 @@ class _WorkerProcess(multiprocess.Process):
         return self._server
 
     def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover
-        _die_with_parent()
+        die_with_parent()
         _ = self.server  # built before uvicorn's health-check thread can ask for it
         super().target(sockets)
 
@@ -385,17 +386,6 @@ def _tell_the_supervisor(reason: str) -> None:
         with contextlib.suppress(OSError):
             Path(directory, MODEL_FAILED_MARK).write_text(reason)
     os.kill(os.getppid(), signal.SIGTERM)
-
-
-def _die_with_parent() -> None:
-    """Linux: have the kernel send this process SIGTERM when its parent exits."""
-    import ctypes
-    import ctypes.util
-
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def build_app(settings: Settings) -> tuple[Any, Gate]:
