@@ -7,6 +7,7 @@ The app runs in-process over httpx's ASGI transport with a real model repository
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -59,9 +60,10 @@ def _settings(repository: Path, tmp_path: Path, **changes: Any) -> Settings:
 async def _started(settings: Settings, cache: Any = None, store: Any = None) -> ServepathApp:
     app = ServepathApp(settings, cache=cache or NoCache(), store=store or NoLog())
     await app.startup()
-    for _ in range(2000):
-        if app.plane.state != "loading" and not app.plane._loading:
-            break
+    # Ready once every configured version serves (a candidate prepared on a busy machine
+    # can take a while: its child runs at a background priority).
+    deadline = time.monotonic() + 240
+    while app.plane.state == "loading" and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     assert app.plane.state == "ready", app.plane.load_error
     return app
@@ -442,4 +444,43 @@ async def test_shadow_work_is_skipped_while_requests_are_being_refused(
         plane.admission._refuse(time.perf_counter(), "in_flight", 0.0, "full")
         assert not plane.shadows.room()
     finally:
+        await app.shutdown()
+
+
+@pytest.mark.anyio
+async def test_with_a_candidate_configured_the_server_is_ready_once_it_serves(
+    repository: Path, engines: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The candidate's load is held until the test lets it go: meanwhile the primary is in
+    # place, but readiness says 503 (a load balancer would otherwise send every caller to
+    # the primary, and the canary's share would be 0 without a word).
+    from servepath.service.dataplane import DataPlane
+
+    release = asyncio.Event()
+    load_spec = DataPlane.load_spec
+
+    async def held(self: DataPlane, spec: str, role: Any) -> Any:
+        await release.wait()
+        return await load_spec(self, spec, role)
+
+    monkeypatch.setattr(DataPlane, "load_spec", held)
+    settings = Settings(model_repository=str(repository), model_path=Path("1"), candidate="3",
+                        candidate_weight=20.0, data_dir=engines)  # fmt: skip
+    app = ServepathApp(settings, cache=NoCache(), store=NoLog())
+    await app.startup()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            deadline = time.monotonic() + 120
+            while app.plane.primary is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert app.plane.primary is not None and app.plane.candidate is None
+            assert (await client.get("/")).status_code == 503
+            release.set()
+            while app.plane.state == "loading" and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert app.plane.state == "ready" and app.plane.candidate is not None
+            assert (await client.get("/")).status_code == 200
+    finally:
+        release.set()
         await app.shutdown()

@@ -273,16 +273,22 @@ class DataPlane:
         # Timed off the event loop: a slow model's calls would stall it.
         await asyncio.to_thread(calibrate_admission, self.admission, model)
         self.install(model, calibrate=False, label=label)
-        for role, spec in (("candidate", self.settings.candidate),
-                           ("shadow", self.settings.shadow)):  # fmt: skip
-            if spec:
-                try:
-                    await self.load_spec(spec, role)  # type: ignore[arg-type]
-                except Exception as exc:
-                    log.error("the %s %s failed to load: %s", role, spec, exc)
-                    if self.settings.on_model_failure == "exit":
-                        self.gate.fail(f"the {role} {spec} failed to load: {exc}")
-                        return
+        configured = (("candidate", self.settings.candidate), ("shadow", self.settings.shadow))
+        others = [(role, spec) for role, spec in configured if spec]
+        if others:
+            # Ready once the configured versions serve, not before: a replica taken into the
+            # load balancer with its candidate still loading would answer every caller with
+            # the primary, and the canary's share would silently be 0.
+            self.state = "loading"
+        for role, spec in others:
+            try:
+                await self.load_spec(spec, role)  # type: ignore[arg-type]
+            except Exception as exc:
+                log.error("the %s %s failed to load: %s", role, spec, exc)
+                if self.settings.on_model_failure == "exit":
+                    self.gate.fail(f"the {role} {spec} failed to load: {exc}")
+                    return
+        self.state = "ready"
         settle_heap()
         log.info(
             "model %s version %s ready: %s, served with %s",
