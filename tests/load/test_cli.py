@@ -68,7 +68,10 @@ def test_a_healthy_run_exits_0_and_writes_json_csv_and_plot(
 
 def test_an_open_loop_table_labels_both_latencies(service_url: str) -> None:
     result = _load(service_url, "--rate", "50", "--requests", "50")
-    assert result.returncode == 0, result.stderr + result.stdout
+    # Exit 1 is the generator's own verdict on a machine too busy to keep 50 req/s (the
+    # table says so); the labels are what this test is about.
+    kept = result.returncode == 0 or "the generator could not keep" in result.stdout
+    assert kept, result.stderr + result.stdout
     assert "from intended send" in result.stdout
     assert "service time (from actual send)" in result.stdout
     assert "kept the rate" in result.stdout and "scheduling lag" in result.stdout

@@ -23,7 +23,7 @@ from tests.support import serve
 
 #: Requests the background caller sends at most, and for at most this long.
 MAX_REQUESTS = 1_000_000
-MAX_SECONDS = 120.0
+MAX_SECONDS = 280.0  # under the suite's 300 s per test: swaps on a loaded host are slow
 
 
 @pytest.fixture(scope="module")

@@ -37,9 +37,9 @@ __all__ = ["PREPARE_TIMEOUT", "prepare_elsewhere"]
 
 #: Seconds a child may take to prepare a model before it is stopped and the model refused.
 PREPARE_TIMEOUT = 600.0
-#: The child's nice value: a tenth of the server's share of a contended core (CFS weights
-#: 110 against 1024), never none.
-PREPARE_NICE = 10
+#: The child's nice value: a third of the server's share of a contended core (CFS weights
+#: 335 against 1024). At nice 10 (110) a swap under a loaded host took minutes.
+PREPARE_NICE = 5
 
 
 def prepare_elsewhere(
