@@ -1087,6 +1087,50 @@ def test_failures_only_on_reused_connections_are_the_keep_alive_race() -> None:
     assert "keep-alive race" in " ".join(report.explanation.fix)
 
 
+def test_a_peer_that_closes_each_connection_is_a_warning_not_the_keep_alive_race() -> None:
+    """tinyproxy closes each connection after its answer without `Connection: close`: a
+    request sent at once over the kept connection is reset, and the next one, finding it
+    closed, opens another. No request is answered over a reused connection."""
+    obs = healthy()
+    obs.repeats = [
+        _repetition(
+            "/decisions",
+            ("first", "200"),
+            *((("fresh", "200"),) * 6),
+            *((("reused", "reset"), ("fresh", "200")) * 2),
+        ),
+    ]
+    report = diagnose(obs, strict=True)
+    assert report.ok and report.cause == "ok"
+    repeat = report.stage("repeat")
+    assert repeat is not None and repeat.status == "warn"
+    assert "closes each connection after its answer" in repeat.summary
+    assert "the 2 resets came on reused connections" in repeat.summary
+    # one answer over a reused connection: the peer keeps connections, and drops some
+    obs.repeats = [
+        _repetition(
+            "/decisions",
+            ("first", "200"),
+            *((("fresh", "200"),) * 6),
+            ("reused", "200"),
+            ("reused", "reset"),
+        ),
+    ]
+    assert diagnose(obs, strict=True).cause == "intermittent"
+    # a 502 beside the resets is not explained by the closes
+    obs.repeats = [
+        _repetition(
+            "/decisions",
+            ("first", "200"),
+            ("fresh", "502 from nginx/1.22.1"),
+            *((("fresh", "200"),) * 5),
+            ("reused", "reset"),
+            ("fresh", "200"),
+        ),
+    ]
+    assert diagnose(obs, strict=True).cause == "intermittent"
+
+
 def test_a_failed_prediction_that_passes_when_repeated_is_intermittent_not_upstream_error() -> None:
     obs = case_intermittent()
     obs.app = nginx(502, "502 Bad Gateway")

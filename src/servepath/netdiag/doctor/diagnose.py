@@ -473,7 +473,7 @@ def _add_intermittent(
 
 def _intermittent(obs: Observations) -> dict[str, Any] | None:
     mixed = [r for r in obs.repeats if r.mixed]
-    if not mixed:
+    if not mixed or _closes_each_connection(obs):
         return None
     parts = [_failure_count(r) for r in mixed]
     attempts = [a for r in mixed for a in r.attempts]
@@ -494,6 +494,22 @@ def _intermittent(obs: Observations) -> dict[str, Any] | None:
         "replica": not keepalive,
         "answerer": answerers[0] if answerers else "the proxy or load balancer",
     }
+
+
+def _closes_each_connection(obs: Observations) -> bool:
+    """Every failure of the repetition was a reset on a reused connection, and no request
+    was answered over one: the server (or the proxy the client talks to) closes each
+    connection after its answer without saying ``Connection: close`` (tinyproxy does), and
+    a request sent in the moment before that close arrives is reset. That is a connection
+    not kept alive, not a failure that comes and goes: the keep-alive race's fix (a longer
+    keep-alive on the server) would change nothing."""
+    attempts = [a for r in obs.repeats for a in r.attempts]
+    failures = [a for a in attempts if a.failed]
+    return (
+        bool(failures)
+        and all(a.connection == "reused" and a.answer == "reset" for a in failures)
+        and not any(a.connection == "reused" and not a.failed for a in attempts)
+    )
 
 
 def _failure_count(repetition: Repetition) -> str:
@@ -534,6 +550,15 @@ def _stage_repeat(obs: Observations, v: Verdict) -> None:
     context = _intermittent(obs)
     if context is None:
         failing = any(r.failures for r in obs.repeats)
+        if failing and _closes_each_connection(obs):
+            resets = sum(len(r.failures) for r in obs.repeats)
+            summary += (
+                f"; the {resets} reset{'s' if resets > 1 else ''} came on reused connections, "
+                "and none was answered over one: the server or proxy closes each connection "
+                "after its answer without `Connection: close`, so a client that reuses it at "
+                "once is reset; clients should retry a request reset before any answer (or "
+                "the proxy say `Connection: close`)"
+            )
         v.add(Stage("repeat", "warn" if failing else "ok", summary, data))
         return
     v.add(Stage("repeat", "fail", context["how"], data), "intermittent", **context)

@@ -413,12 +413,18 @@ def _repeat(obs: Observations, step: Repeat) -> list[Repetition]:
             if first is not None:
                 attempts.append(attempt_of(first, "first"))
             attempts += [attempt_of(f.result(), "fresh") for f in runs]
-            # the series' first request opens the connection the others reuse
+            # the series' first request opens the connection the others reuse, unless the
+            # peer closed it after its answer: then the client opened another
             for i, report in enumerate(run.result()):
-                attempts.append(attempt_of(report, "reused" if i else "fresh"))
+                attempts.append(attempt_of(report, "reused" if i and _reused(report) else "fresh"))
             route = request.url.split(obs.origin, 1)[-1] or "/"
             results.append(Repetition(request.method, route, tuple(attempts)))
     return results
+
+
+def _reused(report: HttpReport) -> bool:
+    """The request went over a connection an earlier one opened (as far as its trace says)."""
+    return not report.hops or report.final.phases.reused_connection
 
 
 def _try_names(obs: Observations, step: TryNames) -> None:
