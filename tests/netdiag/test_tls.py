@@ -42,50 +42,25 @@ from servepath.netdiag.tls import (
     parse_target,
     probe_tls,
 )
-from tests.support import free_port, need_binary
+from tests.support import each_connection, free_port, need_binary
 
 pytestmark = pytest.mark.timeout(60)
 
 NOW = dt.datetime.now(dt.UTC)
 
 
-@contextlib.contextmanager
-def tls_server(context: ssl.SSLContext | None, handle: Callable[[socket.socket], None] | None = None
-               ) -> Iterator[int]:  # fmt: skip
+def tls_server(
+    context: ssl.SSLContext | None, handle: Callable[[socket.socket], None] | None = None
+) -> contextlib.AbstractContextManager[int]:
     """Accept on loopback; complete a TLS handshake with ``context`` (or run ``handle``)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(0.1)
-    stop = threading.Event()
 
-    def serve(conn: socket.socket) -> None:
-        conn.settimeout(5)
-        with conn, contextlib.suppress(OSError):
-            if handle is not None:
-                handle(conn)
-                return
-            assert context is not None
-            with context.wrap_socket(conn, server_side=True) as tls:
-                while tls.recv(1024):
-                    pass
+    def handshake(conn: socket.socket) -> None:
+        assert context is not None
+        with context.wrap_socket(conn, server_side=True) as tls:
+            while tls.recv(1024):
+                pass
 
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(2)
-        listener.close()
+    return each_connection(handle or handshake)
 
 
 def _context_for(cert_pem: bytes, key_pem: bytes, tmp: Path, name: str) -> ssl.SSLContext:

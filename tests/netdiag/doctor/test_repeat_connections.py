@@ -12,46 +12,27 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support import each_connection
 
 SRC = str(Path(__file__).resolve().parents[3] / "src")
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
 
 
 def _answer_once(conn: socket.socket) -> None:
-    with conn:
-        conn.settimeout(5)
-        try:
-            if not conn.recv(65536):
-                return
-            conn.sendall(ANSWER)
-            conn.recv(65536)  # the next request over the kept connection: closed unanswered
-        except OSError:
-            pass
+    if conn.recv(65536):
+        conn.sendall(ANSWER)
+        conn.recv(65536)  # the next request over the kept connection: closed unanswered
 
 
 @pytest.fixture
 def closes_after_each_answer() -> Iterator[int]:
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=_answer_once, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield port
-    listener.close()
-    thread.join(5)
+    with each_connection(_answer_once) as port:
+        yield port
 
 
 def test_a_peer_closing_each_connection_is_a_warning_not_an_intermittent_failure(
