@@ -41,9 +41,8 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterator, Mapping, Sequence  # noqa: E402
+from collections.abc import Iterator, Mapping, Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -177,36 +176,3 @@ def silent_listener() -> Iterator[int]:
         yield int(server.getsockname()[1])
     finally:
         server.close()
-
-
-@contextlib.contextmanager
-def each_connection(handle: Callable[[socket.socket], None]) -> Iterator[int]:
-    """A loopback port whose every connection is handed to ``handle`` on a thread of its own
-    (which closes it after); a failure of the socket ends that connection only."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    listener.settimeout(0.1)
-    stop = threading.Event()
-
-    def serve(conn: socket.socket) -> None:
-        conn.settimeout(5)
-        with conn, contextlib.suppress(OSError):
-            handle(conn)
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(2)
-        listener.close()

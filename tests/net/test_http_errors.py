@@ -2,49 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 import trustme
 
 from servepath.net.http_errors import cause_chain, classify_http_error
+from tests.helpers.tcpserver import scripted_server
 from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@contextlib.contextmanager
-def tcp_server(handle: Callable[[socket.socket], None]) -> Iterator[int]:
-    """Accept connections on loopback and pass each to ``handle`` (in a thread)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(0.1)
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn, contextlib.suppress(OSError):
-                handle(conn)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(2)
-        listener.close()
 
 
 def _get(url: str, **client: object) -> BaseException:
@@ -71,14 +43,14 @@ def test_a_refused_proxy_is_a_proxy_error() -> None:
 
 
 def test_a_silent_server_is_a_read_timeout_not_a_connect_timeout() -> None:
-    with tcp_server(lambda conn: conn.recv(65536) and threading.Event().wait(2)) as port:
+    with scripted_server(lambda conn: conn.recv(65536) and threading.Event().wait(2)) as port:
         exc = _get(f"http://127.0.0.1:{port}/")
     assert isinstance(exc, httpx.ReadTimeout)
     assert classify_http_error(exc).kind == "read_timeout"
 
 
 def test_a_server_that_hangs_up_without_answering_is_reset() -> None:
-    with tcp_server(lambda conn: conn.recv(65536) and None) as port:
+    with scripted_server(lambda conn: conn.recv(65536) and None) as port:
         kind, message = classify_http_error(_get(f"http://127.0.0.1:{port}/"))
     assert kind == "reset"
     assert "without" in message
@@ -89,14 +61,14 @@ def test_a_tcp_reset_is_reset() -> None:
         conn.recv(65536)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
-    with tcp_server(rst) as port:
+    with scripted_server(rst) as port:
         kind, _ = classify_http_error(_get(f"http://127.0.0.1:{port}/"))
     assert kind == "reset"
 
 
 def test_a_non_http_answer_is_a_protocol_error() -> None:
     junk = b"SSH-2.0-OpenSSH_9.6\r\n\r\n"
-    with tcp_server(lambda conn: conn.recv(65536) and conn.sendall(junk)) as port:
+    with scripted_server(lambda conn: conn.recv(65536) and conn.sendall(junk)) as port:
         kind, message = classify_http_error(_get(f"http://127.0.0.1:{port}/"))
     assert kind == "protocol"
     assert "broke HTTP" in message
@@ -112,7 +84,7 @@ def tls_port() -> Iterator[int]:
         with context.wrap_socket(conn, server_side=True) as tls:
             tls.recv(65536)
 
-    with tcp_server(handshake) as port:
+    with scripted_server(handshake) as port:
         yield port
 
 
@@ -125,7 +97,7 @@ def test_an_untrusted_certificate_is_a_tls_error_naming_the_reason(tls_port: int
 
 def test_https_to_plain_http_says_the_port_does_not_speak_tls() -> None:
     answer = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
-    with tcp_server(lambda conn: conn.recv(65536) and conn.sendall(answer)) as port:
+    with scripted_server(lambda conn: conn.recv(65536) and conn.sendall(answer)) as port:
         kind, message = classify_http_error(_get(f"https://127.0.0.1:{port}/"))
     assert kind == "tls"
     assert "does not speak TLS" in message

@@ -42,7 +42,8 @@ from servepath.netdiag.tls import (
     parse_target,
     probe_tls,
 )
-from tests.support import each_connection, free_port, need_binary
+from tests.helpers.tcpserver import scripted_server
+from tests.support import free_port, need_binary
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -60,7 +61,7 @@ def tls_server(
             while tls.recv(1024):
                 pass
 
-    return each_connection(handle or handshake)
+    return scripted_server(handle or handshake)
 
 
 def _context_for(cert_pem: bytes, key_pem: bytes, tmp: Path, name: str) -> ssl.SSLContext:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import each_connection
+from tests.helpers.tcpserver import scripted_server
 
 SRC = str(Path(__file__).resolve().parents[3] / "src")
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
@@ -31,7 +31,7 @@ def _answer_once(conn: socket.socket) -> None:
 
 @pytest.fixture
 def closes_after_each_answer() -> Iterator[int]:
-    with each_connection(_answer_once) as port:
+    with scripted_server(_answer_once) as port:
         yield port
 
 
