@@ -11,7 +11,10 @@ core 1, the clients to core 0. Per model:
 * **capacity**: wrk, closed loop, 64 connections, every request a new instance: 200s/s;
 * **unloaded**: open loop at 10% of capacity: the p99 of the 200s;
 * **2x and 4x**: open loop (``openloop.c``: request ``i`` due at ``i / rate``, latency from
-  then) at 2x and 4x capacity, with ``/`` and ``/v2/health/live`` probed every 100 ms on new
+  then) at 2x and 4x capacity, and 2x again with a new connection per request (``Connection:
+  close``, as serverless callers and clients without a pool send; up to 8,192 open, so that
+  the wait is the server's accept queue, not the client's), with ``/`` and
+  ``/v2/health/live`` probed every 100 ms on new
   connections (2 s timeout, as the kubelet does) and the server's RSS sampled; then the
   unloaded rate again, to see how soon latency is normal.
 
@@ -165,10 +168,17 @@ class Workload:
     name: str
     template: str  # JSON body with @INCOME@ where a unique number goes
 
-    def request(self, i: int) -> bytes:
-        return http_post(
+    def request(self, i: int, close: bool = False) -> bytes:
+        request = http_post(
             "/decisions", self.template.replace("@INCOME@", f"{30000 + i / 100:.2f}").encode()
         )
+        if close:
+            request = request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+        return request
+
+
+#: The overload phases: (name, times capacity, a new connection per request).
+PHASES = (("2x", 2, False), ("4x", 4, False), ("2x new connections", 2, True))
 
 
 def example_workload() -> Workload:
@@ -225,13 +235,19 @@ _offset = [0]
 
 
 def open_loop(
-    binary: Path, server: Server, workload: Workload, work: Path, rate: float, seconds: float
+    binary: Path,
+    server: Server,
+    workload: Workload,
+    work: Path,
+    rate: float,
+    seconds: float,
+    close: bool = False,
 ) -> OpenLoopRun:
     n = max(1, int(rate * seconds))
     start = _offset[0]
     _offset[0] += n + 1000
     requests = work / "requests.bin"
-    write_requests(requests, [workload.request(start + i) for i in range(n)])
+    write_requests(requests, [workload.request(start + i, close) for i in range(n)])
     return run_openloop(
         binary,
         port=server.port,
@@ -240,7 +256,7 @@ def open_loop(
         requests_file=requests,
         out_file=work / "results.bin",
         core=CLIENT_CORE,
-        max_connections=1024,
+        max_connections=8192 if close else 1024,
     )
 
 
@@ -352,14 +368,14 @@ def overload_suite(
     unloaded = open_loop(binary, server, workload, work, max(5.0, 0.1 * c), 5 if quick else 10)
     out["unloaded"] = summarize(unloaded, 5 if quick else 10)
     normal_p99 = percentile([r.latency for r in unloaded.results if r.status == 200], 0.99) or 0.01
-    for factor in (2, 4):
+    for name, factor, close in PHASES:
         before_metrics = server.metrics()
         rss_before = server.rss()
         cpu0 = server.cpu()
         core0 = core_times(SERVER_CORE)
         wall0 = time.perf_counter()
         with Prober(server.port, ["/", "/v2/health/live"]) as prober, Sampler(server) as sampler:
-            run = open_loop(binary, server, workload, work, factor * c, seconds)
+            run = open_loop(binary, server, workload, work, factor * c, seconds, close)
         cpu = server.cpu() - cpu0
         wall = time.perf_counter() - wall0
         busy = busy_share(core0, core_times(SERVER_CORE))
@@ -389,7 +405,7 @@ def overload_suite(
             for k in after_metrics
             if k.startswith("servepath_requests_dropped_total")
         )
-        out[f"{factor}x"] = phase
+        out[name] = phase
         time.sleep(2)
     add_costs(out, seconds)
     return out
@@ -399,12 +415,14 @@ def add_costs(out: dict[str, Any], seconds: float) -> None:
     """Server CPU per answered request (from the closed-loop capacity run, nearly all 200s)
     and per 503 (what the overload phases used beyond their 200s), and from them the best
     goodput any admission policy could reach in each phase: with the server's share ``u``
-    of its core, ``served * f + shed * r <= u``, so at most ``(u - offered * r) / (f - r)``."""
+    of its core, ``served * f + shed * r <= u``, so at most ``(u - offered * r) / (f - r)``.
+    The phases over kept-alive connections only: the capacity run's were kept alive too."""
     if out["capacity"]["non_2xx"]:
         return  # the capacity run shed: its CPU per 200 includes the 503s
     f = (out["capacity"].get("cpu_us_per_200") or 0.0) / 1e6
+    kept = [name for name, _, close in PHASES if not close]
     rs = []
-    for factor in ("2x", "4x"):
+    for factor in kept:
         p = out[factor]
         served, shed = p["goodput"] * seconds, p["not_200"]
         if shed:
@@ -413,7 +431,7 @@ def add_costs(out: dict[str, Any], seconds: float) -> None:
         return
     r = sum(rs) / len(rs)
     out["cost_us"] = {"per_200": round(f * 1e6, 1), "per_503": round(r * 1e6, 1)}
-    for factor in ("2x", "4x"):
+    for factor in kept:
         p = out[factor]
         u = p["server_cpu_share"] + max(
             0.0, 1.0 - p["server_cpu_share"] - (p["others_on_server_core"] or 0.0)
@@ -655,7 +673,7 @@ def judge(results: dict[str, Any]) -> list[Target]:
         if not suite:
             continue
         unloaded = suite["unloaded"]["p99_200_ms"] or 0
-        for factor in ("2x", "4x"):
+        for factor, _, _ in PHASES:
             p = suite[factor]
             label = f"{model} {factor}"
             share = p["goodput_share"]
@@ -708,7 +726,7 @@ def judge(results: dict[str, Any]) -> list[Target]:
         results[m][f]["five_hundreds"]
         for m in ("example", "slow")
         if m in results
-        for f in ("2x", "4x")
+        for f, _, _ in PHASES
     )
     if slow:
         fives += slow["during"]["five_hundreds"]
@@ -748,7 +766,7 @@ def _suite_lines(model: str, suite: dict[str, Any]) -> list[str]:
         "| RSS growth | recovery | computed for gone callers |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for factor in ("2x", "4x"):
+    for factor, _, _ in PHASES:
         p = suite[factor]
         health = ", ".join(f"{h['p99_ms']} ms ({h['failed']} failed)" for h in p["health"].values())
         lines.append(
@@ -902,7 +920,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     answered = sum(
                         results[name][k].get("outcomes", {}).get("200", 0)
-                        for k in ("unloaded", "2x", "4x")
+                        for k in ("unloaded", *(name for name, _, _ in PHASES))
                     )
                     if name == "example":
                         flushed = server
