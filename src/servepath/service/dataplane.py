@@ -278,17 +278,18 @@ class DataPlane:
         if others:
             # Ready once the configured versions serve, not before: a replica taken into the
             # load balancer with its candidate still loading would answer every caller with
-            # the primary, and the canary's share would silently be 0.
+            # the primary, and the canary's share would silently be 0. (Without them,
+            # install() has made it ready.)
             self.state = "loading"
-        for role, spec in others:
-            try:
-                await self.load_spec(spec, role)  # type: ignore[arg-type]
-            except Exception as exc:
-                log.error("the %s %s failed to load: %s", role, spec, exc)
-                if self.settings.on_model_failure == "exit":
-                    self.gate.fail(f"the {role} {spec} failed to load: {exc}")
-                    return
-        self.state = "ready"
+            for role, spec in others:
+                try:
+                    await self.load_spec(spec, role)  # type: ignore[arg-type]
+                except Exception as exc:
+                    log.error("the %s %s failed to load: %s", role, spec, exc)
+                    if self.settings.on_model_failure == "exit":
+                        self.gate.fail(f"the {role} {spec} failed to load: {exc}")
+                        return
+            self.state = "ready"
         settle_heap()
         log.info(
             "model %s version %s ready: %s, served with %s",
