@@ -92,11 +92,13 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def test_a_child_that_asked_dies_with_its_parent() -> None:
+def test_a_child_that_asked_dies_with_its_parent(tmp_path: Path) -> None:
     # A parent that started such a child, killed (SIGKILL: no shutdown of its own runs):
     # the child, asleep for a minute, must not outlive it.
+    asked = tmp_path / "asked"
     child = (
         "from servepath.process import die_with_parent; die_with_parent(); "
+        f"open({str(asked)!r}, 'w').close(); "
         "import time; time.sleep(60)"
     )
     parent = subprocess.Popen(
@@ -111,10 +113,9 @@ def test_a_child_that_asked_dies_with_its_parent() -> None:
             assert parent.poll() is None and time.monotonic() < deadline, "no child started"
             time.sleep(0.01)
         [pid] = children
-        # The child has asked once it runs Python: its command line is then its own.
-        while "die_with_parent" not in Path(f"/proc/{pid}/cmdline").read_text():
+        while not asked.exists():  # it says so once it has asked
+            assert parent.poll() is None and time.monotonic() < deadline, "the child never asked"
             time.sleep(0.01)
-        time.sleep(1.0)  # let it reach its sleep (it asked before it did)
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(10)
         deadline = time.monotonic() + 20
